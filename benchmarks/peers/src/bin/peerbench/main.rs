@@ -1,0 +1,343 @@
+//! `peerbench`: drives real member processes on loopback and measures
+//! failure detection, gossip bandwidth, and RSS/CPU.
+//!
+//! ```text
+//! peerbench detection --system nbwatch|chitchat|foca --n 16 --kills 20 [--seed S] [--nbwatch-bin PATH]
+//! peerbench bandwidth --system ... --n 16 --metrics-interval 0|5 --seconds 60
+//! peerbench rss       --system ... --n 64 [--seconds 30]
+//! ```
+
+mod cluster;
+mod nbwatch;
+mod procfs;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peerbench::now_ms;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use cluster::{Cluster, Launcher, System, converged, wait_until};
+
+struct Opts {
+    command: String,
+    system: System,
+    n: usize,
+    kills: usize,
+    seed: u64,
+    metrics_interval: u64,
+    seconds: u64,
+    warmup: u64,
+    settle: u64,
+    timeout: u64,
+    nbwatch_bin: PathBuf,
+    bin_dir: PathBuf,
+}
+
+fn parse() -> anyhow::Result<Opts> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    if !matches!(command.as_str(), "detection" | "bandwidth" | "rss") {
+        anyhow::bail!(
+            "usage: peerbench detection|bandwidth|rss --system nbwatch|chitchat|foca --n N \
+             [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] [--seconds S] \
+             [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR]"
+        );
+    }
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let mut o = Opts {
+        seconds: if command == "rss" { 30 } else { 60 },
+        command,
+        system: System::Foca,
+        n: 16,
+        kills: 20,
+        seed: now_ms(),
+        metrics_interval: 0,
+        warmup: 10,
+        settle: 30,
+        timeout: 60,
+        nbwatch_bin: PathBuf::from("/work/main/target/release/nbwatch"),
+        bin_dir: exe_dir,
+    };
+    let mut system = None;
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--system" => system = Some(System::parse(&value)?),
+            "--n" => o.n = value.parse()?,
+            "--kills" => o.kills = value.parse()?,
+            "--seed" => o.seed = value.parse()?,
+            "--metrics-interval" => o.metrics_interval = value.parse()?,
+            "--seconds" => o.seconds = value.parse()?,
+            "--warmup" => o.warmup = value.parse()?,
+            "--settle" => o.settle = value.parse()?,
+            "--timeout" => o.timeout = value.parse()?,
+            "--nbwatch-bin" => o.nbwatch_bin = value.into(),
+            "--bin-dir" => o.bin_dir = value.into(),
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    o.system = system.ok_or_else(|| anyhow::anyhow!("--system is required"))?;
+    anyhow::ensure!(o.n >= 2, "--n must be at least 2");
+    Ok(o)
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = parse()?;
+    if o.system == System::Nbwatch && !o.nbwatch_bin.exists() {
+        anyhow::bail!(
+            "{} does not exist: build nbwatch first (cargo build --release in /work/main)",
+            o.nbwatch_bin.display()
+        );
+    }
+    let run_dir = std::env::temp_dir().join(format!(
+        "peerbench-{}-{}",
+        o.system.label(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&run_dir)?;
+    eprintln!("# run dir (configs, stderr logs): {}", run_dir.display());
+    let launcher = Launcher {
+        system: o.system,
+        bin_dir: o.bin_dir.clone(),
+        nbwatch_bin: o.nbwatch_bin.clone(),
+        run_dir: run_dir.clone(),
+        metrics_interval: o.metrics_interval,
+        cluster_size: o.n,
+        poll_every: if o.command == "detection" {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        },
+    };
+    let converge = Duration::from_secs(60 + o.n as u64);
+    let cluster = Cluster::start(launcher, o.n, converge)?;
+    let result = match o.command.as_str() {
+        "detection" => detection(cluster, &o),
+        _ => steady(cluster, &o),
+    };
+    // Members are killed on drop; keep the run dir only on failure.
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    result
+}
+
+fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
+    println!(
+        "# detection: system={} n={} kills={} seed={} settle={} s",
+        o.system.label(),
+        o.n,
+        o.kills,
+        o.seed,
+        o.settle
+    );
+    let mut rng = StdRng::seed_from_u64(o.seed);
+    let timeout = Duration::from_secs(o.timeout);
+    let mut times_ms: Vec<u64> = Vec::new();
+    let mut firsts_ms: Vec<u64> = Vec::new();
+    let mut timed_out = 0usize;
+    let mut not_rejoined = 0usize;
+    for k in 0..o.kills {
+        // Let the cluster run a while after (re)convergence: adaptive
+        // detectors (chitchat's phi) judge a node by its heartbeat history.
+        std::thread::sleep(Duration::from_secs(o.settle));
+        let vi = rng.random_range(0..cluster.members.len());
+        let victim_name = cluster.members[vi].name.clone();
+        let t_kill = cluster.members[vi].kill9();
+        let victim = cluster.members.remove(vi);
+        let survivors = &cluster.members;
+        let detected = wait_until(timeout, || {
+            survivors.iter().all(|s| {
+                s.view
+                    .lock()
+                    .map(|v| v.alive.get(&victim_name) == Some(&false))
+                    .unwrap_or(false)
+            })
+        });
+        if detected {
+            let downs: Vec<u64> = survivors
+                .iter()
+                .filter_map(|s| s.view.lock().ok()?.down_at.get(&victim_name).copied())
+                .map(|t| t.saturating_sub(t_kill))
+                .collect();
+            let all = downs.iter().copied().max().unwrap_or(0);
+            let first = downs.iter().copied().min().unwrap_or(0);
+            times_ms.push(all);
+            firsts_ms.push(first);
+            println!(
+                "kill {:>2}/{}: {victim_name} down at all {} survivors after {:.2} s (first {:.2} s)",
+                k + 1,
+                o.kills,
+                survivors.len(),
+                all as f64 / 1000.0,
+                first as f64 / 1000.0
+            );
+        } else {
+            timed_out += 1;
+            let seen = survivors
+                .iter()
+                .filter(|s| {
+                    s.view
+                        .lock()
+                        .map(|v| v.alive.get(&victim_name) == Some(&false))
+                        .unwrap_or(false)
+                })
+                .count();
+            println!(
+                "kill {:>2}/{}: {victim_name} TIMEOUT after {} s ({seen}/{} survivors saw it down)",
+                k + 1,
+                o.kills,
+                o.timeout,
+                survivors.len()
+            );
+        }
+        // Restart: nbwatch under the same name, ports and data dir (it comes
+        // back with a higher incarnation); chitchat/foca under a fresh name
+        // on a fresh port so their identities are unambiguous.
+        let seed = cluster.members[0].gossip;
+        let restarted = match o.system {
+            System::Nbwatch => {
+                let (gossip, api) = (victim.gossip, victim.api);
+                drop(victim);
+                cluster.launcher.spawn(&victim_name, gossip, api, &[seed])?
+            }
+            _ => {
+                drop(victim);
+                {
+                    let base = victim_name.split('r').next().unwrap_or("n");
+                    cluster.spawn_fresh(&format!("{base}r{}", k + 1), &[seed])?
+                }
+            }
+        };
+        cluster.members.push(restarted);
+        if !wait_until(Duration::from_secs(60 + o.n as u64), || {
+            converged(&cluster.members)
+        }) {
+            not_rejoined += 1;
+            println!(
+                "  warning: cluster not whole 60 s after restart: {}",
+                cluster.describe_gaps()
+            );
+        }
+    }
+    times_ms.sort_unstable();
+    firsts_ms.sort_unstable();
+    let q = |v: &[u64], p: f64| {
+        percentile(v, p)
+            .map(|x| format!("{:.2} s", x as f64 / 1000.0))
+            .unwrap_or("-".into())
+    };
+    println!();
+    println!(
+        "detection = kill -9 until EVERY survivor reports the victim down; nearest-rank percentiles"
+    );
+    println!(
+        "| system | N | kills | settle | p50 | p99 | max | first survivor p50 | timeouts (>{} s) | seed |",
+        o.timeout
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} s | {} | {} | {} | {} | {} | {} |",
+        o.system.label(),
+        o.n,
+        o.kills,
+        o.settle,
+        q(&times_ms, 0.50),
+        q(&times_ms, 0.99),
+        q(&times_ms, 1.0),
+        q(&firsts_ms, 0.50),
+        timed_out,
+        o.seed
+    );
+    if not_rejoined > 0 {
+        println!("({not_rejoined} restarts did not rejoin within the deadline)");
+    }
+    Ok(())
+}
+
+/// Nearest-rank percentile of a sorted slice.
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Bandwidth and RSS/CPU over a steady-state window after convergence.
+fn steady(cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
+    let warmup = o.warmup.max(2 * o.metrics_interval);
+    eprintln!("# warm-up {warmup} s, window {} s", o.seconds);
+    std::thread::sleep(Duration::from_secs(warmup));
+    let snap = |c: &Cluster| -> Vec<(u64, u64, u64, Option<u64>)> {
+        c.members
+            .iter()
+            .map(|m| {
+                let v = m.view.lock();
+                let (b, d, t) = v
+                    .map(|v| (v.bytes_sent, v.datagrams_sent, v.stats_t_ms))
+                    .unwrap_or_default();
+                (b, d, t, procfs::cpu_ticks(m.pid()))
+            })
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    let before = snap(&cluster);
+    std::thread::sleep(Duration::from_secs(o.seconds));
+    let after = snap(&cluster);
+    let wall = t0.elapsed().as_secs_f64();
+    let whole = converged(&cluster.members);
+    let n = cluster.members.len() as f64;
+    let mut bps = 0.0;
+    let mut dps = 0.0;
+    let mut cpu = 0.0;
+    let mut rss_kb = 0u64;
+    let hz = procfs::clock_ticks_per_sec();
+    for (m, (b0, a0)) in cluster.members.iter().zip(before.iter().zip(after.iter())) {
+        let dt = (a0.2.saturating_sub(b0.2)) as f64 / 1000.0;
+        if dt > 0.0 {
+            bps += (a0.0.saturating_sub(b0.0)) as f64 / dt;
+            dps += (a0.1.saturating_sub(b0.1)) as f64 / dt;
+        }
+        if let (Some(c0), Some(c1)) = (b0.3, a0.3) {
+            cpu += (c1.saturating_sub(c0)) as f64 / hz / wall * 100.0;
+        }
+        rss_kb += procfs::vm_rss_kb(m.pid()).unwrap_or(0);
+    }
+    let metrics = if o.system == System::Foca && o.metrics_interval > 0 {
+        "n/a (liveness only)".to_string()
+    } else if o.metrics_interval == 0 {
+        "off".to_string()
+    } else {
+        format!("every {} s", o.metrics_interval)
+    };
+    println!(
+        "# {}: system={} n={} metrics={metrics} window={} s still converged={whole}",
+        o.command,
+        o.system.label(),
+        o.n,
+        o.seconds
+    );
+    println!(
+        "| system | N | metrics | bytes/s sent per node | datagrams/s per node | RSS per node | CPU per node (% of one core) | window |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {metrics} | {:.0} | {:.1} | {:.1} MB | {:.2} % | {} s |",
+        o.system.label(),
+        o.n,
+        bps / n,
+        dps / n,
+        rss_kb as f64 / n / 1024.0,
+        cpu / n,
+        o.seconds
+    );
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! nbwatch adapter: one `nbwatch run --config FILE` per node, observed by
+//! polling its HTTP API (`/api/v1/members`, `/api/v1/stats`) with a tiny
+//! hand-written HTTP/1.1 GET (`Connection: close`).
+//!
+//! A survivor has detected the victim when the victim's entry in its
+//! `/members` has `"state": "down"` (or `"left"`); the detection timestamp
+//! is the driver's clock at the first poll that saw it (50 ms polls).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peerbench::now_ms;
+
+use crate::cluster::View;
+
+pub fn write_config(
+    run_dir: &Path,
+    name: &str,
+    gossip: SocketAddr,
+    seeds: &[SocketAddr],
+    metrics_interval_s: u64,
+    api: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    let data_dir = run_dir.join(name);
+    std::fs::create_dir_all(&data_dir)?;
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let toml = format!(
+        "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n\
+         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n\n\
+         [metrics]\ninterval = \"{metrics_interval_s}s\"\n\n\
+         [api]\nlisten = \"{api}\"\n",
+        data_dir.display(),
+        seeds.join(", "),
+    );
+    let path = run_dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// GET `path` from `addr`; returns the body of a 200 response.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
+    let timeout = Duration::from_millis(1000);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    let status_ok = head
+        .lines()
+        .next()
+        .map(|l| l.split_whitespace().nth(1) == Some("200"))
+        .unwrap_or(false);
+    if !status_ok {
+        anyhow::bail!("GET {path}: {}", head.lines().next().unwrap_or(""));
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return dechunk(body);
+    }
+    Ok(body.to_vec())
+}
+
+fn dechunk(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| anyhow::anyhow!("bad chunk"))?;
+        let size_text = String::from_utf8_lossy(&body[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
+        body = &body[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if body.len() < size {
+            anyhow::bail!("short chunk");
+        }
+        out.extend_from_slice(&body[..size]);
+        body = body.get(size + 2..).unwrap_or(&[]);
+    }
+}
+
+/// Poll `/members` every `every` and `/stats` about once a second into `view`.
+pub fn spawn_poller(
+    me: String,
+    api: SocketAddr,
+    view: Arc<Mutex<View>>,
+    stop: Arc<AtomicBool>,
+    every: Duration,
+) {
+    std::thread::spawn(move || {
+        let mut last_stats: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let tick = Instant::now();
+            if let Ok(body) = http_get(api, "/api/v1/members") {
+                let t = now_ms();
+                if let Ok(serde_json::Value::Array(members)) = serde_json::from_slice(&body) {
+                    if let Ok(mut v) = view.lock() {
+                        for m in members {
+                            let (Some(name), Some(state)) =
+                                (m["name"].as_str(), m["state"].as_str())
+                            else {
+                                continue;
+                            };
+                            if name == me {
+                                continue;
+                            }
+                            // "suspect" is not a verdict: the node still counts as up.
+                            let up = matches!(state, "alive" | "suspect");
+                            v.mark(name, up, t);
+                        }
+                    }
+                }
+            }
+            if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                if let Ok(body) = http_get(api, "/api/v1/stats") {
+                    if let Ok(s) = serde_json::from_slice::<serde_json::Value>(&body) {
+                        if let Ok(mut v) = view.lock() {
+                            v.bytes_sent = s["bytes_sent"].as_u64().unwrap_or(0);
+                            v.datagrams_sent = s["datagrams_sent"].as_u64().unwrap_or(0);
+                            v.stats_t_ms = now_ms();
+                            v.ready = true;
+                        }
+                        last_stats = Some(Instant::now());
+                    }
+                }
+            }
+            if let Some(rest) = every.checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+    });
+}

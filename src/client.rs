@@ -1,0 +1,14 @@
+//! The CLI side of the HTTP API: fetch JSON from the daemon on loopback and print it for people.
+//!
+//! The client is a small HTTP/1.1 implementation over a `TcpStream` instead of a full HTTP
+//! client crate: it only ever talks to our own daemon, one request per connection
+//! (`Connection: close`), and that needs a few dozen lines, not a TLS-capable dependency tree.
+
+mod http;
+mod table;
+
+pub use http::{ClientError, MAX_RESPONSE_BYTES, get_json, post_json};
+pub use table::{format_age, render_members, render_table};
+
+#[cfg(test)]
+mod tests;

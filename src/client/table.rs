@@ -1,0 +1,113 @@
+//! Aligned tables for people; scripts use `--json`.
+
+use crate::probe::metrics::format_trimmed;
+use crate::types::Time;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Columns padded to their widest cell, two spaces apart, no trailing spaces. Rows shorter than
+/// the header get empty cells; longer rows keep their extra cells.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let columns = rows
+        .iter()
+        .map(Vec::len)
+        .chain([headers.len()])
+        .max()
+        .unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    let all_rows: Vec<Vec<&str>> = std::iter::once(headers.to_vec())
+        .chain(rows.iter().map(|r| r.iter().map(String::as_str).collect()))
+        .collect();
+    for row in &all_rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &all_rows {
+        let mut line = String::new();
+        for (i, width) in widths.iter().enumerate() {
+            let cell = row.get(i).copied().unwrap_or("");
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            let pad = width - cell.chars().count();
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The members array of `GET /api/v1/members` as a table. Fields that are missing or of the
+/// wrong type show as `-`.
+pub fn render_members(members: &[Value], now: Time) -> String {
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            let text = |key: &str| m.get(key).and_then(Value::as_str).map(str::to_string);
+            let metric = |key: &str, decimals: usize| {
+                m.get("metrics")
+                    .and_then(|x| x.get(key))
+                    .and_then(Value::as_f64)
+                    .map(|v| format_trimmed(v, decimals))
+            };
+            let last_heard = text("last_heard")
+                .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|since_epoch| format_age(now.since(Time(since_epoch.as_millis() as u64))));
+            let leader = m
+                .get("is_leader")
+                .and_then(Value::as_bool)
+                .map(|l| if l { "*" } else { "" }.to_string());
+            [
+                text("name"),
+                text("addr"),
+                text("state"),
+                m.get("incarnation")
+                    .and_then(Value::as_u64)
+                    .map(|i| i.to_string()),
+                last_heard,
+                leader,
+                metric("load1", 2),
+                metric("mem_used_pct", 1),
+            ]
+            .into_iter()
+            .map(|cell| cell.unwrap_or_else(|| "-".to_string()))
+            .collect()
+        })
+        .collect();
+    render_table(
+        &[
+            "NAME",
+            "ADDR",
+            "STATE",
+            "INC",
+            "LAST HEARD",
+            "LEADER",
+            "LOAD1",
+            "MEM%",
+        ],
+        &rows,
+    )
+}
+
+/// How long ago, for people: `0.4s ago` under 10 s, then `42s ago`, `3m ago`, `5h ago`, `2d ago`.
+pub fn format_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    if secs < 10 {
+        // Truncated, not rounded, so 9.96 s does not read as "10.0s".
+        let tenths = age.as_millis() / 100;
+        format!("{}.{}s ago", tenths / 10, tenths % 10)
+    } else if secs < 60 {
+        format!("{secs}s ago")
+    } else if secs < 3600 {
+        format!("{}m ago", secs / 60)
+    } else if secs < 48 * 3600 {
+        format!("{}h ago", secs / 3600)
+    } else {
+        format!("{}d ago", secs / 86_400)
+    }
+}

@@ -1,0 +1,362 @@
+//! The node's config: one optional TOML file plus `NBWATCH_<SECTION>__<KEY>` overrides, turned
+//! into typed structs once, at load, so no other module ever sees a raw value.
+//!
+//! Why an explicit walk and not `#[serde(deny_unknown_fields)]`: serde stops at the first
+//! error, and `check-config` must list every problem, each with its file and key, in one run.
+//! So the `config` crate merges the layers (it remembers which layer each value came from) and
+//! `sections` visits the merged tree once, building the typed config and collecting problems.
+//!
+//! Rules a user can rely on (the sample `etc/nbwatch.toml` repeats them):
+//! - Only variables shaped `NBWATCH_<SECTION>__<KEY>` override the file (the double underscore
+//!   separates section and key; keys are case-insensitive there). Others such as `NBWATCH_API`,
+//!   which client commands read, are ignored here. A list (`NBWATCH_GOSSIP__SEEDS`) is
+//!   comma-separated; an empty `advertise` or `key_file` means "not set".
+//! - Relative `supervision.trees` and `gossip.key_file` from the file (or the default `trees`
+//!   when a file was given) are relative to the file's folder, since they ship next to it;
+//!   from the environment, or with no file, they are relative to the current directory.
+//!   `node.data_dir` is state, not part of the config, so it stays relative to the current
+//!   directory.
+
+mod host;
+mod schema;
+mod sections;
+mod sinks;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use crate::types::NodeName;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use host::first_non_loopback_ipv4;
+
+/// `gossip.listen` when not set.
+pub const DEFAULT_GOSSIP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7710));
+/// `api.listen` when not set, and where client commands look last.
+pub const DEFAULT_API_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7711));
+/// `node.data_dir` when not set.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/nbwatch";
+/// `supervision.trees` when not set (see the module doc for what it is relative to).
+pub const DEFAULT_TREES: &str = "supervisors";
+/// The label of problems that come from `NBWATCH_` variables.
+pub const ENVIRONMENT: &str = "environment";
+/// The label of problems that come from a built-in default (e.g. no host name).
+pub const DEFAULTS: &str = "defaults";
+
+/// The whole node config, every default applied and every path resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it was loaded from, if any.
+    pub file: Option<PathBuf>,
+    pub node: NodeConfig,
+    pub gossip: GossipConfig,
+    pub metrics: MetricsConfig,
+    pub api: ApiConfig,
+    pub supervision: SupervisionConfig,
+    pub store: StoreConfig,
+    pub alerts: AlertsConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeConfig {
+    /// Unique in the cluster; defaults to the host name.
+    pub name: NodeName,
+    pub data_dir: PathBuf,
+    /// Lower leads first.
+    pub priority: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GossipConfig {
+    /// UDP and TCP.
+    pub listen: SocketAddr,
+    /// As set by the user; see [`GossipConfig::advertise_addr`] for the address actually used.
+    pub advertise: Option<SocketAddr>,
+    /// Names are resolved at load; empty means a new cluster.
+    pub seeds: Vec<SocketAddr>,
+    pub interval: Duration,
+    /// Present = encrypted, authenticated gossip.
+    pub key_file: Option<PathBuf>,
+    /// Allows plaintext gossip on a non-loopback address.
+    pub insecure: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsConfig {
+    /// How often this host announces its metrics; zero turns announcements off.
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupervisionConfig {
+    /// Folder of tree files, already resolved (see the module doc).
+    pub trees: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    pub raw_retention: Duration,
+    pub rollup_retention: Duration,
+    pub backfill: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertsConfig {
+    /// This many state changes within `flap_window` = flapping.
+    pub flap_threshold: u32,
+    pub flap_window: Duration,
+    /// Reminders while an incident is open; zero = never.
+    pub repeat: Duration,
+    pub sinks: Vec<SinkSpec>,
+}
+
+/// Where alerts go, `[[alerts.sinks]]` by `type`. Only described here; the alert module sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// Runs `command` (never empty) with the alert JSON on stdin.
+    Exec { command: Vec<String> },
+    /// POSTs the alert to `url` (http or https).
+    Webhook { url: String, format: WebhookFormat },
+    /// Mails the alert through `smtp` ("host:port"); `to` is never empty.
+    Email {
+        smtp: String,
+        from: String,
+        to: Vec<String>,
+    },
+}
+
+/// The body of a webhook POST.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The contract's alert JSON.
+    #[default]
+    Json,
+    /// Alertmanager's webhook payload.
+    Alertmanager,
+}
+
+impl Config {
+    /// The built-in defaults, with `name` because the default name is the host's.
+    pub fn builtin(name: NodeName) -> Config {
+        Config {
+            file: None,
+            node: NodeConfig {
+                name,
+                data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+                priority: 0,
+            },
+            gossip: GossipConfig::default(),
+            metrics: MetricsConfig::default(),
+            api: ApiConfig::default(),
+            supervision: SupervisionConfig::default(),
+            store: StoreConfig::default(),
+            alerts: AlertsConfig::default(),
+        }
+    }
+
+    /// A node for tests: gossip and API on `127.0.0.1:0`, state and trees under `data_dir`,
+    /// no seeds. Fields are public; adjust the rest with struct update syntax.
+    pub fn defaults_for_test(name: &str, data_dir: &Path) -> Config {
+        let loopback_any_port = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let mut config = Config::builtin(NodeName::new(name));
+        config.node.data_dir = data_dir.to_path_buf();
+        config.gossip.listen = loopback_any_port;
+        config.api.listen = loopback_any_port;
+        config.supervision.trees = data_dir.join(DEFAULT_TREES);
+        config
+    }
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        GossipConfig {
+            listen: DEFAULT_GOSSIP_LISTEN,
+            advertise: None,
+            seeds: Vec::new(),
+            interval: Duration::from_secs(1),
+            key_file: None,
+            insecure: false,
+        }
+    }
+}
+
+impl GossipConfig {
+    /// The address other nodes should use to reach this one, given the address the gossip
+    /// socket is actually bound to (so `listen` port 0 works). An explicit `advertise` wins
+    /// (its port 0 also means "the bound port"). Otherwise the bound address, except that an
+    /// unspecified IP (`0.0.0.0`, `::`) becomes the host's first non-loopback IPv4 (the source
+    /// address of its default route), else `127.0.0.1`.
+    pub fn advertise_addr(&self, bound: SocketAddr) -> SocketAddr {
+        match self.advertise {
+            Some(addr) if addr.port() == 0 => SocketAddr::new(addr.ip(), bound.port()),
+            Some(addr) => addr,
+            None if bound.ip().is_unspecified() => {
+                let ip = first_non_loopback_ipv4().unwrap_or(Ipv4Addr::LOCALHOST);
+                SocketAddr::new(IpAddr::V4(ip), bound.port())
+            }
+            None => bound,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// False when `metrics.interval` is zero: this host announces no metrics.
+    pub fn announces(&self) -> bool {
+        !self.interval.is_zero()
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: DEFAULT_API_LISTEN,
+        }
+    }
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            trees: PathBuf::from(DEFAULT_TREES),
+        }
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            raw_retention: DAY * 7,
+            rollup_retention: DAY * 365,
+            backfill: DAY,
+        }
+    }
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            flap_threshold: 4,
+            flap_window: Duration::from_secs(600),
+            repeat: Duration::ZERO,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+/// What kind of mistake a [`Problem`] is, for callers and tests that match on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The file cannot be read or is not UTF-8.
+    Unreadable,
+    /// The file is not valid TOML.
+    Syntax,
+    UnknownSection,
+    UnknownKey,
+    WrongType,
+    BadDuration,
+    BadAddress,
+    MissingName,
+    /// A required key of a sink is absent.
+    MissingKey,
+    UnknownSinkType,
+    EmptyCommand,
+    /// A value of the right type that is still not allowed (empty, out of range, ...).
+    BadValue,
+}
+
+/// One thing wrong with the config, located by file and dotted key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The config path, [`ENVIRONMENT`] for `NBWATCH_` variables or [`DEFAULTS`].
+    pub file: String,
+    /// Dotted, e.g. `gossip.interval` or `alerts.sinks[0].command`; empty for the whole file.
+    pub key: String,
+    pub kind: ProblemKind,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in one load, never empty; displayed one per line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl ConfigErrors {
+    pub fn problems(&self) -> &[Problem] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads `path` (if given) with the process environment's `NBWATCH_<SECTION>__<KEY>` overrides.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    // Lossy: a non-UTF-8 value then fails validation with a readable message instead of being
+    // skipped silently.
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+        .collect();
+    load_with_env(path, &env)
+}
+
+/// [`load`] with an explicit environment, so tests need not mutate the process's. `env` may
+/// hold unrelated variables; only `NBWATCH_<SECTION>__<KEY>` ones are read.
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    load_inner(path, env, host::host_name())
+}
+
+/// [`load_with_env`] with the host name injected (`None`: it cannot be determined).
+fn load_inner(
+    path: Option<&Path>,
+    env: &[(String, String)],
+    host_name: Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let text = match path {
+        Some(path) => Some(sections::read_file(path)?),
+        None => None,
+    };
+    let merged = sections::merge(path, text.as_deref(), env)?;
+    sections::build(&merged, path, host_name)
+}

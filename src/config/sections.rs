@@ -1,0 +1,352 @@
+//! From file text and environment to a typed [`Config`]: read and syntax-check the file, merge
+//! the layers with the `config` crate, then walk the merged tree section by section.
+
+use super::walk::{Table, Walker};
+use super::{
+    AlertsConfig, ApiConfig, Config, ConfigErrors, GossipConfig, MetricsConfig, NodeConfig,
+    Problem, ProblemKind, StoreConfig, SupervisionConfig, schema, sinks,
+};
+use crate::types::NodeName;
+use config::{Environment, File, FileFormat, Value, ValueKind};
+use std::path::{Path, PathBuf};
+
+/// The file's text, or the one problem that makes it unusable (unreadable, not UTF-8, not
+/// TOML). Syntax is checked here with `toml` because its errors carry a position.
+pub(super) fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    let whole_file = |kind, message| {
+        ConfigErrors(vec![Problem {
+            file: path.display().to_string(),
+            key: String::new(),
+            kind,
+            message,
+        }])
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        whole_file(
+            ProblemKind::Unreadable,
+            format!("cannot read the file: {e}"),
+        )
+    })?;
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    let text = String::from_utf8(bytes.to_vec()).map_err(|e| {
+        whole_file(
+            ProblemKind::Unreadable,
+            format!("the file is not UTF-8 ({e})"),
+        )
+    })?;
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        let at = e.span().map_or(String::new(), |span| {
+            let (line, column) = line_column(&text, span.start);
+            format!(" at line {line}, column {column}")
+        });
+        let message = format!("TOML syntax error{at}: {}", e.message().trim());
+        return Err(whole_file(ProblemKind::Syntax, message));
+    }
+    Ok(text)
+}
+
+/// 1-based line and column (in chars) of byte `offset`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The file layer under the `NBWATCH_<SECTION>__<KEY>` layer, as one tree whose values
+/// remember their layer.
+pub(super) fn merge(
+    path: Option<&Path>,
+    text: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Value, ConfigErrors> {
+    let overrides: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_prefix("NBWATCH_")
+                .is_some_and(|rest| rest.contains("__"))
+        })
+        .cloned()
+        .collect();
+    let mut builder = config::Config::builder();
+    if let Some(text) = text {
+        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+    }
+    let environment = Environment::with_prefix("NBWATCH")
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(overrides));
+    match builder.add_source(environment).build() {
+        Ok(merged) => Ok(merged.cache),
+        Err(e) => Err(ConfigErrors(vec![Problem {
+            file: path.map_or(super::ENVIRONMENT.to_string(), |p| p.display().to_string()),
+            key: String::new(),
+            kind: ProblemKind::Syntax,
+            message: e.to_string(),
+        }])),
+    }
+}
+
+/// Walks the merged tree into a [`Config`], or every problem found on the way.
+pub(super) fn build(
+    merged: &Value,
+    path: Option<&Path>,
+    host_name: Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut w = Walker::new(path.map(|p| p.display().to_string()));
+    let empty = Table::new();
+    let root = match &merged.kind {
+        ValueKind::Table(t) => t,
+        _ => &empty,
+    };
+    unknown_sections(&mut w, root);
+    // Relative paths from the file are relative to its folder (module doc).
+    let base = path.and_then(Path::parent).map(Path::to_path_buf);
+    let sections = Sections { root };
+
+    let name = node_name(&mut w, sections.value("node", "name"), host_name);
+    let node = node(&mut w, &sections);
+    let gossip = gossip(&mut w, &sections, base.as_deref());
+    let metrics = metrics(&mut w, &sections);
+    let api = api(&mut w, &sections);
+    let supervision = supervision(&mut w, &sections, base.as_deref());
+    let store = store(&mut w, &sections);
+    let alerts = alerts(&mut w, &sections);
+
+    match name {
+        Some(name) if w.problems.is_empty() => Ok(Config {
+            file: path.map(Path::to_path_buf),
+            node: NodeConfig { name, ..node },
+            gossip,
+            metrics,
+            api,
+            supervision,
+            store,
+            alerts,
+        }),
+        _ => Err(ConfigErrors(w.problems)),
+    }
+}
+
+fn unknown_sections(w: &mut Walker, root: &Table) {
+    let known = schema::section_names();
+    let mut names: Vec<&String> = root
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .collect();
+    names.sort();
+    for name in names {
+        let value = &root[name];
+        let (kind, message) = match &value.kind {
+            ValueKind::Table(_) => {
+                let hint = schema::hint(name, &known, false);
+                (
+                    ProblemKind::UnknownSection,
+                    format!("unknown section [{name}]{hint}"),
+                )
+            }
+            // A key above every section: most likely one that belongs in a section.
+            _ => {
+                let hint = schema::hint(name, &[], true);
+                let message = format!("unknown key \"{name}\" outside any section{hint}");
+                (ProblemKind::UnknownKey, message)
+            }
+        };
+        w.problem(value, name, kind, message);
+    }
+    for (section, keys) in schema::SECTIONS {
+        if let Some(v) = root.get(*section) {
+            let what = format!("a table ([{section}])");
+            if let Some(table) = w.table(v, section, &what) {
+                w.unknown_keys(table, section, keys, &format!("in [{section}]"));
+            }
+        }
+    }
+}
+
+/// The known sections of the merged tree; a section of the wrong type reads as absent (its
+/// problem was recorded by [`unknown_sections`]).
+struct Sections<'v> {
+    root: &'v Table,
+}
+
+impl<'v> Sections<'v> {
+    fn value(&self, section: &str, key: &str) -> Option<&'v Value> {
+        match &self.root.get(section)?.kind {
+            ValueKind::Table(t) => t.get(key),
+            _ => None,
+        }
+    }
+}
+
+/// Reads `section.key` with `read`, keeping `default` when absent or bad.
+fn read<T>(
+    w: &mut Walker,
+    s: &Sections<'_>,
+    section: &str,
+    key: &str,
+    default: T,
+    read: impl FnOnce(&mut Walker, &Value, &str) -> Option<T>,
+) -> T {
+    match s.value(section, key) {
+        Some(v) => read(w, v, &format!("{section}.{key}")).unwrap_or(default),
+        None => default,
+    }
+}
+
+fn node_name(w: &mut Walker, v: Option<&Value>, host_name: Option<String>) -> Option<NodeName> {
+    const KEY: &str = "node.name";
+    let Some(v) = v else {
+        if host_name.is_none() {
+            let message = "missing name: node.name is not set and the host name cannot be \
+                           determined";
+            w.default_problem(KEY, ProblemKind::MissingName, message.to_string());
+        }
+        return host_name.map(NodeName);
+    };
+    let name = w.string(v, KEY)?;
+    if name.trim().is_empty() {
+        let message = "missing name: node.name is empty".to_string();
+        w.problem(v, KEY, ProblemKind::MissingName, message);
+        return None;
+    }
+    if name.contains(':') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let message = format!(
+            "bad name \"{name}\": no ':', spaces or control characters (commands take NODE:SERVICE)"
+        );
+        w.problem(v, KEY, ProblemKind::BadValue, message);
+        return None;
+    }
+    Some(NodeName(name))
+}
+
+/// `[node]` except the name, which [`node_name`] reads.
+fn node(w: &mut Walker, s: &Sections<'_>) -> NodeConfig {
+    let d = Config::builtin(NodeName::new("")).node;
+    NodeConfig {
+        name: d.name,
+        data_dir: read(w, s, "node", "data_dir", d.data_dir, Walker::path),
+        priority: read(w, s, "node", "priority", d.priority, Walker::int),
+    }
+}
+
+fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig {
+    let d = GossipConfig::default();
+    let interval = read(w, s, "gossip", "interval", d.interval, Walker::duration);
+    if let Some(v) = s.value("gossip", "interval")
+        && interval.is_zero()
+    {
+        let message = "must be more than zero".to_string();
+        w.problem(v, "gossip.interval", ProblemKind::BadValue, message);
+    }
+    GossipConfig {
+        listen: read(w, s, "gossip", "listen", d.listen, Walker::socket_addr),
+        advertise: read(w, s, "gossip", "advertise", None, |w, v, key| {
+            optional(w, v, key, Walker::socket_addr)
+        }),
+        seeds: read(w, s, "gossip", "seeds", d.seeds, Walker::socket_addrs),
+        interval,
+        key_file: read(w, s, "gossip", "key_file", None, |w, v, key| {
+            let path = optional(w, v, key, Walker::path)?;
+            Some(path.map(|p| beside_file(p, v, base)))
+        }),
+        insecure: read(w, s, "gossip", "insecure", d.insecure, Walker::bool),
+    }
+}
+
+/// An optional key: an empty string means "not set" (handy to unset from the environment).
+fn optional<T>(
+    w: &mut Walker,
+    v: &Value,
+    key: &str,
+    read: impl FnOnce(&mut Walker, &Value, &str) -> Option<T>,
+) -> Option<Option<T>> {
+    match &v.kind {
+        ValueKind::String(s) if s.trim().is_empty() => Some(None),
+        _ => read(w, v, key).map(Some),
+    }
+}
+
+/// A relative path from the file layer, made relative to the file's folder.
+fn beside_file(path: PathBuf, v: &Value, base: Option<&Path>) -> PathBuf {
+    match base {
+        Some(base) if path.is_relative() && !Walker::from_env(v) => base.join(path),
+        _ => path,
+    }
+}
+
+fn metrics(w: &mut Walker, s: &Sections<'_>) -> MetricsConfig {
+    let d = MetricsConfig::default();
+    MetricsConfig {
+        interval: read(w, s, "metrics", "interval", d.interval, Walker::duration),
+    }
+}
+
+fn api(w: &mut Walker, s: &Sections<'_>) -> ApiConfig {
+    let d = ApiConfig::default();
+    ApiConfig {
+        listen: read(w, s, "api", "listen", d.listen, Walker::socket_addr),
+    }
+}
+
+fn supervision(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> SupervisionConfig {
+    let d = SupervisionConfig::default();
+    let trees = match s.value("supervision", "trees") {
+        Some(v) => w
+            .path(v, "supervision.trees")
+            .map(|p| beside_file(p, v, base)),
+        None => None,
+    };
+    // The default is also relative to the file's folder when there is a file.
+    let default = || base.map_or(d.trees.clone(), |b| b.join(&d.trees));
+    SupervisionConfig {
+        trees: trees.unwrap_or_else(default),
+    }
+}
+
+fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
+    let d = StoreConfig::default();
+    StoreConfig {
+        raw_retention: read(
+            w,
+            s,
+            "store",
+            "raw_retention",
+            d.raw_retention,
+            Walker::duration,
+        ),
+        rollup_retention: read(
+            w,
+            s,
+            "store",
+            "rollup_retention",
+            d.rollup_retention,
+            Walker::duration,
+        ),
+        backfill: read(w, s, "store", "backfill", d.backfill, Walker::duration),
+    }
+}
+
+fn alerts(w: &mut Walker, s: &Sections<'_>) -> AlertsConfig {
+    let d = AlertsConfig::default();
+    AlertsConfig {
+        flap_threshold: read(
+            w,
+            s,
+            "alerts",
+            "flap_threshold",
+            d.flap_threshold,
+            Walker::u32,
+        ),
+        flap_window: read(
+            w,
+            s,
+            "alerts",
+            "flap_window",
+            d.flap_window,
+            Walker::duration,
+        ),
+        repeat: read(w, s, "alerts", "repeat", d.repeat, Walker::duration),
+        sinks: read(w, s, "alerts", "sinks", d.sinks, sinks::sinks),
+    }
+}

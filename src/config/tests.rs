@@ -1,0 +1,541 @@
+use super::*;
+use std::io::Write;
+use std::path::Path;
+
+/// Loads `toml` from a temporary file with `env` and a fixed host name.
+fn load_text(
+    toml: &str,
+    env: &[(&str, &str)],
+) -> (tempfile::NamedTempFile, Result<Config, ConfigErrors>) {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(toml.as_bytes()).expect("write temp file");
+    let result = load_inner(Some(file.path()), &owned(env), Some("testhost".into()));
+    (file, result)
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn problems(result: Result<Config, ConfigErrors>) -> Vec<Problem> {
+    match result {
+        Ok(config) => panic!("expected problems, got {config:#?}"),
+        Err(errors) => errors.0,
+    }
+}
+
+fn only_problem(result: Result<Config, ConfigErrors>) -> Problem {
+    let mut all = problems(result);
+    assert_eq!(all.len(), 1, "expected one problem, got {all:#?}");
+    all.remove(0)
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+#[test]
+fn defaults_apply_with_no_file_and_no_environment() {
+    let config = load_inner(None, &[], Some("testhost".into())).expect("defaults load");
+    assert_eq!(config, Config::builtin(NodeName::new("testhost")));
+    assert_eq!(config.node.data_dir, Path::new("/var/lib/nbwatch"));
+    assert_eq!(config.node.priority, 0);
+    assert_eq!(config.gossip.listen, addr("0.0.0.0:7710"));
+    assert_eq!(config.gossip.advertise, None);
+    assert!(config.gossip.seeds.is_empty());
+    assert_eq!(config.gossip.interval, Duration::from_secs(1));
+    assert!(!config.gossip.insecure);
+    assert_eq!(config.metrics.interval, Duration::from_secs(5));
+    assert!(config.metrics.announces());
+    assert_eq!(config.api.listen, addr("127.0.0.1:7711"));
+    assert_eq!(config.supervision.trees, Path::new("supervisors"));
+    assert_eq!(config.store.raw_retention, Duration::from_secs(7 * 86400));
+    assert_eq!(
+        config.store.rollup_retention,
+        Duration::from_secs(365 * 86400)
+    );
+    assert_eq!(config.store.backfill, Duration::from_secs(86400));
+    assert_eq!(config.alerts.flap_threshold, 4);
+    assert_eq!(config.alerts.flap_window, Duration::from_secs(600));
+    assert_eq!(config.alerts.repeat, Duration::ZERO);
+    assert!(config.alerts.sinks.is_empty());
+}
+
+#[test]
+fn the_default_name_is_the_host_name() {
+    let config = load_with_env(None, &[]).expect("defaults load on this host");
+    assert!(!config.node.name.as_str().is_empty());
+}
+
+#[test]
+fn a_full_file_parses_into_the_right_types() {
+    let (file, result) = load_text(
+        r#"
+[node]
+name = "mythbox"
+data_dir = "/srv/nbwatch"
+priority = -2
+
+[gossip]
+listen = "0.0.0.0:7720"
+advertise = "192.168.1.10:7720"
+seeds = ["192.168.1.11:7710", "localhost:7712"]
+interval = "500ms"
+key_file = "cluster.key"
+insecure = true
+
+[metrics]
+interval = "0s"
+
+[api]
+listen = "127.0.0.1:9000"
+
+[supervision]
+trees = "/etc/nbwatch/trees"
+
+[store]
+raw_retention = "2d"
+rollup_retention = "30d"
+backfill = "1h"
+
+[alerts]
+flap_threshold = 6
+flap_window = "5m"
+repeat = "1h"
+
+[[alerts.sinks]]
+type = "exec"
+command = ["/usr/local/bin/notify", "--urgent"]
+
+[[alerts.sinks]]
+type = "webhook"
+url = "https://example.org/hook"
+format = "alertmanager"
+
+[[alerts.sinks]]
+type = "webhook"
+url = "http://example.org/plain"
+
+[[alerts.sinks]]
+type = "email"
+smtp = "mail.example.org:25"
+from = "nbwatch@example.org"
+to = ["me@example.org", "you@example.org"]
+"#,
+        &[],
+    );
+    let config = result.expect("full file loads");
+    let folder = file.path().parent().expect("temp file has a folder");
+    assert_eq!(config.file.as_deref(), Some(file.path()));
+    assert_eq!(config.node.name, NodeName::new("mythbox"));
+    assert_eq!(config.node.data_dir, Path::new("/srv/nbwatch"));
+    assert_eq!(config.node.priority, -2);
+    assert_eq!(config.gossip.listen, addr("0.0.0.0:7720"));
+    assert_eq!(config.gossip.advertise, Some(addr("192.168.1.10:7720")));
+    assert_eq!(config.gossip.seeds[0], addr("192.168.1.11:7710"));
+    assert!(config.gossip.seeds[1].ip().is_loopback());
+    assert_eq!(config.gossip.seeds[1].port(), 7712);
+    assert_eq!(config.gossip.interval, Duration::from_millis(500));
+    assert_eq!(config.gossip.key_file, Some(folder.join("cluster.key")));
+    assert!(config.gossip.insecure);
+    assert_eq!(config.metrics.interval, Duration::ZERO);
+    assert!(!config.metrics.announces());
+    assert_eq!(config.api.listen, addr("127.0.0.1:9000"));
+    assert_eq!(config.supervision.trees, Path::new("/etc/nbwatch/trees"));
+    assert_eq!(config.store.raw_retention, Duration::from_secs(2 * 86400));
+    assert_eq!(
+        config.store.rollup_retention,
+        Duration::from_secs(30 * 86400)
+    );
+    assert_eq!(config.store.backfill, Duration::from_secs(3600));
+    assert_eq!(config.alerts.flap_threshold, 6);
+    assert_eq!(config.alerts.flap_window, Duration::from_secs(300));
+    assert_eq!(config.alerts.repeat, Duration::from_secs(3600));
+    assert_eq!(
+        config.alerts.sinks,
+        vec![
+            SinkSpec::Exec {
+                command: vec!["/usr/local/bin/notify".into(), "--urgent".into()]
+            },
+            SinkSpec::Webhook {
+                url: "https://example.org/hook".into(),
+                format: WebhookFormat::Alertmanager
+            },
+            SinkSpec::Webhook {
+                url: "http://example.org/plain".into(),
+                format: WebhookFormat::Json
+            },
+            SinkSpec::Email {
+                smtp: "mail.example.org:25".into(),
+                from: "nbwatch@example.org".into(),
+                to: vec!["me@example.org".into(), "you@example.org".into()]
+            },
+        ]
+    );
+}
+
+#[test]
+fn an_environment_override_wins_over_the_file() {
+    let (_file, result) = load_text(
+        "[node]\nname = \"fromfile\"\npriority = 3\n[gossip]\nlisten = \"0.0.0.0:7710\"\n\
+         seeds = [\"10.0.0.1:7710\"]\ninsecure = false\n",
+        &[
+            ("NBWATCH_NODE__NAME", "fromenv"),
+            ("NBWATCH_NODE__PRIORITY", "7"),
+            ("NBWATCH_GOSSIP__LISTEN", "127.0.0.1:0"),
+            ("NBWATCH_GOSSIP__SEEDS", "10.0.0.2:7710, 10.0.0.3:7711"),
+            ("NBWATCH_GOSSIP__INSECURE", "true"),
+            ("NBWATCH_METRICS__INTERVAL", "10s"),
+        ],
+    );
+    let config = result.expect("file plus environment loads");
+    assert_eq!(config.node.name, NodeName::new("fromenv"));
+    assert_eq!(config.node.priority, 7);
+    assert_eq!(config.gossip.listen, addr("127.0.0.1:0"));
+    assert_eq!(
+        config.gossip.seeds,
+        vec![addr("10.0.0.2:7710"), addr("10.0.0.3:7711")]
+    );
+    assert!(config.gossip.insecure);
+    assert_eq!(config.metrics.interval, Duration::from_secs(10));
+}
+
+#[test]
+fn the_environment_alone_configures_a_node_without_a_file() {
+    let env = owned(&[
+        ("NBWATCH_NODE__NAME", "x"),
+        ("NBWATCH_NODE__DATA_DIR", "rel/data"),
+        ("NBWATCH_SUPERVISION__TREES", "rel/trees"),
+        ("NBWATCH_GOSSIP__SEEDS", ""),
+    ]);
+    let config = load_inner(None, &env, None).expect("environment loads");
+    assert_eq!(config.node.name, NodeName::new("x"));
+    assert_eq!(config.node.data_dir, Path::new("rel/data"));
+    assert_eq!(config.supervision.trees, Path::new("rel/trees"));
+    assert!(config.gossip.seeds.is_empty());
+}
+
+#[test]
+fn other_nbwatch_variables_are_not_config_overrides() {
+    let env = owned(&[
+        ("NBWATCH_API", "127.0.0.1:9999"),
+        ("NBWATCH_ALERT_KIND", "node_down"),
+        ("PATH", "/usr/bin"),
+    ]);
+    let config = load_inner(None, &env, Some("h".into())).expect("unrelated variables ignored");
+    assert_eq!(config.api.listen, DEFAULT_API_LISTEN);
+}
+
+#[test]
+fn a_bad_environment_value_is_reported_as_the_environment() {
+    let (_file, result) = load_text(
+        "[gossip]\ninterval = \"1s\"\n",
+        &[
+            ("NBWATCH_GOSSIP__INTERVAL", "fast"),
+            ("NBWATCH_GOSIP__LISTEN", "x"),
+        ],
+    );
+    let all = problems(result);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let interval = all
+        .iter()
+        .find(|p| p.key == "gossip.interval")
+        .expect("interval problem");
+    assert_eq!(interval.file, ENVIRONMENT);
+    assert_eq!(interval.kind, ProblemKind::BadDuration);
+    assert!(
+        interval.message.contains("NBWATCH_GOSSIP__INTERVAL"),
+        "{interval}"
+    );
+    let section = all
+        .iter()
+        .find(|p| p.key == "gosip")
+        .expect("unknown section problem");
+    assert_eq!(section.file, ENVIRONMENT);
+    assert!(
+        section.message.contains("did you mean \"gossip\""),
+        "{section}"
+    );
+}
+
+#[test]
+fn several_problems_in_one_file_are_all_reported_with_file_and_key() {
+    let (file, result) = load_text(
+        r#"
+[node]
+name = ""
+priority = "high"
+
+[gossip]
+listen = "nowhere"
+interval = "fast"
+seeds = ["10.0.0.1:7710", "bad seed"]
+
+[store]
+backfil = "24h"
+
+[alerts]
+flap_threshold = -1
+
+[[alerts.sinks]]
+type = "pager"
+
+[[alerts.sinks]]
+type = "exec"
+command = []
+"#,
+        &[],
+    );
+    let all = problems(result);
+    let path = file.path().display().to_string();
+    let keys: Vec<&str> = all.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "node.name",
+        "node.priority",
+        "gossip.listen",
+        "gossip.interval",
+        "gossip.seeds[1]",
+        "store.backfil",
+        "alerts.flap_threshold",
+        "alerts.sinks[0].type",
+        "alerts.sinks[1].command",
+    ] {
+        assert!(
+            keys.contains(&expected),
+            "no problem at {expected}: {all:#?}"
+        );
+    }
+    assert_eq!(all.len(), 9, "{all:#?}");
+    assert!(all.iter().all(|p| p.file == path), "{all:#?}");
+    let kind_at = |key: &str| all.iter().find(|p| p.key == key).map(|p| p.kind);
+    assert_eq!(kind_at("node.name"), Some(ProblemKind::MissingName));
+    assert_eq!(kind_at("node.priority"), Some(ProblemKind::WrongType));
+    assert_eq!(
+        kind_at("alerts.sinks[0].type"),
+        Some(ProblemKind::UnknownSinkType)
+    );
+    assert_eq!(
+        kind_at("alerts.sinks[1].command"),
+        Some(ProblemKind::EmptyCommand)
+    );
+    let shown = ConfigErrors(all.clone()).to_string();
+    assert_eq!(shown.lines().count(), all.len());
+    assert!(
+        shown.contains(&format!("{path}: gossip.interval: bad duration \"fast\"")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_bad_duration_quotes_the_value_and_the_expected_form() {
+    let (file, result) = load_text("[alerts]\nflap_window = \"10 mins please\"\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.file, file.path().display().to_string());
+    assert_eq!(problem.key, "alerts.flap_window");
+    assert_eq!(problem.kind, ProblemKind::BadDuration);
+    assert!(problem.message.contains("\"10 mins please\""), "{problem}");
+    assert!(problem.message.contains("\"5s\""), "{problem}");
+}
+
+#[test]
+fn a_duration_given_as_a_number_is_a_wrong_type() {
+    let (_file, result) = load_text("[metrics]\ninterval = 5\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.key, "metrics.interval");
+    assert_eq!(problem.kind, ProblemKind::WrongType);
+    assert!(problem.message.contains("an integer (5)"), "{problem}");
+}
+
+#[test]
+fn a_bad_socket_address_is_reported() {
+    let (_file, result) = load_text("[api]\nlisten = \"127.0.0.1\"\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.key, "api.listen");
+    assert_eq!(problem.kind, ProblemKind::BadAddress);
+    assert!(problem.message.contains("\"127.0.0.1\""), "{problem}");
+    assert!(problem.message.contains("IP:PORT"), "{problem}");
+}
+
+#[test]
+fn an_unknown_key_is_reported_with_file_and_key_and_a_suggestion() {
+    let (file, result) = load_text(
+        "[gossip]\nlisten = \"127.0.0.1:0\"\nintervall = \"1s\"\n",
+        &[],
+    );
+    let problem = only_problem(result);
+    assert_eq!(problem.file, file.path().display().to_string());
+    assert_eq!(problem.key, "gossip.intervall");
+    assert_eq!(problem.kind, ProblemKind::UnknownKey);
+    assert!(
+        problem.message.contains("did you mean \"interval\""),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_key_in_the_wrong_section_points_to_its_section() {
+    let (_file, result) = load_text("[gossip]\npriority = 1\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.key, "gossip.priority");
+    assert!(
+        problem.message.contains("did you mean \"node.priority\""),
+        "{problem}"
+    );
+}
+
+#[test]
+fn an_unknown_section_is_reported_with_a_suggestion() {
+    let (_file, result) = load_text("[suprevision]\ntrees = \"x\"\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.key, "suprevision");
+    assert_eq!(problem.kind, ProblemKind::UnknownSection);
+    assert!(
+        problem.message.contains("did you mean \"supervision\""),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_missing_name_is_reported_when_the_host_name_is_unknown() {
+    let problem = only_problem(load_inner(None, &[], None));
+    assert_eq!(problem.file, DEFAULTS);
+    assert_eq!(problem.key, "node.name");
+    assert_eq!(problem.kind, ProblemKind::MissingName);
+    assert!(problem.message.starts_with("missing name"), "{problem}");
+}
+
+#[test]
+fn an_empty_name_is_a_missing_name() {
+    let (_file, result) = load_text("[node]\nname = \"  \"\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.key, "node.name");
+    assert_eq!(problem.kind, ProblemKind::MissingName);
+}
+
+#[test]
+fn a_syntax_error_names_the_line_and_column() {
+    let (file, result) = load_text("[node]\nname = \"a\"\npriority = = 3\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.file, file.path().display().to_string());
+    assert_eq!(problem.kind, ProblemKind::Syntax);
+    assert!(problem.message.contains("line 3"), "{problem}");
+    assert!(problem.message.contains("column"), "{problem}");
+}
+
+#[test]
+fn an_unreadable_file_is_one_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("absent.toml");
+    let problem = only_problem(load_inner(Some(&missing), &[], Some("h".into())));
+    assert_eq!(problem.kind, ProblemKind::Unreadable);
+    assert_eq!(problem.file, missing.display().to_string());
+}
+
+#[test]
+fn a_sink_reports_unknown_and_missing_keys() {
+    let (_file, result) = load_text(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nurl = \"ftp://x\"\nformat = \"xml\"\n\
+         [[alerts.sinks]]\ntype = \"email\"\nsmtp = \"m:25\"\nform = \"a@b\"\nto = []\n\
+         [[alerts.sinks]]\ncomand = [\"x\"]\ntype = \"exec\"\n",
+        &[],
+    );
+    let all = problems(result);
+    let keys: Vec<&str> = all.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "alerts.sinks[0].url",
+        "alerts.sinks[1].form",
+        "alerts.sinks[1].from",
+        "alerts.sinks[1].to",
+        "alerts.sinks[2].comand",
+        "alerts.sinks[2].command",
+    ] {
+        assert!(
+            keys.contains(&expected),
+            "no problem at {expected}: {all:#?}"
+        );
+    }
+    let typo = all
+        .iter()
+        .find(|p| p.key == "alerts.sinks[2].comand")
+        .expect("typo");
+    assert!(typo.message.contains("did you mean \"command\""), "{typo}");
+}
+
+#[test]
+fn trees_are_relative_to_the_config_file_folder() {
+    let (file, result) = load_text("[node]\nname = \"a\"\n", &[]);
+    let folder = file.path().parent().expect("folder");
+    let config = result.expect("loads");
+    assert_eq!(config.supervision.trees, folder.join("supervisors"));
+
+    let (file, result) = load_text("[supervision]\ntrees = \"mine\"\n", &[]);
+    let folder = file.path().parent().expect("folder");
+    assert_eq!(
+        result.expect("loads").supervision.trees,
+        folder.join("mine")
+    );
+
+    let (_file, result) = load_text("", &[("NBWATCH_SUPERVISION__TREES", "from-env")]);
+    assert_eq!(
+        result.expect("loads").supervision.trees,
+        Path::new("from-env")
+    );
+}
+
+#[test]
+fn advertise_is_derived_from_the_bound_address() {
+    let mut gossip = GossipConfig::default();
+    assert_eq!(
+        gossip.advertise_addr(addr("127.0.0.1:4000")),
+        addr("127.0.0.1:4000")
+    );
+    let derived = gossip.advertise_addr(addr("0.0.0.0:4000"));
+    assert_eq!(derived.port(), 4000);
+    assert!(derived.is_ipv4() && !derived.ip().is_unspecified());
+    gossip.advertise = Some(addr("10.1.2.3:0"));
+    assert_eq!(
+        gossip.advertise_addr(addr("0.0.0.0:4000")),
+        addr("10.1.2.3:4000")
+    );
+    gossip.advertise = Some(addr("10.1.2.3:7710"));
+    assert_eq!(
+        gossip.advertise_addr(addr("0.0.0.0:4000")),
+        addr("10.1.2.3:7710")
+    );
+}
+
+#[test]
+fn defaults_for_test_listen_on_loopback_port_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::defaults_for_test("n1", dir.path());
+    assert_eq!(config.node.name, NodeName::new("n1"));
+    assert_eq!(config.node.data_dir, dir.path());
+    assert_eq!(config.gossip.listen, addr("127.0.0.1:0"));
+    assert_eq!(config.api.listen, addr("127.0.0.1:0"));
+    assert!(config.gossip.seeds.is_empty());
+    assert!(config.supervision.trees.starts_with(dir.path()));
+}
+
+#[test]
+fn the_sample_config_loads_cleanly() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/nbwatch.toml");
+    let config = match load_inner(Some(&sample), &[], Some("sample-host".into())) {
+        Ok(config) => config,
+        Err(errors) => panic!("the sample has problems:\n{errors}"),
+    };
+    assert_eq!(config.node.name, NodeName::new("sample-host"));
+    assert_eq!(config.node.data_dir, Path::new("./nbwatch-data"));
+    assert_eq!(config.gossip.listen, addr("127.0.0.1:7710"));
+    assert_eq!(config.api.listen, addr("127.0.0.1:7711"));
+    assert!(config.gossip.seeds.is_empty());
+    assert!(config.alerts.sinks.is_empty());
+    assert_eq!(
+        config.supervision.trees,
+        sample.parent().expect("etc").join("supervisors")
+    );
+}

@@ -1,0 +1,304 @@
+//! Typed reads of single merged values that record a [`Problem`] instead of stopping, so one
+//! load reports everything. Each read returns `None` after recording; the caller keeps the
+//! default and carries on.
+
+use super::schema;
+use super::{DEFAULTS, ENVIRONMENT, Problem, ProblemKind};
+use config::{Map, Value, ValueKind};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The origin the `config` crate gives values from `config::Environment`.
+const ENV_ORIGIN: &str = "the environment";
+
+pub(super) type Table = Map<String, Value>;
+
+pub(super) struct Walker {
+    /// How to name the file layer in problems (its path as given), if there is one.
+    file: Option<String>,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Walker {
+    pub(super) fn new(file: Option<String>) -> Walker {
+        Walker {
+            file,
+            problems: Vec::new(),
+        }
+    }
+
+    /// True when `v` (or, for a table made by the merge, its first leaf) came from an
+    /// `NBWATCH_` variable.
+    pub(super) fn from_env(v: &Value) -> bool {
+        if let Some(origin) = v.origin() {
+            return origin == ENV_ORIGIN;
+        }
+        match &v.kind {
+            ValueKind::Table(t) => t.values().next().is_some_and(Walker::from_env),
+            ValueKind::Array(a) => a.first().is_some_and(Walker::from_env),
+            _ => false,
+        }
+    }
+
+    fn label(&self, v: &Value) -> String {
+        if Walker::from_env(v) {
+            return ENVIRONMENT.to_string();
+        }
+        self.file.clone().unwrap_or_else(|| ENVIRONMENT.to_string())
+    }
+
+    /// Records a problem about `v` at `key`; for a value from the environment the message
+    /// names the variable, since the key alone does not say which one to fix.
+    pub(super) fn problem(&mut self, v: &Value, key: &str, kind: ProblemKind, message: String) {
+        let file = self.label(v);
+        let message = if file == ENVIRONMENT {
+            format!("{message} (from {})", env_var(key, v))
+        } else {
+            message
+        };
+        self.problems.push(Problem {
+            file,
+            key: key.to_string(),
+            kind,
+            message,
+        });
+    }
+
+    /// Records a problem that no value caused (a default that cannot be worked out).
+    pub(super) fn default_problem(&mut self, key: &str, kind: ProblemKind, message: String) {
+        self.problems.push(Problem {
+            file: DEFAULTS.to_string(),
+            key: key.to_string(),
+            kind,
+            message,
+        });
+    }
+
+    /// The table at `key`, or a wrong-type problem.
+    pub(super) fn table<'v>(&mut self, v: &'v Value, key: &str, what: &str) -> Option<&'v Table> {
+        match &v.kind {
+            ValueKind::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(v, key, what);
+                None
+            }
+        }
+    }
+
+    /// Reports each key of `table` that is not in `known`, with a hint.
+    pub(super) fn unknown_keys(&mut self, table: &Table, prefix: &str, known: &[&str], what: &str) {
+        let mut names: Vec<&String> = table
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .collect();
+        names.sort();
+        for name in names {
+            let hint = schema::hint(name, known, true);
+            let key = format!("{prefix}.{name}");
+            self.problem(
+                &table[name],
+                &key,
+                ProblemKind::UnknownKey,
+                format!("unknown key \"{name}\" {what}{hint}"),
+            );
+        }
+    }
+
+    pub(super) fn wrong_type(&mut self, v: &Value, key: &str, expected: &str) {
+        let found = describe(v);
+        self.problem(
+            v,
+            key,
+            ProblemKind::WrongType,
+            format!("expected {expected}, found {found}"),
+        );
+    }
+
+    pub(super) fn string(&mut self, v: &Value, key: &str) -> Option<String> {
+        match &v.kind {
+            ValueKind::String(s) => Some(s.clone()),
+            _ => {
+                self.wrong_type(v, key, "a string");
+                None
+            }
+        }
+    }
+
+    /// A string that must not be empty (after trimming).
+    pub(super) fn non_empty(&mut self, v: &Value, key: &str) -> Option<String> {
+        let s = self.string(v, key)?;
+        if s.trim().is_empty() {
+            self.problem(
+                v,
+                key,
+                ProblemKind::BadValue,
+                "must not be empty".to_string(),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    pub(super) fn int(&mut self, v: &Value, key: &str) -> Option<i64> {
+        let n = match &v.kind {
+            ValueKind::I64(n) => Some(*n),
+            ValueKind::I128(n) => i64::try_from(*n).ok(),
+            ValueKind::U64(n) => i64::try_from(*n).ok(),
+            ValueKind::U128(n) => i64::try_from(*n).ok(),
+            ValueKind::String(s) if Walker::from_env(v) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if n.is_none() {
+            self.wrong_type(v, key, "an integer");
+        }
+        n
+    }
+
+    pub(super) fn u32(&mut self, v: &Value, key: &str) -> Option<u32> {
+        let n = self.int(v, key)?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let message = format!("{n} is out of range (0 to {})", u32::MAX);
+                self.problem(v, key, ProblemKind::BadValue, message);
+                None
+            }
+        }
+    }
+
+    pub(super) fn bool(&mut self, v: &Value, key: &str) -> Option<bool> {
+        let b = match &v.kind {
+            ValueKind::Boolean(b) => Some(*b),
+            ValueKind::String(s) if Walker::from_env(v) => s.trim().to_lowercase().parse().ok(),
+            _ => None,
+        };
+        if b.is_none() {
+            self.wrong_type(v, key, "true or false");
+        }
+        b
+    }
+
+    pub(super) fn duration(&mut self, v: &Value, key: &str) -> Option<Duration> {
+        const FORM: &str = "a number and a unit, like \"500ms\", \"5s\", \"2m\" or \"7d\"";
+        let ValueKind::String(s) = &v.kind else {
+            self.wrong_type(v, key, &format!("a duration string ({FORM})"));
+            return None;
+        };
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let message = format!("bad duration \"{s}\" ({e}); expected {FORM}");
+                self.problem(v, key, ProblemKind::BadDuration, message);
+                None
+            }
+        }
+    }
+
+    /// An `IP:PORT`, or a `HOST:PORT` resolved now (first address, IPv4 preferred).
+    pub(super) fn socket_addr(&mut self, v: &Value, key: &str) -> Option<SocketAddr> {
+        let s = self.string(v, key)?;
+        self.parse_addr(v, key, &s)
+    }
+
+    pub(super) fn parse_addr(&mut self, v: &Value, key: &str, s: &str) -> Option<SocketAddr> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Some(addr);
+        }
+        let has_port = s.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.parse::<u16>().is_ok()
+        });
+        let message = if !has_port {
+            format!("bad socket address \"{s}\"; expected \"IP:PORT\" or \"HOST:PORT\"")
+        } else {
+            match s.to_socket_addrs() {
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    if let Some(addr) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+                        return Some(*addr);
+                    }
+                    format!("bad socket address \"{s}\": the name resolves to no address")
+                }
+                Err(e) => format!("bad socket address \"{s}\": cannot resolve it ({e})"),
+            }
+        };
+        self.problem(v, key, ProblemKind::BadAddress, message);
+        None
+    }
+
+    /// A non-empty path; relative ones are returned as written.
+    pub(super) fn path(&mut self, v: &Value, key: &str) -> Option<PathBuf> {
+        self.non_empty(v, key).map(PathBuf::from)
+    }
+
+    /// An array of strings; from the environment a comma-separated string. Bad elements are
+    /// reported as `key[i]` and left out.
+    pub(super) fn strings(&mut self, v: &Value, key: &str) -> Option<Vec<String>> {
+        match &v.kind {
+            ValueKind::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = self.string(item, &format!("{key}[{i}]")) {
+                        out.push(s);
+                    }
+                }
+                Some(out)
+            }
+            ValueKind::String(s) if Walker::from_env(v) => Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            ),
+            _ => {
+                self.wrong_type(v, key, "an array of strings");
+                None
+            }
+        }
+    }
+
+    /// Like [`Walker::strings`], each element an address.
+    pub(super) fn socket_addrs(&mut self, v: &Value, key: &str) -> Option<Vec<SocketAddr>> {
+        let items = self.strings(v, key)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if let Some(addr) = self.parse_addr(v, &format!("{key}[{i}]"), item) {
+                out.push(addr);
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The variable that set `v` at `key`: `NBWATCH_GOSSIP__SEEDS` for `gossip.seeds[2]`, and for
+/// a table (an unknown section) the variable of its first leaf.
+fn env_var(key: &str, v: &Value) -> String {
+    let mut path = key.split('[').next().unwrap_or(key).to_string();
+    let mut v = v;
+    while let ValueKind::Table(t) = &v.kind {
+        let Some((k, child)) = t.iter().next() else {
+            break;
+        };
+        path = format!("{path}.{k}");
+        v = child;
+    }
+    format!("NBWATCH_{}", path.to_uppercase().replace('.', "__"))
+}
+
+/// "an integer (42)", for wrong-type messages.
+fn describe(v: &Value) -> String {
+    match &v.kind {
+        ValueKind::Nil => "nothing".to_string(),
+        ValueKind::Boolean(b) => format!("a boolean ({b})"),
+        ValueKind::I64(n) => format!("an integer ({n})"),
+        ValueKind::I128(n) => format!("an integer ({n})"),
+        ValueKind::U64(n) => format!("an integer ({n})"),
+        ValueKind::U128(n) => format!("an integer ({n})"),
+        ValueKind::Float(x) => format!("a float ({x})"),
+        ValueKind::String(s) => format!("a string (\"{s}\")"),
+        ValueKind::Table(_) => "a table".to_string(),
+        ValueKind::Array(_) => "an array".to_string(),
+    }
+}

@@ -1,0 +1,29 @@
+//! # nbwatch — a neighbourhood watch for computers
+//!
+//! Every host runs the same daemon; there is no master. Hosts gossip heartbeats and metrics,
+//! detect failures with independent witnesses, and (in later subsystems) record history, elect
+//! one alerting leader per partition and supervise local services.
+//!
+//! ## Architecture tour
+//!
+//! Each subsystem is a sans-IO core (`handle(now, input) -> outputs`, no clock, seeded
+//! randomness) wrapped by a thin ractor actor that owns the sockets and timers:
+//!
+//! * [`wire`] — the datagram and TCP frame format (MessagePack, ≤ 1400-byte datagrams).
+//! * [`gossip`] — membership and versioned per-node key/value state (Scuttlebutt), and the
+//!   cluster's verdict on each node from gossiped suspicions.
+//! * [`watch`] — per-peer failure detection (phi accrual, direct and indirect probes).
+//! * [`sim`] — a seeded, in-process simulator that drives the real cores in virtual time.
+//! * [`node`] — the actor tree of a running daemon; [`api`] — its HTTP API.
+//! * [`config`] — the typed configuration; [`probe`] — host metrics.
+
+
+pub mod client;
+pub mod config;
+pub mod gossip;
+
+pub mod probe;
+
+pub mod types;
+pub mod watch;
+pub mod wire;

@@ -1,0 +1,4 @@
+//! Host probes: this host's metrics, announced through gossip.
+
+
+pub mod metrics;

@@ -1,0 +1,356 @@
+//! Host metrics: what this machine announces about itself through gossip every
+//! `metrics.interval`, and how the API turns those announcements back into numbers.
+//!
+//! Gossip re-sends a key only when its value changes, so values are rounded to what a person
+//! reads (loads to 2 decimals, percentages to 1) and printed without trailing zeros: a quiet host
+//! produces the same strings sample after sample and costs nothing on the wire. For the same
+//! reason the host announces `sys.boot_time`, not its uptime; readers derive uptime from it.
+//!
+//! Disk usage is measured with `statvfs` on the data directory itself (or its nearest existing
+//! parent) rather than by matching it against sysinfo's disk list: that list leaves out tmpfs,
+//! NFS and CIFS mounts, so a data dir on one of them would be attributed to `/`. The percentage
+//! is computed as `df` does (reserved blocks count as neither used nor available), so it matches
+//! what an operator sees when checking by hand.
+
+use crate::types::Time;
+use serde_json::{Map, Number, Value};
+use std::path::{Path, PathBuf};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
+
+/// Why metrics cannot be sampled on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot read system information: {0}")]
+    System(#[source] sysinfo::Error),
+    #[error("no existing directory at or above the data dir {}", .0.display())]
+    NoDataDir(PathBuf),
+    #[error("cannot read file system usage of {}: {source}", .path.display())]
+    Statvfs {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// One sample of this host's vital signs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostMetrics {
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+    /// Average over all CPUs since the previous sample.
+    pub cpu_pct: f64,
+    pub mem_used_pct: f64,
+    /// 0 when the host has no swap.
+    pub swap_used_pct: f64,
+    /// The file system holding the data dir, as `df` reports it.
+    pub disk_used_pct: f64,
+    pub uptime_s: u64,
+    /// Seconds since the Unix epoch.
+    pub boot_time: u64,
+}
+
+/// Samples host metrics. Keeps a `System` between samples because CPU usage is the difference
+/// between two refreshes.
+pub struct Sampler {
+    system: System,
+    /// The data dir or its nearest existing ancestor (the data dir may be created later).
+    disk_path: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Sampler {
+    /// Checks that every source works on this host, so a broken one is reported at start and not
+    /// as silent zeros later, and takes the first CPU reading.
+    pub fn new(data_dir: &Path) -> Result<Sampler, ProbeError> {
+        let mut system = System::new().map_err(ProbeError::System)?;
+        System::load_average().map_err(ProbeError::System)?;
+        System::boot_time().map_err(ProbeError::System)?;
+        system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_usage());
+        let disk_path = existing_ancestor(data_dir)?;
+        disk_used_pct(&disk_path)?;
+        Ok(Sampler {
+            system,
+            disk_path,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Reads the current values. Refreshes only CPU usage and memory; load, uptime and disk are
+    /// single system calls. A source that fails now (it worked in `new`) reads as 0.
+    pub fn sample(&mut self) -> HostMetrics {
+        self.system
+            .refresh_cpu_specifics(CpuRefreshKind::nothing().with_usage());
+        self.system
+            .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram().with_swap());
+        let load = System::load_average().unwrap_or_default();
+        // Once the data dir exists, measure it rather than the parent we started from: it may be
+        // a mount point of its own by now.
+        if self.disk_path != self.data_dir && self.data_dir.is_dir() {
+            self.disk_path = self.data_dir.clone();
+        }
+        HostMetrics {
+            load1: load.one,
+            load5: load.five,
+            load15: load.fifteen,
+            cpu_pct: f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0),
+            mem_used_pct: percent(self.system.used_memory(), self.system.total_memory()),
+            swap_used_pct: percent(self.system.used_swap(), self.system.total_swap()),
+            disk_used_pct: disk_used_pct(&self.disk_path).unwrap_or(0.0),
+            uptime_s: System::uptime().unwrap_or(0),
+            boot_time: System::boot_time().unwrap_or(0),
+        }
+    }
+}
+
+fn percent(used: u64, total: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    (used as f64 / total as f64 * 100.0).clamp(0.0, 100.0)
+}
+
+/// `path` if it is an existing directory, else its nearest existing ancestor, canonicalized.
+fn existing_ancestor(path: &Path) -> Result<PathBuf, ProbeError> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|_| ProbeError::NoDataDir(path.to_path_buf()))?
+            .join(path)
+    };
+    absolute
+        .ancestors()
+        .find(|p| p.is_dir())
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| ProbeError::NoDataDir(path.to_path_buf()))
+}
+
+/// Used share of the file system holding `path`, as `df` computes it.
+fn disk_used_pct(path: &Path) -> Result<f64, ProbeError> {
+    let stat = nix::sys::statvfs::statvfs(path).map_err(|source| ProbeError::Statvfs {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // `fsblkcnt_t` is u64 on 64-bit Linux but u32 on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, free, avail) = (
+        u64::from(stat.blocks()),
+        u64::from(stat.blocks_free()),
+        u64::from(stat.blocks_available()),
+    );
+    let used = blocks.saturating_sub(free);
+    Ok(percent(used, used.saturating_add(avail)))
+}
+
+/// `v` with `decimals` decimals, without trailing zeros: `0.5`, `41`, `12.3`. Non-finite values
+/// print as `0` so that every string we announce parses back.
+pub fn format_trimmed(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return "0".to_string();
+    }
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
+        s.truncate(trimmed);
+    }
+    if s == "-0" {
+        s = "0".to_string();
+    }
+    s
+}
+
+/// Keys of the float metrics and the decimals they are announced with.
+const FLOAT_KEYS: [(&str, usize); 7] = [
+    ("load1", 2),
+    ("load5", 2),
+    ("load15", 2),
+    ("cpu_pct", 1),
+    ("mem_used_pct", 1),
+    ("swap_used_pct", 1),
+    ("disk_used_pct", 1),
+];
+
+/// The gossip key prefix of host metrics.
+pub const KEY_PREFIX: &str = "sys.";
+
+impl HostMetrics {
+    /// The gossip keys and values announcing this sample (`sys.load1` = `"0.5"`, ...).
+    pub fn to_kv(&self) -> Vec<(String, String)> {
+        let values = [
+            self.load1,
+            self.load5,
+            self.load15,
+            self.cpu_pct,
+            self.mem_used_pct,
+            self.swap_used_pct,
+            self.disk_used_pct,
+        ];
+        let mut kv: Vec<(String, String)> = FLOAT_KEYS
+            .iter()
+            .zip(values)
+            .map(|((key, decimals), v)| {
+                (format!("{KEY_PREFIX}{key}"), format_trimmed(v, *decimals))
+            })
+            .collect();
+        kv.push((format!("{KEY_PREFIX}boot_time"), self.boot_time.to_string()));
+        kv
+    }
+}
+
+/// The `metrics` object of `members --json` from a node's gossip keys: the `sys.` keys without
+/// their prefix as JSON numbers, plus `uptime_s` derived from `sys.boot_time` and `now`. Other
+/// keys and values that do not parse are left out.
+pub fn metrics_from_kv<'a>(
+    kv: impl Iterator<Item = (&'a str, &'a str)>,
+    now: Time,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in kv {
+        let Some(name) = key.strip_prefix(KEY_PREFIX) else {
+            continue;
+        };
+        let value = value.trim();
+        if name == "boot_time" {
+            if let Ok(boot) = value.parse::<u64>() {
+                let uptime = (now.as_millis() / 1000).saturating_sub(boot);
+                out.insert("uptime_s".to_string(), Value::from(uptime));
+            }
+        } else if FLOAT_KEYS.iter().any(|(k, _)| *k == name)
+            && let Some(n) = value.parse::<f64>().ok().and_then(Number::from_f64)
+        {
+            out.insert(name.to_string(), Value::Number(n));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_this_machine_gives_plausible_values() {
+        let dir = std::env::temp_dir();
+        let mut sampler = Sampler::new(&dir).expect("sampler");
+        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+        let m = sampler.sample();
+        for (name, pct) in [
+            ("cpu", m.cpu_pct),
+            ("mem", m.mem_used_pct),
+            ("swap", m.swap_used_pct),
+            ("disk", m.disk_used_pct),
+        ] {
+            assert!((0.0..=100.0).contains(&pct), "{name} = {pct}");
+        }
+        assert!(m.mem_used_pct > 0.0, "{m:?}");
+        assert!(m.load1 >= 0.0 && m.load5 >= 0.0 && m.load15 >= 0.0, "{m:?}");
+        let now_s = Time::wall_now().as_millis() / 1000;
+        assert!(m.boot_time > 0 && m.boot_time <= now_s, "{m:?}");
+        assert!(m.uptime_s <= now_s - m.boot_time + 5, "{m:?}");
+    }
+
+    #[test]
+    fn a_data_dir_that_does_not_exist_yet_is_measured_at_its_nearest_parent() {
+        let dir = std::env::temp_dir().join("nbwatch-metrics-test-missing/a/b");
+        let mut sampler = Sampler::new(&dir).expect("sampler");
+        let canonical_tmp = std::env::temp_dir().canonicalize().expect("tmp");
+        assert_eq!(sampler.disk_path, canonical_tmp);
+        let m = sampler.sample();
+        assert!((0.0..=100.0).contains(&m.disk_used_pct), "{m:?}");
+    }
+
+    #[test]
+    fn formatting_trims_trailing_zeros() {
+        assert_eq!(format_trimmed(0.5, 2), "0.5");
+        assert_eq!(format_trimmed(41.0, 1), "41");
+        assert_eq!(format_trimmed(12.34, 1), "12.3");
+        assert_eq!(format_trimmed(12.349, 2), "12.35");
+        assert_eq!(format_trimmed(0.0, 2), "0");
+        assert_eq!(format_trimmed(100.0, 1), "100");
+        assert_eq!(format_trimmed(10.0, 0), "10");
+        assert_eq!(format_trimmed(-0.001, 2), "0");
+        assert_eq!(format_trimmed(f64::NAN, 1), "0");
+    }
+
+    #[test]
+    fn unchanged_values_announce_identical_strings() {
+        let a = HostMetrics {
+            cpu_pct: 12.31,
+            ..HostMetrics::default()
+        };
+        let b = HostMetrics {
+            cpu_pct: 12.34,
+            uptime_s: 99,
+            ..HostMetrics::default()
+        };
+        assert_eq!(a.to_kv(), b.to_kv());
+    }
+
+    #[test]
+    fn to_kv_and_metrics_from_kv_round_trip() {
+        let m = HostMetrics {
+            load1: 0.5,
+            load5: 1.25,
+            load15: 2.0,
+            cpu_pct: 12.3,
+            mem_used_pct: 41.0,
+            swap_used_pct: 0.0,
+            disk_used_pct: 87.6,
+            uptime_s: 0,
+            boot_time: 1_000,
+        };
+        let kv = m.to_kv();
+        let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sys.load1",
+                "sys.load5",
+                "sys.load15",
+                "sys.cpu_pct",
+                "sys.mem_used_pct",
+                "sys.swap_used_pct",
+                "sys.disk_used_pct",
+                "sys.boot_time"
+            ]
+        );
+        let now = Time::from_millis(4_600_500);
+        let json = metrics_from_kv(kv.iter().map(|(k, v)| (k.as_str(), v.as_str())), now);
+        let expected = serde_json::json!({
+            "load1": 0.5, "load5": 1.25, "load15": 2.0, "cpu_pct": 12.3,
+            "mem_used_pct": 41.0, "swap_used_pct": 0.0, "disk_used_pct": 87.6,
+            "uptime_s": 3_600,
+        });
+        assert_eq!(Value::Object(json), expected);
+    }
+
+    #[test]
+    fn garbage_values_and_foreign_keys_are_skipped() {
+        let kv = [
+            ("sys.load1", "high"),
+            ("sys.load5", "NaN"),
+            ("sys.load15", "inf"),
+            ("sys.cpu_pct", ""),
+            ("sys.mem_used_pct", "41"),
+            ("sys.boot_time", "-5"),
+            ("sys.unknown", "1"),
+            ("app.load1", "3"),
+            ("load1", "3"),
+        ];
+        let json = metrics_from_kv(kv.into_iter(), Time::from_millis(10_000));
+        assert_eq!(
+            Value::Object(json),
+            serde_json::json!({ "mem_used_pct": 41.0 })
+        );
+    }
+
+    #[test]
+    fn a_boot_time_in_the_future_gives_zero_uptime() {
+        let json = metrics_from_kv(
+            [("sys.boot_time", "20")].into_iter(),
+            Time::from_millis(10_000),
+        );
+        assert_eq!(json.get("uptime_s"), Some(&Value::from(0)));
+    }
+}

@@ -1,0 +1,141 @@
+//! Small newtypes shared by every subsystem: who a node is, which life of it we talk about,
+//! how new a piece of its state is, and what time it is.
+//!
+//! Time is an argument everywhere in the protocol cores (`Time`), never read from a clock, so the
+//! simulator can run them in virtual time. `Time` is milliseconds since the Unix epoch: the
+//! daemon feeds the wall clock as it was at start plus a monotonic elapsed time, so it never
+//! steps backwards while the daemon runs, and `last_heard` values are comparable across hosts.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A node's name: unique in the cluster, the `NODE` of every command.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeName(pub String);
+
+impl NodeName {
+    pub fn new(name: impl Into<String>) -> Self {
+        NodeName(name.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(s: &str) -> Self {
+        NodeName(s.to_string())
+    }
+}
+
+/// Which life of a node: bumped when the node restarts or refutes a suspicion about itself.
+/// Higher always wins.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Incarnation(pub u64);
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Version of one node's key/value state within one incarnation: every write bumps it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+/// Milliseconds since the Unix epoch (see the module doc).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Time(pub u64);
+
+impl Time {
+    pub const ZERO: Time = Time(0);
+
+    pub fn from_millis(ms: u64) -> Time {
+        Time(ms)
+    }
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+    /// `self - earlier`, or zero when `earlier` is later.
+    pub fn since(self, earlier: Time) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+    /// The wall clock now (used by the actor shells only, never by a core).
+    pub fn wall_now() -> Time {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Time(d.as_millis() as u64)
+    }
+    /// RFC 3339 UTC with milliseconds, as every JSON time in the contract.
+    pub fn to_rfc3339(self) -> String {
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(self.0);
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0.saturating_add(d.as_millis() as u64))
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// A clock for the actor shells: the wall clock at creation plus monotonic elapsed time, so it
+/// never goes backwards while the daemon runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start_wall: Time,
+    start: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            start_wall: Time::wall_now(),
+            start: std::time::Instant::now(),
+        }
+    }
+    pub fn now(&self) -> Time {
+        self.start_wall + self.start.elapsed()
+    }
+    /// The `Instant` at which this clock reads `t` (for tokio sleeps).
+    pub fn instant_at(&self, t: Time) -> std::time::Instant {
+        self.start + t.since(self.start_wall)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}

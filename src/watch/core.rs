@@ -1,0 +1,220 @@
+//! The liveness of one peer as seen from this node: a pure state machine.
+//!
+//! ```text
+//!   Watching --phi >= threshold--> Direct --timeout--> Indirect --timeout--> Suspecting
+//!      ^  \--unanswered / verify a suspicion------------^                        |
+//!      +----------------- answer from the peer (direct or through a relay) ------+ (Clear)
+//! ```
+//!
+//! A relayed heartbeat feeds phi but does not end a probe or a suspicion: only the peer itself
+//! (or a relay that reached it) can say "I am here" to us. A gossip exchange the peer left
+//! unanswered already was a failed direct contact, so it goes straight to the indirect stage,
+//! which also pings the peer directly once more.
+
+use super::phi::Phi;
+use crate::types::Time;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub phi_threshold: f64,
+    pub phi_window: usize,
+    pub phi_min_std: Duration,
+    /// Expected cadence of signs of life before any has been measured.
+    pub first_interval: Duration,
+    /// How long a direct ping may take.
+    pub probe_timeout: Duration,
+    /// How long the indirect probes (and the repeated direct ping) may take.
+    pub indirect_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            phi_threshold: 8.0,
+            phi_window: 64,
+            phi_min_std: Duration::from_millis(100),
+            first_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(200),
+            indirect_timeout: Duration::from_millis(400),
+        }
+    }
+}
+
+/// How we came to know that the peer was alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// A datagram from the peer itself carrying a newer heartbeat.
+    Direct,
+    /// The peer answered a probe, directly or through a relay.
+    Answered,
+    /// A newer heartbeat of the peer relayed by someone else.
+    Relayed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Alive(Evidence),
+    /// A gossip exchange we started with the peer got no answer in time.
+    Unanswered,
+    /// Another node suspects the peer; `verify` asks us to probe it ourselves.
+    SuspicionHeard { verify: bool },
+    /// The peer started a new life (higher incarnation): forget its history.
+    Reset,
+    /// A timer we asked for is due (or stale: then it is ignored).
+    Wake,
+}
+
+/// What the watcher asks of the gossip layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Ping the peer directly.
+    Ping,
+    /// Ping it directly again and ask `k` others to ping it.
+    PingIndirect,
+    /// Nobody reached it: gossip our suspicion.
+    Suspect,
+    /// It answered after all: withdraw our suspicion.
+    Clear,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Verdict(Verdict),
+    WakeAt(Time),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Watching,
+    Direct { until: Time },
+    Indirect { until: Time },
+    Suspecting,
+}
+
+#[derive(Clone, Debug)]
+pub struct PeerWatch {
+    settings: Settings,
+    phi: Phi,
+    last_alive: Time,
+    phase: Phase,
+    armed: Option<Time>,
+}
+
+impl PeerWatch {
+    pub fn new(now: Time, settings: Settings) -> PeerWatch {
+        let phi = Phi::new(
+            settings.phi_threshold,
+            settings.phi_window,
+            settings.phi_min_std,
+            settings.first_interval,
+        );
+        PeerWatch {
+            settings,
+            phi,
+            last_alive: now,
+            phase: Phase::Watching,
+            armed: None,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Phi of the peer now (for display).
+    pub fn phi(&self, now: Time) -> f64 {
+        self.phi.phi(now.since(self.last_alive))
+    }
+
+    /// Call once after `new` to arm the first timer.
+    pub fn start(&mut self, now: Time) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.arm(self.next_deadline(now), &mut out);
+        out
+    }
+
+    pub fn handle(&mut self, now: Time, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Alive(evidence) => {
+                if evidence != Evidence::Answered {
+                    self.phi.record(now.since(self.last_alive));
+                }
+                self.last_alive = self.last_alive.max(now);
+                if evidence != Evidence::Relayed {
+                    if self.phase == Phase::Suspecting {
+                        out.push(Output::Verdict(Verdict::Clear));
+                    }
+                    self.phase = Phase::Watching;
+                }
+            }
+            Input::Unanswered | Input::SuspicionHeard { verify: true } => {
+                if self.phase == Phase::Watching {
+                    self.start_indirect(now, &mut out);
+                }
+            }
+            Input::SuspicionHeard { verify: false } => {}
+            Input::Reset => {
+                self.phi.clear();
+                self.last_alive = now;
+                self.phase = Phase::Watching;
+            }
+            Input::Wake => {
+                match self.armed {
+                    Some(at) if at <= now => self.armed = None,
+                    _ => return out, // stale or early: the armed timer will come
+                }
+                self.on_wake(now, &mut out);
+            }
+        }
+        let next = self.next_deadline(now);
+        self.arm(next, &mut out);
+        out
+    }
+
+    fn on_wake(&mut self, now: Time, out: &mut Vec<Output>) {
+        match self.phase {
+            Phase::Watching => {
+                if now >= self.last_alive + self.phi.silence_to_threshold() {
+                    self.phase = Phase::Direct {
+                        until: now + self.settings.probe_timeout,
+                    };
+                    out.push(Output::Verdict(Verdict::Ping));
+                }
+            }
+            Phase::Direct { until } if now >= until => self.start_indirect(now, out),
+            Phase::Indirect { until } if now >= until => {
+                self.phase = Phase::Suspecting;
+                out.push(Output::Verdict(Verdict::Suspect));
+            }
+            _ => {}
+        }
+    }
+
+    fn start_indirect(&mut self, now: Time, out: &mut Vec<Output>) {
+        self.phase = Phase::Indirect {
+            until: now + self.settings.indirect_timeout,
+        };
+        out.push(Output::Verdict(Verdict::PingIndirect));
+    }
+
+    fn next_deadline(&self, now: Time) -> Option<Time> {
+        match self.phase {
+            Phase::Watching => Some((self.last_alive + self.phi.silence_to_threshold()).max(now)),
+            Phase::Direct { until } | Phase::Indirect { until } => Some(until),
+            Phase::Suspecting => None,
+        }
+    }
+
+    fn arm(&mut self, at: Option<Time>, out: &mut Vec<Output>) {
+        let Some(at) = at else { return };
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.armed = Some(at);
+            out.push(Output::WakeAt(at));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+use super::*;
+
+fn t(ms: u64) -> Time {
+    Time(1_000_000 + ms)
+}
+
+fn verdicts(out: &[Output]) -> Vec<Verdict> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Verdict(v) => Some(v.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wake_at(out: &[Output]) -> Option<Time> {
+    out.iter().find_map(|o| match o {
+        Output::WakeAt(t) => Some(*t),
+        _ => None,
+    })
+}
+
+/// Feeds regular heartbeats every `every` ms up to `until`, returning the watcher.
+fn steady(every: u64, until: u64) -> PeerWatch {
+    let mut w = PeerWatch::new(t(0), Settings::default());
+    w.start(t(0));
+    let mut now = 0;
+    while now + every <= until {
+        now += every;
+        w.handle(t(now), Input::Alive(Evidence::Relayed));
+        // Timers fire as they would in the daemon: the one armed at start is due by now.
+        w.handle(t(now), Input::Wake);
+    }
+    w
+}
+
+/// Runs the watcher's own timers from `from` until `to`, collecting verdicts.
+fn run_timers(w: &mut PeerWatch, from: u64, to: u64) -> Vec<(u64, Verdict)> {
+    let mut seen = Vec::new();
+    let mut now = from;
+    while now <= to {
+        for v in verdicts(&w.handle(t(now), Input::Wake)) {
+            seen.push((now, v));
+        }
+        now += 10;
+    }
+    seen
+}
+
+#[test]
+fn a_peer_that_keeps_talking_is_never_probed() {
+    let mut w = steady(1000, 10_000);
+    let seen = run_timers(&mut w, 10_000, 10_900);
+    assert!(seen.is_empty(), "{seen:?}");
+}
+
+#[test]
+fn silence_leads_to_a_direct_ping_then_indirect_probes_then_suspicion() {
+    let mut w = steady(1000, 10_000);
+    let seen = run_timers(&mut w, 10_000, 20_000);
+    let kinds: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(kinds, vec![Verdict::Ping, Verdict::PingIndirect, Verdict::Suspect]);
+    let (ping_at, _) = seen[0];
+    let (ind_at, _) = seen[1];
+    let (sus_at, _) = seen[2];
+    assert!(ping_at > 11_000, "pinged too early at {ping_at}");
+    assert!(ping_at < 12_000, "pinged too late at {ping_at}");
+    assert_eq!(ind_at - ping_at, 200);
+    assert_eq!(sus_at - ind_at, 400);
+}
+
+#[test]
+fn an_answer_to_the_probe_ends_it_without_suspicion() {
+    let mut w = steady(1000, 10_000);
+    let seen = run_timers(&mut w, 10_000, 11_700);
+    assert_eq!(seen.len(), 1);
+    let out = w.handle(t(11_750), Input::Alive(Evidence::Answered));
+    assert!(verdicts(&out).is_empty());
+    assert_eq!(w.phase(), Phase::Watching);
+}
+
+#[test]
+fn a_relayed_heartbeat_does_not_end_a_probe() {
+    let mut w = steady(1000, 10_000);
+    let _ = run_timers(&mut w, 10_000, 11_700);
+    w.handle(t(11_750), Input::Alive(Evidence::Relayed));
+    assert!(matches!(w.phase(), Phase::Direct { .. } | Phase::Indirect { .. }));
+}
+
+#[test]
+fn an_unanswered_exchange_goes_straight_to_indirect_probes() {
+    let mut w = steady(1000, 10_000);
+    let out = w.handle(t(10_100), Input::Unanswered);
+    assert_eq!(verdicts(&out), vec![Verdict::PingIndirect]);
+    assert_eq!(wake_at(&out), Some(t(10_500)));
+    let out = w.handle(t(10_500), Input::Wake);
+    assert_eq!(verdicts(&out), vec![Verdict::Suspect]);
+}
+
+#[test]
+fn a_suspicion_heard_is_verified_only_when_asked() {
+    let mut w = steady(1000, 10_000);
+    assert!(verdicts(&w.handle(t(10_100), Input::SuspicionHeard { verify: false })).is_empty());
+    assert_eq!(
+        verdicts(&w.handle(t(10_100), Input::SuspicionHeard { verify: true })),
+        vec![Verdict::PingIndirect]
+    );
+}
+
+#[test]
+fn a_suspected_peer_that_answers_is_cleared() {
+    let mut w = steady(1000, 10_000);
+    w.handle(t(10_100), Input::Unanswered);
+    w.handle(t(10_500), Input::Wake);
+    assert_eq!(w.phase(), Phase::Suspecting);
+    let out = w.handle(t(12_000), Input::Alive(Evidence::Direct));
+    assert_eq!(verdicts(&out), vec![Verdict::Clear]);
+    assert_eq!(w.phase(), Phase::Watching);
+}
+
+#[test]
+fn stale_wakes_are_ignored() {
+    let mut w = steady(1000, 10_000);
+    let out = w.handle(t(10_050), Input::Wake);
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_new_life_forgets_the_old_suspicion() {
+    let mut w = steady(1000, 10_000);
+    w.handle(t(10_100), Input::Unanswered);
+    w.handle(t(10_500), Input::Wake);
+    w.handle(t(11_000), Input::Reset);
+    assert_eq!(w.phase(), Phase::Watching);
+}

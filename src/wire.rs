@@ -1,0 +1,225 @@
+//! The gossip wire format: a 4-byte magic and version, then one MessagePack-encoded
+//! [`Envelope`]. Every datagram is at most [`MAX_DATAGRAM`] bytes so it crosses any LAN without
+//! IP fragmentation; bulk state for a joiner goes over TCP as length-prefixed frames instead.
+//!
+//! Decoding never trusts the input: wrong magic, a newer protocol version, truncation, trailing
+//! bytes or an oversized datagram are typed errors, which the caller counts and drops.
+
+use crate::types::{Incarnation, NodeName, Version};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// `N`, `B`, `W` and the protocol version.
+pub const MAGIC: [u8; 4] = *b"NBW\x01";
+/// Largest datagram we send or accept.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Largest TCP frame (a joiner's full state of a few thousand nodes fits easily).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// A heartbeat: the sender's clock in deciseconds since 2025-01-01 UTC. It only ever grows within
+/// an incarnation, and because it is a time, a relayed heartbeat says *when* its origin was last
+/// alive — which is what `last_heard` reports.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Beat(pub u64);
+
+const BEAT_EPOCH_MS: u64 = 1_735_689_600_000;
+
+impl Beat {
+    pub fn at(t: crate::types::Time) -> Beat {
+        Beat(t.as_millis().saturating_sub(BEAT_EPOCH_MS) / 100)
+    }
+    pub fn time(self) -> crate::types::Time {
+        crate::types::Time(BEAT_EPOCH_MS + self.0 * 100)
+    }
+}
+
+/// Every datagram: who sends it, in which life, how alive it is right now, and the message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeName,
+    pub incarnation: Incarnation,
+    pub beat: Beat,
+    pub msg: Message,
+}
+
+/// One line of a digest: what the sender knows of `node`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry(pub NodeName, pub Incarnation, pub Beat, pub Version);
+
+/// "I know `node` up to this incarnation and version: send me what is newer."
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Want(pub NodeName, pub Incarnation, pub Version);
+
+/// A fresher heartbeat of `node` than the peer's digest showed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeatNews(pub NodeName, pub Incarnation, pub Beat);
+
+/// One key of a node's state. `value: None` is a tombstone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    pub key: String,
+    pub version: Version,
+    pub value: Option<String>,
+}
+
+/// The part of a node's state newer than `from`, in version order. `to` is the version the
+/// receiver may record once it has applied this delta (less than the node's newest version when
+/// the delta was cut to fit a datagram).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDelta {
+    pub node: NodeName,
+    pub incarnation: Incarnation,
+    pub addr: SocketAddr,
+    pub beat: Beat,
+    pub from: Version,
+    pub to: Version,
+    pub entries: Vec<KvEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Start of a push-pull exchange. `complete`: the digest lists every node the sender knows,
+    /// so nodes missing from it are news to the sender. `news`: sent early because the sender
+    /// just learned something; the receiver answers only if it wants or has something.
+    Syn {
+        digest: Vec<DigestEntry>,
+        complete: bool,
+        news: bool,
+    },
+    /// Answer to a `Syn`: what the responder wants, what it has that is newer, fresher beats.
+    SynAck {
+        wants: Vec<Want>,
+        deltas: Vec<NodeDelta>,
+        beats: Vec<BeatNews>,
+    },
+    /// Last leg of the exchange: the deltas the responder wanted.
+    Ack { deltas: Vec<NodeDelta> },
+    /// Direct probe.
+    Ping { seq: u32 },
+    /// Please probe `target` for me (SWIM ping-req).
+    PingReq {
+        seq: u32,
+        target: NodeName,
+        target_addr: SocketAddr,
+    },
+    /// Answer to a `Ping`.
+    PingAck { seq: u32 },
+    /// `target` answered the probe I made for you (answer to a `PingReq`).
+    IndirectAck {
+        seq: u32,
+        target: NodeName,
+        incarnation: Incarnation,
+        beat: Beat,
+    },
+}
+
+/// Bulk messages over TCP.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    JoinRequest {
+        name: NodeName,
+        incarnation: Incarnation,
+        addr: SocketAddr,
+    },
+    JoinAccepted { members: Vec<NodeDelta> },
+    JoinRejected { reason: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("datagram of {0} bytes is larger than {MAX_DATAGRAM}")]
+    Oversized(usize),
+    #[error("not an nbwatch datagram (bad magic)")]
+    Foreign,
+    #[error("unsupported protocol version {0}")]
+    Version(u8),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("message of {0} bytes does not fit in a datagram")]
+    TooLarge(usize),
+    #[error("cannot encode: {0}")]
+    Serialize(#[from] rmp_serde::encode::Error),
+}
+
+/// Encodes an envelope as a datagram, refusing to produce one larger than [`MAX_DATAGRAM`].
+pub fn encode(env: &Envelope) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(&MAGIC);
+    rmp_serde::encode::write(&mut buf, env)?;
+    if buf.len() > MAX_DATAGRAM {
+        return Err(EncodeError::TooLarge(buf.len()));
+    }
+    Ok(buf)
+}
+
+/// Size in bytes of a value once encoded (used to fill datagrams up to the limit).
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    rmp_serde::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX)
+}
+
+/// Decodes one datagram.
+pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(DecodeError::Oversized(bytes.len()));
+    }
+    if bytes.len() < MAGIC.len() || bytes[..3] != MAGIC[..3] {
+        return Err(DecodeError::Foreign);
+    }
+    if bytes[3] != MAGIC[3] {
+        return Err(DecodeError::Version(bytes[3]));
+    }
+    decode_body(&bytes[MAGIC.len()..])
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let mut cursor = std::io::Cursor::new(body);
+    let value = {
+        let mut de = rmp_serde::Deserializer::new(&mut cursor);
+        T::deserialize(&mut de).map_err(|e| DecodeError::Malformed(e.to_string()))?
+    };
+    let rest = body.len() - cursor.position() as usize;
+    if rest != 0 {
+        return Err(DecodeError::Trailing(rest));
+    }
+    Ok(value)
+}
+
+/// Encodes a TCP frame: 4-byte big-endian length, magic, body.
+pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(&MAGIC);
+    rmp_serde::encode::write(&mut body, frame)?;
+    if body.len() > MAX_FRAME {
+        return Err(EncodeError::TooLarge(body.len()));
+    }
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes the body of a TCP frame (after its length prefix).
+pub fn decode_frame(body: &[u8]) -> Result<Frame, DecodeError> {
+    if body.len() > MAX_FRAME {
+        return Err(DecodeError::Oversized(body.len()));
+    }
+    if body.len() < MAGIC.len() || body[..3] != MAGIC[..3] {
+        return Err(DecodeError::Foreign);
+    }
+    if body[3] != MAGIC[3] {
+        return Err(DecodeError::Version(body[3]));
+    }
+    decode_body(&body[MAGIC.len()..])
+}
+
+#[cfg(test)]
+mod tests;
