@@ -17,12 +17,14 @@
 //! * [`node`] — the actor tree of a running daemon; [`api`] — its HTTP API.
 //! * [`config`] — the typed configuration; [`probe`] — host metrics.
 
-
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod gossip;
+pub mod node;
 
 pub mod probe;
+pub mod sim;
 
 pub mod types;
 pub mod watch;

@@ -1,1 +1,205 @@
-fn main() {}
+//! `nbwatch`: the daemon (`run`) and the client commands that talk to it over its HTTP API.
+//!
+//! Exit codes: 0 ok, 1 error (a config problem, a fatal error of the daemon, a daemon that
+//! cannot be reached), 2 usage (clap's own).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use nbwatch::client;
+use nbwatch::config::{self, Config, DEFAULT_API_LISTEN};
+use nbwatch::node;
+use nbwatch::types::Time;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a client command waits for the daemon.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Parser)]
+#[command(
+    name = "nbwatch",
+    version,
+    about = "A decentralized neighbourhood watch for computers"
+)]
+struct Cli {
+    /// The config file (run, check-config; client commands read api.listen from it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The daemon's API address (client commands).
+    #[arg(long, global = true, value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (SIGTERM/SIGINT: leave the cluster and exit 0).
+    Run {
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Check the config and print every problem with its file and key.
+    CheckConfig,
+    /// The cluster as this node sees it.
+    Members {
+        /// Print the JSON array as the API returns it.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nbwatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { log_format } => run(cli.config, log_format).await,
+            Command::CheckConfig => check_config(cli.config),
+            Command::Members { json } => members(cli.api, cli.config, json).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nbwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Config problems, one per line, on stderr.
+fn print_problems(errors: &config::ConfigErrors) {
+    for problem in errors.problems() {
+        eprintln!("{problem}");
+    }
+}
+
+async fn run(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    init_tracing(log_format);
+    let config = match config::load(path.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_problems(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let sockets = node::bind(&config).await?;
+    match node::run(config, sockets, shutdown_signal()).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            tracing::error!(error = %e, "the node stopped");
+            Err(e.into())
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT. If the handlers cannot be installed the daemon
+/// still runs; it then stops only by being killed.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (term, int) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: leaving the cluster"),
+                _ = int.recv() => tracing::info!("SIGINT: leaving the cluster"),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot handle SIGTERM/SIGINT");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let label = path
+        .as_ref()
+        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    match config::load(path.as_deref()) {
+        Ok(_) => {
+            println!("ok: {label}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            print_problems(&errors);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `--api`, else `NBWATCH_API`, else `api.listen` of `--config`, else the default.
+fn api_addr(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<SocketAddr> {
+    if let Some(addr) = api {
+        return Ok(addr);
+    }
+    if let Some(value) = std::env::var_os("NBWATCH_API") {
+        let value = value.to_string_lossy();
+        return value.trim().parse().with_context(|| {
+            format!("NBWATCH_API={value:?} is not an address like 127.0.0.1:7711")
+        });
+    }
+    if let Some(path) = path {
+        return match config::load(Some(&path)) {
+            Ok(Config { api, .. }) => Ok(api.listen),
+            Err(errors) => {
+                print_problems(&errors);
+                anyhow::bail!("cannot read api.listen from {}", path.display())
+            }
+        };
+    }
+    Ok(DEFAULT_API_LISTEN)
+}
+
+async fn members(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let value = client::get_json(addr, "/api/v1/members", CLIENT_TIMEOUT).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let members = value
+            .as_array()
+            .context("the daemon's members answer is not a JSON array")?;
+        print!("{}", client::render_members(members, Time::wall_now()));
+    }
+    Ok(ExitCode::SUCCESS)
+}

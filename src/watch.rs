@@ -4,6 +4,7 @@
 //! The verdict "down" is not taken here: it needs independent witnesses, so it is derived from
 //! the gossiped suspicions by the gossip core.
 
+pub mod actor;
 pub mod core;
 pub mod phi;
 

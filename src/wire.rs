@@ -45,17 +45,35 @@ pub struct Envelope {
     pub msg: Message,
 }
 
-/// One line of a digest: what the sender knows of `node`.
+/// How much older a beat is than the beat of the envelope that carries it, in deciseconds.
+/// Digests carry ages rather than beats: an age fits in one byte where a beat takes five.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BeatAge(pub i64);
+
+impl BeatAge {
+    pub fn between(reference: Beat, beat: Beat) -> BeatAge {
+        BeatAge(
+            (reference.0 as i128 - beat.0 as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        )
+    }
+    /// The beat this age denotes relative to `reference` (never below zero).
+    pub fn beat(self, reference: Beat) -> Beat {
+        Beat((reference.0 as i128 - self.0 as i128).clamp(0, u64::MAX as i128) as u64)
+    }
+}
+
+/// One line of a digest: what the sender knows of `node` (its beat as an age, see [`BeatAge`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DigestEntry(pub NodeName, pub Incarnation, pub Beat, pub Version);
+pub struct DigestEntry(pub NodeName, pub Incarnation, pub BeatAge, pub Version);
 
 /// "I know `node` up to this incarnation and version: send me what is newer."
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Want(pub NodeName, pub Incarnation, pub Version);
 
-/// A fresher heartbeat of `node` than the peer's digest showed.
+/// A fresher heartbeat of `node` than the peer's digest showed (as an age, see [`BeatAge`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BeatNews(pub NodeName, pub Incarnation, pub Beat);
+pub struct BeatNews(pub NodeName, pub Incarnation, pub BeatAge);
 
 /// One key of a node's state. `value: None` is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,8 +142,12 @@ pub enum Frame {
         incarnation: Incarnation,
         addr: SocketAddr,
     },
-    JoinAccepted { members: Vec<NodeDelta> },
-    JoinRejected { reason: String },
+    JoinAccepted {
+        members: Vec<NodeDelta>,
+    },
+    JoinRejected {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -163,7 +185,45 @@ pub fn encode(env: &Envelope) -> Result<Vec<u8>, EncodeError> {
 
 /// Size in bytes of a value once encoded (used to fill datagrams up to the limit).
 pub fn encoded_len<T: Serialize>(value: &T) -> usize {
-    rmp_serde::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX)
+    rmp_serde::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+}
+
+/// Encoded size of a digest entry, computed rather than encoded (digests are built often).
+pub fn digest_entry_len(e: &DigestEntry) -> usize {
+    1 + str_len(e.0.as_str()) + uint_len(e.1.0) + int_len(e.2.0) + uint_len(e.3.0)
+}
+
+fn int_len(v: i64) -> usize {
+    match v {
+        0.. => uint_len(v as u64),
+        -32..=-1 => 1,
+        -128..=-33 => 2,
+        -32768..=-129 => 3,
+        -2_147_483_648..=-32769 => 5,
+        _ => 9,
+    }
+}
+
+fn str_len(s: &str) -> usize {
+    let n = s.len();
+    n + match n {
+        0..=31 => 1,
+        32..=255 => 2,
+        256..=65535 => 3,
+        _ => 5,
+    }
+}
+
+fn uint_len(v: u64) -> usize {
+    match v {
+        0..=127 => 1,
+        128..=255 => 2,
+        256..=65535 => 3,
+        65536..=0xFFFF_FFFF => 5,
+        _ => 9,
+    }
 }
 
 /// Decodes one datagram.

@@ -22,7 +22,8 @@ use super::state::NodeState;
 use crate::types::{Incarnation, NodeName, Time, Version};
 use crate::watch;
 use crate::wire::{
-    self, Beat, BeatNews, DigestEntry, Envelope, Frame, Message, NodeDelta, Want, MAX_DATAGRAM,
+    self, Beat, BeatAge, BeatNews, DigestEntry, Envelope, Frame, MAX_DATAGRAM, Message, NodeDelta,
+    Want,
 };
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -38,6 +39,9 @@ pub const SUSPECT_PREFIX: &str = "sus.";
 pub const LEFT_KEY: &str = "left";
 /// Keys reserved for the protocol itself.
 pub const RESERVED: [&str; 2] = [SUSPECT_PREFIX, LEFT_KEY];
+/// A fresher heartbeat is worth answering a digest with only when it is this much fresher
+/// (in deciseconds): finer news of life costs bytes and tells phi nothing new.
+const BEAT_NEWS_MIN: u64 = 5;
 /// Largest key + value a subsystem may write (so an entry always fits in a datagram).
 pub const MAX_ENTRY_LEN: usize = 1024;
 
@@ -71,15 +75,15 @@ impl Settings {
         watch.first_interval = interval;
         Settings {
             interval,
-            fanout: 3,
+            fanout: 2,
             news_fanout: 2,
-            news_delay: interval / 5,
-            answer_timeout: Duration::from_millis(300),
-            digest_budget: 640,
+            news_delay: interval / 20,
+            answer_timeout: Duration::from_millis(250),
+            digest_budget: 400,
             indirect_probes: 3,
             expected_witnesses: 3,
-            suspicion_min: Duration::from_millis(750),
-            suspicion_max: Duration::from_secs(5),
+            suspicion_min: Duration::from_millis(500),
+            suspicion_max: Duration::from_secs(4),
             reconnect_chance: 0.3,
             join_backoff_min: Duration::from_secs(1),
             join_backoff_max: Duration::from_secs(30),
@@ -157,9 +161,15 @@ pub enum ClusterEvent {
 pub enum Input {
     /// Time passes: run due rounds and timers. Call it often (every few tens of ms).
     Tick,
-    Datagram { from: SocketAddr, bytes: Vec<u8> },
+    Datagram {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
     /// The watcher of `peer` decided something.
-    Verdict { peer: NodeName, verdict: watch::Verdict },
+    Verdict {
+        peer: NodeName,
+        verdict: watch::Verdict,
+    },
     /// The answer of a seed to our join request, or why there was none.
     JoinAnswer {
         seed: SocketAddr,
@@ -171,15 +181,24 @@ pub enum Input {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    Send { to: SocketAddr, bytes: Vec<u8> },
+    Send {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
     /// Open a TCP connection to `seed`, send `request`, feed back the answer.
-    Join { seed: SocketAddr, request: Frame },
+    Join {
+        seed: SocketAddr,
+        request: Frame,
+    },
     /// Start a watcher for a live peer.
     WatchStart(NodeName),
     /// Stop the watcher of a peer that is down or left.
     WatchStop(NodeName),
     /// An input for the watcher of `peer`.
-    Watch { peer: NodeName, input: watch::Input },
+    Watch {
+        peer: NodeName,
+        input: watch::Input,
+    },
     Event(ClusterEvent),
     /// Our incarnation changed (persist it so a restart goes higher).
     IncarnationChanged(Incarnation),
@@ -199,6 +218,13 @@ pub struct Stats {
     pub dropped_oversized: u64,
     pub suspicions_raised: u64,
     pub refutations: u64,
+    /// Bytes sent by kind of message: digests (`Syn`), answers (`SynAck`), deltas (`Ack`),
+    /// news digests, and probes (pings, ping requests and their answers).
+    pub bytes_syn: u64,
+    pub bytes_synack: u64,
+    pub bytes_ack: u64,
+    pub bytes_news: u64,
+    pub bytes_probe: u64,
 }
 
 /// A member as shown by `nbwatch members`.
@@ -260,6 +286,10 @@ pub struct Core {
     relays: BTreeMap<u32, Relay>,
     stats: Stats,
     started: bool,
+    /// Number of live (alive or suspect) members other than us; `None` after a status change.
+    live_cache: std::cell::Cell<Option<usize>>,
+    /// Member names in the order they were learned, for picking random ones cheaply.
+    names: Vec<NodeName>,
 }
 
 impl Core {
@@ -292,6 +322,8 @@ impl Core {
             relays: BTreeMap::new(),
             stats: Stats::default(),
             started: false,
+            live_cache: std::cell::Cell::new(None),
+            names: Vec::new(),
         }
     }
 
@@ -318,7 +350,11 @@ impl Core {
     /// Status of `node` in this node's view (`None`: unknown).
     pub fn status(&self, node: &NodeName) -> Option<Status> {
         if *node == self.me {
-            return Some(if self.leaving { Status::Left } else { Status::Alive });
+            return Some(if self.leaving {
+                Status::Left
+            } else {
+                Status::Alive
+            });
         }
         self.members.get(node).map(|m| m.status)
     }
@@ -357,16 +393,27 @@ impl Core {
 
     /// Writes a key of this node's state (`None` deletes it). Keys of the protocol itself
     /// (`sus.*`, `left`) are refused, and so is an entry too large for a datagram.
-    pub fn set(&mut self, now: Time, key: &str, value: Option<String>) -> Result<Vec<Output>, KvError> {
+    pub fn set(
+        &mut self,
+        now: Time,
+        key: &str,
+        value: Option<String>,
+    ) -> Result<Vec<Output>, KvError> {
         if key.is_empty() {
             return Err(KvError::EmptyKey);
         }
-        if RESERVED.iter().any(|r| key == *r || (r.ends_with('.') && key.starts_with(r))) {
+        if RESERVED
+            .iter()
+            .any(|r| key == *r || (r.ends_with('.') && key.starts_with(r)))
+        {
             return Err(KvError::Reserved(key.to_string()));
         }
         let len = key.len() + value.as_ref().map_or(0, |v| v.len());
         if len > MAX_ENTRY_LEN {
-            return Err(KvError::TooLarge { key: key.to_string(), len });
+            return Err(KvError::TooLarge {
+                key: key.to_string(),
+                len,
+            });
         }
         let mut out = Vec::new();
         self.write_own(now, key, value, &mut out);
@@ -380,16 +427,30 @@ impl Core {
                 key: key.to_string(),
                 value,
             }));
-            self.note_news(now, None);
+            if is_protocol_key(key) {
+                self.note_urgent_news(now, None);
+            } else {
+                self.note_news(now, None);
+            }
         }
     }
 
     /// What a seed answers a joiner over TCP. A name that a live member at another address
-    /// already uses is refused; otherwise the joiner gets the full state of every node.
-    pub fn answer_join(&mut self, now: Time, name: &NodeName, incarnation: Incarnation, addr: SocketAddr) -> Frame {
+    /// already uses is refused; otherwise the joiner gets the full state of every node. The
+    /// seed learns of the joiner by gossip, like everyone else.
+    pub fn answer_join(
+        &mut self,
+        now: Time,
+        name: &NodeName,
+        _incarnation: Incarnation,
+        addr: SocketAddr,
+    ) -> Frame {
         if *name == self.me {
             return Frame::JoinRejected {
-                reason: format!("the name {name} is taken by the live node at {}", self.own.addr),
+                reason: format!(
+                    "the name {name} is taken by the live node at {}",
+                    self.own.addr
+                ),
             };
         }
         if let Some(m) = self.members.get(name)
@@ -397,13 +458,11 @@ impl Core {
             && m.state.addr != addr
         {
             return Frame::JoinRejected {
-                reason: format!("the name {name} is taken by the live node at {}", m.state.addr),
+                reason: format!(
+                    "the name {name} is taken by the live node at {}",
+                    m.state.addr
+                ),
             };
-        }
-        if !self.members.contains_key(name) {
-            let mut out = Vec::new();
-            self.learn(now, name.clone(), NodeState::new(incarnation, addr), &mut out);
-            // Events of learning the joiner are repeated by gossip; drop them here.
         }
         self.own.beat = Beat::at(now);
         let mut members = vec![self.own.delta(&self.me, Version(0), usize::MAX)];
@@ -462,7 +521,8 @@ impl Core {
             });
         }
         if now >= self.next_round {
-            self.next_round = now + self.settings.interval.mul_f64(0.9) + self.jitter(self.settings.interval / 5);
+            self.next_round =
+                now + self.settings.interval.mul_f64(0.9) + self.jitter(self.settings.interval / 5);
             self.gossip_round(now, out);
         }
         if let Some(at) = self.news_round
@@ -495,7 +555,21 @@ impl Core {
 
     fn jitter(&mut self, span: Duration) -> Duration {
         let ms = span.as_millis() as u64;
-        Duration::from_millis(if ms == 0 { 0 } else { self.rng.random_range(0..ms) })
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            self.rng.random_range(0..ms)
+        })
+    }
+
+    /// How many members other than us are live (cached between status changes).
+    fn live_count(&self) -> usize {
+        if let Some(n) = self.live_cache.get() {
+            return n;
+        }
+        let n = self.members.values().filter(|m| m.status.is_live()).count();
+        self.live_cache.set(Some(n));
+        n
     }
 
     fn live_peers(&self) -> Vec<NodeName> {
@@ -515,11 +589,17 @@ impl Core {
         live.truncate(self.settings.fanout);
         let (digest, complete) = self.digest(now, false);
         for peer in &live {
-            self.awaiting.entry(peer.clone()).or_insert(now + self.settings.answer_timeout);
+            self.awaiting
+                .entry(peer.clone())
+                .or_insert(now + self.settings.answer_timeout);
             let to = self.members[peer].state.addr;
             self.send(
                 to,
-                Message::Syn { digest: digest.clone(), complete, news: false },
+                Message::Syn {
+                    digest: digest.clone(),
+                    complete,
+                    news: false,
+                },
                 out,
             );
         }
@@ -532,7 +612,15 @@ impl Core {
         if !down.is_empty() && self.rng.random_bool(self.settings.reconnect_chance) {
             if let Some(peer) = down.choose(&mut self.rng) {
                 let to = self.members[peer].state.addr;
-                self.send(to, Message::Syn { digest, complete, news: false }, out);
+                self.send(
+                    to,
+                    Message::Syn {
+                        digest,
+                        complete,
+                        news: false,
+                    },
+                    out,
+                );
             }
         }
     }
@@ -540,43 +628,86 @@ impl Core {
     /// A digest: this node first, then nodes with news (newest first), then random others,
     /// as many as fit the budget. `news_only` keeps just this node and the news.
     fn digest(&mut self, now: Time, news_only: bool) -> (Vec<DigestEntry>, bool) {
-        let mut entries = vec![DigestEntry(self.me.clone(), self.own.incarnation, self.own.beat, self.own.version)];
-        let mut used = wire::encoded_len(&entries[0]);
-        let hot_window = self.settings.interval * 3;
-        let mut hot: Vec<(&NodeName, Time)> = self
-            .members
-            .iter()
-            .filter_map(|(n, m)| m.news_at.filter(|t| now.since(*t) <= hot_window).map(|t| (n, t)))
-            .collect();
-        hot.sort_by(|a, b| b.1.cmp(&a.1));
-        let mut chosen: BTreeSet<NodeName> = BTreeSet::new();
-        let mut order: Vec<NodeName> = if news_only {
-            self.news.iter().cloned().collect()
-        } else {
-            hot.iter().map(|(n, _)| (*n).clone()).collect()
+        let budget = self.settings.digest_budget;
+        let reference = self.own.beat;
+        let mine = DigestEntry(
+            self.me.clone(),
+            self.own.incarnation,
+            BeatAge(0),
+            self.own.version,
+        );
+        let mut used = wire::digest_entry_len(&mine);
+        let mut entries = vec![mine];
+        let entry = |name: &NodeName, m: &Member| {
+            DigestEntry(
+                name.clone(),
+                m.state.incarnation,
+                BeatAge::between(reference, m.state.beat),
+                m.state.version,
+            )
         };
         if !news_only {
-            let mut rest: Vec<NodeName> = self.members.keys().cloned().collect();
-            rest.shuffle(&mut self.rng);
-            order.extend(rest);
-        }
-        let mut complete = true;
-        for name in order {
-            if chosen.contains(&name) {
-                continue;
+            let total: usize = self
+                .members
+                .iter()
+                .map(|(n, m)| wire::digest_entry_len(&entry(n, m)))
+                .sum();
+            if used + total <= budget {
+                entries.extend(self.members.iter().map(|(n, m)| entry(n, m)));
+                return (entries, true);
             }
-            let Some(m) = self.members.get(&name) else { continue };
-            let e = DigestEntry(name.clone(), m.state.incarnation, m.state.beat, m.state.version);
-            let size = wire::encoded_len(&e);
-            if used + size > self.settings.digest_budget {
-                complete = false;
-                continue;
-            }
-            used += size;
-            chosen.insert(name);
-            entries.push(e);
         }
-        (entries, complete && !news_only && chosen.len() == self.members.len())
+        // Suspects come first: their freshest heartbeat decides whether they are down and when
+        // they were last heard, so every exchange compares it. Then news, then a random sample.
+        let hot_window = self.settings.interval * 3;
+        let mut order: Vec<(u8, Time, &NodeName)> = self
+            .members
+            .iter()
+            .filter_map(|(n, m)| {
+                if m.status == Status::Suspect {
+                    Some((0, now, n))
+                } else if news_only {
+                    self.news.contains(n).then_some((1, now, n))
+                } else {
+                    m.news_at
+                        .filter(|t| now.since(*t) <= hot_window)
+                        .map(|t| (1, t, n))
+                }
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut chosen: BTreeSet<NodeName> = BTreeSet::new();
+        let mut push =
+            |name: &NodeName, m: &Member, used: &mut usize, entries: &mut Vec<DigestEntry>| {
+                let e = entry(name, m);
+                let size = wire::digest_entry_len(&e);
+                if *used + size > budget || chosen.contains(name) {
+                    return false;
+                }
+                *used += size;
+                chosen.insert(name.clone());
+                entries.push(e);
+                true
+            };
+        for (_, _, name) in &order {
+            push(name, &self.members[*name], &mut used, &mut entries);
+        }
+        if !news_only && !self.members.is_empty() {
+            // Random others: pick positions at random until the budget is spent.
+            let mut misses = 0;
+            while misses < 8 {
+                let Some(name) = self.names.choose(&mut self.rng) else {
+                    break;
+                };
+                let Some(m) = self.members.get(name) else {
+                    break;
+                };
+                if !push(name, m, &mut used, &mut entries) {
+                    misses += 1;
+                }
+            }
+        }
+        (entries, false)
     }
 
     fn note_news(&mut self, now: Time, node: Option<&NodeName>) {
@@ -590,6 +721,12 @@ impl Core {
         }
     }
 
+    /// News that cannot wait for the usual collection delay: suspicions, refutations, leaving.
+    fn note_urgent_news(&mut self, now: Time, node: Option<&NodeName>) {
+        self.note_news(now, node);
+        self.news_round = Some(now);
+    }
+
     fn news_exchange(&mut self, now: Time, out: &mut Vec<Output>) {
         if self.news.is_empty() {
             return;
@@ -601,22 +738,35 @@ impl Core {
         live.truncate(self.settings.news_fanout);
         for peer in live {
             let to = self.members[&peer].state.addr;
-            self.send(to, Message::Syn { digest: digest.clone(), complete: false, news: true }, out);
-        }
-    }
-
-    fn envelope(&self, msg: Message) -> Envelope {
-        Envelope {
-            from: self.me.clone(),
-            incarnation: self.own.incarnation,
-            beat: self.own.beat,
-            msg,
+            self.send(
+                to,
+                Message::Syn {
+                    digest: digest.clone(),
+                    complete: false,
+                    news: true,
+                },
+                out,
+            );
         }
     }
 
     fn send(&mut self, to: SocketAddr, msg: Message, out: &mut Vec<Output>) {
-        match wire::encode(&self.envelope(msg)) {
+        let counter = match &msg {
+            Message::Syn { news: true, .. } => &mut self.stats.bytes_news,
+            Message::Syn { .. } => &mut self.stats.bytes_syn,
+            Message::SynAck { .. } => &mut self.stats.bytes_synack,
+            Message::Ack { .. } => &mut self.stats.bytes_ack,
+            _ => &mut self.stats.bytes_probe,
+        };
+        let env = Envelope {
+            from: self.me.clone(),
+            incarnation: self.own.incarnation,
+            beat: self.own.beat,
+            msg,
+        };
+        match wire::encode(&env) {
             Ok(bytes) => {
+                *counter += bytes.len() as u64;
                 self.stats.bytes_sent += bytes.len() as u64;
                 self.stats.datagrams_sent += 1;
                 out.push(Output::Send { to, bytes });
@@ -654,12 +804,18 @@ impl Core {
         }
         self.heard_directly(now, &env, out);
         match env.msg {
-            Message::Syn { digest, complete, news } => {
-                self.on_syn(now, from, digest, complete, news, out)
-            }
-            Message::SynAck { wants, deltas, beats } => {
+            Message::Syn {
+                digest,
+                complete,
+                news,
+            } => self.on_syn(now, from, env.beat, digest, complete, news, out),
+            Message::SynAck {
+                wants,
+                deltas,
+                beats,
+            } => {
                 self.apply_deltas(now, &deltas, out);
-                self.apply_beats(now, &beats, out);
+                self.apply_beats(now, env.beat, &beats, out);
                 let deltas = self.deltas_for(&wants, MAX_DATAGRAM - 64);
                 if !deltas.is_empty() {
                     self.send(from, Message::Ack { deltas }, out);
@@ -684,7 +840,11 @@ impl Core {
                 }
                 self.answered(&env.from, out);
             }
-            Message::PingReq { seq, target, target_addr } => {
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => {
                 let my_seq = self.next_seq();
                 self.relays.insert(
                     my_seq,
@@ -697,7 +857,12 @@ impl Core {
                 );
                 self.send(target_addr, Message::Ping { seq: my_seq }, out);
             }
-            Message::IndirectAck { target, incarnation, beat, .. } => {
+            Message::IndirectAck {
+                target,
+                incarnation,
+                beat,
+                ..
+            } => {
                 let current = self.members.get(&target).map(|m| m.state.incarnation);
                 if current == Some(incarnation) {
                     self.see_beat(now, &target, beat, false, out);
@@ -724,7 +889,9 @@ impl Core {
     /// Any datagram from a node of the incarnation we know is a sign of life and an answer.
     fn heard_directly(&mut self, now: Time, env: &Envelope, out: &mut Vec<Output>) {
         self.awaiting.remove(&env.from);
-        let Some(m) = self.members.get_mut(&env.from) else { return };
+        let Some(m) = self.members.get_mut(&env.from) else {
+            return;
+        };
         if m.state.incarnation != env.incarnation {
             return;
         }
@@ -735,16 +902,25 @@ impl Core {
     }
 
     /// A beat of `node` arrived; if it is fresher, that is evidence for its watcher.
-    fn see_beat(&mut self, now: Time, node: &NodeName, beat: Beat, direct: bool, out: &mut Vec<Output>) {
-        let Some(m) = self.members.get_mut(node) else { return };
+    fn see_beat(
+        &mut self,
+        now: Time,
+        node: &NodeName,
+        beat: Beat,
+        direct: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(m) = self.members.get_mut(node) else {
+            return;
+        };
         if beat <= m.state.beat {
             return;
         }
         m.state.beat = beat;
+        m.last_heard = m.last_heard.max(beat.time().min(now));
         if !m.status.is_live() {
             return;
         }
-        m.last_heard = m.last_heard.max(beat.time().min(now));
         out.push(Output::Watch {
             peer: node.clone(),
             input: watch::Input::Alive(if direct {
@@ -759,6 +935,7 @@ impl Core {
         &mut self,
         now: Time,
         from: SocketAddr,
+        reference: Beat,
         digest: Vec<DigestEntry>,
         complete: bool,
         news: bool,
@@ -768,11 +945,14 @@ impl Core {
         let mut have: Vec<Want> = Vec::new();
         let mut beats = Vec::new();
         let mut mentioned = BTreeSet::new();
-        for DigestEntry(node, inc, beat, version) in digest {
+        for DigestEntry(node, inc, age, version) in digest {
+            let beat = age.beat(reference);
             mentioned.insert(node.clone());
             if node == self.me {
                 self.check_self(now, inc, version, out);
-                if inc < self.own.incarnation || (inc == self.own.incarnation && version < self.own.version) {
+                if inc < self.own.incarnation
+                    || (inc == self.own.incarnation && version < self.own.version)
+                {
                     have.push(Want(node, inc, version));
                 }
                 continue;
@@ -789,8 +969,8 @@ impl Core {
                     if inc == mi {
                         if beat > mb {
                             self.see_beat(now, &node, beat, false, out);
-                        } else if mb > beat {
-                            beats.push(BeatNews(node, mi, mb));
+                        } else if mb.0 >= beat.0 + BEAT_NEWS_MIN {
+                            beats.push(BeatNews(node, mi, BeatAge::between(self.own.beat, mb)));
                         }
                     }
                 }
@@ -831,7 +1011,11 @@ impl Core {
         let deltas = self.deltas_for(&have, budget);
         self.send(
             from,
-            Message::SynAck { wants: sized_wants, deltas, beats: sized_beats },
+            Message::SynAck {
+                wants: sized_wants,
+                deltas,
+                beats: sized_beats,
+            },
             out,
         );
     }
@@ -849,7 +1033,11 @@ impl Core {
                     None => continue,
                 }
             };
-            let from = if *inc == state.incarnation { *version } else { Version(0) };
+            let from = if *inc == state.incarnation {
+                *version
+            } else {
+                Version(0)
+            };
             if *inc > state.incarnation || (*inc == state.incarnation && from >= state.version) {
                 continue;
             }
@@ -858,9 +1046,6 @@ impl Core {
                 break;
             }
             let delta = state.delta(node, from, budget - header);
-            if delta.entries.is_empty() && delta.to == from {
-                continue;
-            }
             budget -= wire::encoded_len(&delta) + 1;
             deltas.push(delta);
         }
@@ -869,7 +1054,8 @@ impl Core {
 
     /// Someone holds a view of us from a later or equal life: make sure ours is newer.
     fn check_self(&mut self, now: Time, inc: Incarnation, version: Version, out: &mut Vec<Output>) {
-        if inc > self.own.incarnation || (inc == self.own.incarnation && version > self.own.version) {
+        if inc > self.own.incarnation || (inc == self.own.incarnation && version > self.own.version)
+        {
             self.refute(now, Incarnation(inc.0.max(self.own.incarnation.0)), out);
         }
     }
@@ -879,13 +1065,24 @@ impl Core {
         self.stats.refutations += 1;
         tracing::info!(incarnation = %self.own.incarnation, "refuting: raised our incarnation");
         out.push(Output::IncarnationChanged(self.own.incarnation));
-        self.note_news(now, None);
+        self.note_urgent_news(now, None);
     }
 
-    fn apply_beats(&mut self, now: Time, beats: &[BeatNews], out: &mut Vec<Output>) {
-        for BeatNews(node, inc, beat) in beats {
-            if self.members.get(node).is_some_and(|m| m.state.incarnation == *inc) {
-                self.see_beat(now, node, *beat, false, out);
+    fn apply_beats(
+        &mut self,
+        now: Time,
+        reference: Beat,
+        beats: &[BeatNews],
+        out: &mut Vec<Output>,
+    ) {
+        for BeatNews(node, inc, age) in beats {
+            let beat = age.beat(reference);
+            if self
+                .members
+                .get(node)
+                .is_some_and(|m| m.state.incarnation == *inc)
+            {
+                self.see_beat(now, node, beat, false, out);
             }
         }
     }
@@ -911,9 +1108,16 @@ impl Core {
             if d.from != Version(0) {
                 return; // we lack the start of this life; the next exchange asks for it
             }
-            self.learn(now, d.node.clone(), NodeState::new(d.incarnation, d.addr), out);
+            self.learn(
+                now,
+                d.node.clone(),
+                NodeState::new(d.incarnation, d.addr),
+                out,
+            );
         }
-        let Some(m) = self.members.get_mut(&d.node) else { return };
+        let Some(m) = self.members.get_mut(&d.node) else {
+            return;
+        };
         let old_beat = m.state.beat;
         let applied = m.state.apply(d);
         if m.state.beat > old_beat {
@@ -923,7 +1127,11 @@ impl Core {
         if applied.changed.is_empty() {
             return;
         }
-        self.note_news(now, Some(&d.node));
+        if applied.changed.iter().any(|(k, _)| is_protocol_key(k)) {
+            self.note_urgent_news(now, Some(&d.node));
+        } else {
+            self.note_news(now, Some(&d.node));
+        }
         for (key, value) in applied.changed {
             self.on_changed(now, &d.node, &key, value.as_deref(), out);
             out.push(Output::Event(ClusterEvent::StateChanged {
@@ -933,7 +1141,6 @@ impl Core {
             }));
         }
     }
-
 
     /// A node we did not know, or a new life of one we did.
     fn learn(&mut self, now: Time, name: NodeName, state: NodeState, out: &mut Vec<Output>) {
@@ -945,6 +1152,10 @@ impl Core {
         }
         self.suspicions.retain(|_, by| !by.is_empty());
         let (incarnation, addr) = (state.incarnation, state.addr);
+        self.live_cache.set(None);
+        if previous.is_none() {
+            self.names.push(name.clone());
+        }
         self.members.insert(
             name.clone(),
             Member {
@@ -958,19 +1169,32 @@ impl Core {
         self.withdraw_stale_suspicion(now, &name, out);
         match previous {
             None | Some(Status::Left) => {
-                out.push(Output::Event(ClusterEvent::NodeJoined { node: name.clone(), addr, incarnation }));
+                out.push(Output::Event(ClusterEvent::NodeJoined {
+                    node: name.clone(),
+                    addr,
+                    incarnation,
+                }));
                 out.push(Output::WatchStart(name.clone()));
             }
             Some(Status::Down) => {
-                out.push(Output::Event(ClusterEvent::NodeUp { node: name.clone(), incarnation }));
+                out.push(Output::Event(ClusterEvent::NodeUp {
+                    node: name.clone(),
+                    incarnation,
+                }));
                 out.push(Output::WatchStart(name.clone()));
             }
             Some(Status::Alive | Status::Suspect) => {
-                out.push(Output::Watch { peer: name.clone(), input: watch::Input::Reset });
+                out.push(Output::Watch {
+                    peer: name.clone(),
+                    input: watch::Input::Reset,
+                });
             }
         }
         if previous == Some(Status::Suspect) {
-            out.push(Output::Event(ClusterEvent::NodeUp { node: name.clone(), incarnation }));
+            out.push(Output::Event(ClusterEvent::NodeUp {
+                node: name.clone(),
+                incarnation,
+            }));
         }
         self.note_news(now, Some(&name));
     }
@@ -978,7 +1202,9 @@ impl Core {
     /// Our own `sus.<node>` that names an older life of `node` is withdrawn.
     fn withdraw_stale_suspicion(&mut self, now: Time, node: &NodeName, out: &mut Vec<Output>) {
         let key = format!("{SUSPECT_PREFIX}{node}");
-        let Some(current) = self.members.get(node).map(|m| m.state.incarnation) else { return };
+        let Some(current) = self.members.get(node).map(|m| m.state.incarnation) else {
+            return;
+        };
         if let Some(s) = self.own.value(&key).and_then(parse_sighting)
             && s.incarnation < current
         {
@@ -987,12 +1213,22 @@ impl Core {
     }
 
     /// A key of `node`'s state changed: suspicions and leaving matter to the protocol.
-    fn on_changed(&mut self, now: Time, node: &NodeName, key: &str, value: Option<&str>, out: &mut Vec<Output>) {
+    fn on_changed(
+        &mut self,
+        now: Time,
+        node: &NodeName,
+        key: &str,
+        value: Option<&str>,
+        out: &mut Vec<Output>,
+    ) {
         if let Some(suspect) = key.strip_prefix(SUSPECT_PREFIX) {
             let suspect = NodeName::from(suspect);
             match value.and_then(parse_sighting) {
                 Some(sighting) => {
-                    self.suspicions.entry(suspect.clone()).or_default().insert(node.clone(), sighting);
+                    self.suspicions
+                        .entry(suspect.clone())
+                        .or_default()
+                        .insert(node.clone(), sighting);
                     if suspect == self.me {
                         if sighting.incarnation >= self.own.incarnation && !self.leaving {
                             self.refute(now, sighting.incarnation, out);
@@ -1016,7 +1252,10 @@ impl Core {
                 && m.status != Status::Left
             {
                 m.status = Status::Left;
-                m.last_heard = m.last_heard.max(now.min(m.state.beat.time().max(m.last_heard)));
+                self.live_cache.set(None);
+                m.last_heard = m
+                    .last_heard
+                    .max(now.min(m.state.beat.time().max(m.last_heard)));
                 out.push(Output::Event(ClusterEvent::NodeLeft {
                     node: node.clone(),
                     incarnation: m.state.incarnation,
@@ -1027,25 +1266,38 @@ impl Core {
         }
     }
 
-    fn on_suspicion_heard(&mut self, now: Time, suspect: &NodeName, sighting: Sighting, out: &mut Vec<Output>) {
-        let Some(m) = self.members.get(suspect) else { return };
+    fn on_suspicion_heard(
+        &mut self,
+        now: Time,
+        suspect: &NodeName,
+        sighting: Sighting,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(m) = self.members.get(suspect) else {
+            return;
+        };
         if sighting.incarnation != m.state.incarnation || !m.status.is_live() {
             return;
         }
         // Verify only while fewer than K witnesses are known, and then only with a chance that
-        // makes about K+1 nodes of the cluster verify, so one false suspicion does not make
+        // makes about 2(K+1) nodes of the cluster verify, so one false suspicion does not make
         // every node probe (and, under loss, some of them fail too).
         let witnesses = self.witnesses(suspect).len();
-        let live = self.live_peers().len().max(1);
-        let chance = ((self.settings.expected_witnesses + 1) as f64 / live as f64).min(1.0);
+        let live = self.live_count().max(1);
+        let chance = (2.0 * (self.settings.expected_witnesses + 1) as f64 / live as f64).min(1.0);
         let verify = witnesses < self.settings.expected_witnesses && self.rng.random_bool(chance);
         let _ = now;
-        out.push(Output::Watch { peer: suspect.clone(), input: watch::Input::SuspicionHeard { verify } });
+        out.push(Output::Watch {
+            peer: suspect.clone(),
+            input: watch::Input::SuspicionHeard { verify },
+        });
     }
 
     /// Who suspects the current life of `node`.
     fn witnesses(&self, node: &NodeName) -> Vec<(NodeName, Sighting)> {
-        let Some(m) = self.members.get(node) else { return Vec::new() };
+        let Some(m) = self.members.get(node) else {
+            return Vec::new();
+        };
         self.suspicions
             .get(node)
             .map(|by| {
@@ -1060,9 +1312,12 @@ impl Core {
     /// Derives the verdict on `node` from the suspicions of its current life.
     fn judge(&mut self, now: Time, node: &NodeName, out: &mut Vec<Output>) {
         let witnesses = self.witnesses(node);
-        let live_others = 1 + self.live_peers().iter().filter(|n| *n != node).count();
+        let node_live = self.members.get(node).is_some_and(|m| m.status.is_live());
+        let live_others = 1 + self.live_count() - usize::from(node_live);
         let settings = &self.settings;
-        let Some(m) = self.members.get_mut(node) else { return };
+        let Some(m) = self.members.get_mut(node) else {
+            return;
+        };
         if matches!(m.status, Status::Left | Status::Down) {
             return;
         }
@@ -1075,7 +1330,9 @@ impl Core {
         }
         let since = *m.suspect_since.get_or_insert(now);
         let required = if live_others >= 2 { 2 } else { 1 };
-        let timeout = lifeguard_timeout(settings, witnesses.len());
+        // Lifeguard's K, capped by how many witnesses there can be at all.
+        let expected = settings.expected_witnesses.min(live_others).max(1);
+        let timeout = lifeguard_timeout(settings, expected, witnesses.len());
         let names: Vec<NodeName> = witnesses.iter().map(|(n, _)| n.clone()).collect();
         if witnesses.len() >= required && now >= since + timeout {
             let last_heard = witnesses
@@ -1085,6 +1342,7 @@ impl Core {
                 .max()
                 .unwrap_or(m.last_heard);
             m.status = Status::Down;
+            self.live_cache.set(None);
             m.last_heard = last_heard;
             let incarnation = m.state.incarnation;
             self.awaiting.remove(node);
@@ -1098,12 +1356,24 @@ impl Core {
         } else if m.status == Status::Alive {
             m.status = Status::Suspect;
             let incarnation = m.state.incarnation;
-            out.push(Output::Event(ClusterEvent::NodeSuspect { node: node.clone(), incarnation, by: names }));
+            out.push(Output::Event(ClusterEvent::NodeSuspect {
+                node: node.clone(),
+                incarnation,
+                by: names,
+            }));
         }
     }
 
-    fn on_verdict(&mut self, now: Time, peer: NodeName, verdict: watch::Verdict, out: &mut Vec<Output>) {
-        let Some(m) = self.members.get(&peer) else { return };
+    fn on_verdict(
+        &mut self,
+        now: Time,
+        peer: NodeName,
+        verdict: watch::Verdict,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(m) = self.members.get(&peer) else {
+            return;
+        };
         if !m.status.is_live() || self.leaving {
             return;
         }
@@ -1117,23 +1387,48 @@ impl Core {
             watch::Verdict::PingIndirect => {
                 let seq = self.next_seq();
                 self.send(addr, Message::Ping { seq }, out);
-                let mut helpers: Vec<NodeName> =
-                    self.live_peers().into_iter().filter(|n| *n != peer).collect();
+                let mut helpers: Vec<NodeName> = self
+                    .live_peers()
+                    .into_iter()
+                    .filter(|n| *n != peer)
+                    .collect();
                 helpers.shuffle(&mut self.rng);
                 helpers.truncate(self.settings.indirect_probes);
                 for helper in helpers {
                     let to = self.members[&helper].state.addr;
-                    self.send(to, Message::PingReq { seq, target: peer.clone(), target_addr: addr }, out);
+                    self.send(
+                        to,
+                        Message::PingReq {
+                            seq,
+                            target: peer.clone(),
+                            target_addr: addr,
+                        },
+                        out,
+                    );
                 }
             }
             watch::Verdict::Suspect => {
                 self.stats.suspicions_raised += 1;
                 let value = format!("{}:{}", incarnation.0, last_heard.as_millis());
                 self.write_own(now, &key, Some(value), out);
-                self.on_changed(now, &self.me.clone(), &key, self.own.value(&key).map(str::to_owned).as_deref(), out);
+                self.on_changed(
+                    now,
+                    &self.me.clone(),
+                    &key,
+                    self.own.value(&key).map(str::to_owned).as_deref(),
+                    out,
+                );
                 // Tell the suspect at once, so that if it is alive it can refute quickly.
                 let (digest, _) = self.digest(now, true);
-                self.send(addr, Message::Syn { digest, complete: false, news: true }, out);
+                self.send(
+                    addr,
+                    Message::Syn {
+                        digest,
+                        complete: false,
+                        news: true,
+                    },
+                    out,
+                );
             }
             watch::Verdict::Clear => {
                 if self.own.value(&key).is_some() {
@@ -1144,7 +1439,13 @@ impl Core {
         }
     }
 
-    fn on_join_answer(&mut self, now: Time, seed: SocketAddr, answer: Result<Frame, String>, out: &mut Vec<Output>) {
+    fn on_join_answer(
+        &mut self,
+        now: Time,
+        seed: SocketAddr,
+        answer: Result<Frame, String>,
+        out: &mut Vec<Output>,
+    ) {
         if self.joined {
             return;
         }
@@ -1168,7 +1469,8 @@ impl Core {
     fn retry_join(&mut self, now: Time, seed: SocketAddr, why: String) {
         self.join_attempts += 1;
         let exp = self.join_attempts.min(16) - 1;
-        let backoff = (self.settings.join_backoff_min * 2u32.pow(exp)).min(self.settings.join_backoff_max);
+        let backoff =
+            (self.settings.join_backoff_min * 2u32.pow(exp)).min(self.settings.join_backoff_max);
         self.next_join = Some(now + backoff);
         tracing::warn!(
             %seed, reason = %why, retry_in = ?backoff,
@@ -1194,11 +1496,29 @@ impl Core {
         for peer in live {
             let to = self.members[&peer].state.addr;
             let delta = self.own.delta(&self.me, Version(0), MAX_DATAGRAM - 200);
-            self.send(to, Message::Ack { deltas: vec![delta] }, out);
-            self.send(to, Message::Syn { digest: digest.clone(), complete: false, news: true }, out);
+            self.send(
+                to,
+                Message::Ack {
+                    deltas: vec![delta],
+                },
+                out,
+            );
+            self.send(
+                to,
+                Message::Syn {
+                    digest: digest.clone(),
+                    complete: false,
+                    news: true,
+                },
+                out,
+            );
         }
         self.leaving = true;
     }
+}
+
+fn is_protocol_key(key: &str) -> bool {
+    key.starts_with(SUSPECT_PREFIX) || key == LEFT_KEY
 }
 
 fn parse_sighting(value: &str) -> Option<Sighting> {
@@ -1211,9 +1531,12 @@ fn parse_sighting(value: &str) -> Option<Sighting> {
 
 /// Lifeguard's suspicion timeout: from `max` with one witness down to `min` once the expected
 /// number of independent witnesses has spoken, on a log scale.
-fn lifeguard_timeout(settings: &Settings, witnesses: usize) -> Duration {
-    let (min, max) = (settings.suspicion_min.as_secs_f64(), settings.suspicion_max.as_secs_f64());
-    let k = settings.expected_witnesses.max(1) as f64;
+fn lifeguard_timeout(settings: &Settings, expected: usize, witnesses: usize) -> Duration {
+    let (min, max) = (
+        settings.suspicion_min.as_secs_f64(),
+        settings.suspicion_max.as_secs_f64(),
+    );
+    let k = expected.max(1) as f64;
     let c = witnesses.saturating_sub(1) as f64;
     let frac = ((c + 1.0).ln() / (k + 1.0).ln()).min(1.0);
     Duration::from_secs_f64((max - (max - min) * frac).max(min))

@@ -4,9 +4,9 @@
 //! newer than version v" is a range query, and replication only ever moves forward. A delete is
 //! a tombstone: a write like any other, so it replicates too.
 
+use crate::types::NodeName;
 use crate::types::{Incarnation, Version};
 use crate::wire::{Beat, KvEntry, NodeDelta};
-use crate::types::NodeName;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -141,7 +141,9 @@ impl NodeState {
                 },
             );
             if previous.map(|p| p.value) != Some(entry.value.clone()) {
-                applied.changed.push((entry.key.clone(), entry.value.clone()));
+                applied
+                    .changed
+                    .push((entry.key.clone(), entry.value.clone()));
             }
         }
         self.version = self.version.max(delta.to);

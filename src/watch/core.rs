@@ -15,6 +15,9 @@ use super::phi::Phi;
 use crate::types::Time;
 use std::time::Duration;
 
+/// How late a timer may be before we consider it lost.
+const LOST_TIMER: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub phi_threshold: f64,
@@ -36,7 +39,7 @@ impl Default for Settings {
             phi_min_std: Duration::from_millis(100),
             first_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(200),
-            indirect_timeout: Duration::from_millis(400),
+            indirect_timeout: Duration::from_millis(350),
         }
     }
 }
@@ -58,7 +61,9 @@ pub enum Input {
     /// A gossip exchange we started with the peer got no answer in time.
     Unanswered,
     /// Another node suspects the peer; `verify` asks us to probe it ourselves.
-    SuspicionHeard { verify: bool },
+    SuspicionHeard {
+        verify: bool,
+    },
     /// The peer started a new life (higher incarnation): forget its history.
     Reset,
     /// A timer we asked for is due (or stale: then it is ignored).
@@ -136,6 +141,11 @@ impl PeerWatch {
 
     pub fn handle(&mut self, now: Time, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        // A timer that should have fired long ago was lost (a stopped process, a dropped
+        // message): forget it so a new one is armed, rather than never probing again.
+        if self.armed.is_some_and(|at| now.since(at) > LOST_TIMER) {
+            self.armed = None;
+        }
         match input {
             Input::Alive(evidence) => {
                 if evidence != Evidence::Answered {
@@ -161,10 +171,10 @@ impl PeerWatch {
                 self.phase = Phase::Watching;
             }
             Input::Wake => {
-                match self.armed {
-                    Some(at) if at <= now => self.armed = None,
-                    _ => return out, // stale or early: the armed timer will come
+                if self.armed.is_some_and(|at| at > now) {
+                    return out; // stale: the timer armed later will come
                 }
+                self.armed = None;
                 self.on_wake(now, &mut out);
             }
         }

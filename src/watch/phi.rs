@@ -121,7 +121,11 @@ mod tests {
             p.record(Duration::from_millis(ms));
         }
         let t = p.silence_to_threshold();
-        assert!((p.phi(t) - 8.0).abs() < 0.01, "phi at deadline {}", p.phi(t));
+        assert!(
+            (p.phi(t) - 8.0).abs() < 0.01,
+            "phi at deadline {}",
+            p.phi(t)
+        );
         assert!(t > Duration::from_millis(1000) && t < Duration::from_millis(2000));
     }
 

@@ -59,14 +59,17 @@ fn silence_leads_to_a_direct_ping_then_indirect_probes_then_suspicion() {
     let mut w = steady(1000, 10_000);
     let seen = run_timers(&mut w, 10_000, 20_000);
     let kinds: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
-    assert_eq!(kinds, vec![Verdict::Ping, Verdict::PingIndirect, Verdict::Suspect]);
+    assert_eq!(
+        kinds,
+        vec![Verdict::Ping, Verdict::PingIndirect, Verdict::Suspect]
+    );
     let (ping_at, _) = seen[0];
     let (ind_at, _) = seen[1];
     let (sus_at, _) = seen[2];
     assert!(ping_at > 11_000, "pinged too early at {ping_at}");
     assert!(ping_at < 12_000, "pinged too late at {ping_at}");
     assert_eq!(ind_at - ping_at, 200);
-    assert_eq!(sus_at - ind_at, 400);
+    assert_eq!(sus_at - ind_at, 350);
 }
 
 #[test]
@@ -84,7 +87,10 @@ fn a_relayed_heartbeat_does_not_end_a_probe() {
     let mut w = steady(1000, 10_000);
     let _ = run_timers(&mut w, 10_000, 11_700);
     w.handle(t(11_750), Input::Alive(Evidence::Relayed));
-    assert!(matches!(w.phase(), Phase::Direct { .. } | Phase::Indirect { .. }));
+    assert!(matches!(
+        w.phase(),
+        Phase::Direct { .. } | Phase::Indirect { .. }
+    ));
 }
 
 #[test]
@@ -92,8 +98,8 @@ fn an_unanswered_exchange_goes_straight_to_indirect_probes() {
     let mut w = steady(1000, 10_000);
     let out = w.handle(t(10_100), Input::Unanswered);
     assert_eq!(verdicts(&out), vec![Verdict::PingIndirect]);
-    assert_eq!(wake_at(&out), Some(t(10_500)));
-    let out = w.handle(t(10_500), Input::Wake);
+    assert_eq!(wake_at(&out), Some(t(10_450)));
+    let out = w.handle(t(10_450), Input::Wake);
     assert_eq!(verdicts(&out), vec![Verdict::Suspect]);
 }
 
@@ -111,7 +117,7 @@ fn a_suspicion_heard_is_verified_only_when_asked() {
 fn a_suspected_peer_that_answers_is_cleared() {
     let mut w = steady(1000, 10_000);
     w.handle(t(10_100), Input::Unanswered);
-    w.handle(t(10_500), Input::Wake);
+    w.handle(t(10_450), Input::Wake);
     assert_eq!(w.phase(), Phase::Suspecting);
     let out = w.handle(t(12_000), Input::Alive(Evidence::Direct));
     assert_eq!(verdicts(&out), vec![Verdict::Clear]);
@@ -129,7 +135,7 @@ fn stale_wakes_are_ignored() {
 fn a_new_life_forgets_the_old_suspicion() {
     let mut w = steady(1000, 10_000);
     w.handle(t(10_100), Input::Unanswered);
-    w.handle(t(10_500), Input::Wake);
+    w.handle(t(10_450), Input::Wake);
     w.handle(t(11_000), Input::Reset);
     assert_eq!(w.phase(), Phase::Watching);
 }

@@ -106,42 +106,54 @@ pub fn spawn_poller(
         let mut last_stats: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let tick = Instant::now();
-            if let Ok(body) = http_get(api, "/api/v1/members") {
+            if let Some(members) = fetch_members(api) {
                 let t = now_ms();
-                if let Ok(serde_json::Value::Array(members)) = serde_json::from_slice(&body) {
-                    if let Ok(mut v) = view.lock() {
-                        for m in members {
-                            let (Some(name), Some(state)) =
-                                (m["name"].as_str(), m["state"].as_str())
-                            else {
-                                continue;
-                            };
-                            if name == me {
-                                continue;
-                            }
-                            // "suspect" is not a verdict: the node still counts as up.
-                            let up = matches!(state, "alive" | "suspect");
-                            v.mark(name, up, t);
-                        }
+                if let Ok(mut v) = view.lock() {
+                    for (name, state) in members.iter().filter(|(n, _)| *n != me) {
+                        // "suspect" is not a verdict: the node still counts as up.
+                        v.mark(name, matches!(state.as_str(), "alive" | "suspect"), t);
                     }
                 }
             }
-            if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                if let Ok(body) = http_get(api, "/api/v1/stats") {
-                    if let Ok(s) = serde_json::from_slice::<serde_json::Value>(&body) {
-                        if let Ok(mut v) = view.lock() {
-                            v.bytes_sent = s["bytes_sent"].as_u64().unwrap_or(0);
-                            v.datagrams_sent = s["datagrams_sent"].as_u64().unwrap_or(0);
-                            v.stats_t_ms = now_ms();
-                            v.ready = true;
-                        }
-                        last_stats = Some(Instant::now());
-                    }
+            let stats_due = last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if stats_due && let Some((bytes, datagrams)) = fetch_stats(api) {
+                if let Ok(mut v) = view.lock() {
+                    v.bytes_sent = bytes;
+                    v.datagrams_sent = datagrams;
+                    v.stats_t_ms = now_ms();
+                    v.ready = true;
                 }
+                last_stats = Some(Instant::now());
             }
             if let Some(rest) = every.checked_sub(tick.elapsed()) {
                 std::thread::sleep(rest);
             }
         }
     });
+}
+
+/// (name, state) of every entry of `GET /api/v1/members`.
+fn fetch_members(api: SocketAddr) -> Option<Vec<(String, String)>> {
+    let body = http_get(api, "/api/v1/members").ok()?;
+    let serde_json::Value::Array(members) = serde_json::from_slice(&body).ok()? else {
+        return None;
+    };
+    Some(
+        members
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m["name"].as_str()?.to_string(),
+                    m["state"].as_str()?.to_string(),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// (bytes_sent, datagrams_sent) from `GET /api/v1/stats`.
+fn fetch_stats(api: SocketAddr) -> Option<(u64, u64)> {
+    let body = http_get(api, "/api/v1/stats").ok()?;
+    let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((s["bytes_sent"].as_u64()?, s["datagrams_sent"].as_u64()?))
 }

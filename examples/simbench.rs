@@ -1,0 +1,177 @@
+//! Simulator figures for BENCHMARKS.md: bytes per second per node (liveness alone and with
+//! 5-second host metrics) and the time for one changed key to reach 99 % of the nodes.
+//!
+//! `cargo run --release --example simbench -- [--seed N] [--sizes 128,1000]`
+
+use nbwatch::gossip::core::Settings;
+use nbwatch::sim::Sim;
+use nbwatch::types::Time;
+use std::time::Duration;
+
+struct Args {
+    seed: u64,
+    sizes: Vec<usize>,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seed: 42,
+        sizes: vec![128, 1000],
+        seconds: 30,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--seed" => a.seed = value.parse().expect("--seed N"),
+            "--sizes" => {
+                a.sizes = value
+                    .split(',')
+                    .map(|s| s.parse().expect("--sizes 128,1000"))
+                    .collect()
+            }
+            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// Writes a metrics sample on every node, changing about as much as a real host's does.
+fn announce_metrics(sim: &mut Sim, round: u64) {
+    let now = sim.now;
+    for i in 0..sim.nodes.len() {
+        let r = (i as u64 * 7919 + round * 104_729) % 1000;
+        let kv = [
+            (
+                "sys",
+                format!(
+                    "{:.2} {:.2} {:.2} {:.1} {:.1} 0 63.2",
+                    r as f64 / 400.0,
+                    (r / 3) as f64 / 400.0,
+                    (r / 9) as f64 / 400.0,
+                    r as f64 / 10.0,
+                    40.0 + (r % 20) as f64 / 10.0
+                ),
+            ),
+            ("sys.boot", "1790000000".to_string()),
+        ];
+        for (k, v) in kv {
+            let _ = sim.nodes[i].core.set(now, k, Some(v));
+        }
+    }
+}
+
+fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> f64 {
+    let n = sim.nodes.len();
+    let before = sim.bytes_sent();
+    let start = sim.now;
+    let mut round = 0;
+    while sim.now.since(start) < Duration::from_secs(seconds) {
+        if metrics {
+            announce_metrics(sim, round);
+            round += 1;
+        }
+        sim.run_for(Duration::from_secs(5));
+    }
+    let after = sim.bytes_sent();
+    let elapsed = sim.now.since(start).as_secs_f64();
+    let total: u64 = before.iter().zip(&after).map(|(a, b)| b - a).sum();
+    if std::env::var("SIMBENCH_BREAKDOWN").is_ok() {
+        let mut k = [0u64; 5];
+        for node in &sim.nodes {
+            let st = node.core.stats();
+            for (slot, v) in k.iter_mut().zip([
+                st.bytes_syn,
+                st.bytes_synack,
+                st.bytes_ack,
+                st.bytes_news,
+                st.bytes_probe,
+            ]) {
+                *slot += v;
+            }
+        }
+        let sum: u64 = k.iter().sum();
+        eprintln!(
+            "cumulative share: syn {:.0}% synack {:.0}% ack {:.0}% news {:.0}% probe {:.0}%",
+            100.0 * k[0] as f64 / sum as f64,
+            100.0 * k[1] as f64 / sum as f64,
+            100.0 * k[2] as f64 / sum as f64,
+            100.0 * k[3] as f64 / sum as f64,
+            100.0 * k[4] as f64 / sum as f64
+        );
+    }
+    total as f64 / n as f64 / elapsed
+}
+
+fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {
+    sim.trace_prefix = Some("app.".into());
+    let n = sim.nodes.len();
+    let mut times = Vec::new();
+    for s in 0..samples {
+        let origin = sim.random_index(n);
+        let key = format!("app.probe{s}");
+        let value = format!("v{s}");
+        let at: Time = sim.now;
+        let _ = sim.nodes[origin].core.set(at, &key, Some(value.clone()));
+        let name = Sim::name(origin);
+        let need = (n as f64 * 0.99).ceil() as usize;
+        let ok = sim.run_until(at + Duration::from_secs(30), |s| {
+            s.nodes
+                .iter()
+                .filter(|x| x.core.value(&name, &key) == Some(value.as_str()))
+                .count()
+                >= need
+        });
+        assert!(ok, "a key did not reach 99 % in 30 s");
+        let mut arrivals: Vec<Time> = sim
+            .nodes
+            .iter()
+            .map(|x| {
+                if x.name == name {
+                    at
+                } else {
+                    x.traced
+                        .get(&(name.clone(), key.clone(), value.clone()))
+                        .copied()
+                        .unwrap_or(Time(u64::MAX))
+                }
+            })
+            .collect();
+        arrivals.sort();
+        times.push(arrivals[need - 1].since(at));
+        sim.run_for(Duration::from_secs(2));
+    }
+    times.sort();
+    (
+        times[times.len() / 2],
+        *times.last().unwrap_or(&Duration::ZERO),
+    )
+}
+
+fn main() {
+    let a = args();
+    println!(
+        "simulator, seed {}, latency 0.2-5 ms, no loss, default settings",
+        a.seed
+    );
+    println!(
+        "| N | bytes/s per node, liveness only | bytes/s per node, 5 s metrics | key to 99 % p50 | key to 99 % max |"
+    );
+    println!("|---|---|---|---|---|");
+    for &n in &a.sizes {
+        let t = std::time::Instant::now();
+        let mut sim = Sim::cluster(a.seed, n, Settings::default());
+        sim.run_for(Duration::from_secs(10));
+        let idle = bytes_per_node_per_second(&mut sim, a.seconds, false);
+        let busy = bytes_per_node_per_second(&mut sim, a.seconds, true);
+        let (p50, max) = propagation(&mut sim, 10);
+        println!(
+            "| {n} | {idle:.0} | {busy:.0} | {:.2} s | {:.2} s |",
+            p50.as_secs_f64(),
+            max.as_secs_f64()
+        );
+        eprintln!("(N={n} took {:?} of wall time)", t.elapsed());
+    }
+}

@@ -1,0 +1,110 @@
+//! The node's HTTP API on loopback: what the CLI (and scripts, and later the dashboard) read.
+//!
+//! `ApiActor` owns the axum server task, so the NodeActor supervises the API like any other
+//! child: if the server dies the actor fails and is restarted on the same listening socket.
+//! Handlers do not share state with the protocol: they ask the gossip actor (an RPC with a
+//! timeout) and shape the answer as the contract says ([`json`]).
+
+pub mod json;
+mod routes;
+
+use crate::node::directory::{AbortOnDrop, Directory};
+use crate::types::Clock;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::net::TcpListener;
+
+/// Why a request could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the gossip actor is restarting; try again")]
+    Unavailable,
+    #[error("the gossip actor did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("no such endpoint: {method} {path}")]
+    NotFound { method: String, path: String },
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+pub struct ApiArgs {
+    pub listener: TcpListener,
+    pub directory: Directory,
+    pub clock: Clock,
+}
+
+pub struct ApiState {
+    server: Option<AbortOnDrop<()>>,
+}
+
+pub struct ApiActor;
+
+/// What the server's task ended with, reported to the actor so it fails and is restarted.
+pub enum ApiMsg {
+    ServerExited(String),
+}
+
+impl Actor for ApiActor {
+    type Msg = ApiMsg;
+    type State = ApiState;
+    type Arguments = ApiArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ApiMsg>,
+        args: ApiArgs,
+    ) -> Result<ApiState, ActorProcessingErr> {
+        let addr = args.listener.local_addr()?;
+        let app = routes::router(routes::Ctx {
+            directory: args.directory,
+            clock: args.clock,
+        });
+        let server = tokio::spawn(async move {
+            let why = match axum::serve(args.listener, app).await {
+                Ok(()) => "the server stopped".to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = myself.cast(ApiMsg::ServerExited(why));
+        });
+        tracing::info!(%addr, "API listening");
+        Ok(ApiState {
+            server: Some(AbortOnDrop(server)),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ApiMsg>,
+        msg: ApiMsg,
+        _state: &mut ApiState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ApiMsg::ServerExited(why) => Err(format!("API server exited: {why}").into()),
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ApiMsg>,
+        state: &mut ApiState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.server.take();
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! The contract's JSON shapes, built from the gossip core's views. Pure functions, so the
+//! shapes are tested without a running node.
+
+use crate::gossip::actor::{RecordedEvent, StatsSnapshot};
+use crate::gossip::{ClusterEvent, MemberView, Status};
+use crate::probe::actor::PRIORITY_KEY;
+use crate::probe::metrics::metrics_from_kv;
+use crate::types::{NodeName, Time};
+use serde_json::{Value, json};
+
+/// `GET /api/v1/members`: every member, with `is_leader` on the single live member with the
+/// lowest `(priority, name)` (a placeholder until the election subsystem exists).
+pub fn members(views: &[MemberView], now: Time) -> Value {
+    let leader = leader(views);
+    Value::Array(
+        views
+            .iter()
+            .map(|m| {
+                let metrics =
+                    metrics_from_kv(m.kv.iter().map(|(k, v)| (k.as_str(), v.as_str())), now);
+                json!({
+                    "name": m.name.as_str(),
+                    "addr": m.addr.to_string(),
+                    "state": m.status.as_str(),
+                    "incarnation": m.incarnation.0,
+                    "last_heard": m.last_heard.to_rfc3339(),
+                    "is_leader": leader.as_ref() == Some(&m.name),
+                    "metrics": metrics,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A member's announced priority (`node.priority`); missing or unreadable counts as 0.
+pub fn priority(view: &MemberView) -> i64 {
+    view.kv
+        .get(PRIORITY_KEY)
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The live member (alive or suspect, self included) with the lowest `(priority, name)`.
+pub fn leader(views: &[MemberView]) -> Option<NodeName> {
+    views
+        .iter()
+        .filter(|m| matches!(m.status, Status::Alive | Status::Suspect))
+        .min_by(|a, b| (priority(a), &a.name).cmp(&(priority(b), &b.name)))
+        .map(|m| m.name.clone())
+}
+
+/// `GET /api/v1/stats`.
+pub fn stats(snapshot: &StatsSnapshot) -> Value {
+    let mut value = serde_json::to_value(snapshot.stats).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut value {
+        map.insert("node".into(), Value::from(snapshot.node.as_str()));
+        map.insert("incarnation".into(), Value::from(snapshot.incarnation.0));
+    }
+    value
+}
+
+/// `GET /api/v1/events`: membership events, oldest first (`StateChanged` is not listed).
+pub fn events(recorded: &[RecordedEvent]) -> Value {
+    Value::Array(recorded.iter().filter_map(event).collect())
+}
+
+/// One event as `{"at", "node", "kind", "detail"}` plus, as extensions, `incarnation` and for
+/// `node_down` the structured `last_heard` and `witnesses`.
+pub fn event(recorded: &RecordedEvent) -> Option<Value> {
+    let at = recorded.at.to_rfc3339();
+    let names = |v: &[NodeName]| {
+        v.iter()
+            .map(NodeName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let value = match &recorded.event {
+        ClusterEvent::NodeJoined {
+            node,
+            addr,
+            incarnation,
+        } => json!({
+            "at": at, "node": node.as_str(), "kind": "node_joined",
+            "detail": format!("joined from {addr} (incarnation {incarnation})"),
+            "incarnation": incarnation.0,
+        }),
+        ClusterEvent::NodeSuspect {
+            node,
+            incarnation,
+            by,
+        } => json!({
+            "at": at, "node": node.as_str(), "kind": "node_suspect",
+            "detail": format!("suspected by {} (incarnation {incarnation})", names(by)),
+            "incarnation": incarnation.0,
+        }),
+        ClusterEvent::NodeDown {
+            node,
+            incarnation,
+            last_heard,
+            witnesses,
+        } => json!({
+            "at": at, "node": node.as_str(), "kind": "node_down",
+            "detail": format!(
+                "last heard {}, confirmed by {} (incarnation {incarnation})",
+                last_heard.to_rfc3339(),
+                names(witnesses)
+            ),
+            "incarnation": incarnation.0,
+            "last_heard": last_heard.to_rfc3339(),
+            "witnesses": witnesses.iter().map(NodeName::as_str).collect::<Vec<_>>(),
+        }),
+        ClusterEvent::NodeUp { node, incarnation } => json!({
+            "at": at, "node": node.as_str(), "kind": "node_up",
+            "detail": format!("back (incarnation {incarnation})"),
+            "incarnation": incarnation.0,
+        }),
+        ClusterEvent::NodeLeft { node, incarnation } => json!({
+            "at": at, "node": node.as_str(), "kind": "node_left",
+            "detail": format!("left the cluster (incarnation {incarnation})"),
+            "incarnation": incarnation.0,
+        }),
+        ClusterEvent::StateChanged { .. } => return None,
+    };
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Incarnation;
+    use std::collections::BTreeMap;
+
+    fn view(name: &str, status: Status, priority: Option<&str>) -> MemberView {
+        let mut kv = BTreeMap::new();
+        if let Some(p) = priority {
+            kv.insert(PRIORITY_KEY.to_string(), p.to_string());
+        }
+        let sample = crate::probe::metrics::HostMetrics {
+            load1: 0.5,
+            ..Default::default()
+        };
+        kv.extend(sample.to_kv());
+        MemberView {
+            name: NodeName::from(name),
+            addr: "127.0.0.1:7710".parse().expect("addr"),
+            status,
+            incarnation: Incarnation(3),
+            last_heard: Time(1_700_000_000_123),
+            is_self: false,
+            kv,
+        }
+    }
+
+    #[test]
+    fn the_leader_is_the_live_member_with_the_lowest_priority_then_name() {
+        let views = [
+            view("a", Status::Down, Some("-5")),
+            view("b", Status::Alive, None),
+            view("c", Status::Suspect, Some("-1")),
+            view("d", Status::Left, Some("-9")),
+        ];
+        assert_eq!(leader(&views), Some(NodeName::from("c")));
+        let views = [
+            view("b", Status::Alive, None),
+            view("a", Status::Alive, Some("x")),
+        ];
+        assert_eq!(leader(&views), Some(NodeName::from("a")));
+        assert_eq!(leader(&[view("a", Status::Down, None)]), None);
+    }
+
+    #[test]
+    fn a_member_has_the_contract_shape() {
+        let views = [view("a", Status::Alive, None)];
+        let json = members(&views, Time(1_700_000_001_000));
+        let m = &json[0];
+        assert_eq!(m["name"], "a");
+        assert_eq!(m["addr"], "127.0.0.1:7710");
+        assert_eq!(m["state"], "alive");
+        assert_eq!(m["incarnation"], 3);
+        assert_eq!(m["last_heard"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(m["is_leader"], true);
+        assert_eq!(m["metrics"]["load1"], 0.5);
+    }
+
+    #[test]
+    fn state_changes_are_not_listed_and_down_carries_its_witnesses() {
+        let at = Time(1_700_000_000_000);
+        let recorded = [
+            RecordedEvent {
+                at,
+                event: ClusterEvent::StateChanged {
+                    node: NodeName::from("a"),
+                    key: "k".into(),
+                    value: None,
+                },
+            },
+            RecordedEvent {
+                at,
+                event: ClusterEvent::NodeDown {
+                    node: NodeName::from("a"),
+                    incarnation: Incarnation(2),
+                    last_heard: Time(1_699_999_990_000),
+                    witnesses: vec![NodeName::from("b"), NodeName::from("c")],
+                },
+            },
+        ];
+        let json = events(&recorded);
+        assert_eq!(json.as_array().map(Vec::len), Some(1));
+        let e = &json[0];
+        assert_eq!(e["kind"], "node_down");
+        assert_eq!(e["node"], "a");
+        assert_eq!(e["at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(e["last_heard"], "2023-11-14T22:13:10.000Z");
+        assert_eq!(e["witnesses"], json!(["b", "c"]));
+        let detail = e["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("2023-11-14T22:13:10.000Z") && detail.contains("b, c"),
+            "{detail}"
+        );
+    }
+}

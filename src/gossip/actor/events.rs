@@ -1,0 +1,77 @@
+//! What the gossip actor shares with the rest of the node, and keeps across its own restarts:
+//! the cluster events (an `OutputPort` for subscribers, plus a bounded copy of the recent
+//! membership events for the API) and the addresses of the members it knew (the seeds of a
+//! restarted gossip actor, so it finds the cluster again even when the configured seeds are
+//! down).
+
+use crate::gossip::ClusterEvent;
+use crate::types::Time;
+use ractor::OutputPort;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// How many membership events the API can show.
+pub const EVENT_LOG_LEN: usize = 1000;
+
+/// A cluster event and when this node saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub at: Time,
+    pub event: ClusterEvent,
+}
+
+/// Owned by the NodeActor, handed to every life of the gossip actor.
+#[derive(Clone)]
+pub struct GossipShared {
+    /// Every cluster event, `StateChanged` included, for in-node subscribers.
+    pub events: Arc<OutputPort<ClusterEvent>>,
+    log: Arc<Mutex<VecDeque<RecordedEvent>>>,
+    known: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+impl Default for GossipShared {
+    fn default() -> Self {
+        GossipShared {
+            events: Arc::new(OutputPort::default()),
+            log: Arc::default(),
+            known: Arc::default(),
+        }
+    }
+}
+
+// Poisoning only means a panic between two plain operations on a plain collection; the data
+// is still consistent, so keep going with it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl GossipShared {
+    /// Publishes an event and keeps membership events (not `StateChanged`) for the API.
+    pub fn publish(&self, at: Time, event: ClusterEvent) {
+        if !matches!(event, ClusterEvent::StateChanged { .. }) {
+            let mut log = lock(&self.log);
+            if log.len() >= EVENT_LOG_LEN {
+                log.pop_front();
+            }
+            log.push_back(RecordedEvent {
+                at,
+                event: event.clone(),
+            });
+        }
+        self.events.send(event);
+    }
+
+    /// The recent membership events, oldest first.
+    pub fn recent(&self) -> Vec<RecordedEvent> {
+        lock(&self.log).iter().cloned().collect()
+    }
+
+    pub fn set_known(&self, addrs: Vec<SocketAddr>) {
+        *lock(&self.known) = addrs;
+    }
+
+    pub fn known(&self) -> Vec<SocketAddr> {
+        lock(&self.known).clone()
+    }
+}

@@ -1,0 +1,155 @@
+//! The gossip actor's helper tasks: they own the blocking-ish socket loops so the actor itself
+//! only ever handles one message at a time and never waits on the network.
+//!
+//! * the UDP reader forwards every datagram, even oversized ones (the buffer is larger than
+//!   [`MAX_DATAGRAM`] so they are seen and counted by the core, not silently truncated);
+//! * the TCP server answers join requests by asking the actor (`AnswerJoin`), one connection
+//!   per request, with a read timeout and a size cap so a slow or hostile client costs nothing;
+//! * the join client opens a connection to a seed and feeds the answer (or why there was none)
+//!   back as `JoinAnswer`.
+
+use super::GossipMsg;
+use crate::wire::{self, Frame, MAX_DATAGRAM, MAX_FRAME};
+use ractor::ActorRef;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// Receive buffer: larger than any valid datagram, so oversized ones are visible.
+pub(crate) const RECV_BUFFER: usize = 2048;
+/// How long a joiner may take to send its request.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long we wait for a seed's answer, connection included.
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest join request we read (a name, an incarnation and an address).
+pub(crate) const MAX_REQUEST: usize = 64 * 1024;
+
+const _: () = assert!(RECV_BUFFER > MAX_DATAGRAM);
+
+/// Forwards datagrams to the actor until it is gone.
+pub(crate) async fn read_datagrams(socket: Arc<UdpSocket>, actor: ActorRef<GossipMsg>) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let bytes = buf[..n].to_vec();
+                if actor.cast(GossipMsg::Datagram { from, bytes }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // E.g. ICMP errors reported on the socket: not fatal to receiving.
+                tracing::warn!(error = %e, "receiving a datagram failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Accepts join requests until the actor is gone.
+pub(crate) async fn serve_joins(listener: TcpListener, actor: ActorRef<GossipMsg>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let actor = actor.clone();
+                tokio::spawn(async move {
+                    if let Err(why) = answer_one(stream, &actor).await {
+                        tracing::info!(%peer, reason = %why, "closed a join connection");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accepting a join connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn answer_one(mut stream: TcpStream, actor: &ActorRef<GossipMsg>) -> Result<(), String> {
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream, MAX_REQUEST))
+        .await
+        .map_err(|_| {
+            format!(
+                "no request within {}",
+                humantime::format_duration(REQUEST_TIMEOUT)
+            )
+        })??;
+    let frame = wire::decode_frame(&body).map_err(|e| format!("malformed request: {e}"))?;
+    let Frame::JoinRequest {
+        name,
+        incarnation,
+        addr,
+    } = frame
+    else {
+        return Err("not a join request".to_string());
+    };
+    let answer = actor
+        .call(
+            |reply| GossipMsg::AnswerJoin {
+                name,
+                incarnation,
+                addr,
+                reply,
+            },
+            Some(REQUEST_TIMEOUT),
+        )
+        .await
+        .map_err(|e| format!("the gossip actor is gone: {e}"))?
+        .success_or_else(|| "the gossip actor did not answer".to_string())?;
+    let bytes =
+        wire::encode_frame(&answer).map_err(|e| format!("cannot encode the answer: {e}"))?;
+    tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&bytes))
+        .await
+        .map_err(|_| "the joiner does not read its answer".to_string())?
+        .map_err(|e| format!("cannot send the answer: {e}"))?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+/// Asks `seed` to let us join and casts its answer (or why there is none) to the actor.
+pub(crate) async fn join(seed: SocketAddr, request: Frame, actor: ActorRef<GossipMsg>) {
+    let answer = match tokio::time::timeout(JOIN_TIMEOUT, ask(seed, &request)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(JOIN_TIMEOUT)
+        )),
+    };
+    let _ = actor.cast(GossipMsg::JoinAnswer { seed, answer });
+}
+
+async fn ask(seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
+    let bytes = wire::encode_frame(request).map_err(|e| format!("cannot encode: {e}"))?;
+    let mut stream = TcpStream::connect(seed)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(|e| format!("cannot send: {e}"))?;
+    let body = read_frame(&mut stream, MAX_FRAME).await?;
+    wire::decode_frame(&body).map_err(|e| format!("malformed answer: {e}"))
+}
+
+/// One length-prefixed frame body, refusing a length over `cap` before reading it.
+async fn read_frame(stream: &mut TcpStream, cap: usize) -> Result<Vec<u8>, String> {
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| format!("cannot read the frame length: {e}"))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > cap {
+        return Err(format!("frame of {len} bytes is larger than {cap}"));
+    }
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("cannot read a frame of {len} bytes: {e}"))?;
+    Ok(body)
+}

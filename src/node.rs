@@ -1,0 +1,295 @@
+//! A running node: the actor tree of DESIGN §1 on ractor, started from a config and sockets
+//! that are already bound.
+//!
+//! Taking bound sockets (and a shutdown future) instead of addresses is what lets tests and
+//! benchmarks bind port 0, read the real ports, and run several nodes in one process: nothing
+//! here registers a ractor name (those are process-global). [`run`] is the daemon's whole life;
+//! [`start`] gives a [`NodeHandle`] for in-process use.
+//!
+//! ```text
+//! NodeActor (root, restarts its children within an intensity)
+//! ├── WatchSupervisor ── PeerWatcher(peer) ...
+//! ├── GossipActor      UDP + TCP; drives gossip::Core
+//! ├── HostProbeActor   metrics and priority -> gossiped state
+//! └── ApiActor         HTTP API on loopback
+//! ```
+
+pub mod directory;
+pub(crate) mod incarnation;
+pub(crate) mod restart;
+mod root;
+
+pub use root::{Child, RESTART_PERIOD, RESTARTS};
+
+use crate::config::Config;
+use crate::gossip::actor::{GossipMsg, GossipShared};
+use crate::gossip::{ClusterEvent, KvError, MemberView};
+use crate::types::{Clock, NodeName};
+use directory::Directory;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, OutputPort};
+use root::{LEAVE_TIMEOUT, NodeActor, NodeArgs, NodeMsg};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// Why a node could not start, or why it stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot bind the {what} socket to {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot use the bound sockets: {0}")]
+    Socket(#[source] io::Error),
+    #[error(
+        "the gossip UDP socket ({udp}) and TCP listener ({tcp}) must share one port: \
+         peers reach both at the one advertised address"
+    )]
+    PortMismatch { udp: SocketAddr, tcp: SocketAddr },
+    #[error("cannot start the node: {0}")]
+    Spawn(String),
+    /// The gossip core cannot go on (e.g. the node's name is taken by a live node).
+    #[error("{0}")]
+    Fatal(String),
+    /// A part of the node kept dying past the restart intensity.
+    #[error("{0}")]
+    GaveUp(String),
+    #[error("the node is not running")]
+    NotRunning,
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+/// The node's three sockets, already bound. The gossip UDP socket and TCP listener must share
+/// one port (see [`bind`]).
+#[derive(Debug)]
+pub struct Sockets {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+    pub api: TcpListener,
+}
+
+/// How a node ended, written by the NodeActor before it stops on its own.
+#[derive(Clone, Default)]
+pub(crate) struct ExitSlot(Arc<Mutex<Option<NodeError>>>);
+
+impl ExitSlot {
+    /// Keeps the first reason: later ones are consequences.
+    pub(crate) fn set(&self, e: NodeError) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+    fn take(&self) -> Option<NodeError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Binds `gossip.listen` (UDP, then TCP on the same port, also when the configured port is 0)
+/// and `api.listen`.
+pub async fn bind(config: &Config) -> Result<Sockets, NodeError> {
+    let listen = config.gossip.listen;
+    let bind_err = |what, addr| move |source| NodeError::Bind { what, addr, source };
+    // With port 0 the TCP port the kernel picked for UDP may be taken: try a few.
+    let attempts = if listen.port() == 0 { 10 } else { 1 };
+    let mut last = None;
+    let mut gossip = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(bind_err("gossip UDP", listen))?;
+        let port = udp.local_addr().map_err(NodeError::Socket)?.port();
+        let tcp_addr = SocketAddr::new(listen.ip(), port);
+        match TcpListener::bind(tcp_addr).await {
+            Ok(tcp) => {
+                gossip = Some((udp, tcp));
+                break;
+            }
+            Err(e) => last = Some(bind_err("gossip TCP", tcp_addr)(e)),
+        }
+    }
+    let Some((udp, tcp)) = gossip else {
+        return Err(last.unwrap_or(NodeError::Spawn("no gossip socket".into())));
+    };
+    let api = TcpListener::bind(config.api.listen)
+        .await
+        .map_err(bind_err("API", config.api.listen))?;
+    Ok(Sockets { udp, tcp, api })
+}
+
+/// Runs a node until `shutdown` completes (then it leaves the cluster gracefully and returns
+/// `Ok`) or until it stops on its own ([`NodeError::Fatal`], [`NodeError::GaveUp`]).
+pub async fn run(
+    config: Config,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let mut node = start(config, sockets).await?;
+    tokio::select! {
+        () = shutdown => {}
+        result = node.stopped() => return result,
+    }
+    node.shutdown().await
+}
+
+/// Starts a node and returns at once; joining the cluster goes on in the background.
+pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeError> {
+    let udp_addr = sockets.udp.local_addr().map_err(NodeError::Socket)?;
+    let tcp_addr = sockets.tcp.local_addr().map_err(NodeError::Socket)?;
+    if udp_addr.port() != tcp_addr.port() {
+        return Err(NodeError::PortMismatch {
+            udp: udp_addr,
+            tcp: tcp_addr,
+        });
+    }
+    let api_addr = sockets.api.local_addr().map_err(NodeError::Socket)?;
+    let advertise = config.gossip.advertise_addr(udp_addr);
+    if let Some(key_file) = &config.gossip.key_file {
+        tracing::warn!(
+            key_file = %key_file.display(),
+            "gossip encryption is not implemented yet: gossip is plaintext"
+        );
+    }
+    let name = config.node.name.clone();
+    let directory = Directory::default();
+    let shared = GossipShared::default();
+    let exit = ExitSlot::default();
+    let args = NodeArgs {
+        advertise,
+        udp: sockets.udp.into_std().map_err(NodeError::Socket)?,
+        tcp: sockets.tcp.into_std().map_err(NodeError::Socket)?,
+        api: sockets.api.into_std().map_err(NodeError::Socket)?,
+        clock: Clock::new(),
+        directory: directory.clone(),
+        shared: shared.clone(),
+        exit: exit.clone(),
+        config,
+    };
+    let (node, join) = Actor::spawn(None, NodeActor, args)
+        .await
+        .map_err(|e| NodeError::Spawn(e.to_string()))?;
+    tracing::info!(node = %name, gossip = %advertise, api = %api_addr, "node running");
+    Ok(NodeHandle {
+        name,
+        api_addr,
+        gossip_addr: advertise,
+        node,
+        join: Some(join),
+        directory,
+        shared,
+        exit,
+    })
+}
+
+/// A node running in this process. Dropping it kills the node without leaving.
+pub struct NodeHandle {
+    name: NodeName,
+    api_addr: SocketAddr,
+    gossip_addr: SocketAddr,
+    node: ActorRef<NodeMsg>,
+    join: Option<tokio::task::JoinHandle<()>>,
+    directory: Directory,
+    shared: GossipShared,
+    exit: ExitSlot,
+}
+
+/// How long in-process calls wait for the gossip actor.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl NodeHandle {
+    pub fn name(&self) -> &NodeName {
+        &self.name
+    }
+    /// Where the HTTP API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+    /// The address other nodes reach this one at (UDP and TCP): a seed for others.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_addr
+    }
+
+    /// Every cluster event of this node (`StateChanged` included); subscribe an actor to it.
+    pub fn events(&self) -> &OutputPort<ClusterEvent> {
+        &self.shared.events
+    }
+
+    /// This node's view of the cluster.
+    pub async fn members(&self) -> Result<Vec<MemberView>, NodeError> {
+        self.ask(GossipMsg::Members).await
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a key of this node's gossiped state.
+    pub async fn set(&self, key: &str, value: Option<String>) -> Result<(), NodeError> {
+        let key = key.to_string();
+        self.ask(|reply| GossipMsg::Set { key, value, reply })
+            .await?
+            .map_err(NodeError::from)
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> GossipMsg,
+    ) -> Result<T, NodeError> {
+        let gossip = self.directory.gossip().ok_or(NodeError::NotRunning)?;
+        match gossip.call(msg, Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            _ => Err(NodeError::NotRunning),
+        }
+    }
+
+    /// True until the node has stopped.
+    pub fn is_running(&self) -> bool {
+        self.join.as_ref().is_some_and(|j| !j.is_finished())
+    }
+
+    /// Waits until the node stops on its own; `Err` says why (a fatal error, or a part that
+    /// kept dying). Returns at once if it already stopped.
+    pub async fn stopped(&mut self) -> Result<(), NodeError> {
+        if let Some(join) = self.join.as_mut() {
+            let _ = join.await;
+            self.join = None;
+        }
+        self.exit.take().map_or(Ok(()), Err)
+    }
+
+    /// Leaves the cluster gracefully and stops the node.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        if self.is_running() {
+            let _ = self
+                .node
+                .call(NodeMsg::Leave, Some(LEAVE_TIMEOUT * 2))
+                .await;
+            self.node.stop(Some("shutdown".into()));
+        }
+        self.stopped().await
+    }
+
+    /// Stops the node at once, without leaving: to the others it looks like a crash.
+    pub async fn kill(mut self) {
+        self.node.kill();
+        let _ = self.stopped().await;
+    }
+
+    /// Kills one part of the node as if it had crashed (to test supervision).
+    #[doc(hidden)]
+    pub fn crash(&self, child: Child) {
+        let _ = self.node.cast(NodeMsg::Kill(child));
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if self.join.is_some() {
+            self.node.kill();
+        }
+    }
+}

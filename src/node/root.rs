@@ -1,0 +1,286 @@
+//! `NodeActor`: the root of a node's actor tree. It spawns the children, keeps the node's
+//! directory of current refs up to date, and restarts a child that fails or stops unexpectedly
+//! — within a restart intensity, past which the node stops with an error instead of looping.
+//!
+//! ractor's default supervisor stops when any child exits, hence the override of
+//! `handle_supervisor_evt`. Restarts are one-for-one plus a resynchronisation: a new gossip
+//! core starts its watchers afresh (the old watchers are stopped), and a new watch supervisor
+//! is told every live peer again.
+
+use super::directory::Directory;
+use super::restart::RestartBudget;
+use super::{ExitSlot, NodeError};
+use crate::api::{ApiActor, ApiArgs};
+use crate::config::Config;
+use crate::gossip::Settings;
+use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
+use crate::probe::actor::{HostProbeActor, ProbeArgs};
+use crate::types::Clock;
+use crate::watch::actor::{WatchArgs, WatchMsg, WatchSupervisor};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// At most this many restarts of children ...
+pub const RESTARTS: usize = 5;
+/// ... in this period, else the node gives up.
+pub const RESTART_PERIOD: Duration = Duration::from_secs(10);
+/// How long to wait before retrying a child that could not even start.
+const RESPAWN_DELAY: Duration = Duration::from_millis(200);
+/// How long the leave may take before the node stops anyway.
+pub(super) const LEAVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The children of a node, in start order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Child {
+    Watch,
+    Gossip,
+    Probe,
+    Api,
+}
+
+pub(crate) enum NodeMsg {
+    /// The gossip core says this node cannot go on.
+    Fatal(String),
+    /// Try again to start a child that failed to start.
+    Respawn(Child),
+    /// Leave the cluster (the reply comes once the leave is sent); the node then is stopped.
+    Leave(RpcReplyPort<()>),
+    /// For tests of supervision: kill a child as if it had crashed.
+    Kill(Child),
+}
+
+pub(crate) struct NodeArgs {
+    pub config: Config,
+    pub advertise: SocketAddr,
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
+    pub api: std::net::TcpListener,
+    pub clock: Clock,
+    pub directory: Directory,
+    pub shared: GossipShared,
+    pub exit: ExitSlot,
+}
+
+pub(crate) struct NodeState {
+    args: NodeArgs,
+    settings: Settings,
+    children: HashMap<ActorId, Child>,
+    refs: HashMap<Child, ractor::ActorCell>,
+    budget: RestartBudget,
+    stopping: bool,
+}
+
+pub(crate) struct NodeActor;
+
+impl Actor for NodeActor {
+    type Msg = NodeMsg;
+    type State = NodeState;
+    type Arguments = NodeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        args: NodeArgs,
+    ) -> Result<NodeState, ActorProcessingErr> {
+        let settings = Settings::with_interval(args.config.gossip.interval);
+        let mut state = NodeState {
+            args,
+            settings,
+            children: HashMap::new(),
+            refs: HashMap::new(),
+            budget: RestartBudget::new(RESTARTS, RESTART_PERIOD),
+            stopping: false,
+        };
+        for child in [Child::Watch, Child::Gossip, Child::Probe, Child::Api] {
+            if let Err(why) = state.spawn(&myself, child).await {
+                // Children already started are linked to an actor that will never run.
+                for cell in state.refs.values() {
+                    cell.kill();
+                }
+                return Err(format!("cannot start {child:?}: {why}").into());
+            }
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            NodeMsg::Fatal(reason) => {
+                state.args.exit.set(NodeError::Fatal(reason.clone()));
+                state.stopping = true;
+                myself.stop(Some(reason));
+            }
+            NodeMsg::Respawn(child) => state.restart(&myself, child).await,
+            NodeMsg::Leave(reply) => {
+                state.stopping = true;
+                if let Some(gossip) = state.args.directory.gossip() {
+                    let _ = gossip.call(GossipMsg::Leave, Some(LEAVE_TIMEOUT)).await;
+                }
+                let _ = reply.send(());
+            }
+            NodeMsg::Kill(child) => {
+                if let Some(cell) = state.refs.get(&child) {
+                    cell.kill();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        event: SupervisionEvent,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (id, why) = match &event {
+            SupervisionEvent::ActorFailed(cell, e) => (cell.get_id(), format!("failed: {e}")),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell.get_id(),
+                format!("stopped: {}", reason.as_deref().unwrap_or("no reason")),
+            ),
+            _ => return Ok(()),
+        };
+        // The dead actor's state (its sockets and tasks) goes now, before a new one starts.
+        drop(event);
+        let Some(child) = state.children.remove(&id) else {
+            return Ok(());
+        };
+        state.refs.remove(&child);
+        match child {
+            Child::Gossip => state.args.directory.set_gossip(None),
+            Child::Watch => state.args.directory.set_watch(None),
+            Child::Probe | Child::Api => {}
+        }
+        if state.stopping {
+            return Ok(());
+        }
+        tracing::error!(?child, reason = %why, "a part of the node died; restarting it");
+        state.restart(&myself, child).await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stopping = true;
+        // Stop the children gracefully (so their post_stop runs), not by the kill that a
+        // stopped supervisor would otherwise send them.
+        myself
+            .stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(2)))
+            .await;
+        Ok(())
+    }
+}
+
+impl NodeState {
+    async fn restart(&mut self, myself: &ActorRef<NodeMsg>, child: Child) {
+        if self.stopping {
+            return;
+        }
+        if !self.budget.allow(Instant::now()) {
+            let why = format!(
+                "{child:?} keeps dying ({}); stopping the node",
+                self.budget.describe()
+            );
+            tracing::error!("{why}");
+            self.args.exit.set(NodeError::GaveUp(why.clone()));
+            self.stopping = true;
+            myself.stop(Some(why));
+            return;
+        }
+        if let Err(why) = self.spawn(myself, child).await {
+            tracing::error!(?child, reason = %why, "cannot restart; trying again shortly");
+            drop(myself.send_after(RESPAWN_DELAY, move || NodeMsg::Respawn(child)));
+        }
+    }
+
+    async fn spawn(&mut self, myself: &ActorRef<NodeMsg>, child: Child) -> Result<(), String> {
+        let supervisor = myself.get_cell();
+        let dir = self.args.directory.clone();
+        let clock = self.args.clock;
+        let cell = match child {
+            Child::Watch => {
+                let args = WatchArgs {
+                    settings: self.settings.watch.clone(),
+                    clock,
+                    directory: dir.clone(),
+                };
+                let (watch, _) = Actor::spawn_linked(None, WatchSupervisor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                dir.set_watch(Some(watch.clone()));
+                // A new supervisor has no watchers: have gossip start them again.
+                dir.cast_gossip(GossipMsg::ResyncWatchers);
+                watch.get_cell()
+            }
+            Child::Gossip => {
+                // A new core starts its watchers itself; the old core's must go.
+                dir.cast_watch(WatchMsg::StopAll);
+                let io = |e: std::io::Error| e.to_string();
+                let udp = self.args.udp.try_clone().map_err(io)?;
+                let tcp = self.args.tcp.try_clone().map_err(io)?;
+                let node = myself.clone();
+                let config = &self.args.config;
+                let args = GossipArgs {
+                    name: config.node.name.clone(),
+                    advertise: self.args.advertise,
+                    seeds: config.gossip.seeds.clone(),
+                    settings: self.settings.clone(),
+                    data_dir: config.node.data_dir.clone(),
+                    udp: tokio::net::UdpSocket::from_std(udp).map_err(io)?,
+                    tcp: tokio::net::TcpListener::from_std(tcp).map_err(io)?,
+                    clock,
+                    directory: dir.clone(),
+                    shared: self.args.shared.clone(),
+                    on_fatal: Arc::new(move |reason| {
+                        let _ = node.cast(NodeMsg::Fatal(reason));
+                    }),
+                };
+                let (gossip, _) = Actor::spawn_linked(None, GossipActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                dir.set_gossip(Some(gossip.clone()));
+                gossip.get_cell()
+            }
+            Child::Probe => {
+                let args = ProbeArgs {
+                    interval: self.args.config.metrics.interval,
+                    data_dir: self.args.config.node.data_dir.clone(),
+                    priority: self.args.config.node.priority,
+                    directory: dir,
+                };
+                let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                probe.get_cell()
+            }
+            Child::Api => {
+                let listener = self.args.api.try_clone().map_err(|e| e.to_string())?;
+                let args = ApiArgs {
+                    listener: tokio::net::TcpListener::from_std(listener)
+                        .map_err(|e| e.to_string())?,
+                    directory: dir,
+                    clock,
+                };
+                let (api, _) = Actor::spawn_linked(None, ApiActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                api.get_cell()
+            }
+        };
+        self.children.insert(cell.get_id(), child);
+        self.refs.insert(child, cell);
+        Ok(())
+    }
+}

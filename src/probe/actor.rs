@@ -1,0 +1,128 @@
+//! `HostProbeActor`: samples this host's metrics every `metrics.interval` and writes them into
+//! this node's gossiped state through the gossip actor. Writing an unchanged value is a no-op
+//! in the core, so a quiet host costs nothing on the wire.
+//!
+//! It also announces `node.priority` once at start: the leader is the live member with the
+//! lowest `(priority, name)`, and every node must see everyone's priority to agree on it.
+
+use super::metrics::Sampler;
+use crate::gossip::actor::GossipMsg;
+use crate::node::directory::{AbortOnDrop, Directory};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The key a node announces its election priority under.
+pub const PRIORITY_KEY: &str = "node.priority";
+/// How long a write may wait for the gossip actor.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub enum ProbeMsg {
+    Sample,
+}
+
+pub struct ProbeArgs {
+    /// Zero: announce no metrics (the priority is still announced).
+    pub interval: Duration,
+    pub data_dir: PathBuf,
+    pub priority: i64,
+    pub directory: Directory,
+}
+
+pub struct ProbeState {
+    sampler: Option<Sampler>,
+    directory: Directory,
+    _ticker: Option<AbortOnDrop<()>>,
+}
+
+pub struct HostProbeActor;
+
+impl Actor for HostProbeActor {
+    type Msg = ProbeMsg;
+    type State = ProbeState;
+    type Arguments = ProbeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ProbeMsg>,
+        args: ProbeArgs,
+    ) -> Result<ProbeState, ActorProcessingErr> {
+        let sampler = if args.interval.is_zero() {
+            None
+        } else {
+            match Sampler::new(&args.data_dir) {
+                Ok(sampler) => Some(sampler),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot sample host metrics; not announcing them");
+                    None
+                }
+            }
+        };
+        let ticker = sampler.as_ref().map(|_| {
+            let actor = myself.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let mut interval = tokio::time::interval(args.interval);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    if actor.cast(ProbeMsg::Sample).is_err() {
+                        return;
+                    }
+                }
+            }))
+        });
+        let state = ProbeState {
+            sampler,
+            directory: args.directory,
+            _ticker: ticker,
+        };
+        state.write(PRIORITY_KEY, args.priority.to_string()).await;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ProbeMsg>,
+        msg: ProbeMsg,
+        state: &mut ProbeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProbeMsg::Sample => {
+                let Some(sampler) = state.sampler.as_mut() else {
+                    return Ok(());
+                };
+                let metrics = sampler.sample();
+                for (key, value) in metrics.to_kv() {
+                    state.write(&key, value).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProbeState {
+    async fn write(&self, key: &str, value: String) {
+        let Some(gossip) = self.directory.gossip() else {
+            return;
+        };
+        let key_owned = key.to_string();
+        let result = gossip
+            .call(
+                |reply| GossipMsg::Set {
+                    key: key_owned,
+                    value: Some(value),
+                    reply,
+                },
+                Some(WRITE_TIMEOUT),
+            )
+            .await;
+        match result {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                tracing::warn!(%key, error = %e, "gossip refused a metric");
+            }
+            Ok(_) | Err(_) => tracing::debug!(%key, "the gossip actor did not take a metric"),
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! A seeded, in-process network simulator that drives the real protocol cores (gossip and one
+//! watcher per peer, wired exactly as the actors wire them) in virtual time.
+//!
+//! It models latency, random loss, one-way blocks between nodes (partitions), crashes, hangs
+//! (a stopped process: datagrams to it are lost, its timers fire late) and restarts. Every
+//! datagram goes through the real encoder, so byte counts are real too. Everything random
+//! comes from one seed, which the tests print so any failure can be replayed.
+
+use crate::gossip::core::{ClusterEvent, Core, Input, Output, Settings, Status};
+use crate::types::{Incarnation, NodeName, Time};
+use crate::watch::{self, PeerWatch};
+use crate::wire::Frame;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+/// Virtual time starts here (a plausible wall clock, so heartbeats look like real ones).
+pub const EPOCH: Time = Time(1_800_000_000_000);
+const TICK: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    Crashed,
+    Hung,
+}
+
+pub struct SimNode {
+    pub name: NodeName,
+    pub addr: SocketAddr,
+    pub core: Core,
+    watchers: BTreeMap<NodeName, PeerWatch>,
+    pub health: Health,
+    pub incarnation: Incarnation,
+    /// Membership events this node emitted, with their time.
+    pub events: Vec<(Time, ClusterEvent)>,
+    /// When this node first saw each traced (node, key, value).
+    pub traced: HashMap<(NodeName, String, String), Time>,
+    pub fatal: Option<String>,
+    pub bytes_sent: u64,
+    pub datagrams_sent: u64,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Tick,
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Wake {
+        node: usize,
+        peer: NodeName,
+    },
+    JoinRequest {
+        seed: usize,
+        from: usize,
+        request: Frame,
+    },
+    JoinAnswer {
+        to: usize,
+        seed: SocketAddr,
+        answer: Result<Frame, String>,
+    },
+}
+
+pub struct Sim {
+    pub seed: u64,
+    pub now: Time,
+    pub nodes: Vec<SimNode>,
+    rng: SmallRng,
+    queue: BinaryHeap<Reverse<(Time, u64)>>,
+    pending: HashMap<u64, Ev>,
+    counter: u64,
+    by_addr: HashMap<SocketAddr, usize>,
+    /// (from, to) pairs whose datagrams are dropped.
+    blocked: BTreeSet<(usize, usize)>,
+    pub loss: f64,
+    pub latency: (Duration, Duration),
+    pub settings: Settings,
+    /// Keys whose arrival times are recorded in `SimNode::traced`.
+    pub trace_prefix: Option<String>,
+    /// Events not kept (state changes are many).
+    pub keep_state_events: bool,
+    hung_wakes: Vec<(usize, NodeName)>,
+}
+
+impl Sim {
+    pub fn new(seed: u64, settings: Settings) -> Sim {
+        let mut sim = Sim {
+            seed,
+            now: EPOCH,
+            nodes: Vec::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            queue: BinaryHeap::new(),
+            pending: HashMap::new(),
+            counter: 0,
+            by_addr: HashMap::new(),
+            blocked: BTreeSet::new(),
+            loss: 0.0,
+            latency: (Duration::from_micros(200), Duration::from_millis(5)),
+            settings,
+            trace_prefix: None,
+            keep_state_events: false,
+            hung_wakes: Vec::new(),
+        };
+        sim.schedule(EPOCH, Ev::Tick);
+        sim
+    }
+
+    /// A cluster of `n` nodes named `n0`, `n1`, …, each joining through `n0`, all converged.
+    pub fn cluster(seed: u64, n: usize, settings: Settings) -> Sim {
+        let mut sim = Sim::new(seed, settings);
+        sim.add_node();
+        for _ in 1..n {
+            sim.add_node();
+            sim.run_for(Duration::from_millis(20));
+        }
+        let deadline = sim.now + Duration::from_secs(60);
+        let ok = sim.run_until(deadline, |s| s.converged());
+        assert!(
+            ok,
+            "seed {seed}: a cluster of {n} did not converge in 60 s:\n{}",
+            sim.describe()
+        );
+        sim
+    }
+
+    pub fn name(i: usize) -> NodeName {
+        NodeName(format!("n{i}"))
+    }
+
+    fn addr_of(i: usize) -> SocketAddr {
+        let ip = Ipv4Addr::new(10, 77, (i / 250) as u8, (i % 250 + 1) as u8);
+        SocketAddr::V4(SocketAddrV4::new(ip, 7710))
+    }
+
+    /// Adds a node that joins through node 0 (or founds the cluster if it is the first).
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        self.add_named(i, Self::name(i))
+    }
+
+    /// Adds a node at a new address with the name of node `of`, joining through node 0.
+    pub fn add_duplicate_of(&mut self, of: usize) -> usize {
+        let i = self.nodes.len();
+        let name = self.nodes[of].name.clone();
+        self.add_named(i, name)
+    }
+
+    fn add_named(&mut self, i: usize, name: NodeName) -> usize {
+        let seeds = if i == 0 {
+            vec![]
+        } else {
+            vec![Self::addr_of(0)]
+        };
+        let core = Core::new(
+            name.clone(),
+            Self::addr_of(i),
+            Incarnation(1),
+            seeds,
+            self.settings.clone(),
+            self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        self.nodes.push(SimNode {
+            name,
+            addr: Self::addr_of(i),
+            core,
+            watchers: BTreeMap::new(),
+            health: Health::Up,
+            incarnation: Incarnation(1),
+            events: Vec::new(),
+            traced: HashMap::new(),
+            fatal: None,
+            bytes_sent: 0,
+            datagrams_sent: 0,
+        });
+        self.by_addr.insert(Self::addr_of(i), i);
+        self.feed(i, Input::Tick);
+        i
+    }
+
+    fn schedule(&mut self, at: Time, ev: Ev) {
+        self.counter += 1;
+        self.queue.push(Reverse((at, self.counter)));
+        self.pending.insert(self.counter, ev);
+    }
+
+    fn latency(&mut self) -> Duration {
+        let (lo, hi) = (
+            self.latency.0.as_micros() as u64,
+            self.latency.1.as_micros() as u64,
+        );
+        Duration::from_micros(if hi > lo {
+            self.rng.random_range(lo..hi)
+        } else {
+            lo
+        })
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until_time(&mut self, until: Time) {
+        while let Some(Reverse((at, id))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            if let Some(ev) = self.pending.remove(&id) {
+                self.process(ev);
+            }
+        }
+        self.now = until;
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until_time(until);
+    }
+
+    /// Runs until `cond` holds (checked every 50 ms of virtual time) or `deadline` passes.
+    pub fn run_until(&mut self, deadline: Time, mut cond: impl FnMut(&Sim) -> bool) -> bool {
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if self.now >= deadline {
+                return false;
+            }
+            let next = (self.now + TICK).min(deadline);
+            self.run_until_time(next);
+        }
+    }
+
+    fn process(&mut self, ev: Ev) {
+        match ev {
+            Ev::Tick => {
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].health == Health::Up {
+                        self.feed(i, Input::Tick);
+                    }
+                }
+                let next = self.now + TICK;
+                self.schedule(next, Ev::Tick);
+            }
+            Ev::Deliver { to, from, bytes } => {
+                if self.nodes[to].health == Health::Up {
+                    self.feed(to, Input::Datagram { from, bytes });
+                }
+            }
+            Ev::Wake { node, peer } => match self.nodes[node].health {
+                Health::Up => self.watch_input(node, peer, watch::Input::Wake),
+                Health::Hung => self.hung_wakes.push((node, peer)),
+                Health::Crashed => {}
+            },
+            Ev::JoinRequest {
+                seed,
+                from,
+                request,
+            } => {
+                let answer = if self.nodes[seed].health == Health::Up {
+                    match request {
+                        Frame::JoinRequest {
+                            name,
+                            incarnation,
+                            addr,
+                        } => {
+                            let now = self.now;
+                            Ok(self.nodes[seed]
+                                .core
+                                .answer_join(now, &name, incarnation, addr))
+                        }
+                        other => Err(format!("unexpected frame {other:?}")),
+                    }
+                } else {
+                    Err("connection timed out".to_string())
+                };
+                let at = self.now + self.latency();
+                let seed_addr = self.nodes[seed].addr;
+                self.schedule(
+                    at,
+                    Ev::JoinAnswer {
+                        to: from,
+                        seed: seed_addr,
+                        answer,
+                    },
+                );
+            }
+            Ev::JoinAnswer { to, seed, answer } => {
+                if self.nodes[to].health == Health::Up {
+                    self.feed(to, Input::JoinAnswer { seed, answer });
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        let out = self.nodes[i].core.handle(now, input);
+        self.carry_out(i, out);
+    }
+
+    fn watch_input(&mut self, i: usize, peer: NodeName, input: watch::Input) {
+        let now = self.now;
+        let Some(w) = self.nodes[i].watchers.get_mut(&peer) else {
+            return;
+        };
+        let outs = w.handle(now, input);
+        self.carry_out_watch(i, peer, outs);
+    }
+
+    fn carry_out_watch(&mut self, i: usize, peer: NodeName, outs: Vec<watch::Output>) {
+        for o in outs {
+            match o {
+                watch::Output::WakeAt(at) => self.schedule(
+                    at.max(self.now),
+                    Ev::Wake {
+                        node: i,
+                        peer: peer.clone(),
+                    },
+                ),
+                watch::Output::Verdict(verdict) => self.feed(
+                    i,
+                    Input::Verdict {
+                        peer: peer.clone(),
+                        verdict,
+                    },
+                ),
+            }
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, outputs: Vec<Output>) {
+        let mut work: VecDeque<Output> = outputs.into();
+        while let Some(o) = work.pop_front() {
+            let now = self.now;
+            match o {
+                Output::Send { to, bytes } => {
+                    self.nodes[i].bytes_sent += bytes.len() as u64;
+                    self.nodes[i].datagrams_sent += 1;
+                    let Some(&j) = self.by_addr.get(&to) else {
+                        continue;
+                    };
+                    if self.blocked.contains(&(i, j)) || self.rng.random_bool(self.loss) {
+                        continue;
+                    }
+                    let at = now + self.latency();
+                    let from = self.nodes[i].addr;
+                    self.schedule(at, Ev::Deliver { to: j, from, bytes });
+                }
+                Output::Join { seed, request } => {
+                    let at = now + self.latency();
+                    match self.by_addr.get(&seed).copied() {
+                        Some(j)
+                            if !self.blocked.contains(&(i, j))
+                                && !self.blocked.contains(&(j, i)) =>
+                        {
+                            self.schedule(
+                                at,
+                                Ev::JoinRequest {
+                                    seed: j,
+                                    from: i,
+                                    request,
+                                },
+                            )
+                        }
+                        _ => self.schedule(
+                            now + Duration::from_secs(1),
+                            Ev::JoinAnswer {
+                                to: i,
+                                seed,
+                                answer: Err("connection timed out".into()),
+                            },
+                        ),
+                    }
+                }
+                Output::WatchStart(peer) => {
+                    let settings = self.nodes[i].core.settings().watch.clone();
+                    let mut w = PeerWatch::new(now, settings);
+                    let outs = w.start(now);
+                    self.nodes[i].watchers.insert(peer.clone(), w);
+                    self.carry_out_watch(i, peer, outs);
+                }
+                Output::WatchStop(peer) => {
+                    self.nodes[i].watchers.remove(&peer);
+                }
+                Output::Watch { peer, input } => {
+                    let Some(w) = self.nodes[i].watchers.get_mut(&peer) else {
+                        continue;
+                    };
+                    let outs = w.handle(now, input);
+                    for wo in outs {
+                        match wo {
+                            watch::Output::WakeAt(at) => self.schedule(
+                                at.max(now),
+                                Ev::Wake {
+                                    node: i,
+                                    peer: peer.clone(),
+                                },
+                            ),
+                            watch::Output::Verdict(verdict) => {
+                                let more = self.nodes[i].core.handle(
+                                    now,
+                                    Input::Verdict {
+                                        peer: peer.clone(),
+                                        verdict,
+                                    },
+                                );
+                                work.extend(more);
+                            }
+                        }
+                    }
+                }
+                Output::Event(e) => self.record(i, e),
+                Output::IncarnationChanged(inc) => self.nodes[i].incarnation = inc,
+                Output::Fatal(reason) => {
+                    self.nodes[i].fatal = Some(reason);
+                    self.nodes[i].health = Health::Crashed;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, i: usize, e: ClusterEvent) {
+        let now = self.now;
+        if let ClusterEvent::StateChanged { node, key, value } = &e {
+            if let (Some(prefix), Some(v)) = (&self.trace_prefix, value)
+                && key.starts_with(prefix.as_str())
+            {
+                self.nodes[i]
+                    .traced
+                    .entry((node.clone(), key.clone(), v.clone()))
+                    .or_insert(now);
+            }
+            if !self.keep_state_events {
+                return;
+            }
+        }
+        self.nodes[i].events.push((now, e));
+    }
+
+    // ----- faults ---------------------------------------------------------------------------
+
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].health = Health::Crashed;
+        self.nodes[i].watchers.clear();
+    }
+
+    pub fn hang(&mut self, i: usize) {
+        self.nodes[i].health = Health::Hung;
+    }
+
+    pub fn resume(&mut self, i: usize) {
+        self.nodes[i].health = Health::Up;
+        let wakes: Vec<_> = std::mem::take(&mut self.hung_wakes);
+        let now = self.now;
+        for (node, peer) in wakes {
+            if node == i {
+                self.schedule(now, Ev::Wake { node, peer });
+            } else {
+                self.hung_wakes.push((node, peer));
+            }
+        }
+    }
+
+    /// Restarts a crashed node: a new process, a higher incarnation, joining through `seed`.
+    pub fn restart(&mut self, i: usize, seed: usize) {
+        let inc = Incarnation(self.nodes[i].incarnation.0 + 1);
+        let core = Core::new(
+            self.nodes[i].name.clone(),
+            self.nodes[i].addr,
+            inc,
+            vec![Self::addr_of(seed)],
+            self.settings.clone(),
+            self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ inc.0,
+        );
+        let n = &mut self.nodes[i];
+        n.core = core;
+        n.incarnation = inc;
+        n.watchers.clear();
+        n.health = Health::Up;
+        n.fatal = None;
+        self.feed(i, Input::Tick);
+    }
+
+    /// Graceful leave.
+    pub fn leave(&mut self, i: usize) {
+        self.feed(i, Input::Leave);
+    }
+
+    /// Drops everything from `a` to `b` (one way).
+    pub fn block(&mut self, a: usize, b: usize) {
+        self.blocked.insert((a, b));
+    }
+
+    /// Splits the nodes into two sides that cannot talk either way.
+    pub fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
+        for &a in side_a {
+            for &b in side_b {
+                self.blocked.insert((a, b));
+                self.blocked.insert((b, a));
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    // ----- observations ---------------------------------------------------------------------
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].health == Health::Up
+    }
+
+    /// Status of `of` as node `by` sees it.
+    pub fn status(&self, by: usize, of: usize) -> Option<Status> {
+        self.nodes[by].core.status(&self.nodes[of].name)
+    }
+
+    /// Every up node sees every up node alive.
+    pub fn converged(&self) -> bool {
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
+        up.iter()
+            .all(|&a| up.iter().all(|&b| self.status(a, b) == Some(Status::Alive)))
+    }
+
+    /// Every up node other than `of` (in `among`, if given) sees `of` as `status`.
+    pub fn all_see(&self, of: usize, status: Status, among: Option<&[usize]>) -> bool {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        among
+            .unwrap_or(&all)
+            .iter()
+            .filter(|&&i| i != of && self.is_up(i))
+            .all(|&i| self.status(i, of) == Some(status))
+    }
+
+    /// `NodeDown` events any node emitted about `of`, with who emitted them.
+    pub fn down_events(&self, of: usize) -> Vec<(usize, Time, Incarnation, Time)> {
+        let name = &self.nodes[of].name;
+        let mut v = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (at, e) in &n.events {
+                if let ClusterEvent::NodeDown {
+                    node,
+                    incarnation,
+                    last_heard,
+                    ..
+                } = e
+                    && node == name
+                {
+                    v.push((i, *at, *incarnation, *last_heard));
+                }
+            }
+        }
+        v
+    }
+
+    /// Total bytes every node sent, per node.
+    pub fn bytes_sent(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.bytes_sent).collect()
+    }
+
+    /// Each node's view, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            s.push_str(&format!(
+                "{} ({:?}, joined {}):",
+                n.name,
+                n.health,
+                n.core.joined()
+            ));
+            for m in n.core.members(self.now) {
+                s.push_str(&format!(
+                    " {}={}/{}",
+                    m.name,
+                    m.status.as_str(),
+                    m.incarnation
+                ));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn random_index(&mut self, n: usize) -> usize {
+        self.rng.random_range(0..n)
+    }
+}

@@ -1,0 +1,310 @@
+//! The seeded simulator drives the real gossip and watcher cores with hundreds of nodes in
+//! virtual time. Every test prints its seed when it fails; `SIM_SEED=<n>` replays one seed and
+//! the ignored `sweep_*` tests run many.
+
+use nbwatch::gossip::core::{Settings, Status};
+use nbwatch::sim::Sim;
+use nbwatch::types::Time;
+use std::time::Duration;
+
+/// Seeds run by the test suite (CI); the sweeps run many more.
+fn seeds() -> Vec<u64> {
+    match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SIM_SEED must be a number")],
+        Err(_) => vec![1, 2],
+    }
+}
+
+/// Stated bound: a crashed node is `down` at every live node within this time.
+const DETECTION_BOUND: Duration = Duration::from_secs(10);
+/// Stated bound: after a partition heals, every node sees every live node alive within this.
+const HEAL_BOUND: Duration = Duration::from_secs(30);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Crashes `victims` one after another under `loss` and checks each is down everywhere within
+/// the bound, that `last_heard` is no later than the crash, and that no live node went down.
+fn crash_scenario(seed: u64, n: usize, loss: f64, victims: usize) {
+    let mut sim = Sim::cluster(seed, n, Settings::default());
+    sim.loss = loss;
+    sim.run_for(secs(10));
+    let mut crashed = Vec::new();
+    for _ in 0..victims {
+        let victim = loop {
+            let v = 1 + sim.random_index(n - 1);
+            if !crashed.contains(&v) {
+                break v;
+            }
+        };
+        let at = sim.now;
+        sim.crash(victim);
+        crashed.push(victim);
+        let ok = sim.run_until(at + DETECTION_BOUND, |s| {
+            s.all_see(victim, Status::Down, None)
+        });
+        assert!(
+            ok,
+            "seed {seed}: n{victim} crashed at loss {loss} was not down everywhere within {DETECTION_BOUND:?}"
+        );
+        for (by, _, _, last_heard) in sim.down_events(victim) {
+            assert!(
+                last_heard <= at,
+                "seed {seed}: n{by} says n{victim} was last heard {:?} after the crash",
+                last_heard.since(at)
+            );
+            assert!(
+                at.since(last_heard) < secs(3),
+                "seed {seed}: last_heard of n{victim} is {:?} before the crash",
+                at.since(last_heard)
+            );
+        }
+        sim.run_for(secs(2));
+    }
+    for i in 0..n {
+        if !crashed.contains(&i) {
+            assert!(
+                sim.down_events(i).is_empty(),
+                "seed {seed}: live node n{i} was declared down at loss {loss}: {:?}",
+                sim.down_events(i)
+            );
+        }
+    }
+}
+
+#[test]
+fn every_crashed_node_is_down_at_every_live_node_within_the_bound_at_256_nodes() {
+    for seed in seeds() {
+        crash_scenario(seed, 256, 0.05, 3);
+    }
+}
+
+#[test]
+fn crashes_are_detected_within_the_bound_even_at_twenty_percent_loss() {
+    for seed in seeds() {
+        let mut sim = Sim::cluster(seed, 64, Settings::default());
+        sim.loss = 0.20;
+        sim.run_for(secs(5));
+        let at = sim.now;
+        sim.crash(17);
+        let ok = sim.run_until(at + DETECTION_BOUND, |s| s.all_see(17, Status::Down, None));
+        assert!(
+            ok,
+            "seed {seed}: a crash was not detected within {DETECTION_BOUND:?} at 20 % loss"
+        );
+    }
+}
+
+#[test]
+fn no_live_reachable_node_is_ever_declared_down_at_ten_percent_loss() {
+    for seed in seeds() {
+        let n = 256;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.loss = 0.10;
+        sim.run_for(secs(60));
+        for i in 0..n {
+            assert!(
+                sim.down_events(i).is_empty(),
+                "seed {seed}: n{i} was declared down while alive at 10 % loss: {:?}",
+                sim.down_events(i)
+            );
+        }
+        let live = |st| matches!(st, Some(Status::Alive | Status::Suspect));
+        for a in 0..n {
+            for b in 0..n {
+                assert!(
+                    live(sim.status(a, b)),
+                    "seed {seed}: n{a} sees n{b} {:?}",
+                    sim.status(a, b)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_healed_two_way_partition_converges() {
+    for seed in seeds() {
+        let n = 256;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % 3 == 0);
+        sim.partition(&a, &b);
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            s.all_see(b[0], Status::Down, Some(&a)) && s.all_see(a[0], Status::Down, Some(&b))
+        });
+        assert!(ok, "seed {seed}: the two sides did not see each other down");
+        sim.heal();
+        let healed = sim.now;
+        let ok = sim.run_until(healed + HEAL_BOUND, |s| s.converged());
+        assert!(
+            ok,
+            "seed {seed}: no convergence {HEAL_BOUND:?} after the heal:\n{}",
+            sim.describe()
+        );
+    }
+}
+
+#[test]
+fn a_one_way_block_between_two_nodes_makes_no_one_down() {
+    for seed in seeds() {
+        let n = 32;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.block(3, 4);
+        sim.block(5, 6);
+        sim.run_for(secs(60));
+        for i in 0..n {
+            assert!(
+                sim.down_events(i).is_empty(),
+                "seed {seed}: n{i} declared down by a one-way block"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_node_isolated_both_ways_is_down_and_returns_when_the_link_heals() {
+    for seed in seeds() {
+        let n = 16;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        let others: Vec<usize> = (0..n).filter(|&i| i != 5).collect();
+        sim.partition(&[5], &others);
+        let ok = sim.run_until(sim.now + DETECTION_BOUND, |s| {
+            s.all_see(5, Status::Down, Some(&others))
+        });
+        assert!(ok, "seed {seed}: the isolated node was not down");
+        sim.heal();
+        let ok = sim.run_until(sim.now + HEAL_BOUND, |s| s.converged());
+        assert!(
+            ok,
+            "seed {seed}: no convergence after the isolation ended:\n{}",
+            sim.describe()
+        );
+        assert!(
+            sim.nodes[5].core.incarnation().0 > 1,
+            "seed {seed}: it did not refute"
+        );
+    }
+}
+
+#[test]
+fn a_hung_node_goes_down_and_comes_back_alive_with_a_higher_incarnation() {
+    for seed in seeds() {
+        let n = 32;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        let at = sim.now;
+        sim.hang(9);
+        let ok = sim.run_until(at + DETECTION_BOUND, |s| s.all_see(9, Status::Down, None));
+        assert!(ok, "seed {seed}: the hung node was not down");
+        sim.run_for(secs(20));
+        sim.resume(9);
+        let ok = sim.run_until(sim.now + HEAL_BOUND, |s| s.converged());
+        assert!(
+            ok,
+            "seed {seed}: the resumed node did not come back:\n{}",
+            sim.describe()
+        );
+        assert!(sim.nodes[9].core.incarnation().0 > 1);
+    }
+}
+
+#[test]
+fn a_restarted_node_rejoins_alive_with_a_higher_incarnation() {
+    for seed in seeds() {
+        let n = 32;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.crash(12);
+        let ok = sim.run_until(sim.now + DETECTION_BOUND, |s| {
+            s.all_see(12, Status::Down, None)
+        });
+        assert!(ok, "seed {seed}: the crashed node was not down");
+        sim.restart(12, 3);
+        let ok = sim.run_until(sim.now + HEAL_BOUND, |s| s.converged());
+        assert!(
+            ok,
+            "seed {seed}: the restarted node did not rejoin:\n{}",
+            sim.describe()
+        );
+        let inc = sim.nodes[0]
+            .core
+            .members(sim.now)
+            .into_iter()
+            .find(|m| m.name.as_str() == "n12")
+            .map(|m| m.incarnation);
+        assert_eq!(inc.map(|i| i.0), Some(2), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_node_that_leaves_is_left_everywhere_and_never_down() {
+    for seed in seeds() {
+        let n = 32;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.leave(7);
+        sim.run_for(Duration::from_millis(300));
+        sim.crash(7); // the process exits after announcing its leave
+        let ok = sim.run_until(sim.now + secs(10), |s| s.all_see(7, Status::Left, None));
+        assert!(ok, "seed {seed}: not left everywhere:\n{}", sim.describe());
+        sim.run_for(secs(20));
+        assert!(
+            sim.down_events(7).is_empty(),
+            "seed {seed}: a node that left was declared down"
+        );
+        assert!(sim.all_see(7, Status::Left, None));
+    }
+}
+
+#[test]
+fn a_changed_key_reaches_every_node() {
+    for seed in seeds() {
+        let n = 128;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.trace_prefix = Some("app.".into());
+        let now = sim.now;
+        let out = sim.nodes[40]
+            .core
+            .set(now, "app.queue", Some("17".into()))
+            .expect("set");
+        drop(out); // the news goes out with the next tick
+        let ok = sim.run_until(now + secs(10), |s| {
+            s.nodes
+                .iter()
+                .all(|n| n.core.value(&Sim::name(40), "app.queue") == Some("17"))
+        });
+        assert!(
+            ok,
+            "seed {seed}: a changed key did not reach every node in 10 s"
+        );
+    }
+}
+
+#[test]
+fn a_second_node_with_a_live_name_is_refused() {
+    let mut sim = Sim::cluster(1, 4, Settings::default());
+    let dup = sim.add_duplicate_of(2);
+    sim.run_for(secs(3));
+    let reason = sim.nodes[dup]
+        .fatal
+        .clone()
+        .expect("the duplicate should be refused");
+    assert!(
+        reason.contains("n2") && reason.contains("taken"),
+        "{reason}"
+    );
+    assert!(sim.converged());
+}
+
+/// Long sweep over many seeds: `cargo test --release --test simulation -- --ignored`.
+#[test]
+#[ignore]
+fn sweep_crashes_and_false_positives_over_many_seeds() {
+    for seed in 100..140 {
+        eprintln!("seed {seed}");
+        crash_scenario(seed, 256, 0.10, 5);
+    }
+}
+
+#[allow(dead_code)]
+fn elapsed(sim: &Sim, since: Time) -> Duration {
+    sim.now.since(since)
+}
