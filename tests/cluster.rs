@@ -385,11 +385,8 @@ async fn a_node_that_dies_without_leaving_is_down_on_the_others() {
     }
 }
 
-/// Un-ignore once `Core::leave` gets `left` across for a node whose own state does not fit in
-/// one datagram (today the delta from version 0 is cut before `left`, the newest key, and a
-/// leaving core ignores the peers' follow-up requests, so the peers end up with `down`).
+/// A node whose own state does not fit in one datagram still gets `left` across.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "core bug: leave of a node with more than ~1.2 KB of state"]
 async fn a_node_with_a_large_state_that_shuts_down_is_left_on_the_others() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = start(config("a", &dir, vec![])).await;

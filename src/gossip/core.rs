@@ -71,8 +71,10 @@ pub struct Settings {
 
 impl Settings {
     pub fn with_interval(interval: Duration) -> Settings {
-        let mut watch = watch::Settings::default();
-        watch.first_interval = interval;
+        let watch = watch::Settings {
+            first_interval: interval,
+            ..watch::Settings::default()
+        };
         Settings {
             interval,
             fanout: 2,
@@ -257,6 +259,15 @@ struct Relay {
     seq: u32,
     target: NodeName,
     expires: Time,
+}
+
+/// Where a `Syn` came from and how to read it.
+struct Syn {
+    from: SocketAddr,
+    /// The sender's beat, against which the digest's ages are read.
+    reference: Beat,
+    complete: bool,
+    news: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -609,19 +620,20 @@ impl Core {
             .filter(|(_, m)| m.status == Status::Down)
             .map(|(n, _)| n.clone())
             .collect();
-        if !down.is_empty() && self.rng.random_bool(self.settings.reconnect_chance) {
-            if let Some(peer) = down.choose(&mut self.rng) {
-                let to = self.members[peer].state.addr;
-                self.send(
-                    to,
-                    Message::Syn {
-                        digest,
-                        complete,
-                        news: false,
-                    },
-                    out,
-                );
-            }
+        if !down.is_empty()
+            && self.rng.random_bool(self.settings.reconnect_chance)
+            && let Some(peer) = down.choose(&mut self.rng)
+        {
+            let to = self.members[peer].state.addr;
+            self.send(
+                to,
+                Message::Syn {
+                    digest,
+                    complete,
+                    news: false,
+                },
+                out,
+            );
         }
     }
 
@@ -799,16 +811,21 @@ impl Core {
         if env.from == self.me {
             return;
         }
-        if self.leaving {
-            return;
-        }
         self.heard_directly(now, &env, out);
         match env.msg {
             Message::Syn {
                 digest,
                 complete,
                 news,
-            } => self.on_syn(now, from, env.beat, digest, complete, news, out),
+            } => {
+                let syn = Syn {
+                    from,
+                    reference: env.beat,
+                    complete,
+                    news,
+                };
+                self.on_syn(now, syn, digest, out)
+            }
             Message::SynAck {
                 wants,
                 deltas,
@@ -824,19 +841,19 @@ impl Core {
             Message::Ack { deltas } => self.apply_deltas(now, &deltas, out),
             Message::Ping { seq } => self.send(from, Message::PingAck { seq }, out),
             Message::PingAck { seq } => {
-                if let Some(relay) = self.relays.remove(&seq) {
-                    if relay.target == env.from {
-                        self.send(
-                            relay.requester,
-                            Message::IndirectAck {
-                                seq: relay.seq,
-                                target: env.from.clone(),
-                                incarnation: env.incarnation,
-                                beat: env.beat,
-                            },
-                            out,
-                        );
-                    }
+                if let Some(relay) = self.relays.remove(&seq)
+                    && relay.target == env.from
+                {
+                    self.send(
+                        relay.requester,
+                        Message::IndirectAck {
+                            seq: relay.seq,
+                            target: env.from.clone(),
+                            incarnation: env.incarnation,
+                            beat: env.beat,
+                        },
+                        out,
+                    );
                 }
                 self.answered(&env.from, out);
             }
@@ -931,16 +948,13 @@ impl Core {
         });
     }
 
-    fn on_syn(
-        &mut self,
-        now: Time,
-        from: SocketAddr,
-        reference: Beat,
-        digest: Vec<DigestEntry>,
-        complete: bool,
-        news: bool,
-        out: &mut Vec<Output>,
-    ) {
+    fn on_syn(&mut self, now: Time, syn: Syn, digest: Vec<DigestEntry>, out: &mut Vec<Output>) {
+        let Syn {
+            from,
+            reference,
+            complete,
+            news,
+        } = syn;
         let mut wants = Vec::new();
         let mut have: Vec<Want> = Vec::new();
         let mut beats = Vec::new();
@@ -1247,22 +1261,20 @@ impl Core {
                 }
             }
             self.judge(now, &suspect, out);
-        } else if key == LEFT_KEY && value.is_some() {
-            if let Some(m) = self.members.get_mut(node)
-                && m.status != Status::Left
-            {
-                m.status = Status::Left;
-                self.live_cache.set(None);
-                m.last_heard = m
-                    .last_heard
-                    .max(now.min(m.state.beat.time().max(m.last_heard)));
-                out.push(Output::Event(ClusterEvent::NodeLeft {
-                    node: node.clone(),
-                    incarnation: m.state.incarnation,
-                }));
-                out.push(Output::WatchStop(node.clone()));
-                self.awaiting.remove(node);
-            }
+        } else if key == LEFT_KEY
+            && value.is_some()
+            && let Some(m) = self.members.get_mut(node)
+            && m.status != Status::Left
+        {
+            m.status = Status::Left;
+            self.live_cache.set(None);
+            m.last_heard = m.last_heard.max(m.state.beat.time().min(now));
+            out.push(Output::Event(ClusterEvent::NodeLeft {
+                node: node.clone(),
+                incarnation: m.state.incarnation,
+            }));
+            out.push(Output::WatchStop(node.clone()));
+            self.awaiting.remove(node);
         }
     }
 
@@ -1493,13 +1505,19 @@ impl Core {
         let mut live = self.live_peers();
         live.shuffle(&mut self.rng);
         live.truncate(self.settings.fanout * 2);
+        // `left` is our newest entry: a delta from the version before it carries just that, so
+        // it fits however large our state is; peers further behind ask for the rest.
+        let just_left = self.own.delta(
+            &self.me,
+            Version(self.own.version.0 - 1),
+            MAX_DATAGRAM - 200,
+        );
         for peer in live {
             let to = self.members[&peer].state.addr;
-            let delta = self.own.delta(&self.me, Version(0), MAX_DATAGRAM - 200);
             self.send(
                 to,
                 Message::Ack {
-                    deltas: vec![delta],
+                    deltas: vec![just_left.clone()],
                 },
                 out,
             );

@@ -185,13 +185,11 @@ impl PeerWatch {
 
     fn on_wake(&mut self, now: Time, out: &mut Vec<Output>) {
         match self.phase {
-            Phase::Watching => {
-                if now >= self.last_alive + self.phi.silence_to_threshold() {
-                    self.phase = Phase::Direct {
-                        until: now + self.settings.probe_timeout,
-                    };
-                    out.push(Output::Verdict(Verdict::Ping));
-                }
+            Phase::Watching if now >= self.last_alive + self.phi.silence_to_threshold() => {
+                self.phase = Phase::Direct {
+                    until: now + self.settings.probe_timeout,
+                };
+                out.push(Output::Verdict(Verdict::Ping));
             }
             Phase::Direct { until } if now >= until => self.start_indirect(now, out),
             Phase::Indirect { until } if now >= until => {

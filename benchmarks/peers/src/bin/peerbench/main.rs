@@ -58,7 +58,7 @@ fn parse() -> anyhow::Result<Opts> {
         seed: now_ms(),
         metrics_interval: 0,
         warmup: 10,
-        settle: 30,
+        settle: 20,
         timeout: 60,
         nbwatch_bin: PathBuf::from("/work/main/target/release/nbwatch"),
         bin_dir: exe_dir,
