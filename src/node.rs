@@ -39,14 +39,14 @@ use tokio::net::{TcpListener, UdpSocket};
 /// Why a node could not start, or why it stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("cannot bind the {what} socket to {addr}: {source}")]
+    #[error("cannot bind the {what} socket to {addr}")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
         #[source]
         source: io::Error,
     },
-    #[error("cannot use the bound sockets: {0}")]
+    #[error("cannot use the bound sockets")]
     Socket(#[source] io::Error),
     #[error(
         "the gossip UDP socket ({udp}) and TCP listener ({tcp}) must share one port: \

@@ -116,15 +116,17 @@ impl Sim {
     pub fn cluster(seed: u64, n: usize, settings: Settings) -> Sim {
         let mut sim = Sim::new(seed, settings);
         sim.add_node();
+        // Large clusters join at a pace a real roll-out would have, not all in one second.
+        let spacing = Duration::from_millis(if n <= 256 { 20 } else { 50 });
         for _ in 1..n {
             sim.add_node();
-            sim.run_for(Duration::from_millis(20));
+            sim.run_for(spacing);
         }
-        let deadline = sim.now + Duration::from_secs(60);
+        let deadline = sim.now + Duration::from_secs(300);
         let ok = sim.run_until(deadline, |s| s.converged());
         assert!(
             ok,
-            "seed {seed}: a cluster of {n} did not converge in 60 s:\n{}",
+            "seed {seed}: a cluster of {n} did not converge in 300 s:\n{}",
             sim.describe()
         );
         sim
@@ -566,25 +568,27 @@ impl Sim {
         self.nodes.iter().map(|n| n.bytes_sent).collect()
     }
 
-    /// Each node's view, for failure messages.
+    /// Each node's view of the nodes it does not see alive, for failure messages.
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
+            let members = n.core.members(self.now);
+            let odd: Vec<String> = members
+                .iter()
+                .filter(|m| m.status != Status::Alive)
+                .map(|m| format!("{}={}/{}", m.name, m.status.as_str(), m.incarnation))
+                .collect();
+            if odd.is_empty() && n.health == Health::Up && members.len() == self.nodes.len() {
+                continue;
+            }
             s.push_str(&format!(
-                "{} ({:?}, joined {}):",
+                "{} ({:?}, joined {}, knows {}): {}\n",
                 n.name,
                 n.health,
-                n.core.joined()
+                n.core.joined(),
+                members.len(),
+                odd.join(" ")
             ));
-            for m in n.core.members(self.now) {
-                s.push_str(&format!(
-                    " {}={}/{}",
-                    m.name,
-                    m.status.as_str(),
-                    m.incarnation
-                ));
-            }
-            s.push('\n');
         }
         s
     }

@@ -21,7 +21,7 @@ pub enum ClientError {
     NotRunning { addr: SocketAddr },
     #[error("the daemon at {addr} did not answer within {}", humantime::format_duration(*.timeout))]
     Timeout { addr: SocketAddr, timeout: Duration },
-    #[error("cannot talk to the daemon at {addr}: {source}")]
+    #[error("cannot talk to the daemon at {addr}")]
     Io {
         addr: SocketAddr,
         #[source]
@@ -33,7 +33,7 @@ pub enum ClientError {
     TooLarge { addr: SocketAddr, limit: usize },
     #[error("the daemon answered HTTP {code}: {body}")]
     Status { code: u16, body: String },
-    #[error("the daemon at {addr} sent invalid JSON: {source}")]
+    #[error("the daemon at {addr} sent invalid JSON")]
     Json {
         addr: SocketAddr,
         #[source]

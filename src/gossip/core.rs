@@ -583,6 +583,34 @@ impl Core {
         n
     }
 
+    /// Up to `k` distinct live members other than `except`, at random. Draws at random first
+    /// (cheap in a large cluster) and falls back to a full scan when live members are few.
+    fn pick_live(&mut self, k: usize, except: Option<&NodeName>) -> Vec<NodeName> {
+        let mut picked: Vec<NodeName> = Vec::with_capacity(k);
+        for _ in 0..k * 4 {
+            if picked.len() == k {
+                return picked;
+            }
+            let Some(name) = self.names.choose(&mut self.rng) else {
+                break;
+            };
+            if Some(name) != except
+                && !picked.contains(name)
+                && self.members.get(name).is_some_and(|m| m.status.is_live())
+            {
+                picked.push(name.clone());
+            }
+        }
+        let mut live: Vec<NodeName> = self
+            .live_peers()
+            .into_iter()
+            .filter(|n| Some(n) != except && !picked.contains(n))
+            .collect();
+        live.shuffle(&mut self.rng);
+        picked.extend(live.into_iter().take(k - picked.len()));
+        picked
+    }
+
     fn live_peers(&self) -> Vec<NodeName> {
         self.members
             .iter()
@@ -595,9 +623,7 @@ impl Core {
         if self.leaving {
             return;
         }
-        let mut live = self.live_peers();
-        live.shuffle(&mut self.rng);
-        live.truncate(self.settings.fanout);
+        let live = self.pick_live(self.settings.fanout, None);
         let (digest, complete) = self.digest(now, false);
         for peer in &live {
             self.awaiting
@@ -744,11 +770,15 @@ impl Core {
             return;
         }
         let (digest, _) = self.digest(now, true);
-        self.news.clear();
-        let mut live = self.live_peers();
-        live.shuffle(&mut self.rng);
-        live.truncate(self.settings.news_fanout);
-        for peer in live {
+        // What did not fit goes out with the next news exchange.
+        for DigestEntry(name, ..) in &digest {
+            self.news.remove(name);
+        }
+        self.news.remove(&self.me);
+        if !self.news.is_empty() {
+            self.news_round = Some(now + self.settings.news_delay);
+        }
+        for peer in self.pick_live(self.settings.news_fanout, None) {
             let to = self.members[&peer].state.addr;
             self.send(
                 to,
@@ -1399,13 +1429,7 @@ impl Core {
             watch::Verdict::PingIndirect => {
                 let seq = self.next_seq();
                 self.send(addr, Message::Ping { seq }, out);
-                let mut helpers: Vec<NodeName> = self
-                    .live_peers()
-                    .into_iter()
-                    .filter(|n| *n != peer)
-                    .collect();
-                helpers.shuffle(&mut self.rng);
-                helpers.truncate(self.settings.indirect_probes);
+                let helpers = self.pick_live(self.settings.indirect_probes, Some(&peer));
                 for helper in helpers {
                     let to = self.members[&helper].state.addr;
                     self.send(
@@ -1502,9 +1526,7 @@ impl Core {
         }));
         // Push the news to more members than usual, since we will not be around to repeat it.
         let (digest, _) = self.digest(now, true);
-        let mut live = self.live_peers();
-        live.shuffle(&mut self.rng);
-        live.truncate(self.settings.fanout * 2);
+        let live = self.pick_live(self.settings.fanout * 2, None);
         // `left` is our newest entry: a delta from the version before it carries just that, so
         // it fits however large our state is; peers further behind ask for the rest.
         let just_left = self.own.delta(

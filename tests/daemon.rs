@@ -1,0 +1,790 @@
+//! End to end: real `nbwatch run` processes on loopback, one config file and data dir per node
+//! in a tempdir, observed through the HTTP API and the CLI like a user would.
+//!
+//! Every process is killed when its [`Cluster`] is dropped, also when a test panics; a failing
+//! test prints the tail of every process's log. Ports are picked by binding port 0 and released
+//! right before the spawn; a process that then loses the port to someone else is started again
+//! on new ones. Tests wait on conditions by polling with deadlines, never by fixed sleeps.
+
+use nbwatch::client::get_json;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nbwatch");
+/// For a cluster to form, a node to be declared down or to come back.
+const DEADLINE: Duration = Duration::from_secs(25);
+/// For a process to start answering or to exit.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
+const HTTP: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(100);
+/// Lines of each log printed when a test fails.
+const TAIL_LINES: usize = 40;
+
+/// Polls `check` until it returns `Ok` or `deadline` passes; then panics with `what` and the
+/// last thing `check` observed.
+async fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= end => {
+                panic!("timed out after {deadline:?} waiting until {what}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// `GET /api/v1/members` of the daemon at `api`.
+async fn members(api: SocketAddr) -> Result<Vec<Value>, String> {
+    match get_json(api, "/api/v1/members", HTTP).await {
+        Ok(Value::Array(members)) => Ok(members),
+        Ok(other) => Err(format!("members of {api} is not an array: {other}")),
+        Err(e) => Err(format!("members of {api}: {e}")),
+    }
+}
+
+/// `GET /api/v1/events` of the daemon at `api`.
+async fn events(api: SocketAddr) -> Result<Vec<Value>, String> {
+    match get_json(api, "/api/v1/events", HTTP).await {
+        Ok(Value::Array(events)) => Ok(events),
+        Ok(other) => Err(format!("events of {api} is not an array: {other}")),
+        Err(e) => Err(format!("events of {api}: {e}")),
+    }
+}
+
+fn entry<'a>(members: &'a [Value], name: &str) -> Option<&'a Value> {
+    members.iter().find(|m| m["name"] == name)
+}
+
+/// A gossip port free for UDP and TCP alike, and an API port, held until [`Ports::release`].
+struct Ports {
+    gossip: SocketAddr,
+    api: SocketAddr,
+    held: Option<(UdpSocket, TcpListener, TcpListener)>,
+}
+
+impl Ports {
+    fn pick() -> Ports {
+        for _ in 0..50 {
+            let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP port 0");
+            let gossip = udp.local_addr().expect("UDP address");
+            let Ok(tcp) = TcpListener::bind(gossip) else {
+                continue; // that port is taken for TCP: try another
+            };
+            let api = TcpListener::bind("127.0.0.1:0").expect("bind TCP port 0");
+            return Ports {
+                gossip,
+                api: api.local_addr().expect("TCP address"),
+                held: Some((udp, tcp, api)),
+            };
+        }
+        panic!("found no port free for both UDP and TCP in 50 tries");
+    }
+
+    fn release(&mut self) {
+        self.held = None;
+    }
+}
+
+/// A port that nothing listens on (a TCP connect is refused).
+fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP port 0");
+    listener.local_addr().expect("address")
+}
+
+/// One node: its config file, data dir and logs, and its process while it runs.
+struct Node {
+    name: String,
+    config: PathBuf,
+    data_dir: PathBuf,
+    seeds: Vec<SocketAddr>,
+    gossip: SocketAddr,
+    api: SocketAddr,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    child: Option<Child>,
+}
+
+/// How a start ended.
+enum Started {
+    /// The API answers and lists the node itself at its gossip address.
+    Ready,
+    /// The process exited first (for a reason other than losing a port).
+    Exited(ExitStatus),
+}
+
+impl Node {
+    fn write_config(&self) {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let seeds = if self.seeds.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = self.seeds.iter().map(|s| quote(&s.to_string())).collect();
+            format!("seeds = [{}]\n", list.join(", "))
+        };
+        let text = format!(
+            "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}\
+             [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n",
+            quote(&self.name),
+            quote(&self.data_dir.to_string_lossy()),
+            quote(&self.gossip.to_string()),
+            quote(&self.api.to_string()),
+        );
+        std::fs::write(&self.config, text).expect("write the config");
+    }
+
+    fn pid(&self) -> Pid {
+        let child = self.child.as_ref().expect("the node is running");
+        Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap_or_else(|e| panic!("{signal} to {}: {e}", self.name));
+    }
+
+    /// The exit status, if the process has exited.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        child.try_wait().expect("try_wait")
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Spawns `nbwatch run` on the ports in the config, logs appended to the node's files.
+    fn spawn(&mut self, ports: &mut Ports) {
+        let append = |path: &Path| {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open a log file")
+        };
+        let mut command = Command::new(BIN);
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(append(&self.stdout))
+            .stderr(append(&self.stderr));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("NBWATCH_") {
+                command.env_remove(key);
+            }
+        }
+        ports.release();
+        self.child = Some(command.spawn().expect("spawn nbwatch run"));
+    }
+
+    /// Starts the process and waits until it answers or exits. A process that could not bind
+    /// its ports (someone took them after we released them) is started again on new ones.
+    async fn start(&mut self, mut ports: Ports) -> Started {
+        for attempt in 1.. {
+            self.gossip = ports.gossip;
+            self.api = ports.api;
+            self.write_config();
+            let err_len = std::fs::metadata(&self.stderr).map_or(0, |m| m.len() as usize);
+            self.spawn(&mut ports);
+            let (name, gossip, api) = (self.name.clone(), self.gossip, self.api);
+            let outcome = wait_for(
+                &format!("{name} answers on {api} or exits"),
+                PROCESS_DEADLINE,
+                async || {
+                    if let Some(status) = self.exited() {
+                        return Ok(Err(status));
+                    }
+                    let members = members(api).await?;
+                    match entry(&members, &name) {
+                        Some(me) if me["addr"] == gossip.to_string() => Ok(Ok(())),
+                        _ => Err(format!("no {name} at {gossip} in {members:?}")),
+                    }
+                },
+            )
+            .await;
+            match outcome {
+                Ok(()) => return Started::Ready,
+                Err(status) => {
+                    let this_life = self.stderr_text().get(err_len..).unwrap_or("").to_string();
+                    if this_life.contains("cannot bind") && attempt < 5 {
+                        eprintln!("{name} lost a port ({status}); trying new ones");
+                        ports = Ports::pick();
+                        continue;
+                    }
+                    return Started::Exited(status);
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Waits until the process exits.
+    async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let name = self.name.clone();
+        wait_for(&format!("{name} exits"), deadline, async || {
+            self.exited().ok_or_else(|| "still running".to_string())
+        })
+        .await
+    }
+}
+
+/// Every node of one test in one tempdir; dropping it kills every process still running and,
+/// when the test is failing, prints the tail of each log.
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Adds a node (not started); `label` names its files, so two nodes may share a name.
+    fn add(&mut self, label: &str, name: &str, seeds: Vec<SocketAddr>) -> usize {
+        let dir = self.dir.path();
+        let unbound: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        self.nodes.push(Node {
+            name: name.to_string(),
+            config: dir.join(format!("{label}.toml")),
+            data_dir: dir.join(label),
+            seeds,
+            gossip: unbound,
+            api: unbound,
+            stdout: dir.join(format!("{label}.stdout")),
+            stderr: dir.join(format!("{label}.stderr")),
+            child: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Adds and starts a node, and waits until it answers.
+    async fn start(&mut self, name: &str, seeds: Vec<SocketAddr>) -> usize {
+        let i = self.add(name, name, seeds);
+        self.restart(i).await;
+        i
+    }
+
+    /// Starts node `i` again with its config and data dir, and waits until it answers.
+    async fn restart(&mut self, i: usize) {
+        let ports = if self.nodes[i].gossip.port() == 0 {
+            Ports::pick()
+        } else {
+            // The same config: the ports of the last life, free again now that it is dead.
+            Ports {
+                gossip: self.nodes[i].gossip,
+                api: self.nodes[i].api,
+                held: None,
+            }
+        };
+        if let Started::Exited(status) = self.nodes[i].start(ports).await {
+            panic!("{} exited at start: {status}", self.nodes[i].name);
+        }
+    }
+
+    /// `n` nodes named `n1`..: the first starts the cluster, the rest join through it; waits
+    /// until every node sees all of them alive.
+    async fn start_many(&mut self, n: usize) {
+        let first = self.start("n1", Vec::new()).await;
+        let seed = vec![self.nodes[first].gossip];
+        for k in 2..=n {
+            self.start(&format!("n{k}"), seed.clone()).await;
+        }
+        let names = self.names();
+        for node in &self.nodes {
+            wait_for(
+                &format!("{} sees {names:?} alive", node.name),
+                DEADLINE,
+                async || all_alive(node.api, &names).await,
+            )
+            .await;
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// The API addresses of every node except `name`.
+    fn others(&self, name: &str) -> Vec<(String, SocketAddr)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.name != name)
+            .map(|n| (n.name.clone(), n.api))
+            .collect()
+    }
+
+    /// Waits until every node in `observers` reports `target` in `state`; returns each one's
+    /// entry for it.
+    async fn wait_state(
+        &self,
+        observers: &[(String, SocketAddr)],
+        target: &str,
+        state: &str,
+    ) -> Vec<Value> {
+        let mut entries = Vec::new();
+        for (observer, api) in observers {
+            let e = wait_for(
+                &format!("{observer} reports {target} {state}"),
+                DEADLINE,
+                async || {
+                    let members = members(*api).await?;
+                    match entry(&members, target) {
+                        Some(e) if e["state"] == state => Ok(e.clone()),
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
+            .await;
+            entries.push(e);
+        }
+        entries
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.kill(); // SIGKILL; also ends a SIGSTOPped process
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                for path in [&node.stderr, &node.stdout] {
+                    let text = std::fs::read_to_string(path).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+                    eprintln!(
+                        "---- last {} lines of {} ----\n{}",
+                        tail.len(),
+                        path.display(),
+                        tail.join("\n")
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Ok when the daemon at `api` lists exactly `names`, all alive.
+async fn all_alive(api: SocketAddr, names: &[String]) -> Result<(), String> {
+    let members = members(api).await?;
+    let ok = members.len() == names.len()
+        && names
+            .iter()
+            .all(|n| entry(&members, n).is_some_and(|m| m["state"] == "alive"));
+    if ok {
+        Ok(())
+    } else {
+        let seen: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}={}", m["name"], m["state"]))
+            .collect();
+        Err(seen.join(" "))
+    }
+}
+
+fn incarnation(entry: &Value) -> u64 {
+    entry["incarnation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no incarnation in {entry}"))
+}
+
+/// The highest incarnation of `target` that any of `observers` reports.
+async fn max_incarnation(observers: &[(String, SocketAddr)], target: &str) -> u64 {
+    let mut max = 0;
+    for (observer, api) in observers {
+        let members = members(*api)
+            .await
+            .unwrap_or_else(|e| panic!("{observer}: {e}"));
+        let e = entry(&members, target).unwrap_or_else(|| panic!("{observer} lacks {target}"));
+        max = max.max(incarnation(e));
+    }
+    max
+}
+
+/// Waits until every node reports `target` alive with an incarnation above `before`.
+async fn wait_back(cluster: &Cluster, target: &str, before: u64) {
+    let everyone = cluster.others("");
+    for (observer, api) in &everyone {
+        wait_for(
+            &format!("{observer} reports {target} alive above incarnation {before}"),
+            DEADLINE,
+            async || {
+                let members = members(*api).await?;
+                match entry(&members, target) {
+                    Some(e) if e["state"] == "alive" && incarnation(e) > before => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Runs a client command (never a daemon) with no `NBWATCH_` variables but those in `env`.
+async fn client(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(BIN);
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NBWATCH_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    tokio::time::timeout(PROCESS_DEADLINE, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("nbwatch {args:?} did not finish"))
+        .unwrap_or_else(|e| panic!("nbwatch {args:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_down_everywhere_with_its_last_heard_time_and_back_with_a_higher_incarnation()
+ {
+    let mut cluster = Cluster::new();
+    cluster.start_many(5).await;
+    let survivors = cluster.others("n3");
+    let before = max_incarnation(&cluster.others(""), "n3").await;
+
+    let victim = cluster.index("n3");
+    cluster.nodes[victim].signal(Signal::SIGKILL);
+    let killed_at = SystemTime::now();
+    cluster.nodes[victim].wait_exit(PROCESS_DEADLINE).await;
+
+    let down = cluster.wait_state(&survivors, "n3", "down").await;
+    let slack = Duration::from_millis(50);
+    for ((observer, _), e) in survivors.iter().zip(&down) {
+        let text = e["last_heard"].as_str().unwrap_or_default();
+        let heard = humantime::parse_rfc3339_weak(text)
+            .unwrap_or_else(|err| panic!("{observer}: last_heard {text:?}: {err}"));
+        assert!(
+            heard <= killed_at + slack,
+            "{observer} last heard n3 at {text}, after the kill at {}",
+            humantime::format_rfc3339_millis(killed_at)
+        );
+        assert!(
+            heard + Duration::from_secs(3) >= killed_at,
+            "{observer} last heard n3 at {text}, over 3 s before the kill at {}",
+            humantime::format_rfc3339_millis(killed_at)
+        );
+    }
+
+    cluster.restart(victim).await;
+    wait_back(&cluster, "n3", before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_is_down_everywhere_and_back_with_a_higher_incarnation_once_continued() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(5).await;
+    let survivors = cluster.others("n2");
+    let before = max_incarnation(&cluster.others(""), "n2").await;
+
+    let victim = cluster.index("n2");
+    cluster.nodes[victim].signal(Signal::SIGSTOP);
+    cluster.wait_state(&survivors, "n2", "down").await;
+    cluster.nodes[victim].signal(Signal::SIGCONT);
+
+    wait_back(&cluster, "n2", before).await;
+    let names = cluster.names();
+    for node in &cluster.nodes {
+        wait_for(
+            &format!("{} sees all five alive again", node.name),
+            DEADLINE,
+            async || all_alive(node.api, &names).await,
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sent_sigterm_exits_0_and_is_left_and_never_down_everywhere() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(5).await;
+    let survivors = cluster.others("n4");
+    let leaver = cluster.index("n4");
+    cluster.nodes[leaver].signal(Signal::SIGTERM);
+    let status = cluster.nodes[leaver].wait_exit(PROCESS_DEADLINE).await;
+    assert_eq!(status.code(), Some(0), "n4 exited with {status}");
+
+    for (observer, api) in &survivors {
+        wait_for(
+            &format!("{observer} reports n4 left"),
+            DEADLINE,
+            async || {
+                let members = members(*api).await?;
+                match entry(&members, "n4").map(|e| e["state"].clone()) {
+                    Some(state) if state == "left" => Ok(()),
+                    Some(state) if state == "down" => {
+                        panic!("{observer} reports n4 down, not left: {members:?}")
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+    }
+    for (observer, api) in &survivors {
+        let events = events(*api).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "node_left" && e["node"] == "n4"),
+            "{observer} has no node_left for n4: {events:#?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["kind"] == "node_down" && e["node"] == "n4"),
+            "{observer} recorded n4 down: {events:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_members_command_prints_a_table_or_json_and_says_when_the_daemon_is_not_running() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(3).await;
+    let api = cluster.nodes[0].api.to_string();
+    let names = cluster.names();
+
+    let table = client(&["members", "--api", &api], &[]).await;
+    let stdout = text(&table.stdout);
+    assert!(table.status.success(), "{table:?}");
+    assert!(stdout.starts_with("NAME"), "{stdout}");
+    for name in &names {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name) && l.contains("alive")),
+            "no alive row for {name}:\n{stdout}"
+        );
+    }
+
+    let json = client(&["members", "--json", "--api", &api], &[]).await;
+    assert!(json.status.success(), "{json:?}");
+    let parsed: Value = serde_json::from_slice(&json.stdout).expect("members --json is JSON");
+    let rows = parsed.as_array().expect("members --json is an array");
+    assert_eq!(rows.len(), names.len(), "{parsed:#}");
+    for row in rows {
+        for key in [
+            "name",
+            "addr",
+            "state",
+            "incarnation",
+            "last_heard",
+            "is_leader",
+            "metrics",
+        ] {
+            assert!(row.get(key).is_some(), "no {key:?} in {row}");
+        }
+    }
+
+    let by_env = client(&["members"], &[("NBWATCH_API", &api)]).await;
+    assert!(by_env.status.success(), "{by_env:?}");
+    let stdout = text(&by_env.stdout);
+    for name in &names {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name) && l.contains("alive")),
+            "no alive row for {name} with NBWATCH_API:\n{stdout}"
+        );
+    }
+
+    let closed = closed_port().to_string();
+    let refused = client(&["members", "--api", &closed], &[]).await;
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        stderr.contains("not running") && stderr.contains(&closed),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_the_file_and_key_of_every_problem_and_accepts_the_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[node]\nname = \"x\"\ncolour = \"blue\"\n\
+         [gossip]\ninterval = \"soon\"\nlisten = \"nowhere\"\n",
+    )
+    .expect("write");
+    let bad_path = bad.to_string_lossy().into_owned();
+    let out = client(&["check-config", "--config", &bad_path], &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 3, "one line per problem:\n{stderr}");
+    for key in ["node.colour", "gossip.interval", "gossip.listen"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&bad_path) && l.contains(key)),
+            "no line naming {bad_path} and {key}:\n{stderr}"
+        );
+    }
+
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/nbwatch.toml");
+    let out = client(&["check-config", "--config", sample], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_a_live_nodes_name_exits_1_saying_the_name_is_taken() {
+    let mut cluster = Cluster::new();
+    let first = cluster.start("n1", Vec::new()).await;
+    let seed = cluster.nodes[first].gossip;
+    let twin = cluster.add("n1-twin", "n1", vec![seed]);
+    let status = match cluster.nodes[twin].start(Ports::pick()).await {
+        Started::Exited(status) => status,
+        Started::Ready => cluster.nodes[twin].wait_exit(DEADLINE).await,
+    };
+    let stderr = cluster.nodes[twin].stderr_text();
+    assert_eq!(status.code(), Some(1), "the twin exited with {status}");
+    assert!(stderr.contains("name n1 is taken"), "{stderr}");
+
+    let api = cluster.nodes[first].api;
+    all_alive(api, &["n1".to_string()])
+        .await
+        .expect("the first n1 is unharmed");
+    assert!(cluster.nodes[first].exited().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_seed_is_a_closed_port_runs_alone_and_logs_that_the_seed_did_not_answer() {
+    let mut cluster = Cluster::new();
+    let lonely = cluster.start("lonely", vec![closed_port()]).await;
+    let node = &mut cluster.nodes[lonely];
+    wait_for(
+        "the log says the seed did not answer",
+        DEADLINE,
+        async || {
+            let stderr = node.stderr_text();
+            match stderr.lines().find(|l| l.contains("seed did not answer")) {
+                Some(_) => Ok(()),
+                None => Err(format!("{} bytes of log", stderr.len())),
+            }
+        },
+    )
+    .await;
+    all_alive(node.api, &["lonely".to_string()])
+        .await
+        .expect("it lists itself alive");
+    assert!(node.exited().is_none(), "it is still running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sent_sigint_leaves_and_exits_0() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(2).await;
+    let leaver = cluster.index("n2");
+    cluster.nodes[leaver].signal(Signal::SIGINT);
+    let status = cluster.nodes[leaver].wait_exit(PROCESS_DEADLINE).await;
+    assert_eq!(status.code(), Some(0), "n2 exited with {status}");
+    cluster
+        .wait_state(&cluster.others("n2"), "n2", "left")
+        .await;
+    let stderr = cluster.nodes[leaver].stderr_text();
+    assert!(stderr.contains("SIGINT"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sees_another_nodes_load_memory_and_uptime() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(2).await;
+    let api = cluster.nodes[cluster.index("n1")].api;
+    let metrics = wait_for("n1 has n2's metrics", DEADLINE, async || {
+        let members = members(api).await?;
+        let m = entry(&members, "n2").map(|e| e["metrics"].clone());
+        match m {
+            Some(m)
+                if ["load1", "mem_used_pct", "uptime_s"]
+                    .iter()
+                    .all(|k| m[k].is_number()) =>
+            {
+                Ok(m)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let mem = metrics["mem_used_pct"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..=100.0).contains(&mem), "{metrics}");
+    assert!(
+        metrics["uptime_s"].as_f64().is_some_and(|u| u > 0.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_first_node_started_again_without_seeds_is_found_by_the_others() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(3).await;
+    let before = max_incarnation(&cluster.others(""), "n1").await;
+    let first = cluster.index("n1");
+    cluster.nodes[first].signal(Signal::SIGKILL);
+    cluster.nodes[first].wait_exit(PROCESS_DEADLINE).await;
+    cluster
+        .wait_state(&cluster.others("n1"), "n1", "down")
+        .await;
+    cluster.restart(first).await;
+    wait_back(&cluster, "n1", before).await;
+    let names = cluster.names();
+    for node in &cluster.nodes {
+        wait_for(
+            &format!("{} sees all three alive again", node.name),
+            DEADLINE,
+            async || all_alive(node.api, &names).await,
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_left_and_is_started_again_is_alive_everywhere() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(3).await;
+    let before = max_incarnation(&cluster.others(""), "n3").await;
+    let leaver = cluster.index("n3");
+    cluster.nodes[leaver].signal(Signal::SIGTERM);
+    let status = cluster.nodes[leaver].wait_exit(PROCESS_DEADLINE).await;
+    assert_eq!(status.code(), Some(0), "n3 exited with {status}");
+    cluster
+        .wait_state(&cluster.others("n3"), "n3", "left")
+        .await;
+    cluster.restart(leaver).await;
+    wait_back(&cluster, "n3", before).await;
+}
