@@ -22,7 +22,6 @@ use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, St
 use crate::node::directory::{AbortOnDrop, Directory};
 use crate::node::incarnation;
 use crate::types::{Clock, Incarnation, NodeName, Time};
-use crate::watch;
 use crate::watch::actor::WatchMsg;
 use crate::wire::Frame;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -40,19 +39,8 @@ pub const TICK: Duration = Duration::from_millis(50);
 const SAVE_KNOWN_EVERY: Duration = Duration::from_secs(2);
 
 pub enum GossipMsg {
-    Tick,
-    Datagram {
-        from: SocketAddr,
-        bytes: Vec<u8>,
-    },
-    Verdict {
-        peer: NodeName,
-        verdict: watch::Verdict,
-    },
-    JoinAnswer {
-        seed: SocketAddr,
-        answer: Result<Frame, String>,
-    },
+    /// An input for the core as it is: a tick, a datagram, a watcher's verdict, a join answer.
+    Core(Input),
     /// A joiner asks over TCP (from the accept task).
     AnswerJoin {
         name: NodeName,
@@ -178,18 +166,11 @@ impl Actor for GossipActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.clock.now();
         let outputs = match msg {
-            GossipMsg::Tick => {
-                state.maintain(now);
-                state.core.handle(now, Input::Tick)
-            }
-            GossipMsg::Datagram { from, bytes } => {
-                state.core.handle(now, Input::Datagram { from, bytes })
-            }
-            GossipMsg::Verdict { peer, verdict } => {
-                state.core.handle(now, Input::Verdict { peer, verdict })
-            }
-            GossipMsg::JoinAnswer { seed, answer } => {
-                state.core.handle(now, Input::JoinAnswer { seed, answer })
+            GossipMsg::Core(input) => {
+                if matches!(input, Input::Tick) {
+                    state.maintain(now);
+                }
+                state.core.handle(now, input)
             }
             GossipMsg::AnswerJoin {
                 name,
@@ -258,7 +239,7 @@ async fn tick(actor: ActorRef<GossipMsg>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if actor.cast(GossipMsg::Tick).is_err() {
+        if actor.cast(GossipMsg::Core(Input::Tick)).is_err() {
             return;
         }
     }

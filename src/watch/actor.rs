@@ -170,10 +170,12 @@ impl WatcherState {
     fn carry_out(&self, myself: &ActorRef<Input>, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Verdict(verdict) => self.directory.cast_gossip(GossipMsg::Verdict {
-                    peer: self.peer.clone(),
-                    verdict,
-                }),
+                Output::Verdict(verdict) => self.directory.cast_gossip(GossipMsg::Core(
+                    crate::gossip::core::Input::Verdict {
+                        peer: self.peer.clone(),
+                        verdict,
+                    },
+                )),
                 Output::WakeAt(at) => {
                     let delay = self
                         .clock

@@ -9,6 +9,7 @@
 //!   back as `JoinAnswer`.
 
 use super::GossipMsg;
+use crate::gossip::core::Input;
 use crate::wire::{self, Frame, MAX_DATAGRAM, MAX_FRAME};
 use ractor::ActorRef;
 use std::net::SocketAddr;
@@ -35,7 +36,10 @@ pub(crate) async fn read_datagrams(socket: Arc<UdpSocket>, actor: ActorRef<Gossi
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
                 let bytes = buf[..n].to_vec();
-                if actor.cast(GossipMsg::Datagram { from, bytes }).is_err() {
+                if actor
+                    .cast(GossipMsg::Core(Input::Datagram { from, bytes }))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -119,7 +123,7 @@ pub(crate) async fn join(seed: SocketAddr, request: Frame, actor: ActorRef<Gossi
             humantime::format_duration(JOIN_TIMEOUT)
         )),
     };
-    let _ = actor.cast(GossipMsg::JoinAnswer { seed, answer });
+    let _ = actor.cast(GossipMsg::Core(Input::JoinAnswer { seed, answer }));
 }
 
 async fn ask(seed: SocketAddr, request: &Frame) -> Result<Frame, String> {

@@ -122,12 +122,19 @@ fn main() -> anyhow::Result<()> {
         "detection" => detection(cluster, &o),
         _ => steady(cluster, &o),
     };
-    // Members are killed on drop; keep the run dir only on failure.
-    if result.is_ok() {
+    // Members are killed on drop; keep the run dir only on failure (an
+    // error, a kill not detected in time, a restart that did not rejoin) or
+    // when PEERBENCH_KEEP is set.
+    let keep = KEEP_RUN_DIR.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var_os("PEERBENCH_KEEP").is_some();
+    if result.is_ok() && !keep {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     result
 }
+
+/// Set when a run completed but something in it failed (its logs are kept).
+static KEEP_RUN_DIR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     println!(
@@ -226,6 +233,9 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
                 cluster.describe_gaps()
             );
         }
+    }
+    if timed_out > 0 || not_rejoined > 0 {
+        KEEP_RUN_DIR.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     times_ms.sort_unstable();
     firsts_ms.sort_unstable();
