@@ -150,8 +150,47 @@ fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {
     )
 }
 
+/// Kill → every survivor says down, in virtual time: p50, p99 over `kills` crashes.
+fn detection(seed: u64, n: usize, kills: usize) -> (Duration, Duration) {
+    let mut sim = Sim::cluster(seed, n, Settings::default());
+    let mut times = Vec::new();
+    for _ in 0..kills {
+        sim.run_for(Duration::from_secs(5));
+        let victim = 1 + sim.random_index(n - 1);
+        let at = sim.now;
+        sim.crash(victim);
+        let ok = sim.run_until(at + Duration::from_secs(30), |s| {
+            s.all_see(victim, nbwatch::gossip::core::Status::Down, None)
+        });
+        assert!(ok, "seed {seed}: no detection in 30 s");
+        times.push(sim.now.since(at));
+        sim.restart(victim, 0);
+        let back = sim.now + Duration::from_secs(30);
+        assert!(
+            sim.run_until(back, |s| s.converged()),
+            "seed {seed}: no rejoin"
+        );
+    }
+    times.sort();
+    let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+    (times[times.len() / 2], p99)
+}
+
 fn main() {
     let a = args();
+    if std::env::var("SIMBENCH_DETECTION").is_ok() {
+        println!("| N | detection p50 | detection p99 (virtual time, 20 kills) |");
+        println!("|---|---|---|");
+        for &n in &a.sizes {
+            let (p50, p99) = detection(a.seed, n, 20);
+            println!(
+                "| {n} | {:.2} s | {:.2} s |",
+                p50.as_secs_f64(),
+                p99.as_secs_f64()
+            );
+        }
+        return;
+    }
     println!(
         "simulator, seed {}, latency 0.2-5 ms, no loss, default settings",
         a.seed

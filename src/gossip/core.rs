@@ -1569,16 +1569,18 @@ fn parse_sighting(value: &str) -> Option<Sighting> {
     })
 }
 
-/// Lifeguard's suspicion timeout: from `max` with one witness down to `min` once the expected
-/// number of independent witnesses has spoken, on a log scale.
+/// Lifeguard's suspicion timeout: `max` with one witness, down to `min` once the expected
+/// number of independent witnesses has spoken, on a log scale in between.
 fn lifeguard_timeout(settings: &Settings, expected: usize, witnesses: usize) -> Duration {
     let (min, max) = (
         settings.suspicion_min.as_secs_f64(),
         settings.suspicion_max.as_secs_f64(),
     );
-    let k = expected.max(1) as f64;
-    let c = witnesses.saturating_sub(1) as f64;
-    let frac = ((c + 1.0).ln() / (k + 1.0).ln()).min(1.0);
+    let frac = if expected <= 1 {
+        1.0
+    } else {
+        ((witnesses.max(1) as f64).ln() / (expected as f64).ln()).min(1.0)
+    };
     Duration::from_secs_f64((max - (max - min) * frac).max(min))
 }
 
