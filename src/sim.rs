@@ -528,6 +528,13 @@ impl Sim {
     /// Every up node sees every up node alive.
     pub fn converged(&self) -> bool {
         let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
+        // Cheap test first: each up node must see exactly as many alive as there are up nodes.
+        if up
+            .iter()
+            .any(|&a| self.nodes[a].core.alive_count() != up.len() - 1)
+        {
+            return false;
+        }
         up.iter()
             .all(|&a| up.iter().all(|&b| self.status(a, b) == Some(Status::Alive)))
     }

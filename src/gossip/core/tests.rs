@@ -1,3 +1,4 @@
+use super::verdict::lifeguard_timeout;
 use super::*;
 use crate::sim::Sim;
 
