@@ -97,35 +97,43 @@ pub struct NodeDelta {
     pub entries: Vec<KvEntry>,
 }
 
+/// Variants go on the wire under one-letter names (MessagePack spells out variant names).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// Start of a push-pull exchange. `complete`: the digest lists every node the sender knows,
     /// so nodes missing from it are news to the sender. `news`: sent early because the sender
     /// just learned something; the receiver answers only if it wants or has something.
+    #[serde(rename = "s")]
     Syn {
         digest: Vec<DigestEntry>,
         complete: bool,
         news: bool,
     },
     /// Answer to a `Syn`: what the responder wants, what it has that is newer, fresher beats.
+    #[serde(rename = "a")]
     SynAck {
         wants: Vec<Want>,
         deltas: Vec<NodeDelta>,
         beats: Vec<BeatNews>,
     },
     /// Last leg of the exchange: the deltas the responder wanted.
+    #[serde(rename = "k")]
     Ack { deltas: Vec<NodeDelta> },
     /// Direct probe.
+    #[serde(rename = "p")]
     Ping { seq: u32 },
     /// Please probe `target` for me (SWIM ping-req).
+    #[serde(rename = "r")]
     PingReq {
         seq: u32,
         target: NodeName,
         target_addr: SocketAddr,
     },
     /// Answer to a `Ping`.
+    #[serde(rename = "q")]
     PingAck { seq: u32 },
     /// `target` answered the probe I made for you (answer to a `PingReq`).
+    #[serde(rename = "i")]
     IndirectAck {
         seq: u32,
         target: NodeName,
@@ -137,17 +145,16 @@ pub enum Message {
 /// Bulk messages over TCP.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
+    #[serde(rename = "J")]
     JoinRequest {
         name: NodeName,
         incarnation: Incarnation,
         addr: SocketAddr,
     },
-    JoinAccepted {
-        members: Vec<NodeDelta>,
-    },
-    JoinRejected {
-        reason: String,
-    },
+    #[serde(rename = "A")]
+    JoinAccepted { members: Vec<NodeDelta> },
+    #[serde(rename = "R")]
+    JoinRejected { reason: String },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

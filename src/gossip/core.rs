@@ -79,7 +79,7 @@ impl Settings {
             interval,
             fanout: 2,
             news_fanout: 2,
-            news_delay: interval / 20,
+            news_delay: interval / 40,
             answer_timeout: Duration::from_millis(250),
             digest_budget: 400,
             indirect_probes: 3,
