@@ -42,6 +42,8 @@ pub const RESERVED: [&str; 2] = [SUSPECT_PREFIX, LEFT_KEY];
 /// A fresher heartbeat is worth answering a digest with only when it is this much fresher
 /// (in deciseconds): finer news of life costs bytes and tells phi nothing new.
 const BEAT_NEWS_MIN: u64 = 5;
+/// How many news exchanges carry an urgent piece of news (see `note_urgent_news`).
+const URGENT_ROUNDS: u8 = 3;
 /// Largest key + value a subsystem may write (so an entry always fits in a datagram).
 pub const MAX_ENTRY_LEN: usize = 1024;
 
@@ -292,6 +294,8 @@ pub struct Core {
     next_round: Time,
     news_round: Option<Time>,
     news: BTreeSet<NodeName>,
+    /// Urgent news and how many more news exchanges repeat it.
+    urgent: BTreeMap<NodeName, u8>,
     awaiting: BTreeMap<NodeName, Time>,
     seq: u32,
     relays: BTreeMap<u32, Relay>,
@@ -328,6 +332,7 @@ impl Core {
             next_round: Time::ZERO,
             news_round: None,
             news: BTreeSet::new(),
+            urgent: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             seq: 0,
             relays: BTreeMap::new(),

@@ -144,25 +144,43 @@ impl Core {
     }
 
     /// News that cannot wait for the usual collection delay: suspicions, refutations, leaving.
+    /// It goes out at once, to twice the usual number of members, and again in the next
+    /// [`URGENT_ROUNDS`] news exchanges: a refutation must reach every node before the
+    /// suspicion timeout runs out there, and loss must not make that a matter of luck.
     pub(super) fn note_urgent_news(&mut self, now: Time, node: Option<&NodeName>) {
         self.note_news(now, node);
+        let name = node.cloned().unwrap_or_else(|| self.me.clone());
+        self.urgent.insert(name, URGENT_ROUNDS);
         self.news_round = Some(now);
     }
 
     pub(super) fn news_exchange(&mut self, now: Time, out: &mut Vec<Output>) {
-        if self.news.is_empty() {
+        if self.news.is_empty() && self.urgent.is_empty() {
             return;
         }
+        self.news.extend(self.urgent.keys().cloned());
         let (digest, _) = self.digest(now, true);
         // What did not fit goes out with the next news exchange.
         for DigestEntry(name, ..) in &digest {
             self.news.remove(name);
         }
         self.news.remove(&self.me);
+        let fanout = if self.urgent.is_empty() {
+            self.settings.news_fanout
+        } else {
+            self.settings.news_fanout * 2
+        };
+        self.urgent.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
+        if !self.urgent.is_empty() {
+            self.news_round = Some(now + self.settings.news_delay * 4);
+        }
         if !self.news.is_empty() {
             self.news_round = Some(now + self.settings.news_delay);
         }
-        for peer in self.pick_live(self.settings.news_fanout, None) {
+        for peer in self.pick_live(fanout, None) {
             let to = self.members[&peer].state.addr;
             self.send(
                 to,
