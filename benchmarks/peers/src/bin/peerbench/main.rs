@@ -60,7 +60,7 @@ fn parse() -> anyhow::Result<Opts> {
         warmup: 10,
         settle: 20,
         timeout: 60,
-        nbwatch_bin: PathBuf::from("/work/main/target/release/nbwatch"),
+        nbwatch_bin: PathBuf::from("../../target/release/nbwatch"),
         bin_dir: exe_dir,
     };
     let mut system = None;
@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
     let o = parse()?;
     if o.system == System::Nbwatch && !o.nbwatch_bin.exists() {
         anyhow::bail!(
-            "{} does not exist: build nbwatch first (cargo build --release in /work/main)",
+            "{} does not exist: build nbwatch first (cargo build --release in the repository root)",
             o.nbwatch_bin.display()
         );
     }
