@@ -860,15 +860,7 @@ impl Core {
                 },
                 out,
             );
-            self.send(
-                to,
-                Message::Syn {
-                    digest: digest.clone(),
-                    complete: false,
-                    news: true,
-                },
-                out,
-            );
+            self.send_news(to, &digest, out);
         }
         self.leaving = true;
     }

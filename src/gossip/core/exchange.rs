@@ -182,16 +182,23 @@ impl Core {
         }
         for peer in self.pick_live(fanout, None) {
             let to = self.members[&peer].state.addr;
-            self.send(
-                to,
-                Message::Syn {
-                    digest: digest.clone(),
-                    complete: false,
-                    news: true,
-                },
-                out,
-            );
+            self.send_news(to, &digest, out);
         }
+    }
+
+    /// A news digest: answered only by a peer that wants or has something newer.
+    pub(super) fn send_news(
+        &mut self,
+        to: SocketAddr,
+        digest: &[DigestEntry],
+        out: &mut Vec<Output>,
+    ) {
+        let msg = Message::Syn {
+            digest: digest.to_vec(),
+            complete: false,
+            news: true,
+        };
+        self.send(to, msg, out);
     }
 
     pub(super) fn send(&mut self, to: SocketAddr, msg: Message, out: &mut Vec<Output>) {
