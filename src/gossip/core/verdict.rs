@@ -45,7 +45,7 @@ impl Core {
                         }
                         return;
                     }
-                    self.on_suspicion_heard(now, &suspect, sighting, out);
+                    self.on_suspicion_heard(&suspect, sighting, out);
                 }
                 None => {
                     if let Some(by) = self.suspicions.get_mut(&suspect) {
@@ -76,7 +76,6 @@ impl Core {
 
     pub(super) fn on_suspicion_heard(
         &mut self,
-        now: Time,
         suspect: &NodeName,
         sighting: Sighting,
         out: &mut Vec<Output>,
@@ -94,7 +93,6 @@ impl Core {
         let live = self.live_count().max(1);
         let chance = (2.0 * (self.settings.expected_witnesses + 1) as f64 / live as f64).min(1.0);
         let verify = witnesses < self.settings.expected_witnesses && self.rng.random_bool(chance);
-        let _ = now;
         out.push(Output::Watch {
             peer: suspect.clone(),
             input: watch::Input::SuspicionHeard { verify },
