@@ -100,8 +100,8 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// Config problems, one per line, on stderr.
-fn print_problems(errors: &config::ConfigErrors) {
-    for problem in errors.problems() {
+fn print_problems(problems: &[config::Problem]) {
+    for problem in problems {
         eprintln!("{problem}");
     }
 }
@@ -111,7 +111,7 @@ async fn run(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<Exi
     let config = match config::load(path.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
-            print_problems(&errors);
+            print_problems(errors.problems());
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -151,13 +151,21 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let label = path
         .as_ref()
         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-    match config::load(path.as_deref()) {
-        Ok(_) => {
-            println!("ok: {label}");
+    let config = match config::load(path.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_problems(errors.problems());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // The supervision trees are part of the config: every problem of every tree, too.
+    match nbwatch::supervision::spec::load_trees(&config.supervision.trees) {
+        Ok(trees) => {
+            println!("ok: {label} ({} supervision trees)", trees.len());
             Ok(ExitCode::SUCCESS)
         }
-        Err(errors) => {
-            print_problems(&errors);
+        Err(problems) => {
+            print_problems(&problems);
             Ok(ExitCode::FAILURE)
         }
     }
@@ -178,7 +186,7 @@ fn api_addr(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<So
         return match config::load(Some(&path)) {
             Ok(Config { api, .. }) => Ok(api.listen),
             Err(errors) => {
-                print_problems(&errors);
+                print_problems(errors.problems());
                 anyhow::bail!("cannot read api.listen from {}", path.display())
             }
         };

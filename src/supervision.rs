@@ -5,3 +5,4 @@
 //! process in sight. The supervisor actors that carry the decisions out come next.
 
 pub mod policy;
+pub mod spec;

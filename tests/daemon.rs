@@ -663,6 +663,59 @@ async fn check_config_names_the_file_and_key_of_every_problem_and_accepts_the_sa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_also_names_the_file_and_key_of_every_problem_in_the_trees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trees = dir.path().join("supervisors");
+    std::fs::create_dir(&trees).expect("mkdir");
+    std::fs::write(
+        trees.join("tv.toml"),
+        "name = \"tv\"\nstrategy = \"one_for_some\"\n\
+         [[children]]\nname = \"db\"\ncommand = []\nshutdown = \"later\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        trees.join("web.toml"),
+        "name = \"web\"\n[[children]]\nname = \"db\"\ncommand = [\"sleep\", \"9\"]\n",
+    )
+    .expect("write");
+    let config = dir.path().join("nbwatch.toml");
+    std::fs::write(&config, "[node]\nname = \"x\"\n").expect("write");
+    let config_path = config.to_string_lossy().into_owned();
+    let out = client(&["check-config", "--config", &config_path], &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for (file, key) in [
+        ("tv.toml", "strategy"),
+        ("tv.toml", "children[0].command"),
+        ("tv.toml", "children[0].shutdown"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(file) && l.contains(key)),
+            "no line naming {file} and {key}:\n{stderr}"
+        );
+    }
+
+    // Fixed, the duplicate service name across the two trees is what remains.
+    std::fs::write(
+        trees.join("tv.toml"),
+        "name = \"tv\"\n[[children]]\nname = \"db\"\ncommand = [\"sleep\", \"9\"]\n",
+    )
+    .expect("write");
+    let out = client(&["check-config", "--config", &config_path], &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("web.toml") && stderr.contains("\"db\""),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(trees.join("web.toml")).expect("rm");
+    let out = client(&["check-config", "--config", &config_path], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("1 supervision trees"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_with_a_live_nodes_name_exits_1_saying_the_name_is_taken() {
     let mut cluster = Cluster::new();
     let first = cluster.start("n1", Vec::new()).await;

@@ -1,0 +1,536 @@
+//! Supervision trees as data: one TOML file per tree, parsed once into typed specs. Every
+//! problem of every file is reported with the file and the dotted key, like the node config.
+
+use super::policy::{Backoff, RestartType, Strategy};
+use crate::config::{Problem, ProblemKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_INTENSITY: u32 = 3;
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeSpec {
+    pub file: PathBuf,
+    pub root: SupervisorSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupervisorSpec {
+    pub name: String,
+    pub strategy: Strategy,
+    pub intensity: u32,
+    pub period: Duration,
+    pub backoff: Option<Backoff>,
+    pub children: Vec<ChildSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChildSpec {
+    Service(ServiceSpec),
+    Supervisor(SupervisorSpec),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SIGTERM to the process group, then SIGKILL after this long.
+    Timeout(Duration),
+    BrutalKill,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub command: Vec<String>,
+    pub restart: RestartType,
+    pub shutdown: Shutdown,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub probes: Vec<ProbeSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeTarget {
+    Tcp(String),
+    Http(String),
+    Exec(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub target: ProbeTarget,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failures: u32,
+}
+
+/// Loads every `*.toml` file of `dir` (sorted by name). A missing folder means no trees.
+/// Service names must be unique across all trees of the node.
+pub fn load_trees(dir: &Path) -> Result<Vec<TreeSpec>, Vec<Problem>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(vec![problem(
+                dir,
+                "",
+                ProblemKind::Unreadable,
+                format!("cannot read the trees folder: {e}"),
+            )]);
+        }
+    };
+    files.sort();
+    let mut problems = Vec::new();
+    let mut trees = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                if let Some(tree) = parse_tree(&file, &text, &mut problems) {
+                    trees.push(tree);
+                }
+            }
+            Err(e) => problems.push(problem(
+                &file,
+                "",
+                ProblemKind::Unreadable,
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+    check_unique_services(&trees, &mut problems);
+    if problems.is_empty() {
+        Ok(trees)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses one tree file; problems go to `problems`.
+pub fn parse_tree(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<TreeSpec> {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("TOML syntax error: {}", e.message());
+            problems.push(problem(file, "", ProblemKind::Syntax, msg));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut w = Walker { file, problems };
+    let root = w.supervisor(&table, "");
+    if w.problems.len() > before {
+        return None;
+    }
+    root.map(|root| TreeSpec {
+        file: file.to_path_buf(),
+        root,
+    })
+}
+
+fn problem(file: &Path, key: &str, kind: ProblemKind, message: String) -> Problem {
+    Problem {
+        file: file.display().to_string(),
+        key: key.to_string(),
+        kind,
+        message,
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+struct Walker<'a> {
+    file: &'a Path,
+    problems: &'a mut Vec<Problem>,
+}
+
+const SUPERVISOR_KEYS: &[&str] = &[
+    "name",
+    "strategy",
+    "intensity",
+    "period",
+    "backoff",
+    "children",
+];
+const SERVICE_KEYS: &[&str] = &[
+    "name", "command", "restart", "shutdown", "env", "cwd", "user", "group", "probes",
+];
+const PROBE_KEYS: &[&str] = &[
+    "type", "target", "url", "command", "interval", "timeout", "failures",
+];
+const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
+
+impl Walker<'_> {
+    fn report(&mut self, key: &str, kind: ProblemKind, message: impl Into<String>) {
+        self.problems
+            .push(problem(self.file, key, kind, message.into()));
+    }
+
+    fn unknown_keys(&mut self, t: &toml::Table, prefix: &str, allowed: &[&str]) {
+        for k in t.keys() {
+            if !allowed.contains(&k.as_str()) {
+                let msg = format!("unknown key; expected one of {}", allowed.join(", "));
+                self.report(&join(prefix, k), ProblemKind::UnknownKey, msg);
+            }
+        }
+    }
+
+    fn string(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<String> {
+        match t.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            _ => {
+                self.report(
+                    &join(prefix, key),
+                    ProblemKind::WrongType,
+                    "expected a string",
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<Duration> {
+        let s = self.string(t, prefix, key)?;
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let msg = format!(
+                    "bad duration \"{s}\" ({e}); expected a number and a unit, like \"500ms\", \"5s\" or \"2m\""
+                );
+                self.report(&join(prefix, key), ProblemKind::BadDuration, msg);
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<u32> {
+        match t.get(key)? {
+            toml::Value::Integer(i) if (0..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+            _ => {
+                self.report(
+                    &join(prefix, key),
+                    ProblemKind::WrongType,
+                    "expected a whole number ≥ 0",
+                );
+                None
+            }
+        }
+    }
+
+    fn command(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<Vec<String>> {
+        let full = join(prefix, key);
+        let Some(v) = t.get(key) else {
+            self.report(
+                &full,
+                ProblemKind::MissingKey,
+                "missing: a command as an array of strings",
+            );
+            return None;
+        };
+        let Some(items) = v.as_array() else {
+            self.report(
+                &full,
+                ProblemKind::WrongType,
+                "expected an array of strings, like [\"/usr/bin/app\", \"--flag\"]",
+            );
+            return None;
+        };
+        let words: Option<Vec<String>> = items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned))
+            .collect();
+        match words {
+            None => {
+                self.report(
+                    &full,
+                    ProblemKind::WrongType,
+                    "every element must be a string",
+                );
+                None
+            }
+            Some(w) if w.is_empty() || w[0].trim().is_empty() => {
+                self.report(&full, ProblemKind::EmptyCommand, "the command is empty");
+                None
+            }
+            Some(w) => Some(w),
+        }
+    }
+
+    fn tables<'t>(
+        &mut self,
+        t: &'t toml::Table,
+        prefix: &str,
+        key: &str,
+    ) -> Vec<(String, &'t toml::Table)> {
+        let full = join(prefix, key);
+        match t.get(key) {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_table() {
+                        Some(table) => out.push((format!("{full}[{i}]"), table)),
+                        None => self.report(
+                            &format!("{full}[{i}]"),
+                            ProblemKind::WrongType,
+                            "expected a table",
+                        ),
+                    }
+                }
+                out
+            }
+            Some(_) => {
+                self.report(
+                    &full,
+                    ProblemKind::WrongType,
+                    "expected an array of tables ([[...]])",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn name(&mut self, t: &toml::Table, prefix: &str) -> Option<String> {
+        let name = self.string(t, prefix, "name");
+        match name {
+            None if !t.contains_key("name") => {
+                self.report(
+                    &join(prefix, "name"),
+                    ProblemKind::MissingName,
+                    "missing: every supervisor and service needs a name",
+                );
+                None
+            }
+            Some(n) if n.is_empty() || n.contains([':', ' ', '/']) => {
+                self.report(
+                    &join(prefix, "name"),
+                    ProblemKind::BadValue,
+                    format!("\"{n}\" is not a usable name (no spaces, ':' or '/')"),
+                );
+                None
+            }
+            other => other,
+        }
+    }
+
+    fn supervisor(&mut self, t: &toml::Table, prefix: &str) -> Option<SupervisorSpec> {
+        self.unknown_keys(t, prefix, SUPERVISOR_KEYS);
+        let name = self.name(t, prefix);
+        let strategy = match self.string(t, prefix, "strategy").as_deref() {
+            None | Some("one_for_one") => Strategy::OneForOne,
+            Some("one_for_all") => Strategy::OneForAll,
+            Some("rest_for_one") => Strategy::RestForOne,
+            Some(other) => {
+                let msg = format!(
+                    "unknown strategy \"{other}\"; expected one_for_one, one_for_all or rest_for_one"
+                );
+                self.report(&join(prefix, "strategy"), ProblemKind::BadValue, msg);
+                Strategy::OneForOne
+            }
+        };
+        let intensity = self
+            .count(t, prefix, "intensity")
+            .unwrap_or(DEFAULT_INTENSITY);
+        let period = self.duration(t, prefix, "period").unwrap_or(DEFAULT_PERIOD);
+        let backoff = match t.get("backoff") {
+            None => None,
+            Some(toml::Value::Table(b)) => {
+                let p = join(prefix, "backoff");
+                self.unknown_keys(b, &p, BACKOFF_KEYS);
+                Some(Backoff {
+                    initial: self
+                        .duration(b, &p, "initial")
+                        .unwrap_or(Duration::from_secs(1)),
+                    max: self
+                        .duration(b, &p, "max")
+                        .unwrap_or(Duration::from_secs(30)),
+                    reset_after: self
+                        .duration(b, &p, "reset_after")
+                        .unwrap_or(Duration::from_secs(60)),
+                })
+            }
+            Some(_) => {
+                self.report(
+                    &join(prefix, "backoff"),
+                    ProblemKind::WrongType,
+                    "expected a table { initial, max, reset_after }",
+                );
+                None
+            }
+        };
+        let mut children = Vec::new();
+        for (p, child) in self.tables(t, prefix, "children") {
+            let nested = child.contains_key("children") || child.contains_key("strategy");
+            if nested && child.contains_key("command") {
+                self.report(&p, ProblemKind::BadValue, "a child is either a service (command) or a supervisor (strategy, children), not both");
+                continue;
+            }
+            if nested {
+                children.extend(self.supervisor(child, &p).map(ChildSpec::Supervisor));
+            } else {
+                children.extend(self.service(child, &p).map(ChildSpec::Service));
+            }
+        }
+        Some(SupervisorSpec {
+            name: name?,
+            strategy,
+            intensity,
+            period,
+            backoff,
+            children,
+        })
+    }
+
+    fn service(&mut self, t: &toml::Table, prefix: &str) -> Option<ServiceSpec> {
+        self.unknown_keys(t, prefix, SERVICE_KEYS);
+        let name = self.name(t, prefix);
+        let command = self.command(t, prefix, "command");
+        let restart = match self.string(t, prefix, "restart").as_deref() {
+            None | Some("permanent") => RestartType::Permanent,
+            Some("transient") => RestartType::Transient,
+            Some("temporary") => RestartType::Temporary,
+            Some(other) => {
+                let msg = format!(
+                    "unknown restart type \"{other}\"; expected permanent, transient or temporary"
+                );
+                self.report(&join(prefix, "restart"), ProblemKind::BadValue, msg);
+                RestartType::Permanent
+            }
+        };
+        let shutdown = match t.get("shutdown") {
+            Some(toml::Value::String(s)) if s == "brutal_kill" => Shutdown::BrutalKill,
+            Some(_) => Shutdown::Timeout(
+                self.duration(t, prefix, "shutdown")
+                    .unwrap_or(DEFAULT_SHUTDOWN),
+            ),
+            None => Shutdown::Timeout(DEFAULT_SHUTDOWN),
+        };
+        let mut env = BTreeMap::new();
+        match t.get("env") {
+            None => {}
+            Some(toml::Value::Table(vars)) => {
+                for (k, v) in vars {
+                    match v.as_str() {
+                        Some(s) => {
+                            env.insert(k.clone(), s.to_string());
+                        }
+                        None => self.report(
+                            &join(&join(prefix, "env"), k),
+                            ProblemKind::WrongType,
+                            "expected a string",
+                        ),
+                    }
+                }
+            }
+            Some(_) => self.report(
+                &join(prefix, "env"),
+                ProblemKind::WrongType,
+                "expected a table of strings",
+            ),
+        }
+        let cwd = self.string(t, prefix, "cwd").map(PathBuf::from);
+        let user = self.string(t, prefix, "user");
+        let group = self.string(t, prefix, "group");
+        let mut probes = Vec::new();
+        for (p, probe) in self.tables(t, prefix, "probes") {
+            probes.extend(self.probe(probe, &p));
+        }
+        Some(ServiceSpec {
+            name: name?,
+            command: command?,
+            restart,
+            shutdown,
+            env,
+            cwd,
+            user,
+            group,
+            probes,
+        })
+    }
+
+    fn probe(&mut self, t: &toml::Table, prefix: &str) -> Option<ProbeSpec> {
+        self.unknown_keys(t, prefix, PROBE_KEYS);
+        let target = match self.string(t, prefix, "type").as_deref() {
+            Some("tcp") => ProbeTarget::Tcp(self.required(t, prefix, "target")?),
+            Some("http") => ProbeTarget::Http(self.required(t, prefix, "url")?),
+            Some("exec") => ProbeTarget::Exec(self.command(t, prefix, "command")?),
+            Some(other) => {
+                let msg = format!("unknown probe type \"{other}\"; expected tcp, http or exec");
+                self.report(&join(prefix, "type"), ProblemKind::BadValue, msg);
+                return None;
+            }
+            None => {
+                self.report(
+                    &join(prefix, "type"),
+                    ProblemKind::MissingKey,
+                    "missing: tcp, http or exec",
+                );
+                return None;
+            }
+        };
+        Some(ProbeSpec {
+            target,
+            interval: self
+                .duration(t, prefix, "interval")
+                .unwrap_or(Duration::from_secs(10)),
+            timeout: self
+                .duration(t, prefix, "timeout")
+                .unwrap_or(Duration::from_secs(2)),
+            failures: self.count(t, prefix, "failures").unwrap_or(3).max(1),
+        })
+    }
+
+    fn required(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<String> {
+        let v = self.string(t, prefix, key);
+        if v.is_none() && !t.contains_key(key) {
+            self.report(&join(prefix, key), ProblemKind::MissingKey, "missing");
+        }
+        v
+    }
+}
+
+fn check_unique_services(trees: &[TreeSpec], problems: &mut Vec<Problem>) {
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    fn walk(
+        s: &SupervisorSpec,
+        file: &Path,
+        seen: &mut BTreeMap<String, PathBuf>,
+        problems: &mut Vec<Problem>,
+    ) {
+        for child in &s.children {
+            match child {
+                ChildSpec::Supervisor(sub) => walk(sub, file, seen, problems),
+                ChildSpec::Service(svc) => {
+                    if let Some(first) = seen.get(&svc.name) {
+                        let msg = format!(
+                            "service \"{}\" is already defined in {}; service names are unique on a node",
+                            svc.name,
+                            first.display()
+                        );
+                        problems.push(problem(file, "children", ProblemKind::BadValue, msg));
+                    } else {
+                        seen.insert(svc.name.clone(), file.to_path_buf());
+                    }
+                }
+            }
+        }
+    }
+    for t in trees {
+        walk(&t.root, &t.file, &mut seen, problems);
+    }
+}
+
+#[cfg(test)]
+mod tests;

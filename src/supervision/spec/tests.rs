@@ -1,0 +1,146 @@
+use super::*;
+
+fn parse(text: &str) -> (Option<TreeSpec>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let tree = parse_tree(Path::new("supervisors/tv.toml"), text, &mut problems);
+    (tree, problems)
+}
+
+const CONTRACT_TREE: &str = r#"
+name = "tv"
+strategy = "rest_for_one"
+intensity = 3
+period = "60s"
+
+[[children]]
+name = "mythbackend"
+command = ["/usr/bin/mythbackend", "--logpath", "/var/log/mythtv"]
+restart = "permanent"
+shutdown = "10s"
+[[children.probes]]
+type = "tcp"
+target = "127.0.0.1:6544"
+interval = "10s"
+timeout = "2s"
+failures = 3
+
+[[children]]
+name = "web"
+strategy = "one_for_all"
+[[children.children]]
+name = "nginx"
+command = ["/usr/sbin/nginx", "-g", "daemon off;"]
+"#;
+
+#[test]
+fn the_contract_tree_parses_into_typed_specs() {
+    let (tree, problems) = parse(CONTRACT_TREE);
+    assert!(problems.is_empty(), "{problems:?}");
+    let root = tree.expect("tree").root;
+    assert_eq!(root.name, "tv");
+    assert_eq!(root.strategy, Strategy::RestForOne);
+    assert_eq!((root.intensity, root.period), (3, Duration::from_secs(60)));
+    let ChildSpec::Service(backend) = &root.children[0] else {
+        panic!("{:?}", root.children[0])
+    };
+    assert_eq!(backend.shutdown, Shutdown::Timeout(Duration::from_secs(10)));
+    assert_eq!(
+        backend.probes[0].target,
+        ProbeTarget::Tcp("127.0.0.1:6544".into())
+    );
+    let ChildSpec::Supervisor(web) = &root.children[1] else {
+        panic!("{:?}", root.children[1])
+    };
+    assert_eq!(web.strategy, Strategy::OneForAll);
+    assert!(matches!(&web.children[0], ChildSpec::Service(s) if s.name == "nginx"));
+}
+
+#[test]
+fn defaults_are_one_for_one_permanent_and_a_five_second_shutdown() {
+    let (tree, problems) =
+        parse("name = \"t\"\n[[children]]\nname = \"a\"\ncommand = [\"sleep\", \"1\"]\n");
+    assert!(problems.is_empty(), "{problems:?}");
+    let root = tree.expect("tree").root;
+    assert_eq!(root.strategy, Strategy::OneForOne);
+    let ChildSpec::Service(a) = &root.children[0] else {
+        panic!()
+    };
+    assert_eq!(a.restart, RestartType::Permanent);
+    assert_eq!(a.shutdown, Shutdown::Timeout(DEFAULT_SHUTDOWN));
+}
+
+#[test]
+fn every_problem_of_a_bad_tree_is_named_with_its_file_and_key() {
+    let (tree, problems) = parse(
+        r#"
+name = "tv"
+strategy = "one_for_some"
+period = "soon"
+colour = "blue"
+[[children]]
+name = "a"
+command = []
+restart = "sometimes"
+shutdown = "later"
+[[children.probes]]
+type = "smoke"
+"#,
+    );
+    assert!(tree.is_none());
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "strategy",
+        "period",
+        "colour",
+        "children[0].command",
+        "children[0].restart",
+        "children[0].shutdown",
+        "children[0].probes[0].type",
+    ] {
+        assert!(keys.contains(&key), "no problem for {key}: {problems:#?}");
+    }
+    assert!(problems.iter().all(|p| p.file == "supervisors/tv.toml"));
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("one_for_some") && t.contains("rest_for_one")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_is_reported_for_the_whole_file() {
+    let (tree, problems) = parse("name = \"tv\"\n[[children]\n");
+    assert!(tree.is_none());
+    assert_eq!(problems[0].kind, ProblemKind::Syntax);
+}
+
+#[test]
+fn a_child_with_both_a_command_and_children_is_refused() {
+    let (tree, problems) = parse(
+        "name = \"t\"\n[[children]]\nname = \"x\"\ncommand = [\"a\"]\nstrategy = \"one_for_all\"\n",
+    );
+    assert!(tree.is_none());
+    assert_eq!(problems[0].key, "children[0]");
+}
+
+#[test]
+fn service_names_are_unique_across_the_trees_of_a_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = |name: &str| {
+        format!("name = \"{name}\"\n[[children]]\nname = \"db\"\ncommand = [\"sleep\", \"9\"]\n")
+    };
+    std::fs::write(dir.path().join("a.toml"), tree("a")).unwrap();
+    std::fs::write(dir.path().join("b.toml"), tree("b")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a tree").unwrap();
+    let problems = load_trees(dir.path()).expect_err("duplicate service");
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].file.ends_with("b.toml"), "{:?}", problems[0]);
+    assert!(problems[0].message.contains("\"db\"") && problems[0].message.contains("a.toml"));
+}
+
+#[test]
+fn a_missing_trees_folder_means_no_trees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(load_trees(&dir.path().join("none")), Ok(Vec::new()));
+}
