@@ -5,4 +5,5 @@
 //! process in sight. The supervisor actors that carry the decisions out come next.
 
 pub mod policy;
+pub mod process;
 pub mod spec;
