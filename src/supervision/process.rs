@@ -14,7 +14,6 @@ use nix::unistd::Pid;
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {

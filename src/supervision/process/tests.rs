@@ -1,7 +1,7 @@
 use super::*;
 use crate::supervision::policy::RestartType;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn sh(name: &str, script: &str) -> ServiceSpec {
     ServiceSpec {
