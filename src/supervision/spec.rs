@@ -201,6 +201,28 @@ impl Walker<'_> {
         }
     }
 
+    /// One of a fixed set of names, the first being the default when the key is absent. An
+    /// unknown name is a problem that lists the choices; the default stands in for it.
+    fn choice<T: Copy>(
+        &mut self,
+        t: &toml::Table,
+        prefix: &str,
+        key: &str,
+        options: &[(&str, T)],
+    ) -> T {
+        let default = options[0].1;
+        let Some(name) = self.string(t, prefix, key) else {
+            return default;
+        };
+        if let Some((_, value)) = options.iter().find(|(n, _)| *n == name) {
+            return *value;
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let msg = format!("unknown {key} \"{name}\"; expected {}", names.join(", "));
+        self.report(&join(prefix, key), ProblemKind::BadValue, msg);
+        default
+    }
+
     fn duration(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<Duration> {
         let s = self.string(t, prefix, key)?;
         match humantime::parse_duration(s.trim()) {
@@ -328,18 +350,16 @@ impl Walker<'_> {
     fn supervisor(&mut self, t: &toml::Table, prefix: &str) -> Option<SupervisorSpec> {
         self.unknown_keys(t, prefix, SUPERVISOR_KEYS);
         let name = self.name(t, prefix);
-        let strategy = match self.string(t, prefix, "strategy").as_deref() {
-            None | Some("one_for_one") => Strategy::OneForOne,
-            Some("one_for_all") => Strategy::OneForAll,
-            Some("rest_for_one") => Strategy::RestForOne,
-            Some(other) => {
-                let msg = format!(
-                    "unknown strategy \"{other}\"; expected one_for_one, one_for_all or rest_for_one"
-                );
-                self.report(&join(prefix, "strategy"), ProblemKind::BadValue, msg);
-                Strategy::OneForOne
-            }
-        };
+        let strategy = self.choice(
+            t,
+            prefix,
+            "strategy",
+            &[
+                ("one_for_one", Strategy::OneForOne),
+                ("one_for_all", Strategy::OneForAll),
+                ("rest_for_one", Strategy::RestForOne),
+            ],
+        );
         let intensity = self
             .count(t, prefix, "intensity")
             .unwrap_or(DEFAULT_INTENSITY);
@@ -397,18 +417,16 @@ impl Walker<'_> {
         self.unknown_keys(t, prefix, SERVICE_KEYS);
         let name = self.name(t, prefix);
         let command = self.command(t, prefix, "command");
-        let restart = match self.string(t, prefix, "restart").as_deref() {
-            None | Some("permanent") => RestartType::Permanent,
-            Some("transient") => RestartType::Transient,
-            Some("temporary") => RestartType::Temporary,
-            Some(other) => {
-                let msg = format!(
-                    "unknown restart type \"{other}\"; expected permanent, transient or temporary"
-                );
-                self.report(&join(prefix, "restart"), ProblemKind::BadValue, msg);
-                RestartType::Permanent
-            }
-        };
+        let restart = self.choice(
+            t,
+            prefix,
+            "restart",
+            &[
+                ("permanent", RestartType::Permanent),
+                ("transient", RestartType::Transient),
+                ("temporary", RestartType::Temporary),
+            ],
+        );
         let shutdown = match t.get("shutdown") {
             Some(toml::Value::String(s)) if s == "brutal_kill" => Shutdown::BrutalKill,
             Some(_) => Shutdown::Timeout(
