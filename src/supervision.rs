@@ -1,9 +1,15 @@
 //! Local supervision, Erlang/OTP style: trees of supervisors keep this host's services running.
 //!
-//! `policy` is the restart decision as a pure function of (now, event, history), so every OTP
-//! rule — strategies, restart types, intensity, optional backoff — is table-tested without a
-//! process in sight. The supervisor actors that carry the decisions out come next.
+//! * `spec`: tree files parsed into typed specs;
+//! * `policy`: the restart decision as a pure function of (now, event, history), so every OTP
+//!   rule — strategies, restart types, intensity, optional backoff — is table-tested without a
+//!   process in sight;
+//! * `process`, `logfile`, `reaper`: one service as a process group with a rotated log, and the
+//!   subreaper that leaves no orphan behind;
+//! * `service`, `supervisor`, `manager`: the actors that carry the decisions out.
 
+pub mod logfile;
 pub mod policy;
 pub mod process;
+pub mod reaper;
 pub mod spec;

@@ -1,19 +1,31 @@
 //! One service, one process group. A service is started as the leader of a new process group,
 //! so stopping it signals the whole group: its helpers and forks go with it. Stopping follows
-//! the service's `shutdown`: SIGTERM to the group, a grace period, then SIGKILL; or SIGKILL at
-//! once (`brutal_kill`). Dropping a running service kills its group too, because an actor that
-//! is killed does not get to run its `post_stop` (see PITFALLS: ractor).
+//! the service's `shutdown`: SIGTERM, a grace period, then SIGKILL; or SIGKILL at once
+//! (`brutal_kill`). Dropping a running service kills it too, because an actor that is killed
+//! does not get to run its `post_stop` (see PITFALLS: ractor).
 //!
-//! A grandchild that calls `setsid` escapes its group; catching those is the subreaper's job,
-//! which comes with the supervisor actors.
+//! A process that calls `setsid` leaves the group. To find those, every service process gets
+//! an instance tag in its environment (`NBWATCH_INSTANCE`), which children inherit; stopping a
+//! service, or cleaning up after it exited, signals every process that carries its tag as well
+//! as its group. (The daemon is also a child subreaper, so such escapees are re-parented to it
+//! and reaped: see [`super::reaper`].)
+//!
+//! stdout and stderr go through a pipe to a pump thread that appends them to
+//! `<log_dir>/<name>.log`, rotated by size ([`super::logfile`]).
 
+use super::logfile::{LogSettings, RotatingLog};
 use super::policy::Exit;
+use super::reaper::{self, Tracked};
 use super::spec::{ServiceSpec, Shutdown};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use std::fs::OpenOptions;
-use std::path::Path;
+use std::io::Read;
 use std::process::{ExitStatus, Stdio};
+
+/// The variable that tags every process of one run of one service.
+pub const INSTANCE_VAR: &str = "NBWATCH_INSTANCE";
+/// The variable that names the service to its processes.
+pub const SERVICE_VAR: &str = "NBWATCH_SERVICE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -29,6 +41,8 @@ pub enum ProcessError {
         #[source]
         source: std::io::Error,
     },
+    #[error("unknown {what} {name:?}")]
+    Identity { what: &'static str, name: String },
     #[error("cannot wait for the service")]
     Wait(#[source] std::io::Error),
 }
@@ -36,8 +50,9 @@ pub enum ProcessError {
 /// A running service: the leader of its own process group.
 #[derive(Debug)]
 pub struct ServiceProcess {
-    child: tokio::process::Child,
+    tracked: Tracked,
     pgid: Option<Pid>,
+    instance: String,
 }
 
 /// Whether an exit is normal for the restart policy: status 0 is; anything else (a non-zero
@@ -50,86 +65,220 @@ pub fn exit_kind(status: ExitStatus) -> Exit {
     }
 }
 
+/// How an exit reads in `last_exit`: "exit 0", "exit 3", "signal 9 (SIGKILL)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit {code}");
+    }
+    match status.signal() {
+        Some(n) => match Signal::try_from(n) {
+            Ok(s) => format!("signal {n} ({})", s.as_str()),
+            Err(_) => format!("signal {n}"),
+        },
+        None => "unknown".to_string(),
+    }
+}
+
+/// The uid, gid and home of a `user` (and an optional `group` overriding its primary group).
+fn identity(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(Option<nix::unistd::User>, Option<u32>), ProcessError> {
+    let unknown = |what, name: &str| ProcessError::Identity {
+        what,
+        name: name.to_string(),
+    };
+    let user = match user {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| unknown("user", name))?,
+        ),
+        None => None,
+    };
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| unknown("group", name))?
+                .gid
+                .as_raw(),
+        ),
+        None => user.as_ref().map(|u| u.gid.as_raw()),
+    };
+    Ok((user, gid))
+}
+
 impl ServiceProcess {
-    /// Starts `spec` with its stdout and stderr appended to `<log_dir>/<name>.log`.
-    pub fn spawn(spec: &ServiceSpec, log_dir: &Path) -> Result<ServiceProcess, ProcessError> {
-        let path = log_dir.join(format!("{}.log", spec.name));
+    /// Starts `spec` with its stdout and stderr appended to its rotated log, tagged with
+    /// `instance` (unique per start).
+    pub fn spawn(
+        spec: &ServiceSpec,
+        logs: &LogSettings,
+        instance: &str,
+    ) -> Result<ServiceProcess, ProcessError> {
+        let path = logs.dir.join(format!("{}.log", spec.name));
         let log_error = |source| ProcessError::Log {
             path: path.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(log_dir).map_err(log_error)?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(log_error)?;
-        let log2 = log.try_clone().map_err(log_error)?;
+        let log = RotatingLog::open(&path, logs.max_bytes, logs.keep).map_err(log_error)?;
+        let (reader, writer) = std::io::pipe().map_err(log_error)?;
+        let writer2 = writer.try_clone().map_err(log_error)?;
+        let (user, gid) = identity(spec.user.as_deref(), spec.group.as_deref())?;
         let mut command = tokio::process::Command::new(&spec.command[0]);
+        command.args(&spec.command[1..]);
+        if let Some(u) = &user {
+            command
+                .uid(u.uid.as_raw())
+                .env("USER", &u.name)
+                .env("LOGNAME", &u.name)
+                .env("HOME", &u.dir);
+        }
+        if let Some(gid) = gid {
+            command.gid(gid);
+        }
         command
-            .args(&spec.command[1..])
             .envs(&spec.env)
+            .env(SERVICE_VAR, &spec.name)
+            .env(INSTANCE_VAR, instance)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
+            .stdout(writer)
+            .stderr(writer2)
             .process_group(0);
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
-        let child = command.spawn().map_err(|source| ProcessError::Spawn {
+        let tracked = reaper::spawn(&mut command).map_err(|source| ProcessError::Spawn {
             command: spec.command.join(" "),
             source,
         })?;
-        let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-        Ok(ServiceProcess { child, pgid })
+        // The write ends now belong to the child alone: the pump sees EOF when it is gone.
+        drop(command);
+        pump(reader, log, &spec.name);
+        let pgid = tracked.pid().map(|id| Pid::from_raw(id as i32));
+        Ok(ServiceProcess {
+            tracked,
+            pgid,
+            instance: instance.to_string(),
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.tracked.pid()
     }
 
     /// Waits until the service exits by itself.
     pub async fn wait(&mut self) -> Result<ExitStatus, ProcessError> {
-        let status = self.child.wait().await.map_err(ProcessError::Wait)?;
-        Ok(status)
+        self.tracked.child.wait().await.map_err(ProcessError::Wait)
     }
 
     /// Stops the service by its shutdown rule and returns how it ended. Whatever else is left
-    /// in its process group is killed.
+    /// of it (its group, tagged processes that left the group) is killed.
     pub async fn stop(&mut self, shutdown: &Shutdown) -> Result<ExitStatus, ProcessError> {
         let status = match shutdown {
             Shutdown::BrutalKill => {
-                self.signal(Signal::SIGKILL);
-                self.child.wait().await.map_err(ProcessError::Wait)?
+                self.signal_all(Signal::SIGKILL).await;
+                self.wait().await?
             }
             Shutdown::Timeout(grace) => {
-                self.signal(Signal::SIGTERM);
-                match tokio::time::timeout(*grace, self.child.wait()).await {
+                self.signal_all(Signal::SIGTERM).await;
+                match tokio::time::timeout(*grace, self.tracked.child.wait()).await {
                     Ok(status) => status.map_err(ProcessError::Wait)?,
                     Err(_) => {
-                        self.signal(Signal::SIGKILL);
-                        self.child.wait().await.map_err(ProcessError::Wait)?
+                        self.signal_all(Signal::SIGKILL).await;
+                        self.wait().await?
                     }
                 }
             }
         };
-        // The leader is gone; its group may still hold children that ignored the signal.
-        self.signal(Signal::SIGKILL);
-        self.pgid = None;
+        self.cleanup().await;
         Ok(status)
     }
 
-    fn signal(&self, signal: Signal) {
+    /// After the leader is gone: kills what is left of its group and its tagged processes.
+    pub async fn cleanup(&mut self) {
+        self.signal_all(Signal::SIGKILL).await;
+        self.pgid = None;
+    }
+
+    async fn signal_all(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
             // ESRCH (nothing left in the group) is the normal end of a stop.
             let _ = killpg(pgid, signal);
         }
+        let instance = self.instance.clone();
+        let _ = tokio::task::spawn_blocking(move || signal_tagged(&instance, signal)).await;
     }
 }
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
+        if let Some(pgid) = self.pgid.take() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            signal_tagged(&self.instance, Signal::SIGKILL);
+        }
+    }
+}
+
+/// The pids of every process whose environment carries `NBWATCH_INSTANCE=<instance>`.
+pub fn tagged(instance: &str) -> Vec<Pid> {
+    let needle = format!("{INSTANCE_VAR}={instance}");
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            pids.push(Pid::from_raw(pid));
+        }
+    }
+    pids
+}
+
+fn signal_tagged(instance: &str, signal: Signal) {
+    for pid in tagged(instance) {
+        let _ = kill(pid, signal);
+    }
+}
+
+/// Copies the service's output into its log on a small thread of its own until every writer
+/// (the service and whatever inherited its output) is gone.
+fn pump(mut reader: std::io::PipeReader, mut log: RotatingLog, name: &str) {
+    let name = name.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("log-{name}"))
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Err(e) = log.write(&buf[..n]) {
+                            tracing::warn!(service = %name, error = %e, "cannot write the service log");
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a log pump; the service's output is lost");
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::supervision::logfile::LogSettings;
 use crate::supervision::policy::RestartType;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +18,14 @@ fn sh(name: &str, script: &str) -> ServiceSpec {
     }
 }
 
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn start(spec: &ServiceSpec, dir: &std::path::Path) -> Result<ServiceProcess, ProcessError> {
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let instance = format!("test-{}-{}-{n}", std::process::id(), spec.name);
+    ServiceProcess::spawn(spec, &LogSettings::new(dir.to_path_buf()), &instance)
+}
+
 /// True while any process is left in process group `pgid`.
 fn group_alive(pgid: u32) -> bool {
     killpg(Pid::from_raw(pgid as i32), None).is_ok()
@@ -33,8 +42,7 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn a_stopped_service_takes_its_whole_process_group_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = ServiceProcess::spawn(&sh("forks", "sleep 30 & sleep 30 & wait"), dir.path())
-        .expect("spawn");
+    let mut p = start(&sh("forks", "sleep 30 & sleep 30 & wait"), dir.path()).expect("spawn");
     let pgid = p.pid().expect("pid");
     let status = p
         .stop(&Shutdown::Timeout(Duration::from_secs(2)))
@@ -48,7 +56,7 @@ async fn a_stopped_service_takes_its_whole_process_group_with_it() {
 async fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = "trap '' TERM; echo ready; while true; do sleep 0.05; done";
-    let mut p = ServiceProcess::spawn(&sh("stubborn", script), dir.path()).expect("spawn");
+    let mut p = start(&sh("stubborn", script), dir.path()).expect("spawn");
     let log = dir.path().join("stubborn.log");
     wait_until("the trap is set", || {
         std::fs::read_to_string(&log).is_ok_and(|s| s.contains("ready"))
@@ -71,8 +79,7 @@ async fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
 #[tokio::test]
 async fn brutal_kill_does_not_wait() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p =
-        ServiceProcess::spawn(&sh("b", "trap '' TERM; sleep 30"), dir.path()).expect("spawn");
+    let mut p = start(&sh("b", "trap '' TERM; sleep 30"), dir.path()).expect("spawn");
     let started = Instant::now();
     p.stop(&Shutdown::BrutalKill).await.expect("stop");
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -81,9 +88,9 @@ async fn brutal_kill_does_not_wait() {
 #[tokio::test]
 async fn exit_status_zero_is_normal_and_anything_else_abnormal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut ok = ServiceProcess::spawn(&sh("ok", "exit 0"), dir.path()).expect("spawn");
+    let mut ok = start(&sh("ok", "exit 0"), dir.path()).expect("spawn");
     assert_eq!(exit_kind(ok.wait().await.expect("wait")), Exit::Normal);
-    let mut bad = ServiceProcess::spawn(&sh("bad", "exit 3"), dir.path()).expect("spawn");
+    let mut bad = start(&sh("bad", "exit 3"), dir.path()).expect("spawn");
     assert_eq!(exit_kind(bad.wait().await.expect("wait")), Exit::Abnormal);
 }
 
@@ -93,15 +100,15 @@ async fn output_env_and_cwd_reach_the_service() {
     let mut spec = sh("env", "echo \"$GREETING from $(pwd)\"; echo oops >&2");
     spec.env.insert("GREETING".into(), "hello".into());
     spec.cwd = Some(dir.path().to_path_buf());
-    let mut p = ServiceProcess::spawn(&spec, &dir.path().join("logs")).expect("spawn");
+    let mut p = start(&spec, &dir.path().join("logs")).expect("spawn");
     p.wait().await.expect("wait");
-    let log = std::fs::read_to_string(dir.path().join("logs/env.log")).expect("log");
+    let path = dir.path().join("logs/env.log");
     let cwd = dir.path().canonicalize().expect("canonical");
-    assert!(
-        log.contains(&format!("hello from {}", cwd.display())),
-        "{log}"
-    );
-    assert!(log.contains("oops"), "{log}");
+    let want = format!("hello from {}", cwd.display());
+    wait_until("both lines are logged", || {
+        std::fs::read_to_string(&path).is_ok_and(|log| log.contains(&want) && log.contains("oops"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -109,16 +116,87 @@ async fn a_command_that_does_not_exist_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut spec = sh("x", "");
     spec.command = vec!["/no/such/binary".into()];
-    let err = ServiceProcess::spawn(&spec, dir.path()).expect_err("no binary");
+    let err = start(&spec, dir.path()).expect_err("no binary");
     assert!(err.to_string().contains("/no/such/binary"), "{err}");
 }
 
 #[tokio::test]
 async fn dropping_a_running_service_kills_its_group() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p =
-        ServiceProcess::spawn(&sh("dropped", "sleep 30 & sleep 30"), dir.path()).expect("spawn");
+    let p = start(&sh("dropped", "sleep 30 & sleep 30"), dir.path()).expect("spawn");
     let pgid = p.pid().expect("pid");
     drop(p);
     wait_until("the group is empty", || !group_alive(pgid)).await;
+}
+
+/// True while `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[tokio::test]
+async fn a_grandchild_that_left_the_group_with_setsid_is_stopped_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("escapee.pid");
+    let script = format!(
+        "setsid sh -c 'echo $$ > {}; exec sleep 30' & wait; sleep 30",
+        pidfile.display()
+    );
+    let mut p = start(&sh("escaper", &script), dir.path()).expect("spawn");
+    wait_until("the escapee wrote its pid", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
+    })
+    .await;
+    let escapee: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(running(escapee));
+    // It is in a session (and group) of its own: killing the service's group misses it.
+    let pgid = nix::unistd::getpgid(Some(Pid::from_raw(escapee))).expect("pgid");
+    assert_ne!(Some(pgid.as_raw() as u32), p.pid());
+    p.stop(&Shutdown::Timeout(Duration::from_secs(2)))
+        .await
+        .expect("stop");
+    wait_until("the escapee is gone", || !running(escapee)).await;
+}
+
+#[tokio::test]
+async fn the_service_sees_its_name_and_instance_in_its_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = start(&sh("tagged", "echo \"[$NBWATCH_SERVICE]\""), dir.path()).expect("spawn");
+    p.wait().await.expect("wait");
+    let path = dir.path().join("tagged.log");
+    wait_until("the name is logged", || {
+        std::fs::read_to_string(&path).is_ok_and(|log| log.contains("[tagged]"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn user_and_group_are_applied_and_unknown_ones_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh("asnobody", "echo \"uid=$(id -u) gid=$(id -g)\"");
+    spec.user = Some("nobody".into());
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody exists");
+    let mut p = start(&spec, dir.path()).expect("spawn");
+    p.wait().await.expect("wait");
+    let want = format!("uid={} gid={}", nobody.uid, nobody.gid);
+    let path = dir.path().join("asnobody.log");
+    wait_until("the ids are logged", || {
+        std::fs::read_to_string(&path).is_ok_and(|log| log.contains(&want))
+    })
+    .await;
+    spec.user = Some("no-such-user-here".into());
+    let err = start(&spec, dir.path()).expect_err("unknown user");
+    assert!(err.to_string().contains("no-such-user-here"), "{err}");
 }
