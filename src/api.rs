@@ -24,6 +24,12 @@ pub enum ApiError {
     Timeout(std::time::Duration),
     #[error("no such endpoint: {method} {path}")]
     NotFound { method: String, path: String },
+    #[error("the supervisor is restarting; try again")]
+    NoSupervisor,
+    #[error("no service \"{0}\" on this node")]
+    NoService(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl ApiError {
@@ -31,7 +37,9 @@ impl ApiError {
         match self {
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::NoService(_) => StatusCode::NOT_FOUND,
+            ApiError::NoSupervisor => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -44,6 +52,7 @@ impl IntoResponse for ApiError {
 }
 
 pub struct ApiArgs {
+    pub name: crate::types::NodeName,
     pub listener: TcpListener,
     pub directory: Directory,
     pub clock: Clock,
@@ -72,6 +81,7 @@ impl Actor for ApiActor {
     ) -> Result<ApiState, ActorProcessingErr> {
         let addr = args.listener.local_addr()?;
         let app = routes::router(routes::Ctx {
+            name: args.name,
             directory: args.directory,
             clock: args.clock,
         });

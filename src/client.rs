@@ -7,8 +7,8 @@
 mod http;
 mod table;
 
-pub use http::{ClientError, MAX_RESPONSE_BYTES, get_json, post_json};
-pub use table::{format_age, render_members, render_table};
+pub use http::{ClientError, MAX_RESPONSE_BYTES, explain, get_json, post_json};
+pub use table::{format_age, render_members, render_services, render_table};
 
 #[cfg(test)]
 mod tests;

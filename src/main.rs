@@ -50,6 +50,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// This node's services: state, pid, restarts, health, last exit.
+    Services {
+        /// Print the JSON array as the API returns it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart a service of this node (stop it by its shutdown rule, start it again).
+    Restart {
+        /// The service's name, as in its tree file.
+        service: String,
+    },
+    /// Stop a service of this node; no strategy restarts it until it is started again.
+    Stop { service: String },
+    /// Start a service of this node that was stopped (or whose tree failed).
+    Start { service: String },
+    /// Re-read the supervision trees and apply only what changed (as SIGHUP does).
+    Reload,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,6 +92,11 @@ fn main() -> ExitCode {
             Command::Run { log_format } => run(cli.config, log_format).await,
             Command::CheckConfig => check_config(cli.config),
             Command::Members { json } => members(cli.api, cli.config, json).await,
+            Command::Services { json } => services(cli.api, cli.config, json).await,
+            Command::Restart { service } => act(cli.api, cli.config, &service, "restart").await,
+            Command::Stop { service } => act(cli.api, cli.config, &service, "stop").await,
+            Command::Start { service } => act(cli.api, cli.config, &service, "start").await,
+            Command::Reload => reload(cli.api, cli.config).await,
         }
     });
     match result {
@@ -115,6 +137,11 @@ async fn run(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<Exi
             return Ok(ExitCode::FAILURE);
         }
     };
+    // Processes that leave a service's group are re-parented to the daemon, which reaps them.
+    if let Err(e) = nbwatch::supervision::reaper::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become a child subreaper; escaped processes go to init");
+    }
+    let _reaper = tokio::spawn(nbwatch::supervision::reaper::run());
     let sockets = node::bind(&config).await?;
     match node::run(config, sockets, shutdown_signal()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -209,5 +236,77 @@ async fn members(
             .context("the daemon's members answer is not a JSON array")?;
         print!("{}", client::render_members(members, Time::wall_now()));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn services(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let value = client::get_json(addr, "/api/v1/services", CLIENT_TIMEOUT).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let services = value
+            .as_array()
+            .context("the daemon's services answer is not a JSON array")?;
+        print!("{}", client::render_services(services, Time::wall_now()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long a service command may take: a stop waits for the service's shutdown grace.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(130);
+
+/// `restart|stop|start SERVICE`: waits until it is done; exits 1, saying why, if it failed.
+async fn act(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    service: &str,
+    action: &str,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    if service.is_empty()
+        || service.contains(['/', '?', '#', '%'])
+        || service.contains(char::is_whitespace)
+    {
+        anyhow::bail!("{service:?} is not a service name");
+    }
+    let path = format!("/api/v1/services/{service}/{action}");
+    eprintln!("{action}: {service} ...");
+    let value = client::post_json(addr, &path, &serde_json::json!({}), None, COMMAND_TIMEOUT)
+        .await
+        .map_err(client::explain)?;
+    let state = value["status"]["state"].as_str().unwrap_or("unknown");
+    let pid = value["status"]["pid"]
+        .as_u64()
+        .map_or(String::new(), |p| format!(" (pid {p})"));
+    println!("{service}: {state}{pid}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let value = client::post_json(
+        addr,
+        "/api/v1/reload",
+        &serde_json::json!({}),
+        None,
+        COMMAND_TIMEOUT,
+    )
+    .await
+    .map_err(client::explain)?;
+    for what in ["started", "stopped", "changed", "unchanged"] {
+        let names: Vec<&str> = value[what]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if !names.is_empty() {
+            println!("{what}: {}", names.join(", "));
+        }
+    }
+    println!("reloaded");
     Ok(ExitCode::SUCCESS)
 }

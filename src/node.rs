@@ -24,7 +24,15 @@ pub use root::{Child, RESTART_PERIOD, RESTARTS};
 use crate::config::Config;
 use crate::gossip::actor::{GossipMsg, GossipShared};
 use crate::gossip::{ClusterEvent, KvError, MemberView};
-use crate::types::{Clock, NodeName};
+use crate::supervision::logfile::LogSettings;
+use crate::supervision::manager::ManagerMsg;
+use crate::supervision::service::ServiceCtx;
+use crate::supervision::spec::load_trees;
+use crate::supervision::status::{
+    Board, Publish, ServiceEvent, ServiceStatus, gossip_key, gossip_value,
+};
+use crate::supervision::supervisor::Command;
+use crate::types::{Clock, NodeName, Time};
 use directory::Directory;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, OutputPort};
@@ -63,6 +71,9 @@ pub enum NodeError {
     GaveUp(String),
     #[error("the node is not running")]
     NotRunning,
+    /// The supervision trees are invalid: every problem, one per line.
+    #[error("invalid supervision trees:\n{0}")]
+    Trees(String),
     #[error(transparent)]
     Kv(#[from] KvError),
 }
@@ -133,9 +144,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let mut node = start(config, sockets).await?;
-    tokio::select! {
-        () = shutdown => {}
-        result = node.stopped() => return result,
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reload with `nbwatch reload`");
+        })
+        .ok();
+    let hangup = async |h: &mut Option<tokio::signal::unix::Signal>| match h {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            result = node.stopped() => return result,
+            _ = hangup(&mut hangups) => {
+                tracing::info!("SIGHUP: reloading the supervision trees");
+                match node.reload().await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(why)) => tracing::error!("{why}"),
+                    Err(e) => tracing::error!(error = %e, "cannot reload"),
+                }
+            }
+        }
     }
     node.shutdown().await
 }
@@ -159,18 +190,39 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         );
     }
     let name = config.node.name.clone();
+    let trees = load_trees(&config.supervision.trees).map_err(|problems| {
+        NodeError::Trees(
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
     let directory = Directory::default();
     let shared = GossipShared::default();
     let exit = ExitSlot::default();
+    let clock = Clock::new();
+    let publish = Arc::new(NodePublish {
+        directory: directory.clone(),
+        shared: shared.clone(),
+    });
+    let services = ServiceCtx {
+        board: Board::new(clock, publish),
+        logs: Arc::new(LogSettings::new(config.node.data_dir.join("logs"))),
+        starts: Arc::default(),
+    };
     let args = NodeArgs {
         advertise,
         udp: sockets.udp.into_std().map_err(NodeError::Socket)?,
         tcp: sockets.tcp.into_std().map_err(NodeError::Socket)?,
         api: sockets.api.into_std().map_err(NodeError::Socket)?,
-        clock: Clock::new(),
+        clock,
         directory: directory.clone(),
         shared: shared.clone(),
         exit: exit.clone(),
+        trees,
+        services,
         config,
     };
     let (node, join) = Actor::spawn(None, NodeActor, args)
@@ -187,6 +239,31 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         shared,
         exit,
     })
+}
+
+/// Where the supervisors' news goes: service states into the node's gossiped state
+/// (`svc.<name>`), service events into the node's events log.
+struct NodePublish {
+    directory: Directory,
+    shared: GossipShared,
+}
+
+impl Publish for NodePublish {
+    fn status(&self, status: &ServiceStatus) {
+        self.directory.cast_gossip(GossipMsg::Put {
+            key: gossip_key(&status.name),
+            value: Some(gossip_value(status)),
+        });
+    }
+    fn removed(&self, name: &str) {
+        self.directory.cast_gossip(GossipMsg::Put {
+            key: gossip_key(name),
+            value: None,
+        });
+    }
+    fn event(&self, at: Time, event: ServiceEvent) {
+        self.shared.publish_service(at, event);
+    }
 }
 
 /// A node running in this process. Dropping it kills the node without leaving.
@@ -241,6 +318,48 @@ impl NodeHandle {
     ) -> Result<T, NodeError> {
         let gossip = self.directory.gossip().ok_or(NodeError::NotRunning)?;
         match gossip.call(msg, Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            _ => Err(NodeError::NotRunning),
+        }
+    }
+
+    /// This node's services.
+    pub async fn services(&self) -> Result<Vec<ServiceStatus>, NodeError> {
+        let manager = self.directory.services().ok_or(NodeError::NotRunning)?;
+        match manager.call(ManagerMsg::List, Some(CALL_TIMEOUT)).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            _ => Err(NodeError::NotRunning),
+        }
+    }
+
+    /// Starts, stops or restarts one of this node's services; `Err(Some(why))` if it failed.
+    pub async fn service_command(
+        &self,
+        service: &str,
+        command: Command,
+    ) -> Result<Result<(), String>, NodeError> {
+        let manager = self.directory.services().ok_or(NodeError::NotRunning)?;
+        let service = service.to_string();
+        let msg = |reply| ManagerMsg::Command {
+            service,
+            command,
+            reply,
+        };
+        match manager.call(msg, Some(Duration::from_secs(120))).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            _ => Err(NodeError::NotRunning),
+        }
+    }
+
+    /// Re-reads the trees folder and applies the difference.
+    pub async fn reload(
+        &self,
+    ) -> Result<Result<crate::supervision::manager::ReloadSummary, String>, NodeError> {
+        let manager = self.directory.services().ok_or(NodeError::NotRunning)?;
+        match manager
+            .call(ManagerMsg::Reload, Some(Duration::from_secs(120)))
+            .await
+        {
             Ok(CallResult::Success(v)) => Ok(v),
             _ => Err(NodeError::NotRunning),
         }

@@ -9,7 +9,11 @@
 //! * `service`, `supervisor`, `manager`: the actors that carry the decisions out.
 
 pub mod logfile;
+pub mod manager;
 pub mod policy;
 pub mod process;
 pub mod reaper;
+pub mod service;
 pub mod spec;
+pub mod status;
+pub mod supervisor;

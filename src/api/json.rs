@@ -1,10 +1,11 @@
 //! The contract's JSON shapes, built from the gossip core's views. Pure functions, so the
 //! shapes are tested without a running node.
 
-use crate::gossip::actor::{RecordedEvent, StatsSnapshot};
+use crate::gossip::actor::{NodeEvent, RecordedEvent, StatsSnapshot};
 use crate::gossip::{ClusterEvent, MemberView, Status};
 use crate::probe::actor::PRIORITY_KEY;
 use crate::probe::metrics::metrics_from_kv;
+use crate::supervision::status::ServiceStatus;
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 
@@ -59,22 +60,53 @@ pub fn stats(snapshot: &StatsSnapshot) -> Value {
     value
 }
 
-/// `GET /api/v1/events`: membership events, oldest first (`StateChanged` is not listed).
-pub fn events(recorded: &[RecordedEvent]) -> Value {
-    Value::Array(recorded.iter().filter_map(event).collect())
+/// `GET /api/v1/services`: this node's services, by name.
+pub fn services(list: &[ServiceStatus], me: &NodeName) -> Value {
+    Value::Array(list.iter().map(|s| service(s, me)).collect())
+}
+
+/// One service as the contract says, plus `since` (when its state last changed).
+pub fn service(s: &ServiceStatus, me: &NodeName) -> Value {
+    json!({
+        "node": me.as_str(),
+        "name": s.name,
+        "tree": s.tree,
+        "state": s.state.as_str(),
+        "pid": s.pid,
+        "restarts": s.restarts,
+        "last_exit": s.last_exit,
+        "health": s.health,
+        "since": s.since.to_rfc3339(),
+    })
+}
+
+/// `GET /api/v1/events`: membership events and this node's (`me`) service events, oldest
+/// first (`StateChanged` is not listed).
+pub fn events(recorded: &[RecordedEvent], me: &NodeName) -> Value {
+    Value::Array(recorded.iter().filter_map(|r| event(r, me)).collect())
 }
 
 /// One event as `{"at", "node", "kind", "detail"}` plus, as extensions, `incarnation` and for
-/// `node_down` the structured `last_heard` and `witnesses`.
-pub fn event(recorded: &RecordedEvent) -> Option<Value> {
+/// `node_down` the structured `last_heard` and `witnesses`; for service events `service` and
+/// `tree`.
+pub fn event(recorded: &RecordedEvent, me: &NodeName) -> Option<Value> {
     let at = recorded.at.to_rfc3339();
+    let cluster = match &recorded.event {
+        NodeEvent::Cluster(c) => c,
+        NodeEvent::Service(e) => {
+            return Some(json!({
+                "at": at, "node": me.as_str(), "kind": e.kind_str(), "detail": e.detail(),
+                "service": e.service, "tree": e.tree,
+            }));
+        }
+    };
     let names = |v: &[NodeName]| {
         v.iter()
             .map(NodeName::as_str)
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let value = match &recorded.event {
+    let value = match cluster {
         ClusterEvent::NodeJoined {
             node,
             addr,
@@ -188,23 +220,23 @@ mod tests {
         let recorded = [
             RecordedEvent {
                 at,
-                event: ClusterEvent::StateChanged {
+                event: NodeEvent::Cluster(ClusterEvent::StateChanged {
                     node: NodeName::from("a"),
                     key: "k".into(),
                     value: None,
-                },
+                }),
             },
             RecordedEvent {
                 at,
-                event: ClusterEvent::NodeDown {
+                event: NodeEvent::Cluster(ClusterEvent::NodeDown {
                     node: NodeName::from("a"),
                     incarnation: Incarnation(2),
                     last_heard: Time(1_699_999_990_000),
                     witnesses: vec![NodeName::from("b"), NodeName::from("c")],
-                },
+                }),
             },
         ];
-        let json = events(&recorded);
+        let json = events(&recorded, &NodeName::from("me"));
         assert_eq!(json.as_array().map(Vec::len), Some(1));
         let e = &json[0];
         assert_eq!(e["kind"], "node_down");
@@ -217,5 +249,26 @@ mod tests {
             detail.contains("2023-11-14T22:13:10.000Z") && detail.contains("b, c"),
             "{detail}"
         );
+    }
+
+    #[test]
+    fn a_service_event_names_this_node_the_service_and_its_tree() {
+        use crate::supervision::status::{ServiceEvent, ServiceEventKind};
+        let recorded = [RecordedEvent {
+            at: Time(1_700_000_000_000),
+            event: NodeEvent::Service(ServiceEvent {
+                service: "db".into(),
+                tree: "tv".into(),
+                kind: ServiceEventKind::Failed {
+                    reason: "gave up".into(),
+                },
+            }),
+        }];
+        let json = events(&recorded, &NodeName::from("mythbox"));
+        let e = &json[0];
+        assert_eq!(e["kind"], "service_failed");
+        assert_eq!(e["node"], "mythbox");
+        assert_eq!(e["service"], "db");
+        assert_eq!(e["tree"], "tv");
     }
 }

@@ -1,23 +1,29 @@
-//! The routes of API v1. Each handler asks the gossip actor and shapes the answer.
+//! The routes of API v1. Each handler asks the actor that knows (gossip for the cluster, the
+//! supervision manager for services) and shapes the answer.
 
 use super::{ApiError, json};
 use crate::gossip::actor::GossipMsg;
 use crate::node::directory::Directory;
-use crate::types::Clock;
+use crate::supervision::manager::ManagerMsg;
+use crate::supervision::supervisor::Command;
+use crate::types::{Clock, NodeName};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{Method, Uri};
-use axum::routing::get;
-use ractor::RpcReplyPort;
+use axum::routing::{get, post};
 use ractor::rpc::CallResult;
-use serde_json::Value;
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// How long a handler waits for the gossip actor.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a service command may take (a stop waits for the service's shutdown grace).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Clone)]
 pub(super) struct Ctx {
+    pub name: NodeName,
     pub directory: Directory,
     pub clock: Clock,
 }
@@ -27,22 +33,54 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/members", get(members))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/services/{name}/{action}", post(service_command))
+        .route("/api/v1/reload", post(reload))
         .fallback(not_found)
         .with_state(ctx)
 }
 
 type Answer = Result<axum::Json<Value>, ApiError>;
 
+async fn call<M: ractor::Message, T: Send + 'static>(
+    actor: Option<ActorRef<M>>,
+    unavailable: ApiError,
+    timeout: Duration,
+    msg: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, ApiError> {
+    let actor = actor.ok_or(unavailable)?;
+    match actor.call(msg, Some(timeout)).await {
+        Ok(CallResult::Success(v)) => Ok(v),
+        Ok(CallResult::Timeout) => Err(ApiError::Timeout(timeout)),
+        Ok(CallResult::SenderError) | Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
 async fn ask<T: Send + 'static>(
     ctx: &Ctx,
     msg: impl FnOnce(RpcReplyPort<T>) -> GossipMsg,
 ) -> Result<T, ApiError> {
-    let gossip = ctx.directory.gossip().ok_or(ApiError::Unavailable)?;
-    match gossip.call(msg, Some(CALL_TIMEOUT)).await {
-        Ok(CallResult::Success(v)) => Ok(v),
-        Ok(CallResult::Timeout) => Err(ApiError::Timeout(CALL_TIMEOUT)),
-        Ok(CallResult::SenderError) | Err(_) => Err(ApiError::Unavailable),
-    }
+    call(
+        ctx.directory.gossip(),
+        ApiError::Unavailable,
+        CALL_TIMEOUT,
+        msg,
+    )
+    .await
+}
+
+async fn ask_services<T: Send + 'static>(
+    ctx: &Ctx,
+    timeout: Duration,
+    msg: impl FnOnce(RpcReplyPort<T>) -> ManagerMsg,
+) -> Result<T, ApiError> {
+    call(
+        ctx.directory.services(),
+        ApiError::NoSupervisor,
+        timeout,
+        msg,
+    )
+    .await
 }
 
 async fn members(State(ctx): State<Ctx>) -> Answer {
@@ -57,7 +95,60 @@ async fn stats(State(ctx): State<Ctx>) -> Answer {
 
 async fn events(State(ctx): State<Ctx>) -> Answer {
     let recorded = ask(&ctx, GossipMsg::Events).await?;
-    Ok(axum::Json(json::events(&recorded)))
+    Ok(axum::Json(json::events(&recorded, &ctx.name)))
+}
+
+async fn services(State(ctx): State<Ctx>) -> Answer {
+    let list = ask_services(&ctx, CALL_TIMEOUT, ManagerMsg::List).await?;
+    Ok(axum::Json(json::services(&list, &ctx.name)))
+}
+
+/// `POST /api/v1/services/{name}/{start|stop|restart}`: answers when the command is done.
+async fn service_command(
+    State(ctx): State<Ctx>,
+    Path((name, action)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+) -> Answer {
+    let command = match action.as_str() {
+        "start" => Command::Start,
+        "stop" => Command::Stop,
+        "restart" => Command::Restart,
+        _ => return Err(not_found(method, uri).await),
+    };
+    let list = ask_services(&ctx, CALL_TIMEOUT, ManagerMsg::List).await?;
+    if !list.iter().any(|s| s.name == name) {
+        return Err(ApiError::NoService(name));
+    }
+    let service = name.clone();
+    ask_services(&ctx, COMMAND_TIMEOUT, |reply| ManagerMsg::Command {
+        service,
+        command,
+        reply,
+    })
+    .await?
+    .map_err(ApiError::Failed)?;
+    let list = ask_services(&ctx, CALL_TIMEOUT, ManagerMsg::List).await?;
+    let status = list
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| json::service(s, &ctx.name));
+    Ok(axum::Json(
+        json!({ "service": name, "action": command.as_str(), "ok": true, "status": status }),
+    ))
+}
+
+/// `POST /api/v1/reload`: re-reads the trees and applies the difference.
+async fn reload(State(ctx): State<Ctx>) -> Answer {
+    let summary = ask_services(&ctx, COMMAND_TIMEOUT, ManagerMsg::Reload)
+        .await?
+        .map_err(ApiError::Failed)?;
+    Ok(axum::Json(json!({
+        "started": summary.started,
+        "stopped": summary.stopped,
+        "changed": summary.changed,
+        "unchanged": summary.unchanged,
+    })))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

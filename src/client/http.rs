@@ -47,6 +47,18 @@ pub enum ClientError {
     InvalidToken,
 }
 
+/// An error for a person: an HTTP error whose body is the API's `{"error": ...}` shows just
+/// that message.
+pub fn explain(e: ClientError) -> anyhow::Error {
+    if let ClientError::Status { body, .. } = &e
+        && let Ok(v) = serde_json::from_str::<Value>(body)
+        && let Some(msg) = v.get("error").and_then(Value::as_str)
+    {
+        return anyhow::anyhow!("{msg}");
+    }
+    e.into()
+}
+
 /// `GET path` and parse the body as JSON (an empty body is `null`).
 pub async fn get_json(
     addr: SocketAddr,

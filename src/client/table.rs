@@ -94,6 +94,48 @@ pub fn render_members(members: &[Value], now: Time) -> String {
     )
 }
 
+/// The services array of `GET /api/v1/services` as a table; `SINCE` is how long the service
+/// has been in its state.
+pub fn render_services(services: &[Value], now: Time) -> String {
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            let text = |key: &str| s.get(key).and_then(Value::as_str).map(str::to_string);
+            let number = |key: &str| s.get(key).and_then(Value::as_u64).map(|n| n.to_string());
+            let since = text("since")
+                .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|e| format_age(now.since(Time(e.as_millis() as u64))));
+            [
+                text("name"),
+                text("tree"),
+                text("state"),
+                number("pid"),
+                number("restarts"),
+                text("health"),
+                text("last_exit"),
+                since,
+            ]
+            .into_iter()
+            .map(|cell| cell.unwrap_or_else(|| "-".to_string()))
+            .collect()
+        })
+        .collect();
+    render_table(
+        &[
+            "NAME",
+            "TREE",
+            "STATE",
+            "PID",
+            "RESTARTS",
+            "HEALTH",
+            "LAST EXIT",
+            "SINCE",
+        ],
+        &rows,
+    )
+}
+
 /// How long ago, for people: `0.4s ago` under 10 s, then `42s ago`, `3m ago`, `5h ago`, `2d ago`.
 pub fn format_age(age: Duration) -> String {
     let secs = age.as_secs();

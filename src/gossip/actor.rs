@@ -15,7 +15,7 @@
 mod events;
 mod net;
 
-pub use events::{EVENT_LOG_LEN, GossipShared, RecordedEvent};
+pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent};
 
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
@@ -56,6 +56,11 @@ pub enum GossipMsg {
         key: String,
         value: Option<String>,
         reply: RpcReplyPort<Result<(), KvError>>,
+    },
+    /// [`GossipMsg::Set`] without a reply: a refused write is logged.
+    Put {
+        key: String,
+        value: Option<String>,
     },
     /// Leaves the cluster; the reply comes once the leave datagrams are sent.
     Leave(RpcReplyPort<()>),
@@ -209,6 +214,13 @@ impl Actor for GossipActor {
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
+                    Vec::new()
+                }
+            },
+            GossipMsg::Put { key, value } => match state.core.set(now, &key, value) {
+                Ok(outputs) => outputs,
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "cannot publish a key in the gossiped state");
                     Vec::new()
                 }
             },

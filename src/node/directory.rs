@@ -8,6 +8,7 @@
 //! the protocols tolerate (gossip repeats itself; the watchers are resynchronised).
 
 use crate::gossip::actor::GossipMsg;
+use crate::supervision::manager::ManagerMsg;
 use crate::watch::actor::WatchMsg;
 use ractor::ActorRef;
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,7 @@ pub struct Directory {
 struct Refs {
     gossip: Option<ActorRef<GossipMsg>>,
     watch: Option<ActorRef<WatchMsg>>,
+    services: Option<ActorRef<ManagerMsg>>,
 }
 
 impl Directory {
@@ -29,6 +31,12 @@ impl Directory {
     }
     pub fn watch(&self) -> Option<ActorRef<WatchMsg>> {
         self.read(|r| r.watch.clone())
+    }
+    pub fn services(&self) -> Option<ActorRef<ManagerMsg>> {
+        self.read(|r| r.services.clone())
+    }
+    pub(crate) fn set_services(&self, actor: Option<ActorRef<ManagerMsg>>) {
+        self.write(|r| r.services = actor);
     }
     pub(crate) fn set_gossip(&self, actor: Option<ActorRef<GossipMsg>>) {
         self.write(|r| r.gossip = actor);

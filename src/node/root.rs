@@ -15,6 +15,9 @@ use crate::config::Config;
 use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
 use crate::probe::actor::{HostProbeActor, ProbeArgs};
+use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
+use crate::supervision::service::ServiceCtx;
+use crate::supervision::spec::{TreeSpec, load_trees};
 use crate::types::Clock;
 use crate::watch::actor::{WatchArgs, WatchMsg, WatchSupervisor};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -29,6 +32,8 @@ pub const RESTARTS: usize = 5;
 pub const RESTART_PERIOD: Duration = Duration::from_secs(10);
 /// How long to wait before retrying a child that could not even start.
 const RESPAWN_DELAY: Duration = Duration::from_millis(200);
+/// The longest the node waits for its services to stop when it stops.
+const SERVICES_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the leave may take before the node stops anyway.
 pub(super) const LEAVE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -38,6 +43,7 @@ pub enum Child {
     Watch,
     Gossip,
     Probe,
+    Services,
     Api,
 }
 
@@ -62,6 +68,9 @@ pub(crate) struct NodeArgs {
     pub directory: Directory,
     pub shared: GossipShared,
     pub exit: ExitSlot,
+    /// The trees the node started with (used again if the folder turns invalid later).
+    pub trees: Vec<TreeSpec>,
+    pub services: ServiceCtx,
 }
 
 pub(crate) struct NodeState {
@@ -94,7 +103,13 @@ impl Actor for NodeActor {
             budget: RestartBudget::new(RESTARTS, RESTART_PERIOD),
             stopping: false,
         };
-        for child in [Child::Watch, Child::Gossip, Child::Probe, Child::Api] {
+        for child in [
+            Child::Watch,
+            Child::Gossip,
+            Child::Probe,
+            Child::Services,
+            Child::Api,
+        ] {
             if let Err(why) = state.spawn(&myself, child).await {
                 // Children already started are linked to an actor that will never run.
                 for cell in state.refs.values() {
@@ -158,6 +173,7 @@ impl Actor for NodeActor {
         match child {
             Child::Gossip => state.args.directory.set_gossip(None),
             Child::Watch => state.args.directory.set_watch(None),
+            Child::Services => state.args.directory.set_services(None),
             Child::Probe | Child::Api => {}
         }
         if state.stopping {
@@ -175,7 +191,13 @@ impl Actor for NodeActor {
     ) -> Result<(), ActorProcessingErr> {
         state.stopping = true;
         // Stop the children gracefully (so their post_stop runs), not by the kill that a
-        // stopped supervisor would otherwise send them.
+        // stopped supervisor would otherwise send them. Services first, each tree by its
+        // shutdown rules, however long those take.
+        if let Some(services) = state.args.directory.services() {
+            let _ = services
+                .call(ManagerMsg::StopAll, Some(SERVICES_STOP_TIMEOUT))
+                .await;
+        }
         myself
             .stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(2)))
             .await;
@@ -265,9 +287,26 @@ impl NodeState {
                     .map_err(|e| e.to_string())?;
                 probe.get_cell()
             }
+            Child::Services => {
+                let dir = self.args.config.supervision.trees.clone();
+                // A respawned manager starts the trees as the folder has them now (as a
+                // reload would), or as they were at start if the folder is invalid now.
+                let trees = load_trees(&dir).unwrap_or_else(|_| self.args.trees.clone());
+                let args = ManagerArgs {
+                    dir,
+                    trees,
+                    ctx: self.args.services.clone(),
+                };
+                let (manager, _) = Actor::spawn_linked(None, ManagerActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.args.directory.set_services(Some(manager.clone()));
+                manager.get_cell()
+            }
             Child::Api => {
                 let listener = self.args.api.try_clone().map_err(|e| e.to_string())?;
                 let args = ApiArgs {
+                    name: self.args.config.node.name.clone(),
                     listener: tokio::net::TcpListener::from_std(listener)
                         .map_err(|e| e.to_string())?,
                     directory: dir,

@@ -51,7 +51,19 @@ pub struct ServiceSpec {
     pub user: Option<String>,
     pub group: Option<String>,
     pub probes: Vec<ProbeSpec>,
+    /// Holds the next sibling back until this probe first succeeds.
+    pub ready: Option<ReadySpec>,
 }
+
+/// A readiness probe: checked every `probe.interval` after the start until it says ok; a
+/// service not ready within `deadline` counts as a failed start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadySpec {
+    pub probe: ProbeSpec,
+    pub deadline: Duration,
+}
+
+pub const DEFAULT_READY_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeTarget {
@@ -165,10 +177,13 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "children",
 ];
 const SERVICE_KEYS: &[&str] = &[
-    "name", "command", "restart", "shutdown", "env", "cwd", "user", "group", "probes",
+    "name", "command", "restart", "shutdown", "env", "cwd", "user", "group", "probes", "ready",
 ];
 const PROBE_KEYS: &[&str] = &[
     "type", "target", "url", "command", "interval", "timeout", "failures",
+];
+const READY_KEYS: &[&str] = &[
+    "type", "target", "url", "command", "interval", "timeout", "deadline",
 ];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 
@@ -463,8 +478,27 @@ impl Walker<'_> {
         let group = self.string(t, prefix, "group");
         let mut probes = Vec::new();
         for (p, probe) in self.tables(t, prefix, "probes") {
-            probes.extend(self.probe(probe, &p));
+            probes.extend(self.probe(probe, &p, PROBE_KEYS));
         }
+        let ready = match t.get("ready") {
+            None => None,
+            Some(toml::Value::Table(r)) => {
+                let p = join(prefix, "ready");
+                let probe = self.probe(r, &p, READY_KEYS);
+                let deadline = self
+                    .duration(r, &p, "deadline")
+                    .unwrap_or(DEFAULT_READY_DEADLINE);
+                probe.map(|probe| ReadySpec { probe, deadline })
+            }
+            Some(_) => {
+                self.report(
+                    &join(prefix, "ready"),
+                    ProblemKind::WrongType,
+                    "expected a table: a probe (type, target/url/command, interval, timeout) and a deadline",
+                );
+                None
+            }
+        };
         Some(ServiceSpec {
             name: name?,
             command: command?,
@@ -475,11 +509,12 @@ impl Walker<'_> {
             user,
             group,
             probes,
+            ready,
         })
     }
 
-    fn probe(&mut self, t: &toml::Table, prefix: &str) -> Option<ProbeSpec> {
-        self.unknown_keys(t, prefix, PROBE_KEYS);
+    fn probe(&mut self, t: &toml::Table, prefix: &str, keys: &[&str]) -> Option<ProbeSpec> {
+        self.unknown_keys(t, prefix, keys);
         let target = match self.string(t, prefix, "type").as_deref() {
             Some("tcp") => ProbeTarget::Tcp(self.required(t, prefix, "target")?),
             Some("http") => ProbeTarget::Http(self.required(t, prefix, "url")?),

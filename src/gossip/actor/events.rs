@@ -5,6 +5,7 @@
 //! down).
 
 use crate::gossip::ClusterEvent;
+use crate::supervision::status::ServiceEvent;
 use crate::types::Time;
 use ractor::OutputPort;
 use std::collections::VecDeque;
@@ -14,11 +15,18 @@ use std::sync::{Arc, Mutex};
 /// How many membership events the API can show.
 pub const EVENT_LOG_LEN: usize = 1000;
 
-/// A cluster event and when this node saw it.
+/// What the events log holds: membership events from gossip, and this node's service events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    Cluster(ClusterEvent),
+    Service(ServiceEvent),
+}
+
+/// An event and when this node saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedEvent {
     pub at: Time,
-    pub event: ClusterEvent,
+    pub event: NodeEvent,
 }
 
 /// Owned by the NodeActor, handed to every life of the gossip actor.
@@ -50,16 +58,22 @@ impl GossipShared {
     /// Publishes an event and keeps membership events (not `StateChanged`) for the API.
     pub fn publish(&self, at: Time, event: ClusterEvent) {
         if !matches!(event, ClusterEvent::StateChanged { .. }) {
-            let mut log = lock(&self.log);
-            if log.len() >= EVENT_LOG_LEN {
-                log.pop_front();
-            }
-            log.push_back(RecordedEvent {
-                at,
-                event: event.clone(),
-            });
+            self.record(at, NodeEvent::Cluster(event.clone()));
         }
         self.events.send(event);
+    }
+
+    /// Records a service event of this node.
+    pub fn publish_service(&self, at: Time, event: ServiceEvent) {
+        self.record(at, NodeEvent::Service(event));
+    }
+
+    fn record(&self, at: Time, event: NodeEvent) {
+        let mut log = lock(&self.log);
+        if log.len() >= EVENT_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(RecordedEvent { at, event });
     }
 
     /// The recent membership events, oldest first.

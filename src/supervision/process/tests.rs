@@ -15,6 +15,7 @@ fn sh(name: &str, script: &str) -> ServiceSpec {
         user: None,
         group: None,
         probes: Vec::new(),
+        ready: None,
     }
 }
 
