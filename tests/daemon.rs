@@ -841,3 +841,249 @@ async fn a_node_that_left_and_is_started_again_is_alive_everywhere() {
     cluster.restart(leaver).await;
     wait_back(&cluster, "n3", before).await;
 }
+
+/// Writes a tree file into the cluster's default trees folder (`supervisors/` beside the
+/// configs).
+fn write_tree(cluster: &Cluster, name: &str, text: &str) {
+    let dir = cluster.dir.path().join("supervisors");
+    std::fs::create_dir_all(&dir).expect("trees folder");
+    std::fs::write(dir.join(format!("{name}.toml")), text).expect("tree file");
+}
+
+async fn services(api: SocketAddr) -> Result<Vec<Value>, String> {
+    match get_json(api, "/api/v1/services", HTTP).await {
+        Ok(Value::Array(list)) => Ok(list),
+        Ok(other) => Err(format!("not an array: {other}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits until `name` runs with a pid other than `not`, and returns the pid.
+async fn running_pid(api: SocketAddr, name: &str, not: Option<u64>) -> u64 {
+    wait_for(&format!("{name} runs"), PROCESS_DEADLINE, async || {
+        let list = services(api).await?;
+        match list.iter().find(|s| s["name"] == name) {
+            Some(s) if s["state"] == "running" && s["pid"].as_u64() != not => {
+                s["pid"].as_u64().ok_or_else(|| format!("{s}"))
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+fn process_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| !s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// A service that logs its start and its SIGTERM to `file`, and keeps a setsid grandchild
+/// whose pid goes to `file.escapee`.
+fn logging_service(name: &str, file: &Path) -> String {
+    let f = file.display();
+    format!(
+        "[[children]]\nname = \"{name}\"\nshutdown = \"3s\"\n\
+         command = [\"/bin/sh\", \"-c\", \"trap 'echo stop {name} >> {f}; exit 0' TERM; \
+         setsid sh -c 'echo $$ >> {f}.escapee; exec sleep 1000' & \
+         echo start {name} >> {f}; while :; do sleep 0.05; done\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_restarts_stops_and_starts_services_and_a_killed_one_comes_back() {
+    let mut cluster = Cluster::new();
+    write_tree(
+        &cluster,
+        "web",
+        "name = \"web\"\nstrategy = \"one_for_one\"\n\
+         [[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    let i = cluster.start("svc1", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let api_s = api.to_string();
+    let first = running_pid(api, "app", None).await;
+
+    let json = client(&["services", "--json", "--api", &api_s], &[]).await;
+    assert!(json.status.success(), "{json:?}");
+    let parsed: Value = serde_json::from_slice(&json.stdout).expect("services --json is JSON");
+    let app = &parsed[0];
+    for key in [
+        "node",
+        "name",
+        "tree",
+        "state",
+        "pid",
+        "restarts",
+        "last_exit",
+        "health",
+    ] {
+        assert!(app.get(key).is_some(), "no {key} in {app}");
+    }
+    assert_eq!(app["node"], "svc1");
+    assert_eq!(app["tree"], "web");
+    let table = client(&["services", "--api", &api_s], &[]).await;
+    let stdout = text(&table.stdout);
+    assert!(
+        stdout.starts_with("NAME") && stdout.contains("running"),
+        "{stdout}"
+    );
+
+    // A crash is restarted by the tree and counted.
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).expect("kill");
+    let second = running_pid(api, "app", Some(first)).await;
+    let list = services(api).await.expect("services");
+    assert_eq!(list[0]["restarts"], 1);
+    assert_eq!(list[0]["last_exit"], "signal 9 (SIGKILL)");
+    let recorded = events(api).await.expect("events");
+    assert!(
+        recorded.iter().any(|e| e["kind"] == "service_restarted"),
+        "{recorded:?}"
+    );
+
+    let restart = client(&["restart", "app", "--api", &api_s], &[]).await;
+    assert!(restart.status.success(), "{restart:?}");
+    let third = running_pid(api, "app", Some(second)).await;
+    assert!(!process_alive(second));
+
+    let stop = client(&["stop", "app", "--api", &api_s], &[]).await;
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(text(&stop.stdout).contains("app: stopped"), "{stop:?}");
+    assert!(!process_alive(third));
+    let start = client(&["start", "app", "--api", &api_s], &[]).await;
+    assert!(start.status.success(), "{start:?}");
+    running_pid(api, "app", Some(third)).await;
+
+    let unknown = client(&["restart", "nosuch", "--api", &api_s], &[]).await;
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(
+        text(&unknown.stderr).contains("no service \"nosuch\""),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_services_in_reverse_order_and_leaves_no_process_behind() {
+    let mut cluster = Cluster::new();
+    let log = cluster.dir.path().join("order.log");
+    let mut tree = "name = \"ordered\"\nstrategy = \"one_for_one\"\n".to_string();
+    for name in ["first", "second", "third"] {
+        tree.push_str(&logging_service(name, &log));
+    }
+    write_tree(&cluster, "ordered", &tree);
+    let i = cluster.start("svc2", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let mut pids = Vec::new();
+    for name in ["first", "second", "third"] {
+        pids.push(running_pid(api, name, None).await);
+    }
+    let escapees_file = PathBuf::from(format!("{}.escapee", log.display()));
+    let escapees: Vec<u64> = wait_for("three escapees", PROCESS_DEADLINE, async || {
+        let text = std::fs::read_to_string(&escapees_file).unwrap_or_default();
+        let pids: Vec<u64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+        if pids.len() == 3 {
+            Ok(pids)
+        } else {
+            Err(format!("{pids:?}"))
+        }
+    })
+    .await;
+    cluster.nodes[i].signal(Signal::SIGTERM);
+    let status = cluster.nodes[i].wait_exit(DEADLINE).await;
+    assert!(status.success(), "{status}");
+    let order = std::fs::read_to_string(&log).expect("order log");
+    let stops: Vec<&str> = order.lines().filter(|l| l.starts_with("stop")).collect();
+    assert_eq!(
+        stops,
+        ["stop third", "stop second", "stop first"],
+        "{order}"
+    );
+    for pid in pids.iter().chain(&escapees) {
+        assert!(!process_alive(*pid), "pid {pid} outlived the daemon");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_tree_keeps_the_daemon_from_starting_and_nothing_runs() {
+    let mut cluster = Cluster::new();
+    let marker = cluster.dir.path().join("ran");
+    write_tree(
+        &cluster,
+        "good",
+        &format!(
+            "name = \"good\"\n[[children]]\nname = \"g\"\n\
+             command = [\"/bin/sh\", \"-c\", \"touch {}; exec sleep 1000\"]\n",
+            marker.display()
+        ),
+    );
+    write_tree(
+        &cluster,
+        "bad",
+        "name = \"bad\"\nstrategy = \"one_for_some\"\n[[children]]\nname = \"b\"\ncommand = []\n",
+    );
+    let i = cluster.add("svc3", "svc3", Vec::new());
+    let status = match cluster.nodes[i].start(Ports::pick()).await {
+        Started::Exited(status) => status,
+        Started::Ready => panic!("the daemon started with a malformed tree"),
+    };
+    assert_eq!(status.code(), Some(1));
+    let stderr = cluster.nodes[i].stderr_text();
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("strategy") && stderr.contains("command"),
+        "{stderr}"
+    );
+    assert!(
+        !marker.exists(),
+        "a service started from a config that was refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_the_reload_command_apply_new_trees_and_refuse_invalid_ones() {
+    let mut cluster = Cluster::new();
+    let one = |name: &str| {
+        format!(
+            "name = \"{name}\"\n[[children]]\nname = \"{name}-svc\"\ncommand = [\"/bin/sleep\", \"1000\"]\n"
+        )
+    };
+    write_tree(&cluster, "a", &one("a"));
+    let i = cluster.start("svc4", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let a = running_pid(api, "a-svc", None).await;
+
+    write_tree(&cluster, "b", &one("b"));
+    cluster.nodes[i].signal(Signal::SIGHUP);
+    let b = running_pid(api, "b-svc", None).await;
+    assert_eq!(running_pid(api, "a-svc", None).await, a, "a was restarted");
+
+    write_tree(&cluster, "c", "name = \"c\"\nintensity = -1\n");
+    let api_s = api.to_string();
+    let refused = client(&["reload", "--api", &api_s], &[]).await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("c.toml") && stderr.contains("intensity"),
+        "{stderr}"
+    );
+    assert_eq!(running_pid(api, "a-svc", None).await, a);
+    assert_eq!(running_pid(api, "b-svc", None).await, b);
+
+    std::fs::remove_file(cluster.dir.path().join("supervisors/c.toml")).expect("rm");
+    std::fs::remove_file(cluster.dir.path().join("supervisors/a.toml")).expect("rm");
+    let reload = client(&["reload", "--api", &api_s], &[]).await;
+    assert!(reload.status.success(), "{reload:?}");
+    assert!(text(&reload.stdout).contains("stopped: a"), "{reload:?}");
+    wait_for("a-svc is gone", PROCESS_DEADLINE, async || {
+        let list = services(api).await?;
+        if list.iter().any(|s| s["name"] == "a-svc") || process_alive(a) {
+            Err(format!("{list:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}

@@ -284,9 +284,14 @@ impl SupervisorState {
                     }
                 }
                 Decision::Restart {
-                    stop, start, after, ..
+                    stop,
+                    mut start,
+                    after,
+                    ..
                 } => {
                     self.stop(&stop).await;
+                    // Services an operator stopped stay stopped.
+                    start.retain(|i| self.slots.get(*i).is_some_and(|s| !s.held));
                     for &i in &start {
                         self.mark(i, ServiceState::Restarting);
                     }

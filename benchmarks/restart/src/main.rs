@@ -33,7 +33,10 @@ usage: restartbench [options]
   --gap MS             pause after a replacement appears before the next kill (default 1200;
                        keep it above 1000: runsv, s6-supervise and supervisord's startsecs=1
                        penalise a service that dies within 1 s of its start)
-  --poll-us US         pidfile polling interval (default 20)
+  --wait inotify|poll  how the harness notices the new pidfile (default inotify: sleeps in
+                       poll(2) on an inotify watch of the pidfile's directory, so it takes no
+                       CPU from the supervisor; poll: re-reads the pidfile every --poll-us)
+  --poll-us US         pidfile polling interval for --wait poll (default 20)
   --deadline-ms MS     a kill without a replacement by then counts as a failure (default 5000)
   --only LIST          comma-separated peers or configurations: nbwatch, supervisord,
                        supervisord-default, supervisord-tuned, runit, s6, s6-default, s6-ready
@@ -51,6 +54,7 @@ struct Opts {
     kills: usize,
     gap: Duration,
     poll: Duration,
+    inotify: bool,
     deadline: Duration,
     only: Option<Vec<String>>,
     nbwatch: Option<PathBuf>,
@@ -70,6 +74,7 @@ fn parse_args() -> Result<Opts> {
         kills: 200,
         gap: Duration::from_millis(1200),
         poll: Duration::from_micros(20),
+        inotify: true,
         deadline: Duration::from_millis(5000),
         only: None,
         nbwatch: None,
@@ -91,6 +96,13 @@ fn parse_args() -> Result<Opts> {
             "--kills" => o.kills = num(val()?)? as usize,
             "--gap" => o.gap = Duration::from_millis(num(val()?)?),
             "--poll-us" => o.poll = Duration::from_micros(num(val()?)?),
+            "--wait" => {
+                o.inotify = match val()?.as_str() {
+                    "inotify" => true,
+                    "poll" => false,
+                    w => return Err(format!("--wait {w}: inotify or poll")),
+                }
+            }
             "--deadline-ms" => o.deadline = Duration::from_millis(num(val()?)?),
             "--only" => o.only = Some(val()?.split(',').map(|s| s.trim().to_string()).collect()),
             "--nbwatch" => o.nbwatch = Some(val()?.into()),
@@ -254,6 +266,13 @@ fn pss_kb(pid: i32) -> Option<u64> {
     status_kb(pid, "smaps_rollup", "Pss:")
 }
 
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
 fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
 }
@@ -337,6 +356,13 @@ impl Drop for Supervisor {
                 if proc_stat(p.pid).map(|q| q.start == p.start).unwrap_or(false) {
                     unsafe { libc::kill(p.pid, libc::SIGKILL) };
                 }
+            }
+            // Wait until the tree is gone, so it cannot disturb the next configuration.
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until
+                && tree.iter().any(|p| proc_stat(p.pid).map(|q| q.start == p.start).unwrap_or(false) && !is_zombie(p.pid))
+            {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
         if self.keep {
@@ -537,6 +563,40 @@ fn wait_service(sup: &mut Supervisor, pidfile: &Path, old: Option<i32>, timeout:
     }
 }
 
+/// An inotify watch for renames into the pidfile's directory: the harness sleeps in poll(2)
+/// until the service's `mv` lands, instead of spinning next to the supervisor on 2 cores.
+struct Inotify(libc::c_int);
+
+impl Inotify {
+    fn new(dir: &Path) -> Result<Inotify> {
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if fd < 0 {
+            return Err(format!("inotify_init1: {}", std::io::Error::last_os_error()));
+        }
+        let me = Inotify(fd);
+        let c = std::ffi::CString::new(dir.to_str().ok_or("non-UTF-8 dir")?).map_err(|e| e.to_string())?;
+        if unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_MOVED_TO) } < 0 {
+            return Err(format!("inotify_add_watch: {}", std::io::Error::last_os_error()));
+        }
+        Ok(me)
+    }
+
+    /// Sleeps until an event or `timeout`, then drains the queue.
+    fn wait(&self, timeout: Duration) {
+        let mut pfd = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(1000) as libc::c_int;
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        let mut buf = [0u8; 4096];
+        while unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.0) };
+    }
+}
+
 struct Outcome {
     lat: Vec<Duration>,
     failures: usize,
@@ -552,10 +612,14 @@ fn measure(cfg: Config, bins: &Bins, o: &Opts) -> Result<Outcome> {
     let pidfile = sup.dir.join("victim.pid");
     let mut pid = wait_service(&mut sup, &pidfile, None, Duration::from_secs(20))?;
     let rss_before = vm_rss_kb(sup.pid());
+    let watch = if o.inotify { Some(Inotify::new(&sup.dir)?) } else { None };
     let mut lat = Vec::with_capacity(o.kills);
     let mut failures = 0;
     for i in 0..o.kills {
         std::thread::sleep(o.gap);
+        if let Some(w) = &watch {
+            w.wait(Duration::ZERO); // drop stale events
+        }
         if STOP.load(Ordering::SeqCst) {
             return Err("interrupted".into());
         }
@@ -581,7 +645,10 @@ fn measure(cfg: Config, bins: &Bins, o: &Opts) -> Result<Outcome> {
                 pid = wait_service(&mut sup, &pidfile, Some(old), Duration::from_secs(30))?;
                 break;
             }
-            std::thread::sleep(o.poll);
+            match &watch {
+                Some(w) => w.wait(o.deadline.saturating_sub(t0.elapsed())),
+                None => std::thread::sleep(o.poll),
+            }
         }
         if (i + 1) % 50 == 0 {
             eprintln!("  {}: {} kills", cfg.name(), i + 1);
@@ -751,10 +818,10 @@ fn main() {
     }
 
     println!(
-        "\nrestart latency: SIGKILL of the service until a new pid is in its pidfile and alive; {} kills per configuration, {} ms after each replacement appeared, pidfile polled every {} µs",
+        "\nrestart latency: SIGKILL of the service until a new pid is in its pidfile and alive; {} kills per configuration, {} ms after each replacement appeared; pidfile {}",
         o.kills,
         o.gap.as_millis(),
-        o.poll.as_micros()
+        if o.inotify { "re-read on each inotify IN_MOVED_TO of its directory".to_string() } else { format!("polled every {} µs", o.poll.as_micros()) }
     );
     let mut raw = String::new();
     let mut table = Vec::new();
@@ -783,7 +850,7 @@ fn main() {
                         kb(out.rss_after)
                     )
                 });
-                eprintln!("  RSS before {} after {}", kb(out.rss_before), kb(out.rss_after));
+                eprintln!("  RSS before {} after {}; load average now {}", kb(out.rss_before), kb(out.rss_after), sh("cut -d' ' -f1-3 /proc/loadavg"));
                 println!("{}", table.last().unwrap());
             }
             Err(e) => {
