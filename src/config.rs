@@ -102,6 +102,10 @@ pub struct ApiConfig {
 pub struct SupervisionConfig {
     /// Folder of tree files, already resolved (see the module doc).
     pub trees: PathBuf,
+    /// A service's log (`<data_dir>/logs/<name>.log`) is rotated when it would pass this size.
+    pub log_max_bytes: u32,
+    /// How many rotated logs (`.1` ... `.N`) are kept.
+    pub log_keep: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -237,6 +241,8 @@ impl Default for SupervisionConfig {
     fn default() -> Self {
         SupervisionConfig {
             trees: PathBuf::from(DEFAULT_TREES),
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 3,
         }
     }
 }

@@ -209,7 +209,11 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
     });
     let services = ServiceCtx {
         board: Board::new(clock, publish),
-        logs: Arc::new(LogSettings::new(config.node.data_dir.join("logs"))),
+        logs: Arc::new(LogSettings {
+            dir: config.node.data_dir.join("logs"),
+            max_bytes: u64::from(config.supervision.log_max_bytes),
+            keep: config.supervision.log_keep,
+        }),
         starts: Arc::default(),
     };
     let args = NodeArgs {

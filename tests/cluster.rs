@@ -410,3 +410,46 @@ async fn a_node_with_a_large_state_that_shuts_down_is_left_on_the_others() {
     .await;
     a.shutdown().await.expect("shutdown");
 }
+
+/// The gossiped state of a service of `node` as `other` sees it (`svc.<name>`).
+async fn service_seen(other: &NodeHandle, node: &str, service: &str) -> Option<Value> {
+    let views = other.members().await.ok()?;
+    let view = views.iter().find(|m| m.name.as_str() == node)?;
+    let value = view.kv.get(&format!("svc.{service}"))?;
+    serde_json::from_str(value).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nodes_service_states_reach_the_other_nodes_through_gossip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trees = dir.path().join("a-trees");
+    std::fs::create_dir_all(&trees).expect("trees");
+    std::fs::write(
+        trees.join("t.toml"),
+        "name = \"t\"\n[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    )
+    .expect("tree");
+    let mut with_tree = config("a", &dir, vec![]);
+    with_tree.supervision.trees = trees;
+    let a = start(with_tree).await;
+    let b = start(config("b", &dir, vec![a.gossip_addr()])).await;
+    wait_until("b sees app running on a", DEADLINE, || async {
+        service_seen(&b, "a", "app")
+            .await
+            .is_some_and(|v| v["state"] == "running" && v["tree"] == "t" && v["pid"].is_u64())
+    })
+    .await;
+    let stopped = a
+        .service_command("app", nbwatch::supervision::supervisor::Command::Stop)
+        .await
+        .expect("the node answers");
+    assert_eq!(stopped, Ok(()));
+    wait_until("b sees app stopped on a", DEADLINE, || async {
+        service_seen(&b, "a", "app")
+            .await
+            .is_some_and(|v| v["state"] == "stopped" && v["pid"].is_null())
+    })
+    .await;
+    a.shutdown().await.expect("shutdown");
+    b.shutdown().await.expect("shutdown");
+}

@@ -17,7 +17,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("metrics", &["interval"]),
     ("api", &["listen"]),
-    ("supervision", &["trees"]),
+    ("supervision", &["trees", "log_max_bytes", "log_keep"]),
     ("store", &["raw_retention", "rollup_retention", "backfill"]),
     (
         "alerts",

@@ -301,6 +301,15 @@ fn supervision(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> Supervi
     let default = || base.map_or(d.trees.clone(), |b| b.join(&d.trees));
     SupervisionConfig {
         trees: trees.unwrap_or_else(default),
+        log_max_bytes: read(
+            w,
+            s,
+            "supervision",
+            "log_max_bytes",
+            d.log_max_bytes,
+            Walker::u32,
+        ),
+        log_keep: read(w, s, "supervision", "log_keep", d.log_keep, Walker::u32),
     }
 }
 

@@ -539,3 +539,24 @@ fn the_sample_config_loads_cleanly() {
         sample.parent().expect("etc").join("supervisors")
     );
 }
+
+#[test]
+fn service_log_rotation_is_configurable_and_checked() {
+    let (_file, result) = load_text("", &[]);
+    let config = result.expect("loads");
+    assert_eq!(config.supervision.log_max_bytes, 10 * 1024 * 1024);
+    assert_eq!(config.supervision.log_keep, 3);
+    let (_file, result) = load_text("[supervision]\nlog_max_bytes = 4096\nlog_keep = 0\n", &[]);
+    let config = result.expect("loads");
+    assert_eq!(config.supervision.log_max_bytes, 4096);
+    assert_eq!(config.supervision.log_keep, 0);
+    let (_file, result) = load_text("[supervision]\nlog_keep = -1\n", &[]);
+    let errors = result.expect_err("negative");
+    assert!(
+        errors
+            .problems()
+            .iter()
+            .any(|p| p.key == "supervision.log_keep"),
+        "{errors:?}"
+    );
+}
