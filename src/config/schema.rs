@@ -15,7 +15,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "insecure",
         ],
     ),
-    ("metrics", &["interval"]),
+    ("metrics", &["interval", "probes"]),
     ("api", &["listen"]),
     ("supervision", &["trees"]),
     ("store", &["raw_retention", "rollup_retention", "backfill"]),
