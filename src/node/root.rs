@@ -14,7 +14,7 @@ use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
 use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
-use crate::probe::actor::{HostProbeActor, ProbeArgs};
+use crate::probe::actor::{HostProbeActor, ProbeArgs, host_probes};
 use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
@@ -280,6 +280,7 @@ impl NodeState {
                     interval: self.args.config.metrics.interval,
                     data_dir: self.args.config.node.data_dir.clone(),
                     priority: self.args.config.node.priority,
+                    plugins: host_probes(&self.args.config.metrics.probes),
                     directory: dir,
                 };
                 let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)

@@ -25,7 +25,9 @@ pub(super) async fn run(command: &[String], timeout: Duration) -> Outcome {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .process_group(0);
+        .process_group(0)
+        // If the probe's task is aborted mid-check, do not leave the plugin running.
+        .kill_on_drop(true);
     let mut tracked = match reaper::spawn(&mut cmd) {
         Ok(tracked) => tracked,
         Err(e) => return Outcome::new(Health::Unknown, format!("cannot run {program}: {e}")),
