@@ -14,7 +14,8 @@ use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
 use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
-use crate::probe::actor::{HostProbeActor, ProbeArgs, host_probes};
+use crate::probe::actor::{HostProbeActor, ProbeArgs};
+use crate::probe::plugins::HostProbeSpec;
 use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
@@ -70,6 +71,8 @@ pub(crate) struct NodeArgs {
     pub exit: ExitSlot,
     /// The trees the node started with (used again if the folder turns invalid later).
     pub trees: Vec<TreeSpec>,
+    /// The host probes, loaded once at start.
+    pub host_probes: Vec<HostProbeSpec>,
     pub services: ServiceCtx,
 }
 
@@ -280,7 +283,7 @@ impl NodeState {
                     interval: self.args.config.metrics.interval,
                     data_dir: self.args.config.node.data_dir.clone(),
                     priority: self.args.config.node.priority,
-                    plugins: host_probes(&self.args.config.metrics.probes),
+                    plugins: self.args.host_probes.clone(),
                     directory: dir,
                 };
                 let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)

@@ -16,7 +16,7 @@ use crate::node::directory::{AbortOnDrop, Directory};
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The key a node announces its election priority under.
@@ -129,21 +129,6 @@ impl Actor for HostProbeActor {
             }
         }
         Ok(())
-    }
-}
-
-/// The host probes defined in `dir`. A folder with problems runs none of them and logs every
-/// problem: `nbwatch check-config` reports them before a start, as it does for the config.
-pub fn host_probes(dir: &Path) -> Vec<HostProbeSpec> {
-    match plugins::load_host_probes(dir) {
-        Ok(specs) => specs,
-        Err(problems) => {
-            for problem in &problems {
-                tracing::error!(%problem, "host probe definition");
-            }
-            tracing::error!(dir = %dir.display(), "running no host probes");
-            Vec::new()
-        }
     }
 }
 
