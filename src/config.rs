@@ -11,8 +11,9 @@
 //!   separates section and key; keys are case-insensitive there). Others such as `NBWATCH_API`,
 //!   which client commands read, are ignored here. A list (`NBWATCH_GOSSIP__SEEDS`) is
 //!   comma-separated; an empty `advertise` or `key_file` means "not set".
-//! - Relative `supervision.trees` and `gossip.key_file` from the file (or the default `trees`
-//!   when a file was given) are relative to the file's folder, since they ship next to it;
+//! - Relative `supervision.trees`, `metrics.probes` and `gossip.key_file` from the file (or the
+//!   defaults `supervisors` and `probes` when a file was given) are relative to the file's
+//!   folder, since they ship next to it;
 //!   from the environment, or with no file, they are relative to the current directory.
 //!   `node.data_dir` is state, not part of the config, so it stays relative to the current
 //!   directory.
@@ -44,6 +45,8 @@ pub const DEFAULT_API_LISTEN: SocketAddr =
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/nbwatch";
 /// `supervision.trees` when not set (see the module doc for what it is relative to).
 pub const DEFAULT_TREES: &str = "supervisors";
+/// `metrics.probes` when not set (relative like `supervision.trees`).
+pub const DEFAULT_PROBES: &str = "probes";
 /// The label of problems that come from `NBWATCH_` variables.
 pub const ENVIRONMENT: &str = "environment";
 /// The label of problems that come from a built-in default (e.g. no host name).
@@ -89,8 +92,11 @@ pub struct GossipConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricsConfig {
-    /// How often this host announces its metrics; zero turns announcements off.
+    /// How often this host announces its metrics; zero turns announcements off, host probes
+    /// included.
     pub interval: Duration,
+    /// Folder of host probe definitions, already resolved (see the module doc).
+    pub probes: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -178,6 +184,7 @@ impl Config {
         config.gossip.listen = loopback_any_port;
         config.api.listen = loopback_any_port;
         config.supervision.trees = data_dir.join(DEFAULT_TREES);
+        config.metrics.probes = data_dir.join(DEFAULT_PROBES);
         config
     }
 }
@@ -218,6 +225,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             interval: Duration::from_secs(5),
+            probes: PathBuf::from(DEFAULT_PROBES),
         }
     }
 }

@@ -185,14 +185,22 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    // The supervision trees are part of the config: every problem of every tree, too.
-    match nbwatch::supervision::spec::load_trees(&config.supervision.trees) {
-        Ok(trees) => {
-            println!("ok: {label} ({} supervision trees)", trees.len());
+    // The supervision trees and host probes are part of the config: every problem of every
+    // file, too.
+    let trees = nbwatch::supervision::spec::load_trees(&config.supervision.trees);
+    let probes = nbwatch::probe::plugins::load_host_probes(&config.metrics.probes);
+    match (trees, probes) {
+        (Ok(trees), Ok(probes)) => {
+            println!(
+                "ok: {label} ({} supervision trees, {} host probes)",
+                trees.len(),
+                probes.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Err(problems) => {
-            print_problems(&problems);
+        (trees, probes) => {
+            print_problems(trees.as_ref().err().map_or(&[], Vec::as_slice));
+            print_problems(probes.as_ref().err().map_or(&[], Vec::as_slice));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -24,6 +24,7 @@ pub use root::{Child, RESTART_PERIOD, RESTARTS};
 use crate::config::Config;
 use crate::gossip::actor::{GossipMsg, GossipShared};
 use crate::gossip::{ClusterEvent, KvError, MemberView};
+use crate::probe::plugins::load_host_probes;
 use crate::supervision::logfile::LogSettings;
 use crate::supervision::manager::ManagerMsg;
 use crate::supervision::service::ServiceCtx;
@@ -74,6 +75,9 @@ pub enum NodeError {
     /// The supervision trees are invalid: every problem, one per line.
     #[error("invalid supervision trees:\n{0}")]
     Trees(String),
+    /// The host probe definitions are invalid: every problem, one per line.
+    #[error("invalid host probes:\n{0}")]
+    HostProbes(String),
     #[error(transparent)]
     Kv(#[from] KvError),
 }
@@ -190,15 +194,14 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         );
     }
     let name = config.node.name.clone();
-    let trees = load_trees(&config.supervision.trees).map_err(|problems| {
-        NodeError::Trees(
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let lines = |problems: Vec<crate::config::Problem>| {
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        lines.join("\n")
+    };
+    let trees = load_trees(&config.supervision.trees)
+        .map_err(|problems| NodeError::Trees(lines(problems)))?;
+    let host_probes = load_host_probes(&config.metrics.probes)
+        .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
     let directory = Directory::default();
     let shared = GossipShared::default();
     let exit = ExitSlot::default();
@@ -226,6 +229,7 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         shared: shared.clone(),
         exit: exit.clone(),
         trees,
+        host_probes,
         services,
         config,
     };

@@ -716,6 +716,64 @@ async fn check_config_also_names_the_file_and_key_of_every_problem_in_the_trees(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_also_names_the_file_and_key_of_every_problem_in_the_host_probes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let probes = dir.path().join("probes");
+    std::fs::create_dir(&probes).expect("mkdir");
+    std::fs::write(
+        probes.join("disk.toml"),
+        "command = [\"./check_nothing.sh\"]\ninterval = \"often\"\n",
+    )
+    .expect("write");
+    let config = dir.path().join("nbwatch.toml");
+    std::fs::write(&config, "[node]\nname = \"x\"\n").expect("write");
+    let config_path = config.to_string_lossy().into_owned();
+    let out = client(&["check-config", "--config", &config_path], &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for key in ["command", "interval"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("disk.toml") && l.contains(key)),
+            "no line naming disk.toml and {key}:\n{stderr}"
+        );
+    }
+
+    std::fs::write(probes.join("disk.toml"), "command = [\"true\"]\n").expect("write");
+    let out = client(&["check-config", "--config", &config_path], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("1 host probes"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sees_the_perfdata_of_another_nodes_host_probes() {
+    let mut cluster = Cluster::new();
+    // Every node's config is in the cluster's folder, so they share this probes folder.
+    let probes = cluster.dir.path().join("probes");
+    std::fs::create_dir(&probes).expect("mkdir");
+    std::fs::write(
+        probes.join("answer.toml"),
+        "command = [\"sh\", \"-c\", \"echo 'WARNING - odd | answer=42 ratio=0.5%'; exit 1\"]\n\
+         interval = \"1s\"\n",
+    )
+    .expect("write");
+    cluster.start_many(2).await;
+    let api = cluster.nodes[cluster.index("n1")].api;
+    let metrics = wait_for("n1 has n2's probe metrics", DEADLINE, async || {
+        let members = members(api).await?;
+        let m = entry(&members, "n2").map(|e| e["metrics"].clone());
+        match m {
+            Some(m) if m["answer.answer"].is_number() => Ok(m),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(metrics["answer.answer"], 42.0, "{metrics}");
+    assert_eq!(metrics["answer.ratio"], 0.5, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_with_a_live_nodes_name_exits_1_saying_the_name_is_taken() {
     let mut cluster = Cluster::new();
     let first = cluster.start("n1", Vec::new()).await;

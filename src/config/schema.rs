@@ -15,7 +15,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "insecure",
         ],
     ),
-    ("metrics", &["interval"]),
+    ("metrics", &["interval", "probes"]),
     ("api", &["listen"]),
     ("supervision", &["trees", "log_max_bytes", "log_keep"]),
     ("store", &["raw_retention", "rollup_retention", "backfill"]),

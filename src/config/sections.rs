@@ -107,7 +107,7 @@ pub(super) fn build(
     let name = node_name(&mut w, sections.value("node", "name"), host_name);
     let node = node(&mut w, &sections);
     let gossip = gossip(&mut w, &sections, base.as_deref());
-    let metrics = metrics(&mut w, &sections);
+    let metrics = metrics(&mut w, &sections, base.as_deref());
     let api = api(&mut w, &sections);
     let supervision = supervision(&mut w, &sections, base.as_deref());
     let store = store(&mut w, &sections);
@@ -275,10 +275,11 @@ fn beside_file(path: PathBuf, v: &Value, base: Option<&Path>) -> PathBuf {
     }
 }
 
-fn metrics(w: &mut Walker, s: &Sections<'_>) -> MetricsConfig {
+fn metrics(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> MetricsConfig {
     let d = MetricsConfig::default();
     MetricsConfig {
         interval: read(w, s, "metrics", "interval", d.interval, Walker::duration),
+        probes: folder(w, s, ("metrics", "probes"), &d.probes, base),
     }
 }
 
@@ -291,16 +292,8 @@ fn api(w: &mut Walker, s: &Sections<'_>) -> ApiConfig {
 
 fn supervision(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> SupervisionConfig {
     let d = SupervisionConfig::default();
-    let trees = match s.value("supervision", "trees") {
-        Some(v) => w
-            .path(v, "supervision.trees")
-            .map(|p| beside_file(p, v, base)),
-        None => None,
-    };
-    // The default is also relative to the file's folder when there is a file.
-    let default = || base.map_or(d.trees.clone(), |b| b.join(&d.trees));
     SupervisionConfig {
-        trees: trees.unwrap_or_else(default),
+        trees: folder(w, s, ("supervision", "trees"), &d.trees, base),
         log_max_bytes: read(
             w,
             s,
@@ -311,6 +304,24 @@ fn supervision(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> Supervi
         ),
         log_keep: read(w, s, "supervision", "log_keep", d.log_keep, Walker::u32),
     }
+}
+
+/// A folder that ships next to the config file (trees, probes): a relative path from the
+/// file, and the default when there is a file, are relative to the file's folder.
+fn folder(
+    w: &mut Walker,
+    s: &Sections<'_>,
+    (section, key): (&str, &str),
+    default: &Path,
+    base: Option<&Path>,
+) -> PathBuf {
+    let set = match s.value(section, key) {
+        Some(v) => w
+            .path(v, &format!("{section}.{key}"))
+            .map(|p| beside_file(p, v, base)),
+        None => None,
+    };
+    set.unwrap_or_else(|| base.map_or(default.to_path_buf(), |b| b.join(default)))
 }
 
 fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {

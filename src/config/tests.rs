@@ -54,6 +54,7 @@ fn defaults_apply_with_no_file_and_no_environment() {
     assert!(config.metrics.announces());
     assert_eq!(config.api.listen, addr("127.0.0.1:7711"));
     assert_eq!(config.supervision.trees, Path::new("supervisors"));
+    assert_eq!(config.metrics.probes, Path::new("probes"));
     assert_eq!(config.store.raw_retention, Duration::from_secs(7 * 86400));
     assert_eq!(
         config.store.rollup_retention,
@@ -488,6 +489,43 @@ fn trees_are_relative_to_the_config_file_folder() {
 }
 
 #[test]
+fn host_probes_are_relative_to_the_config_file_folder() {
+    let (file, result) = load_text("[node]\nname = \"a\"\n", &[]);
+    let folder = file.path().parent().expect("folder");
+    assert_eq!(result.expect("loads").metrics.probes, folder.join("probes"));
+
+    let (file, result) = load_text("[metrics]\nprobes = \"checks\"\n", &[]);
+    let folder = file.path().parent().expect("folder");
+    assert_eq!(result.expect("loads").metrics.probes, folder.join("checks"));
+
+    let (_file, result) = load_text("[metrics]\nprobes = \"/etc/nbwatch/probes\"\n", &[]);
+    assert_eq!(
+        result.expect("loads").metrics.probes,
+        Path::new("/etc/nbwatch/probes")
+    );
+
+    let (_file, result) = load_text("", &[("NBWATCH_METRICS__PROBES", "from-env")]);
+    assert_eq!(result.expect("loads").metrics.probes, Path::new("from-env"));
+}
+
+#[test]
+fn a_bad_or_misspelt_probes_key_is_a_problem() {
+    let (_file, result) = load_text("[metrics]\nprobes = 3\n", &[]);
+    let problems = result.expect_err("a number is not a folder").0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "metrics.probes");
+
+    let (_file, result) = load_text("[metrics]\nprobe = \"x\"\n", &[]);
+    let problems = result.expect_err("unknown key").0;
+    assert_eq!(problems[0].kind, ProblemKind::UnknownKey);
+    assert!(
+        problems[0].message.contains("did you mean \"probes\""),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
 fn advertise_is_derived_from_the_bound_address() {
     let mut gossip = GossipConfig::default();
     assert_eq!(
@@ -519,6 +557,7 @@ fn defaults_for_test_listen_on_loopback_port_zero() {
     assert_eq!(config.api.listen, addr("127.0.0.1:0"));
     assert!(config.gossip.seeds.is_empty());
     assert!(config.supervision.trees.starts_with(dir.path()));
+    assert!(config.metrics.probes.starts_with(dir.path()));
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
 use crate::probe::actor::{HostProbeActor, ProbeArgs};
+use crate::probe::plugins::HostProbeSpec;
 use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
@@ -70,6 +71,8 @@ pub(crate) struct NodeArgs {
     pub exit: ExitSlot,
     /// The trees the node started with (used again if the folder turns invalid later).
     pub trees: Vec<TreeSpec>,
+    /// The host probes, loaded once at start.
+    pub host_probes: Vec<HostProbeSpec>,
     pub services: ServiceCtx,
 }
 
@@ -280,6 +283,7 @@ impl NodeState {
                     interval: self.args.config.metrics.interval,
                     data_dir: self.args.config.node.data_dir.clone(),
                     priority: self.args.config.node.priority,
+                    plugins: self.args.host_probes.clone(),
                     directory: dir,
                 };
                 let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)

@@ -4,10 +4,17 @@
 //!
 //! It also announces `node.priority` once at start: the leader is the live member with the
 //! lowest `(priority, name)`, and every node must see everyone's priority to agree on it.
+//!
+//! Host probes (plugins, see [`super::plugins`]) each run on a task of their own, every
+//! `interval` of their own, so a slow plugin delays neither the others nor the metrics; the
+//! task hands the outcome to the actor, which announces it as `probe.<name>`.
 
 use super::metrics::Sampler;
+use super::plugins::{self, HostProbeSpec};
 use crate::gossip::actor::GossipMsg;
 use crate::node::directory::{AbortOnDrop, Directory};
+use crate::supervision::health::{self, Outcome};
+use crate::supervision::spec::ProbeTarget;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,13 +26,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub enum ProbeMsg {
     Sample,
+    /// A host probe finished: announce `outcome` under `key`.
+    Probed {
+        key: String,
+        outcome: Outcome,
+    },
 }
 
 pub struct ProbeArgs {
-    /// Zero: announce no metrics (the priority is still announced).
+    /// Zero: announce no metrics and run no host probes (the priority is still announced).
     pub interval: Duration,
     pub data_dir: PathBuf,
     pub priority: i64,
+    /// Host probes to run, each on its own interval.
+    pub plugins: Vec<HostProbeSpec>,
     pub directory: Directory,
 }
 
@@ -33,6 +47,7 @@ pub struct ProbeState {
     sampler: Option<Sampler>,
     directory: Directory,
     _ticker: Option<AbortOnDrop<()>>,
+    _plugins: Vec<AbortOnDrop<()>>,
 }
 
 pub struct HostProbeActor;
@@ -71,10 +86,19 @@ impl Actor for HostProbeActor {
                 }
             }))
         });
+        let plugins = if args.interval.is_zero() {
+            Vec::new()
+        } else {
+            args.plugins
+                .into_iter()
+                .map(|spec| AbortOnDrop(tokio::spawn(run_plugin(spec, myself.clone()))))
+                .collect()
+        };
         let state = ProbeState {
             sampler,
             directory: args.directory,
             _ticker: ticker,
+            _plugins: plugins,
         };
         state.write(PRIORITY_KEY, args.priority.to_string()).await;
         Ok(state)
@@ -96,8 +120,32 @@ impl Actor for HostProbeActor {
                     state.write(&key, value).await;
                 }
             }
+            ProbeMsg::Probed { key, outcome } => {
+                if outcome.health != health::Health::Ok {
+                    tracing::debug!(%key, health = outcome.health.as_str(), message = %outcome.message, "host probe");
+                }
+                let value = plugins::announcement(&key, &outcome);
+                state.write(&key, value).await;
+            }
         }
         Ok(())
+    }
+}
+
+/// Runs one host probe every `spec.interval` (the first time at once) until the actor is gone
+/// or the task is aborted. A run that overstays the interval delays the next one.
+async fn run_plugin(spec: HostProbeSpec, actor: ActorRef<ProbeMsg>) {
+    let key = spec.key();
+    let target = ProbeTarget::Exec(spec.command);
+    let mut interval = tokio::time::interval(spec.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let outcome = health::check(&target, spec.timeout).await;
+        let key = key.clone();
+        if actor.cast(ProbeMsg::Probed { key, outcome }).is_err() {
+            return;
+        }
     }
 }
 

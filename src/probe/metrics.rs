@@ -12,6 +12,7 @@
 //! is computed as `df` does (reserved blocks count as neither used nor available), so it matches
 //! what an operator sees when checking by hand.
 
+use super::plugins;
 use crate::types::Time;
 use serde_json::{Map, Number, Value};
 use std::path::{Path, PathBuf};
@@ -204,8 +205,9 @@ impl HostMetrics {
 }
 
 /// The `metrics` object of `members --json` from a node's gossip keys: each metric of the
-/// packed sample as a JSON number, plus `uptime_s` derived from the boot time and `now`. Other
-/// keys, and values that do not parse, are left out.
+/// packed sample as a JSON number, plus `uptime_s` derived from the boot time and `now`, plus
+/// `<probe>.<label>` for each perfdata item of a host probe (`probe.<probe>` keys, see
+/// [`plugins`]). Other keys, and values that do not parse, are left out.
 pub fn metrics_from_kv<'a>(
     kv: impl Iterator<Item = (&'a str, &'a str)>,
     now: Time,
@@ -223,6 +225,8 @@ pub fn metrics_from_kv<'a>(
                     out.insert(name.to_string(), Value::Number(n));
                 }
             }
+        } else if let Some(probe) = key.strip_prefix(plugins::PROBE_PREFIX) {
+            plugins::add_metrics(probe, value, &mut out);
         }
     }
     out

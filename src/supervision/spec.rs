@@ -517,7 +517,17 @@ impl Walker<'_> {
         self.unknown_keys(t, prefix, keys);
         let target = match self.string(t, prefix, "type").as_deref() {
             Some("tcp") => ProbeTarget::Tcp(self.required(t, prefix, "target")?),
-            Some("http") => ProbeTarget::Http(self.required(t, prefix, "url")?),
+            Some("http") => {
+                let url = self.required(t, prefix, "url")?;
+                if !super::health::is_probeable_url(&url) {
+                    let msg = format!(
+                        "cannot probe \"{url}\": expected an http://host[:port][/path] url (https is not supported)"
+                    );
+                    self.report(&join(prefix, "url"), ProblemKind::BadValue, msg);
+                    return None;
+                }
+                ProbeTarget::Http(url)
+            }
             Some("exec") => ProbeTarget::Exec(self.command(t, prefix, "command")?),
             Some(other) => {
                 let msg = format!("unknown probe type \"{other}\"; expected tcp, http or exec");

@@ -109,6 +109,32 @@ type = "smoke"
 }
 
 #[test]
+fn an_http_probe_needs_an_http_url() {
+    let tree = |url: &str| {
+        format!(
+            "name = \"t\"\n[[children]]\nname = \"web\"\ncommand = [\"httpd\"]\n\
+             [[children.probes]]\ntype = \"http\"\nurl = \"{url}\"\n"
+        )
+    };
+    let (spec, problems) = parse(&tree("http://127.0.0.1:8080/health"));
+    assert!(problems.is_empty(), "{problems:?}");
+    let root = spec.expect("tree").root;
+    let ChildSpec::Service(web) = &root.children[0] else {
+        panic!("{:?}", root.children[0])
+    };
+    assert_eq!(
+        web.probes[0].target,
+        ProbeTarget::Http("http://127.0.0.1:8080/health".into())
+    );
+    for url in ["https://example.org/", "example.org:80", "http://h:port/"] {
+        let (spec, problems) = parse(&tree(url));
+        assert!(spec.is_none(), "{url}");
+        assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+        assert_eq!(problems[0].key, "children[0].probes[0].url", "{url}");
+    }
+}
+
+#[test]
 fn a_toml_syntax_error_is_reported_for_the_whole_file() {
     let (tree, problems) = parse("name = \"tv\"\n[[children]\n");
     assert!(tree.is_none());

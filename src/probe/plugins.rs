@@ -1,0 +1,300 @@
+//! Host probes: Nagios plugins this host runs on a schedule, whose results every other host
+//! sees. One file per probe in the `metrics.probes` folder, parsed once into typed specs with
+//! every problem named by file and key, like supervision trees:
+//!
+//! ```toml
+//! name = "disk_root"                      # default: the file name without .toml
+//! command = ["check_disk.sh", "/", "20", "10"]
+//! interval = "60s"
+//! timeout = "10s"
+//! ```
+//!
+//! A probe's result is announced through gossip as `probe.<name>` = `"<health> <label>=<value>
+//! ..."`: the health and the perfdata, nothing else. The message stays local because it
+//! often carries a changing number ("42.3% free") that would cost a gossip round per change
+//! and tells other hosts nothing the perfdata does not. The value is cut, item by item, to
+//! fit one gossip entry.
+
+use super::metrics::format_trimmed;
+use crate::config::{Problem, ProblemKind};
+use crate::gossip::core::MAX_ENTRY_LEN;
+use crate::supervision::health::Outcome;
+use serde_json::{Map, Number, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// Gossip key prefix of host probe results.
+pub const PROBE_PREFIX: &str = "probe.";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest perfdata label announced; longer ones are cut.
+const MAX_LABEL: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostProbeSpec {
+    /// The definition file.
+    pub file: PathBuf,
+    /// Letters, digits, `_` and `-`; unique on the node.
+    pub name: String,
+    /// Never empty; the program is resolved (see [`load_host_probes`]).
+    pub command: Vec<String>,
+    /// More than zero.
+    pub interval: Duration,
+    /// More than zero.
+    pub timeout: Duration,
+}
+
+impl HostProbeSpec {
+    /// The gossip key this probe's results are announced under.
+    pub fn key(&self) -> String {
+        format!("{PROBE_PREFIX}{}", self.name)
+    }
+}
+
+const KEYS: &[&str] = &["name", "command", "interval", "timeout"];
+
+/// Loads every `*.toml` file of `dir` (sorted by name); a missing folder means no probes.
+///
+/// The program (first element of `command`) is resolved against `dir` when it is a relative
+/// path (`./check_x`, `lib/check_x`), or a bare name of a file that exists in `dir`
+/// (`check_disk.sh`); another bare name (`sh`) is looked up on `PATH` when the probe runs. A
+/// program given as a path must exist.
+pub fn load_host_probes(dir: &Path) -> Result<Vec<HostProbeSpec>, Vec<Problem>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            let msg = format!("cannot read the host probes folder: {e}");
+            return Err(vec![problem(dir, "", ProblemKind::Unreadable, msg)]);
+        }
+    };
+    files.sort();
+    let mut problems = Vec::new();
+    let mut specs: Vec<HostProbeSpec> = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                let msg = format!("cannot read: {e}");
+                problems.push(problem(&file, "", ProblemKind::Unreadable, msg));
+                continue;
+            }
+        };
+        let Some(spec) = parse_host_probe(&file, &text, dir, &mut problems) else {
+            continue;
+        };
+        if let Some(first) = specs.iter().find(|s| s.name == spec.name) {
+            let msg = format!(
+                "host probe \"{}\" is already defined in {}; names are unique on a node",
+                spec.name,
+                first.file.display()
+            );
+            problems.push(problem(&file, "name", ProblemKind::BadValue, msg));
+            continue;
+        }
+        specs.push(spec);
+    }
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses one definition file of the folder `dir`; problems go to `problems`.
+pub fn parse_host_probe(
+    file: &Path,
+    text: &str,
+    dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<HostProbeSpec> {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("TOML syntax error: {}", e.message());
+            problems.push(problem(file, "", ProblemKind::Syntax, msg));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut report = |key: &str, kind, msg: String| problems.push(problem(file, key, kind, msg));
+    for key in table.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            let msg = format!("unknown key; expected one of {}", KEYS.join(", "));
+            report(key, ProblemKind::UnknownKey, msg);
+        }
+    }
+    let name = match table.get("name") {
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(_) => {
+            report("name", ProblemKind::WrongType, "expected a string".into());
+            "-".to_string()
+        }
+    };
+    let usable = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(usable) {
+        let msg = format!(
+            "\"{name}\" is not a usable name: 1 to 64 letters, digits, '_' or '-' (it names the \
+             gossip key probe.<name>; without a name key, the file name is used)"
+        );
+        report("name", ProblemKind::BadValue, msg);
+    }
+    let command = command(table.get("command"), dir, &mut report);
+    let mut duration = |key: &str, default: Duration| match table.get(key) {
+        None => default,
+        Some(toml::Value::String(s)) => match humantime::parse_duration(s.trim()) {
+            Ok(d) if d.is_zero() => {
+                report(key, ProblemKind::BadValue, "must be more than zero".into());
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                let msg = format!(
+                    "bad duration \"{s}\" ({e}); expected a number and a unit, like \"10s\" or \"5m\""
+                );
+                report(key, ProblemKind::BadDuration, msg);
+                default
+            }
+        },
+        Some(_) => {
+            let msg = "expected a duration string, like \"60s\"".to_string();
+            report(key, ProblemKind::WrongType, msg);
+            default
+        }
+    };
+    let interval = duration("interval", DEFAULT_INTERVAL);
+    let timeout = duration("timeout", DEFAULT_TIMEOUT);
+    if problems.len() > before {
+        return None;
+    }
+    Some(HostProbeSpec {
+        file: file.to_path_buf(),
+        name,
+        command: command?,
+        interval,
+        timeout,
+    })
+}
+
+/// The command with its program resolved against `dir` (see [`load_host_probes`]).
+fn command(
+    value: Option<&toml::Value>,
+    dir: &Path,
+    report: &mut impl FnMut(&str, ProblemKind, String),
+) -> Option<Vec<String>> {
+    let expected = "expected an array of strings, like [\"check_disk.sh\", \"/\", \"20\", \"10\"]";
+    let Some(value) = value else {
+        report(
+            "command",
+            ProblemKind::MissingKey,
+            format!("missing: {expected}"),
+        );
+        return None;
+    };
+    let words: Option<Vec<String>> = value.as_array().and_then(|items| {
+        items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned))
+            .collect()
+    });
+    let Some(mut words) = words else {
+        report("command", ProblemKind::WrongType, expected.to_string());
+        return None;
+    };
+    let Some(program) = words.first().filter(|p| !p.trim().is_empty()) else {
+        report(
+            "command",
+            ProblemKind::EmptyCommand,
+            "the command is empty".into(),
+        );
+        return None;
+    };
+    let program = Path::new(program);
+    let resolved = if program.is_absolute() {
+        program.to_path_buf()
+    } else if program.components().count() > 1 || dir.join(program).is_file() {
+        dir.join(program)
+    } else {
+        // A bare name not in the folder: found on PATH when the probe runs.
+        return Some(words);
+    };
+    if !resolved.is_file() {
+        let msg = format!("no such program: {}", resolved.display());
+        report("command", ProblemKind::BadValue, msg);
+        return None;
+    }
+    words[0] = resolved.display().to_string();
+    Some(words)
+}
+
+fn problem(file: &Path, key: &str, kind: ProblemKind, message: String) -> Problem {
+    Problem {
+        file: file.display().to_string(),
+        key: key.to_string(),
+        kind,
+        message,
+    }
+}
+
+/// The gossip value announcing `outcome` under `key`: `"<health> <label>=<value> ..."`, values
+/// with at most 3 decimals, labels without spaces or `=` (replaced by `_`) and cut to 64
+/// bytes. Items that would make key and value exceed one gossip entry are left out.
+pub fn announcement(key: &str, outcome: &Outcome) -> String {
+    let budget = MAX_ENTRY_LEN.saturating_sub(key.len());
+    let mut value = outcome.health.as_str().to_string();
+    for perf in &outcome.perfdata {
+        let mut label: String = perf
+            .label
+            .chars()
+            .map(|c| {
+                if c.is_whitespace() || c == '=' {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if label.len() > MAX_LABEL {
+            let mut cut = MAX_LABEL;
+            while !label.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            label.truncate(cut);
+        }
+        let item = format!(" {label}={}", format_trimmed(perf.value, 3));
+        if value.len() + item.len() <= budget {
+            value.push_str(&item);
+        }
+    }
+    value
+}
+
+/// Adds the perfdata of one `probe.<name>` announcement to a `metrics` object, as
+/// `"<name>.<label>": value`. Items that do not parse are skipped.
+pub fn add_metrics(name: &str, value: &str, out: &mut Map<String, Value>) {
+    if name.is_empty() {
+        return;
+    }
+    // The first word is the health.
+    for item in value.split_whitespace().skip(1) {
+        let Some((label, number)) = item.split_once('=') else {
+            continue;
+        };
+        if label.is_empty() {
+            continue;
+        }
+        if let Some(n) = number.parse::<f64>().ok().and_then(Number::from_f64) {
+            out.insert(format!("{name}.{label}"), Value::Number(n));
+        }
+    }
+}
