@@ -495,3 +495,80 @@ async fn reload_applies_only_the_difference() {
         wait_gone(pid).await;
     }
 }
+
+#[tokio::test]
+async fn a_failing_health_probe_restarts_its_service_and_health_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("healthy");
+    std::fs::write(&flag, "").expect("flag");
+    let tree = format!(
+        "name = \"probed\"\n[[children]]\nname = \"watched\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+         [[children.probes]]\ntype = \"exec\"\ninterval = \"100ms\"\ntimeout = \"1s\"\nfailures = 2\n\
+         command = [\"/bin/sh\", \"-c\", \"test -e {} && echo OK || {{ echo 'CRITICAL - flag gone'; exit 2; }}\"]\n",
+        flag.display()
+    );
+    write_tree(dir.path(), "probed", &tree);
+    let h = Harness::start_in(dir).await;
+    let first = h.running(&["watched"]).await[0];
+    h.wait_until("the probe says ok", |l| l.iter().any(|s| s.health == "ok"))
+        .await;
+    std::fs::remove_file(&flag).expect("rm flag");
+    h.wait_until("it was restarted", |l| {
+        l.iter()
+            .any(|s| s.restarts >= 1 && s.pid.is_some() && s.pid != Some(first))
+    })
+    .await;
+    wait_gone(first).await;
+    let s = h.status("watched").await;
+    let why = s.last_exit.unwrap_or_default();
+    assert!(
+        why.contains("health probe failed 2 times") && why.contains("flag gone"),
+        "{why}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_readiness_probe_holds_back_the_next_sibling_and_a_service_never_ready_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let seen = dir.path().join("seen");
+    let tree = format!(
+        "name = \"ordered\"\n\
+         [[children]]\nname = \"slow\"\n\
+         command = [\"/bin/sh\", \"-c\", \"sleep 0.5; touch {r}; exec sleep 1000\"]\n\
+         [children.ready]\ntype = \"exec\"\ninterval = \"50ms\"\ntimeout = \"1s\"\ndeadline = \"10s\"\n\
+         command = [\"/bin/sh\", \"-c\", \"test -e {r}\"]\n\
+         [[children]]\nname = \"after\"\n\
+         command = [\"/bin/sh\", \"-c\", \"if test -e {r}; then echo ready > {s}; else echo early > {s}; fi; exec sleep 1000\"]\n",
+        r = ready.display(),
+        s = seen.display()
+    );
+    write_tree(dir.path(), "ordered", &tree);
+    let never = "name = \"never\"\nintensity = 1\n\
+         [[children]]\nname = \"unready\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+         [children.ready]\ntype = \"tcp\"\ntarget = \"127.0.0.1:1\"\ninterval = \"50ms\"\ntimeout = \"100ms\"\ndeadline = \"300ms\"\n";
+    write_tree(dir.path(), "never", never);
+    let h = Harness::start_in(dir).await;
+    h.running(&["slow", "after"]).await;
+    let wait_seen = Instant::now() + DEADLINE;
+    while std::fs::read_to_string(&seen)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < wait_seen, "after never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("seen").trim(),
+        "ready"
+    );
+    h.wait_until("the never-ready tree failed", |l| {
+        l.iter()
+            .any(|s| s.name == "unready" && s.state == ServiceState::Failed)
+    })
+    .await;
+    let why = h.status("unready").await.last_exit.unwrap_or_default();
+    assert!(why.contains("not ready within 300ms"), "{why}");
+    h.stop().await;
+}

@@ -573,10 +573,13 @@ fn the_sample_config_loads_cleanly() {
     assert_eq!(config.api.listen, addr("127.0.0.1:7711"));
     assert!(config.gossip.seeds.is_empty());
     assert!(config.alerts.sinks.is_empty());
+    // The sample runs the quick-start tree and the shipped host probes.
+    let etc = sample.parent().expect("etc");
     assert_eq!(
         config.supervision.trees,
-        sample.parent().expect("etc").join("supervisors")
+        etc.join("../supervisors/quickstart")
     );
+    assert_eq!(config.metrics.probes, etc.join("../probes"));
 }
 
 #[test]

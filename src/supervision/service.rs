@@ -9,10 +9,11 @@
 //! If the actor is killed outright (its supervisor died), the task's stop channel closes and
 //! the task drops the process, which kills it.
 
+use super::health::{Health, Outcome, Tracker, Verdict, check};
 use super::logfile::LogSettings;
 use super::policy::Exit;
 use super::process::{ServiceProcess, describe_exit, exit_kind};
-use super::spec::{ServiceSpec, Shutdown};
+use super::spec::{ProbeSpec, ReadySpec, ServiceSpec, Shutdown};
 use super::status::{Board, ServiceEventKind, ServiceState};
 use crate::node::directory::AbortOnDrop;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -49,6 +50,8 @@ pub struct ServiceArgs {
 pub enum ServiceMsg {
     /// The process exited by itself.
     Exited(Result<ExitStatus, String>),
+    /// Health probe `n` of the spec has an outcome.
+    Probed(usize, Outcome),
 }
 
 type StopRequest = (Shutdown, oneshot::Sender<Result<ExitStatus, String>>);
@@ -60,6 +63,10 @@ pub struct ServiceActorState {
     /// Present while the process runs: ask its task to stop it.
     stop: Option<oneshot::Sender<StopRequest>>,
     _task: AbortOnDrop<()>,
+    /// One tracker and one latest health per health probe, and the tasks that run them.
+    trackers: Vec<Tracker>,
+    health: Vec<Health>,
+    _probes: Vec<AbortOnDrop<()>>,
 }
 
 /// The stop reason of a service actor whose process exited normally (status 0).
@@ -94,7 +101,7 @@ impl Actor for ServiceActor {
         let board = ctx.board.clone();
         let name = spec.name.clone();
         board.set_state(&name, &tree, ServiceState::Starting);
-        let process = match ServiceProcess::spawn(&spec, &ctx.logs, &ctx.instance(&name)) {
+        let mut process = match ServiceProcess::spawn(&spec, &ctx.logs, &ctx.instance(&name)) {
             Ok(p) => p,
             Err(e) => {
                 let why = error_chain(&e);
@@ -107,9 +114,28 @@ impl Actor for ServiceActor {
             }
         };
         let pid = process.pid().unwrap_or(0);
+        if let Some(ready) = &spec.ready {
+            board.update(&name, &tree, |s| s.pid = Some(pid));
+            if let Err(why) = wait_ready(&mut process, ready).await {
+                process.stop(&spec.shutdown).await.ok();
+                board.update(&name, &tree, |s| {
+                    s.state = ServiceState::Stopped;
+                    s.pid = None;
+                    s.last_exit = Some(why.clone());
+                });
+                return Err(why.into());
+            }
+        }
+        // Without probes, a running process is all there is to know: ok.
+        let health = if spec.probes.is_empty() {
+            Health::Ok
+        } else {
+            Health::Unknown
+        };
         board.update(&name, &tree, |s| {
             s.state = ServiceState::Running;
             s.pid = Some(pid);
+            s.health = health.as_str().to_string();
             if restart {
                 s.restarts += 1;
             }
@@ -122,13 +148,28 @@ impl Actor for ServiceActor {
         };
         board.event(&name, &tree, kind);
         let (stop_tx, stop_rx) = oneshot::channel::<StopRequest>();
+        let probes = spec
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(n, probe)| {
+                AbortOnDrop(tokio::spawn(run_probe(n, probe.clone(), myself.clone())))
+            })
+            .collect();
         let task = tokio::spawn(own(process, stop_rx, myself));
         Ok(ServiceActorState {
+            trackers: spec
+                .probes
+                .iter()
+                .map(|p| Tracker::new(p.failures))
+                .collect(),
+            health: vec![Health::Unknown; spec.probes.len()],
             spec,
             tree,
             ctx,
             stop: Some(stop_tx),
             _task: AbortOnDrop(task),
+            _probes: probes,
         })
     }
 
@@ -163,6 +204,48 @@ impl Actor for ServiceActor {
                 };
                 myself.stop(Some(reason));
             }
+            ServiceMsg::Probed(n, outcome) => {
+                if state.stop.is_none() {
+                    return Ok(());
+                }
+                let Some(tracker) = state.trackers.get_mut(n) else {
+                    return Ok(());
+                };
+                let verdict = tracker.observe(&outcome);
+                state.health[n] = outcome.health;
+                let worst = worst(&state.health);
+                let name = &state.spec.name;
+                state.ctx.board.update(name, &state.tree, |s| {
+                    s.health = worst.as_str().to_string();
+                });
+                if outcome.health != Health::Ok {
+                    tracing::warn!(service = %name, probe = n, health = outcome.health.as_str(),
+                        message = %outcome.message, "health probe");
+                }
+                if verdict == Verdict::Restart {
+                    let failures = state.spec.probes[n].failures;
+                    let why = format!(
+                        "health probe failed {failures} times in a row: {}",
+                        outcome.message
+                    );
+                    tracing::error!(service = %name, "{why}; restarting it through its tree");
+                    if let Some(stop) = state.stop.take() {
+                        stop_process(stop, &state.spec.shutdown).await;
+                    }
+                    let board = &state.ctx.board;
+                    board.update(name, &state.tree, |s| {
+                        s.state = ServiceState::Stopped;
+                        s.pid = None;
+                        s.last_exit = Some(why.clone());
+                    });
+                    board.event(
+                        name,
+                        &state.tree,
+                        ServiceEventKind::Exited { how: why.clone() },
+                    );
+                    myself.stop(Some(why));
+                }
+            }
         }
         Ok(())
     }
@@ -178,13 +261,7 @@ impl Actor for ServiceActor {
         let board = &state.ctx.board;
         let name = &state.spec.name;
         board.set_state(name, &state.tree, ServiceState::Stopping);
-        let (done_tx, done_rx) = oneshot::channel();
-        if stop.send((state.spec.shutdown.clone(), done_tx)).is_ok() {
-            let how = match done_rx.await {
-                Ok(Ok(status)) => describe_exit(status),
-                Ok(Err(e)) => e,
-                Err(_) => "lost".to_string(),
-            };
+        if let Some(how) = stop_process(stop, &state.spec.shutdown).await {
             board.update(name, &state.tree, |s| {
                 s.state = ServiceState::Stopped;
                 s.pid = None;
@@ -215,6 +292,76 @@ async fn own(
                 let result = process.stop(&shutdown).await.map_err(|e| e.to_string());
                 let _ = done.send(result);
             }
+        }
+    }
+}
+
+/// Asks the owning task to stop the process by `shutdown`; returns how it ended (`None` if the
+/// task was already gone).
+async fn stop_process(stop: oneshot::Sender<StopRequest>, shutdown: &Shutdown) -> Option<String> {
+    let (done_tx, done_rx) = oneshot::channel();
+    stop.send((shutdown.clone(), done_tx)).ok()?;
+    Some(match done_rx.await {
+        Ok(Ok(status)) => describe_exit(status),
+        Ok(Err(e)) => e,
+        Err(_) => "lost".to_string(),
+    })
+}
+
+/// Runs health probe `n` every interval (the first one interval after the start) and tells the
+/// actor each outcome.
+async fn run_probe(n: usize, probe: ProbeSpec, actor: ActorRef<ServiceMsg>) {
+    loop {
+        tokio::time::sleep(probe.interval).await;
+        let outcome = check(&probe.target, probe.timeout).await;
+        if actor.cast(ServiceMsg::Probed(n, outcome)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The service's health is its worst probe's: critical, then warning, then unknown, then ok.
+fn worst(health: &[Health]) -> Health {
+    let rank = |h: &Health| match h {
+        Health::Critical => 3,
+        Health::Warning => 2,
+        Health::Unknown => 1,
+        Health::Ok => 0,
+    };
+    health
+        .iter()
+        .copied()
+        .max_by_key(rank)
+        .unwrap_or(Health::Ok)
+}
+
+/// Holds the start back until the readiness probe says ok. Fails if the process exits first
+/// or the deadline passes.
+async fn wait_ready(process: &mut ServiceProcess, ready: &ReadySpec) -> Result<(), String> {
+    let probe = &ready.probe;
+    let mut last = String::from("no check has finished");
+    let checks = async {
+        loop {
+            let outcome = check(&probe.target, probe.timeout).await;
+            if outcome.health == Health::Ok {
+                return;
+            }
+            last = format!("{}: {}", outcome.health.as_str(), outcome.message);
+            tokio::time::sleep(probe.interval).await;
+        }
+    };
+    let deadline = humantime::format_duration(ready.deadline);
+    tokio::select! {
+        () = checks => Ok(()),
+        status = process.wait() => {
+            let how = match status {
+                Ok(s) => describe_exit(s),
+                Err(e) => e.to_string(),
+            };
+            Err(format!("exited before it was ready: {how}"))
+        }
+        () = tokio::time::sleep(ready.deadline) => {
+            Err(format!("not ready within {deadline} (last check: {last})"))
         }
     }
 }

@@ -170,3 +170,56 @@ fn a_missing_trees_folder_means_no_trees() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert_eq!(load_trees(&dir.path().join("none")), Ok(Vec::new()));
 }
+
+#[test]
+fn a_readiness_probe_parses_with_its_deadline_and_rejects_failures() {
+    let text = r#"
+name = "t"
+[[children]]
+name = "db"
+command = ["/usr/sbin/mariadbd"]
+[children.ready]
+type = "tcp"
+target = "127.0.0.1:3306"
+interval = "500ms"
+deadline = "2m"
+"#;
+    let (tree, problems) = parse(text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let tree = tree.expect("tree");
+    let ChildSpec::Service(db) = &tree.root.children[0] else {
+        panic!("a service");
+    };
+    let ready = db.ready.as_ref().expect("ready");
+    assert_eq!(ready.deadline, Duration::from_secs(120));
+    assert_eq!(ready.probe.interval, Duration::from_millis(500));
+    assert_eq!(
+        ready.probe.target,
+        ProbeTarget::Tcp("127.0.0.1:3306".into())
+    );
+
+    let (_, problems) = parse(&text.replace("deadline = \"2m\"", "failures = 3"));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "children[0].ready.failures" && p.file.ends_with("tv.toml")),
+        "{problems:?}"
+    );
+    let (_, problems) = parse(&text.replace("[children.ready]", "ready = 1\n[children.x]"));
+    assert!(
+        problems.iter().any(|p| p.key == "children[0].ready"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_shipped_trees_parse_cleanly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("supervisors");
+    for file in [root.join("mythtv.toml"), root.join("quickstart/hello.toml")] {
+        let text = std::fs::read_to_string(&file).expect("shipped tree");
+        let mut problems = Vec::new();
+        let tree = parse_tree(&file, &text, &mut problems);
+        assert!(problems.is_empty(), "{}: {problems:?}", file.display());
+        assert!(tree.is_some());
+    }
+}
