@@ -450,6 +450,23 @@ async fn a_nodes_service_states_reach_the_other_nodes_through_gossip() {
             .is_some_and(|v| v["state"] == "stopped" && v["pid"].is_null())
     })
     .await;
+    // A restarted gossip actor starts a new incarnation with an empty state: the services'
+    // states are published into it again.
+    let incarnation = |views: Vec<nbwatch::gossip::MemberView>| {
+        views
+            .iter()
+            .find(|m| m.name.as_str() == "a")
+            .map_or(0, |m| m.incarnation.0)
+    };
+    let before = incarnation(b.members().await.expect("members"));
+    a.crash(Child::Gossip);
+    wait_until("b sees a's new life with app in it", DEADLINE, || async {
+        incarnation(b.members().await.unwrap_or_default()) > before
+            && service_seen(&b, "a", "app")
+                .await
+                .is_some_and(|v| v["state"] == "stopped")
+    })
+    .await;
     a.shutdown().await.expect("shutdown");
     b.shutdown().await.expect("shutdown");
 }

@@ -1145,3 +1145,53 @@ async fn sighup_and_the_reload_command_apply_new_trees_and_refuse_invalid_ones()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphaned_grandchild_is_re_parented_to_the_daemon_and_reaped_when_it_exits() {
+    let mut cluster = Cluster::new();
+    let pidfile = cluster.dir.path().join("orphan.pid");
+    // The subshell starts a setsid grandchild and exits at once: the grandchild is orphaned,
+    // lives 0.5 s, and its zombie must not stay behind.
+    write_tree(
+        &cluster,
+        "orphans",
+        &format!(
+            "name = \"orphans\"\n[[children]]\nname = \"parent\"\n\
+             command = [\"/bin/sh\", \"-c\", \"(setsid sh -c 'echo $$ > {}; sleep 0.5' &); exec sleep 1000\"]\n",
+            pidfile.display()
+        ),
+    );
+    let i = cluster.start("svc5", Vec::new()).await;
+    let daemon = cluster.nodes[i].pid().as_raw() as u64;
+    let orphan: u64 = wait_for("the orphan's pid", PROCESS_DEADLINE, async || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| "no pid yet".to_string())
+    })
+    .await;
+    let parent_of = |pid: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s[s.rfind(')')? + 1..].to_string();
+                rest.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+    };
+    // While it lives it is the daemon's child (the daemon is a subreaper), not init's.
+    if process_alive(orphan) {
+        assert_eq!(
+            parent_of(orphan),
+            Some(daemon),
+            "not re-parented to the daemon"
+        );
+    }
+    wait_for("the orphan is reaped", PROCESS_DEADLINE, async || {
+        if std::path::Path::new(&format!("/proc/{orphan}")).exists() {
+            Err(format!("still in /proc (parent {:?})", parent_of(orphan)))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}

@@ -276,6 +276,8 @@ impl NodeState {
                     .await
                     .map_err(|e| e.to_string())?;
                 dir.set_gossip(Some(gossip.clone()));
+                // A new core has an empty state: the services' states go in again.
+                self.args.services.board.republish();
                 gossip.get_cell()
             }
             Child::Probe => {

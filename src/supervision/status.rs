@@ -180,6 +180,13 @@ impl Board {
         });
     }
 
+    /// Publishes every status again (a restarted gossip actor starts from an empty state).
+    pub fn republish(&self) {
+        for status in self.list() {
+            self.publish.status(&status);
+        }
+    }
+
     pub fn remove(&self, name: &str) {
         if lock(&self.inner).remove(name).is_some() {
             self.publish.removed(name);
