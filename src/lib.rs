@@ -15,18 +15,21 @@
 //! * [`watch`] — per-peer failure detection (phi accrual, direct and indirect probes).
 //! * [`sim`] — a seeded, in-process simulator that drives the real cores in virtual time.
 //! * [`node`] — the actor tree of a running daemon; [`api`] — its HTTP API.
-//! * [`config`] — the typed configuration; [`probe`] — host metrics.
+//! * [`config`] — the typed configuration; [`probe`] — host metrics and host probes.
+//! * [`supervision`] — Erlang-style supervision trees of local services.
+//! * [`election`] — the leader of this node's view; [`alert`] — the gossiped alert log that
+//!   sends one alert per incident per partition side.
 
+pub mod alert;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod election;
 pub mod gossip;
 pub mod node;
-
 pub mod probe;
 pub mod sim;
 pub mod supervision;
-
 pub mod types;
 pub mod watch;
 pub mod wire;

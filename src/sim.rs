@@ -6,6 +6,7 @@
 //! datagram goes through the real encoder, so byte counts are real too. Everything random
 //! comes from one seed, which the tests print so any failure can be replayed.
 
+use crate::gossip::KvError;
 use crate::gossip::core::{ClusterEvent, Core, Input, Output, Settings, Status};
 use crate::types::{Incarnation, NodeName, Time};
 use crate::watch::{self, PeerWatch};
@@ -444,6 +445,14 @@ impl Sim {
             }
         }
         self.nodes[i].events.push((now, e));
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a key of node `i`'s own state, as its actors would.
+    pub fn set(&mut self, i: usize, key: &str, value: Option<String>) -> Result<(), KvError> {
+        let now = self.now;
+        let out = self.nodes[i].core.set(now, key, value)?;
+        self.carry_out(i, out);
+        Ok(())
     }
 
     // ----- faults ---------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 //! The contract's JSON shapes, built from the gossip core's views. Pure functions, so the
 //! shapes are tested without a running node.
 
+use crate::election::leader;
 use crate::gossip::actor::{NodeEvent, RecordedEvent, StatsSnapshot};
-use crate::gossip::{ClusterEvent, MemberView, Status};
-use crate::probe::actor::PRIORITY_KEY;
+use crate::gossip::{ClusterEvent, MemberView};
 use crate::probe::metrics::metrics_from_kv;
 use crate::supervision::status::ServiceStatus;
 use crate::types::{NodeName, Time};
@@ -31,23 +31,6 @@ pub fn members(views: &[MemberView], now: Time) -> Value {
             })
             .collect(),
     )
-}
-
-/// A member's announced priority (`node.priority`); missing or unreadable counts as 0.
-pub fn priority(view: &MemberView) -> i64 {
-    view.kv
-        .get(PRIORITY_KEY)
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The live member (alive or suspect, self included) with the lowest `(priority, name)`.
-pub fn leader(views: &[MemberView]) -> Option<NodeName> {
-    views
-        .iter()
-        .filter(|m| matches!(m.status, Status::Alive | Status::Suspect))
-        .min_by(|a, b| (priority(a), &a.name).cmp(&(priority(b), &b.name)))
-        .map(|m| m.name.clone())
 }
 
 /// `GET /api/v1/stats`.
@@ -159,6 +142,8 @@ pub fn event(recorded: &RecordedEvent, me: &NodeName) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gossip::Status;
+    use crate::probe::actor::PRIORITY_KEY;
     use crate::types::Incarnation;
     use std::collections::BTreeMap;
 
@@ -181,23 +166,6 @@ mod tests {
             is_self: false,
             kv,
         }
-    }
-
-    #[test]
-    fn the_leader_is_the_live_member_with_the_lowest_priority_then_name() {
-        let views = [
-            view("a", Status::Down, Some("-5")),
-            view("b", Status::Alive, None),
-            view("c", Status::Suspect, Some("-1")),
-            view("d", Status::Left, Some("-9")),
-        ];
-        assert_eq!(leader(&views), Some(NodeName::from("c")));
-        let views = [
-            view("b", Status::Alive, None),
-            view("a", Status::Alive, Some("x")),
-        ];
-        assert_eq!(leader(&views), Some(NodeName::from("a")));
-        assert_eq!(leader(&[view("a", Status::Down, None)]), None);
     }
 
     #[test]

@@ -1,0 +1,156 @@
+//! The alert log: the union of every member's `alert.<incident id>` keys, each the author's
+//! stage for that incident — `claim` (it leads and means to send), `sending` (settled; the
+//! sinks are being called), `sent` (with each sink's result). Every node writes only its own
+//! keys, so gossip merges the log without conflicts, also when a partition heals.
+//!
+//! A node also remembers (on disk, by its actor) every id it has seen `sent`: a restarted node
+//! starts with an empty gossiped state, and without that memory its own sent entries would be
+//! gone and the incident would look unsent.
+
+use crate::election::{is_live, rank};
+use crate::gossip::MemberView;
+use crate::types::{NodeName, Time};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const ALERT_PREFIX: &str = "alert.";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Claim,
+    Sending,
+    Sent,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Claim => "claim",
+            Stage::Sending => "sending",
+            Stage::Sent => "sent",
+        }
+    }
+    fn parse(s: &str) -> Option<Stage> {
+        match s {
+            "claim" => Some(Stage::Claim),
+            "sending" => Some(Stage::Sending),
+            "sent" => Some(Stage::Sent),
+            _ => None,
+        }
+    }
+}
+
+/// One sink's delivery result: the sink (`exec`, `webhook`, ...) and `ok` or the error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkResult {
+    pub sink: String,
+    pub result: String,
+}
+
+/// One member's entry for one incident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub by: NodeName,
+    pub stage: Stage,
+    /// The author's clock when it wrote the entry.
+    pub at: Time,
+    /// Whether the author is live (alive or suspect) in this view.
+    pub live: bool,
+    pub rank: (i64, NodeName),
+    pub sinks: Vec<SinkResult>,
+    /// The alert as sent (on `sent` entries).
+    pub alert: Option<Value>,
+}
+
+/// The value of an `alert.<id>` key.
+pub fn entry_value(stage: Stage, at: Time, sinks: &[SinkResult], alert: Option<&Value>) -> String {
+    let mut v = json!({ "st": stage.as_str(), "at": at.0 });
+    if !sinks.is_empty() {
+        v["sinks"] = Value::Array(sinks.iter().map(|s| json!([s.sink, s.result])).collect());
+    }
+    if let Some(alert) = alert {
+        // Only what `alerts` shows and the others need: the rest is derived again.
+        v["summary"] = alert.get("summary").cloned().unwrap_or(Value::Null);
+    }
+    v.to_string()
+}
+
+fn parse_entry(m: &MemberView, value: &str) -> Option<Entry> {
+    let v: Value = serde_json::from_str(value).ok()?;
+    let stage = Stage::parse(v.get("st")?.as_str()?)?;
+    let at = Time(v.get("at")?.as_u64()?);
+    let sinks = v
+        .get("sinks")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    Some(SinkResult {
+                        sink: s.get(0)?.as_str()?.to_string(),
+                        result: s.get(1)?.as_str()?.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Entry {
+        by: m.name.clone(),
+        stage,
+        at,
+        live: is_live(m),
+        rank: rank(m),
+        sinks,
+        alert: v.get("summary").map(|s| json!({ "summary": s })),
+    })
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    entries: BTreeMap<String, Vec<Entry>>,
+    remembered: BTreeSet<String>,
+}
+
+impl Log {
+    /// The log as `view` shows it, plus the ids this node remembers as sent.
+    pub fn from_view(view: &[MemberView], remembered: &BTreeSet<String>) -> Log {
+        let mut entries: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        for m in view {
+            for (k, v) in &m.kv {
+                let Some(id) = k.strip_prefix(ALERT_PREFIX) else {
+                    continue;
+                };
+                if let Some(e) = parse_entry(m, v) {
+                    entries.entry(id.to_string()).or_default().push(e);
+                }
+            }
+        }
+        Log {
+            entries,
+            remembered: remembered.clone(),
+        }
+    }
+
+    /// Every id that was sent (by anyone, as far as this node knows).
+    pub fn sent_ids(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|(_, es)| es.iter().any(|e| e.stage == Stage::Sent))
+            .map(|(id, _)| id.as_str())
+            .chain(self.remembered.iter().map(String::as_str))
+    }
+
+    pub fn is_sent(&self, id: &str) -> bool {
+        self.remembered.contains(id) || self.entries(id).iter().any(|e| e.stage == Stage::Sent)
+    }
+
+    pub fn entries(&self, id: &str) -> &[Entry] {
+        self.entries.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every id with entries, and its entries.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &[Entry])> {
+        self.entries
+            .iter()
+            .map(|(id, es)| (id.as_str(), es.as_slice()))
+    }
+}

@@ -1,0 +1,138 @@
+//! Who leads: the live member (alive or suspect, this node included) with the lowest
+//! `(priority, name)` in this node's view — no voting round, as Akka's leader. Views disagree
+//! for moments after a change; the alert log (see [`crate::alert`]) is what makes one alert per
+//! incident safe despite that.
+//!
+//! [`Election`] is the sans-IO core: fed views, it says when the leader changed.
+
+use crate::gossip::{MemberView, Status};
+use crate::probe::actor::PRIORITY_KEY;
+use crate::types::NodeName;
+
+/// A member's announced priority (`node.priority`); missing or unreadable counts as 0.
+pub fn priority(view: &MemberView) -> i64 {
+    view.kv
+        .get(PRIORITY_KEY)
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The order of leadership: lower leads.
+pub fn rank(view: &MemberView) -> (i64, NodeName) {
+    (priority(view), view.name.clone())
+}
+
+/// True for members that count as live for leadership.
+pub fn is_live(view: &MemberView) -> bool {
+    matches!(view.status, Status::Alive | Status::Suspect)
+}
+
+/// The live member with the lowest `(priority, name)`.
+pub fn leader(views: &[MemberView]) -> Option<NodeName> {
+    views
+        .iter()
+        .filter(|m| is_live(m))
+        .min_by_key(|m| rank(m))
+        .map(|m| m.name.clone())
+}
+
+/// A change of leader in this node's view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderChanged {
+    pub from: Option<NodeName>,
+    pub to: Option<NodeName>,
+}
+
+/// Tracks the leader of this node's view across updates.
+#[derive(Clone, Debug, Default)]
+pub struct Election {
+    leader: Option<NodeName>,
+}
+
+impl Election {
+    pub fn leader(&self) -> Option<&NodeName> {
+        self.leader.as_ref()
+    }
+
+    /// The leader of `views`, and the change if it is a new one.
+    pub fn update(&mut self, views: &[MemberView]) -> Option<LeaderChanged> {
+        let now = leader(views);
+        if now == self.leader {
+            return None;
+        }
+        let change = LeaderChanged {
+            from: self.leader.take(),
+            to: now.clone(),
+        };
+        self.leader = now;
+        Some(change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Incarnation, Time};
+    use std::collections::BTreeMap;
+
+    fn view(name: &str, status: Status, priority: Option<&str>) -> MemberView {
+        let mut kv = BTreeMap::new();
+        if let Some(p) = priority {
+            kv.insert(PRIORITY_KEY.to_string(), p.to_string());
+        }
+        MemberView {
+            name: NodeName::from(name),
+            addr: "127.0.0.1:7710".parse().expect("addr"),
+            status,
+            incarnation: Incarnation(1),
+            last_heard: Time(0),
+            is_self: false,
+            kv,
+        }
+    }
+
+    #[test]
+    fn the_leader_is_the_live_member_with_the_lowest_priority_then_name() {
+        let views = [
+            view("a", Status::Down, Some("-5")),
+            view("b", Status::Alive, None),
+            view("c", Status::Suspect, Some("-1")),
+            view("d", Status::Left, Some("-9")),
+        ];
+        assert_eq!(leader(&views), Some(NodeName::from("c")));
+        let views = [
+            view("b", Status::Alive, None),
+            view("a", Status::Alive, Some("x")),
+        ];
+        assert_eq!(leader(&views), Some(NodeName::from("a")));
+        assert_eq!(leader(&[view("a", Status::Down, None)]), None);
+    }
+
+    #[test]
+    fn a_change_is_reported_once() {
+        let mut e = Election::default();
+        let views = vec![
+            view("a", Status::Alive, None),
+            view("b", Status::Alive, None),
+        ];
+        assert_eq!(
+            e.update(&views),
+            Some(LeaderChanged {
+                from: None,
+                to: Some(NodeName::from("a"))
+            })
+        );
+        assert_eq!(e.update(&views), None);
+        let views = vec![
+            view("a", Status::Down, None),
+            view("b", Status::Alive, None),
+        ];
+        assert_eq!(
+            e.update(&views),
+            Some(LeaderChanged {
+                from: Some(NodeName::from("a")),
+                to: Some(NodeName::from("b"))
+            })
+        );
+    }
+}

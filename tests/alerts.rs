@@ -1,0 +1,374 @@
+//! The alert protocol in the seeded simulator: every node runs the real gossip core and the
+//! real alert core; a sink delivery takes a little virtual time, as a real one would. Each
+//! test prints its seed on failure; `SIM_SEED=<n>` replays one.
+
+use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, SinkResult};
+use nbwatch::gossip::Settings;
+use nbwatch::sim::Sim;
+use nbwatch::types::Time;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a sink takes to accept an alert.
+const DELIVERY: Duration = Duration::from_millis(200);
+/// How often each node's alert core is ticked.
+const STEP: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug)]
+struct Delivery {
+    at: Time,
+    by: usize,
+    id: String,
+    /// The sender died before it could write `sent` (the documented duplicate window).
+    sender_died: bool,
+}
+
+struct AlertSim {
+    sim: Sim,
+    cores: Vec<AlertCore>,
+    /// Accepted by the sink at `at`; `sent` is written at `done` if the sender is still up.
+    pending: Vec<(Time, usize, String, serde_json::Value, usize)>,
+    deliveries: Vec<Delivery>,
+    /// Partitions: from, until (None: still on), one side.
+    partitions: Vec<(Time, Option<Time>, Vec<usize>)>,
+}
+
+impl AlertSim {
+    fn new(seed: u64, n: usize) -> AlertSim {
+        let settings = Settings::default();
+        let sim = Sim::cluster(seed, n, settings);
+        let cores = (0..n)
+            .map(|i| AlertCore::new(Sim::name(i), DEFAULT_SETTLE, Default::default()))
+            .collect();
+        AlertSim {
+            sim,
+            cores,
+            pending: Vec::new(),
+            deliveries: Vec::new(),
+            partitions: Vec::new(),
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.sim.now;
+        // Deliveries that are done: the sender writes `sent` if it is still up.
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|(due, ..)| *due <= now);
+        self.pending = waiting;
+        for (_, i, id, alert, k) in done {
+            if self.sim.is_up(i) {
+                let ok = [SinkResult {
+                    sink: "sim".into(),
+                    result: "ok".into(),
+                }];
+                let outs = self.cores[i].delivered(now, &id, &alert, &ok);
+                self.apply(i, outs);
+            } else {
+                self.deliveries[k].sender_died = true;
+            }
+        }
+        for i in 0..self.cores.len() {
+            if !self.sim.is_up(i) {
+                continue;
+            }
+            let view = self.sim.nodes[i].core.members(now);
+            let outs = self.cores[i].tick(now, &view);
+            self.apply(i, outs);
+        }
+    }
+
+    fn apply(&mut self, i: usize, outs: Vec<AlertOutput>) {
+        let now = self.sim.now;
+        for o in outs {
+            match o {
+                AlertOutput::Set { key, value } => {
+                    self.sim
+                        .set(i, &key, value)
+                        .expect("alert keys are allowed");
+                }
+                AlertOutput::Deliver { id, alert } => {
+                    self.deliveries.push(Delivery {
+                        at: now,
+                        by: i,
+                        id: id.clone(),
+                        sender_died: false,
+                    });
+                    let k = self.deliveries.len() - 1;
+                    self.pending.push((now + DELIVERY, i, id, alert, k));
+                }
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.sim.now + d;
+        while self.sim.now < until {
+            self.sim.run_for(STEP);
+            self.step();
+        }
+    }
+
+    /// A restarted node keeps what its alert actor persisted (the ids it knows were sent).
+    fn restart(&mut self, i: usize, seed: usize) {
+        self.sim.restart(i, seed);
+        let remembered = self.cores[i].remembered().clone();
+        self.cores[i] = AlertCore::new(Sim::name(i), DEFAULT_SETTLE, remembered);
+    }
+
+    fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
+        self.sim.partition(side_a, side_b);
+        self.partitions.push((self.sim.now, None, side_a.to_vec()));
+    }
+
+    fn heal(&mut self) {
+        self.sim.heal();
+        let now = self.sim.now;
+        for p in &mut self.partitions {
+            p.1.get_or_insert(now);
+        }
+    }
+
+    /// True if `i` and `j` were on different sides of a partition at `t`.
+    fn separated(&self, i: usize, j: usize, t: Time) -> bool {
+        self.partitions.iter().any(|(from, until, side)| {
+            *from <= t && until.is_none_or(|u| t < u) && side.contains(&i) != side.contains(&j)
+        })
+    }
+
+    /// How many times each incident id was delivered.
+    fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for d in &self.deliveries {
+            *counts.entry(d.id.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.deliveries
+            .iter()
+            .filter(|d| d.id.starts_with(prefix))
+            .count()
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "seed {}: deliveries {:#?}\n{}",
+            self.sim.seed,
+            self.deliveries,
+            self.sim.describe()
+        )
+    }
+}
+
+fn seeds(default: &[u64]) -> Vec<u64> {
+    match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
+        Err(_) => default.to_vec(),
+    }
+}
+
+const DETECT: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_crashed_follower_is_alerted_exactly_once_by_the_leader() {
+    for seed in seeds(&[1, 2, 3, 4]) {
+        let mut s = AlertSim::new(seed, 12);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(7);
+        s.run_for(DETECT);
+        let id_prefix = format!("node_down:{}:", Sim::name(7));
+        assert_eq!(s.count(&id_prefix), 1, "{}", s.explain());
+        let d = &s.deliveries[0];
+        assert_eq!(d.by, 0, "not sent by the leader n0: {}", s.explain());
+        assert_eq!(s.deliveries.len(), 1, "{}", s.explain());
+    }
+}
+
+#[test]
+fn a_crashed_leader_is_alerted_once_by_the_next_leader_and_its_return_once() {
+    for seed in seeds(&[5, 6, 7]) {
+        let mut s = AlertSim::new(seed, 10);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(0);
+        s.run_for(DETECT);
+        let down = format!("node_down:{}:", Sim::name(0));
+        assert_eq!(s.count(&down), 1, "{}", s.explain());
+        assert_eq!(
+            s.deliveries[0].by,
+            1,
+            "not the next leader: {}",
+            s.explain()
+        );
+        s.restart(0, 1);
+        s.run_for(DETECT);
+        let up = format!("node_up:{}:", Sim::name(0));
+        assert_eq!(s.count(&up), 1, "{}", s.explain());
+        assert_eq!(s.count(&down), 1, "down sent again: {}", s.explain());
+        // n0 leads again and remembers; nothing more is sent.
+        s.run_for(DETECT);
+        assert_eq!(s.deliveries.len(), 2, "{}", s.explain());
+    }
+}
+
+#[test]
+fn a_leader_that_dies_right_after_claiming_is_replaced_and_the_incident_still_sent_once() {
+    for seed in seeds(&[8, 9, 10]) {
+        let mut s = AlertSim::new(seed, 10);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(5);
+        // Run until n0 has claimed n5's incident, then kill n0 before its settle time ends.
+        let deadline = s.sim.now + DETECT;
+        let claimed = |s: &AlertSim| {
+            let now = s.sim.now;
+            s.sim.nodes[0]
+                .core
+                .members(now)
+                .iter()
+                .find(|m| m.is_self)
+                .is_some_and(|m| m.kv.keys().any(|k| k.starts_with("alert.node_down:n5:")))
+        };
+        while !claimed(&s) {
+            assert!(s.sim.now < deadline, "n0 never claimed: {}", s.explain());
+            s.run_for(STEP);
+        }
+        s.sim.crash(0);
+        s.run_for(DETECT * 2);
+        let counts = s.counts();
+        assert_eq!(
+            counts
+                .keys()
+                .filter(|k| k.starts_with("node_down:n5:"))
+                .count(),
+            1,
+            "{}",
+            s.explain()
+        );
+        assert_eq!(s.count("node_down:n5:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_down:n0:"), 1, "{}", s.explain());
+        assert!(
+            s.deliveries.iter().all(|d| d.by != 0),
+            "the dead leader sent: {}",
+            s.explain()
+        );
+    }
+}
+
+#[test]
+fn a_partition_sends_one_alert_per_side_and_nothing_again_after_the_heal() {
+    for seed in seeds(&[11, 12, 13]) {
+        let n = 9;
+        let mut s = AlertSim::new(seed, n);
+        s.run_for(Duration::from_secs(3));
+        let side_a: Vec<usize> = (0..3).collect();
+        let side_b: Vec<usize> = (3..n).collect();
+        s.partition(&side_a, &side_b);
+        s.run_for(DETECT * 2);
+        // Each side alerts once for each node of the other side, from its own leader (n0, n3).
+        for i in 0..n {
+            let id = format!("node_down:{}:", Sim::name(i));
+            assert_eq!(s.count(&id), 1, "{id}: {}", s.explain());
+            let by = s
+                .deliveries
+                .iter()
+                .find(|d| d.id.starts_with(&id))
+                .map(|d| d.by);
+            let expected = if i < 3 { 3 } else { 0 };
+            assert_eq!(by, Some(expected), "{id}: {}", s.explain());
+        }
+        let before = s.counts();
+        s.heal();
+        s.run_for(DETECT * 2);
+        // After the heal: no node_down again; each node that was down somewhere is back once.
+        for (id, count) in s.counts() {
+            if id.starts_with("node_down:") {
+                assert_eq!(
+                    Some(&count),
+                    before.get(&id),
+                    "{id} re-sent: {}",
+                    s.explain()
+                );
+            } else {
+                assert!(id.starts_with("node_up:"), "{id}: {}", s.explain());
+                assert_eq!(count, 1, "{id}: {}", s.explain());
+            }
+        }
+        assert_eq!(s.count("node_up:"), n, "{}", s.explain());
+    }
+}
+
+#[test]
+fn random_crashes_restarts_and_partitions_never_send_twice_within_one_side() {
+    for seed in seeds(&(100..112).collect::<Vec<_>>()) {
+        let n = 8;
+        let mut s = AlertSim::new(seed, n);
+        s.run_for(Duration::from_secs(3));
+        let mut partitioned = false;
+        for round in 0..6 {
+            let r = s.sim.random_index(5);
+            let who = 1 + s.sim.random_index(n - 1);
+            match r {
+                0 | 1 => s.sim.crash(who),
+                2 => {
+                    if !s.sim.is_up(who) {
+                        s.restart(who, round + 10);
+                    }
+                }
+                3 => {
+                    if !partitioned {
+                        let cut = 1 + s.sim.random_index(n - 1);
+                        let a: Vec<usize> = (0..cut).collect();
+                        let b: Vec<usize> = (cut..n).collect();
+                        s.partition(&a, &b);
+                        partitioned = true;
+                    }
+                }
+                _ => {
+                    s.heal();
+                    partitioned = false;
+                }
+            }
+            s.run_for(Duration::from_secs(20));
+        }
+        s.heal();
+        for i in 1..n {
+            if !s.sim.is_up(i) {
+                s.restart(i, 99);
+            }
+        }
+        s.run_for(DETECT * 2);
+        // A duplicate is allowed only between senders that could not hear each other
+        // (partitioned at the time) or after a sender died before `sent` spread.
+        for (id, count) in s.counts() {
+            if count == 1 {
+                continue;
+            }
+            let ds: Vec<&Delivery> = s.deliveries.iter().filter(|d| d.id == id).collect();
+            for (k, later) in ds.iter().enumerate().skip(1) {
+                let excused = ds[..k].iter().all(|earlier| {
+                    earlier.sender_died || s.separated(earlier.by, later.by, later.at)
+                });
+                assert!(
+                    excused,
+                    "{id} sent {count} times, {later:?} by a node that could hear an earlier \
+                     sender that did not die: {}",
+                    s.explain()
+                );
+            }
+        }
+        // Never zero: every node that is up now and was ever declared down got its node_up,
+        // and nothing is left unsent in anyone's view.
+        let now = s.sim.now;
+        for i in 0..n {
+            if s.sim.is_up(i) {
+                let view = s.sim.nodes[i].core.members(now);
+                let open = s.cores[i].open(now, &view);
+                assert!(
+                    open.is_empty(),
+                    "n{i} sees unsent {open:?}: {}",
+                    s.explain()
+                );
+            }
+        }
+    }
+}
