@@ -67,6 +67,34 @@ enum Command {
     Start { service: String },
     /// Re-read the supervision trees and apply only what changed (as SIGHUP does).
     Reload,
+    /// The cluster's alert log: incident, state, who sent it, when, to which sinks, result.
+    Alerts {
+        /// Print the JSON array as the API returns it.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
+    },
+    /// Silence alerts about a node (NODE) or one service (NODE:SERVICE) for a while.
+    Silence {
+        target: String,
+        /// How long, e.g. 2h or 30m.
+        #[arg(long = "for", value_name = "DUR")]
+        duration: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The silences in force.
+    Silences {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsAction {
+    /// Send a test alert through the cluster's leader and wait until it is sent.
+    Test,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,6 +125,16 @@ fn main() -> ExitCode {
             Command::Stop { service } => act(cli.api, cli.config, &service, "stop").await,
             Command::Start { service } => act(cli.api, cli.config, &service, "start").await,
             Command::Reload => reload(cli.api, cli.config).await,
+            Command::Alerts { json, action } => match action {
+                None => alerts(cli.api, cli.config, json).await,
+                Some(AlertsAction::Test) => alert_test(cli.api, cli.config).await,
+            },
+            Command::Silence {
+                target,
+                duration,
+                reason,
+            } => silence(cli.api, cli.config, &target, &duration, &reason).await,
+            Command::Silences { json } => silences(cli.api, cli.config, json).await,
         }
     });
     match result {
@@ -316,5 +354,146 @@ async fn reload(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Resul
         }
     }
     println!("reloaded");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a JSON array as pretty JSON or, for people, as a table of `columns` (key, header).
+fn print_list(
+    value: &serde_json::Value,
+    json: bool,
+    columns: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = value
+        .as_array()
+        .context("the daemon's answer is not a JSON array")?
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|(key, _)| match &row[*key] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .map(|x| match x {
+                            serde_json::Value::Object(o) => format!(
+                                "{}: {}",
+                                o.get("sink").and_then(|v| v.as_str()).unwrap_or("?"),
+                                o.get("result").and_then(|v| v.as_str()).unwrap_or("?")
+                            ),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = columns.iter().map(|(_, h)| *h).collect();
+    print!("{}", client::render_table(&headers, &rows));
+    Ok(())
+}
+
+async fn alerts(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let value = client::get_json(addr, "/api/v1/alerts", CLIENT_TIMEOUT).await?;
+    print_list(
+        &value,
+        json,
+        &[
+            ("id", "INCIDENT"),
+            ("state", "STATE"),
+            ("by", "BY"),
+            ("at", "AT"),
+            ("sinks", "SINKS"),
+        ],
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `alerts test` waits for the leader to send.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn alert_test(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let asked = client::post_json(
+        addr,
+        "/api/v1/alerts/test",
+        &serde_json::json!({}),
+        None,
+        CLIENT_TIMEOUT,
+    )
+    .await
+    .map_err(client::explain)?;
+    let id = asked["id"]
+        .as_str()
+        .context("no incident id in the answer")?
+        .to_string();
+    eprintln!("test alert {id}: waiting for the leader to send it ...");
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let log = client::get_json(addr, "/api/v1/alerts", CLIENT_TIMEOUT).await?;
+        if let Some(entry) = log.as_array().and_then(|a| {
+            a.iter()
+                .find(|e| e["id"] == id.as_str() && e["state"] == "sent")
+        }) {
+            println!("{id}: sent by {}", entry["by"].as_str().unwrap_or("?"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{id} was not sent within {}",
+                humantime::format_duration(TEST_TIMEOUT)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn silence(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    target: &str,
+    duration: &str,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let body = serde_json::json!({ "target": target, "for": duration, "reason": reason });
+    let answer = client::post_json(addr, "/api/v1/silences", &body, None, CLIENT_TIMEOUT)
+        .await
+        .map_err(client::explain)?;
+    println!(
+        "{target}: silenced until {}",
+        answer["until"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn silences(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let value = client::get_json(addr, "/api/v1/silences", CLIENT_TIMEOUT).await?;
+    print_list(
+        &value,
+        json,
+        &[
+            ("target", "TARGET"),
+            ("by", "BY"),
+            ("until", "UNTIL"),
+            ("reason", "REASON"),
+        ],
+    )?;
     Ok(ExitCode::SUCCESS)
 }

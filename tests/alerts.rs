@@ -2,7 +2,7 @@
 //! real alert core; a sink delivery takes a little virtual time, as a real one would. Each
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
-use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, SinkResult};
+use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, SinkResult};
 use nbwatch::gossip::Settings;
 use nbwatch::sim::Sim;
 use nbwatch::types::Time;
@@ -38,7 +38,7 @@ impl AlertSim {
         let settings = Settings::default();
         let sim = Sim::cluster(seed, n, settings);
         let cores = (0..n)
-            .map(|i| AlertCore::new(Sim::name(i), DEFAULT_SETTLE, Default::default()))
+            .map(|i| AlertCore::new(Sim::name(i), DEFAULT_SETTLE, Persisted::default()))
             .collect();
         AlertSim {
             sim,
@@ -111,8 +111,8 @@ impl AlertSim {
     /// A restarted node keeps what its alert actor persisted (the ids it knows were sent).
     fn restart(&mut self, i: usize, seed: usize) {
         self.sim.restart(i, seed);
-        let remembered = self.cores[i].remembered().clone();
-        self.cores[i] = AlertCore::new(Sim::name(i), DEFAULT_SETTLE, remembered);
+        let persisted = self.cores[i].persisted();
+        self.cores[i] = AlertCore::new(Sim::name(i), DEFAULT_SETTLE, persisted);
     }
 
     fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {

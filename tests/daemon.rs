@@ -115,6 +115,8 @@ struct Node {
     stdout: PathBuf,
     stderr: PathBuf,
     child: Option<Child>,
+    /// Appended to the generated config (extra sections).
+    extra: String,
 }
 
 /// How a start ended.
@@ -136,11 +138,12 @@ impl Node {
         };
         let text = format!(
             "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}\
-             [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n",
+             [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{}",
             quote(&self.name),
             quote(&self.data_dir.to_string_lossy()),
             quote(&self.gossip.to_string()),
             quote(&self.api.to_string()),
+            self.extra,
         );
         std::fs::write(&self.config, text).expect("write the config");
     }
@@ -247,6 +250,8 @@ impl Node {
 struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
+    /// Config sections every node added from now on gets.
+    extra: String,
 }
 
 impl Cluster {
@@ -254,6 +259,7 @@ impl Cluster {
         Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
             nodes: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -271,6 +277,7 @@ impl Cluster {
             stdout: dir.join(format!("{label}.stdout")),
             stderr: dir.join(format!("{label}.stderr")),
             child: None,
+            extra: self.extra.clone(),
         });
         self.nodes.len() - 1
     }
@@ -280,6 +287,14 @@ impl Cluster {
         let i = self.add(name, name, seeds);
         self.restart(i).await;
         i
+    }
+
+    /// SIGKILLs the node called `name`.
+    fn kill9(&mut self, name: &str) {
+        let i = self.index(name);
+        let child = self.nodes[i].child.as_mut().expect("running");
+        child.kill().expect("kill");
+        child.wait().expect("reap");
     }
 
     /// Starts node `i` again with its config and data dir, and waits until it answers.
@@ -1194,4 +1209,172 @@ async fn an_orphaned_grandchild_is_re_parented_to_the_daemon_and_reaped_when_it_
         }
     })
     .await;
+}
+
+/// The alerts an exec sink appended to `file`, one JSON object per line.
+fn sunk(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn sunk_ids(file: &Path, prefix: &str) -> Vec<Value> {
+    sunk(file)
+        .into_iter()
+        .filter(|a| a["id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+        .collect()
+}
+
+/// Waits until every listed node's alert log shows an incident starting with `prefix` as sent
+/// (from then on no node can send it again) and returns that entry as the first one sees it.
+async fn sent_everywhere(apis: &[SocketAddr], prefix: &str) -> Value {
+    let mut entry = Value::Null;
+    for api in apis {
+        entry = wait_for(
+            &format!("{prefix} is sent as seen from {api}"),
+            DEADLINE,
+            async || {
+                let log = match get_json(*api, "/api/v1/alerts", HTTP).await {
+                    Ok(Value::Array(log)) => log,
+                    other => return Err(format!("{other:?}")),
+                };
+                log.into_iter()
+                    .find(|e| {
+                        e["state"] == "sent"
+                            && e["id"].as_str().is_some_and(|id| id.starts_with(prefix))
+                    })
+                    .ok_or_else(|| "not sent yet".to_string())
+            },
+        )
+        .await;
+    }
+    entry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    cluster.extra = format!(
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
+    cluster.start_many(5).await;
+    let apis = |c: &Cluster, skip: &[&str]| -> Vec<SocketAddr> {
+        c.nodes
+            .iter()
+            .filter(|n| !skip.contains(&n.name.as_str()))
+            .map(|n| n.api)
+            .collect()
+    };
+
+    // A follower dies: one alert, from the leader n1, with the contract's shape.
+    cluster.kill9("n4");
+    sent_everywhere(&apis(&cluster, &["n4"]), "node_down:n4:").await;
+    let alerts = sunk_ids(&file, "node_down:n4:");
+    assert_eq!(alerts.len(), 1, "{:#?}", sunk(&file));
+    let a = &alerts[0];
+    assert_eq!(a["sent_by"], "n1");
+    assert_eq!(a["kind"], "node_down");
+    assert_eq!(a["status"], "firing");
+    assert_eq!(a["node"], "n4");
+    for key in ["id", "service", "at", "since", "observers", "summary"] {
+        assert!(a.get(key).is_some(), "no {key} in {a}");
+    }
+    assert!(
+        a["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("n4 stopped talking at"),
+        "{a}"
+    );
+
+    // The leader dies: one alert for it, sent by the next leader n2.
+    cluster.kill9("n1");
+    sent_everywhere(&apis(&cluster, &["n1", "n4"]), "node_down:n1:").await;
+    let alerts = sunk_ids(&file, "node_down:n1:");
+    assert_eq!(alerts.len(), 1, "{:#?}", sunk(&file));
+    assert_eq!(alerts[0]["sent_by"], "n2");
+
+    // n1 comes back: one node_up.
+    let n1 = cluster.index("n1");
+    cluster.restart(n1).await;
+    sent_everywhere(&apis(&cluster, &["n4"]), "node_up:n1:").await;
+    let ups = sunk_ids(&file, "node_up:n1:");
+    assert_eq!(ups.len(), 1, "{:#?}", sunk(&file));
+    assert_eq!(ups[0]["status"], "resolved");
+
+    // A silenced node's death pages no one: the test alert requested after it is down goes
+    // out, the silenced incident does not.
+    let api = cluster.nodes[cluster.index("n2")].api.to_string();
+    let silenced = client(
+        &[
+            "silence",
+            "n3",
+            "--for",
+            "1h",
+            "--reason",
+            "planned reboot",
+            "--api",
+            &api,
+        ],
+        &[],
+    )
+    .await;
+    assert!(silenced.status.success(), "{silenced:?}");
+    let listed = client(&["silences", "--json", "--api", &api], &[]).await;
+    assert!(
+        text(&listed.stdout).contains("planned reboot"),
+        "{listed:?}"
+    );
+    for live in apis(&cluster, &["n3", "n4"]) {
+        wait_for(
+            "everyone knows the silence",
+            DEADLINE,
+            async || match get_json(live, "/api/v1/silences", HTTP).await {
+                Ok(Value::Array(s)) if s.iter().any(|x| x["target"] == "n3") => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+    }
+    cluster.kill9("n3");
+    for live in apis(&cluster, &["n3", "n4"]) {
+        wait_for("n3 is down everywhere", DEADLINE, async || {
+            let members = members(live).await?;
+            match entry(&members, "n3") {
+                Some(m) if m["state"] == "down" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+    let test = client(&["alerts", "test", "--api", &api], &[]).await;
+    assert!(test.status.success(), "{test:?}");
+    assert_eq!(sunk_ids(&file, "test:n2:").len(), 1, "{:#?}", sunk(&file));
+    assert!(
+        sunk_ids(&file, "node_down:n3:").is_empty(),
+        "{:#?}",
+        sunk(&file)
+    );
+
+    let log = client(&["alerts", "--api", &api], &[]).await;
+    let out = text(&log.stdout);
+    assert!(
+        out.starts_with("INCIDENT") && out.contains("node_down:n4:"),
+        "{out}"
+    );
+    let events = events(cluster.nodes[cluster.index("n2")].api)
+        .await
+        .expect("events");
+    assert!(
+        events.iter().any(|e| e["kind"] == "leader_changed"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["kind"] == "alert_sent"),
+        "{events:?}"
+    );
 }

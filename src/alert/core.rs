@@ -50,19 +50,40 @@ pub struct AlertCore {
     mine: BTreeMap<String, Mine>,
     /// Ids known to be sent (this node's own, and others' it has seen), kept across restarts.
     remembered: BTreeSet<String>,
+    /// This node's own `sent` entries (id → value), kept across restarts and published again
+    /// into a new life's state, so the log keeps its history.
+    own: BTreeMap<String, String>,
+}
+
+/// What an alert actor keeps on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Persisted {
+    pub seen: BTreeSet<String>,
+    pub own: BTreeMap<String, String>,
 }
 
 impl AlertCore {
-    pub fn new(me: NodeName, settle: Duration, remembered: BTreeSet<String>) -> AlertCore {
+    pub fn new(me: NodeName, settle: Duration, persisted: Persisted) -> AlertCore {
+        let mut remembered = persisted.seen;
+        remembered.extend(persisted.own.keys().cloned());
         AlertCore {
             me,
             settle,
             mine: BTreeMap::new(),
             remembered,
+            own: persisted.own,
         }
     }
 
-    /// The ids this node knows were sent (its actor persists them).
+    /// What the actor persists: the ids known sent and this node's own sent entries.
+    pub fn persisted(&self) -> Persisted {
+        Persisted {
+            seen: self.remembered.clone(),
+            own: self.own.clone(),
+        }
+    }
+
+    /// The ids this node knows were sent.
     pub fn remembered(&self) -> &BTreeSet<String> {
         &self.remembered
     }
@@ -97,6 +118,13 @@ impl AlertCore {
             return out;
         };
         let my_rank = rank(me);
+        // Own sent entries missing from this node's state (a new life, a restarted gossip
+        // actor) go in again, so the log keeps its history.
+        for (id, value) in &self.own {
+            if !me.kv.contains_key(&format!("{ALERT_PREFIX}{id}")) {
+                out.push(set(id, Some(value.clone())));
+            }
+        }
         let leading = leader(view).as_ref() == Some(&self.me);
         let silences = silences(view);
         let open: Vec<Incident> = incidents(view, &log, now)
@@ -165,10 +193,9 @@ impl AlertCore {
     ) -> Vec<AlertOutput> {
         self.mine.remove(id);
         self.remembered.insert(id.to_string());
-        vec![set(
-            id,
-            Some(entry_value(Stage::Sent, now, results, Some(alert))),
-        )]
+        let value = entry_value(Stage::Sent, now, results, Some(alert));
+        self.own.insert(id.to_string(), value.clone());
+        vec![set(id, Some(value))]
     }
 }
 

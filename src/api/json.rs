@@ -1,6 +1,7 @@
 //! The contract's JSON shapes, built from the gossip core's views. Pure functions, so the
 //! shapes are tested without a running node.
 
+use crate::alert::log::{Log, Stage};
 use crate::election::leader;
 use crate::gossip::actor::{NodeEvent, RecordedEvent, StatsSnapshot};
 use crate::gossip::{ClusterEvent, MemberView};
@@ -43,6 +44,48 @@ pub fn stats(snapshot: &StatsSnapshot) -> Value {
     value
 }
 
+/// `GET /api/v1/alerts`: every incident of the gossiped alert log, with its furthest stage
+/// (`claim`, `sending`, `sent`), who is at it, when, and each sink's result.
+pub fn alerts(views: &[MemberView]) -> Value {
+    let log = Log::from_view(views, &Default::default());
+    Value::Array(
+        log.all()
+            .filter_map(|(id, entries)| {
+                let e = entries.iter().max_by_key(|e| (e.stage, e.at))?;
+                let kind = id.split(':').next().unwrap_or("");
+                let node = id.split(':').nth(1).unwrap_or("");
+                Some(json!({
+                    "id": id,
+                    "kind": kind,
+                    "node": node,
+                    "state": e.stage.as_str(),
+                    "sent_by": (e.stage == Stage::Sent).then(|| e.by.as_str()),
+                    "by": e.by.as_str(),
+                    "at": e.at.to_rfc3339(),
+                    "sinks": e.sinks.iter().map(|s| json!({"sink": s.sink, "result": s.result})).collect::<Vec<_>>(),
+                    "summary": e.alert.as_ref().and_then(|a| a.get("summary")).cloned(),
+                }))
+            })
+            .collect(),
+    )
+}
+
+/// `GET /api/v1/silences`: the silences still in force at `now`.
+pub fn silences(views: &[MemberView], now: Time) -> Value {
+    Value::Array(
+        crate::alert::incident::silences(views)
+            .into_iter()
+            .filter(|s| s.until > now)
+            .map(|s| {
+                json!({
+                    "target": s.target, "by": s.by.as_str(),
+                    "until": s.until.to_rfc3339(), "reason": s.reason,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// `GET /api/v1/services`: this node's services, by name.
 pub fn services(list: &[ServiceStatus], me: &NodeName) -> Value {
     Value::Array(list.iter().map(|s| service(s, me)).collect())
@@ -80,6 +123,27 @@ pub fn event(recorded: &RecordedEvent, me: &NodeName) -> Option<Value> {
             return Some(json!({
                 "at": at, "node": me.as_str(), "kind": e.kind_str(), "detail": e.detail(),
                 "service": e.service, "tree": e.tree,
+            }));
+        }
+        NodeEvent::Leader(l) => {
+            let name =
+                |n: &Option<NodeName>| n.as_ref().map_or("nobody", NodeName::as_str).to_string();
+            return Some(json!({
+                "at": at, "node": me.as_str(), "kind": "leader_changed",
+                "detail": format!("leader {} -> {}", name(&l.from), name(&l.to)),
+                "leader": l.to.as_ref().map(NodeName::as_str),
+            }));
+        }
+        NodeEvent::AlertSent(a) => {
+            let results: Vec<String> = a
+                .results
+                .iter()
+                .map(|r| format!("{}: {}", r.sink, r.result))
+                .collect();
+            return Some(json!({
+                "at": at, "node": me.as_str(), "kind": "alert_sent",
+                "detail": format!("{} ({}) [{}]", a.summary, a.id, results.join("; ")),
+                "incident": a.id,
             }));
         }
     };

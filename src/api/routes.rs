@@ -2,6 +2,7 @@
 //! supervision manager for services) and shapes the answer.
 
 use super::{ApiError, json};
+use crate::alert::incident::{SILENCE_PREFIX, Silence, TEST_PREFIX};
 use crate::gossip::actor::GossipMsg;
 use crate::node::directory::Directory;
 use crate::supervision::manager::ManagerMsg;
@@ -36,6 +37,9 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{name}/{action}", post(service_command))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/test", post(alert_test))
+        .route("/api/v1/silences", get(silences).post(silence))
         .fallback(not_found)
         .with_state(ctx)
 }
@@ -148,6 +152,66 @@ async fn reload(State(ctx): State<Ctx>) -> Answer {
         "stopped": summary.stopped,
         "changed": summary.changed,
         "unchanged": summary.unchanged,
+    })))
+}
+
+/// `GET /api/v1/alerts`: the cluster's alert log as this node sees it.
+async fn alerts(State(ctx): State<Ctx>) -> Answer {
+    let views = ask(&ctx, GossipMsg::Members).await?;
+    Ok(axum::Json(json::alerts(&views)))
+}
+
+async fn put(ctx: &Ctx, key: String, value: Option<String>) -> Result<(), ApiError> {
+    ask(ctx, |reply| GossipMsg::Set { key, value, reply })
+        .await?
+        .map_err(|e| ApiError::Failed(e.to_string()))
+}
+
+/// `POST /api/v1/alerts/test`: asks the leader (through gossip) to send a test alert.
+async fn alert_test(State(ctx): State<Ctx>) -> Answer {
+    let at = ctx.clock.now().0;
+    put(&ctx, format!("{TEST_PREFIX}{at}"), Some("1".into())).await?;
+    Ok(axum::Json(
+        json!({ "id": format!("test:{}:{at}", ctx.name) }),
+    ))
+}
+
+/// `GET /api/v1/silences`: the silences in force.
+async fn silences(State(ctx): State<Ctx>) -> Answer {
+    let views = ask(&ctx, GossipMsg::Members).await?;
+    Ok(axum::Json(json::silences(&views, ctx.clock.now())))
+}
+
+/// `POST /api/v1/silences` with `{"target": "node[:service]", "for": "2h", "reason": "..."}`.
+async fn silence(State(ctx): State<Ctx>, axum::Json(body): axum::Json<Value>) -> Answer {
+    let target = body.get("target").and_then(Value::as_str).unwrap_or("");
+    if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::Failed(format!(
+            "target {target:?} is not NODE or NODE:SERVICE"
+        )));
+    }
+    let duration = body.get("for").and_then(Value::as_str).unwrap_or("");
+    let duration = humantime::parse_duration(duration).map_err(|e| {
+        ApiError::Failed(format!(
+            "\"for\": {duration:?} is not a duration like \"2h\" ({e})"
+        ))
+    })?;
+    let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
+    let now = ctx.clock.now();
+    let silence = Silence {
+        target: target.to_string(),
+        by: ctx.name.clone(),
+        until: now + duration,
+        reason: reason.to_string(),
+    };
+    put(
+        &ctx,
+        format!("{SILENCE_PREFIX}{target}"),
+        Some(silence.value()),
+    )
+    .await?;
+    Ok(axum::Json(json!({
+        "target": target, "until": silence.until.to_rfc3339(), "reason": reason,
     })))
 }
 

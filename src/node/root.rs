@@ -10,6 +10,8 @@
 use super::directory::Directory;
 use super::restart::RestartBudget;
 use super::{ExitSlot, NodeError};
+use crate::alert::DEFAULT_SETTLE;
+use crate::alert::actor::{AlertActor, AlertArgs};
 use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
 use crate::gossip::Settings;
@@ -45,6 +47,7 @@ pub enum Child {
     Gossip,
     Probe,
     Services,
+    Alerts,
     Api,
 }
 
@@ -111,6 +114,7 @@ impl Actor for NodeActor {
             Child::Gossip,
             Child::Probe,
             Child::Services,
+            Child::Alerts,
             Child::Api,
         ] {
             if let Err(why) = state.spawn(&myself, child).await {
@@ -177,7 +181,7 @@ impl Actor for NodeActor {
             Child::Gossip => state.args.directory.set_gossip(None),
             Child::Watch => state.args.directory.set_watch(None),
             Child::Services => state.args.directory.set_services(None),
-            Child::Probe | Child::Api => {}
+            Child::Probe | Child::Alerts | Child::Api => {}
         }
         if state.stopping {
             return Ok(());
@@ -308,6 +312,22 @@ impl NodeState {
                     .map_err(|e| e.to_string())?;
                 self.args.directory.set_services(Some(manager.clone()));
                 manager.get_cell()
+            }
+            Child::Alerts => {
+                let config = &self.args.config;
+                let args = AlertArgs {
+                    me: config.node.name.clone(),
+                    settle: DEFAULT_SETTLE.max(self.settings.interval * 2),
+                    sinks: config.alerts.sinks.clone(),
+                    data_dir: config.node.data_dir.clone(),
+                    directory: dir,
+                    shared: self.args.shared.clone(),
+                    clock,
+                };
+                let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                alerts.get_cell()
             }
             Child::Api => {
                 let listener = self.args.api.try_clone().map_err(|e| e.to_string())?;

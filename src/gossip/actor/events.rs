@@ -4,6 +4,7 @@
 //! restarted gossip actor, so it finds the cluster again even when the configured seeds are
 //! down).
 
+use crate::alert::actor::{AlertSentEvent, LeaderEvent};
 use crate::gossip::ClusterEvent;
 use crate::supervision::status::ServiceEvent;
 use crate::types::Time;
@@ -20,6 +21,10 @@ pub const EVENT_LOG_LEN: usize = 1000;
 pub enum NodeEvent {
     Cluster(ClusterEvent),
     Service(ServiceEvent),
+    /// The leader of this node's view changed.
+    Leader(LeaderEvent),
+    /// This node sent an alert.
+    AlertSent(AlertSentEvent),
 }
 
 /// An event and when this node saw it.
@@ -66,6 +71,11 @@ impl GossipShared {
     /// Records a service event of this node.
     pub fn publish_service(&self, at: Time, event: ServiceEvent) {
         self.record(at, NodeEvent::Service(event));
+    }
+
+    /// Records an event of this node's own (leader changes, alerts sent).
+    pub fn publish_node(&self, at: Time, event: NodeEvent) {
+        self.record(at, event);
     }
 
     fn record(&self, at: Time, event: NodeEvent) {

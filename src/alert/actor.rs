@@ -1,0 +1,218 @@
+//! `AlertActor`: the election and the alert protocol of a running node. Every tick it takes the
+//! gossip actor's view, tells the [`Election`] (a new leader is an event) and the
+//! [`AlertCore`] about it, writes the core's keys into the node's gossiped state and delivers
+//! its alerts to the sinks on tasks of their own. The ids known to be sent are kept in
+//! `<data_dir>/alerts-sent.json`, so a restarted node neither re-sends nor lets others re-send.
+
+use super::core::{AlertCore, AlertOutput, Persisted};
+use super::log::SinkResult;
+use super::sink::deliver_all;
+use crate::config::SinkSpec;
+use crate::election::Election;
+use crate::gossip::MemberView;
+use crate::gossip::actor::{GossipMsg, GossipShared, NodeEvent};
+use crate::node::directory::{AbortOnDrop, Directory};
+use crate::types::{Clock, NodeName};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often the view is read and the protocol stepped.
+pub const TICK: Duration = Duration::from_millis(200);
+const SENT_FILE: &str = "alerts-sent.json";
+
+pub struct AlertArgs {
+    pub me: NodeName,
+    pub settle: Duration,
+    pub sinks: Vec<SinkSpec>,
+    pub data_dir: PathBuf,
+    pub directory: Directory,
+    pub shared: GossipShared,
+    pub clock: Clock,
+}
+
+pub enum AlertMsg {
+    Tick,
+    Delivered {
+        id: String,
+        alert: Value,
+        results: Vec<SinkResult>,
+    },
+}
+
+pub struct AlertState {
+    args: AlertArgs,
+    core: AlertCore,
+    election: Election,
+    saved: usize,
+    _ticker: AbortOnDrop<()>,
+}
+
+/// What a node event says about a leader change, for the events log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderEvent {
+    pub from: Option<NodeName>,
+    pub to: Option<NodeName>,
+}
+
+/// An alert this node sent, for the events log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertSentEvent {
+    pub id: String,
+    pub summary: String,
+    pub results: Vec<SinkResult>,
+}
+
+fn load_sent(path: &std::path::Path) -> Persisted {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "unreadable; starting without it");
+            Persisted::default()
+        }),
+        Err(_) => Persisted::default(),
+    }
+}
+
+fn save_sent(path: &std::path::Path, ids: &Persisted) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string(ids).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+pub struct AlertActor;
+
+impl Actor for AlertActor {
+    type Msg = AlertMsg;
+    type State = AlertState;
+    type Arguments = AlertArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AlertMsg>,
+        args: AlertArgs,
+    ) -> Result<AlertState, ActorProcessingErr> {
+        let persisted = load_sent(&args.data_dir.join(SENT_FILE));
+        let saved = persisted.seen.len() + persisted.own.len();
+        let core = AlertCore::new(args.me.clone(), args.settle, persisted);
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if myself.cast(AlertMsg::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(AlertState {
+            args,
+            core,
+            election: Election::default(),
+            saved,
+            _ticker: AbortOnDrop(ticker),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AlertMsg>,
+        msg: AlertMsg,
+        state: &mut AlertState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = state.args.clock.now();
+        match msg {
+            AlertMsg::Tick => {
+                let Some(view) = state.view().await else {
+                    return Ok(());
+                };
+                if let Some(change) = state.election.update(&view) {
+                    tracing::info!(from = ?change.from, to = ?change.to, "leader changed");
+                    state.args.shared.publish_node(
+                        now,
+                        NodeEvent::Leader(LeaderEvent {
+                            from: change.from,
+                            to: change.to,
+                        }),
+                    );
+                }
+                let outputs = state.core.tick(now, &view);
+                state.carry_out(&myself, outputs);
+            }
+            AlertMsg::Delivered { id, alert, results } => {
+                tracing::info!(%id, ?results, "alert sent");
+                let summary = alert
+                    .get("summary")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let outputs = state.core.delivered(now, &id, &alert, &results);
+                state.carry_out(&myself, outputs);
+                state.args.shared.publish_node(
+                    now,
+                    NodeEvent::AlertSent(AlertSentEvent {
+                        id,
+                        summary,
+                        results,
+                    }),
+                );
+            }
+        }
+        state.save();
+        Ok(())
+    }
+}
+
+impl AlertState {
+    async fn view(&self) -> Option<Vec<MemberView>> {
+        let gossip = self.args.directory.gossip()?;
+        match gossip
+            .call(GossipMsg::Members, Some(Duration::from_secs(2)))
+            .await
+        {
+            Ok(CallResult::Success(view)) => Some(view),
+            _ => None,
+        }
+    }
+
+    fn carry_out(&mut self, myself: &ActorRef<AlertMsg>, outputs: Vec<AlertOutput>) {
+        for o in outputs {
+            match o {
+                AlertOutput::Set { key, value } => {
+                    self.args
+                        .directory
+                        .cast_gossip(GossipMsg::Put { key, value });
+                }
+                AlertOutput::Deliver { id, alert } => {
+                    tracing::info!(%id, "sending alert");
+                    let sinks = self.args.sinks.clone();
+                    let me = myself.clone();
+                    // The task outlives a restart of this actor: a delivery is never cut off.
+                    tokio::spawn(async move {
+                        let results = deliver_all(&sinks, &alert).await;
+                        let _ = me.cast(AlertMsg::Delivered { id, alert, results });
+                    });
+                }
+            }
+        }
+    }
+
+    fn save(&mut self) {
+        let persisted = self.core.persisted();
+        let size = persisted.seen.len() + persisted.own.len();
+        if size == self.saved {
+            return;
+        }
+        let path = self.args.data_dir.join(SENT_FILE);
+        match save_sent(&path, &persisted) {
+            Ok(()) => self.saved = size,
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot save sent alerts"),
+        }
+    }
+}
