@@ -13,5 +13,5 @@ pub mod log;
 pub mod sink;
 
 pub use self::core::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted};
-pub use incident::{Incident, Kind};
+pub use incident::{Incident, Kind, Rules};
 pub use log::{Log, SinkResult, Stage};

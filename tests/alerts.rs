@@ -2,7 +2,7 @@
 //! real alert core; a sink delivery takes a little virtual time, as a real one would. Each
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
-use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, SinkResult};
+use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules, SinkResult};
 use nbwatch::gossip::Settings;
 use nbwatch::sim::Sim;
 use nbwatch::types::Time;
@@ -29,18 +29,24 @@ struct AlertSim {
     /// Accepted by the sink at `at`; `sent` is written at `done` if the sender is still up.
     pending: Vec<(Time, usize, String, serde_json::Value, usize)>,
     deliveries: Vec<Delivery>,
+    rules: Rules,
     /// Partitions: from, until (None: still on), one side.
     partitions: Vec<(Time, Option<Time>, Vec<usize>)>,
 }
 
 impl AlertSim {
     fn new(seed: u64, n: usize) -> AlertSim {
+        AlertSim::with_rules(seed, n, Rules::default())
+    }
+
+    fn with_rules(seed: u64, n: usize, rules: Rules) -> AlertSim {
         let settings = Settings::default();
         let sim = Sim::cluster(seed, n, settings);
         let cores = (0..n)
-            .map(|i| AlertCore::new(Sim::name(i), DEFAULT_SETTLE, Persisted::default()))
+            .map(|i| AlertCore::new(Sim::name(i), DEFAULT_SETTLE, rules, Persisted::default()))
             .collect();
         AlertSim {
+            rules,
             sim,
             cores,
             pending: Vec::new(),
@@ -112,7 +118,7 @@ impl AlertSim {
     fn restart(&mut self, i: usize, seed: usize) {
         self.sim.restart(i, seed);
         let persisted = self.cores[i].persisted();
-        self.cores[i] = AlertCore::new(Sim::name(i), DEFAULT_SETTLE, persisted);
+        self.cores[i] = AlertCore::new(Sim::name(i), DEFAULT_SETTLE, self.rules, persisted);
     }
 
     fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
@@ -370,5 +376,69 @@ fn random_crashes_restarts_and_partitions_never_send_twice_within_one_side() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn a_flapping_node_gets_one_flapping_alert_instead_of_a_storm_and_one_when_it_settles() {
+    for seed in seeds(&[21, 22]) {
+        let rules = Rules {
+            flap_threshold: 2,
+            flap_window: Duration::from_secs(300),
+            repeat: Duration::ZERO,
+        };
+        let mut s = AlertSim::with_rules(seed, 6, rules);
+        s.run_for(Duration::from_secs(3));
+        for round in 0..4 {
+            s.sim.crash(4);
+            s.run_for(DETECT);
+            s.restart(4, round + 1);
+            s.run_for(DETECT);
+        }
+        // The first two changes (down, up) are sent; then one flapping alert, nothing else.
+        assert_eq!(s.count("node_down:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_up:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("flapping:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("settled:n4:"), 0, "{}", s.explain());
+        // Quiet for the window: one settled.
+        s.run_for(rules.flap_window + DETECT);
+        assert_eq!(s.count("settled:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.deliveries.len(), 4, "{}", s.explain());
+    }
+}
+
+#[test]
+fn an_open_incident_is_reminded_every_repeat_once_per_reminder() {
+    for seed in seeds(&[31]) {
+        let rules = Rules {
+            repeat: Duration::from_secs(30),
+            ..Rules::default()
+        };
+        let mut s = AlertSim::with_rules(seed, 6, rules);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(3);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n3:"), 1, "{}", s.explain());
+        s.run_for(Duration::from_secs(100));
+        let reminders: Vec<String> = s
+            .deliveries
+            .iter()
+            .filter(|d| d.id.starts_with("node_down:n3:") && d.id.contains('#'))
+            .map(|d| d.id.clone())
+            .collect();
+        assert!(reminders.len() >= 3, "{reminders:?}: {}", s.explain());
+        let distinct: std::collections::BTreeSet<&String> = reminders.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            reminders.len(),
+            "a reminder twice: {reminders:?}"
+        );
+        // Back up: the reminders stop, and node_up is sent once.
+        s.restart(3, 7);
+        s.run_for(DETECT);
+        let before = s.deliveries.len();
+        s.run_for(Duration::from_secs(90));
+        assert_eq!(s.count("node_up:n3:"), 1, "{}", s.explain());
+        assert_eq!(s.deliveries.len(), before, "{}", s.explain());
     }
 }

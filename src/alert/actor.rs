@@ -5,6 +5,7 @@
 //! `<data_dir>/alerts-sent.json`, so a restarted node neither re-sends nor lets others re-send.
 
 use super::core::{AlertCore, AlertOutput, Persisted};
+use super::incident::Rules;
 use super::log::SinkResult;
 use super::sink::deliver_all;
 use crate::config::SinkSpec;
@@ -26,6 +27,7 @@ const SENT_FILE: &str = "alerts-sent.json";
 pub struct AlertArgs {
     pub me: NodeName,
     pub settle: Duration,
+    pub rules: Rules,
     pub sinks: Vec<SinkSpec>,
     pub data_dir: PathBuf,
     pub directory: Directory,
@@ -100,7 +102,7 @@ impl Actor for AlertActor {
     ) -> Result<AlertState, ActorProcessingErr> {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
         let saved = persisted.seen.len() + persisted.own.len();
-        let core = AlertCore::new(args.me.clone(), args.settle, persisted);
+        let core = AlertCore::new(args.me.clone(), args.settle, args.rules, persisted);
         let ticker = tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -18,7 +18,7 @@
 //! The one window where a duplicate cannot be avoided: the sender dies after its sinks accepted
 //! the alert but before its `sending`/`sent` reached anyone. The next leader then sends again.
 
-use super::incident::{Incident, incidents, silences};
+use super::incident::{Incident, Rules, flapping_since, incidents, silences};
 use super::log::{ALERT_PREFIX, Entry, Log, SinkResult, Stage, entry_value};
 use crate::election::{leader, rank};
 use crate::gossip::MemberView;
@@ -47,6 +47,7 @@ enum Mine {
 pub struct AlertCore {
     me: NodeName,
     settle: Duration,
+    rules: Rules,
     mine: BTreeMap<String, Mine>,
     /// Ids known to be sent (this node's own, and others' it has seen), kept across restarts.
     remembered: BTreeSet<String>,
@@ -63,12 +64,13 @@ pub struct Persisted {
 }
 
 impl AlertCore {
-    pub fn new(me: NodeName, settle: Duration, persisted: Persisted) -> AlertCore {
+    pub fn new(me: NodeName, settle: Duration, rules: Rules, persisted: Persisted) -> AlertCore {
         let mut remembered = persisted.seen;
         remembered.extend(persisted.own.keys().cloned());
         AlertCore {
             me,
             settle,
+            rules,
             mine: BTreeMap::new(),
             remembered,
             own: persisted.own,
@@ -97,7 +99,7 @@ impl AlertCore {
     pub fn open(&self, now: Time, view: &[MemberView]) -> Vec<Incident> {
         let log = self.log(view);
         let silences = silences(view);
-        incidents(view, &log, now)
+        incidents(view, &log, now, &self.rules)
             .into_iter()
             .filter(|i| !log.is_sent(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
@@ -127,15 +129,16 @@ impl AlertCore {
         }
         let leading = leader(view).as_ref() == Some(&self.me);
         let silences = silences(view);
-        let open: Vec<Incident> = incidents(view, &log, now)
+        let open: Vec<Incident> = incidents(view, &log, now, &self.rules)
             .into_iter()
             .filter(|i| !self.remembered.contains(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
             .collect();
+        let me_name = self.me.clone();
         let others = |id: &str| -> Vec<&Entry> {
             log.entries(id)
                 .iter()
-                .filter(|e| e.by != self.me && e.live)
+                .filter(|e| e.by != me_name && e.live)
                 .collect()
         };
         for incident in &open {
@@ -157,6 +160,18 @@ impl AlertCore {
                     out.push(set(id, None));
                 }
                 Some(Mine::Claimed { at }) if now.since(*at) >= self.settle => {
+                    if incident.kind.is_change()
+                        && flapping_since(&log, &incident.subject(), now, &self.rules).is_some()
+                    {
+                        // A flapping subject's change is recorded, not sent.
+                        let suppressed = [SinkResult {
+                            sink: "flapping".into(),
+                            result: "suppressed".into(),
+                        }];
+                        let alert = incident.to_json(&self.me, now);
+                        out.extend(self.delivered(now, id, &alert, &suppressed));
+                        continue;
+                    }
                     self.mine.insert(id.clone(), Mine::Sending);
                     out.push(set(id, Some(entry_value(Stage::Sending, now, &[], None))));
                     out.push(AlertOutput::Deliver {

@@ -11,11 +11,20 @@
 //! * `test:<node>:<at>` — `nbwatch alerts test` on that node asked for one.
 //!
 //! Silences (`silence.<target>` keys) hide incidents of their target until they expire.
+//!
+//! Two rules work on the log itself, so they too come out the same on every host:
+//! * flapping — a subject (a node, or `node:service`) whose state changed (sent or suppressed
+//!   down/up incidents) `flap_threshold` times within `flap_window` is flapping: its further
+//!   changes are recorded as suppressed instead of sent, one `flapping:<subject>:<start>` alert
+//!   goes out, and one `settled:<subject>:<start>` when it has been quiet for the window;
+//! * reminders — with `repeat` set, a firing incident still open gets `<id>#<k>` every
+//!   `repeat` after it was sent.
 
-use super::log::Log;
+use super::log::{Log, Stage};
 use crate::gossip::{MemberView, Status};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// The prefix of a test request key in a node's state: `alerttest.<at ms>`.
@@ -32,6 +41,8 @@ pub enum Kind {
     ServiceFailed,
     ServiceUp,
     Test,
+    Flapping,
+    Settled,
 }
 
 impl Kind {
@@ -42,14 +53,37 @@ impl Kind {
             Kind::ServiceFailed => "service_failed",
             Kind::ServiceUp => "service_up",
             Kind::Test => "test",
+            Kind::Flapping => "flapping",
+            Kind::Settled => "settled",
         }
+    }
+
+    /// Kinds that are a change of a subject's state (counted for flapping).
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            Kind::NodeDown | Kind::NodeUp | Kind::ServiceFailed | Kind::ServiceUp
+        )
+    }
+
+    fn from_id(id: &str) -> Option<Kind> {
+        Some(match id.split(':').next()? {
+            "node_down" => Kind::NodeDown,
+            "node_up" => Kind::NodeUp,
+            "service_failed" => Kind::ServiceFailed,
+            "service_up" => Kind::ServiceUp,
+            "test" => Kind::Test,
+            "flapping" => Kind::Flapping,
+            "settled" => Kind::Settled,
+            _ => return None,
+        })
     }
 
     /// `firing` for a problem, `resolved` for its end.
     pub fn status(self) -> &'static str {
         match self {
-            Kind::NodeUp | Kind::ServiceUp => "resolved",
-            Kind::NodeDown | Kind::ServiceFailed | Kind::Test => "firing",
+            Kind::NodeUp | Kind::ServiceUp | Kind::Settled => "resolved",
+            Kind::NodeDown | Kind::ServiceFailed | Kind::Test | Kind::Flapping => "firing",
         }
     }
 }
@@ -65,7 +99,43 @@ pub struct Incident {
     pub summary: String,
 }
 
+/// The flapping and reminder rules (`alerts.flap_threshold`, `flap_window`, `repeat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub flap_threshold: u32,
+    pub flap_window: Duration,
+    /// Zero: no reminders.
+    pub repeat: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            flap_threshold: 4,
+            flap_window: Duration::from_secs(600),
+            repeat: Duration::ZERO,
+        }
+    }
+}
+
+/// The subject of an incident id: `node` or `node:service` (the parts between kind and the
+/// last number).
+pub fn subject_of(id: &str) -> Option<String> {
+    let id = id.split('#').next()?;
+    Kind::from_id(id)?;
+    let rest = id.split_once(':')?.1;
+    Some(rest.rsplit_once(':')?.0.to_string())
+}
+
 impl Incident {
+    /// `node` or `node:service`.
+    pub fn subject(&self) -> String {
+        match &self.service {
+            Some(s) => format!("{}:{s}", self.node),
+            None => self.node.to_string(),
+        }
+    }
+
     /// The contract's alert JSON, as sent by `sent_by` at `at`.
     pub fn to_json(&self, sent_by: &NodeName, at: Time) -> Value {
         json!({
@@ -122,8 +192,130 @@ fn service_since(id: &str, kind: Kind, node: &NodeName, service: &str) -> Option
     rest.parse().ok()
 }
 
-/// Every incident in `view` (with `log` for the resolutions), sorted by id.
-pub fn incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
+/// When the sent entries of `id` were first written (by anyone).
+fn sent_at(log: &Log, id: &str) -> Option<Time> {
+    log.entries(id)
+        .iter()
+        .filter(|e| e.stage == Stage::Sent)
+        .map(|e| e.at)
+        .min()
+}
+
+/// The state changes of each subject that were sent or suppressed, with their times.
+fn changes(log: &Log) -> BTreeMap<String, Vec<Time>> {
+    let mut out: BTreeMap<String, Vec<Time>> = BTreeMap::new();
+    for id in log.sent_ids() {
+        if id.contains('#') || !Kind::from_id(id).is_some_and(Kind::is_change) {
+            continue;
+        }
+        if let (Some(subject), Some(at)) = (subject_of(id), sent_at(log, id)) {
+            out.entry(subject).or_default().push(at);
+        }
+    }
+    out
+}
+
+/// The start of `subject`'s current flapping (`None`: not flapping), by the log.
+pub fn flapping_since(log: &Log, subject: &str, now: Time, rules: &Rules) -> Option<Time> {
+    if rules.flap_threshold == 0 {
+        return None;
+    }
+    let all = changes(log);
+    let times = all.get(subject)?;
+    let recent: Vec<Time> = times
+        .iter()
+        .copied()
+        .filter(|t| now.since(*t) < rules.flap_window)
+        .collect();
+    if (recent.len() as u32) < rules.flap_threshold {
+        return None;
+    }
+    // An episode already alerted keeps its start; otherwise it starts with the window's first.
+    let open = log.sent_ids().filter_map(|id| {
+        let rest = id.strip_prefix("flapping:")?;
+        let (s, start) = rest.rsplit_once(':')?;
+        let settled = format!("settled:{rest}");
+        (s == subject && !log.is_sent(&settled)).then(|| start.parse::<u64>().ok().map(Time))?
+    });
+    open.max().or_else(|| recent.iter().copied().min())
+}
+
+/// Every incident in `view` (with `log` for resolutions, flapping and reminders), by id.
+pub fn incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Vec<Incident> {
+    let mut out = base_incidents(view, log, now);
+    let subjects: BTreeSet<String> = changes(log).into_keys().collect();
+    for subject in &subjects {
+        let (node, service) = match subject.split_once(':') {
+            Some((n, s)) => (n, Some(s.to_string())),
+            None => (subject.as_str(), None),
+        };
+        match flapping_since(log, subject, now, rules) {
+            Some(start) => out.push(Incident {
+                id: format!("flapping:{subject}:{}", start.0),
+                kind: Kind::Flapping,
+                node: NodeName::from(node),
+                service,
+                since: start,
+                observers: Vec::new(),
+                summary: format!(
+                    "{subject} is flapping: {} or more changes within {}; further changes are not sent until it settles",
+                    rules.flap_threshold,
+                    humantime::format_duration(rules.flap_window)
+                ),
+            }),
+            None => {
+                // Settled: an alerted episode whose end is not sent yet.
+                for id in log.sent_ids() {
+                    let Some(rest) = id.strip_prefix("flapping:") else {
+                        continue;
+                    };
+                    let Some((s, start)) = rest.rsplit_once(':') else {
+                        continue;
+                    };
+                    if s != subject || log.is_sent(&format!("settled:{rest}")) {
+                        continue;
+                    }
+                    out.push(Incident {
+                        id: format!("settled:{rest}"),
+                        kind: Kind::Settled,
+                        node: NodeName::from(node),
+                        service: service.clone(),
+                        since: Time(start.parse().unwrap_or(0)),
+                        observers: Vec::new(),
+                        summary: format!(
+                            "{subject} has settled: no change within {}",
+                            humantime::format_duration(rules.flap_window)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if !rules.repeat.is_zero() {
+        let mut reminders = Vec::new();
+        for i in &out {
+            if i.kind.status() != "firing" || i.kind == Kind::Test {
+                continue;
+            }
+            let Some(at) = sent_at(log, &i.id) else {
+                continue;
+            };
+            let k = now.since(at).as_millis() / rules.repeat.as_millis().max(1);
+            if k >= 1 {
+                let mut r = i.clone();
+                r.id = format!("{}#{k}", i.id);
+                r.summary = format!("still: {}", i.summary);
+                reminders.push(r);
+            }
+        }
+        out.extend(reminders);
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    out
+}
+
+fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
     let mut out = Vec::new();
     for m in view {
         match m.status {

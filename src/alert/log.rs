@@ -130,13 +130,16 @@ impl Log {
         }
     }
 
-    /// Every id that was sent (by anyone, as far as this node knows).
+    /// Every id that was sent (by anyone, as far as this node knows), each once.
     pub fn sent_ids(&self) -> impl Iterator<Item = &str> {
-        self.entries
+        let ids: BTreeSet<&str> = self
+            .entries
             .iter()
             .filter(|(_, es)| es.iter().any(|e| e.stage == Stage::Sent))
             .map(|(id, _)| id.as_str())
             .chain(self.remembered.iter().map(String::as_str))
+            .collect();
+        ids.into_iter()
     }
 
     pub fn is_sent(&self, id: &str) -> bool {

@@ -10,8 +10,8 @@
 use super::directory::Directory;
 use super::restart::RestartBudget;
 use super::{ExitSlot, NodeError};
-use crate::alert::DEFAULT_SETTLE;
 use crate::alert::actor::{AlertActor, AlertArgs};
+use crate::alert::{DEFAULT_SETTLE, Rules};
 use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
 use crate::gossip::Settings;
@@ -318,6 +318,11 @@ impl NodeState {
                 let args = AlertArgs {
                     me: config.node.name.clone(),
                     settle: DEFAULT_SETTLE.max(self.settings.interval * 2),
+                    rules: Rules {
+                        flap_threshold: config.alerts.flap_threshold,
+                        flap_window: config.alerts.flap_window,
+                        repeat: config.alerts.repeat,
+                    },
                     sinks: config.alerts.sinks.clone(),
                     data_dir: config.node.data_dir.clone(),
                     directory: dir,
