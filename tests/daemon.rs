@@ -1378,3 +1378,48 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
         "{events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    let flag = cluster.dir.path().join("broken");
+    std::fs::write(&flag, "").expect("flag");
+    cluster.extra = format!(
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
+    // Every node runs this tree: the service fails at once while the flag file exists.
+    write_tree(
+        &cluster,
+        "fragile",
+        &format!(
+            "name = \"fragile\"\nintensity = 1\nperiod = \"60s\"\n[[children]]\nname = \"crashy\"\n\
+             command = [\"/bin/sh\", \"-c\", \"if test -e {}; then exit 1; fi; exec sleep 1000\"]\n",
+            flag.display()
+        ),
+    );
+    cluster.start_many(3).await;
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    for node in ["n1", "n2", "n3"] {
+        let entry = sent_everywhere(&apis, &format!("service_failed:{node}:crashy:")).await;
+        assert_eq!(entry["by"], "n1", "{entry}");
+    }
+    for node in ["n1", "n2", "n3"] {
+        let alerts = sunk_ids(&file, &format!("service_failed:{node}:crashy:"));
+        assert_eq!(alerts.len(), 1, "{:#?}", sunk(&file));
+        assert_eq!(alerts[0]["service"], "crashy");
+        assert_eq!(alerts[0]["status"], "firing");
+    }
+    std::fs::remove_file(&flag).expect("rm flag");
+    for api in &apis {
+        let started = client(&["start", "crashy", "--api", &api.to_string()], &[]).await;
+        assert!(started.status.success(), "{started:?}");
+    }
+    for node in ["n1", "n2", "n3"] {
+        sent_everywhere(&apis, &format!("service_up:{node}:crashy:")).await;
+        let ups = sunk_ids(&file, &format!("service_up:{node}:crashy:"));
+        assert_eq!(ups.len(), 1, "{:#?}", sunk(&file));
+        assert_eq!(ups[0]["status"], "resolved");
+    }
+}
