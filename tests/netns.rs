@@ -1,0 +1,367 @@
+//! Real hosts on one machine: each host is a network namespace with its own `nbwatch run`,
+//! joined to the others by a veth pair on a bridge that lives in a namespace of its own, so no
+//! traffic leaves the namespaces this test makes. Faults are nftables rules inside the hosts.
+//! Needs root, `ip` (iproute2) and `nft` (nftables).
+//!
+//! Namespaces are named `nbw<pid>...`: they are removed when the test ends (also when it
+//! fails), and a later run removes those left behind by a run that was interrupted.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nbwatch");
+const DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(250);
+const PREFIX: &str = "nbw";
+
+fn run(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn must(args: &[&str]) -> String {
+    run(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Removes namespaces of earlier runs whose process is gone.
+fn sweep_stale() {
+    let Ok(list) = run(&["ip", "netns", "list"]) else {
+        return;
+    };
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = run(&["ip", "netns", "del", name]);
+        }
+    }
+}
+
+struct Host {
+    name: String,
+    ns: String,
+    ip: String,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+struct Net {
+    dir: tempfile::TempDir,
+    bridge: String,
+    hosts: Vec<Host>,
+}
+
+impl Net {
+    /// `n` hosts `n0..`, 10.77.0.1.. on one bridge; `extra` is appended to every config.
+    fn new(tag: &str, n: usize, extra: &str) -> Net {
+        sweep_stale();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = format!("{PREFIX}{}{tag}", std::process::id());
+        let bridge = format!("{base}br");
+        let mut net = Net {
+            dir,
+            bridge: bridge.clone(),
+            hosts: Vec::new(),
+        };
+        must(&["ip", "netns", "add", &bridge]);
+        must(&["ip", "-n", &bridge, "link", "add", "br0", "type", "bridge"]);
+        must(&["ip", "-n", &bridge, "link", "set", "br0", "up"]);
+        for i in 0..n {
+            let ns = format!("{base}h{i}");
+            let ip = format!("10.77.0.{}", i + 1);
+            must(&["ip", "netns", "add", &ns]);
+            net.hosts.push(Host {
+                name: format!("n{i}"),
+                ns: ns.clone(),
+                ip: ip.clone(),
+                config: net.dir.path().join(format!("n{i}.toml")),
+                log: net.dir.path().join(format!("n{i}.log")),
+                child: None,
+            });
+            let (a, b) = (format!("va{i}"), format!("vb{i}"));
+            must(&[
+                "ip", "-n", &ns, "link", "add", &a, "type", "veth", "peer", "name", &b, "netns",
+                &bridge,
+            ]);
+            must(&["ip", "-n", &ns, "link", "set", &a, "name", "eth0"]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            must(&["ip", "-n", &bridge, "link", "set", &b, "master", "br0"]);
+            must(&["ip", "-n", &bridge, "link", "set", &b, "up"]);
+            let seeds = if i == 0 {
+                String::new()
+            } else {
+                "seeds = [\"10.77.0.1:7710\"]\n".to_string()
+            };
+            let data = net.dir.path().join(format!("n{i}"));
+            std::fs::write(
+                &net.hosts[i].config,
+                format!(
+                    "[node]\nname = \"n{i}\"\ndata_dir = \"{}\"\n[gossip]\nlisten = \"{ip}:7710\"\n{seeds}\
+                     [metrics]\ninterval = \"1s\"\n[api]\nlisten = \"127.0.0.1:7711\"\n\
+                     [supervision]\ntrees = \"{}\"\n{extra}",
+                    data.display(),
+                    net.dir.path().join("no-trees").display(),
+                ),
+            )
+            .expect("config");
+        }
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        let h = &mut self.hosts[i];
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&h.log)
+            .expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.ns, BIN, "run", "--config"])
+            .arg(&h.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn nbwatch in its namespace");
+        h.child = Some(child);
+    }
+
+    /// A client command run inside host `i`'s namespace (its API is on its own loopback).
+    fn client(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["ip", "netns", "exec", &self.hosts[i].ns, BIN];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--api", "127.0.0.1:7711"]);
+        run(&all)
+    }
+
+    fn members(&self, i: usize) -> Vec<Value> {
+        self.client(i, &["members", "--json"])
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .and_then(|v: Value| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn state_of(&self, i: usize, name: &str) -> Option<String> {
+        self.members(i)
+            .into_iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["state"].as_str().map(str::to_string))
+    }
+
+    /// Drops all traffic between the two sides, inside every host of both.
+    fn partition(&self, a: &[usize], b: &[usize]) {
+        for (mine, theirs) in [(a, b), (b, a)] {
+            let ips: Vec<&str> = theirs.iter().map(|j| self.hosts[*j].ip.as_str()).collect();
+            let set = ips.join(", ");
+            for &i in mine {
+                let rules = format!(
+                    "table inet nbwfault {{\n chain in {{ type filter hook input priority 0; ip saddr {{ {set} }} drop; }}\n \
+                     chain out {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n}}\n"
+                );
+                let file = self.dir.path().join(format!("fault-{i}.nft"));
+                std::fs::write(&file, rules).expect("rules");
+                must(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &self.hosts[i].ns,
+                    "nft",
+                    "-f",
+                    &file.to_string_lossy(),
+                ]);
+            }
+        }
+    }
+
+    fn heal(&self) {
+        for h in &self.hosts {
+            let _ = run(&[
+                "ip", "netns", "exec", &h.ns, "nft", "delete", "table", "inet", "nbwfault",
+            ]);
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for h in &self.hosts {
+            let text = std::fs::read_to_string(&h.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            out.push_str(&format!("---- {} ----\n{}\n", h.name, tail.join("\n")));
+        }
+        out
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            if let Some(c) = h.child.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for h in &self.hosts {
+            let _ = run(&["ip", "netns", "del", &h.ns]);
+        }
+        let _ = run(&["ip", "netns", "del", &self.bridge]);
+    }
+}
+
+fn wait_until(net: &Net, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out waiting until {what}\n{}",
+            net.logs()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+fn sunk(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn alerts_for(file: &Path, prefix: &str) -> Vec<Value> {
+    sunk(file)
+        .into_iter()
+        .filter(|a| a["id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+        .collect()
+}
+
+/// True when host `i`'s alert log shows an incident starting with `prefix` as sent.
+fn sent_in_view(net: &Net, i: usize, prefix: &str) -> bool {
+    net.client(i, &["alerts", "--json"])
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v.as_array().cloned())
+        .is_some_and(|log| {
+            log.iter().any(|e| {
+                e["state"] == "sent" && e["id"].as_str().is_some_and(|id| id.starts_with(prefix))
+            })
+        })
+}
+
+#[test]
+fn a_two_three_split_sends_one_alert_per_side_and_nothing_again_after_the_heal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("alerts.jsonl");
+    let extra = format!(
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
+    let mut net = Net::new("a", 5, &extra);
+    for i in 0..5 {
+        net.start(i);
+    }
+    let names: Vec<String> = (0..5).map(|i| format!("n{i}")).collect();
+    for i in 0..5 {
+        wait_until(&net, &format!("n{i} sees everyone alive"), || {
+            names
+                .iter()
+                .all(|n| net.state_of(i, n).as_deref() == Some("alive"))
+        });
+    }
+    net.partition(&[0, 1], &[2, 3, 4]);
+    // Side {n0, n1} (leader n0) alerts for n2, n3, n4; side {n2, n3, n4} (leader n2) for n0, n1.
+    for (lost, seen_by, leader) in [
+        ("n2", 0, "n0"),
+        ("n3", 0, "n0"),
+        ("n4", 0, "n0"),
+        ("n0", 2, "n2"),
+        ("n1", 2, "n2"),
+    ] {
+        let prefix = format!("node_down:{lost}:");
+        let side: Vec<usize> = if seen_by == 0 {
+            vec![0, 1]
+        } else {
+            vec![2, 3, 4]
+        };
+        for &i in &side {
+            wait_until(&net, &format!("{prefix} is sent as seen by n{i}"), || {
+                sent_in_view(&net, i, &prefix)
+            });
+        }
+        let alerts = alerts_for(&file, &prefix);
+        assert_eq!(alerts.len(), 1, "{prefix}: {:#?}", sunk(&file));
+        assert_eq!(alerts[0]["sent_by"], leader, "{prefix}: {:#?}", sunk(&file));
+    }
+    net.heal();
+    for i in 0..5 {
+        wait_until(
+            &net,
+            &format!("n{i} sees everyone alive after the heal"),
+            || {
+                names
+                    .iter()
+                    .all(|n| net.state_of(i, n).as_deref() == Some("alive"))
+            },
+        );
+    }
+    // Every node was down on the other side: one node_up each, once the logs have merged.
+    for n in &names {
+        let prefix = format!("node_up:{n}:");
+        for i in 0..5 {
+            wait_until(&net, &format!("{prefix} is sent as seen by n{i}"), || {
+                sent_in_view(&net, i, &prefix)
+            });
+        }
+        assert_eq!(
+            alerts_for(&file, &prefix).len(),
+            1,
+            "{prefix}: {:#?}",
+            sunk(&file)
+        );
+    }
+    for n in &names {
+        let prefix = format!("node_down:{n}:");
+        assert_eq!(
+            alerts_for(&file, &prefix).len(),
+            1,
+            "{prefix} sent again after the heal: {:#?}",
+            sunk(&file)
+        );
+    }
+}
