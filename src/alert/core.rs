@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// How long a leader waits after its claim for a better one to show.
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AlertOutput {

@@ -317,7 +317,7 @@ impl NodeState {
                 let config = &self.args.config;
                 let args = AlertArgs {
                     me: config.node.name.clone(),
-                    settle: DEFAULT_SETTLE.max(self.settings.interval * 2),
+                    settle: DEFAULT_SETTLE.max(self.settings.interval),
                     rules: Rules {
                         flap_threshold: config.alerts.flap_threshold,
                         flap_window: config.alerts.flap_window,
