@@ -5,6 +5,8 @@
 //!
 //! [`Election`] is the sans-IO core: fed views, it says when the leader changed.
 
+pub mod actor;
+
 use crate::gossip::{MemberView, Status};
 use crate::probe::actor::PRIORITY_KEY;
 use crate::types::NodeName;

@@ -1,7 +1,8 @@
-//! `AlertActor`: the election and the alert protocol of a running node. Every tick it takes the
-//! gossip actor's view, tells the [`Election`] (a new leader is an event) and the
-//! [`AlertCore`] about it, writes the core's keys into the node's gossiped state and delivers
-//! its alerts to the sinks on tasks of their own. The ids known to be sent are kept in
+//! `AlertActor`: the alert protocol of a running node. The [`ElectionActor`] hands it every
+//! view it reads; it steps the [`AlertCore`] with it, writes the core's keys into the node's
+//! gossiped state and delivers its alerts to the sinks on tasks of their own.
+//!
+//! [`ElectionActor`]: crate::election::actor::ElectionActor The ids known to be sent are kept in
 //! `<data_dir>/alerts-sent.json`, so a restarted node neither re-sends nor lets others re-send.
 
 use super::core::{AlertCore, AlertOutput, Persisted};
@@ -9,19 +10,15 @@ use super::incident::Rules;
 use super::log::SinkResult;
 use super::sink::deliver_all;
 use crate::config::SinkSpec;
-use crate::election::Election;
 use crate::gossip::MemberView;
 use crate::gossip::actor::{GossipMsg, GossipShared, NodeEvent};
-use crate::node::directory::{AbortOnDrop, Directory};
+use crate::node::directory::Directory;
 use crate::types::{Clock, NodeName};
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How often the view is read and the protocol stepped.
-pub const TICK: Duration = Duration::from_millis(200);
 const SENT_FILE: &str = "alerts-sent.json";
 
 pub struct AlertArgs {
@@ -36,7 +33,8 @@ pub struct AlertArgs {
 }
 
 pub enum AlertMsg {
-    Tick,
+    /// The view of the cluster as the election actor just read it.
+    View(Vec<MemberView>),
     Delivered {
         id: String,
         alert: Value,
@@ -47,16 +45,7 @@ pub enum AlertMsg {
 pub struct AlertState {
     args: AlertArgs,
     core: AlertCore,
-    election: Election,
     saved: usize,
-    _ticker: AbortOnDrop<()>,
-}
-
-/// What a node event says about a leader change, for the events log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaderEvent {
-    pub from: Option<NodeName>,
-    pub to: Option<NodeName>,
 }
 
 /// An alert this node sent, for the events log.
@@ -103,23 +92,8 @@ impl Actor for AlertActor {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
         let saved = persisted.seen.len() + persisted.own.len();
         let core = AlertCore::new(args.me.clone(), args.settle, args.rules, persisted);
-        let ticker = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TICK);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                if myself.cast(AlertMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(AlertState {
-            args,
-            core,
-            election: Election::default(),
-            saved,
-            _ticker: AbortOnDrop(ticker),
-        })
+        args.directory.set_alerts(Some(myself));
+        Ok(AlertState { args, core, saved })
     }
 
     async fn handle(
@@ -130,20 +104,7 @@ impl Actor for AlertActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.args.clock.now();
         match msg {
-            AlertMsg::Tick => {
-                let Some(view) = state.view().await else {
-                    return Ok(());
-                };
-                if let Some(change) = state.election.update(&view) {
-                    tracing::info!(from = ?change.from, to = ?change.to, "leader changed");
-                    state.args.shared.publish_node(
-                        now,
-                        NodeEvent::Leader(LeaderEvent {
-                            from: change.from,
-                            to: change.to,
-                        }),
-                    );
-                }
+            AlertMsg::View(view) => {
                 let outputs = state.core.tick(now, &view);
                 state.carry_out(&myself, outputs);
             }
@@ -172,17 +133,6 @@ impl Actor for AlertActor {
 }
 
 impl AlertState {
-    async fn view(&self) -> Option<Vec<MemberView>> {
-        let gossip = self.args.directory.gossip()?;
-        match gossip
-            .call(GossipMsg::Members, Some(Duration::from_secs(2)))
-            .await
-        {
-            Ok(CallResult::Success(view)) => Some(view),
-            _ => None,
-        }
-    }
-
     fn carry_out(&mut self, myself: &ActorRef<AlertMsg>, outputs: Vec<AlertOutput>) {
         for o in outputs {
             match o {

@@ -7,6 +7,7 @@
 //! without telling every sender. A message to an actor that is being restarted is lost, which
 //! the protocols tolerate (gossip repeats itself; the watchers are resynchronised).
 
+use crate::alert::actor::AlertMsg;
 use crate::gossip::actor::GossipMsg;
 use crate::supervision::manager::ManagerMsg;
 use crate::watch::actor::WatchMsg;
@@ -23,6 +24,7 @@ struct Refs {
     gossip: Option<ActorRef<GossipMsg>>,
     watch: Option<ActorRef<WatchMsg>>,
     services: Option<ActorRef<ManagerMsg>>,
+    alerts: Option<ActorRef<AlertMsg>>,
 }
 
 impl Directory {
@@ -31,6 +33,12 @@ impl Directory {
     }
     pub fn watch(&self) -> Option<ActorRef<WatchMsg>> {
         self.read(|r| r.watch.clone())
+    }
+    pub fn alerts(&self) -> Option<ActorRef<AlertMsg>> {
+        self.read(|r| r.alerts.clone())
+    }
+    pub(crate) fn set_alerts(&self, actor: Option<ActorRef<AlertMsg>>) {
+        self.write(|r| r.alerts = actor);
     }
     pub fn services(&self) -> Option<ActorRef<ManagerMsg>> {
         self.read(|r| r.services.clone())

@@ -14,6 +14,7 @@ use crate::alert::actor::{AlertActor, AlertArgs};
 use crate::alert::{DEFAULT_SETTLE, Rules};
 use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
+use crate::election::actor::{ElectionActor, ElectionArgs};
 use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
 use crate::probe::actor::{HostProbeActor, ProbeArgs};
@@ -48,6 +49,7 @@ pub enum Child {
     Probe,
     Services,
     Alerts,
+    Election,
     Api,
 }
 
@@ -115,6 +117,7 @@ impl Actor for NodeActor {
             Child::Probe,
             Child::Services,
             Child::Alerts,
+            Child::Election,
             Child::Api,
         ] {
             if let Err(why) = state.spawn(&myself, child).await {
@@ -181,7 +184,8 @@ impl Actor for NodeActor {
             Child::Gossip => state.args.directory.set_gossip(None),
             Child::Watch => state.args.directory.set_watch(None),
             Child::Services => state.args.directory.set_services(None),
-            Child::Probe | Child::Alerts | Child::Api => {}
+            Child::Alerts => state.args.directory.set_alerts(None),
+            Child::Probe | Child::Election | Child::Api => {}
         }
         if state.stopping {
             return Ok(());
@@ -333,6 +337,17 @@ impl NodeState {
                     .await
                     .map_err(|e| e.to_string())?;
                 alerts.get_cell()
+            }
+            Child::Election => {
+                let args = ElectionArgs {
+                    directory: dir,
+                    shared: self.args.shared.clone(),
+                    clock,
+                };
+                let (election, _) = Actor::spawn_linked(None, ElectionActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                election.get_cell()
             }
             Child::Api => {
                 let listener = self.args.api.try_clone().map_err(|e| e.to_string())?;

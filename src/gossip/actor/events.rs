@@ -4,7 +4,8 @@
 //! restarted gossip actor, so it finds the cluster again even when the configured seeds are
 //! down).
 
-use crate::alert::actor::{AlertSentEvent, LeaderEvent};
+use crate::alert::actor::AlertSentEvent;
+use crate::election::actor::LeaderEvent;
 use crate::gossip::ClusterEvent;
 use crate::supervision::status::ServiceEvent;
 use crate::types::Time;
