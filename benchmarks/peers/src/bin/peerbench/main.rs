@@ -148,6 +148,8 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(o.seed);
     let timeout = Duration::from_secs(o.timeout);
     let mut times_ms: Vec<u64> = Vec::new();
+    let mut alerts_ms: Vec<u64> = Vec::new();
+    let mut duplicate_alerts = 0usize;
     let mut firsts_ms: Vec<u64> = Vec::new();
     let mut timed_out = 0usize;
     let mut not_rejoined = 0usize;
@@ -204,6 +206,26 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
                 o.timeout,
                 survivors.len()
             );
+        }
+        if o.system == System::Nbwatch {
+            // The alert: handed to the sinks by the leader (its `at`), once.
+            let prefix = format!("node_down:{victim_name}:");
+            let run_dir = cluster.launcher.run_dir.clone();
+            let mut found = None;
+            wait_until(timeout, || {
+                found = nbwatch::alert_at(&run_dir, &prefix, t_kill);
+                found.is_some()
+            });
+            match found {
+                Some((at, count)) => {
+                    alerts_ms.push(at.saturating_sub(t_kill));
+                    if count > 1 {
+                        duplicate_alerts += 1;
+                    }
+                    println!("  alert after {:.2} s", at.saturating_sub(t_kill) as f64 / 1000.0);
+                }
+                None => println!("  no alert within {} s", o.timeout),
+            }
         }
         // Restart: nbwatch under the same name, ports and data dir (it comes
         // back with a higher incarnation); chitchat/foca under a fresh name
@@ -268,6 +290,23 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     );
     if not_rejoined > 0 {
         println!("({not_rejoined} restarts did not rejoin within the deadline)");
+    }
+    if o.system == System::Nbwatch {
+        alerts_ms.sort_unstable();
+        println!();
+        println!("alert = kill -9 until the leader hands the node_down alert to its sinks (its `at`)");
+        println!("| system | N | kills | alerts | p50 | p99 | max | kills with a duplicate alert |");
+        println!("|---|---|---|---|---|---|---|---|");
+        println!(
+            "| nbwatch | {} | {} | {} | {} | {} | {} | {} |",
+            o.n,
+            o.kills,
+            alerts_ms.len(),
+            q(&alerts_ms, 0.50),
+            q(&alerts_ms, 0.99),
+            q(&alerts_ms, 1.0),
+            duplicate_alerts
+        );
     }
     Ok(())
 }

@@ -32,13 +32,61 @@ pub fn write_config(
         "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n\
          [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n\n\
          [metrics]\ninterval = \"{metrics_interval_s}s\"\n\n\
-         [api]\nlisten = \"{api}\"\n",
+         [api]\nlisten = \"{api}\"\n\n\
+         [supervision]\ntrees = \"{}\"\n\n\
+         [alerts]\nflap_threshold = 0\n\n\
+         [[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
         data_dir.display(),
         seeds.join(", "),
+        run_dir.join("no-trees").display(),
+        alerts_file(run_dir).display(),
     );
     let path = run_dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml)?;
     Ok(path)
+}
+
+/// Where every node's exec sink appends the alerts it sends (one JSON per line).
+pub fn alerts_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("alerts.jsonl")
+}
+
+/// The `at` (ms) of the first alert whose id starts with `prefix` and that was handed to the
+/// sinks at or after `after_ms`, with the number of such alerts.
+pub fn alert_at(run_dir: &Path, prefix: &str, after_ms: u64) -> Option<(u64, usize)> {
+    let text = std::fs::read_to_string(alerts_file(run_dir)).ok()?;
+    let mut ats: Vec<u64> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|a| a["id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+        .filter_map(|a| {
+            let at = a["at"].as_str()?;
+            let t = humantime_ms(at)?;
+            (t >= after_ms).then_some(t)
+        })
+        .collect();
+    ats.sort_unstable();
+    ats.first().map(|t| (*t, ats.len()))
+}
+
+/// "2026-11-22T15:30:09.120Z" as ms since the epoch (UTC, the only form nbwatch writes).
+fn humantime_ms(s: &str) -> Option<u64> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some((secs * 1000 + ms.parse::<i64>().ok()?) as u64)
 }
 
 /// GET `path` from `addr`; returns the body of a 200 response.
