@@ -138,12 +138,39 @@ pub enum SinkSpec {
     Exec { command: Vec<String> },
     /// POSTs the alert to `url` (http or https).
     Webhook { url: String, format: WebhookFormat },
-    /// Mails the alert through `smtp` ("host:port"); `to` is never empty.
+    /// Mails the alert through the SMTP server at `host`:`port`; `from` and every `to` are
+    /// valid mailboxes and `to` is never empty.
     Email {
-        smtp: String,
+        host: String,
+        port: u16,
+        tls: SmtpTls,
         from: String,
         to: Vec<String>,
     },
+}
+
+/// How an email sink talks to its SMTP server, the sink's `tls` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `"starttls"`: plain connect, then STARTTLS before anything is sent; refused if the
+    /// server does not offer it. The default for port 587 (submission).
+    StartTls,
+    /// `"tls"`: TLS from the first byte. The default for port 465 (submissions).
+    Implicit,
+    /// `"none"`: no TLS, for a relay on this host or this network. The default for 25 and
+    /// every other port.
+    Plain,
+}
+
+impl SmtpTls {
+    /// What a server on `port` most likely expects when the config does not say.
+    pub fn for_port(port: u16) -> SmtpTls {
+        match port {
+            587 => SmtpTls::StartTls,
+            465 => SmtpTls::Implicit,
+            _ => SmtpTls::Plain,
+        }
+    }
 }
 
 /// The body of a webhook POST.

@@ -147,7 +147,8 @@ impl AlertState {
                     let me = myself.clone();
                     // The task outlives a restart of this actor: a delivery is never cut off.
                     tokio::spawn(async move {
-                        let results = deliver_all(&sinks, &alert).await;
+                        let how = super::sink::Delivery::default();
+                        let results = deliver_all(&sinks, &alert, &how).await;
                         let _ = me.cast(AlertMsg::Delivered { id, alert, results });
                     });
                 }

@@ -1,11 +1,12 @@
 //! Where an alert goes: `exec` (the alert JSON and a newline on stdin, and
-//! `NBWATCH_ALERT_ID`, `_KIND`, `_NODE`, `_SUMMARY` in the environment) and `webhook` (a POST
-//! of the alert JSON, or of Alertmanager's webhook v4 shape with `format = "alertmanager"`).
+//! `NBWATCH_ALERT_ID`, `_KIND`, `_NODE`, `_SUMMARY` in the environment), `webhook` (a POST
+//! of the alert JSON, or of Alertmanager's webhook v4 shape with `format = "alertmanager"`) and
+//! `email` (through an SMTP server with STARTTLS, TLS or, to a local relay, neither).
 //! Each delivery is retried with backoff, each attempt bounded by a timeout, and every sink runs
 //! on its own, so a failing or slow sink never holds up the others.
 
 use super::log::SinkResult;
-use crate::config::{SinkSpec, WebhookFormat};
+use crate::config::{SinkSpec, SmtpTls, WebhookFormat};
 use crate::supervision::reaper;
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -16,6 +17,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts per sink, with these waits between them.
 pub const RETRY_WAITS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+
+/// How hard a delivery tries: each attempt bounded by `timeout`, and one more attempt after
+/// each of `waits`. The daemon uses the default; tests shorten it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub timeout: Duration,
+    pub waits: Vec<Duration>,
+}
+
+impl Default for Delivery {
+    fn default() -> Delivery {
+        Delivery {
+            timeout: ATTEMPT_TIMEOUT,
+            waits: RETRY_WAITS.to_vec(),
+        }
+    }
+}
 
 /// The name of a sink in results: `exec`, `webhook`, `email`, with its index when there are
 /// several of a kind (`exec#2`).
@@ -28,12 +46,13 @@ fn label(spec: &SinkSpec, index: usize) -> String {
     format!("{kind}#{}", index + 1)
 }
 
-/// Delivers `alert` to every sink at once; returns each sink's final result.
-pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value) -> Vec<SinkResult> {
+/// Delivers `alert` to every sink at once; returns each sink's final result, in the order of
+/// `sinks`.
+pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value, how: &Delivery) -> Vec<SinkResult> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, spec) in sinks.iter().enumerate() {
-        let (spec, alert) = (spec.clone(), alert.clone());
-        tasks.spawn(async move { (i, label(&spec, i), deliver(&spec, &alert).await) });
+        let (spec, alert, how) = (spec.clone(), alert.clone(), how.clone());
+        tasks.spawn(async move { (i, label(&spec, i), deliver(&spec, &alert, &how).await) });
     }
     let mut results = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -52,15 +71,15 @@ pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value) -> Vec<SinkResult> {
 }
 
 /// One sink, with retries.
-pub async fn deliver(spec: &SinkSpec, alert: &Value) -> Result<(), String> {
+pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(), String> {
     let mut last = String::new();
-    for attempt in 0..=RETRY_WAITS.len() {
-        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt_once(spec, alert))
+    for attempt in 0..=how.waits.len() {
+        let result = tokio::time::timeout(how.timeout, attempt_once(spec, alert, how.timeout))
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
                     "timed out after {}",
-                    humantime::format_duration(ATTEMPT_TIMEOUT)
+                    humantime::format_duration(how.timeout)
                 ))
             });
         match result {
@@ -70,14 +89,14 @@ pub async fn deliver(spec: &SinkSpec, alert: &Value) -> Result<(), String> {
                 last = e;
             }
         }
-        if let Some(wait) = RETRY_WAITS.get(attempt) {
+        if let Some(wait) = how.waits.get(attempt) {
             tokio::time::sleep(*wait).await;
         }
     }
     Err(last)
 }
 
-async fn attempt_once(spec: &SinkSpec, alert: &Value) -> Result<(), String> {
+async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), String> {
     match spec {
         SinkSpec::Exec { command } => exec(command, alert).await,
         SinkSpec::Webhook { url, format } => {
@@ -87,7 +106,21 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value) -> Result<(), String> {
             };
             post(url, &body).await
         }
-        SinkSpec::Email { .. } => Err("email sinks are not supported yet".to_string()),
+        SinkSpec::Email {
+            host,
+            port,
+            tls,
+            from,
+            to,
+        } => {
+            let server = Smtp {
+                host,
+                port: *port,
+                tls: *tls,
+                timeout,
+            };
+            server.send(from, to, alert).await
+        }
     }
 }
 
@@ -194,6 +227,122 @@ pub fn alertmanager(alert: &Value) -> Value {
             "fingerprint": fingerprint(&text("id")),
         }],
     })
+}
+
+/// One SMTP server as an email sink sees it.
+struct Smtp<'a> {
+    host: &'a str,
+    port: u16,
+    tls: SmtpTls,
+    timeout: Duration,
+}
+
+impl Smtp<'_> {
+    /// Sends one message to `to`; a connection per message (alerts are rare).
+    async fn send(&self, from: &str, to: &[String], alert: &Value) -> Result<(), String> {
+        use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+        type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+        let server = format!("smtp {}:{}", self.host, self.port);
+        let fail = |e: &dyn std::fmt::Display| format!("{server}: {e}");
+        let message = email(from, to, alert)?;
+        let builder = match self.tls {
+            SmtpTls::StartTls => Transport::starttls_relay(self.host).map_err(|e| fail(&e))?,
+            SmtpTls::Implicit => Transport::relay(self.host).map_err(|e| fail(&e))?,
+            SmtpTls::Plain => Transport::builder_dangerous(self.host),
+        };
+        let mut builder = builder.port(self.port).timeout(Some(self.timeout));
+        // Greet as the sending node rather than "localhost", which some servers refuse.
+        if let Some(me) = alert.get("sent_by").and_then(Value::as_str)
+            && !me.is_empty()
+        {
+            builder = builder.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                me.to_string(),
+            ));
+        }
+        builder
+            .build()
+            .send(message)
+            .await
+            .map(drop)
+            .map_err(|e| fail(&e))
+    }
+}
+
+/// The mail for `alert`: subject `[nbwatch] <summary>`; the body is the summary, the alert's
+/// fields one per line, and the alert JSON.
+fn email(from: &str, to: &[String], alert: &Value) -> Result<lettre::Message, String> {
+    use lettre::message::{Mailbox, header::ContentType};
+    let mailbox = |s: &str| {
+        s.parse::<Mailbox>()
+            .map_err(|e| format!("bad email address \"{s}\": {e}"))
+    };
+    let summary = alert.get("summary").and_then(Value::as_str).unwrap_or("");
+    let from = mailbox(from)?;
+    // Unique per attempt, in the sender's domain (lettre's own would say "@localhost").
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = alert.get("id").and_then(Value::as_str).unwrap_or("");
+    let message_id = format!("<{nanos}.{}@{}>", fingerprint(id), from.email.domain());
+    let mut builder = lettre::Message::builder()
+        .from(from)
+        .subject(format!("[nbwatch] {summary}"))
+        .header(ContentType::TEXT_PLAIN)
+        .message_id(Some(message_id));
+    for t in to {
+        builder = builder.to(mailbox(t)?);
+    }
+    builder
+        .body(email_body(alert))
+        .map_err(|e| format!("cannot build the mail: {e}"))
+}
+
+/// The contract's fields in the contract's order; any others follow, sorted.
+const FIELDS: [&str; 9] = [
+    "id",
+    "kind",
+    "status",
+    "node",
+    "service",
+    "sent_by",
+    "at",
+    "since",
+    "observers",
+];
+
+fn email_body(alert: &Value) -> String {
+    let summary = alert.get("summary").and_then(Value::as_str).unwrap_or("");
+    let mut body = format!("{summary}\n\n");
+    let mut keys: Vec<&str> = FIELDS.to_vec();
+    if let Some(object) = alert.as_object() {
+        let mut others: Vec<&str> = object
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "summary" && !FIELDS.contains(k))
+            .collect();
+        others.sort_unstable();
+        keys.extend(others);
+    }
+    for key in keys {
+        let Some(value) = alert.get(key) else {
+            continue;
+        };
+        let text = match value {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        body.push_str(&format!("{key}: {text}\n"));
+    }
+    let json = serde_json::to_string_pretty(alert).unwrap_or_else(|_| alert.to_string());
+    body.push_str(&format!("\n{json}\n"));
+    body
 }
 
 /// A stable 16-hex-digit fingerprint of an incident id (FNV-1a).

@@ -29,7 +29,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
 pub(super) const SINKS: &[(&str, &[&str])] = &[
     ("exec", &["type", "command"]),
     ("webhook", &["type", "url", "format"]),
-    ("email", &["type", "smtp", "from", "to"]),
+    ("email", &["type", "smtp", "tls", "from", "to"]),
 ];
 
 pub(super) fn section_names() -> Vec<&'static str> {

@@ -2,7 +2,7 @@
 //! mistake in it and the other sinks are still checked.
 
 use super::walk::Walker;
-use super::{ProblemKind, SinkSpec, WebhookFormat, schema};
+use super::{ProblemKind, SinkSpec, SmtpTls, WebhookFormat, schema};
 use config::{Value, ValueKind};
 
 pub(super) fn sinks(w: &mut Walker, v: &Value, key: &str) -> Option<Vec<SinkSpec>> {
@@ -84,22 +84,93 @@ fn sink(w: &mut Walker, v: &Value, key: &str) -> Option<SinkSpec> {
         }
         _ => {
             let (smtp, from, to) = (field("smtp"), field("from"), field("to"));
-            let smtp = smtp.and_then(|s| w.non_empty(s, &format!("{key}.smtp")));
-            let from = from.and_then(|f| w.non_empty(f, &format!("{key}.from")));
+            let smtp_key = format!("{key}.smtp");
+            let server = smtp.and_then(|s| {
+                let text = w.non_empty(s, &smtp_key)?;
+                let parsed = host_port(&text);
+                if parsed.is_none() {
+                    let message = format!("bad SMTP server \"{text}\"; expected \"host:port\"");
+                    w.problem(s, &smtp_key, ProblemKind::BadAddress, message);
+                }
+                parsed
+            });
+            let tls = match (table.get("tls"), &server) {
+                (Some(t), _) => smtp_tls(w, t, &format!("{key}.tls")),
+                (None, Some((_, port))) => Some(SmtpTls::for_port(*port)),
+                (None, None) => None,
+            };
+            let from_key = format!("{key}.from");
+            let from = from
+                .and_then(|f| Some((f, w.non_empty(f, &from_key)?)))
+                .and_then(|(f, text)| mailbox(w, f, &from_key, text));
             let to_key = format!("{key}.to");
             let to = to.and_then(|t| w.strings(t, &to_key));
-            if let (Some(to), Some(to_value)) = (&to, table.get("to"))
-                && to.is_empty()
-            {
-                let message = "no recipients".to_string();
-                w.problem(to_value, &to_key, ProblemKind::BadValue, message);
-                return None;
+            let to_value = table.get("to");
+            if let (Some(to), Some(to_value)) = (&to, to_value) {
+                if to.is_empty() {
+                    let message = "no recipients".to_string();
+                    w.problem(to_value, &to_key, ProblemKind::BadValue, message);
+                    return None;
+                }
+                let checked: Vec<Option<String>> = to
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| mailbox(w, to_value, &format!("{to_key}[{i}]"), t.clone()))
+                    .collect();
+                if checked.iter().any(Option::is_none) {
+                    return None;
+                }
             }
+            let (host, port) = server?;
             Some(SinkSpec::Email {
-                smtp: smtp?,
+                host,
+                port,
+                tls: tls?,
                 from: from?,
                 to: to?,
             })
+        }
+    }
+}
+
+/// `host:port` or `[v6]:port`, the port not zero.
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.trim().rsplit_once(':')?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
+}
+
+fn smtp_tls(w: &mut Walker, v: &Value, key: &str) -> Option<SmtpTls> {
+    match w.string(v, key)?.as_str() {
+        "starttls" => Some(SmtpTls::StartTls),
+        "tls" => Some(SmtpTls::Implicit),
+        "none" => Some(SmtpTls::Plain),
+        other => {
+            let choices = ["starttls", "tls", "none"];
+            let hint = schema::hint(other, &choices, false);
+            let message = format!(
+                "unknown SMTP security \"{other}\"{hint} (starttls, tls or none; by default \
+                 starttls for port 587, tls for 465, none otherwise)"
+            );
+            w.problem(v, key, ProblemKind::BadValue, message);
+            None
+        }
+    }
+}
+
+/// An address the mailer will accept, `a@b` or `Name <a@b>`, as written.
+fn mailbox(w: &mut Walker, v: &Value, key: &str, text: String) -> Option<String> {
+    match text.parse::<lettre::message::Mailbox>() {
+        Ok(_) => Some(text),
+        Err(e) => {
+            let message = format!("bad email address \"{text}\": {e}");
+            w.problem(v, key, ProblemKind::BadValue, message);
+            None
         }
     }
 }

@@ -172,7 +172,9 @@ to = ["me@example.org", "you@example.org"]
                 format: WebhookFormat::Json
             },
             SinkSpec::Email {
-                smtp: "mail.example.org:25".into(),
+                host: "mail.example.org".into(),
+                port: 25,
+                tls: SmtpTls::Plain,
                 from: "nbwatch@example.org".into(),
                 to: vec!["me@example.org".into(), "you@example.org".into()]
             },
@@ -465,6 +467,103 @@ fn a_sink_reports_unknown_and_missing_keys() {
         .find(|p| p.key == "alerts.sinks[2].comand")
         .expect("typo");
     assert!(typo.message.contains("did you mean \"command\""), "{typo}");
+}
+
+/// The email sink of `extra` (TOML lines after type, from and to).
+fn email_sink(extra: &str) -> Result<SinkSpec, Vec<Problem>> {
+    let (_file, result) = load_text(
+        &format!(
+            "[[alerts.sinks]]\ntype = \"email\"\nfrom = \"nbwatch <nb@example.org>\"\n\
+             to = [\"me@example.org\"]\n{extra}"
+        ),
+        &[],
+    );
+    match result {
+        Ok(mut config) => Ok(config.alerts.sinks.remove(0)),
+        Err(errors) => Err(errors.0),
+    }
+}
+
+#[test]
+fn an_email_sink_secures_its_connection_by_port_unless_told() {
+    for (smtp, tls) in [
+        ("smtp = \"mail.example.org:587\"", SmtpTls::StartTls),
+        ("smtp = \"mail.example.org:465\"", SmtpTls::Implicit),
+        ("smtp = \"mail.example.org:25\"", SmtpTls::Plain),
+        ("smtp = \"127.0.0.1:2525\"", SmtpTls::Plain),
+        (
+            "smtp = \"mail.example.org:2525\"\ntls = \"starttls\"",
+            SmtpTls::StartTls,
+        ),
+        (
+            "smtp = \"mail.example.org:25\"\ntls = \"tls\"",
+            SmtpTls::Implicit,
+        ),
+        (
+            "smtp = \"mail.example.org:587\"\ntls = \"none\"",
+            SmtpTls::Plain,
+        ),
+    ] {
+        match email_sink(smtp) {
+            Ok(SinkSpec::Email { tls: got, .. }) => assert_eq!(got, tls, "{smtp}"),
+            other => panic!("{smtp}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        email_sink("smtp = \"[::1]:25\"").expect("v6 loads"),
+        SinkSpec::Email {
+            host: "::1".into(),
+            port: 25,
+            tls: SmtpTls::Plain,
+            from: "nbwatch <nb@example.org>".into(),
+            to: vec!["me@example.org".into()],
+        }
+    );
+}
+
+#[test]
+fn an_email_sink_names_a_bad_tls_server_or_address() {
+    let found = email_sink("smtp = \"m:25\"\ntls = \"startls\"").expect_err("bad tls");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, "alerts.sinks[0].tls");
+    assert_eq!(found[0].kind, ProblemKind::BadValue);
+    assert!(
+        found[0].message.contains("did you mean \"starttls\""),
+        "{}",
+        found[0]
+    );
+
+    let found = email_sink("smtp = \"m:25\"\ntls = true").expect_err("not a string");
+    assert_eq!(found[0].key, "alerts.sinks[0].tls");
+    assert_eq!(found[0].kind, ProblemKind::WrongType);
+
+    for smtp in [
+        "mail.example.org",
+        "mail.example.org:0",
+        ":25",
+        "::1:25",
+        "m:smtp",
+    ] {
+        let found = email_sink(&format!("smtp = \"{smtp}\"")).expect_err(smtp);
+        assert_eq!(found.len(), 1, "{smtp}: {found:#?}");
+        assert_eq!(found[0].key, "alerts.sinks[0].smtp", "{smtp}");
+        assert_eq!(found[0].kind, ProblemKind::BadAddress, "{smtp}");
+    }
+
+    let (_file, result) = load_text(
+        "[[alerts.sinks]]\ntype = \"email\"\nsmtp = \"m:25\"\ntls = \"ssl\"\n\
+         from = \"nobody\"\nto = [\"me@example.org\", \"you at example.org\"]\n",
+        &[],
+    );
+    let keys: Vec<String> = problems(result).into_iter().map(|p| p.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "alerts.sinks[0].tls",
+            "alerts.sinks[0].from",
+            "alerts.sinks[0].to[1]"
+        ]
+    );
 }
 
 #[test]

@@ -1,0 +1,586 @@
+//! The sinks against real local servers on port 0: a small HTTP receiver and a small plain SMTP
+//! server written here, and sink scripts run by `/bin/sh`. Waits poll a condition with a
+//! deadline; the retry waits and attempt timeouts are shortened through [`Delivery`].
+
+use nbwatch::alert::sink::{Delivery, deliver, deliver_all};
+use nbwatch::config::{SinkSpec, SmtpTls, WebhookFormat};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The contract's example alert.
+fn alert() -> Value {
+    json!({"id": "node_down:mythbox:3", "kind": "node_down", "status": "firing",
+        "node": "mythbox", "service": null, "sent_by": "frontroom",
+        "at": "2026-11-22T15:30:09.120Z", "since": "2026-11-22T15:30:02.004Z",
+        "observers": ["frontroom", "study"],
+        "summary": "mythbox stopped talking at 15:30:02 (confirmed by frontroom, study)"})
+}
+
+/// Quick retries, so that a test of retries takes milliseconds.
+fn quick(timeout_ms: u64, waits_ms: &[u64]) -> Delivery {
+    Delivery {
+        timeout: Duration::from_millis(timeout_ms),
+        waits: waits_ms.iter().map(|&w| Duration::from_millis(w)).collect(),
+    }
+}
+
+/// Polls `condition` until it holds; panics after 10 s.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn shared<T>(value: T) -> Arc<Mutex<T>> {
+    Arc::new(Mutex::new(value))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A webhook receiver
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Status(u16),
+    /// Read the request, then never answer (nor close).
+    Never,
+}
+
+#[derive(Debug)]
+struct Request {
+    path: String,
+    content_type: String,
+    body: Value,
+}
+
+struct Receiver {
+    url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Receiver {
+    fn count(&self) -> usize {
+        lock(&self.requests).len()
+    }
+}
+
+/// An HTTP server answering its n-th request with `answers[n]` (the last one repeats).
+async fn receiver(answers: &[Answer]) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = shared(Vec::new());
+    let answers = answers.to_vec();
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (answers, seen) = (answers.clone(), seen.clone());
+            tokio::spawn(async move { serve_http(stream, &answers, &seen).await });
+        }
+    });
+    Receiver {
+        url: format!("http://{addr}/hook"),
+        requests,
+    }
+}
+
+async fn serve_http(mut stream: TcpStream, answers: &[Answer], seen: &Mutex<Vec<Request>>) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let header = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let length: usize = header("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let request = Request {
+        path: head.split_whitespace().nth(1).unwrap_or("").to_string(),
+        content_type: header("content-type").unwrap_or_default(),
+        body: serde_json::from_slice(&data[head_end..head_end + length]).unwrap_or(Value::Null),
+    };
+    let answer = {
+        let mut seen = lock(seen);
+        seen.push(request);
+        answers[(seen.len() - 1).min(answers.len() - 1)]
+    };
+    match answer {
+        Answer::Status(code) => {
+            let reply = format!("HTTP/1.1 {code} Whatever\r\nContent-Length: 0\r\n\r\n");
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+        Answer::Never => {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn webhook(url: &str, format: WebhookFormat) -> SinkSpec {
+    SinkSpec::Webhook {
+        url: url.to_string(),
+        format,
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_receives_the_contract_json() {
+    let hook = receiver(&[Answer::Status(200)]).await;
+    let spec = webhook(&hook.url, WebhookFormat::Json);
+    deliver(&spec, &alert(), &quick(5000, &[]))
+        .await
+        .expect("delivered");
+    let requests = lock(&hook.requests);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].path, "/hook");
+    assert_eq!(requests[0].content_type, "application/json");
+    assert_eq!(requests[0].body, alert());
+}
+
+#[tokio::test]
+async fn an_alertmanager_webhook_receives_the_v4_shape() {
+    let hook = receiver(&[Answer::Status(200)]).await;
+    let spec = webhook(&hook.url, WebhookFormat::Alertmanager);
+    deliver(&spec, &alert(), &quick(5000, &[]))
+        .await
+        .expect("delivered");
+    let requests = lock(&hook.requests);
+    let body = &requests[0].body;
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["receiver"], "nbwatch");
+    let first = &body["alerts"][0];
+    assert_eq!(first["status"], "firing");
+    assert_eq!(first["labels"]["alertname"], "node_down");
+    assert_eq!(first["labels"]["node"], "mythbox");
+    assert_eq!(first["startsAt"], "2026-11-22T15:30:02.004Z");
+    assert_eq!(first["annotations"]["summary"], alert()["summary"]);
+}
+
+#[tokio::test]
+async fn a_webhook_failing_twice_is_delivered_on_the_third_attempt() {
+    let hook = receiver(&[
+        Answer::Status(500),
+        Answer::Status(500),
+        Answer::Status(200),
+    ])
+    .await;
+    let spec = webhook(&hook.url, WebhookFormat::Json);
+    deliver(&spec, &alert(), &quick(5000, &[20, 20]))
+        .await
+        .expect("delivered on the third attempt");
+    assert_eq!(hook.count(), 3);
+}
+
+#[tokio::test]
+async fn a_webhook_failing_three_times_reports_the_last_answer() {
+    let hook = receiver(&[Answer::Status(500)]).await;
+    let spec = webhook(&hook.url, WebhookFormat::Json);
+    let error = deliver(&spec, &alert(), &quick(5000, &[20, 20]))
+        .await
+        .expect_err("never delivered");
+    assert_eq!(hook.count(), 3, "three attempts at most");
+    assert!(
+        error.contains(&hook.url) && error.contains("500"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_times_out() {
+    let hook = receiver(&[Answer::Never]).await;
+    let spec = webhook(&hook.url, WebhookFormat::Json);
+    let started = Instant::now();
+    let error = deliver(&spec, &alert(), &quick(200, &[10]))
+        .await
+        .expect_err("no answer");
+    assert_eq!(error, "timed out after 200ms");
+    assert_eq!(hook.count(), 2, "each attempt reached the receiver");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn a_closed_port_gives_an_error_naming_the_url() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    drop(listener);
+    let spec = webhook(&url, WebhookFormat::Json);
+    let error = deliver(&spec, &alert(), &quick(2000, &[]))
+        .await
+        .expect_err("nobody listens");
+    assert!(error.starts_with(&format!("{url}: ")), "{error}");
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// An SMTP server
+
+#[derive(Clone, Debug, Default)]
+struct Mail {
+    helo: String,
+    from: String,
+    to: Vec<String>,
+    /// The message as sent after DATA, dot-unstuffed, lines joined with "\n".
+    data: String,
+}
+
+struct SmtpServer {
+    addr: SocketAddr,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+/// A plain SMTP server keeping every message; with `refuse_rcpt` it refuses every recipient.
+async fn smtp_server(refuse_rcpt: bool) -> SmtpServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mails = shared(Vec::new());
+    let kept = mails.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let _ = serve_smtp(stream, refuse_rcpt, &kept).await;
+            });
+        }
+    });
+    SmtpServer { addr, mails }
+}
+
+async fn serve_smtp(
+    stream: TcpStream,
+    refuse_rcpt: bool,
+    kept: &Mutex<Vec<Mail>>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut mail = Mail::default();
+    write.write_all(b"220 test.invalid ESMTP\r\n").await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end();
+        let verb = command
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_uppercase();
+        // "MAIL FROM:<a@b> BODY=8BITMIME" -> "a@b"
+        let argument = |prefix: &str| {
+            let rest = command.get(prefix.len()..).unwrap_or("").trim();
+            let first = rest.split_whitespace().next().unwrap_or("");
+            first
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        };
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" | "HELO" => {
+                mail.helo = argument("EHLO");
+                b"250 test.invalid\r\n"
+            }
+            "MAIL" => {
+                mail.from = argument("MAIL FROM:");
+                b"250 2.1.0 ok\r\n"
+            }
+            "RCPT" if refuse_rcpt => b"550 5.1.1 no such user here\r\n",
+            "RCPT" => {
+                mail.to.push(argument("RCPT TO:"));
+                b"250 2.1.5 ok\r\n"
+            }
+            "DATA" => {
+                write.write_all(b"354 go ahead\r\n").await?;
+                let mut data = Vec::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    let text = line.trim_end_matches(['\r', '\n']);
+                    if text == "." {
+                        break;
+                    }
+                    data.push(text.strip_prefix('.').unwrap_or(text).to_string());
+                }
+                mail.data = data.join("\n");
+                lock(kept).push(std::mem::take(&mut mail));
+                b"250 2.0.0 queued\r\n"
+            }
+            "RSET" | "NOOP" => b"250 2.0.0 ok\r\n",
+            "QUIT" => {
+                write.write_all(b"221 2.0.0 bye\r\n").await?;
+                return Ok(());
+            }
+            _ => b"502 5.5.2 not implemented\r\n",
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+/// Headers (unfolded) and body (decoded if quoted-printable) of a message.
+fn parse_mail(data: &str) -> (Vec<(String, String)>, String) {
+    let (head, body) = data.split_once("\n\n").unwrap_or((data, ""));
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push_str(line);
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.to_lowercase(), value.trim().to_string()));
+        }
+    }
+    let quoted_printable = headers.iter().any(|(n, v)| {
+        n == "content-transfer-encoding" && v.eq_ignore_ascii_case("quoted-printable")
+    });
+    let body = if quoted_printable {
+        let joined = body.replace("=\n", "");
+        let mut out = Vec::new();
+        let bytes = joined.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'='
+                && let Some(hex) = joined.get(i + 1..i + 3)
+                && let Ok(b) = u8::from_str_radix(hex, 16)
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).to_string()
+    } else {
+        body.to_string()
+    };
+    (headers, body)
+}
+
+fn email(server: SocketAddr) -> SinkSpec {
+    SinkSpec::Email {
+        host: server.ip().to_string(),
+        port: server.port(),
+        tls: SmtpTls::Plain,
+        from: "nbwatch <nbwatch@example.org>".to_string(),
+        to: vec!["me@example.org".to_string(), "you@example.org".to_string()],
+    }
+}
+
+#[tokio::test]
+async fn an_email_arrives_with_its_sender_recipients_subject_and_body() {
+    let server = smtp_server(false).await;
+    deliver(&email(server.addr), &alert(), &quick(5000, &[]))
+        .await
+        .expect("mailed");
+    let mails = lock(&server.mails).clone();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert_eq!(mail.helo, "frontroom", "greets as the sending node");
+    assert_eq!(mail.from, "nbwatch@example.org");
+    assert_eq!(mail.to, ["me@example.org", "you@example.org"]);
+
+    let (headers, body) = parse_mail(&mail.data);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} header in {headers:#?}"))
+    };
+    assert_eq!(header("from"), "nbwatch <nbwatch@example.org>");
+    let to = header("to");
+    assert!(
+        to.contains("me@example.org") && to.contains("you@example.org"),
+        "{to}"
+    );
+    let summary = alert()["summary"].as_str().expect("summary").to_string();
+    assert_eq!(header("subject"), format!("[nbwatch] {summary}"));
+    assert!(header("content-type").starts_with("text/plain"));
+    assert!(header("message-id").ends_with("@example.org>"));
+
+    assert!(body.starts_with(&summary), "{body}");
+    assert!(body.contains("\nid: node_down:mythbox:3\n"), "{body}");
+    assert!(body.contains("\nobservers: frontroom, study\n"), "{body}");
+    assert!(body.contains("\nservice: -\n"), "{body}");
+    let json_start = body.find("\n{").expect("the JSON follows the fields");
+    let json: Value = serde_json::from_str(&body[json_start..]).expect("the JSON parses");
+    assert_eq!(json, alert());
+}
+
+#[tokio::test]
+async fn an_smtp_server_refusing_the_recipient_gives_an_error() {
+    let server = smtp_server(true).await;
+    let error = deliver(&email(server.addr), &alert(), &quick(5000, &[10]))
+        .await
+        .expect_err("refused");
+    assert!(
+        error.starts_with(&format!("smtp {}: ", server.addr)),
+        "{error}"
+    );
+    assert!(error.contains("no such user here"), "{error}");
+    assert!(lock(&server.mails).is_empty());
+}
+
+#[tokio::test]
+async fn starttls_and_tls_never_fall_back_to_plain_text() {
+    let server = smtp_server(false).await;
+    for (tls, expected) in [(SmtpTls::StartTls, "STARTTLS"), (SmtpTls::Implicit, "")] {
+        let SinkSpec::Email {
+            host,
+            port,
+            from,
+            to,
+            ..
+        } = email(server.addr)
+        else {
+            unreachable!("an email sink");
+        };
+        let spec = SinkSpec::Email {
+            host,
+            port,
+            tls,
+            from,
+            to,
+        };
+        let error = deliver(&spec, &alert(), &quick(2000, &[]))
+            .await
+            .expect_err("the test server speaks no TLS");
+        assert!(
+            error.starts_with(&format!("smtp {}: ", server.addr)) && error.contains(expected),
+            "{tls:?}: {error}"
+        );
+    }
+    assert!(lock(&server.mails).is_empty(), "nothing sent in clear");
+}
+
+// ---------------------------------------------------------------------------------------------
+// All sinks at once
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_failing_sink_does_not_hold_up_the_good_ones() {
+    let slow = receiver(&[Answer::Never]).await;
+    let fast = receiver(&[Answer::Status(200)]).await;
+    let mail = smtp_server(false).await;
+    let sinks = vec![
+        webhook(&slow.url, WebhookFormat::Json),
+        webhook(&fast.url, WebhookFormat::Alertmanager),
+        email(mail.addr),
+    ];
+    // The slow sink takes three timeouts and two waits: at least 1.5 s.
+    let how = quick(300, &[300, 300]);
+    let all = tokio::spawn(async move { deliver_all(&sinks, &alert(), &how).await });
+
+    wait_until("the good sinks' deliveries", || {
+        fast.count() == 1 && lock(&mail.mails).len() == 1
+    })
+    .await;
+    assert!(
+        !all.is_finished(),
+        "the good sinks were served before the slow one gave up"
+    );
+    assert!(slow.count() < 3, "the slow sink is still being retried");
+
+    let results = all.await.expect("deliver_all");
+    let found: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r.sink.as_str(), r.result.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("webhook#1", "timed out after 300ms"),
+            ("webhook#2", "ok"),
+            ("email#3", "ok"),
+        ]
+    );
+    assert_eq!(slow.count(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// exec
+
+/// A sink script in a temporary folder, run by `/bin/sh` (not executed directly: a file just
+/// written may still be open in a child forked meanwhile by another test, and exec would fail
+/// with "text file busy").
+fn script(dir: &tempfile::TempDir, text: &str) -> Vec<String> {
+    let path = dir.path().join("sink.sh");
+    std::fs::write(&path, text).expect("write the script");
+    vec![
+        "/bin/sh".to_string(),
+        path.display().to_string(),
+        dir.path().display().to_string(),
+    ]
+}
+
+#[tokio::test]
+async fn an_exec_sink_gets_the_json_line_and_the_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let command = script(
+        &dir,
+        "cat > \"$1/stdin\"\nenv | grep '^NBWATCH_ALERT_' | sort > \"$1/env\"\n",
+    );
+    deliver(&SinkSpec::Exec { command }, &alert(), &quick(5000, &[]))
+        .await
+        .expect("the script succeeds");
+
+    let stdin = std::fs::read_to_string(dir.path().join("stdin")).expect("stdin kept");
+    assert_eq!(stdin, format!("{}\n", alert()), "one JSON line");
+    let env = std::fs::read_to_string(dir.path().join("env")).expect("env kept");
+    let summary = alert()["summary"].as_str().expect("summary").to_string();
+    assert_eq!(
+        env.lines().collect::<Vec<_>>(),
+        [
+            "NBWATCH_ALERT_ID=node_down:mythbox:3".to_string(),
+            "NBWATCH_ALERT_KIND=node_down".to_string(),
+            "NBWATCH_ALERT_NODE=mythbox".to_string(),
+            format!("NBWATCH_ALERT_SUMMARY={summary}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_exec_sink_reports_its_exit_status_and_first_stderr_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let command = script(
+        &dir,
+        "cat > /dev/null\necho 'pager unreachable' >&2\necho 'more detail' >&2\nexit 3\n",
+    );
+    let error = deliver(&SinkSpec::Exec { command }, &alert(), &quick(5000, &[]))
+        .await
+        .expect_err("the script fails");
+    assert_eq!(error, "/bin/sh exit 3: pager unreachable");
+}
