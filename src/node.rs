@@ -11,6 +11,10 @@
 //! ├── WatchSupervisor ── PeerWatcher(peer) ...
 //! ├── GossipActor      UDP + TCP; drives gossip::Core
 //! ├── HostProbeActor   metrics and priority -> gossiped state
+//! ├── ManagerActor     supervision trees of this node's services
+//! │   └── SupervisorActor ── ServiceActor / SupervisorActor ...
+//! ├── AlertActor       the alert protocol and its sinks
+//! ├── ElectionActor    the leader of this node's view; feeds the AlertActor
 //! └── ApiActor         HTTP API on loopback
 //! ```
 
