@@ -25,6 +25,7 @@ pub mod node;
 
 pub mod probe;
 pub mod sim;
+pub mod store;
 pub mod supervision;
 
 pub mod types;

@@ -15,7 +15,7 @@
 mod events;
 mod net;
 
-pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent};
+pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent, Recorder};
 
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};

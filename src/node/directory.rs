@@ -8,6 +8,7 @@
 //! the protocols tolerate (gossip repeats itself; the watchers are resynchronised).
 
 use crate::gossip::actor::GossipMsg;
+use crate::store::StoreMsg;
 use crate::supervision::manager::ManagerMsg;
 use crate::watch::actor::WatchMsg;
 use ractor::ActorRef;
@@ -23,6 +24,7 @@ struct Refs {
     gossip: Option<ActorRef<GossipMsg>>,
     watch: Option<ActorRef<WatchMsg>>,
     services: Option<ActorRef<ManagerMsg>>,
+    store: Option<ActorRef<StoreMsg>>,
 }
 
 impl Directory {
@@ -34,6 +36,12 @@ impl Directory {
     }
     pub fn services(&self) -> Option<ActorRef<ManagerMsg>> {
         self.read(|r| r.services.clone())
+    }
+    pub fn store(&self) -> Option<ActorRef<StoreMsg>> {
+        self.read(|r| r.store.clone())
+    }
+    pub(crate) fn set_store(&self, actor: Option<ActorRef<StoreMsg>>) {
+        self.write(|r| r.store = actor);
     }
     pub(crate) fn set_services(&self, actor: Option<ActorRef<ManagerMsg>>) {
         self.write(|r| r.services = actor);

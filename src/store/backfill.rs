@@ -1,0 +1,1 @@
+//! Back-fill (not yet implemented).
