@@ -1,17 +1,18 @@
 //! `GET /api/v1/events` and `GET /api/v1/history/{node}`: read from the history database on a
 //! read-only connection of their own, on tokio's blocking pool.
 //!
-//! Events fall back to the gossip actor's in-memory ring of recent events (filtered the same
-//! way) while there is no database, or it cannot be read: the events of this run are still
-//! shown when the data dir is unusable.
+//! Each query first has the StoreActor write what it buffers, so an event is listed as soon as
+//! the node knows it, not a tick later. Events fall back to the gossip actor's in-memory ring
+//! of recent events (filtered the same way) while the database cannot be written or read: the
+//! events of this run are still shown when the data dir is unusable.
 
 use super::ApiError;
 use super::json;
 use super::routes::{Answer, Ctx, ask};
 use crate::gossip::actor::GossipMsg;
-use crate::store::StoreError;
 use crate::store::query::{self, EventFilter};
 use crate::store::schema;
+use crate::store::{StoreError, StoreMsg};
 use crate::types::Time;
 use axum::extract::{Path, Query, State};
 use serde_json::Value;
@@ -61,6 +62,20 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// How long a query waits for the store to write its buffer.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Has the store write its buffer; true when everything it knew is on disk.
+async fn flush(ctx: &Ctx) -> bool {
+    let Some(store) = ctx.directory.store() else {
+        return false;
+    };
+    matches!(
+        store.call(StoreMsg::Flush, Some(FLUSH_TIMEOUT)).await,
+        Ok(ractor::rpc::CallResult::Success(Ok(())))
+    )
+}
+
 async fn read<T: Send + 'static>(
     ctx: &Ctx,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
@@ -96,11 +111,13 @@ pub(super) async fn events(State(ctx): State<Ctx>, Query(params): Params) -> Ans
         node: node.clone(),
         after,
     };
-    match read(&ctx, move |conn| query::events(conn, &filter)).await {
-        Ok(Some(list)) => return Ok(axum::Json(Value::Array(list))),
-        Ok(None) => {}
-        Err(e @ StoreError::UnknownNode(_)) => return Err(store_error(e)),
-        Err(e) => tracing::debug!(error = %e, "events from memory: the history cannot be read"),
+    if flush(&ctx).await {
+        match read(&ctx, move |conn| query::events(conn, &filter)).await {
+            Ok(Some(list)) => return Ok(axum::Json(Value::Array(list))),
+            Ok(None) => {}
+            Err(e @ StoreError::UnknownNode(_)) => return Err(store_error(e)),
+            Err(e) => tracing::debug!(error = %e, "events from memory: cannot read the history"),
+        }
     }
     // No database (yet): the recent events this run saw.
     let recorded = ask(&ctx, GossipMsg::Events).await?;
@@ -137,6 +154,7 @@ pub(super) async fn history(
     };
     let metric = params.get("metric").cloned();
     let name = node.clone();
+    flush(&ctx).await;
     match read(&ctx, move |conn| {
         query::history(conn, &name, metric.as_deref(), since, now)
     })
