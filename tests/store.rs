@@ -378,3 +378,77 @@ fn a_writer_killed_with_sigkill_in_a_loop_leaves_an_intact_file_with_every_commi
         assert_eq!(total as u64 % ROWS_PER_BATCH, 0, "no half batch");
     }
 }
+
+/// `(metric, at)` of `node`'s samples in `[from, to)` as recorded in the database in `dir`.
+fn recorded(dir: &Path, node: &str, from: Time, to: Time) -> Vec<(String, i64)> {
+    let Ok(Some(conn)) = schema::open_reader(dir) else {
+        return Vec::new();
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT metric, at FROM samples_v WHERE node = ?1 AND at >= ?2 AND at < ?3
+             ORDER BY at, metric",
+        )
+        .expect("prepare");
+    stmt.query_map(
+        rusqlite::params![node, from.as_millis() as i64, to.as_millis() as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_for_a_while_back_fills_what_the_others_recorded_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), &["a", "b", "c"]).await;
+    let c = nodes.pop().expect("c");
+    c.shutdown().await.expect("stop c");
+    let stopped = Time::wall_now();
+    // While c is away, a records samples of a and b.
+    let (a_dir, c_dir) = (dir.path().join("a"), dir.path().join("c"));
+    wait_for("a records a few seconds of samples", DEADLINE, async || {
+        let n = recorded(&a_dir, "b", stopped, Time::wall_now()).len();
+        if n >= 7 * 8 {
+            Ok(())
+        } else {
+            Err(format!("{n} samples"))
+        }
+    })
+    .await;
+    let returned = Time::wall_now();
+    let missed_a = recorded(&a_dir, "a", stopped, returned);
+    let missed_b = recorded(&a_dir, "b", stopped, returned);
+    assert!(recorded(&c_dir, "b", stopped, returned).is_empty());
+    let c = start(config("c", dir.path(), vec![nodes[0].gossip_addr()])).await;
+    wait_for("c holds the samples it missed", DEADLINE, async || {
+        let has_a = recorded(&c_dir, "a", stopped, returned);
+        let has_b = recorded(&c_dir, "b", stopped, returned);
+        let missing = missed_a.iter().filter(|s| !has_a.contains(s)).count()
+            + missed_b.iter().filter(|s| !has_b.contains(s)).count();
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{missing} of {} missing",
+                missed_a.len() + missed_b.len()
+            ))
+        }
+    })
+    .await;
+    // The event of c's own leave, recorded by the others, came back too.
+    wait_for("c holds its own node_left", DEADLINE, async || {
+        let events = array(c.api_addr(), "/api/v1/events?node=c").await?;
+        if events.iter().any(|e| e["kind"] == "node_left") {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+    c.shutdown().await.expect("shutdown");
+    for node in nodes {
+        node.shutdown().await.expect("shutdown");
+    }
+}

@@ -13,7 +13,7 @@
 //! back even when every configured seed is down.
 
 mod events;
-mod net;
+pub(crate) mod net;
 
 pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent, Recorder};
 
@@ -146,7 +146,11 @@ impl Actor for GossipActor {
                 udp.clone(),
                 myself.clone(),
             ))),
-            AbortOnDrop(tokio::spawn(net::serve_joins(args.tcp, myself.clone()))),
+            AbortOnDrop(tokio::spawn(net::serve_joins(
+                args.tcp,
+                myself.clone(),
+                args.data_dir.clone(),
+            ))),
             AbortOnDrop(tokio::spawn(tick(myself.clone()))),
         ];
         Ok(GossipState {

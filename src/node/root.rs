@@ -249,6 +249,7 @@ impl NodeState {
                     me: config.node.name.clone(),
                     config: config.store.clone(),
                     clock,
+                    directory: dir.clone(),
                 };
                 let (store, _) = Actor::spawn_linked(None, StoreActor, args, supervisor)
                     .await

@@ -1,7 +1,7 @@
 //! `StoreActor`: the single writer of the history database.
 //!
 //! Everything the node learns arrives as [`StoreMsg::Record`] (through the gossip shared
-//! state's recorder) or as back-filled rows; the actor turns it into rows and keeps them in a
+//! state's recorder) or as back-filled rows (see [`super::backfill`], started with the actor); the actor turns it into rows and keeps them in a
 //! buffer that it writes, one transaction, every [`TICK`]. The database work runs on tokio's
 //! blocking pool so the runtime's workers never wait on a disk.
 //!
@@ -17,7 +17,7 @@ use super::retention;
 use super::writer::Writer;
 use crate::config::StoreConfig;
 use crate::gossip::actor::RecordedEvent;
-use crate::node::directory::AbortOnDrop;
+use crate::node::directory::{AbortOnDrop, Directory};
 use crate::types::{Clock, NodeName, Time};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::VecDeque;
@@ -38,8 +38,8 @@ pub const MAINTAIN_EVERY: Duration = Duration::from_secs(600);
 pub enum StoreMsg {
     /// An event this node saw (gossip or its own services).
     Record(RecordedEvent),
-    /// Rows fetched from a peer by back-fill.
-    Rows(Vec<Row>),
+    /// Rows fetched from a peer by back-fill: answered once written (back-pressure).
+    Backfill(Vec<Row>, RpcReplyPort<Result<(), String>>),
     /// Write what is buffered (sent by the ticker every [`TICK`]).
     Tick,
     /// Write what is buffered now and answer once it is on disk (or why not).
@@ -51,6 +51,8 @@ pub struct StoreArgs {
     pub me: NodeName,
     pub config: StoreConfig,
     pub clock: Clock,
+    /// Where back-fill finds the gossip actor (for the live peers).
+    pub directory: Directory,
 }
 
 pub struct StoreState {
@@ -64,6 +66,7 @@ pub struct StoreState {
     next_attempt: Time,
     next_maintenance: Time,
     _ticker: AbortOnDrop<()>,
+    _backfill: Option<AbortOnDrop<()>>,
 }
 
 pub struct StoreActor;
@@ -78,6 +81,14 @@ impl Actor for StoreActor {
         myself: ActorRef<StoreMsg>,
         args: StoreArgs,
     ) -> Result<StoreState, ActorProcessingErr> {
+        let backfill = (!args.config.backfill.is_zero()).then(|| {
+            AbortOnDrop(tokio::spawn(super::backfill::run(
+                args.directory.clone(),
+                myself.clone(),
+                args.clock,
+                args.config.backfill,
+            )))
+        });
         let ticker = AbortOnDrop(tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -98,6 +109,7 @@ impl Actor for StoreActor {
             next_attempt: now,
             next_maintenance: now,
             _ticker: ticker,
+            _backfill: backfill,
         })
     }
 
@@ -113,7 +125,14 @@ impl Actor for StoreActor {
                 record::rows(&recorded, &state.args.me, &mut rows);
                 state.buffer(rows);
             }
-            StoreMsg::Rows(rows) => state.buffer(rows),
+            StoreMsg::Backfill(rows, reply) => {
+                state.buffer(rows);
+                state.flush(true).await;
+                let _ = reply.send(match &state.failing {
+                    None => Ok(()),
+                    Some(why) => Err(why.clone()),
+                });
+            }
             StoreMsg::Tick => {
                 state.flush(false).await;
                 state.maintain().await;
