@@ -2,7 +2,7 @@
 //! without a database.
 //!
 //! **Samples.** A `sys` announcement of any node (its own included) becomes one sample per
-//! metric, at the announcement's origin time (see `probe::metrics`). The key of a sample is
+//! metric, at the announcement's origin time (see `probe::metrics`; 100 ms resolution). The key of a sample is
 //! (origin node, metric, origin time): the origin's clock never steps back while it runs, so
 //! the origin time is the per-origin sequence number, and it is the same on every host, so a
 //! sample gossiped twice or back-filled from a peer is one row. An announcement of an older
@@ -57,7 +57,7 @@ pub fn rows(recorded: &RecordedEvent, me: &NodeName, out: &mut Vec<Row>) {
         if key == METRICS_KEY
             && let Some(value) = value
         {
-            let (metrics, origin) = parse_sample(value);
+            let (metrics, origin) = parse_sample(value, recorded.at);
             let at = origin.unwrap_or(recorded.at);
             out.extend(metrics.into_iter().map(|(metric, value)| {
                 Row::Sample(Sample {
@@ -130,7 +130,10 @@ mod tests {
             ClusterEvent::StateChanged {
                 node: NodeName::from("a"),
                 key: "sys".into(),
-                value: Some("0.5 1 2 3 4 5 6 1234".into()),
+                value: Some(format!(
+                    "0.5 1 2 3 4 5 6 {}",
+                    crate::probe::metrics::origin_token(Time(4_200))
+                )),
             },
         );
         let out = all(&r);
@@ -140,7 +143,7 @@ mod tests {
             Row::Sample(Sample {
                 node: "a".into(),
                 metric: "load1".into(),
-                at: Time(1234),
+                at: Time(4_200),
                 value: 0.5
             })
         );
