@@ -47,12 +47,14 @@ fn announce_metrics(sim: &mut Sim, round: u64) {
             (
                 "sys",
                 format!(
-                    "{:.2} {:.2} {:.2} {:.1} {:.1} 0 63.2",
+                    "{:.2} {:.2} {:.2} {:.1} {:.1} 0 63.2 {}",
                     r as f64 / 400.0,
                     (r / 3) as f64 / 400.0,
                     (r / 9) as f64 / 400.0,
                     r as f64 / 10.0,
-                    40.0 + (r % 20) as f64 / 10.0
+                    40.0 + (r % 20) as f64 / 10.0,
+                    // The origin time the history records the sample at (probe::metrics).
+                    nbwatch::probe::metrics::origin_token(now)
                 ),
             ),
             ("sys.boot", "1790000000".to_string()),

@@ -5,6 +5,7 @@
 //! Handlers do not share state with the protocol: they ask the gossip actor (an RPC with a
 //! timeout) and shape the answer as the contract says ([`json`]).
 
+mod history;
 pub mod json;
 mod routes;
 
@@ -30,6 +31,14 @@ pub enum ApiError {
     NoService(String),
     #[error("{0}")]
     Failed(String),
+    /// A query parameter is wrong (a bad duration, say).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing is recorded of what was asked for.
+    #[error("{0}")]
+    Unknown(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 impl ApiError {
@@ -40,6 +49,9 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoService(_) => StatusCode::NOT_FOUND,
             ApiError::NoSupervisor => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unknown(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -56,6 +68,8 @@ pub struct ApiArgs {
     pub listener: TcpListener,
     pub directory: Directory,
     pub clock: Clock,
+    /// Where the history database is (read by the events and history routes).
+    pub data_dir: std::path::PathBuf,
 }
 
 pub struct ApiState {
@@ -84,6 +98,7 @@ impl Actor for ApiActor {
             name: args.name,
             directory: args.directory,
             clock: args.clock,
+            data_dir: args.data_dir,
         });
         let server = tokio::spawn(async move {
             let why = match axum::serve(args.listener, app).await {

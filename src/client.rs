@@ -5,10 +5,14 @@
 //! (`Connection: close`), and that needs a few dozen lines, not a TLS-capable dependency tree.
 
 mod http;
+pub mod query;
 mod table;
 
 pub use http::{ClientError, MAX_RESPONSE_BYTES, explain, get_json, post_json};
-pub use table::{format_age, render_members, render_services, render_table};
+pub use table::{
+    event_line, format_age, render_events, render_history, render_members, render_services,
+    render_table,
+};
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@ pub mod gossip;
 pub mod node;
 pub mod probe;
 pub mod sim;
+pub mod store;
 pub mod supervision;
 pub mod types;
 pub mod watch;

@@ -67,6 +67,35 @@ enum Command {
     Start { service: String },
     /// Re-read the supervision trees and apply only what changed (as SIGHUP does).
     Reload,
+    /// Recorded events of the cluster, oldest first (from this host's history).
+    Events {
+        /// Only events of the last DUR (e.g. 30m, 2h, 7d).
+        #[arg(long, value_name = "DUR", value_parser = client::query::parse_duration)]
+        since: Option<Duration>,
+        /// Only events about this node.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Keep printing new events as they are recorded (with --json: one object per line).
+        #[arg(long)]
+        follow: bool,
+        /// Print the JSON array as the API returns it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recorded samples of one node, oldest first (default: the last hour).
+    History {
+        /// The node's name.
+        node: String,
+        /// Only this metric (e.g. load1, mem_used_pct).
+        #[arg(long, value_name = "NAME")]
+        metric: Option<String>,
+        /// Samples of the last DUR (e.g. 30m, 24h, 30d); default 1h.
+        #[arg(long, value_name = "DUR", value_parser = client::query::parse_duration)]
+        since: Option<Duration>,
+        /// Print the JSON array as the API returns it.
+        #[arg(long)]
+        json: bool,
+    },
     /// The cluster's alert log: incident, state, who sent it, when, to which sinks, result.
     Alerts {
         /// Print the JSON array as the API returns it.
@@ -135,6 +164,18 @@ fn main() -> ExitCode {
                 reason,
             } => silence(cli.api, cli.config, &target, &duration, &reason).await,
             Command::Silences { json } => silences(cli.api, cli.config, json).await,
+            Command::Events {
+                since,
+                node,
+                follow,
+                json,
+            } => events(cli.api, cli.config, since, node, follow, json).await,
+            Command::History {
+                node,
+                metric,
+                since,
+                json,
+            } => history(cli.api, cli.config, node, metric, since, json).await,
         }
     });
     match result {
@@ -495,5 +536,119 @@ async fn silences(
             ("reason", "REASON"),
         ],
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration as the API's `since` parameter.
+fn since_param(since: Option<Duration>) -> Option<String> {
+    since.map(|d| format!("{}ms", d.as_millis()))
+}
+
+/// How often `events --follow` asks for new events.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+async fn events(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    since: Option<Duration>,
+    node: Option<String>,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let query = |after: Option<i64>| {
+        client::query::with_query(
+            "/api/v1/events",
+            &[
+                ("since", since_param(since)),
+                ("node", node.clone()),
+                ("after", after.map(|a| a.to_string())),
+            ],
+        )
+    };
+    let value = client::get_json(addr, &query(None), CLIENT_TIMEOUT)
+        .await
+        .map_err(client::explain)?;
+    let list = value
+        .as_array()
+        .context("the daemon's events answer is not a JSON array")?;
+    if !follow {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print!("{}", client::render_events(list));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::io::Write;
+    let print = |e: &serde_json::Value| {
+        let line = if json {
+            e.to_string()
+        } else {
+            client::event_line(e)
+        };
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) ends the follow; nothing else to do about it.
+        writeln!(out, "{line}").and_then(|()| out.flush())
+    };
+    let mut last = None;
+    for e in list {
+        if print(e).is_err() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        last = e["id"].as_i64().max(last);
+    }
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        let after = match last {
+            Some(id) => Some(id),
+            // No database yet (or empty): everything from now on has a higher id than 0.
+            None => Some(0),
+        };
+        let value = match client::get_json(addr, &query(after), CLIENT_TIMEOUT).await {
+            Ok(value) => value,
+            Err(e) => {
+                eprintln!("nbwatch: {:#}", client::explain(e));
+                continue;
+            }
+        };
+        for e in value.as_array().map(Vec::as_slice).unwrap_or_default() {
+            // The in-memory fallback has no ids: it is shown once, not repeated.
+            let Some(id) = e["id"].as_i64() else { continue };
+            if print(e).is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            last = Some(id).max(last);
+        }
+    }
+}
+
+async fn history(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    node: String,
+    metric: Option<String>,
+    since: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    if node.trim().is_empty() {
+        anyhow::bail!("the node name is empty");
+    }
+    let path = client::query::with_query(
+        &format!("/api/v1/history/{}", client::query::encode(&node)),
+        &[("metric", metric), ("since", since_param(since))],
+    );
+    let value = client::get_json(addr, &path, CLIENT_TIMEOUT)
+        .await
+        .map_err(client::explain)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let samples = value
+            .as_array()
+            .context("the daemon's history answer is not a JSON array")?;
+        print!("{}", client::render_history(samples));
+    }
     Ok(ExitCode::SUCCESS)
 }

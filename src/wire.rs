@@ -155,6 +155,11 @@ pub enum Frame {
     JoinAccepted { members: Vec<NodeDelta> },
     #[serde(rename = "R")]
     JoinRejected { reason: String },
+    /// Back-fill: "send me a page of your history since `since`, after these cursors".
+    #[serde(rename = "H")]
+    HistoryRequest(crate::store::backfill::PageRequest),
+    #[serde(rename = "P")]
+    HistoryPage(crate::store::backfill::Page),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

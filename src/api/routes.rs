@@ -27,13 +27,15 @@ pub(super) struct Ctx {
     pub name: NodeName,
     pub directory: Directory,
     pub clock: Clock,
+    pub data_dir: std::path::PathBuf,
 }
 
 pub(super) fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/api/v1/members", get(members))
         .route("/api/v1/stats", get(stats))
-        .route("/api/v1/events", get(events))
+        .route("/api/v1/events", get(super::history::events))
+        .route("/api/v1/history/{node}", get(super::history::history))
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{name}/{action}", post(service_command))
         .route("/api/v1/reload", post(reload))
@@ -44,7 +46,7 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .with_state(ctx)
 }
 
-type Answer = Result<axum::Json<Value>, ApiError>;
+pub(super) type Answer = Result<axum::Json<Value>, ApiError>;
 
 async fn call<M: ractor::Message, T: Send + 'static>(
     actor: Option<ActorRef<M>>,
@@ -60,7 +62,7 @@ async fn call<M: ractor::Message, T: Send + 'static>(
     }
 }
 
-async fn ask<T: Send + 'static>(
+pub(super) async fn ask<T: Send + 'static>(
     ctx: &Ctx,
     msg: impl FnOnce(RpcReplyPort<T>) -> GossipMsg,
 ) -> Result<T, ApiError> {
@@ -95,11 +97,6 @@ async fn members(State(ctx): State<Ctx>) -> Answer {
 async fn stats(State(ctx): State<Ctx>) -> Answer {
     let snapshot = ask(&ctx, GossipMsg::Stats).await?;
     Ok(axum::Json(json::stats(&snapshot)))
-}
-
-async fn events(State(ctx): State<Ctx>) -> Answer {
-    let recorded = ask(&ctx, GossipMsg::Events).await?;
-    Ok(axum::Json(json::events(&recorded, &ctx.name)))
 }
 
 async fn services(State(ctx): State<Ctx>) -> Answer {

@@ -41,6 +41,60 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The events array of `GET /api/v1/events` as a table (`AT NODE KIND DETAIL`).
+pub fn render_events(events: &[Value]) -> String {
+    render_table(&["AT", "NODE", "KIND", "DETAIL"], &event_rows(events))
+}
+
+/// One event per line, unaligned: what `events --follow` prints as events arrive.
+pub fn event_line(event: &Value) -> String {
+    event_rows(std::slice::from_ref(event))
+        .pop()
+        .unwrap_or_default()
+        .join("  ")
+}
+
+fn event_rows(events: &[Value]) -> Vec<Vec<String>> {
+    events
+        .iter()
+        .map(|e| {
+            let text = |key: &str| {
+                e.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            vec![text("at"), text("node"), text("kind"), text("detail")]
+        })
+        .collect()
+}
+
+/// The samples array of `GET /api/v1/history/{node}` as a table; rollup rows (past the raw
+/// retention) also show their minimum and maximum.
+pub fn render_history(samples: &[Value]) -> String {
+    let number = |v: Option<&Value>| {
+        v.and_then(Value::as_f64)
+            .map_or("-".to_string(), |x| format_trimmed(x, 3))
+    };
+    let rows: Vec<Vec<String>> = samples
+        .iter()
+        .map(|s| {
+            let text = |key: &str| {
+                s.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            let mut row = vec![text("at"), text("metric"), number(s.get("value"))];
+            if s.get("bucket").is_some() {
+                row.extend([number(s.get("min")), number(s.get("max")), text("bucket")]);
+            }
+            row
+        })
+        .collect();
+    render_table(&["AT", "METRIC", "VALUE", "MIN", "MAX", "BUCKET"], &rows)
+}
+
 /// The members array of `GET /api/v1/members` as a table. Fields that are missing or of the
 /// wrong type show as `-`.
 pub fn render_members(members: &[Value], now: Time) -> String {

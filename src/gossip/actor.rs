@@ -13,9 +13,9 @@
 //! back even when every configured seed is down.
 
 mod events;
-mod net;
+pub(crate) mod net;
 
-pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent};
+pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent, Recorder};
 
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
@@ -146,7 +146,11 @@ impl Actor for GossipActor {
                 udp.clone(),
                 myself.clone(),
             ))),
-            AbortOnDrop(tokio::spawn(net::serve_joins(args.tcp, myself.clone()))),
+            AbortOnDrop(tokio::spawn(net::serve_joins(
+                args.tcp,
+                myself.clone(),
+                args.data_dir.clone(),
+            ))),
             AbortOnDrop(tokio::spawn(tick(myself.clone()))),
         ];
         Ok(GossipState {

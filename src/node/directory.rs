@@ -9,6 +9,7 @@
 
 use crate::alert::actor::AlertMsg;
 use crate::gossip::actor::GossipMsg;
+use crate::store::StoreMsg;
 use crate::supervision::manager::ManagerMsg;
 use crate::watch::actor::WatchMsg;
 use ractor::ActorRef;
@@ -25,6 +26,7 @@ struct Refs {
     watch: Option<ActorRef<WatchMsg>>,
     services: Option<ActorRef<ManagerMsg>>,
     alerts: Option<ActorRef<AlertMsg>>,
+    store: Option<ActorRef<StoreMsg>>,
 }
 
 impl Directory {
@@ -42,6 +44,12 @@ impl Directory {
     }
     pub fn services(&self) -> Option<ActorRef<ManagerMsg>> {
         self.read(|r| r.services.clone())
+    }
+    pub fn store(&self) -> Option<ActorRef<StoreMsg>> {
+        self.read(|r| r.store.clone())
+    }
+    pub(crate) fn set_store(&self, actor: Option<ActorRef<StoreMsg>>) {
+        self.write(|r| r.store = actor);
     }
     pub(crate) fn set_services(&self, actor: Option<ActorRef<ManagerMsg>>) {
         self.write(|r| r.services = actor);

@@ -19,6 +19,7 @@ use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
 use crate::probe::actor::{HostProbeActor, ProbeArgs};
 use crate::probe::plugins::HostProbeSpec;
+use crate::store::{StoreActor, StoreArgs, StoreMsg};
 use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
@@ -44,6 +45,7 @@ pub(super) const LEAVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The children of a node, in start order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Child {
+    Store,
     Watch,
     Gossip,
     Probe,
@@ -112,6 +114,7 @@ impl Actor for NodeActor {
             stopping: false,
         };
         for child in [
+            Child::Store,
             Child::Watch,
             Child::Gossip,
             Child::Probe,
@@ -185,6 +188,10 @@ impl Actor for NodeActor {
             Child::Watch => state.args.directory.set_watch(None),
             Child::Services => state.args.directory.set_services(None),
             Child::Alerts => state.args.directory.set_alerts(None),
+            Child::Store => {
+                state.args.shared.set_recorder(None);
+                state.args.directory.set_store(None);
+            }
             Child::Probe | Child::Election | Child::Api => {}
         }
         if state.stopping {
@@ -243,6 +250,27 @@ impl NodeState {
         let dir = self.args.directory.clone();
         let clock = self.args.clock;
         let cell = match child {
+            Child::Store => {
+                let config = &self.args.config;
+                let args = StoreArgs {
+                    data_dir: config.node.data_dir.clone(),
+                    me: config.node.name.clone(),
+                    config: config.store.clone(),
+                    clock,
+                    directory: dir.clone(),
+                };
+                let (store, _) = Actor::spawn_linked(None, StoreActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                dir.set_store(Some(store.clone()));
+                let recorder = store.clone();
+                self.args
+                    .shared
+                    .set_recorder(Some(Arc::new(move |recorded| {
+                        let _ = recorder.cast(StoreMsg::Record(recorded));
+                    })));
+                store.get_cell()
+            }
             Child::Watch => {
                 let args = WatchArgs {
                     settings: self.settings.watch.clone(),
@@ -295,6 +323,7 @@ impl NodeState {
                     priority: self.args.config.node.priority,
                     plugins: self.args.host_probes.clone(),
                     directory: dir,
+                    clock,
                 };
                 let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)
                     .await
@@ -357,6 +386,7 @@ impl NodeState {
                         .map_err(|e| e.to_string())?,
                     directory: dir,
                     clock,
+                    data_dir: self.args.config.node.data_dir.clone(),
                 };
                 let (api, _) = Actor::spawn_linked(None, ApiActor, args, supervisor)
                     .await

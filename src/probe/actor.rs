@@ -15,6 +15,7 @@ use crate::gossip::actor::GossipMsg;
 use crate::node::directory::{AbortOnDrop, Directory};
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
+use crate::types::Clock;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,11 +42,14 @@ pub struct ProbeArgs {
     /// Host probes to run, each on its own interval.
     pub plugins: Vec<HostProbeSpec>,
     pub directory: Directory,
+    /// Stamps each sample with its origin time.
+    pub clock: Clock,
 }
 
 pub struct ProbeState {
     sampler: Option<Sampler>,
     directory: Directory,
+    clock: Clock,
     _ticker: Option<AbortOnDrop<()>>,
     _plugins: Vec<AbortOnDrop<()>>,
 }
@@ -97,6 +101,7 @@ impl Actor for HostProbeActor {
         let state = ProbeState {
             sampler,
             directory: args.directory,
+            clock: args.clock,
             _ticker: ticker,
             _plugins: plugins,
         };
@@ -115,7 +120,8 @@ impl Actor for HostProbeActor {
                 let Some(sampler) = state.sampler.as_mut() else {
                     return Ok(());
                 };
-                let metrics = sampler.sample();
+                let mut metrics = sampler.sample();
+                metrics.at = state.clock.now();
                 for (key, value) in metrics.to_kv() {
                     state.write(&key, value).await;
                 }

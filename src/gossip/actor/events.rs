@@ -3,6 +3,12 @@
 //! membership events for the API) and the addresses of the members it knew (the seeds of a
 //! restarted gossip actor, so it finds the cluster again even when the configured seeds are
 //! down).
+//!
+//! The history store gets every event, `StateChanged` and service events included, through a
+//! [`Recorder`] rather than the `OutputPort`: ractor's output port is a broadcast channel of
+//! ten that silently skips what a slow subscriber missed, and a joiner's full state is
+//! hundreds of changes at once. The recorder casts into the store's (unbounded) mailbox, and
+//! the store bounds what it buffers itself.
 
 use crate::alert::actor::AlertSentEvent;
 use crate::election::actor::LeaderEvent;
@@ -35,6 +41,9 @@ pub struct RecordedEvent {
     pub event: NodeEvent,
 }
 
+/// Where every recorded event goes (the history store); set by whoever runs the store.
+pub type Recorder = Arc<dyn Fn(RecordedEvent) + Send + Sync>;
+
 /// Owned by the NodeActor, handed to every life of the gossip actor.
 #[derive(Clone)]
 pub struct GossipShared {
@@ -42,6 +51,7 @@ pub struct GossipShared {
     pub events: Arc<OutputPort<ClusterEvent>>,
     log: Arc<Mutex<VecDeque<RecordedEvent>>>,
     known: Arc<Mutex<Vec<SocketAddr>>>,
+    recorder: Arc<Mutex<Option<Recorder>>>,
 }
 
 impl Default for GossipShared {
@@ -50,6 +60,7 @@ impl Default for GossipShared {
             events: Arc::new(OutputPort::default()),
             log: Arc::default(),
             known: Arc::default(),
+            recorder: Arc::default(),
         }
     }
 }
@@ -63,28 +74,52 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl GossipShared {
     /// Publishes an event and keeps membership events (not `StateChanged`) for the API.
     pub fn publish(&self, at: Time, event: ClusterEvent) {
+        let recorded = RecordedEvent {
+            at,
+            event: NodeEvent::Cluster(event.clone()),
+        };
         if !matches!(event, ClusterEvent::StateChanged { .. }) {
-            self.record(at, NodeEvent::Cluster(event.clone()));
+            self.record(recorded.clone());
         }
+        self.to_recorder(recorded);
         self.events.send(event);
     }
 
     /// Records a service event of this node.
     pub fn publish_service(&self, at: Time, event: ServiceEvent) {
-        self.record(at, NodeEvent::Service(event));
+        let recorded = RecordedEvent {
+            at,
+            event: NodeEvent::Service(event),
+        };
+        self.record(recorded.clone());
+        self.to_recorder(recorded);
     }
 
     /// Records an event of this node's own (leader changes, alerts sent).
     pub fn publish_node(&self, at: Time, event: NodeEvent) {
-        self.record(at, event);
+        let recorded = RecordedEvent { at, event };
+        self.record(recorded.clone());
+        self.to_recorder(recorded);
     }
 
-    fn record(&self, at: Time, event: NodeEvent) {
+    /// Sets (or, with `None`, removes) where every event is recorded.
+    pub fn set_recorder(&self, recorder: Option<Recorder>) {
+        *lock(&self.recorder) = recorder;
+    }
+
+    fn to_recorder(&self, recorded: RecordedEvent) {
+        let recorder = lock(&self.recorder).clone();
+        if let Some(recorder) = recorder {
+            recorder(recorded);
+        }
+    }
+
+    fn record(&self, recorded: RecordedEvent) {
         let mut log = lock(&self.log);
         if log.len() >= EVENT_LOG_LEN {
             log.pop_front();
         }
-        log.push_back(RecordedEvent { at, event });
+        log.push_back(recorded);
     }
 
     /// The recent membership events, oldest first.

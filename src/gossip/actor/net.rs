@@ -5,6 +5,7 @@
 //!   [`MAX_DATAGRAM`] so they are seen and counted by the core, not silently truncated);
 //! * the TCP server answers join requests by asking the actor (`AnswerJoin`), one connection
 //!   per request, with a read timeout and a size cap so a slow or hostile client costs nothing;
+//!   it also serves pages of this node's history to a peer that back-fills (`store::backfill`);
 //! * the join client opens a connection to a seed and feeds the answer (or why there was none)
 //!   back as `JoinAnswer`.
 
@@ -53,13 +54,18 @@ pub(crate) async fn read_datagrams(socket: Arc<UdpSocket>, actor: ActorRef<Gossi
 }
 
 /// Accepts join requests until the actor is gone.
-pub(crate) async fn serve_joins(listener: TcpListener, actor: ActorRef<GossipMsg>) {
+pub(crate) async fn serve_joins(
+    listener: TcpListener,
+    actor: ActorRef<GossipMsg>,
+    data_dir: std::path::PathBuf,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let actor = actor.clone();
+                let data_dir = data_dir.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = answer_one(stream, &actor).await {
+                    if let Err(why) = answer_one(stream, &actor, data_dir).await {
                         tracing::info!(%peer, reason = %why, "closed a join connection");
                     }
                 });
@@ -73,7 +79,11 @@ pub(crate) async fn serve_joins(listener: TcpListener, actor: ActorRef<GossipMsg
     }
 }
 
-async fn answer_one(mut stream: TcpStream, actor: &ActorRef<GossipMsg>) -> Result<(), String> {
+async fn answer_one(
+    mut stream: TcpStream,
+    actor: &ActorRef<GossipMsg>,
+    data_dir: std::path::PathBuf,
+) -> Result<(), String> {
     let body = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream, MAX_REQUEST))
         .await
         .map_err(|_| {
@@ -83,6 +93,10 @@ async fn answer_one(mut stream: TcpStream, actor: &ActorRef<GossipMsg>) -> Resul
             )
         })??;
     let frame = wire::decode_frame(&body).map_err(|e| format!("malformed request: {e}"))?;
+    if let Frame::HistoryRequest(request) = frame {
+        let answer = crate::store::backfill::serve(data_dir, request).await;
+        return send(&mut stream, &answer).await;
+    }
     let Frame::JoinRequest {
         name,
         incarnation,
@@ -104,11 +118,14 @@ async fn answer_one(mut stream: TcpStream, actor: &ActorRef<GossipMsg>) -> Resul
         .await
         .map_err(|e| format!("the gossip actor is gone: {e}"))?
         .success_or_else(|| "the gossip actor did not answer".to_string())?;
-    let bytes =
-        wire::encode_frame(&answer).map_err(|e| format!("cannot encode the answer: {e}"))?;
+    send(&mut stream, &answer).await
+}
+
+async fn send(stream: &mut TcpStream, answer: &Frame) -> Result<(), String> {
+    let bytes = wire::encode_frame(answer).map_err(|e| format!("cannot encode the answer: {e}"))?;
     tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&bytes))
         .await
-        .map_err(|_| "the joiner does not read its answer".to_string())?
+        .map_err(|_| "the peer does not read its answer".to_string())?
         .map_err(|e| format!("cannot send the answer: {e}"))?;
     let _ = stream.shutdown().await;
     Ok(())
@@ -126,7 +143,7 @@ pub(crate) async fn join(seed: SocketAddr, request: Frame, actor: ActorRef<Gossi
     let _ = actor.cast(GossipMsg::Core(Input::JoinAnswer { seed, answer }));
 }
 
-async fn ask(seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
+pub(crate) async fn ask(seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
     let bytes = wire::encode_frame(request).map_err(|e| format!("cannot encode: {e}"))?;
     let mut stream = TcpStream::connect(seed)
         .await

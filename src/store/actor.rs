@@ -1,0 +1,310 @@
+//! `StoreActor`: the single writer of the history database.
+//!
+//! Everything the node learns arrives as [`StoreMsg::Record`] (through the gossip shared
+//! state's recorder) or as back-filled rows (see [`super::backfill`], started with the actor); the actor turns it into rows and keeps them in a
+//! buffer that it writes, one transaction, every [`TICK`]. The database work runs on tokio's
+//! blocking pool so the runtime's workers never wait on a disk.
+//!
+//! A database that cannot be opened or written (a full disk, a read-only or missing data dir,
+//! a damaged file) never stops the node: the actor logs one clear line when writing starts to
+//! fail and one when it resumes, keeps at most [`MAX_PENDING`] rows (dropping the oldest past
+//! that, counted in the resume line), and tries again every [`RETRY`]. Gossip, failure
+//! detection and supervision go on untouched, since nothing else waits on the store.
+
+use super::StoreError;
+use super::record::{self, Row};
+use super::retention;
+use super::writer::Writer;
+use crate::config::StoreConfig;
+use crate::gossip::actor::RecordedEvent;
+use crate::node::directory::{AbortOnDrop, Directory};
+use crate::types::{Clock, NodeName, Time};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often buffered rows are written.
+pub const TICK: Duration = Duration::from_millis(500);
+/// After a failed open or write, wait this long before the next attempt.
+pub const RETRY: Duration = Duration::from_secs(5);
+/// At most this many rows wait for the disk (about 20 MB); past it the oldest are dropped.
+pub const MAX_PENDING: usize = 200_000;
+/// At most this many rows go in one transaction.
+pub const MAX_BATCH: usize = 20_000;
+/// How often old samples are folded into rollups and expired data deleted.
+pub const MAINTAIN_EVERY: Duration = Duration::from_secs(600);
+
+pub enum StoreMsg {
+    /// An event this node saw (gossip or its own services).
+    Record(RecordedEvent),
+    /// Rows fetched from a peer by back-fill: answered once written (back-pressure).
+    Backfill(Vec<Row>, RpcReplyPort<Result<(), String>>),
+    /// Write what is buffered (sent by the ticker every [`TICK`]).
+    Tick,
+    /// Write what is buffered now and answer once it is on disk (or why not).
+    Flush(RpcReplyPort<Result<(), String>>),
+}
+
+pub struct StoreArgs {
+    pub data_dir: PathBuf,
+    pub me: NodeName,
+    pub config: StoreConfig,
+    pub clock: Clock,
+    /// Where back-fill finds the gossip actor (for the live peers).
+    pub directory: Directory,
+}
+
+pub struct StoreState {
+    args: StoreArgs,
+    writer: Option<Writer>,
+    pending: VecDeque<Row>,
+    /// Rows dropped since writing last worked.
+    dropped: u64,
+    /// Why writing fails, while it does.
+    failing: Option<String>,
+    next_attempt: Time,
+    next_maintenance: Time,
+    _ticker: AbortOnDrop<()>,
+    _backfill: Option<AbortOnDrop<()>>,
+}
+
+pub struct StoreActor;
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = StoreState;
+    type Arguments = StoreArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StoreMsg>,
+        args: StoreArgs,
+    ) -> Result<StoreState, ActorProcessingErr> {
+        let backfill = (!args.config.backfill.is_zero()).then(|| {
+            AbortOnDrop(tokio::spawn(super::backfill::run(
+                args.directory.clone(),
+                myself.clone(),
+                args.clock,
+                args.config.backfill,
+            )))
+        });
+        let ticker = AbortOnDrop(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if myself.cast(StoreMsg::Tick).is_err() {
+                    return;
+                }
+            }
+        }));
+        let now = args.clock.now();
+        Ok(StoreState {
+            args,
+            writer: None,
+            pending: VecDeque::new(),
+            dropped: 0,
+            failing: None,
+            next_attempt: now,
+            next_maintenance: now,
+            _ticker: ticker,
+            _backfill: backfill,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        msg: StoreMsg,
+        state: &mut StoreState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StoreMsg::Record(recorded) => {
+                let mut rows = Vec::new();
+                record::rows(&recorded, &state.args.me, &mut rows);
+                state.buffer(rows);
+            }
+            StoreMsg::Backfill(rows, reply) => {
+                state.buffer(rows);
+                state.flush(true).await;
+                let _ = reply.send(match &state.failing {
+                    None => Ok(()),
+                    Some(why) => Err(why.clone()),
+                });
+            }
+            StoreMsg::Tick => {
+                state.flush(false).await;
+                state.maintain().await;
+            }
+            StoreMsg::Flush(reply) => {
+                state.flush(true).await;
+                let answer = match (&state.failing, state.pending.is_empty()) {
+                    (None, true) => Ok(()),
+                    (Some(why), _) => Err(why.clone()),
+                    (None, false) => Err("rows are still waiting".to_string()),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        state: &mut StoreState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.flush(true).await;
+        Ok(())
+    }
+}
+
+/// Runs `f` with the writer on the blocking pool and gives the writer back (an error if `f`
+/// panicked; a later open replaces the writer).
+async fn blocking<R: Send + 'static>(
+    mut writer: Writer,
+    f: impl FnOnce(&mut Writer) -> R + Send + 'static,
+) -> Result<(Writer, R), StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let result = f(&mut writer);
+        (writer, result)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("the writer task died: {e}")))
+}
+
+impl StoreState {
+    fn buffer(&mut self, rows: Vec<Row>) {
+        self.pending.extend(rows);
+        let excess = self.pending.len().saturating_sub(MAX_PENDING);
+        if excess > 0 {
+            if self.dropped == 0 {
+                tracing::warn!(
+                    max = MAX_PENDING,
+                    "the history buffer is full; dropping the oldest rows until the database \
+                     can be written again"
+                );
+            }
+            self.pending.drain(..excess);
+            self.dropped += excess as u64;
+        }
+    }
+
+    /// Writes the buffer in batches; `force` ignores the retry delay.
+    async fn flush(&mut self, force: bool) {
+        while !self.pending.is_empty() {
+            let now = self.args.clock.now();
+            if !force && now < self.next_attempt {
+                return;
+            }
+            let Some(writer) = self.open() else {
+                return;
+            };
+            let n = self.pending.len().min(MAX_BATCH);
+            let batch: Vec<Row> = self.pending.drain(..n).collect();
+            let result = blocking(writer, move |w| match w.write(&batch) {
+                Ok(written) => Ok(written),
+                Err(e) => Err((e, batch)),
+            })
+            .await;
+            match result {
+                Ok((writer, Ok(_))) => {
+                    self.writer = Some(writer);
+                    self.resumed();
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    return;
+                }
+                Ok((_, Err((e, batch)))) => {
+                    // Give the rows back, in order, for the next attempt; a fresh connection
+                    // then (a full disk or a changed mount can leave this one unusable).
+                    for row in batch.into_iter().rev() {
+                        self.pending.push_front(row);
+                    }
+                    self.buffer(Vec::new());
+                    self.writer = None;
+                    self.failed(&e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The writer, opening the database if needed; `None` (logged) if it cannot be opened.
+    fn open(&mut self) -> Option<Writer> {
+        if let Some(writer) = self.writer.take() {
+            return Some(writer);
+        }
+        match Writer::open(&self.args.data_dir) {
+            Ok(writer) => Some(writer),
+            Err(e) => {
+                self.failed(&e);
+                None
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &StoreError) {
+        let why = e.to_string();
+        if self.failing.is_none() {
+            tracing::error!(
+                data_dir = %self.args.data_dir.display(),
+                error = %why,
+                buffered = self.pending.len(),
+                "cannot write the history database; gossip and supervision go on, up to {} \
+                 rows are kept in memory and writing is retried every {}",
+                MAX_PENDING,
+                humantime::format_duration(RETRY),
+            );
+        } else {
+            tracing::debug!(error = %why, "the history database still cannot be written");
+        }
+        self.failing = Some(why);
+        self.next_attempt = self.args.clock.now() + RETRY;
+    }
+
+    fn resumed(&mut self) {
+        if let Some(why) = self.failing.take() {
+            tracing::info!(
+                data_dir = %self.args.data_dir.display(),
+                dropped = self.dropped,
+                was = %why,
+                "writing the history database again"
+            );
+        }
+        self.dropped = 0;
+    }
+
+    async fn maintain(&mut self) {
+        let now = self.args.clock.now();
+        if now < self.next_maintenance || self.failing.is_some() {
+            return;
+        }
+        self.next_maintenance = now + MAINTAIN_EVERY;
+        let Some(writer) = self.open() else {
+            return;
+        };
+        let (raw, rollup) = (
+            self.args.config.raw_retention,
+            self.args.config.rollup_retention,
+        );
+        let now_ms = now.as_millis() as i64;
+        let result = blocking(writer, move |w| {
+            retention::maintain(w.connection_mut(), now_ms, raw, rollup)
+        })
+        .await
+        .and_then(|(writer, result)| {
+            self.writer = Some(writer);
+            result
+        });
+        match result {
+            Ok(done) if done != retention::Maintained::default() => {
+                tracing::info!(?done, "history retention applied");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot apply the history retention"),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Reading the history: `events` and `history` as the CLI and the API show them. Every query
+//! runs on a read-only connection of its own (WAL lets it read while the StoreActor writes).
+
+use super::StoreError;
+use crate::types::Time;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+/// At most this many events in one answer (the newest, oldest first).
+pub const MAX_EVENTS: usize = 10_000;
+/// Windows longer than this read hourly rollups where raw samples are gone; shorter ones
+/// read minutely rollups.
+pub const HOURLY_BEYOND: std::time::Duration = std::time::Duration::from_secs(31 * 86_400);
+
+/// Which events to list.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only events at or after this time.
+    pub since: Option<Time>,
+    /// Only events about this node.
+    pub node: Option<String>,
+    /// Only events recorded after the one with this id (for `--follow`), in record order.
+    pub after: Option<i64>,
+}
+
+/// The events matching `filter`, as the contract's objects plus `id` (this host's record
+/// number; `after=id` asks for newer ones). Oldest first, or in record order with `after`.
+pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<Value>, StoreError> {
+    if let Some(node) = &filter.node {
+        known_node(conn, node)?;
+    }
+    let since = filter.since.map_or(i64::MIN, |t| t.as_millis() as i64);
+    let after = filter.after.unwrap_or(-1);
+    let node = filter.node.as_deref();
+    let sql = if filter.after.is_some() {
+        "SELECT id, json FROM events
+         WHERE at >= ?1 AND id > ?2 AND (?3 IS NULL OR node = ?3)
+         ORDER BY id LIMIT ?4"
+    } else {
+        "SELECT id, json FROM (
+             SELECT id, at, json FROM events
+             WHERE at >= ?1 AND id > ?2 AND (?3 IS NULL OR node = ?3)
+             ORDER BY at DESC, id DESC LIMIT ?4)
+         ORDER BY at, id"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![since, after, node, MAX_EVENTS as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, text) = row?;
+        let mut value: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
+        if let Value::Object(map) = &mut value {
+            map.insert("id".into(), Value::from(id));
+        }
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// The samples of `node` since `since` (one metric or all), oldest first, as the contract's
+/// `{"at", "metric", "value"}`. Where raw samples have expired, rollups stand in: `value` is
+/// the bucket's average and `min`, `max`, `n` and `bucket` ("1m" or "1h") are added.
+pub fn history(
+    conn: &Connection,
+    node: &str,
+    metric: Option<&str>,
+    since: Time,
+    now: Time,
+) -> Result<Vec<Value>, StoreError> {
+    let metrics = known_node(conn, node)?;
+    if let Some(metric) = metric
+        && !metrics.iter().any(|m| m == metric)
+    {
+        return Err(StoreError::UnknownMetric {
+            node: node.to_string(),
+            metric: metric.to_string(),
+            known: metrics,
+        });
+    }
+    let since_ms = since.as_millis() as i64;
+    let (rollup, label) = if now.since(since) > HOURLY_BEYOND {
+        ("rollup_1h", "1h")
+    } else {
+        ("rollup_1m", "1m")
+    };
+    // Per series: rollups before its first raw sample, then the raw samples.
+    let sql = format!(
+        "WITH s AS (SELECT id, metric FROM series WHERE node = ?1 AND (?2 IS NULL OR metric = ?2)),
+              first AS (SELECT s.id, (SELECT min(at) FROM samples WHERE series = s.id) AS at
+                        FROM s)
+         SELECT r.bucket, s.metric, r.avg, r.min, r.max, r.n FROM {rollup} r
+             JOIN s ON s.id = r.series JOIN first ON first.id = r.series
+             WHERE r.bucket >= ?3 AND (first.at IS NULL OR r.bucket < first.at)
+         UNION ALL
+         SELECT x.at, s.metric, x.value, NULL, NULL, NULL FROM samples x
+             JOIN s ON s.id = x.series WHERE x.at >= ?3
+         ORDER BY 1, 2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![node, metric, since_ms], |r| {
+        let at: i64 = r.get(0)?;
+        let metric: String = r.get(1)?;
+        let value: f64 = r.get(2)?;
+        let min: Option<f64> = r.get(3)?;
+        let max: Option<f64> = r.get(4)?;
+        let n: Option<i64> = r.get(5)?;
+        let mut v = json!({
+            "at": Time::from_millis(at.max(0) as u64).to_rfc3339(),
+            "metric": metric,
+            "value": value,
+        });
+        if let (Some(min), Some(max), Some(n), Value::Object(map)) = (min, max, n, &mut v) {
+            map.insert("min".into(), json!(min));
+            map.insert("max".into(), json!(max));
+            map.insert("n".into(), json!(n));
+            map.insert("bucket".into(), json!(label));
+        }
+        Ok(v)
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The metrics recorded of `node`, or [`StoreError::UnknownNode`] if nothing at all (no
+/// sample, no event) was ever recorded of it.
+fn known_node(conn: &Connection, node: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT metric FROM series WHERE node = ?1 ORDER BY 1")?;
+    let metrics: Vec<String> = stmt
+        .query_map([node], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if metrics.is_empty() {
+        let any_event: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM events WHERE node = ?1 LIMIT 1",
+                [node],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if any_event.is_none() {
+            return Err(StoreError::UnknownNode(node.to_string()));
+        }
+    }
+    Ok(metrics)
+}
