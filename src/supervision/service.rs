@@ -283,8 +283,10 @@ async fn own(
     tokio::select! {
         status = process.wait() => {
             let _ = actor.cast(ServiceMsg::Exited(status.map_err(|e| e.to_string())));
-            // Whatever the leader left behind goes after the exit is reported: a restart
-            // does not wait for this sweep (the new run has a new instance tag).
+            // Whatever the leader left behind goes after the exit is reported, and a moment
+            // later, so the sweep of /proc does not compete with the replacement's start (the
+            // new run has a new instance tag).
+            tokio::time::sleep(CLEANUP_DELAY).await;
             process.cleanup().await;
         }
         request = stop => {
@@ -375,6 +377,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// How long after a natural exit what is left of the run is swept up.
+const CLEANUP_DELAY: Duration = Duration::from_millis(50);
 
 /// How long a supervisor waits for a child to stop beyond its shutdown grace.
 pub const STOP_MARGIN: Duration = Duration::from_secs(5);

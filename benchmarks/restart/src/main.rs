@@ -3,8 +3,8 @@
 //! each supervising the same command in the same run; plus the supervisor's memory while it
 //! supervises 50 services (`--rss50`).
 //!
-//! The service is `/bin/sh -c 'echo $$ > PID.tmp && mv PID.tmp PID && exec sleep 100000'`:
-//! "replacement running" means a new pid appeared in the (atomically written) pidfile and
+//! The service is `/bin/sh -c 'echo $$ > PID && exec sleep 100000'`:
+//! "replacement running" means a new pid appeared in the pidfile (read when it is closed) and
 //! `/proc/<pid>` exists. See README.md for the method and its caveats.
 
 use std::collections::HashMap;
@@ -394,13 +394,14 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The shell body of the service: atomic pidfile, then exec sleep (pid unchanged).
+/// The shell body of the service: the pid in one write (the harness reads it on close), then
+/// exec sleep (pid unchanged). No helper process: the command costs one sh start-up.
 fn body(pidfile: &Path, notify_fd3: bool) -> String {
     let p = pidfile.display();
     if notify_fd3 {
-        format!("echo $$ > {p}.tmp && mv {p}.tmp {p} && echo >&3 && exec sleep 100000 3>&-")
+        format!("echo $$ > {p} && echo >&3 && exec sleep 100000 3>&-")
     } else {
-        format!("echo $$ > {p}.tmp && mv {p}.tmp {p} && exec sleep 100000")
+        format!("echo $$ > {p} && exec sleep 100000")
     }
 }
 
@@ -575,7 +576,7 @@ impl Inotify {
         }
         let me = Inotify(fd);
         let c = std::ffi::CString::new(dir.to_str().ok_or("non-UTF-8 dir")?).map_err(|e| e.to_string())?;
-        if unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_MOVED_TO) } < 0 {
+        if unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_CLOSE_WRITE) } < 0 {
             return Err(format!("inotify_add_watch: {}", std::io::Error::last_os_error()));
         }
         Ok(me)
@@ -821,7 +822,7 @@ fn main() {
         "\nrestart latency: SIGKILL of the service until a new pid is in its pidfile and alive; {} kills per configuration, {} ms after each replacement appeared; pidfile {}",
         o.kills,
         o.gap.as_millis(),
-        if o.inotify { "re-read on each inotify IN_MOVED_TO of its directory".to_string() } else { format!("polled every {} µs", o.poll.as_micros()) }
+        if o.inotify { "re-read on each inotify IN_CLOSE_WRITE in its directory".to_string() } else { format!("polled every {} µs", o.poll.as_micros()) }
     );
     let mut raw = String::new();
     let mut table = Vec::new();
