@@ -136,7 +136,7 @@ pub struct AlertsConfig {
 pub enum SinkSpec {
     /// Runs `command` (never empty) with the alert JSON on stdin.
     Exec { command: Vec<String> },
-    /// POSTs the alert to `url` (http or https).
+    /// POSTs the alert to `url` (http only: an https receiver goes behind a local relay).
     Webhook { url: String, format: WebhookFormat },
     /// Mails the alert through the SMTP server at `host`:`port`; `from` and every `to` are
     /// valid mailboxes and `to` is never empty.

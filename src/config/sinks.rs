@@ -70,9 +70,16 @@ fn sink(w: &mut Walker, v: &Value, key: &str) -> Option<SinkSpec> {
             let url_key = format!("{key}.url");
             let url = url.and_then(|u| w.non_empty(u, &url_key));
             if let (Some(u), Some(url_value)) = (&url, table.get("url"))
-                && !(u.starts_with("http://") || u.starts_with("https://"))
+                && !u.starts_with("http://")
             {
-                let message = format!("bad url \"{u}\"; expected http://... or https://...");
+                let message = if u.starts_with("https://") {
+                    format!(
+                        "\"{u}\": https webhooks are not supported; point the url at an \
+                         http:// relay on the LAN or loopback"
+                    )
+                } else {
+                    format!("bad url \"{u}\"; expected http://host[:port]/path")
+                };
                 w.problem(url_value, &url_key, ProblemKind::BadValue, message);
                 return None;
             }

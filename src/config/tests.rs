@@ -115,7 +115,7 @@ command = ["/usr/local/bin/notify", "--urgent"]
 
 [[alerts.sinks]]
 type = "webhook"
-url = "https://example.org/hook"
+url = "http://example.org/hook"
 format = "alertmanager"
 
 [[alerts.sinks]]
@@ -164,7 +164,7 @@ to = ["me@example.org", "you@example.org"]
                 command: vec!["/usr/local/bin/notify".into(), "--urgent".into()]
             },
             SinkSpec::Webhook {
-                url: "https://example.org/hook".into(),
+                url: "http://example.org/hook".into(),
                 format: WebhookFormat::Alertmanager
             },
             SinkSpec::Webhook {
@@ -700,4 +700,16 @@ fn service_log_rotation_is_configurable_and_checked() {
             .any(|p| p.key == "supervision.log_keep"),
         "{errors:?}"
     );
+}
+
+#[test]
+fn an_https_webhook_is_refused_with_a_way_out() {
+    let (_file, result) = load_text(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nurl = \"https://example.org/hook\"\n",
+        &[],
+    );
+    let errors = result.expect_err("https");
+    let p = &errors.problems()[0];
+    assert_eq!(p.key, "alerts.sinks[0].url");
+    assert!(p.message.contains("http:// relay"), "{}", p.message);
 }
