@@ -365,3 +365,87 @@ fn a_two_three_split_sends_one_alert_per_side_and_nothing_again_after_the_heal()
         );
     }
 }
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds of an RFC 3339 UTC time as nbwatch writes it ("2026-11-22T15:30:09.120Z").
+fn rfc3339_ms(s: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+#[test]
+fn after_a_partition_heals_each_side_back_fills_what_the_other_recorded_meanwhile() {
+    let mut net = Net::new("b", 4, "");
+    for i in 0..4 {
+        net.start(i);
+    }
+    let names: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
+    for i in 0..4 {
+        wait_until(&net, &format!("n{i} sees everyone alive"), || {
+            names
+                .iter()
+                .all(|n| net.state_of(i, n).as_deref() == Some("alive"))
+        });
+    }
+    let cut = wall_ms();
+    net.partition(&[0, 1], &[2, 3]);
+    wait_until(&net, "n0 sees n3 down", || {
+        net.state_of(0, "n3").as_deref() == Some("down")
+    });
+    // Until n3's own side has recorded a few of its samples that n0 cannot hear.
+    let samples_in = |i: usize, from: u64| -> usize {
+        let Ok(out) = net.client(
+            i,
+            &[
+                "history", "n3", "--metric", "load1", "--since", "10m", "--json",
+            ],
+        ) else {
+            return 0;
+        };
+        let Ok(Value::Array(samples)) = serde_json::from_str::<Value>(&out) else {
+            return 0;
+        };
+        samples
+            .iter()
+            .filter_map(|s| s["at"].as_str().and_then(rfc3339_ms))
+            .filter(|at| *at > from)
+            .count()
+    };
+    wait_until(
+        &net,
+        "n2 recorded n3's samples during the partition",
+        || samples_in(2, cut + 2_500) >= 3,
+    );
+    let healed = wall_ms();
+    net.heal();
+    // From the cut (plus detection) to the heal n0 heard nothing from n3; its history must
+    // still hold n3's samples of that time, fetched from n3 when it came back.
+    let (from, to) = (cut + 2_500, healed - 500);
+    wait_until(
+        &net,
+        "n0's history has n3's samples from the partition",
+        || {
+            let Ok(out) = net.client(
+                0,
+                &[
+                    "history", "n3", "--metric", "load1", "--since", "10m", "--json",
+                ],
+            ) else {
+                return false;
+            };
+            let Ok(Value::Array(samples)) = serde_json::from_str::<Value>(&out) else {
+                return false;
+            };
+            samples
+                .iter()
+                .filter_map(|s| s["at"].as_str().and_then(rfc3339_ms))
+                .any(|at| (from..to).contains(&at))
+        },
+    );
+}

@@ -1,8 +1,9 @@
 //! `StoreActor`: the single writer of the history database.
 //!
 //! Everything the node learns arrives as [`StoreMsg::Record`] (through the gossip shared
-//! state's recorder) or as back-filled rows (see [`super::backfill`], started with the actor); the actor turns it into rows and keeps them in a
-//! buffer that it writes, one transaction, every [`TICK`]. The database work runs on tokio's
+//! state's recorder) or as back-filled rows (see [`super::backfill`]: started with the actor,
+//! and again from each peer that comes back after being down, since it was last heard); the
+//! actor turns it into rows and keeps them in a buffer that it writes, one transaction, every [`TICK`]. The database work runs on tokio's
 //! blocking pool so the runtime's workers never wait on a disk.
 //!
 //! A database that cannot be opened or written (a full disk, a read-only or missing data dir,
@@ -16,11 +17,12 @@ use super::record::{self, Row};
 use super::retention;
 use super::writer::Writer;
 use crate::config::StoreConfig;
-use crate::gossip::actor::RecordedEvent;
+use crate::gossip::ClusterEvent;
+use crate::gossip::actor::{NodeEvent, RecordedEvent};
 use crate::node::directory::{AbortOnDrop, Directory};
 use crate::types::{Clock, NodeName, Time};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,6 +69,11 @@ pub struct StoreState {
     next_maintenance: Time,
     _ticker: AbortOnDrop<()>,
     _backfill: Option<AbortOnDrop<()>>,
+    /// Peers this node saw go down, with their last-heard time: when one comes back (an
+    /// outage over, a partition healed), what it recorded meanwhile is fetched from it.
+    down: HashMap<NodeName, Time>,
+    /// Back-fills from returning peers.
+    returns: Vec<AbortOnDrop<()>>,
 }
 
 pub struct StoreActor;
@@ -110,17 +117,20 @@ impl Actor for StoreActor {
             next_maintenance: now,
             _ticker: ticker,
             _backfill: backfill,
+            down: HashMap::new(),
+            returns: Vec::new(),
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<StoreMsg>,
+        myself: ActorRef<StoreMsg>,
         msg: StoreMsg,
         state: &mut StoreState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             StoreMsg::Record(recorded) => {
+                state.watch_returns(&myself, &recorded);
                 let mut rows = Vec::new();
                 record::rows(&recorded, &state.args.me, &mut rows);
                 state.buffer(rows);
@@ -305,6 +315,50 @@ impl StoreState {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot apply the history retention"),
+        }
+    }
+}
+
+/// How far before a returning peer's last-heard time its back-fill starts.
+const RETURN_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl StoreState {
+    /// Remembers when peers went down; when one is back, back-fills from it what it recorded
+    /// since then (at most `store.backfill`), so a partition that heals leaves no gap.
+    fn watch_returns(&mut self, myself: &ActorRef<StoreMsg>, recorded: &RecordedEvent) {
+        let NodeEvent::Cluster(event) = &recorded.event else {
+            return;
+        };
+        match event {
+            ClusterEvent::NodeDown {
+                node, last_heard, ..
+            } => {
+                self.down.entry(node.clone()).or_insert(*last_heard);
+            }
+            ClusterEvent::NodeUp { node, .. } => {
+                let Some(last_heard) = self.down.remove(node) else {
+                    return;
+                };
+                let window = self.args.config.backfill;
+                if window.is_zero() {
+                    return;
+                }
+                let now = self.args.clock.now();
+                let oldest = Time(now.as_millis().saturating_sub(window.as_millis() as u64));
+                let since = Time(
+                    last_heard
+                        .as_millis()
+                        .saturating_sub(RETURN_MARGIN.as_millis() as u64),
+                )
+                .max(oldest);
+                let (directory, store, peer) =
+                    (self.args.directory.clone(), myself.clone(), node.clone());
+                self.returns.retain(|t| !t.0.is_finished());
+                self.returns.push(AbortOnDrop(tokio::spawn(async move {
+                    super::backfill::from_returning(directory, store, peer, since).await;
+                })));
+            }
+            _ => {}
         }
     }
 }

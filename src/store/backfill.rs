@@ -18,7 +18,7 @@ use super::{StoreError, schema};
 use crate::gossip::Status;
 use crate::gossip::actor::GossipMsg;
 use crate::node::directory::Directory;
-use crate::types::{Clock, Time};
+use crate::types::{Clock, NodeName, Time};
 use crate::wire::Frame;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
@@ -185,6 +185,32 @@ pub async fn run(directory: Directory, store: ActorRef<StoreMsg>, clock: Clock, 
                 since = %since, "history back-filled"
             ),
             Err(why) => tracing::warn!(peer = %name, reason = %why, "back-fill failed"),
+        }
+    }
+}
+
+/// Back-fills from `peer`, which has just come back, everything it recorded since `since`.
+pub async fn from_returning(
+    directory: Directory,
+    store: ActorRef<StoreMsg>,
+    peer: NodeName,
+    since: Time,
+) {
+    let Some(addr) = live_peers(&directory)
+        .await
+        .into_iter()
+        .find(|(name, _)| name.as_str() == peer.as_str())
+        .map(|(_, addr)| addr)
+    else {
+        return;
+    };
+    match fetch(addr, since, &store).await {
+        Ok(f) => tracing::info!(
+            peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
+            since = %since, "history back-filled from a returning peer"
+        ),
+        Err(why) => {
+            tracing::warn!(peer = %peer, reason = %why, "back-fill from a returning peer failed")
         }
     }
 }
