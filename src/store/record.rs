@@ -8,6 +8,10 @@
 //! sample gossiped twice or back-filled from a peer is one row. An announcement of an older
 //! nbwatch carries no time and is recorded at the time it arrived here.
 //!
+//! A host probe's result (`probe.<name>` = "<health> <label>=<value> ...") becomes one sample
+//! per perfdata item, metric `<name>.<label>`, at the time it arrived (it carries no origin
+//! time; its key is then per host).
+//!
 //! **Events.** Membership events are derived by each host on its own, at slightly different
 //! moments, so their key is what they are about, not when: `<kind>:<node>:<incarnation>`
 //! (`node_down:mythbox:3`, the alert id of DESIGN §5). Every host's record then holds one
@@ -21,6 +25,7 @@ use crate::api::json;
 use crate::gossip::ClusterEvent;
 use crate::gossip::actor::{NodeEvent, RecordedEvent};
 use crate::probe::metrics::{METRICS_KEY, parse_sample};
+use crate::probe::plugins::{PROBE_PREFIX, add_metrics};
 use crate::types::{NodeName, Time};
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +78,20 @@ pub fn rows(recorded: &RecordedEvent, me: &NodeName, out: &mut Vec<Row>) {
         }
         if let (Some(id), Some(value)) = (key.strip_prefix(ALERT_PREFIX), value) {
             out.extend(alert_row(recorded.at, node, id, value).map(Row::Event));
+        }
+        if let (Some(probe), Some(value)) = (key.strip_prefix(PROBE_PREFIX), value) {
+            // A host probe's perfdata: `<probe>.<label>` samples, at the time they arrived (a
+            // probe result carries no origin time).
+            let mut metrics = serde_json::Map::new();
+            add_metrics(probe, value, &mut metrics);
+            out.extend(metrics.into_iter().filter_map(|(metric, v)| {
+                Some(Row::Sample(Sample {
+                    node: node.0.clone(),
+                    metric,
+                    at: recorded.at,
+                    value: v.as_f64()?,
+                }))
+            }));
         }
         return;
     }
@@ -304,5 +323,32 @@ mod tests {
             },
         );
         assert!(all(&claim).is_empty());
+    }
+
+    #[test]
+    fn a_host_probes_perfdata_is_one_sample_per_item() {
+        let r = cluster(
+            7_000,
+            ClusterEvent::StateChanged {
+                node: NodeName::from("a"),
+                key: "probe.disk_root".into(),
+                value: Some("warning free_pct=12.5 free_mb=2048 junk".into()),
+            },
+        );
+        let mut samples: Vec<(String, f64)> = all(&r)
+            .into_iter()
+            .filter_map(|row| match row {
+                Row::Sample(s) if s.node == "a" && s.at == Time(7_000) => Some((s.metric, s.value)),
+                _ => None,
+            })
+            .collect();
+        samples.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            samples,
+            vec![
+                ("disk_root.free_mb".to_string(), 2048.0),
+                ("disk_root.free_pct".to_string(), 12.5)
+            ]
+        );
     }
 }
