@@ -18,6 +18,7 @@
 //!   `node.data_dir` is state, not part of the config, so it stays relative to the current
 //!   directory.
 
+mod files;
 mod host;
 mod schema;
 mod sections;
@@ -33,6 +34,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use files::{toml_files, toml_table};
 pub use host::first_non_loopback_ipv4;
 
 /// `gossip.listen` when not set.

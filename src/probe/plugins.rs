@@ -16,7 +16,7 @@
 //! fit one gossip entry.
 
 use super::metrics::format_trimmed;
-use crate::config::{Problem, ProblemKind};
+use crate::config::{Problem, ProblemKind, toml_files, toml_table};
 use crate::gossip::core::MAX_ENTRY_LEN;
 use crate::supervision::health::Outcome;
 use serde_json::{Map, Number, Value};
@@ -63,29 +63,10 @@ const KEYS: &[&str] = &["name", "command", "interval", "timeout"];
 /// (`check_disk.sh`); another bare name (`sh`) is looked up on `PATH` when the probe runs. A
 /// program given as a path must exist.
 pub fn load_host_probes(dir: &Path) -> Result<Vec<HostProbeSpec>, Vec<Problem>> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            let msg = format!("cannot read the host probes folder: {e}");
-            return Err(vec![problem(dir, "", ProblemKind::Unreadable, msg)]);
-        }
-    };
-    files.sort();
     let mut problems = Vec::new();
+    let files = toml_files(dir, "host probes", &mut problems).map_err(|p| vec![p])?;
     let mut specs: Vec<HostProbeSpec> = Vec::new();
-    for file in files {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                let msg = format!("cannot read: {e}");
-                problems.push(problem(&file, "", ProblemKind::Unreadable, msg));
-                continue;
-            }
-        };
+    for (file, text) in files {
         let Some(spec) = parse_host_probe(&file, &text, dir, &mut problems) else {
             continue;
         };
@@ -114,14 +95,7 @@ pub fn parse_host_probe(
     dir: &Path,
     problems: &mut Vec<Problem>,
 ) -> Option<HostProbeSpec> {
-    let table: toml::Table = match text.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            let msg = format!("TOML syntax error: {}", e.message());
-            problems.push(problem(file, "", ProblemKind::Syntax, msg));
-            return None;
-        }
-    };
+    let table = toml_table(file, text, problems)?;
     let before = problems.len();
     let mut report = |key: &str, kind, msg: String| problems.push(problem(file, key, kind, msg));
     for key in table.keys() {
@@ -238,12 +212,7 @@ fn command(
 }
 
 fn problem(file: &Path, key: &str, kind: ProblemKind, message: String) -> Problem {
-    Problem {
-        file: file.display().to_string(),
-        key: key.to_string(),
-        kind,
-        message,
-    }
+    Problem::at(file, key, kind, message)
 }
 
 /// The gossip value announcing `outcome` under `key`: `"<health> <label>=<value> ..."`, values

@@ -2,7 +2,7 @@
 //! problem of every file is reported with the file and the dotted key, like the node config.
 
 use super::policy::{Backoff, RestartType, Strategy};
-use crate::config::{Problem, ProblemKind};
+use crate::config::{Problem, ProblemKind, toml_files, toml_table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,37 +83,12 @@ pub struct ProbeSpec {
 /// Loads every `*.toml` file of `dir` (sorted by name). A missing folder means no trees.
 /// Service names must be unique across all trees of the node.
 pub fn load_trees(dir: &Path) -> Result<Vec<TreeSpec>, Vec<Problem>> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(vec![problem(
-                dir,
-                "",
-                ProblemKind::Unreadable,
-                format!("cannot read the trees folder: {e}"),
-            )]);
-        }
-    };
-    files.sort();
     let mut problems = Vec::new();
+    let files = toml_files(dir, "trees", &mut problems).map_err(|p| vec![p])?;
     let mut trees = Vec::new();
-    for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                if let Some(tree) = parse_tree(&file, &text, &mut problems) {
-                    trees.push(tree);
-                }
-            }
-            Err(e) => problems.push(problem(
-                &file,
-                "",
-                ProblemKind::Unreadable,
-                format!("cannot read: {e}"),
-            )),
+    for (file, text) in files {
+        if let Some(tree) = parse_tree(&file, &text, &mut problems) {
+            trees.push(tree);
         }
     }
     check_unique_services(&trees, &mut problems);
@@ -126,14 +101,7 @@ pub fn load_trees(dir: &Path) -> Result<Vec<TreeSpec>, Vec<Problem>> {
 
 /// Parses one tree file; problems go to `problems`.
 pub fn parse_tree(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<TreeSpec> {
-    let table: toml::Table = match text.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            let msg = format!("TOML syntax error: {}", e.message());
-            problems.push(problem(file, "", ProblemKind::Syntax, msg));
-            return None;
-        }
-    };
+    let table = toml_table(file, text, problems)?;
     let before = problems.len();
     let mut w = Walker { file, problems };
     let root = w.supervisor(&table, "");
@@ -147,12 +115,7 @@ pub fn parse_tree(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Optio
 }
 
 fn problem(file: &Path, key: &str, kind: ProblemKind, message: String) -> Problem {
-    Problem {
-        file: file.display().to_string(),
-        key: key.to_string(),
-        kind,
-        message,
-    }
+    Problem::at(file, key, kind, message)
 }
 
 fn join(prefix: &str, key: &str) -> String {
