@@ -5,7 +5,7 @@
 use super::Election;
 use crate::alert::actor::AlertMsg;
 use crate::gossip::actor::{GossipMsg, GossipShared, NodeEvent};
-use crate::node::directory::{AbortOnDrop, Directory};
+use crate::node::directory::{AbortOnDrop, Directory, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -49,20 +49,10 @@ impl Actor for ElectionActor {
         myself: ActorRef<ElectionMsg>,
         args: ElectionArgs,
     ) -> Result<ElectionState, ActorProcessingErr> {
-        let ticker = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TICK);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                if myself.cast(ElectionMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
         Ok(ElectionState {
             args,
             election: Election::default(),
-            _ticker: AbortOnDrop(ticker),
+            _ticker: ticker(myself, TICK, || ElectionMsg::Tick),
         })
     }
 

@@ -19,7 +19,7 @@ pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent, Recorder
 
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
-use crate::node::directory::{AbortOnDrop, Directory};
+use crate::node::directory::{AbortOnDrop, Directory, ticker};
 use crate::node::incarnation;
 use crate::types::{Clock, Incarnation, NodeName, Time};
 use crate::watch::actor::WatchMsg;
@@ -151,7 +151,7 @@ impl Actor for GossipActor {
                 myself.clone(),
                 args.data_dir.clone(),
             ))),
-            AbortOnDrop(tokio::spawn(tick(myself.clone()))),
+            ticker(myself.clone(), TICK, || GossipMsg::Core(Input::Tick)),
         ];
         Ok(GossipState {
             core,
@@ -246,18 +246,6 @@ impl Actor for GossipActor {
         };
         state.carry_out(&myself, now, outputs).await;
         Ok(())
-    }
-}
-
-/// Ticks the core until the actor is gone.
-async fn tick(actor: ActorRef<GossipMsg>) {
-    let mut interval = tokio::time::interval(TICK);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        if actor.cast(GossipMsg::Core(Input::Tick)).is_err() {
-            return;
-        }
     }
 }
 

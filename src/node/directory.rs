@@ -95,6 +95,25 @@ impl Directory {
 #[derive(Debug)]
 pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 
+/// Casts `msg()` to `actor` every `period` (the first at once; a slow receiver delays the next
+/// tick instead of bunching them) until the actor is gone or the returned handle is dropped.
+pub fn ticker<M: ractor::Message>(
+    actor: ActorRef<M>,
+    period: std::time::Duration,
+    msg: impl Fn() -> M + Send + 'static,
+) -> AbortOnDrop<()> {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if actor.cast(msg()).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();

@@ -12,7 +12,7 @@
 use super::metrics::Sampler;
 use super::plugins::{self, HostProbeSpec};
 use crate::gossip::actor::GossipMsg;
-use crate::node::directory::{AbortOnDrop, Directory};
+use crate::node::directory::{AbortOnDrop, Directory, ticker};
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
 use crate::types::Clock;
@@ -77,19 +77,9 @@ impl Actor for HostProbeActor {
                 }
             }
         };
-        let ticker = sampler.as_ref().map(|_| {
-            let actor = myself.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                let mut interval = tokio::time::interval(args.interval);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    interval.tick().await;
-                    if actor.cast(ProbeMsg::Sample).is_err() {
-                        return;
-                    }
-                }
-            }))
-        });
+        let ticker = sampler
+            .as_ref()
+            .map(|_| ticker(myself.clone(), args.interval, || ProbeMsg::Sample));
         let plugins = if args.interval.is_zero() {
             Vec::new()
         } else {

@@ -19,7 +19,7 @@ use super::writer::Writer;
 use crate::config::StoreConfig;
 use crate::gossip::ClusterEvent;
 use crate::gossip::actor::{NodeEvent, RecordedEvent};
-use crate::node::directory::{AbortOnDrop, Directory};
+use crate::node::directory::{AbortOnDrop, Directory, ticker};
 use crate::types::{Clock, NodeName, Time};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, VecDeque};
@@ -96,16 +96,7 @@ impl Actor for StoreActor {
                 args.config.backfill,
             )))
         });
-        let ticker = AbortOnDrop(tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TICK);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                if myself.cast(StoreMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        }));
+        let ticker = ticker(myself, TICK, || StoreMsg::Tick);
         let now = args.clock.now();
         Ok(StoreState {
             args,
