@@ -6,6 +6,8 @@
 //! right before the spawn; a process that then loses the port to someone else is started again
 //! on new ones. Tests wait on conditions by polling with deadlines, never by fixed sleeps.
 
+mod common;
+use common::{sunk, sunk_ids};
 use nbwatch::client::get_json;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -1209,22 +1211,6 @@ async fn an_orphaned_grandchild_is_re_parented_to_the_daemon_and_reaped_when_it_
         }
     })
     .await;
-}
-
-/// The alerts an exec sink appended to `file`, one JSON object per line.
-fn sunk(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn sunk_ids(file: &Path, prefix: &str) -> Vec<Value> {
-    sunk(file)
-        .into_iter()
-        .filter(|a| a["id"].as_str().is_some_and(|id| id.starts_with(prefix)))
-        .collect()
 }
 
 /// Waits until every listed node's alert log shows an incident starting with `prefix` as sent

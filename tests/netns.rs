@@ -6,6 +6,8 @@
 //! Namespaces are named `nbw<pid>...`: they are removed when the test ends (also when it
 //! fails), and a later run removes those left behind by a run that was interrupted.
 
+mod common;
+use common::{sunk, sunk_ids};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -256,21 +258,6 @@ fn wait_until(net: &Net, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn sunk(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn alerts_for(file: &Path, prefix: &str) -> Vec<Value> {
-    sunk(file)
-        .into_iter()
-        .filter(|a| a["id"].as_str().is_some_and(|id| id.starts_with(prefix)))
-        .collect()
-}
-
 /// True when host `i`'s alert log shows an incident starting with `prefix` as sent.
 fn sent_in_view(net: &Net, i: usize, prefix: &str) -> bool {
     net.client(i, &["alerts", "--json"])
@@ -324,7 +311,7 @@ fn a_two_three_split_sends_one_alert_per_side_and_nothing_again_after_the_heal()
                 sent_in_view(&net, i, &prefix)
             });
         }
-        let alerts = alerts_for(&file, &prefix);
+        let alerts = sunk_ids(&file, &prefix);
         assert_eq!(alerts.len(), 1, "{prefix}: {:#?}", sunk(&file));
         assert_eq!(alerts[0]["sent_by"], leader, "{prefix}: {:#?}", sunk(&file));
     }
@@ -349,7 +336,7 @@ fn a_two_three_split_sends_one_alert_per_side_and_nothing_again_after_the_heal()
             });
         }
         assert_eq!(
-            alerts_for(&file, &prefix).len(),
+            sunk_ids(&file, &prefix).len(),
             1,
             "{prefix}: {:#?}",
             sunk(&file)
@@ -358,7 +345,7 @@ fn a_two_three_split_sends_one_alert_per_side_and_nothing_again_after_the_heal()
     for n in &names {
         let prefix = format!("node_down:{n}:");
         assert_eq!(
-            alerts_for(&file, &prefix).len(),
+            sunk_ids(&file, &prefix).len(),
             1,
             "{prefix} sent again after the heal: {:#?}",
             sunk(&file)
