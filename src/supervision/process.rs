@@ -264,14 +264,24 @@ fn pump(mut reader: std::io::PipeReader, mut log: RotatingLog, name: &str) {
         .stack_size(64 * 1024)
         .spawn(move || {
             let mut buf = [0u8; 8192];
+            // Bytes lost since the log stopped taking writes (a full disk): one line when it
+            // starts failing, one when it takes writes again.
+            let mut lost: Option<u64> = None;
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => {
-                        if let Err(e) = log.write(&buf[..n]) {
-                            tracing::warn!(service = %name, error = %e, "cannot write the service log");
+                    Ok(n) => match (log.write(&buf[..n]), lost) {
+                        (Ok(()), None) => {}
+                        (Ok(()), Some(bytes)) => {
+                            tracing::info!(service = %name, lost_bytes = bytes, "writing the service log again");
+                            lost = None;
                         }
-                    }
+                        (Err(e), None) => {
+                            tracing::warn!(service = %name, error = %e, "cannot write the service log; its output is dropped until it can");
+                            lost = Some(n as u64);
+                        }
+                        (Err(_), Some(bytes)) => lost = Some(bytes + n as u64),
+                    },
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(_) => break,
                 }
