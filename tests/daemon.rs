@@ -1409,3 +1409,191 @@ async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
         assert_eq!(ups[0]["status"], "resolved");
     }
 }
+
+/// A size-limited tmpfs mounted on a node's data dir (needs root); lazily unmounted on drop,
+/// also when the test fails.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "nbwatch-test"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs (this test needs root): {}",
+            text(&out.stderr)
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills what is left with a file; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        // Bounded: the disk is a few MiB.
+        for _ in 0..4096 {
+            if file.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        for _ in 0..1024 {
+            if file.write_all(&chunk[..512]).is_err() {
+                break;
+            }
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn rfc3339_ms(v: &Value) -> Option<u128> {
+    let t = humantime::parse_rfc3339(v.as_str()?).ok()?;
+    Some(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis())
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_logged_once_the_node_keeps_gossiping_and_supervising_and_writing_resumes() {
+    let mut cluster = Cluster::new();
+    write_tree(
+        &cluster,
+        "chatty",
+        "name = \"chatty\"\n[[children]]\nname = \"chatty\"\n\
+         command = [\"/bin/sh\", \"-c\", \"while :; do printf '%0500d\\n' 0; sleep 0.05; done\"]\n",
+    );
+    let a = cluster.add("a", "a", Vec::new());
+    let disk = SmallDisk::mount(&cluster.nodes[a].data_dir, "8m");
+    cluster.restart(a).await;
+    let b = cluster.start("b", vec![cluster.nodes[a].gossip]).await;
+    let (api_a, api_b) = (cluster.nodes[a].api, cluster.nodes[b].api);
+    let b_samples = async |since: &str| -> Result<Vec<Value>, String> {
+        let path = format!("/api/v1/history/b?metric=load1&since={since}");
+        match get_json(api_a, &path, HTTP).await {
+            Ok(Value::Array(list)) if !list.is_empty() => Ok(list),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    wait_for("a records b's samples", DEADLINE, async || {
+        b_samples("1h").await
+    })
+    .await;
+    let pid = running_pid(api_a, "chatty", None).await;
+
+    let filler = disk.fill();
+    let full_at = now_ms();
+    let line = "cannot write the history database";
+    wait_for("a logs that it cannot write", DEADLINE, async || {
+        let log = cluster.nodes[a].stderr_text();
+        if log.contains(line) {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+    let failing_at = now_ms();
+
+    // Gossip goes on both ways, and the tree still restarts a crashed service.
+    wait_for("b hears a after the disk filled", DEADLINE, async || {
+        let list = members(api_b).await?;
+        match entry(&list, "a") {
+            Some(e) if e["state"] == "alive" && rfc3339_ms(&e["last_heard"]) > Some(failing_at) => {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill the service");
+    running_pid(api_a, "chatty", Some(pid)).await;
+    assert!(process_alive(cluster.nodes[a].pid().as_raw() as u64));
+
+    // Keep the disk full until b has announced samples well after the failure began.
+    wait_for(
+        "b announces samples while a's disk is full",
+        DEADLINE,
+        async || {
+            let list = match get_json(api_b, "/api/v1/history/b?metric=load1&since=1m", HTTP).await
+            {
+                Ok(Value::Array(list)) => list,
+                other => return Err(format!("{other:?}")),
+            };
+            let later = list
+                .iter()
+                .filter_map(|s| rfc3339_ms(&s["at"]))
+                .any(|at| at > failing_at + 2000);
+            if later {
+                Ok(())
+            } else {
+                Err(format!("{} samples", list.len()))
+            }
+        },
+    )
+    .await;
+    std::fs::remove_file(&filler).expect("free the disk");
+    let freed_at = now_ms();
+    wait_for("a logs that it writes again", DEADLINE, async || {
+        let log = cluster.nodes[a].stderr_text();
+        if log.contains("writing the history database again") {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+    // The samples of b that arrived while the disk was full were kept and are written now.
+    let samples = wait_for(
+        "a holds b's samples from the full period",
+        DEADLINE,
+        async || {
+            let list = b_samples("10m").await?;
+            let during = list
+                .iter()
+                .filter_map(|s| rfc3339_ms(&s["at"]))
+                .filter(|at| (full_at + 1000..freed_at).contains(at))
+                .count();
+            if during > 0 {
+                Ok(list)
+            } else {
+                Err(format!("{} samples, none between", list.len()))
+            }
+        },
+    )
+    .await;
+    let log = cluster.nodes[a].stderr_text();
+    assert_eq!(
+        log.matches(line).count(),
+        1,
+        "one line when writing starts failing:\n{log}"
+    );
+    assert!(
+        log.contains("cannot write the service log"),
+        "the service log's failure is said too:\n{log}"
+    );
+    assert!(samples.len() > 1);
+
+    // A clean stop; the file is intact.
+    cluster.nodes[a].signal(Signal::SIGTERM);
+    cluster.nodes[a].wait_exit(PROCESS_DEADLINE).await;
+    let conn = rusqlite::Connection::open(cluster.nodes[a].data_dir.join("history.db"))
+        .expect("open the history");
+    nbwatch::store::schema::integrity_check(&conn).expect("integrity_check is ok");
+}
