@@ -43,24 +43,22 @@ fn announce_metrics(sim: &mut Sim, round: u64) {
     let now = sim.now;
     for i in 0..sim.nodes.len() {
         let r = (i as u64 * 7919 + round * 104_729) % 1000;
-        let kv = [
-            (
-                "sys",
-                format!(
-                    "{:.2} {:.2} {:.2} {:.1} {:.1} 0 63.2 {}",
-                    r as f64 / 400.0,
-                    (r / 3) as f64 / 400.0,
-                    (r / 9) as f64 / 400.0,
-                    r as f64 / 10.0,
-                    40.0 + (r % 20) as f64 / 10.0,
-                    // The origin time the history records the sample at (probe::metrics).
-                    nbwatch::probe::metrics::origin_token(now)
-                ),
-            ),
-            ("sys.boot", "1790000000".to_string()),
-        ];
+        // Encoded as the daemon encodes a sample (trimmed figures, origin token).
+        let kv = nbwatch::probe::metrics::HostMetrics {
+            load1: r as f64 / 400.0,
+            load5: (r / 3) as f64 / 400.0,
+            load15: (r / 9) as f64 / 400.0,
+            cpu_pct: r as f64 / 10.0,
+            mem_used_pct: 40.0 + (r % 20) as f64 / 10.0,
+            swap_used_pct: 0.0,
+            disk_used_pct: 63.2,
+            uptime_s: 0,
+            boot_time: 1_790_000_000,
+            at: now,
+        }
+        .to_kv();
         for (k, v) in kv {
-            let _ = sim.nodes[i].core.set(now, k, Some(v));
+            let _ = sim.nodes[i].core.set(now, &k, Some(v));
         }
     }
 }

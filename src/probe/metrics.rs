@@ -220,34 +220,58 @@ impl HostMetrics {
     }
 }
 
-/// Deciseconds modulo this travel as the origin time (4 base-36 digits, about 46.6 hours).
-const ORIGIN_MODULUS: u64 = 36 * 36 * 36 * 36;
+/// The alphabet of origin tokens: 64 symbols, none of them white space or a JSON escape.
+const TOKEN_ALPHABET: &[u8; 64] =
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+/// The resolution of an origin token.
+const TOKEN_UNIT_MS: u64 = 250;
+/// Quarter-seconds modulo this travel as the origin time (3 base-64 digits, about 18.2 hours:
+/// a token resolves correctly when it arrives less than 9.1 hours from when it was made).
+const ORIGIN_MODULUS: u64 = 64 * 64 * 64;
+/// The older token: 4 base-36 digits of deciseconds, still read from older nodes.
+const OLD_UNIT_MS: u64 = 100;
+const OLD_MODULUS: u64 = 36 * 36 * 36 * 36;
 
-/// The origin time as it travels: 4 base-36 digits of deciseconds modulo [`ORIGIN_MODULUS`].
+/// The origin time as it travels: 3 base-64 digits of quarter-seconds modulo
+/// [`ORIGIN_MODULUS`]. Every host receives every host's sample, so each byte here costs
+/// N bytes per interval on every host; a quarter second is finer than any sample interval.
 pub fn origin_token(at: Time) -> String {
-    let mut v = (at.as_millis() / 100) % ORIGIN_MODULUS;
-    let mut digits = [b'0'; 4];
+    let mut v = (at.as_millis() / TOKEN_UNIT_MS) % ORIGIN_MODULUS;
+    let mut digits = [b'0'; 3];
     for d in digits.iter_mut().rev() {
-        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(v % 36) as usize];
-        v /= 36;
+        *d = TOKEN_ALPHABET[(v % 64) as usize];
+        v /= 64;
     }
     String::from_utf8_lossy(&digits).into_owned()
 }
 
-/// The time nearest to `received` whose token is `token` (`None` if it is not a token).
+/// The time nearest to `received` whose token is `token` (`None` if it is not a token). Reads
+/// the current 3-digit tokens and the 4-digit ones of older nodes.
 pub fn resolve_origin(token: &str, received: Time) -> Option<Time> {
-    if token.len() != 4 {
-        return None;
-    }
-    let value = u64::from_str_radix(token, 36).ok()?;
-    let now = received.as_millis() / 100;
-    let behind = (now + ORIGIN_MODULUS - value % ORIGIN_MODULUS) % ORIGIN_MODULUS;
-    let ds = if behind <= ORIGIN_MODULUS / 2 {
+    let (value, unit, modulus) = match token.len() {
+        3 => {
+            let mut v = 0u64;
+            for b in token.bytes() {
+                let digit = TOKEN_ALPHABET.iter().position(|&a| a == b)?;
+                v = v * 64 + digit as u64;
+            }
+            (v, TOKEN_UNIT_MS, ORIGIN_MODULUS)
+        }
+        4 => (
+            u64::from_str_radix(token, 36).ok()? % OLD_MODULUS,
+            OLD_UNIT_MS,
+            OLD_MODULUS,
+        ),
+        _ => return None,
+    };
+    let now = received.as_millis() / unit;
+    let behind = (now + modulus - value) % modulus;
+    let units = if behind <= modulus / 2 {
         now.checked_sub(behind)?
     } else {
-        now + (ORIGIN_MODULUS - behind)
+        now + (modulus - behind)
     };
-    Some(Time::from_millis(ds * 100))
+    Some(Time::from_millis(units * unit))
 }
 
 /// The metrics of a packed `sys` value (see [`METRICS_KEY`]) by name, and its origin time if
@@ -421,14 +445,36 @@ mod tests {
     fn a_sample_parses_with_its_origin_time_and_an_older_one_without() {
         let taken = Time::from_millis(1_700_000_000_123);
         let value = format!("0.5 1.25 2 12.3 41 0 87.6 {}", origin_token(taken));
-        assert_eq!(value.len(), "0.5 1.25 2 12.3 41 0 87.6".len() + 5);
+        assert_eq!(value.len(), "0.5 1.25 2 12.3 41 0 87.6".len() + 4);
         // Received later (gossip, a slow relay), or on a host whose clock is ahead or behind.
-        for delay_s in [0i64, 2, 3_600, 20 * 3_600, -3_600, -20 * 3_600] {
+        for delay_s in [0i64, 2, 3_600, 9 * 3_600, -3_600, -9 * 3_600] {
             let received = Time::from_millis((1_700_000_000_123 + delay_s * 1_000) as u64);
             let (metrics, at) = parse_sample(&value, received);
-            assert_eq!(at, Some(Time::from_millis(1_700_000_000_100)), "{delay_s}");
+            assert_eq!(at, Some(Time::from_millis(1_700_000_000_000)), "{delay_s}");
             assert_eq!(metrics.len(), 7);
         }
+        // Every token of a day round-trips to its quarter second.
+        for k in 0..(86_400 * 4) {
+            let t = Time::from_millis(1_700_000_000_000 + k * 250);
+            assert_eq!(resolve_origin(&origin_token(t), t), Some(t));
+        }
+        // Older nodes' 4-digit decisecond tokens are still read.
+        let old = format!("0.5 1.25 2 12.3 41 0 87.6 {}", {
+            let mut v = (1_700_000_000_123u64 / 100) % (36 * 36 * 36 * 36);
+            let mut d = [b'0'; 4];
+            for c in d.iter_mut().rev() {
+                *c = b"0123456789abcdefghijklmnopqrstuvwxyz"[(v % 36) as usize];
+                v /= 36;
+            }
+            String::from_utf8(d.to_vec()).unwrap()
+        });
+        let received = Time::from_millis(1_700_000_000_123 + 20 * 3_600_000);
+        assert_eq!(
+            parse_sample(&old, received).1,
+            Some(Time::from_millis(1_700_000_000_100))
+        );
+        assert_eq!(parse_sample("0 0 0 0 0 0 0 a b", taken).1, None);
+        assert_eq!(parse_sample("0 0 0 0 0 0 0 a.b", taken).1, None);
         let (metrics, _) = parse_sample(&value, taken);
         assert_eq!(metrics.len(), 7);
         assert_eq!(metrics[0], ("load1", 0.5));

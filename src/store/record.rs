@@ -2,7 +2,7 @@
 //! without a database.
 //!
 //! **Samples.** A `sys` announcement of any node (its own included) becomes one sample per
-//! metric, at the announcement's origin time (see `probe::metrics`; 100 ms resolution). The key of a sample is
+//! metric, at the announcement's origin time (see `probe::metrics`; 250 ms resolution). The key of a sample is
 //! (origin node, metric, origin time): the origin's clock never steps back while it runs, so
 //! the origin time is the per-origin sequence number, and it is the same on every host, so a
 //! sample gossiped twice or back-filled from a peer is one row. An announcement of an older
@@ -194,7 +194,7 @@ mod tests {
                 key: "sys".into(),
                 value: Some(format!(
                     "0.5 1 2 3 4 5 6 {}",
-                    crate::probe::metrics::origin_token(Time(4_200))
+                    crate::probe::metrics::origin_token(Time(4_250))
                 )),
             },
         );
@@ -205,7 +205,7 @@ mod tests {
             Row::Sample(Sample {
                 node: "a".into(),
                 metric: "load1".into(),
-                at: Time(4_200),
+                at: Time(4_250),
                 value: 0.5
             })
         );
