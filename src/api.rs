@@ -5,6 +5,7 @@
 //! Handlers do not share state with the protocol: they ask the gossip actor (an RPC with a
 //! timeout) and shape the answer as the contract says ([`json`]).
 
+mod control;
 mod history;
 pub mod json;
 mod routes;

@@ -24,6 +24,7 @@ pub mod alert;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod election;
 pub mod gossip;
 pub mod node;

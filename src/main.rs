@@ -52,19 +52,58 @@ enum Command {
     },
     /// This node's services: state, pid, restarts, health, last exit.
     Services {
+        /// Every node's services, from gossip (a down node's marked stale).
+        #[arg(long)]
+        all: bool,
         /// Print the JSON array as the API returns it.
         #[arg(long)]
         json: bool,
     },
-    /// Restart a service of this node (stop it by its shutdown rule, start it again).
+    /// Restart a service (stop it by its shutdown rule, start it again), here or on NODE.
     Restart {
-        /// The service's name, as in its tree file.
+        /// SERVICE, or NODE:SERVICE for a service of another node.
         service: String,
+        /// How long to wait for another node's answer.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        timeout: Duration,
     },
-    /// Stop a service of this node; no strategy restarts it until it is started again.
-    Stop { service: String },
-    /// Start a service of this node that was stopped (or whose tree failed).
-    Start { service: String },
+    /// Stop a service, here or on NODE; no strategy restarts it until it is started again.
+    Stop {
+        /// SERVICE, or NODE:SERVICE.
+        service: String,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        timeout: Duration,
+    },
+    /// Start a service that was stopped (or whose tree failed), here or on NODE.
+    Start {
+        /// SERVICE, or NODE:SERVICE.
+        service: String,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        timeout: Duration,
+    },
+    /// Publish a value from this host for every host to read (application data).
+    Publish {
+        key: String,
+        value: String,
+        /// Expire the value everywhere after this long.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Every host's value of KEY.
+    Get {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every host's values under PREFIX, then each change as it happens.
+    Subscribe {
+        /// A key prefix ("" for everything).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read the supervision trees and apply only what changed (as SIGHUP does).
     Reload,
     /// Recorded events of the cluster, oldest first (from this host's history).
@@ -149,10 +188,23 @@ fn main() -> ExitCode {
             Command::Run { log_format } => run(cli.config, log_format).await,
             Command::CheckConfig => check_config(cli.config),
             Command::Members { json } => members(cli.api, cli.config, json).await,
-            Command::Services { json } => services(cli.api, cli.config, json).await,
-            Command::Restart { service } => act(cli.api, cli.config, &service, "restart").await,
-            Command::Stop { service } => act(cli.api, cli.config, &service, "stop").await,
-            Command::Start { service } => act(cli.api, cli.config, &service, "start").await,
+            Command::Services { all, json } => services(cli.api, cli.config, all, json).await,
+            Command::Restart { service, timeout } => {
+                act(cli.api, cli.config, &service, "restart", timeout).await
+            }
+            Command::Stop { service, timeout } => {
+                act(cli.api, cli.config, &service, "stop", timeout).await
+            }
+            Command::Start { service, timeout } => {
+                act(cli.api, cli.config, &service, "start", timeout).await
+            }
+            Command::Publish { key, value, ttl } => {
+                publish(cli.api, cli.config, &key, &value, ttl).await
+            }
+            Command::Get { key, json } => get(cli.api, cli.config, &key, json).await,
+            Command::Subscribe { prefix, json } => {
+                subscribe(cli.api, cli.config, &prefix, json).await
+            }
             Command::Reload => reload(cli.api, cli.config).await,
             Command::Alerts { json, action } => match action {
                 None => alerts(cli.api, cli.config, json).await,
@@ -329,17 +381,32 @@ async fn members(
 async fn services(
     api: Option<SocketAddr>,
     path: Option<PathBuf>,
+    all: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let addr = api_addr(api, path)?;
-    let value = client::get_json(addr, "/api/v1/services", CLIENT_TIMEOUT).await?;
+    let url = if all {
+        "/api/v1/services?all=true"
+    } else {
+        "/api/v1/services"
+    };
+    let value = client::get_json(addr, url, CLIENT_TIMEOUT)
+        .await
+        .map_err(client::explain)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         let services = value
             .as_array()
             .context("the daemon's services answer is not a JSON array")?;
-        print!("{}", client::render_services(services, Time::wall_now()));
+        if all {
+            print!(
+                "{}",
+                client::render_all_services(services, Time::wall_now())
+            );
+        } else {
+            print!("{}", client::render_services(services, Time::wall_now()));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -347,31 +414,148 @@ async fn services(
 /// How long a service command may take: a stop waits for the service's shutdown grace.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(130);
 
-/// `restart|stop|start SERVICE`: waits until it is done; exits 1, saying why, if it failed.
+/// `restart|stop|start [NODE:]SERVICE`: waits until it is done (another node's answer up
+/// to `timeout`); exits 1, saying why, if it failed.
 async fn act(
     api: Option<SocketAddr>,
     path: Option<PathBuf>,
-    service: &str,
+    target: &str,
     action: &str,
+    timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let addr = api_addr(api, path)?;
-    if service.is_empty()
-        || service.contains(['/', '?', '#', '%'])
-        || service.contains(char::is_whitespace)
-    {
-        anyhow::bail!("{service:?} is not a service name");
+    let (node, service) = match target.split_once(':') {
+        Some((node, service)) => (Some(node), service),
+        None => (None, target),
+    };
+    let usable = |s: &str| {
+        !s.is_empty() && !s.contains(['/', '?', '#', '%', ':']) && !s.contains(char::is_whitespace)
+    };
+    if !usable(service) || node.is_some_and(|n| !usable(n)) {
+        anyhow::bail!("{target:?} is not SERVICE or NODE:SERVICE");
     }
-    let path = format!("/api/v1/services/{service}/{action}");
-    eprintln!("{action}: {service} ...");
-    let value = client::post_json(addr, &path, &serde_json::json!({}), None, COMMAND_TIMEOUT)
+    let (url, wait) = match node {
+        None => (
+            format!("/api/v1/services/{service}/{action}"),
+            COMMAND_TIMEOUT,
+        ),
+        Some(node) => {
+            eprintln!(
+                "{action}: {service} on {node}, waiting up to {} for its answer ...",
+                humantime::format_duration(timeout)
+            );
+            (
+                format!(
+                    "/api/v1/nodes/{}/services/{service}/{action}?timeout={}ms",
+                    client::query::encode(node),
+                    timeout.as_millis()
+                ),
+                timeout + CLIENT_TIMEOUT,
+            )
+        }
+    };
+    if node.is_none() {
+        eprintln!("{action}: {service} ...");
+    }
+    let value = client::post_json(addr, &url, &serde_json::json!({}), None, wait)
         .await
         .map_err(client::explain)?;
     let state = value["status"]["state"].as_str().unwrap_or("unknown");
     let pid = value["status"]["pid"]
         .as_u64()
         .map_or(String::new(), |p| format!(" (pid {p})"));
-    println!("{service}: {state}{pid}");
+    match node {
+        Some(node) => println!("{node}:{service}: {state}{pid}"),
+        None => println!("{service}: {state}{pid}"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn publish(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    key: &str,
+    value: &str,
+    ttl: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let app = client::app::App::new(api_addr(api, path)?);
+    let answer = app
+        .publish(key, value, ttl)
+        .await
+        .map_err(client::explain)?;
+    match answer["expires"].as_str() {
+        Some(x) => println!("{key} = {value} (expires {x})"),
+        None => println!("{key} = {value}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn app_json(v: &client::app::AppValue) -> serde_json::Value {
+    serde_json::json!({
+        "node": v.node, "key": v.key, "value": v.value, "at": v.at, "expires": v.expires,
+    })
+}
+
+async fn get(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    key: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = client::app::App::new(api_addr(api, path)?);
+    let values = app.get(key).await.map_err(client::explain)?;
+    let list: Vec<serde_json::Value> = values.iter().map(app_json).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        print!("{}", client::render_app_values(&list));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How often `subscribe` looks for changes.
+const SUBSCRIBE_POLL: Duration = Duration::from_millis(250);
+
+async fn subscribe(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    prefix: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use client::app::Change;
+    use std::io::Write;
+    let app = client::app::App::new(api_addr(api, path)?);
+    let mut subscription = app.subscribe(prefix);
+    let mut first = true;
+    loop {
+        let changes = match subscription.changes().await {
+            Ok(c) => c,
+            Err(e) if first => return Err(client::explain(e)),
+            Err(e) => {
+                eprintln!("nbwatch: {:#}", client::explain(e));
+                tokio::time::sleep(SUBSCRIBE_POLL * 4).await;
+                continue;
+            }
+        };
+        first = false;
+        let mut out = std::io::stdout().lock();
+        for change in changes {
+            let line = match (&change, json) {
+                (Change::Set(v), true) => app_json(v).to_string(),
+                (Change::Set(v), false) => format!("{} {} {} = {}", v.at, v.node, v.key, v.value),
+                (Change::Gone { node, key }, true) => {
+                    serde_json::json!({ "node": node, "key": key, "gone": true }).to_string()
+                }
+                (Change::Gone { node, key }, false) => format!("- {node} {key} (gone)"),
+            };
+            // A closed pipe (`| head`) ends the subscription.
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        drop(out);
+        tokio::time::sleep(SUBSCRIBE_POLL).await;
+    }
 }
 
 async fn reload(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {

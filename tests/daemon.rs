@@ -1597,3 +1597,294 @@ async fn a_full_disk_is_logged_once_the_node_keeps_gossiping_and_supervising_and
         .expect("open the history");
     nbwatch::store::schema::integrity_check(&conn).expect("integrity_check is ok");
 }
+
+// ---- The control plane across hosts ----
+
+async fn all_services(api: SocketAddr) -> Result<Vec<Value>, String> {
+    match get_json(api, "/api/v1/services?all=true", HTTP).await {
+        Ok(Value::Array(list)) => Ok(list),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// The nodes whose `service` runs, as `api`'s node sees it (stale entries left out).
+async fn runners(api: SocketAddr, service: &str) -> Result<Vec<String>, String> {
+    Ok(all_services(api)
+        .await?
+        .iter()
+        .filter(|s| s["name"] == service && s["state"] == "running" && s["stale"] == false)
+        .filter_map(|s| s["node"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// A node whose own trees folder is `folder` (beside the configs).
+fn own_trees(cluster: &mut Cluster, name: &str, seeds: Vec<SocketAddr>, folder: &str) -> usize {
+    let dir = cluster.dir.path().join(folder);
+    std::fs::create_dir_all(&dir).expect("trees folder");
+    let i = cluster.add(name, name, seeds);
+    let quote = toml::Value::String(dir.display().to_string());
+    cluster.nodes[i].extra = format!("[supervision]\ntrees = {quote}\n");
+    i
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_another_node_is_listed_and_restarted_from_here_and_bad_targets_fail_clearly()
+{
+    let mut cluster = Cluster::new();
+    write_tree(
+        &cluster,
+        "web",
+        "name = \"web\"\n[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    cluster.start_many(2).await;
+    let (api1, api2) = (cluster.nodes[0].api, cluster.nodes[1].api);
+    let api1_s = api1.to_string();
+    let before = running_pid(api2, "app", None).await;
+    wait_for("n1 lists n2's app", DEADLINE, async || {
+        let list = all_services(api1).await?;
+        match list
+            .iter()
+            .find(|s| s["node"] == "n2" && s["name"] == "app")
+        {
+            Some(s) if s["pid"] == before && s["stale"] == false => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let out = client(&["restart", "n2:app", "--api", &api1_s], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("waiting"), "{out:?}");
+    let after = running_pid(api2, "app", Some(before)).await;
+    assert!(!process_alive(before));
+    assert!(text(&out.stdout).starts_with("n2:app: running"), "{out:?}");
+    // Executed once: a second look finds the same pid.
+    assert_eq!(running_pid(api2, "app", None).await, after);
+    let restarts = services(api2).await.expect("services")[0]["restarts"].clone();
+    assert_eq!(restarts, 0, "an operator restart is not a crash");
+
+    let table = client(&["services", "--all", "--api", &api1_s], &[]).await;
+    let stdout = text(&table.stdout);
+    assert!(
+        stdout.starts_with("NODE") && stdout.contains("n2"),
+        "{stdout}"
+    );
+
+    for (target, says) in [
+        ("n2:nosuch", "no service \"nosuch\" on node n2"),
+        ("n9:app", "no node \"n9\" in the cluster"),
+        ("n2:", "is not SERVICE or NODE:SERVICE"),
+    ] {
+        let out = client(&["restart", target, "--api", &api1_s], &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{target}: {out:?}");
+        assert!(text(&out.stderr).contains(says), "{target}: {out:?}");
+    }
+
+    cluster.kill9("n2");
+    kill(Pid::from_raw(after as i32), Signal::SIGKILL).expect("the host's services die too");
+    cluster
+        .wait_state(&cluster.others("n2"), "n2", "down")
+        .await;
+    let out = client(&["stop", "n2:app", "--api", &api1_s], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("node n2 is down"), "{out:?}");
+    let list = all_services(api1).await.expect("all services");
+    let app = list
+        .iter()
+        .find(|s| s["node"] == "n2")
+        .expect("n2's last known app");
+    assert_eq!(app["stale"], true, "{app}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_singleton_tree_runs_once_fails_over_when_its_host_dies_and_moves_back_when_it_returns() {
+    let mut cluster = Cluster::new();
+    write_tree(
+        &cluster,
+        "tv",
+        "name = \"tv\"\nplacement = { failover = [\"n2\", \"n3\", \"n1\"] }\n\
+         [[children]]\nname = \"recorder\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    cluster.start_many(3).await;
+    let api1 = cluster.nodes[0].api;
+    let api3 = cluster.nodes[2].api;
+    let once = async |api: SocketAddr, on: &str| {
+        let list = runners(api, "recorder").await?;
+        if list == [on] {
+            Ok(())
+        } else {
+            Err(format!("running on {list:?}"))
+        }
+    };
+    wait_for("the recorder runs on n2 only", DEADLINE, async || {
+        once(api1, "n2").await
+    })
+    .await;
+    let pid = running_pid(cluster.nodes[1].api, "recorder", None).await;
+    assert_eq!(
+        services(api1).await.expect("n1's services")[0]["state"],
+        "stopped",
+        "n1 declares the tree but does not run it"
+    );
+
+    // n2's host dies: n3 takes over (n1, the leader, decides).
+    cluster.kill9("n2");
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the host's services die too");
+    wait_for("the recorder runs on n3", DEADLINE, async || {
+        once(api1, "n3").await
+    })
+    .await;
+    once(api3, "n3").await.expect("n3 agrees");
+
+    // n2 comes back: the tree moves back to it, and n3 stops its copy.
+    let n2 = cluster.index("n2");
+    cluster.restart(n2).await;
+    wait_for("the recorder moves back to n2", DEADLINE, async || {
+        once(api1, "n2").await
+    })
+    .await;
+    wait_for("n3 stopped its copy", DEADLINE, async || {
+        match services(api3).await?.first() {
+            Some(s) if s["state"] == "stopped" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_requiring_one_on_another_node_starts_with_it_stops_when_it_dies_and_comes_back()
+{
+    let mut cluster = Cluster::new();
+    let db = own_trees(&mut cluster, "n1", Vec::new(), "n1-trees");
+    std::fs::write(
+        cluster.dir.path().join("n1-trees/db.toml"),
+        "name = \"db\"\n[[children]]\nname = \"pg\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    )
+    .expect("tree");
+    cluster.restart(db).await;
+    // The dependant's node, with pg stopped first so that it has to wait.
+    let n1_api = cluster.nodes[db].api.to_string();
+    let stop = client(&["stop", "pg", "--api", &n1_api], &[]).await;
+    assert!(stop.status.success(), "{stop:?}");
+    let seed = vec![cluster.nodes[db].gossip];
+    let web = own_trees(&mut cluster, "n2", seed, "n2-trees");
+    std::fs::write(
+        cluster.dir.path().join("n2-trees/web.toml"),
+        "name = \"web\"\n[[children]]\nname = \"app\"\nrequires = [\"n1:pg\"]\n\
+         command = [\"/bin/sleep\", \"1000\"]\n",
+    )
+    .expect("tree");
+    cluster.restart(web).await;
+    let api2 = cluster.nodes[web].api;
+    wait_for("n2 sees n1's pg stopped", DEADLINE, async || {
+        let list = all_services(api2).await?;
+        match list.iter().find(|s| s["node"] == "n1" && s["name"] == "pg") {
+            Some(s) if s["state"] == "stopped" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let app = &services(api2).await.expect("services")[0];
+    assert_eq!(app["state"], "stopped", "app waits for n1:pg: {app}");
+
+    let start = client(&["start", "pg", "--api", &n1_api], &[]).await;
+    assert!(start.status.success(), "{start:?}");
+    let first = running_pid(api2, "app", None).await;
+    let stop = client(&["stop", "pg", "--api", &n1_api], &[]).await;
+    assert!(stop.status.success(), "{stop:?}");
+    wait_for(
+        "app stops when pg goes",
+        DEADLINE,
+        async || match services(api2).await?.first() {
+            Some(s) if s["state"] == "stopped" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(!process_alive(first));
+    let start = client(&["start", "pg", "--api", &n1_api], &[]).await;
+    assert!(start.status.success(), "{start:?}");
+    running_pid(api2, "app", Some(first)).await;
+    let log = cluster.nodes[web].stderr_text();
+    assert!(
+        log.contains("n1:pg: stopped"),
+        "the log says what it waits for:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_data_reaches_a_subscriber_on_another_host_and_expires_everywhere() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(2).await;
+    let (api1, api2) = (
+        cluster.nodes[0].api.to_string(),
+        cluster.nodes[1].api.to_string(),
+    );
+    let mut sub = tokio::process::Command::new(BIN)
+        .args(["subscribe", "mythtv/", "--api", &api2])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn subscribe");
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().expect("stdout"));
+    let out = client(
+        &[
+            "publish",
+            "mythtv/pending",
+            "3",
+            "--ttl",
+            "4s",
+            "--api",
+            &api1,
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let mut seen = Vec::new();
+    let mut read_until = async |seen: &mut Vec<String>, want: &str| {
+        use tokio::io::AsyncBufReadExt;
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout_at(end, lines.read_line(&mut line))
+                .await
+                .unwrap_or_else(|_| panic!("no line with {want:?} in {seen:?}"))
+                .expect("read");
+            assert!(n > 0, "subscribe exited; saw {seen:?}");
+            seen.push(line.clone());
+            if line.contains(want) {
+                return;
+            }
+        }
+    };
+    read_until(&mut seen, "n1 mythtv/pending = 3").await;
+    let got = client(&["get", "mythtv/pending", "--json", "--api", &api2], &[]).await;
+    assert!(got.status.success(), "{got:?}");
+    let parsed: Value = serde_json::from_slice(&got.stdout).expect("JSON");
+    assert_eq!(parsed[0]["node"], "n1");
+    assert_eq!(parsed[0]["value"], "3");
+    assert!(parsed[0]["expires"].is_string());
+    // The TTL passes: gone for the subscriber and for get.
+    read_until(&mut seen, "- n1 mythtv/pending (gone)").await;
+    let got = client(&["get", "mythtv/pending", "--api", &api2], &[]).await;
+    assert_eq!(got.status.code(), Some(1), "{got:?}");
+    assert!(
+        text(&got.stderr).contains("no host publishes \"mythtv/pending\""),
+        "{got:?}"
+    );
+    // Limits are clear errors.
+    let big = "x".repeat(2000);
+    let out = client(&["publish", "k", &big, "--api", &api1], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("the value is 2000 bytes long; the limit is 768"),
+        "{out:?}"
+    );
+    let out = client(&["publish", "a b", "1", "--api", &api1], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("has ' ' at byte 1"), "{out:?}");
+    let _ = sub.kill().await;
+}

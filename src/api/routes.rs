@@ -38,6 +38,17 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/history/{node}", get(super::history::history))
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{name}/{action}", post(service_command))
+        .route(
+            "/api/v1/nodes/{node}/services/{name}/{action}",
+            post(super::control::remote_command),
+        )
+        .route("/api/v1/kv", get(super::control::kv_list))
+        .route(
+            "/api/v1/kv/{*key}",
+            get(super::control::kv_get)
+                .post(super::control::kv_put)
+                .delete(super::control::kv_delete),
+        )
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/test", post(alert_test))
@@ -99,7 +110,20 @@ async fn stats(State(ctx): State<Ctx>) -> Answer {
     Ok(axum::Json(json::stats(&snapshot)))
 }
 
-async fn services(State(ctx): State<Ctx>) -> Answer {
+/// `GET /api/v1/services[?all=true]`: this node's services, or every node's.
+async fn services(
+    State(ctx): State<Ctx>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Answer {
+    match params.get("all").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true" | "1" | "") => return super::control::all_services(&ctx).await,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "all: \"{other}\" is not true or false"
+            )));
+        }
+    }
     let list = ask_services(&ctx, CALL_TIMEOUT, ManagerMsg::List).await?;
     Ok(axum::Json(json::services(&list, &ctx.name)))
 }
@@ -111,12 +135,25 @@ async fn service_command(
     method: Method,
     uri: Uri,
 ) -> Answer {
-    let command = match action.as_str() {
+    if !["start", "stop", "restart"].contains(&action.as_str()) {
+        return Err(not_found(method, uri).await);
+    }
+    local_command(&ctx, name, &action).await
+}
+
+/// A command for a service of this node; answers when it is done.
+pub(super) async fn local_command(ctx: &Ctx, name: String, action: &str) -> Answer {
+    let command = match action {
         "start" => Command::Start,
         "stop" => Command::Stop,
         "restart" => Command::Restart,
-        _ => return Err(not_found(method, uri).await),
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown action \"{action}\"; expected start, stop or restart"
+            )));
+        }
     };
+    let ctx = ctx.clone();
     let list = ask_services(&ctx, CALL_TIMEOUT, ManagerMsg::List).await?;
     if !list.iter().any(|s| s.name == name) {
         return Err(ApiError::NoService(name));
@@ -158,7 +195,7 @@ async fn alerts(State(ctx): State<Ctx>) -> Answer {
     Ok(axum::Json(json::alerts(&views)))
 }
 
-async fn put(ctx: &Ctx, key: String, value: Option<String>) -> Result<(), ApiError> {
+pub(super) async fn put(ctx: &Ctx, key: String, value: Option<String>) -> Result<(), ApiError> {
     ask(ctx, |reply| GossipMsg::Set { key, value, reply })
         .await?
         .map_err(|e| ApiError::Failed(e.to_string()))

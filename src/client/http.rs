@@ -81,6 +81,16 @@ pub async fn post_json(
     request_json(addr, "POST", path, Some(&body), bearer, timeout).await
 }
 
+/// `DELETE path`, optionally with `Authorization: Bearer ...`; parse the answer as JSON.
+pub async fn delete_json(
+    addr: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> Result<Value, ClientError> {
+    request_json(addr, "DELETE", path, None, bearer, timeout).await
+}
+
 async fn request_json(
     addr: SocketAddr,
     method: &str,

@@ -151,43 +151,74 @@ pub fn render_members(members: &[Value], now: Time) -> String {
 /// The services array of `GET /api/v1/services` as a table; `SINCE` is how long the service
 /// has been in its state.
 pub fn render_services(services: &[Value], now: Time) -> String {
+    let rows: Vec<Vec<String>> = services.iter().map(|s| service_row(s, now)).collect();
+    render_table(&SERVICE_HEADERS, &rows)
+}
+
+/// `services --all`: every node's services, the node first; a service whose node is not live
+/// shows its last known state as `stale`.
+pub fn render_all_services(services: &[Value], now: Time) -> String {
     let rows: Vec<Vec<String>> = services
         .iter()
         .map(|s| {
-            let text = |key: &str| s.get(key).and_then(Value::as_str).map(str::to_string);
-            let number = |key: &str| s.get(key).and_then(Value::as_u64).map(|n| n.to_string());
-            let since = text("since")
-                .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|e| format_age(now.since(Time(e.as_millis() as u64))));
-            [
-                text("name"),
-                text("tree"),
-                text("state"),
-                number("pid"),
-                number("restarts"),
-                text("health"),
-                text("last_exit"),
-                since,
-            ]
-            .into_iter()
-            .map(|cell| cell.unwrap_or_else(|| "-".to_string()))
-            .collect()
+            let mut row = vec![s["node"].as_str().unwrap_or("-").to_string()];
+            row.extend(service_row(s, now));
+            if s["stale"] == Value::Bool(true) {
+                row[3] = format!("{} (stale)", row[3]);
+            }
+            row
         })
         .collect();
-    render_table(
-        &[
-            "NAME",
-            "TREE",
-            "STATE",
-            "PID",
-            "RESTARTS",
-            "HEALTH",
-            "LAST EXIT",
-            "SINCE",
-        ],
-        &rows,
-    )
+    let mut headers = vec!["NODE"];
+    headers.extend(SERVICE_HEADERS);
+    render_table(&headers, &rows)
+}
+
+const SERVICE_HEADERS: [&str; 8] = [
+    "NAME",
+    "TREE",
+    "STATE",
+    "PID",
+    "RESTARTS",
+    "HEALTH",
+    "LAST EXIT",
+    "SINCE",
+];
+
+fn service_row(s: &Value, now: Time) -> Vec<String> {
+    let text = |key: &str| s.get(key).and_then(Value::as_str).map(str::to_string);
+    let number = |key: &str| s.get(key).and_then(Value::as_u64).map(|n| n.to_string());
+    let since = text("since")
+        .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|e| format_age(now.since(Time(e.as_millis() as u64))));
+    [
+        text("name"),
+        text("tree"),
+        text("state"),
+        number("pid"),
+        number("restarts"),
+        text("health"),
+        text("last_exit"),
+        since,
+    ]
+    .into_iter()
+    .map(|cell| cell.unwrap_or_else(|| "-".to_string()))
+    .collect()
+}
+
+/// `get` and `subscribe`: one application value per line.
+pub fn render_app_values(values: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = values
+        .iter()
+        .map(|v| {
+            ["node", "key", "value", "at", "expires"]
+                .iter()
+                .map(|k| v[k].as_str().unwrap_or("-").to_string())
+                .collect()
+        })
+        .collect();
+    render_table(&["NODE", "KEY", "VALUE", "AT", "EXPIRES"], &rows)
 }
 
 /// How long ago, for people: `0.4s ago` under 10 s, then `42s ago`, `3m ago`, `5h ago`, `2d ago`.

@@ -1,6 +1,7 @@
 //! `ElectionActor`: reads the gossip actor's view every tick, tells the [`Election`] core (a
 //! new leader is a `leader_changed` event in the node's log) and hands the view on to the
-//! alert actor, which steps the alert protocol with it.
+//! alert actor, which steps the alert protocol with it, and to the control actor (the control
+//! plane across hosts).
 
 use super::Election;
 use crate::alert::actor::AlertMsg;
@@ -82,6 +83,9 @@ impl Actor for ElectionActor {
                     to: change.to,
                 }),
             );
+        }
+        if let Some(control) = state.args.directory.control() {
+            let _ = control.cast(crate::control::actor::ControlMsg::View(view.clone()));
         }
         if let Some(alerts) = state.args.directory.alerts() {
             let _ = alerts.cast(AlertMsg::View(view));

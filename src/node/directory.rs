@@ -26,6 +26,7 @@ struct Refs {
     watch: Option<ActorRef<WatchMsg>>,
     services: Option<ActorRef<ManagerMsg>>,
     alerts: Option<ActorRef<AlertMsg>>,
+    control: Option<ActorRef<crate::control::actor::ControlMsg>>,
     store: Option<ActorRef<StoreMsg>>,
 }
 
@@ -41,6 +42,12 @@ impl Directory {
     }
     pub(crate) fn set_alerts(&self, actor: Option<ActorRef<AlertMsg>>) {
         self.write(|r| r.alerts = actor);
+    }
+    pub fn control(&self) -> Option<ActorRef<crate::control::actor::ControlMsg>> {
+        self.read(|r| r.control.clone())
+    }
+    pub(crate) fn set_control(&self, actor: Option<ActorRef<crate::control::actor::ControlMsg>>) {
+        self.write(|r| r.control = actor);
     }
     pub fn services(&self) -> Option<ActorRef<ManagerMsg>> {
         self.read(|r| r.services.clone())

@@ -14,6 +14,7 @@ use crate::alert::actor::{AlertActor, AlertArgs};
 use crate::alert::{DEFAULT_SETTLE, Rules};
 use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
+use crate::control::actor::{ControlActor, ControlArgs};
 use crate::election::actor::{ElectionActor, ElectionArgs};
 use crate::gossip::Settings;
 use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
@@ -50,6 +51,7 @@ pub enum Child {
     Gossip,
     Probe,
     Services,
+    Control,
     Alerts,
     Election,
     Api,
@@ -119,6 +121,7 @@ impl Actor for NodeActor {
             Child::Gossip,
             Child::Probe,
             Child::Services,
+            Child::Control,
             Child::Alerts,
             Child::Election,
             Child::Api,
@@ -188,6 +191,7 @@ impl Actor for NodeActor {
             Child::Watch => state.args.directory.set_watch(None),
             Child::Services => state.args.directory.set_services(None),
             Child::Alerts => state.args.directory.set_alerts(None),
+            Child::Control => state.args.directory.set_control(None),
             Child::Store => {
                 state.args.shared.set_recorder(None);
                 state.args.directory.set_store(None);
@@ -366,6 +370,17 @@ impl NodeState {
                     .await
                     .map_err(|e| e.to_string())?;
                 alerts.get_cell()
+            }
+            Child::Control => {
+                let args = ControlArgs {
+                    me: self.args.config.node.name.clone(),
+                    directory: dir,
+                    clock,
+                };
+                let (control, _) = Actor::spawn_linked(None, ControlActor, args, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                control.get_cell()
             }
             Child::Election => {
                 let args = ElectionArgs {

@@ -6,12 +6,15 @@
 //! node's gossiped state) tells the cluster's leader.
 
 use super::service::ServiceCtx;
-use super::spec::{ChildSpec, TreeSpec, load_trees};
+use super::spec::{
+    ChildSpec, OnDependencyLoss, Placement, Requirement, ServiceSpec, TreeSpec, load_trees,
+};
 use super::status::{ServiceEventKind, ServiceState, ServiceStatus};
 use super::supervisor::{
     Command, GAVE_UP, SupervisorActor, SupervisorArgs, SupervisorMsg, services_of,
     supervisor_stop_budget,
 };
+use crate::control::placement::Run;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::path::PathBuf;
@@ -43,11 +46,28 @@ pub enum ManagerMsg {
     Reload(RpcReplyPort<Result<ReloadSummary, String>>),
     /// Stops every tree, last first (the daemon is stopping).
     StopAll(RpcReplyPort<()>),
+    /// What the control plane needs: requirements of services and placed trees.
+    ControlInfo(RpcReplyPort<ControlInfo>),
+    /// Starts (`run`) or stops a placed tree, as the cluster's leader placed it.
+    Place {
+        tree: String,
+        run: bool,
+        reply: RpcReplyPort<()>,
+    },
+}
+
+/// The node's services that require services elsewhere, and its placed trees.
+#[derive(Clone, Debug, Default)]
+pub struct ControlInfo {
+    pub requires: Vec<(String, Vec<Requirement>, OnDependencyLoss)>,
+    pub placed: Vec<(String, Placement, Run)>,
 }
 
 struct Tree {
     spec: TreeSpec,
     root: Option<ActorRef<SupervisorMsg>>,
+    /// The root gave up (until an operator starts the tree again).
+    failed: bool,
 }
 
 impl Tree {
@@ -61,6 +81,22 @@ impl Tree {
     }
     fn has(&self, service: &str) -> bool {
         self.services().iter().any(|s| s == service)
+    }
+    fn run(&self) -> Run {
+        match (&self.root, self.failed) {
+            (Some(_), _) => Run::Running,
+            (None, true) => Run::Failed,
+            (None, false) => Run::Idle,
+        }
+    }
+}
+
+fn service_specs<'a>(sup: &'a super::spec::SupervisorSpec, out: &mut Vec<&'a ServiceSpec>) {
+    for child in &sup.children {
+        match child {
+            ChildSpec::Service(s) => out.push(s),
+            ChildSpec::Supervisor(nested) => service_specs(nested, out),
+        }
     }
 }
 
@@ -122,6 +158,29 @@ impl Actor for ManagerActor {
                 state.stop_all().await;
                 let _ = reply.send(());
             }
+            ManagerMsg::ControlInfo(reply) => {
+                let _ = reply.send(state.control_info());
+            }
+            ManagerMsg::Place { tree, run, reply } => {
+                if let Some(k) = state.trees.iter().position(|t| t.name() == tree)
+                    && state.trees[k].spec.placement.is_some()
+                    && !state.stopping
+                {
+                    match (run, state.trees[k].root.is_some()) {
+                        (true, false) if !state.trees[k].failed => {
+                            tracing::info!(tree = %tree, "the leader placed the tree here");
+                            state.start(&myself, k).await;
+                        }
+                        (false, true) => {
+                            tracing::info!(tree = %tree, "the leader placed the tree elsewhere");
+                            state.stop_tree(k).await;
+                            state.mark(k, ServiceState::Stopped);
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }
@@ -168,14 +227,42 @@ impl Actor for ManagerActor {
 
 impl ManagerState {
     async fn add(&mut self, myself: &ActorRef<ManagerMsg>, spec: TreeSpec) {
-        let tree = Tree { spec, root: None };
-        for service in tree.services() {
-            self.ctx
-                .board
-                .set_state(&service, tree.name(), ServiceState::Stopped);
-        }
+        let tree = Tree {
+            spec,
+            root: None,
+            failed: false,
+        };
         self.trees.push(tree);
-        self.start(myself, self.trees.len() - 1).await;
+        let k = self.trees.len() - 1;
+        self.mark(k, ServiceState::Stopped);
+        // A placed tree waits for the leader to place it here.
+        if self.trees[k].spec.placement.is_none() {
+            self.start(myself, k).await;
+        }
+    }
+
+    fn mark(&self, k: usize, state: ServiceState) {
+        let tree = &self.trees[k];
+        for service in tree.services() {
+            self.ctx.board.set_state(&service, tree.name(), state);
+        }
+    }
+
+    fn control_info(&self) -> ControlInfo {
+        let mut info = ControlInfo::default();
+        for tree in &self.trees {
+            let mut specs = Vec::new();
+            service_specs(&tree.spec.root, &mut specs);
+            for s in specs.into_iter().filter(|s| !s.requires.is_empty()) {
+                info.requires
+                    .push((s.name.clone(), s.requires.clone(), s.on_dependency_loss));
+            }
+            if let Some(p) = &tree.spec.placement {
+                info.placed
+                    .push((tree.name().to_string(), p.clone(), tree.run()));
+            }
+        }
+        info
     }
 
     /// Starts tree `k`'s root supervisor; a root that gives up while starting is `failed`.
@@ -188,7 +275,10 @@ impl ManagerState {
         };
         tracing::info!(tree = %tree.name(), file = %tree.spec.file.display(), "starting tree");
         match Actor::spawn_linked(None, SupervisorActor, args, myself.get_cell()).await {
-            Ok((root, _)) => self.trees[k].root = Some(root),
+            Ok((root, _)) => {
+                self.trees[k].root = Some(root);
+                self.trees[k].failed = false;
+            }
             Err(e) => {
                 let why = match &e {
                     ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
@@ -200,7 +290,8 @@ impl ManagerState {
     }
 
     /// Tree `k`'s root gave up: its services are failed until an operator starts them.
-    fn failed(&self, k: usize, why: &str) {
+    fn failed(&mut self, k: usize, why: &str) {
+        self.trees[k].failed = true;
         let tree = &self.trees[k];
         let reason = if why.contains(GAVE_UP) {
             GAVE_UP.to_string()
@@ -253,6 +344,9 @@ impl ManagerState {
             return Err(format!("no service \"{service}\" on this node"));
         };
         let Some(root) = self.trees[k].root.clone() else {
+            if self.trees[k].spec.placement.is_some() {
+                return self.command_on_placed(k, command);
+            }
             // The tree failed: starting one of its services starts the tree afresh.
             return match command {
                 Command::Stop => Ok(()),
@@ -286,6 +380,26 @@ impl ManagerState {
         }
     }
 
+    /// A command for a placed tree that does not run here: a start clears a failure (the
+    /// leader may then place the tree here again); it does not start the tree, which runs
+    /// only where the leader places it.
+    fn command_on_placed(&mut self, k: usize, command: Command) -> Result<(), String> {
+        let name = self.trees[k].name().to_string();
+        match command {
+            Command::Stop => Ok(()),
+            Command::Start | Command::Restart if self.trees[k].failed => {
+                self.trees[k].failed = false;
+                self.mark(k, ServiceState::Stopped);
+                tracing::info!(tree = %name, "failure cleared; the tree may be placed here again");
+                Ok(())
+            }
+            Command::Start | Command::Restart => Err(format!(
+                "tree \"{name}\" is a cluster singleton and does not run on this node now; \
+                 it runs where the cluster's leader places it (see `nbwatch services --all`)"
+            )),
+        }
+    }
+
     async fn reload(&mut self, myself: &ActorRef<ManagerMsg>) -> Result<ReloadSummary, String> {
         let new = load_trees(&self.dir).map_err(|problems| {
             let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
@@ -315,8 +429,16 @@ impl ManagerState {
                     summary.started.push(name);
                 }
                 Some(k) if self.trees[k].spec.root == spec.root => {
+                    let unplaced = self.trees[k].spec.placement.is_some()
+                        && spec.placement.is_none()
+                        && self.trees[k].root.is_none();
                     self.trees[k].spec = spec;
-                    summary.unchanged.push(name);
+                    if unplaced {
+                        self.start(myself, k).await;
+                        summary.changed.push(name);
+                    } else {
+                        summary.unchanged.push(name);
+                    }
                 }
                 Some(k) => {
                     let before = self.trees[k].services();
@@ -338,7 +460,11 @@ impl ManagerState {
                                 )
                                 .await;
                         }
-                        None => self.start(myself, k).await,
+                        None if self.trees[k].spec.placement.is_none() => {
+                            self.start(myself, k).await
+                        }
+                        // A placed tree starts where the leader places it.
+                        None => {}
                     }
                     summary.changed.push(name);
                 }

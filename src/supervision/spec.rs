@@ -15,6 +15,40 @@ pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 pub struct TreeSpec {
     pub file: PathBuf,
     pub root: SupervisorSpec,
+    /// `None`: the tree runs on this node. `Some`: it is a cluster singleton that runs where
+    /// the leader places it (see [`crate::control::placement`]).
+    pub placement: Option<Placement>,
+}
+
+/// Where a singleton tree may run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    /// Candidate nodes in order of preference; empty: any node that declares the tree.
+    pub failover: Vec<String>,
+    /// Move back to a more preferred node when it is available again.
+    pub takeover: bool,
+}
+
+/// A service on another node that a service needs (`requires = ["nas:postgres"]`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Requirement {
+    pub node: String,
+    pub service: String,
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.node, self.service)
+    }
+}
+
+/// What a service does when one of its requirements goes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDependencyLoss {
+    /// Stopped until every requirement is back, then started.
+    Stop,
+    /// Restarted when a requirement goes away, and again when it is back.
+    Restart,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +87,9 @@ pub struct ServiceSpec {
     pub probes: Vec<ProbeSpec>,
     /// Holds the next sibling back until this probe first succeeds.
     pub ready: Option<ReadySpec>,
+    /// Services on other nodes that must be running and healthy before this one starts.
+    pub requires: Vec<Requirement>,
+    pub on_dependency_loss: OnDependencyLoss,
 }
 
 /// A readiness probe: checked every `probe.interval` after the start until it says ok; a
@@ -105,12 +142,14 @@ pub fn parse_tree(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Optio
     let before = problems.len();
     let mut w = Walker { file, problems };
     let root = w.supervisor(&table, "");
+    let placement = w.placement(&table);
     if w.problems.len() > before {
         return None;
     }
     root.map(|root| TreeSpec {
         file: file.to_path_buf(),
         root,
+        placement,
     })
 }
 
@@ -138,9 +177,22 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "period",
     "backoff",
     "children",
+    "placement",
+    "takeover",
 ];
 const SERVICE_KEYS: &[&str] = &[
-    "name", "command", "restart", "shutdown", "env", "cwd", "user", "group", "probes", "ready",
+    "name",
+    "command",
+    "restart",
+    "shutdown",
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "probes",
+    "ready",
+    "requires",
+    "on_dependency_loss",
 ];
 const PROBE_KEYS: &[&str] = &[
     "type", "target", "url", "command", "interval", "timeout", "failures",
@@ -325,8 +377,92 @@ impl Walker<'_> {
         }
     }
 
+    /// `placement` and `takeover` of a tree's root table.
+    fn placement(&mut self, t: &toml::Table) -> Option<Placement> {
+        let takeover = match t.get("takeover") {
+            None => true,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                self.report("takeover", ProblemKind::WrongType, "expected true or false");
+                true
+            }
+        };
+        let failover = match t.get("placement")? {
+            toml::Value::String(s) if s == "any" => Vec::new(),
+            toml::Value::Table(p) => {
+                self.unknown_keys(p, "placement", &["failover"]);
+                let nodes: Option<Vec<String>> = p.get("failover").and_then(|f| {
+                    f.as_array()?
+                        .iter()
+                        .map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                });
+                match nodes {
+                    Some(n) if !n.is_empty() && n.iter().all(|x| !x.trim().is_empty()) => n,
+                    _ => {
+                        self.report(
+                            "placement.failover",
+                            ProblemKind::BadValue,
+                            "expected a non-empty array of node names, like [\"nas\", \"desktop\"]",
+                        );
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.report(
+                    "placement",
+                    ProblemKind::BadValue,
+                    "expected \"any\" or a table { failover = [\"node\", ...] }",
+                );
+                return None;
+            }
+        };
+        Some(Placement { failover, takeover })
+    }
+
+    fn requirements(&mut self, t: &toml::Table, prefix: &str) -> Vec<Requirement> {
+        let Some(v) = t.get("requires") else {
+            return Vec::new();
+        };
+        let full = join(prefix, "requires");
+        let bad = "expected an array of \"node:service\" strings, like [\"nas:postgres\"]";
+        let Some(items) = v.as_array() else {
+            self.report(&full, ProblemKind::WrongType, bad);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str().and_then(|s| s.split_once(':')) {
+                Some((node, service))
+                    if !node.trim().is_empty()
+                        && !service.trim().is_empty()
+                        && !service.contains(':') =>
+                {
+                    out.push(Requirement {
+                        node: node.trim().to_string(),
+                        service: service.trim().to_string(),
+                    });
+                }
+                _ => self.report(&format!("{full}[{i}]"), ProblemKind::BadValue, bad),
+            }
+        }
+        out
+    }
+
     fn supervisor(&mut self, t: &toml::Table, prefix: &str) -> Option<SupervisorSpec> {
         self.unknown_keys(t, prefix, SUPERVISOR_KEYS);
+        if !prefix.is_empty() {
+            for key in ["placement", "takeover"] {
+                if t.contains_key(key) {
+                    self.report(
+                        &join(prefix, key),
+                        ProblemKind::BadValue,
+                        "only a tree's root places the tree; a nested supervisor cannot",
+                    );
+                }
+            }
+        }
         let name = self.name(t, prefix);
         let strategy = self.choice(
             t,
@@ -462,6 +598,16 @@ impl Walker<'_> {
                 None
             }
         };
+        let requires = self.requirements(t, prefix);
+        let on_dependency_loss = self.choice(
+            t,
+            prefix,
+            "on_dependency_loss",
+            &[
+                ("stop", OnDependencyLoss::Stop),
+                ("restart", OnDependencyLoss::Restart),
+            ],
+        );
         Some(ServiceSpec {
             name: name?,
             command: command?,
@@ -473,6 +619,8 @@ impl Walker<'_> {
             group,
             probes,
             ready,
+            requires,
+            on_dependency_loss,
         })
     }
 

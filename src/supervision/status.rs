@@ -229,3 +229,63 @@ pub fn gossip_value(s: &ServiceStatus) -> String {
 pub fn gossip_key(name: &str) -> String {
     format!("svc.{name}")
 }
+
+/// A status read back from another node's gossiped `svc.<name>` value (see [`gossip_value`]);
+/// `None` if it does not parse.
+pub fn from_gossip(name: &str, value: &str) -> Option<ServiceStatus> {
+    let v: serde_json::Value = serde_json::from_str(value).ok()?;
+    let state = match v["state"].as_str()? {
+        "starting" => ServiceState::Starting,
+        "running" => ServiceState::Running,
+        "stopping" => ServiceState::Stopping,
+        "stopped" => ServiceState::Stopped,
+        "restarting" => ServiceState::Restarting,
+        "failed" => ServiceState::Failed,
+        _ => return None,
+    };
+    Some(ServiceStatus {
+        name: name.to_string(),
+        tree: v["tree"].as_str()?.to_string(),
+        state,
+        pid: v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()),
+        restarts: v["restarts"].as_u64().unwrap_or(0) as u32,
+        last_exit: v["last_exit"].as_str().map(str::to_string),
+        health: v["health"].as_str().unwrap_or("unknown").to_string(),
+        since: Time(v["since"].as_u64().unwrap_or(0)),
+    })
+}
+
+/// The services a node announces in its gossiped state, by name.
+pub fn announced(kv: &BTreeMap<String, String>) -> Vec<ServiceStatus> {
+    kv.range("svc.".to_string()..)
+        .take_while(|(k, _)| k.starts_with("svc."))
+        .filter_map(|(k, v)| from_gossip(&k["svc.".len()..], v))
+        .collect()
+}
+
+#[cfg(test)]
+mod gossip_tests {
+    use super::*;
+
+    #[test]
+    fn a_status_survives_the_trip_through_gossip() {
+        let s = ServiceStatus {
+            name: "db".into(),
+            tree: "tv".into(),
+            state: ServiceState::Running,
+            pid: Some(42),
+            restarts: 2,
+            last_exit: Some("exit 3".into()),
+            health: "ok".into(),
+            since: Time(1_234),
+        };
+        let kv: BTreeMap<String, String> = [
+            (gossip_key("db"), gossip_value(&s)),
+            ("svc.bad".into(), "{".into()),
+            ("sys".into(), "1".into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(announced(&kv), vec![s]);
+    }
+}

@@ -89,6 +89,12 @@ struct Slot {
     held: bool,
 }
 
+/// A service that requires services on other nodes starts held: the control plane starts it
+/// once they are running and healthy (see [`crate::control::deps`]).
+fn waits_for_requirements(spec: &ChildSpec) -> bool {
+    matches!(spec, ChildSpec::Service(s) if !s.requires.is_empty())
+}
+
 impl Slot {
     fn name(&self) -> &str {
         child_name(&self.spec)
@@ -170,7 +176,7 @@ impl Actor for SupervisorActor {
             .map(|c| Slot {
                 spec: c.clone(),
                 running: None,
-                held: false,
+                held: waits_for_requirements(c),
             })
             .collect();
         let mut state = SupervisorState {
@@ -512,13 +518,13 @@ impl SupervisorState {
                     Slot {
                         spec: child.clone(),
                         running: None,
-                        held: false,
+                        held: waits_for_requirements(child),
                     }
                 }
                 None => Slot {
                     spec: child.clone(),
                     running: None,
-                    held: false,
+                    held: waits_for_requirements(child),
                 },
             };
             slots.push(slot);

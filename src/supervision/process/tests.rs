@@ -16,6 +16,8 @@ fn sh(name: &str, script: &str) -> ServiceSpec {
         group: None,
         probes: Vec::new(),
         ready: None,
+        requires: Vec::new(),
+        on_dependency_loss: crate::supervision::spec::OnDependencyLoss::Stop,
     }
 }
 

@@ -223,3 +223,73 @@ fn the_shipped_trees_parse_cleanly() {
         assert!(tree.is_some());
     }
 }
+
+#[test]
+fn placement_and_requirements_parse_and_their_problems_are_named() {
+    let (tree, problems) = parse(
+        r#"
+name = "tv"
+placement = { failover = ["nas", "desktop"] }
+takeover = false
+[[children]]
+name = "app"
+command = ["/bin/true"]
+requires = ["nas:postgres", "desktop:redis"]
+on_dependency_loss = "restart"
+"#,
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+    let tree = tree.expect("tree");
+    assert_eq!(
+        tree.placement,
+        Some(Placement {
+            failover: vec!["nas".into(), "desktop".into()],
+            takeover: false
+        })
+    );
+    let ChildSpec::Service(app) = &tree.root.children[0] else {
+        panic!("a service");
+    };
+    assert_eq!(app.requires.len(), 2);
+    assert_eq!(app.requires[0].to_string(), "nas:postgres");
+    assert_eq!(app.on_dependency_loss, OnDependencyLoss::Restart);
+    let (tree, _) = parse("name = \"tv\"\nplacement = \"any\"\n");
+    assert_eq!(
+        tree.expect("tree").placement,
+        Some(Placement {
+            failover: vec![],
+            takeover: true
+        })
+    );
+
+    let (tree, problems) = parse(
+        r#"
+name = "tv"
+placement = "everywhere"
+takeover = "yes"
+[[children]]
+name = "app"
+command = ["/bin/true"]
+requires = ["postgres", "nas:"]
+on_dependency_loss = "panic"
+[[children]]
+name = "inner"
+strategy = "one_for_one"
+placement = "any"
+"#,
+    );
+    assert!(tree.is_none());
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "placement",
+        "takeover",
+        "children[0].requires[0]",
+        "children[0].requires[1]",
+        "children[0].on_dependency_loss",
+        "children[1].placement",
+    ] {
+        assert!(keys.contains(&key), "no problem for {key}: {problems:#?}");
+    }
+    let (_, problems) = parse("name = \"tv\"\nplacement = { failover = [] }\n");
+    assert_eq!(problems[0].key, "placement.failover", "{problems:#?}");
+}

@@ -1,0 +1,167 @@
+//! Application data from a Rust program: publish this host's values and read every host's,
+//! through the local daemon's API (see [`crate::control::appdata`] for how they travel).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), nbwatch::client::ClientError> {
+//! use nbwatch::client::app::App;
+//! use std::time::Duration;
+//! let app = App::new("127.0.0.1:7711".parse().unwrap());
+//! app.publish("mythtv/recordings_pending", "3", Some(Duration::from_secs(60))).await?;
+//! for value in app.list("mythtv/").await? {
+//!     println!("{} says {} = {}", value.node, value.key, value.value);
+//! }
+//! # Ok(()) }
+//! ```
+
+use super::http::{ClientError, delete_json, get_json, post_json};
+use super::query::{encode, with_query};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One host's value of one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppValue {
+    pub node: String,
+    pub key: String,
+    pub value: String,
+    /// RFC 3339, when it was published.
+    pub at: String,
+    /// RFC 3339, when it expires, if it has a TTL.
+    pub expires: Option<String>,
+}
+
+impl AppValue {
+    fn from_json(v: &Value) -> Option<AppValue> {
+        Some(AppValue {
+            node: v["node"].as_str()?.to_string(),
+            key: v["key"].as_str()?.to_string(),
+            value: v["value"].as_str()?.to_string(),
+            at: v["at"].as_str()?.to_string(),
+            expires: v["expires"].as_str().map(str::to_string),
+        })
+    }
+}
+
+/// The local daemon's application data.
+#[derive(Clone, Debug)]
+pub struct App {
+    addr: SocketAddr,
+    token: Option<String>,
+}
+
+fn key_path(key: &str) -> String {
+    // Keys may hold '/', which stays a path separator; everything else is encoded.
+    let parts: Vec<String> = key.split('/').map(encode).collect();
+    format!("/api/v1/kv/{}", parts.join("/"))
+}
+
+fn values(v: Value) -> Vec<AppValue> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(AppValue::from_json).collect())
+        .unwrap_or_default()
+}
+
+impl App {
+    pub fn new(addr: SocketAddr) -> App {
+        App { addr, token: None }
+    }
+
+    /// The API token sent with changes (when the daemon requires one).
+    pub fn with_token(mut self, token: impl Into<String>) -> App {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Publishes `value` under `key` from this host; with a `ttl` it expires everywhere.
+    pub async fn publish(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({ "value": value });
+        if let Some(ttl) = ttl {
+            body["ttl"] = json!(format!("{}ms", ttl.as_millis()));
+        }
+        post_json(
+            self.addr,
+            &key_path(key),
+            &body,
+            self.token.as_deref(),
+            TIMEOUT,
+        )
+        .await
+    }
+
+    /// Withdraws this host's value of `key`.
+    pub async fn withdraw(&self, key: &str) -> Result<Value, ClientError> {
+        delete_json(self.addr, &key_path(key), self.token.as_deref(), TIMEOUT).await
+    }
+
+    /// Every host's value of `key` (an error with status 404 if no host publishes it).
+    pub async fn get(&self, key: &str) -> Result<Vec<AppValue>, ClientError> {
+        Ok(values(get_json(self.addr, &key_path(key), TIMEOUT).await?))
+    }
+
+    /// Every host's values whose key starts with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<AppValue>, ClientError> {
+        let path = with_query("/api/v1/kv", &[("prefix", Some(prefix.to_string()))]);
+        Ok(values(get_json(self.addr, &path, TIMEOUT).await?))
+    }
+
+    /// Follows the values under `prefix`: each call of [`Subscription::changes`] returns
+    /// what was published, re-published or withdrawn since the previous call.
+    pub fn subscribe(&self, prefix: &str) -> Subscription {
+        Subscription {
+            app: self.clone(),
+            prefix: prefix.to_string(),
+            seen: None,
+        }
+    }
+}
+
+/// A change seen by a [`Subscription`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// New or re-published.
+    Set(AppValue),
+    /// Withdrawn or expired: (node, key).
+    Gone { node: String, key: String },
+}
+
+pub struct Subscription {
+    app: App,
+    prefix: String,
+    /// (node, key) → when published; `None` before the first look.
+    seen: Option<HashMap<(String, String), String>>,
+}
+
+impl Subscription {
+    /// The changes since the last call (on the first call: every current value, as `Set`).
+    pub async fn changes(&mut self) -> Result<Vec<Change>, ClientError> {
+        let now = self.app.list(&self.prefix).await?;
+        let mut seen = self.seen.take().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut current = HashMap::new();
+        for v in now {
+            let id = (v.node.clone(), v.key.clone());
+            if seen.get(&id) != Some(&v.at) {
+                out.push(Change::Set(v.clone()));
+            }
+            current.insert(id, v.at);
+        }
+        seen.retain(|id, _| !current.contains_key(id));
+        let mut gone: Vec<_> = seen.into_keys().collect();
+        gone.sort();
+        out.extend(
+            gone.into_iter()
+                .map(|(node, key)| Change::Gone { node, key }),
+        );
+        self.seen = Some(current);
+        Ok(out)
+    }
+}

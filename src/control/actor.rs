@@ -1,0 +1,306 @@
+//! `ControlActor`: carries out the control plane's decisions. The election actor hands it the
+//! view every tick; it asks the supervision manager what this node declares (services with
+//! requirements, placed trees), and then
+//!
+//! * deletes this node's expired application data, old command answers and old commands;
+//! * runs the remote commands addressed to this node, each once, and answers them;
+//! * starts and stops services whose requirements on other nodes come and go;
+//! * as the leader, writes where each placed tree should run; on every node, announces its
+//!   placed trees and starts or stops them as the leader says.
+//!
+//! Commands to the manager run on tasks of their own (a stop can take a service's whole
+//! shutdown grace), so a tick never waits for one; at most one is in flight per service or tree.
+
+use super::placement::{self, Decision, Placer};
+use super::{appdata, deps, remote};
+use crate::gossip::MemberView;
+use crate::gossip::actor::GossipMsg;
+use crate::node::directory::Directory;
+use crate::supervision::manager::{ControlInfo, ManagerMsg};
+use crate::supervision::spec::OnDependencyLoss;
+use crate::supervision::supervisor::Command;
+use crate::types::{Clock, NodeName};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How long a service command may take (a stop waits for the service's shutdown grace).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+const INFO_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct ControlArgs {
+    pub me: NodeName,
+    pub directory: Directory,
+    pub clock: Clock,
+}
+
+pub enum ControlMsg {
+    /// The members as the gossip actor sees them (from the election actor, every tick).
+    View(Vec<MemberView>),
+    /// A task started for `key` (a command id, `svc:<name>` or `tree:<name>`) is done.
+    Done(String),
+}
+
+pub struct ControlState {
+    args: ControlArgs,
+    /// Keys of the manager commands in flight.
+    busy: HashSet<String>,
+    /// Whether each service's requirements were met at the last look.
+    met: HashMap<String, bool>,
+    placer: Placer,
+}
+
+pub struct ControlActor;
+
+impl Actor for ControlActor {
+    type Msg = ControlMsg;
+    type State = ControlState;
+    type Arguments = ControlArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ControlMsg>,
+        args: ControlArgs,
+    ) -> Result<ControlState, ActorProcessingErr> {
+        args.directory.set_control(Some(myself));
+        Ok(ControlState {
+            args,
+            busy: HashSet::new(),
+            met: HashMap::new(),
+            placer: Placer::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ControlMsg>,
+        msg: ControlMsg,
+        state: &mut ControlState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ControlMsg::Done(key) => {
+                state.busy.remove(&key);
+            }
+            ControlMsg::View(views) => state.step(&myself, &views).await,
+        }
+        Ok(())
+    }
+}
+
+impl ControlState {
+    fn put(&self, key: String, value: Option<String>) {
+        self.args
+            .directory
+            .cast_gossip(GossipMsg::Put { key, value });
+    }
+
+    async fn step(&mut self, myself: &ActorRef<ControlMsg>, views: &[MemberView]) {
+        let Some(me) = views.iter().find(|v| v.is_self) else {
+            return;
+        };
+        let now = self.args.clock.now();
+        let mut stale = appdata::expired(me, now);
+        stale.extend(remote::old_answers(me, now));
+        stale.extend(remote::old_commands(me, now));
+        for key in stale {
+            self.put(key, None);
+        }
+        let busy = self.busy.clone();
+        for cmd in remote::pending(views, me, &|id| busy.contains(id), now) {
+            self.run_remote(myself, cmd);
+        }
+        let Some(manager) = self.args.directory.services() else {
+            return;
+        };
+        let info = match manager
+            .call(ManagerMsg::ControlInfo, Some(INFO_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(info)) => info,
+            _ => return,
+        };
+        self.requirements(myself, &manager, &info, views);
+        self.placement(myself, &manager, &info, views, me);
+    }
+
+    /// Runs a command addressed to this node and answers it in gossip.
+    fn run_remote(&mut self, myself: &ActorRef<ControlMsg>, cmd: remote::Pending) {
+        self.busy.insert(cmd.id.clone());
+        tracing::info!(id = %cmd.id, from = %cmd.from, service = %cmd.service, action = cmd.command.as_str(), "running a command from another node");
+        let (directory, clock, myself) =
+            (self.args.directory.clone(), self.args.clock, myself.clone());
+        tokio::spawn(async move {
+            let result = match directory.services() {
+                None => Err("the supervisor is restarting; try again".to_string()),
+                Some(manager) => {
+                    let service = cmd.service.clone();
+                    match manager
+                        .call(
+                            |reply| ManagerMsg::Command {
+                                service,
+                                command: cmd.command,
+                                reply,
+                            },
+                            Some(COMMAND_TIMEOUT),
+                        )
+                        .await
+                    {
+                        Ok(CallResult::Success(r)) => r,
+                        Ok(CallResult::Timeout) => {
+                            Err(format!("not done within {COMMAND_TIMEOUT:?}"))
+                        }
+                        _ => Err("the supervisor is restarting; try again".to_string()),
+                    }
+                }
+            };
+            let answer = remote::Answer {
+                ok: result.is_ok(),
+                message: match result {
+                    Ok(()) => format!("{}: {} done", cmd.service, cmd.command.as_str()),
+                    Err(why) => why,
+                },
+                at: clock.now().as_millis(),
+            };
+            let (key, value) = remote::encode_answer(&cmd.id, &answer);
+            directory.cast_gossip(GossipMsg::Put {
+                key,
+                value: Some(value),
+            });
+            let _ = myself.cast(ControlMsg::Done(cmd.id));
+        });
+    }
+
+    /// Sends `command` for `service` to the manager on a task, unless one is in flight.
+    fn command(
+        &mut self,
+        myself: &ActorRef<ControlMsg>,
+        manager: &ActorRef<ManagerMsg>,
+        service: &str,
+        command: Command,
+    ) {
+        let key = format!("svc:{service}");
+        if !self.busy.insert(key.clone()) {
+            return;
+        }
+        let (manager, myself, service) = (manager.clone(), myself.clone(), service.to_string());
+        tokio::spawn(async move {
+            let name = service.clone();
+            let result = manager
+                .call(
+                    |reply| ManagerMsg::Command {
+                        service,
+                        command,
+                        reply,
+                    },
+                    Some(COMMAND_TIMEOUT),
+                )
+                .await;
+            if let Ok(CallResult::Success(Err(why))) = result {
+                tracing::warn!(service = %name, error = %why, "cannot {} the service", command.as_str());
+            }
+            let _ = myself.cast(ControlMsg::Done(key));
+        });
+    }
+
+    fn requirements(
+        &mut self,
+        myself: &ActorRef<ControlMsg>,
+        manager: &ActorRef<ManagerMsg>,
+        info: &ControlInfo,
+        views: &[MemberView],
+    ) {
+        let declared: HashSet<&str> = info.requires.iter().map(|(s, _, _)| s.as_str()).collect();
+        self.met.retain(|s, _| declared.contains(s.as_str()));
+        for (service, reqs, on_loss) in &info.requires {
+            if self.busy.contains(&format!("svc:{service}")) {
+                continue;
+            }
+            let now_met = deps::all_met(reqs, views);
+            let before = self.met.get(service).copied();
+            if before == Some(now_met.is_ok()) {
+                continue;
+            }
+            let command = match (&now_met, before, on_loss) {
+                (Ok(()), _, OnDependencyLoss::Stop) => Some(Command::Start),
+                (Ok(()), None, OnDependencyLoss::Restart) => Some(Command::Start),
+                (Ok(()), Some(false), OnDependencyLoss::Restart) => Some(Command::Restart),
+                (Err(_), None, _) => None,
+                (Err(_), _, OnDependencyLoss::Stop) => Some(Command::Stop),
+                (Err(_), _, OnDependencyLoss::Restart) => Some(Command::Restart),
+                (Ok(()), Some(true), _) => None,
+            };
+            match &now_met {
+                Ok(()) => tracing::info!(service = %service, "its requirements are met"),
+                Err(why) => {
+                    tracing::info!(service = %service, waiting_for = %why, "a requirement is not met")
+                }
+            }
+            self.met.insert(service.clone(), now_met.is_ok());
+            if let Some(command) = command {
+                self.command(myself, manager, service, command);
+            }
+        }
+    }
+
+    fn placement(
+        &mut self,
+        myself: &ActorRef<ControlMsg>,
+        manager: &ActorRef<ManagerMsg>,
+        info: &ControlInfo,
+        views: &[MemberView],
+        me: &MemberView,
+    ) {
+        let leader = crate::election::leader(views);
+        // The leader's word on every declared tree; a node that is not the leader has none.
+        if leader.as_ref() == Some(&me.name) {
+            let entries = placement::leader_entries(views);
+            for (key, value) in &entries {
+                if me.kv.get(key) != Some(value) {
+                    self.put(key.clone(), Some(value.clone()));
+                }
+            }
+            for key in placement::own_places(me) {
+                if !entries.iter().any(|(k, _)| *k == key) {
+                    self.put(key, None);
+                }
+            }
+        } else {
+            for key in placement::own_places(me) {
+                self.put(key, None);
+            }
+        }
+        let now = self.args.clock.now();
+        let leader = leader.as_ref().map(NodeName::as_str);
+        for (tree, spec, run) in &info.placed {
+            let (key, value) = placement::declaration(tree, spec, *run);
+            if me.kv.get(&key) != Some(&value) {
+                self.put(key, Some(value));
+            }
+            let busy_key = format!("tree:{tree}");
+            if self.busy.contains(&busy_key) {
+                continue;
+            }
+            let running = *run == placement::Run::Running;
+            let run = match self
+                .placer
+                .step(now, views, me.name.as_str(), tree, leader, running)
+            {
+                Decision::Start => true,
+                Decision::Stop => false,
+                Decision::Nothing => continue,
+            };
+            self.busy.insert(busy_key.clone());
+            let (manager, myself, tree) = (manager.clone(), myself.clone(), tree.clone());
+            tokio::spawn(async move {
+                let _ = manager
+                    .call(
+                        |reply| ManagerMsg::Place { tree, run, reply },
+                        Some(COMMAND_TIMEOUT),
+                    )
+                    .await;
+                let _ = myself.cast(ControlMsg::Done(busy_key));
+            });
+        }
+    }
+}

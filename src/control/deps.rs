@@ -1,0 +1,150 @@
+//! Services that need services on other nodes: `requires = ["nas:postgres"]`.
+//!
+//! A requirement is met while the node is live in this node's view and announces the service
+//! (`svc.<name>` in its gossiped state) as running with health `ok`. A service with
+//! requirements is not started until all are met; when one is lost the service is stopped
+//! until all are met again (`on_dependency_loss = "stop"`, the default) or restarted at once
+//! and again when it is back (`"restart"`). Only changes act: an operator's `stop` or `start`
+//! between two changes is left alone.
+
+use crate::gossip::MemberView;
+use crate::supervision::spec::Requirement;
+use crate::supervision::status::{ServiceState, from_gossip, gossip_key};
+
+/// `Ok` if `req` is met in `views`, else why not (for the log).
+pub fn met(req: &Requirement, views: &[MemberView]) -> Result<(), String> {
+    let Some(node) = views.iter().find(|v| v.name.as_str() == req.node) else {
+        return Err(format!("{req}: no node \"{}\" in the cluster", req.node));
+    };
+    if !crate::election::is_live(node) {
+        return Err(format!(
+            "{req}: node {} is {}",
+            req.node,
+            node.status.as_str()
+        ));
+    }
+    let Some(status) = node
+        .kv
+        .get(&gossip_key(&req.service))
+        .and_then(|v| from_gossip(&req.service, v))
+    else {
+        return Err(format!("{req}: {} announces no such service", req.node));
+    };
+    if status.state != ServiceState::Running {
+        return Err(format!("{req}: {}", status.state.as_str()));
+    }
+    if status.health != "ok" {
+        return Err(format!("{req}: health {}", status.health));
+    }
+    Ok(())
+}
+
+/// `Ok` if every requirement is met, else the reasons of those that are not.
+pub fn all_met(reqs: &[Requirement], views: &[MemberView]) -> Result<(), String> {
+    let missing: Vec<String> = reqs.iter().filter_map(|r| met(r, views).err()).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::Status;
+    use crate::supervision::status::{ServiceStatus, gossip_value};
+    use crate::types::{Incarnation, NodeName, Time};
+
+    fn node(name: &str, status: Status, svc: Option<(ServiceState, &str)>) -> MemberView {
+        let kv = svc
+            .map(|(state, health)| {
+                let s = ServiceStatus {
+                    name: "pg".into(),
+                    tree: "db".into(),
+                    state,
+                    pid: Some(1),
+                    restarts: 0,
+                    last_exit: None,
+                    health: health.into(),
+                    since: Time(0),
+                };
+                (gossip_key("pg"), gossip_value(&s))
+            })
+            .into_iter()
+            .collect();
+        MemberView {
+            name: NodeName::from(name),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            status,
+            incarnation: Incarnation(1),
+            last_heard: Time(0),
+            is_self: false,
+            kv,
+        }
+    }
+
+    #[test]
+    fn a_requirement_is_met_only_by_a_live_node_running_the_service_healthy() {
+        let req = Requirement {
+            node: "nas".into(),
+            service: "pg".into(),
+        };
+        let ok = [node(
+            "nas",
+            Status::Alive,
+            Some((ServiceState::Running, "ok")),
+        )];
+        assert_eq!(met(&req, &ok), Ok(()));
+        let suspect = [node(
+            "nas",
+            Status::Suspect,
+            Some((ServiceState::Running, "ok")),
+        )];
+        assert_eq!(met(&req, &suspect), Ok(()));
+        for (views, why) in [
+            (vec![], "nas:pg: no node \"nas\" in the cluster"),
+            (
+                vec![node(
+                    "nas",
+                    Status::Down,
+                    Some((ServiceState::Running, "ok")),
+                )],
+                "nas:pg: node nas is down",
+            ),
+            (
+                vec![node("nas", Status::Alive, None)],
+                "nas:pg: nas announces no such service",
+            ),
+            (
+                vec![node(
+                    "nas",
+                    Status::Alive,
+                    Some((ServiceState::Stopped, "unknown")),
+                )],
+                "nas:pg: stopped",
+            ),
+            (
+                vec![node(
+                    "nas",
+                    Status::Alive,
+                    Some((ServiceState::Running, "critical")),
+                )],
+                "nas:pg: health critical",
+            ),
+        ] {
+            assert_eq!(met(&req, &views), Err(why.to_string()));
+        }
+        let two = [
+            req.clone(),
+            Requirement {
+                node: "x".into(),
+                service: "y".into(),
+            },
+        ];
+        assert_eq!(
+            all_met(&two, &ok),
+            Err("x:y: no node \"x\" in the cluster".to_string())
+        );
+    }
+}

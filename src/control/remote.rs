@@ -1,0 +1,238 @@
+//! Service commands across hosts: `nbwatch restart mythbox:mythbackend` from any node.
+//!
+//! The issuing node writes the command as `cmd.<id>` in its own gossiped state, addressed to
+//! the target node. The target's control actor sees it in its view, runs it once through its
+//! own supervisor (only on a service its trees declare: there is no remote execution of
+//! anything else) and answers with `res.<id>` in its state; the issuer waits for that answer
+//! and then deletes the command. A command is run at most once: the target remembers the ids
+//! it started, and its answer, in its own state, says it was done after a restart of its
+//! control actor. A command older than [`MAX_AGE`] (an issuer that died while waiting, a
+//! target that comes back much later) is not run.
+
+use crate::gossip::MemberView;
+use crate::supervision::supervisor::Command;
+use crate::types::Time;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const COMMAND_PREFIX: &str = "cmd.";
+pub const RESULT_PREFIX: &str = "res.";
+/// A command not run within this long of being issued is dropped.
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+/// An answer stays in the target's state this long (the issuer has stopped waiting by then).
+pub const RESULT_KEEP: Duration = Duration::from_secs(120);
+
+/// A command as it travels in the issuer's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteCommand {
+    pub to: String,
+    pub service: String,
+    pub action: String,
+    /// When it was issued (ms, the issuer's clock).
+    pub at: u64,
+}
+
+/// The target's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    pub message: String,
+    /// When it was answered (ms, the target's clock).
+    pub at: u64,
+}
+
+/// A command this node should run: its id, who issued it and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub id: String,
+    pub from: String,
+    pub service: String,
+    pub command: Command,
+}
+
+pub fn parse_action(action: &str) -> Option<Command> {
+    match action {
+        "start" => Some(Command::Start),
+        "stop" => Some(Command::Stop),
+        "restart" => Some(Command::Restart),
+        _ => None,
+    }
+}
+
+/// A fresh command id: the issuer's name keeps ids of different issuers apart; the wall
+/// clock's nanoseconds and a counter keep those of one issuer apart, also across restarts.
+pub fn new_id(issuer: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{issuer}-{:x}", nanos ^ n.rotate_right(16))
+}
+
+/// The gossip key and value of a command.
+pub fn encode(id: &str, cmd: &RemoteCommand) -> (String, String) {
+    (
+        format!("{COMMAND_PREFIX}{id}"),
+        serde_json::to_string(cmd).expect("strings and a number serialize"),
+    )
+}
+
+pub fn encode_answer(id: &str, answer: &Answer) -> (String, String) {
+    (
+        format!("{RESULT_PREFIX}{id}"),
+        serde_json::to_string(answer).expect("a bool, a string and a number serialize"),
+    )
+}
+
+/// The answer to command `id` in `target`'s state, if there is one yet.
+pub fn answer_of(target: &MemberView, id: &str) -> Option<Answer> {
+    let raw = target.kv.get(&format!("{RESULT_PREFIX}{id}"))?;
+    serde_json::from_str(raw).ok()
+}
+
+/// The commands addressed to `me` in the live members' states that it has not answered,
+/// does not run already (`running`), and that are not older than [`MAX_AGE`] by `now`.
+pub fn pending(
+    views: &[MemberView],
+    me: &MemberView,
+    running: &dyn Fn(&str) -> bool,
+    now: Time,
+) -> Vec<Pending> {
+    let mut out = Vec::new();
+    for view in views.iter().filter(|v| crate::election::is_live(v)) {
+        for (key, raw) in view
+            .kv
+            .range(COMMAND_PREFIX.to_string()..)
+            .take_while(|(k, _)| k.starts_with(COMMAND_PREFIX))
+        {
+            let id = &key[COMMAND_PREFIX.len()..];
+            let Ok(cmd) = serde_json::from_str::<RemoteCommand>(raw) else {
+                continue;
+            };
+            if cmd.to != me.name.as_str()
+                || me.kv.contains_key(&format!("{RESULT_PREFIX}{id}"))
+                || running(id)
+                || now.as_millis().abs_diff(cmd.at) > MAX_AGE.as_millis() as u64
+            {
+                continue;
+            }
+            let Some(command) = parse_action(&cmd.action) else {
+                continue;
+            };
+            out.push(Pending {
+                id: id.to_string(),
+                from: view.name.to_string(),
+                service: cmd.service,
+                command,
+            });
+        }
+    }
+    out
+}
+
+/// This node's answers older than [`RESULT_KEEP`] by `now` (to delete).
+pub fn old_answers(me: &MemberView, now: Time) -> Vec<String> {
+    me.kv
+        .range(RESULT_PREFIX.to_string()..)
+        .take_while(|(k, _)| k.starts_with(RESULT_PREFIX))
+        .filter(|(_, raw)| {
+            serde_json::from_str::<Answer>(raw)
+                .map(|a| now.as_millis().saturating_sub(a.at) > RESULT_KEEP.as_millis() as u64)
+                .unwrap_or(true)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// This node's commands older than [`MAX_AGE`] by `now` whose issuer stopped waiting (to
+/// delete: an API call that was cut off never deleted its command).
+pub fn old_commands(me: &MemberView, now: Time) -> Vec<String> {
+    me.kv
+        .range(COMMAND_PREFIX.to_string()..)
+        .take_while(|(k, _)| k.starts_with(COMMAND_PREFIX))
+        .filter(|(_, raw)| {
+            serde_json::from_str::<RemoteCommand>(raw)
+                .map(|c| now.as_millis().saturating_sub(c.at) > 2 * MAX_AGE.as_millis() as u64)
+                .unwrap_or(true)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::Status;
+    use crate::types::{Incarnation, NodeName};
+
+    fn view(name: &str, status: Status, kv: Vec<(String, String)>) -> MemberView {
+        MemberView {
+            name: NodeName::from(name),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            status,
+            incarnation: Incarnation(1),
+            last_heard: Time(0),
+            is_self: false,
+            kv: kv.into_iter().collect(),
+        }
+    }
+
+    fn cmd(to: &str, action: &str, at: u64) -> RemoteCommand {
+        RemoteCommand {
+            to: to.into(),
+            service: "db".into(),
+            action: action.into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_command_is_run_once_only_by_its_target_and_only_while_fresh() {
+        let now = Time(100_000);
+        let issuer = view(
+            "a",
+            Status::Alive,
+            vec![
+                encode("a-1", &cmd("b", "restart", 99_000)),
+                encode("a-2", &cmd("c", "restart", 99_000)),
+                encode("a-3", &cmd("b", "explode", 99_000)),
+                encode("a-4", &cmd("b", "stop", 10_000)),
+                encode("a-5", &cmd("b", "start", 99_500)),
+            ],
+        );
+        let answered = encode_answer(
+            "a-5",
+            &Answer {
+                ok: true,
+                message: "started".into(),
+                at: 99_600,
+            },
+        );
+        let me = view("b", Status::Alive, vec![answered]);
+        let views = vec![issuer.clone(), me.clone()];
+        let got = pending(&views, &me, &|_| false, now);
+        assert_eq!(
+            got,
+            vec![Pending {
+                id: "a-1".into(),
+                from: "a".into(),
+                service: "db".into(),
+                command: Command::Restart
+            }]
+        );
+        assert!(pending(&views, &me, &|id| id == "a-1", now).is_empty());
+        // A down issuer's commands are not run.
+        let down = vec![
+            view("a", Status::Down, issuer.kv.into_iter().collect()),
+            me.clone(),
+        ];
+        assert!(pending(&down, &me, &|_| false, now).is_empty());
+        assert_eq!(answer_of(&me, "a-5").map(|a| a.ok), Some(true));
+        assert_eq!(
+            old_answers(&me, Time(99_600 + 121_000)),
+            vec!["res.a-5".to_string()]
+        );
+        assert!(old_answers(&me, now).is_empty());
+    }
+}
