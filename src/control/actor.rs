@@ -17,7 +17,6 @@ use crate::gossip::MemberView;
 use crate::gossip::actor::GossipMsg;
 use crate::node::directory::Directory;
 use crate::supervision::manager::{ControlInfo, ManagerMsg};
-use crate::supervision::spec::OnDependencyLoss;
 use crate::supervision::supervisor::Command;
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
@@ -221,15 +220,7 @@ impl ControlState {
             if before == Some(now_met.is_ok()) {
                 continue;
             }
-            let command = match (&now_met, before, on_loss) {
-                (Ok(()), _, OnDependencyLoss::Stop) => Some(Command::Start),
-                (Ok(()), None, OnDependencyLoss::Restart) => Some(Command::Start),
-                (Ok(()), Some(false), OnDependencyLoss::Restart) => Some(Command::Restart),
-                (Err(_), None, _) => None,
-                (Err(_), _, OnDependencyLoss::Stop) => Some(Command::Stop),
-                (Err(_), _, OnDependencyLoss::Restart) => Some(Command::Restart),
-                (Ok(()), Some(true), _) => None,
-            };
+            let command = deps::transition(before, now_met.is_ok(), *on_loss);
             match &now_met {
                 Ok(()) => tracing::info!(service = %service, "its requirements are met"),
                 Err(why) => {

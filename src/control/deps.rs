@@ -8,8 +8,9 @@
 //! between two changes is left alone.
 
 use crate::gossip::MemberView;
-use crate::supervision::spec::Requirement;
+use crate::supervision::spec::{OnDependencyLoss, Requirement};
 use crate::supervision::status::{ServiceState, from_gossip, gossip_key};
+use crate::supervision::supervisor::Command;
 
 /// `Ok` if `req` is met in `views`, else why not (for the log).
 pub fn met(req: &Requirement, views: &[MemberView]) -> Result<(), String> {
@@ -49,6 +50,22 @@ pub fn all_met(reqs: &[Requirement], views: &[MemberView]) -> Result<(), String>
     }
 }
 
+/// The command for a service whose requirements were met `before` (`None`: never looked at
+/// yet; it starts held) and are met `now`, by its policy; `None` when nothing is to be done.
+pub fn transition(before: Option<bool>, now: bool, policy: OnDependencyLoss) -> Option<Command> {
+    match (before, now, policy) {
+        (Some(b), n, _) if b == n => None,
+        (_, true, OnDependencyLoss::Stop) | (None, true, OnDependencyLoss::Restart) => {
+            Some(Command::Start)
+        }
+        (Some(false), true, OnDependencyLoss::Restart) => Some(Command::Restart),
+        (None, false, _) => None,
+        (Some(true), false, OnDependencyLoss::Stop) => Some(Command::Stop),
+        (Some(true), false, OnDependencyLoss::Restart) => Some(Command::Restart),
+        (Some(_), _, _) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +98,31 @@ mod tests {
             last_heard: Time(0),
             is_self: false,
             kv,
+        }
+    }
+
+    #[test]
+    fn only_changes_act_and_the_policy_says_how() {
+        use OnDependencyLoss::{Restart, Stop};
+        let cases = [
+            (None, false, Stop, None),
+            (None, true, Stop, Some(Command::Start)),
+            (Some(true), false, Stop, Some(Command::Stop)),
+            (Some(false), true, Stop, Some(Command::Start)),
+            (Some(true), true, Stop, None),
+            (Some(false), false, Stop, None),
+            (None, false, Restart, None),
+            (None, true, Restart, Some(Command::Start)),
+            (Some(true), false, Restart, Some(Command::Restart)),
+            (Some(false), true, Restart, Some(Command::Restart)),
+            (Some(true), true, Restart, None),
+        ];
+        for (before, now, policy, want) in cases {
+            assert_eq!(
+                transition(before, now, policy),
+                want,
+                "{before:?} {now} {policy:?}"
+            );
         }
     }
 
