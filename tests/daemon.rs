@@ -1888,3 +1888,49 @@ async fn published_data_reaches_a_subscriber_on_another_host_and_expires_everywh
     assert!(text(&out.stderr).contains("has ' ' at byte 1"), "{out:?}");
     let _ = sub.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_singleton_tree_that_gives_up_on_its_host_moves_to_the_next_candidate() {
+    let mut cluster = Cluster::new();
+    let tree = |command: &str| {
+        format!(
+            "name = \"tv\"\nintensity = 1\nperiod = \"60s\"\nplacement = {{ failover = [\"n2\", \"n3\"] }}\n\
+             [[children]]\nname = \"recorder\"\ncommand = {command}\n"
+        )
+    };
+    let n1 = own_trees(&mut cluster, "n1", Vec::new(), "n1-trees");
+    cluster.restart(n1).await;
+    let seed = vec![cluster.nodes[n1].gossip];
+    for (name, command) in [
+        ("n2", "[\"/bin/sh\", \"-c\", \"exit 3\"]"),
+        ("n3", "[\"/bin/sleep\", \"1000\"]"),
+    ] {
+        let i = own_trees(&mut cluster, name, seed.clone(), &format!("{name}-trees"));
+        std::fs::write(
+            cluster.dir.path().join(format!("{name}-trees/tv.toml")),
+            tree(command),
+        )
+        .expect("tree");
+        cluster.restart(i).await;
+    }
+    let api1 = cluster.nodes[n1].api;
+    wait_for(
+        "the recorder runs on n3 after failing on n2",
+        DEADLINE,
+        async || {
+            let list = all_services(api1).await?;
+            let on = |node: &str| {
+                list.iter()
+                    .find(|s| s["node"] == node && s["name"] == "recorder")
+                    .map(|s| s["state"].as_str().unwrap_or("").to_string())
+            };
+            match (on("n2").as_deref(), on("n3").as_deref()) {
+                (Some("failed"), Some("running")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let log = cluster.nodes[cluster.index("n3")].stderr_text();
+    assert!(log.contains("the leader placed the tree here"), "{log}");
+}
