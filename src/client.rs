@@ -6,6 +6,7 @@
 
 mod http;
 pub mod query;
+pub mod status;
 mod table;
 
 pub use http::{ClientError, MAX_RESPONSE_BYTES, explain, get_json, post_json};
