@@ -1,4 +1,5 @@
-//! The node's HTTP API on loopback: what the CLI (and scripts, and later the dashboard) read.
+//! The node's HTTP API on loopback: what the CLI, scripts, the dashboard (`/`) and Prometheus
+//! (`/metrics`) read.
 //!
 //! `ApiActor` owns the axum server task, so the NodeActor supervises the API like any other
 //! child: if the server dies the actor fails and is restarted on the same listening socket.
@@ -6,8 +7,10 @@
 //! timeout) and shape the answer as the contract says ([`json`]).
 
 mod control;
+mod dashboard;
 mod history;
 pub mod json;
+mod metrics;
 mod routes;
 
 use crate::node::directory::{AbortOnDrop, Directory};

@@ -7,6 +7,7 @@
 pub mod app;
 mod http;
 pub mod query;
+pub mod status;
 mod table;
 
 pub use http::{ClientError, MAX_RESPONSE_BYTES, delete_json, explain, get_json, post_json};

@@ -1,7 +1,7 @@
 //! `nbwatch`: the daemon (`run`) and the client commands that talk to it over its HTTP API.
 //!
 //! Exit codes: 0 ok, 1 error (a config problem, a fatal error of the daemon, a daemon that
-//! cannot be reached), 2 usage (clap's own).
+//! cannot be reached), 2 usage (clap's own), 3 `status` found something that needs a person.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -17,11 +17,31 @@ use std::time::Duration;
 /// How long a client command waits for the daemon.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Shown after `--help`: the commands people start with, and what the exit codes mean.
+const EXAMPLES: &str = "\
+Examples:
+  nbwatch run --config /etc/nbwatch/nbwatch.toml   run the daemon
+  nbwatch status                                   this node, the leader, what is down or failing
+  nbwatch members                                  the cluster as this node sees it
+  nbwatch services                                 this node's supervised services
+  nbwatch restart mythbackend                      restart a service and wait until it is up
+  nbwatch events --since 2h --node nas             what happened to the NAS lately
+  nbwatch history nas --metric load1 --since 24h   its load over the last day
+  nbwatch completions bash > /etc/bash_completion.d/nbwatch
+
+The dashboard is at http://<api.listen>/ (default http://127.0.0.1:7711/), Prometheus metrics
+at /metrics.
+
+Exit codes: 0 ok; 1 error (a config problem, a daemon that cannot be reached or that refused
+the request); 2 usage; 3 `status` found something that needs a person (a member down, a
+failing service, an open incident).";
+
 #[derive(Parser)]
 #[command(
     name = "nbwatch",
     version,
-    about = "A decentralized neighbourhood watch for computers"
+    about = "A decentralized neighbourhood watch for computers",
+    after_help = EXAMPLES
 )]
 struct Cli {
     /// The config file (run, check-config; client commands read api.listen from it).
@@ -44,6 +64,13 @@ enum Command {
     },
     /// Check the config and print every problem with its file and key.
     CheckConfig,
+    /// One screen: this node, the leader, members up and down, failing services, open
+    /// incidents. Exits 3 when something needs a person.
+    Status {
+        /// Print the daemon's overview (GET /api/v1/overview) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The cluster as this node sees it.
     Members {
         /// Print the JSON array as the API returns it.
@@ -157,6 +184,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "\
+Install, e.g.:
+  nbwatch completions bash > /etc/bash_completion.d/nbwatch
+  nbwatch completions zsh > \"${fpath[1]}/_nbwatch\"
+  nbwatch completions fish > ~/.config/fish/completions/nbwatch.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +224,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { log_format } => run(cli.config, log_format).await,
             Command::CheckConfig => check_config(cli.config),
+            Command::Status { json } => status(cli.api, cli.config, json).await,
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "nbwatch",
+                    &mut std::io::stdout(),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Members { json } => members(cli.api, cli.config, json).await,
             Command::Services { all, json } => services(cli.api, cli.config, all, json).await,
             Command::Restart { service, timeout } => {
@@ -358,6 +406,35 @@ fn api_addr(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<So
         };
     }
     Ok(DEFAULT_API_LISTEN)
+}
+
+/// The exit code of `status` when something needs a person.
+const EXIT_ATTENTION: u8 = 3;
+
+async fn status(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let addr = api_addr(api, path)?;
+    let value = client::get_json(addr, "/api/v1/overview", CLIENT_TIMEOUT)
+        .await
+        .map_err(client::explain)?;
+    let colour = client::status::use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let status = client::status::render_status(&value, colour && !json);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", status.text);
+    }
+    Ok(if status.attention {
+        ExitCode::from(EXIT_ATTENTION)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn members(

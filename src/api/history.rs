@@ -137,13 +137,17 @@ pub(super) async fn events(State(ctx): State<Ctx>, Query(params): Params) -> Ans
     Ok(axum::Json(Value::Array(list)))
 }
 
-/// `GET /api/v1/history/{node}?metric=NAME&since=DUR`.
+/// The smallest `step` a history query takes: finer than the samples is pointless.
+const MIN_STEP: Duration = Duration::from_secs(1);
+
+/// `GET /api/v1/history/{node}?metric=NAME&since=DUR&step=DUR`; with `step` the samples are
+/// averaged into buckets of that width (what the dashboard's charts ask for).
 pub(super) async fn history(
     State(ctx): State<Ctx>,
     Path(node): Path<String>,
     Query(params): Params,
 ) -> Answer {
-    check_params(&params, &["since", "metric"])?;
+    check_params(&params, &["since", "metric", "step"])?;
     let now = ctx.clock.now();
     let since = match params.get("since") {
         Some(s) => parse_since(s, now)?,
@@ -152,11 +156,25 @@ pub(super) async fn history(
                 .saturating_sub(DEFAULT_HISTORY_SINCE.as_millis() as u64),
         ),
     };
+    let step = params
+        .get("step")
+        .map(|text| match humantime::parse_duration(text.trim()) {
+            Ok(step) if step >= MIN_STEP => Ok(step),
+            Ok(_) => Err(ApiError::BadRequest(format!(
+                "step: \"{text}\" is shorter than {}",
+                humantime::format_duration(MIN_STEP)
+            ))),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "step: \"{text}\" is not a duration ({e}); write it like 10s, 5m or 1h"
+            ))),
+        })
+        .transpose()?;
     let metric = params.get("metric").cloned();
     let name = node.clone();
     flush(&ctx).await;
-    match read(&ctx, move |conn| {
-        query::history(conn, &name, metric.as_deref(), since, now)
+    match read(&ctx, move |conn| match step {
+        None => query::history(conn, &name, metric.as_deref(), since, now),
+        Some(step) => query::history_binned(conn, &name, metric.as_deref(), since, now, step),
     })
     .await
     {

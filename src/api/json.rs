@@ -70,6 +70,27 @@ pub fn alerts(views: &[MemberView]) -> Value {
     )
 }
 
+/// The incidents open at `now`: members down and services whose tree gave up, as
+/// `{"id", "kind", "node", "service", "since", "summary", "alerted"}` (`alerted`: the alert
+/// log has it sent). What `nbwatch status` and the dashboard count as needing a person.
+pub fn open_incidents(views: &[MemberView], now: Time) -> Value {
+    use crate::alert::incident::{Kind, Rules, incidents};
+    let log = Log::from_view(views, &Default::default());
+    Value::Array(
+        incidents(views, &log, now, &Rules::default())
+            .into_iter()
+            .filter(|i| matches!(i.kind, Kind::NodeDown | Kind::ServiceFailed))
+            .map(|i| {
+                json!({
+                    "id": i.id, "kind": i.kind.as_str(), "node": i.node.as_str(),
+                    "service": i.service, "since": i.since.to_rfc3339(),
+                    "summary": i.summary, "alerted": log.is_sent(&i.id),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// `GET /api/v1/silences`: the silences still in force at `now`.
 pub fn silences(views: &[MemberView], now: Time) -> Value {
     Value::Array(
@@ -104,6 +125,51 @@ pub fn service(s: &ServiceStatus, me: &NodeName) -> Value {
         "health": s.health,
         "since": s.since.to_rfc3339(),
     })
+}
+
+/// Every node's services as the contract's objects plus `node_state` (the member's state, so
+/// a reader knows the services of a down node are its last word): this node's from its own
+/// board (`local`), the others' from their gossiped `svc.<name>` entries. By node, then name.
+pub fn cluster_services(views: &[MemberView], me: &NodeName, local: &[ServiceStatus]) -> Value {
+    let mut out = Vec::new();
+    for m in views {
+        let mut list: Vec<Value> = if &m.name == me {
+            local.iter().map(|s| service(s, me)).collect()
+        } else {
+            m.kv.iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("svc.")?, v)))
+                .filter_map(|(name, v)| gossiped_service(&m.name, name, v))
+                .collect()
+        };
+        for s in &mut list {
+            if let Value::Object(map) = s {
+                map.insert("node_state".into(), Value::from(m.status.as_str()));
+            }
+        }
+        out.extend(list);
+    }
+    Value::Array(out)
+}
+
+/// A `svc.<name>` gossip value (see `supervision::status::gossip_value`) in the contract's
+/// shape; `None` for a value this version cannot read.
+fn gossiped_service(node: &NodeName, name: &str, value: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(value).ok()?;
+    let since = v
+        .get("since")
+        .and_then(Value::as_u64)
+        .map(|ms| Time(ms).to_rfc3339());
+    Some(json!({
+        "node": node.as_str(),
+        "name": name,
+        "tree": v.get("tree").cloned().unwrap_or(Value::Null),
+        "state": v.get("state")?.clone(),
+        "pid": v.get("pid").cloned().unwrap_or(Value::Null),
+        "restarts": v.get("restarts").cloned().unwrap_or(Value::from(0)),
+        "last_exit": v.get("last_exit").cloned().unwrap_or(Value::Null),
+        "health": v.get("health").cloned().unwrap_or(Value::from("unknown")),
+        "since": since,
+    }))
 }
 
 /// `GET /api/v1/events`: membership events and this node's (`me`) service events, oldest
@@ -244,6 +310,41 @@ mod tests {
         assert_eq!(m["last_heard"], "2023-11-14T22:13:20.123Z");
         assert_eq!(m["is_leader"], true);
         assert_eq!(m["metrics"]["load1"], 0.5);
+    }
+
+    #[test]
+    fn cluster_services_read_the_others_from_gossip_and_mark_a_down_nodes_as_such() {
+        use crate::supervision::status::{ServiceState, gossip_key, gossip_value};
+        let status = |name: &str, state| ServiceStatus {
+            name: name.into(),
+            tree: "tv".into(),
+            state,
+            pid: Some(42),
+            restarts: 2,
+            last_exit: Some("exit 3".into()),
+            health: "ok".into(),
+            since: Time(1_700_000_000_000),
+        };
+        let mut other = view("nas", Status::Down, None);
+        let db = status("db", ServiceState::Running);
+        other.kv.insert(gossip_key("db"), gossip_value(&db));
+        other.kv.insert(gossip_key("junk"), "not json".into());
+        let mine = view("me", Status::Alive, None);
+        let local = [status("web", ServiceState::Failed)];
+        let json = cluster_services(&[mine, other], &NodeName::from("me"), &local);
+        let list = json.as_array().expect("array");
+        assert_eq!(list.len(), 2, "{json}");
+        assert_eq!(
+            (&list[0]["node"], &list[0]["name"], &list[0]["state"]),
+            (&json!("me"), &json!("web"), &json!("failed"))
+        );
+        let db = &list[1];
+        assert_eq!(db["node"], "nas");
+        assert_eq!(db["name"], "db");
+        assert_eq!(db["state"], "running");
+        assert_eq!(db["node_state"], "down");
+        assert_eq!(db["restarts"], 2);
+        assert_eq!(db["since"], "2023-11-14T22:13:20.000Z");
     }
 
     #[test]

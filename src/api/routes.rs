@@ -53,6 +53,8 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/test", post(alert_test))
         .route("/api/v1/silences", get(silences).post(silence))
+        .merge(super::dashboard::router())
+        .merge(super::metrics::router())
         .fallback(not_found)
         .with_state(ctx)
 }
@@ -98,6 +100,14 @@ async fn ask_services<T: Send + 'static>(
         msg,
     )
     .await
+}
+
+/// Asks the supervision manager with the short timeout of a read.
+pub(super) async fn ask_services_quick<T: Send + 'static>(
+    ctx: &Ctx,
+    msg: impl FnOnce(RpcReplyPort<T>) -> ManagerMsg,
+) -> Result<T, ApiError> {
+    ask_services(ctx, CALL_TIMEOUT, msg).await
 }
 
 async fn members(State(ctx): State<Ctx>) -> Answer {

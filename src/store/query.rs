@@ -69,6 +69,94 @@ pub fn history(
     since: Time,
     now: Time,
 ) -> Result<Vec<Value>, StoreError> {
+    let (rows, label) = rows(conn, node, metric, since, now)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({
+                "at": Time::from_millis(r.at.max(0) as u64).to_rfc3339(),
+                "metric": r.metric,
+                "value": r.value,
+            });
+            if let (Some((min, max, n)), Value::Object(map)) = (r.rollup, &mut v) {
+                map.insert("min".into(), json!(min));
+                map.insert("max".into(), json!(max));
+                map.insert("n".into(), json!(n));
+                map.insert("bucket".into(), json!(label));
+            }
+            v
+        })
+        .collect())
+}
+
+/// [`history`] averaged into buckets of `step` (aligned to multiples of `step` since the
+/// epoch), so a week of 1-second samples is a chart's few hundred points, not a 10 MB answer.
+/// Each bucket is `{"at" (its start), "metric", "value" (the mean), "min", "max", "n",
+/// "bucket" (the step, e.g. "10m")}`; `n` counts raw samples (a rollup row counts its own n).
+pub fn history_binned(
+    conn: &Connection,
+    node: &str,
+    metric: Option<&str>,
+    since: Time,
+    now: Time,
+    step: std::time::Duration,
+) -> Result<Vec<Value>, StoreError> {
+    let step_ms = (step.as_millis() as i64).max(1);
+    let (rows, _) = rows(conn, node, metric, since, now)?;
+    // (metric, bucket start) -> (sum, min, max, n); BTreeMap keeps metric then time order.
+    let mut bins: std::collections::BTreeMap<(String, i64), (f64, f64, f64, i64)> =
+        Default::default();
+    for r in rows {
+        let (min, max, n) = r.rollup.unwrap_or((r.value, r.value, 1));
+        let n = n.max(1);
+        let start = r.at.div_euclid(step_ms) * step_ms;
+        let bin =
+            bins.entry((r.metric, start))
+                .or_insert((0.0, f64::INFINITY, f64::NEG_INFINITY, 0));
+        bin.0 += r.value * n as f64;
+        bin.1 = bin.1.min(min);
+        bin.2 = bin.2.max(max);
+        bin.3 += n;
+    }
+    let label =
+        humantime::format_duration(std::time::Duration::from_millis(step_ms as u64)).to_string();
+    let mut out: Vec<Value> = bins
+        .into_iter()
+        .map(|((metric, start), (sum, min, max, n))| {
+            json!({
+                "at": Time::from_millis(start.max(0) as u64).to_rfc3339(),
+                "metric": metric,
+                "value": sum / n as f64,
+                "min": min,
+                "max": max,
+                "n": n,
+                "bucket": label,
+            })
+        })
+        .collect();
+    // Oldest first across metrics, as `history` answers.
+    out.sort_by(|a, b| {
+        (a["at"].as_str(), a["metric"].as_str()).cmp(&(b["at"].as_str(), b["metric"].as_str()))
+    });
+    Ok(out)
+}
+
+/// One row of a history answer: a raw sample, or a rollup bucket with its (min, max, n).
+struct Row {
+    at: i64,
+    metric: String,
+    value: f64,
+    rollup: Option<(f64, f64, i64)>,
+}
+
+/// The rows of [`history`], and the label of the rollup table they read ("1m" or "1h").
+fn rows(
+    conn: &Connection,
+    node: &str,
+    metric: Option<&str>,
+    since: Time,
+    now: Time,
+) -> Result<(Vec<Row>, &'static str), StoreError> {
     let metrics = known_node(conn, node)?;
     if let Some(metric) = metric
         && !metrics.iter().any(|m| m == metric)
@@ -100,26 +188,20 @@ pub fn history(
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![node, metric, since_ms], |r| {
-        let at: i64 = r.get(0)?;
-        let metric: String = r.get(1)?;
-        let value: f64 = r.get(2)?;
         let min: Option<f64> = r.get(3)?;
         let max: Option<f64> = r.get(4)?;
         let n: Option<i64> = r.get(5)?;
-        let mut v = json!({
-            "at": Time::from_millis(at.max(0) as u64).to_rfc3339(),
-            "metric": metric,
-            "value": value,
-        });
-        if let (Some(min), Some(max), Some(n), Value::Object(map)) = (min, max, n, &mut v) {
-            map.insert("min".into(), json!(min));
-            map.insert("max".into(), json!(max));
-            map.insert("n".into(), json!(n));
-            map.insert("bucket".into(), json!(label));
-        }
-        Ok(v)
+        Ok(Row {
+            at: r.get(0)?,
+            metric: r.get(1)?,
+            value: r.get(2)?,
+            rollup: match (min, max, n) {
+                (Some(min), Some(max), Some(n)) => Some((min, max, n)),
+                _ => None,
+            },
+        })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok((rows.collect::<Result<_, _>>()?, label))
 }
 
 /// The metrics recorded of `node`, or [`StoreError::UnknownNode`] if nothing at all (no

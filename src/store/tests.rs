@@ -96,6 +96,42 @@ fn history_lists_one_nodes_samples_oldest_first_and_filters_by_metric_and_time()
 }
 
 #[test]
+fn binned_history_averages_each_bucket_and_keeps_its_extremes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = Writer::open(dir.path()).expect("open");
+    // T0 is a multiple of 20 s, so buckets of 20 s hold samples 0..=3, 4..=7 and 8, 9.
+    assert_eq!(T0 % 20_000, 0);
+    let rows: Vec<_> = (0..10u64)
+        .map(|i| sample("a", "load1", T0 + i * 5_000, i as f64))
+        .collect();
+    w.write(&rows).expect("write");
+    let now = Time(T0 + 60_000);
+    let binned = query::history_binned(
+        w.connection(),
+        "a",
+        Some("load1"),
+        Time(T0),
+        now,
+        std::time::Duration::from_secs(20),
+    )
+    .expect("binned");
+    let cells: Vec<(f64, f64, f64, i64)> = binned
+        .iter()
+        .map(|b| {
+            let f = |k: &str| b[k].as_f64().expect(k);
+            (f("value"), f("min"), f("max"), b["n"].as_i64().expect("n"))
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        [(1.5, 0.0, 3.0, 4), (5.5, 4.0, 7.0, 4), (8.5, 8.0, 9.0, 2)]
+    );
+    assert_eq!(binned[1]["at"], Time(T0 + 20_000).to_rfc3339());
+    assert_eq!(binned[0]["bucket"], "20s");
+    assert_eq!(binned[0]["metric"], "load1");
+}
+
+#[test]
 fn an_unknown_node_or_metric_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut w = Writer::open(dir.path()).expect("open");

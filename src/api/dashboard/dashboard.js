@@ -1,0 +1,282 @@
+// The nbwatch dashboard: polls this node's API and draws tables and inline SVG charts.
+// No framework and nothing from the internet: the daemon serves this file itself.
+// Every value from the API is put into the page as text (textContent), never as HTML.
+"use strict";
+
+const POLL_MS = 2000;          // tables: members, services, alerts, events
+const CHART_POLL_MS = 10000;   // charts: history is recorded every few seconds
+const MAX_CHART_HOSTS = 32;    // a page of charts, not thousands
+const MAX_EVENTS = 30;
+const MAX_ALERTS = 20;
+// Each window asks for about 120-170 averaged points.
+const WINDOWS = {
+  "10m": { since: "10m", step: "5s", ms: 600e3 },
+  hour: { since: "1h", step: "30s", ms: 3600e3 },
+  day: { since: "24h", step: "10m", ms: 86400e3 },
+  week: { since: "7d", step: "1h", ms: 7 * 86400e3 },
+};
+const METRICS = [
+  { key: "load1", label: "load (1 min)", cls: "load", max: null, unit: "" },
+  { key: "mem_used_pct", label: "memory used", cls: "mem", max: 100, unit: "%" },
+];
+const SVG = "http://www.w3.org/2000/svg";
+
+// The window in the address (`/#day`) wins, so a view can be bookmarked.
+let windowName = WINDOWS[location.hash.slice(1)] ? location.hash.slice(1) : "hour";
+let members = [];
+let serverSkewMs = 0;          // server clock minus browser clock
+let chartTimer = null;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v !== null && v !== undefined) e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    e.append(c instanceof Node ? c : document.createTextNode(c === null || c === undefined ? "-" : String(c)));
+  }
+  return e;
+}
+
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function pill(state) {
+  return el("span", { class: "pill s-" + state }, state);
+}
+
+function age(iso, nowMs) {
+  const t = Date.parse(iso);
+  if (isNaN(t)) return "-";
+  const s = Math.max(0, (nowMs - t) / 1000);
+  if (s < 10) return s.toFixed(1) + "s ago";
+  if (s < 60) return Math.floor(s) + "s ago";
+  if (s < 3600) return Math.floor(s / 60) + "m ago";
+  if (s < 48 * 3600) return Math.floor(s / 3600) + "h ago";
+  return Math.floor(s / 86400) + "d ago";
+}
+
+function clock(iso) {
+  const d = new Date(iso);
+  if (isNaN(d)) return "-";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function fmt(v, digits) {
+  return typeof v === "number" ? v.toFixed(digits) : "-";
+}
+
+async function getJson(path) {
+  const r = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const body = await r.json().catch(() => null);
+  if (!r.ok) throw new Error((body && body.error) || `${path}: HTTP ${r.status}`);
+  return body;
+}
+
+function replaceRows(table, rows) {
+  const body = document.querySelector(`#${table} tbody`);
+  body.replaceChildren(...rows);
+  if (rows.length === 0) {
+    const cols = document.querySelectorAll(`#${table} thead th`).length;
+    body.append(el("tr", { "data-empty": "" }, el("td", { colspan: cols, class: "muted" }, "none")));
+  }
+}
+
+function renderMembers(overview, nowMs) {
+  members = overview.members;
+  replaceRows("members", members.map((m) => {
+    const gone = m.state === "down" || m.state === "left";
+    return el("tr", { "data-member": m.name, "data-state": m.state, class: gone ? "gone" : null },
+      el("td", {}, m.name),
+      el("td", {}, m.addr),
+      el("td", {}, pill(m.state)),
+      el("td", { title: m.last_heard }, age(m.last_heard, nowMs)),
+      el("td", { "data-leader": m.is_leader ? "yes" : "no" }, m.is_leader ? "★ leader" : ""),
+      el("td", { class: "num" }, fmt(m.metrics && m.metrics.load1, 2)),
+      el("td", { class: "num" }, m.metrics && typeof m.metrics.mem_used_pct === "number" ? fmt(m.metrics.mem_used_pct, 1) + " %" : "-"),
+      el("td", { class: "num" }, m.incarnation));
+  }));
+}
+
+function renderServices(overview, nowMs) {
+  replaceRows("services", overview.services.map((s) => {
+    const stale = s.node_state === "down" || s.node_state === "left";
+    return el("tr", { "data-service": `${s.node}:${s.name}`, "data-state": s.state, class: stale ? "gone" : null,
+                      title: stale ? `${s.node} is ${s.node_state}: its last known state` : null },
+      el("td", {}, s.node),
+      el("td", {}, s.name),
+      el("td", {}, s.tree),
+      el("td", {}, pill(s.state)),
+      el("td", {}, pill(s.health || "unknown")),
+      el("td", { class: "num" }, s.pid),
+      el("td", { class: "num" }, s.restarts),
+      el("td", {}, s.last_exit),
+      el("td", {}, s.since ? age(s.since, nowMs) : "-"));
+  }));
+}
+
+function renderAlerts(overview) {
+  const list = [...overview.alerts].sort((a, b) => (a.at < b.at ? 1 : -1)).slice(0, MAX_ALERTS);
+  replaceRows("alerts", list.map((a) => el("tr", { "data-alert": a.id, "data-state": a.state },
+    el("td", {}, clock(a.at)),
+    el("td", {}, a.id),
+    el("td", {}, pill(a.state)),
+    el("td", {}, a.sent_by || a.by),
+    el("td", {}, (a.sinks || []).map((s) => `${s.sink}: ${s.result}`).join("; ") || "-"),
+    el("td", { class: "wrap" }, a.summary))));
+}
+
+function renderEvents(events) {
+  const list = events.slice(-MAX_EVENTS).reverse();
+  replaceRows("events", list.map((e) => el("tr", { "data-event": e.kind, "data-node": e.node },
+    el("td", {}, clock(e.at)),
+    el("td", {}, e.node),
+    el("td", {}, e.kind),
+    el("td", { class: "wrap" }, e.detail))));
+}
+
+function setStatus(state, text) {
+  const s = document.getElementById("status");
+  s.dataset.status = state;
+  s.textContent = text;
+}
+
+async function poll() {
+  try {
+    const overview = await getJson("/api/v1/overview");
+    const serverNow = Date.parse(overview.now);
+    serverSkewMs = isNaN(serverNow) ? 0 : serverNow - Date.now();
+    const nowMs = Date.now() + serverSkewMs;
+    document.getElementById("node").textContent = `— ${overview.node} (v${overview.version})`;
+    document.title = `nbwatch — ${overview.node}`;
+    const up = overview.members.filter((m) => m.state === "alive" || m.state === "suspect").length;
+    const failing = overview.services.filter((s) => s.state === "failed" || s.health === "critical").length;
+    const open = overview.incidents.length;
+    document.getElementById("summary").textContent =
+      `${up} of ${overview.members.length} members up · leader ${overview.leader || "none"} · ` +
+      `${failing} failing services · ${open} open incidents`;
+    renderMembers(overview, nowMs);
+    renderServices(overview, nowMs);
+    renderAlerts(overview);
+    const events = await getJson("/api/v1/events?since=24h").catch(() => []);
+    renderEvents(events);
+    setStatus("ok", "updated " + clock(new Date(nowMs).toISOString()));
+    if (chartTimer === null) refreshCharts();
+  } catch (e) {
+    setStatus("error", "cannot reach the daemon: " + e.message);
+  }
+}
+
+// ---- charts ----
+
+function hostCard(name) {
+  const id = "host-" + name;
+  let card = document.getElementById(id);
+  if (card) return card;
+  card = el("div", { class: "host", id, "data-host": name },
+    el("h3", {}, el("span", {}, name), el("span", { class: "state" })));
+  for (const m of METRICS) {
+    card.append(el("div", { class: "chart-title" }, el("span", {}, m.label), el("span", { class: "last" })));
+    const chart = svg("svg", { class: "chart " + m.cls, "data-chart": `${name}:${m.key}`, "data-points": "0",
+                                viewBox: "0 0 380 110", preserveAspectRatio: "none" });
+    card.append(chart);
+  }
+  document.getElementById("charts").append(card);
+  return card;
+}
+
+// A round number at or above v for the top of the y axis.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function drawChart(chart, points, metric, win, nowMs) {
+  const W = 380, H = 110, L = 34, R = 4, T = 6, B = 16;
+  chart.replaceChildren();
+  const end = nowMs, start = nowMs - win.ms;
+  const top = metric.max !== null ? metric.max : niceMax(Math.max(0, ...points.map((p) => p.v)) * 1.1);
+  const x = (t) => L + ((t - start) / (end - start)) * (W - L - R);
+  const y = (v) => T + (1 - v / top) * (H - T - B);
+  for (const f of [0, 0.5, 1]) {
+    chart.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) }));
+    chart.append(svg("text", { class: "axis", x: L - 3, y: y(top * f) + 3, "text-anchor": "end" },
+      (top * f).toFixed(top * f >= 10 || f === 0 ? 0 : 1)));
+  }
+  for (const f of [0, 0.5, 1]) {
+    const t = new Date(start + f * (end - start));
+    const label = win.ms > 86400e3
+      ? `${t.getMonth() + 1}/${t.getDate()}`
+      : `${String(t.getHours()).padStart(2, "0")}:${String(t.getMinutes()).padStart(2, "0")}`;
+    chart.append(svg("text", { class: "axis", x: x(start + f * (end - start)), y: H - 3,
+                               "text-anchor": f === 0 ? "start" : f === 1 ? "end" : "middle" }, label));
+  }
+  chart.dataset.points = String(points.length);
+  if (points.length === 0) {
+    chart.append(svg("text", { class: "empty", x: (L + W) / 2, y: H / 2, "text-anchor": "middle" }, "no samples in this window"));
+    return;
+  }
+  const coords = points.map((p) => `${x(p.t).toFixed(1)},${y(Math.min(p.v, top)).toFixed(1)}`);
+  const first = x(points[0].t).toFixed(1), last = x(points[points.length - 1].t).toFixed(1);
+  chart.append(svg("polygon", { class: "area", points: `${first},${y(0)} ${coords.join(" ")} ${last},${y(0)}` }));
+  chart.append(svg("polyline", { class: "line", points: coords.join(" ") }));
+  chart.append(svg("title", {}, `${metric.label}: ${points.length} points, last ${points[points.length - 1].v.toFixed(2)}${metric.unit}`));
+}
+
+async function refreshCharts() {
+  clearTimeout(chartTimer);
+  chartTimer = setTimeout(refreshCharts, CHART_POLL_MS);
+  const win = WINDOWS[windowName];
+  const hosts = members.slice(0, MAX_CHART_HOSTS);
+  for (const m of hosts) {
+    const card = hostCard(m.name);
+    card.classList.toggle("down", m.state === "down" || m.state === "left");
+    card.querySelector("h3 .state").replaceChildren(pill(m.state));
+    const lasts = card.querySelectorAll(".last");
+    for (const [i, metric] of METRICS.entries()) {
+      const chart = card.querySelector(`svg[data-chart="${CSS.escape(m.name + ":" + metric.key)}"]`);
+      const path = `/api/v1/history/${encodeURIComponent(m.name)}?metric=${metric.key}&since=${win.since}&step=${win.step}`;
+      let samples = [];
+      try {
+        samples = await getJson(path);
+      } catch (e) {
+        // Nothing recorded yet of a new host (or of this metric): an empty chart.
+      }
+      const points = samples.map((s) => ({ t: Date.parse(s.at), v: s.value }))
+        .filter((p) => !isNaN(p.t) && typeof p.v === "number");
+      drawChart(chart, points, metric, win, Date.now() + serverSkewMs);
+      const lastPoint = points[points.length - 1];
+      lasts[i].textContent = lastPoint ? lastPoint.v.toFixed(2) + metric.unit : "";
+    }
+  }
+  const known = new Set(hosts.map((m) => "host-" + m.name));
+  for (const card of [...document.querySelectorAll("#charts .host")]) {
+    if (!known.has(card.id)) card.remove();
+  }
+}
+
+for (const b of document.querySelectorAll("button[data-window]")) {
+  b.addEventListener("click", () => {
+    windowName = b.dataset.window;
+    history.replaceState(null, "", "#" + windowName);
+    showWindow();
+    refreshCharts();
+  });
+}
+
+function showWindow() {
+  for (const o of document.querySelectorAll("button[data-window]")) {
+    o.classList.toggle("active", o.dataset.window === windowName);
+  }
+}
+showWindow();
+
+poll();
+setInterval(poll, POLL_MS);

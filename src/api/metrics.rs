@@ -1,0 +1,463 @@
+//! `GET /metrics`: the node in the Prometheus text exposition format (version 0.0.4), so an
+//! existing Prometheus or VictoriaMetrics scrapes it without an exporter in between.
+//!
+//! Each node exports its own counters (gossip traffic, suspicions it raised, its services) and
+//! its view of the cluster (member states, the alert log). The rendering is a pure function
+//! of a [`Snapshot`], tested without a node; the handler only gathers the snapshot.
+
+use super::ApiError;
+use super::json;
+use super::routes::{Ctx, ask, ask_services_quick};
+use crate::election::leader;
+use crate::gossip::actor::{GossipMsg, StatsSnapshot};
+use crate::gossip::{MemberView, Status};
+use crate::store::schema::FILE_NAME;
+use crate::supervision::manager::ManagerMsg;
+use crate::supervision::status::{ServiceState, ServiceStatus};
+use crate::types::Time;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The content type Prometheus expects of the text format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(super) fn router() -> Router<Ctx> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// What one scrape reports.
+pub struct Snapshot {
+    pub stats: StatsSnapshot,
+    pub views: Vec<MemberView>,
+    /// This node's services; `None` while the supervisor is restarting (then no service
+    /// series are reported rather than a misleading empty set).
+    pub services: Option<Vec<ServiceStatus>>,
+    /// The history database's files and their sizes in bytes (absent files are left out).
+    pub store_files: Vec<(String, u64)>,
+    pub now: Time,
+}
+
+async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> {
+    let stats = ask(&ctx, GossipMsg::Stats).await?;
+    let views = ask(&ctx, GossipMsg::Members).await?;
+    let services = ask_services_quick(&ctx, ManagerMsg::List).await.ok();
+    let dir = ctx.data_dir.clone();
+    let store_files = tokio::task::spawn_blocking(move || store_files(&dir))
+        .await
+        .unwrap_or_default();
+    let snapshot = Snapshot {
+        stats,
+        views,
+        services,
+        store_files,
+        now: ctx.clock.now(),
+    };
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot)))
+}
+
+/// The database and its write-ahead log (which holds recent commits until a checkpoint).
+fn store_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    [FILE_NAME.to_string(), format!("{FILE_NAME}-wal")]
+        .into_iter()
+        .filter_map(|name| {
+            let len = std::fs::metadata(dir.join(&name)).ok()?.len();
+            Some((name, len))
+        })
+        .collect()
+}
+
+const MEMBER_STATES: [Status; 4] = [Status::Alive, Status::Suspect, Status::Down, Status::Left];
+const SERVICE_STATES: [ServiceState; 6] = [
+    ServiceState::Starting,
+    ServiceState::Running,
+    ServiceState::Stopping,
+    ServiceState::Stopped,
+    ServiceState::Restarting,
+    ServiceState::Failed,
+];
+const HEALTHS: [&str; 4] = ["ok", "warning", "critical", "unknown"];
+
+/// The exposition text of `s`.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = Exposition::default();
+    let me = s.stats.node.as_str();
+    let version = env!("CARGO_PKG_VERSION");
+    out.family(
+        "nbwatch_info",
+        "gauge",
+        "This node's name and version (always 1).",
+    );
+    out.sample("nbwatch_info", &[("node", me), ("version", version)], 1.0);
+    out.family(
+        "nbwatch_incarnation",
+        "gauge",
+        "This node's incarnation; it rises at every restart.",
+    );
+    out.sample("nbwatch_incarnation", &[], s.stats.incarnation.0 as f64);
+
+    // Members.
+    out.family(
+        "nbwatch_members",
+        "gauge",
+        "Members of the cluster by state, as this node sees them.",
+    );
+    for state in MEMBER_STATES {
+        let n = s.views.iter().filter(|m| m.status == state).count();
+        out.sample("nbwatch_members", &[("state", state.as_str())], n as f64);
+    }
+    out.family(
+        "nbwatch_member_up",
+        "gauge",
+        "1 while a member is alive or suspect, 0 once it is down or has left.",
+    );
+    for m in &s.views {
+        let up = matches!(m.status, Status::Alive | Status::Suspect);
+        out.sample("nbwatch_member_up", &[("node", m.name.as_str())], f(up));
+    }
+    out.family(
+        "nbwatch_member_last_heard_seconds",
+        "gauge",
+        "Seconds since this node last heard of each member's heartbeat.",
+    );
+    for m in &s.views {
+        let age = s.now.since(m.last_heard).as_secs_f64();
+        out.sample(
+            "nbwatch_member_last_heard_seconds",
+            &[("node", m.name.as_str())],
+            age,
+        );
+    }
+    out.family(
+        "nbwatch_is_leader",
+        "gauge",
+        "1 if this node leads its part of the cluster (it sends the alerts).",
+    );
+    let leads = leader(&s.views).is_some_and(|l| l.as_str() == me);
+    out.sample("nbwatch_is_leader", &[], f(leads));
+
+    // Gossip.
+    let g = &s.stats.stats;
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "nbwatch_gossip_sent_bytes_total",
+            "Bytes of gossip datagrams sent.",
+            g.bytes_sent,
+        ),
+        (
+            "nbwatch_gossip_sent_messages_total",
+            "Gossip datagrams sent.",
+            g.datagrams_sent,
+        ),
+        (
+            "nbwatch_gossip_received_bytes_total",
+            "Bytes of gossip datagrams received.",
+            g.bytes_received,
+        ),
+        (
+            "nbwatch_gossip_received_messages_total",
+            "Gossip datagrams received.",
+            g.datagrams_received,
+        ),
+        (
+            "nbwatch_suspicions_raised_total",
+            "Times this node suspected a member (after its probes and its helpers' failed).",
+            g.suspicions_raised,
+        ),
+        (
+            "nbwatch_refutations_total",
+            "Times this node refuted a suspicion of itself.",
+            g.refutations,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value as f64);
+    }
+    let name = "nbwatch_gossip_sent_kind_bytes_total";
+    out.family(name, "counter", "Bytes of gossip sent, by kind of message.");
+    for (kind, value) in [
+        ("syn", g.bytes_syn),
+        ("synack", g.bytes_synack),
+        ("ack", g.bytes_ack),
+        ("news", g.bytes_news),
+        ("probe", g.bytes_probe),
+    ] {
+        out.sample(name, &[("kind", kind)], value as f64);
+    }
+    let name = "nbwatch_gossip_dropped_messages_total";
+    out.family(
+        name,
+        "counter",
+        "Datagrams dropped unread: malformed, of a foreign cluster, or too large.",
+    );
+    for (reason, value) in [
+        ("malformed", g.dropped_malformed),
+        ("foreign", g.dropped_foreign),
+        ("oversized", g.dropped_oversized),
+    ] {
+        out.sample(name, &[("reason", reason)], value as f64);
+    }
+
+    // Services.
+    if let Some(services) = &s.services {
+        render_services(&mut out, services);
+    }
+
+    // Alerts.
+    render_alerts(&mut out, &json::alerts(&s.views));
+
+    // Store.
+    let name = "nbwatch_store_size_bytes";
+    out.family(
+        name,
+        "gauge",
+        "Size of the history database's files on disk.",
+    );
+    for (file, bytes) in &s.store_files {
+        out.sample(name, &[("file", file)], *bytes as f64);
+    }
+    out.text
+}
+
+fn render_services(out: &mut Exposition, services: &[ServiceStatus]) {
+    let name = "nbwatch_service_state";
+    out.family(
+        name,
+        "gauge",
+        "1 for the state each of this node's services is in, 0 for the others.",
+    );
+    for s in services {
+        for state in SERVICE_STATES {
+            let labels = [
+                ("service", s.name.as_str()),
+                ("tree", s.tree.as_str()),
+                ("state", state.as_str()),
+            ];
+            out.sample(name, &labels, f(s.state == state));
+        }
+    }
+    let name = "nbwatch_service_health";
+    out.family(
+        name,
+        "gauge",
+        "1 for the health of each service (the worst of its probes), 0 for the others.",
+    );
+    for s in services {
+        for health in HEALTHS {
+            let labels = [
+                ("service", s.name.as_str()),
+                ("tree", s.tree.as_str()),
+                ("health", health),
+            ];
+            out.sample(name, &labels, f(s.health == health));
+        }
+    }
+    let name = "nbwatch_service_restarts_total";
+    out.family(
+        name,
+        "counter",
+        "Restarts of each service since the daemon started it.",
+    );
+    for s in services {
+        let labels = [("service", s.name.as_str()), ("tree", s.tree.as_str())];
+        out.sample(name, &labels, f64::from(s.restarts));
+    }
+}
+
+/// Incidents by kind and stage, and the sinks' deliveries by kind, sink and result (`ok` or
+/// `failed`: the error text itself would make a new series per message).
+fn render_alerts(out: &mut Exposition, alerts: &Value) {
+    let mut incidents: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut deliveries: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
+    for a in alerts.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let text = |k: &str| a[k].as_str().unwrap_or("").to_string();
+        *incidents.entry((text("kind"), text("state"))).or_default() += 1;
+        for sink in a["sinks"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let result = if sink["result"] == "ok" {
+                "ok"
+            } else {
+                "failed"
+            };
+            let key = (
+                text("kind"),
+                sink["sink"].as_str().unwrap_or("").to_string(),
+                result,
+            );
+            *deliveries.entry(key).or_default() += 1;
+        }
+    }
+    let name = "nbwatch_alerts";
+    out.family(
+        name,
+        "gauge",
+        "Incidents in the cluster's alert log by kind and stage (claim, sending, sent).",
+    );
+    for ((kind, state), n) in &incidents {
+        out.sample(name, &[("kind", kind), ("state", state)], *n as f64);
+    }
+    let name = "nbwatch_alert_deliveries";
+    out.family(
+        name,
+        "gauge",
+        "Deliveries of the alert log's incidents to sinks, by kind, sink and result.",
+    );
+    for ((kind, sink, result), n) in &deliveries {
+        let labels = [("kind", kind.as_str()), ("sink", sink), ("result", result)];
+        out.sample(name, &labels, *n as f64);
+    }
+}
+
+fn f(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// Text being built: `# HELP` and `# TYPE` once per family, then its samples.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let _ = write!(self.text, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.text, " {}", number(value));
+    }
+}
+
+/// A sample value: integers without a fraction, NaN and infinities as the format spells them.
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Help texts escape backslash and newline.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::Stats;
+    use crate::types::{Incarnation, NodeName};
+
+    fn member(name: &str, status: Status) -> MemberView {
+        MemberView {
+            name: NodeName::from(name),
+            addr: "127.0.0.1:7710".parse().expect("addr"),
+            status,
+            incarnation: Incarnation(1),
+            last_heard: Time(1_000),
+            is_self: name == "a",
+            kv: Default::default(),
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            stats: StatsSnapshot {
+                node: NodeName::from("a"),
+                incarnation: Incarnation(4),
+                stats: Stats {
+                    bytes_sent: 1234,
+                    suspicions_raised: 2,
+                    ..Default::default()
+                },
+            },
+            views: vec![
+                member("a", Status::Alive),
+                member("b", Status::Down),
+                member("c\"x", Status::Alive),
+            ],
+            services: Some(vec![ServiceStatus {
+                name: "db".into(),
+                tree: "tv".into(),
+                state: ServiceState::Running,
+                pid: Some(7),
+                restarts: 3,
+                last_exit: None,
+                health: "ok".into(),
+                since: Time(0),
+            }]),
+            store_files: vec![("history.db".into(), 4096)],
+            now: Time(3_500),
+        }
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_samples_are_exact() {
+        let text = render(&snapshot());
+        for line in [
+            "nbwatch_members{state=\"alive\"} 2",
+            "nbwatch_members{state=\"down\"} 1",
+            "nbwatch_member_up{node=\"b\"} 0",
+            "nbwatch_member_last_heard_seconds{node=\"a\"} 2.5",
+            "nbwatch_gossip_sent_bytes_total 1234",
+            "nbwatch_suspicions_raised_total 2",
+            "nbwatch_incarnation 4",
+            "nbwatch_is_leader 1",
+            "nbwatch_service_state{service=\"db\",tree=\"tv\",state=\"running\"} 1",
+            "nbwatch_service_state{service=\"db\",tree=\"tv\",state=\"failed\"} 0",
+            "nbwatch_service_restarts_total{service=\"db\",tree=\"tv\"} 3",
+            "nbwatch_store_size_bytes{file=\"history.db\"} 4096",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // A quote in a label value is escaped.
+        assert!(
+            text.contains("nbwatch_member_up{node=\"c\\\"x\"} 1"),
+            "{text}"
+        );
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or("");
+                assert!(typed.insert(name.to_string()), "{name} typed twice");
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                assert!(typed.contains(name), "{name} sampled before its TYPE");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_format_spells_them() {
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(escape_label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
+    }
+}

@@ -1,0 +1,643 @@
+//! What an operator sees, end to end: real `nbwatch run` processes on loopback, the dashboard
+//! loaded in a real headless Chromium (Debian's `chromium`), `/metrics` read by a real parser
+//! of the Prometheus text format, and `nbwatch status` run as a user would.
+//!
+//! The browser is driven without a driver protocol: `chromium --headless --dump-dom` loads the
+//! page, runs its script for a few seconds of virtual time and prints the resulting DOM, which
+//! the test reads through the `data-*` attributes the page puts on rows and charts. Each check
+//! is repeated until it holds or a deadline passes. The screenshot of the last state is kept
+//! at `target/test-artifacts/dashboard.png` (next to the build's `tmp` folder).
+
+use nbwatch::client::get_json;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nbwatch");
+/// For a cluster to form, a node to be declared down, a page to show it.
+const DEADLINE: Duration = Duration::from_secs(30);
+const HTTP: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(200);
+/// The browser, unless `CHROMIUM` names another.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Polls `check` until it returns `Ok` or `deadline` passes; then panics with `what` and the
+/// last thing `check` observed.
+async fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= end => {
+                panic!("timed out after {deadline:?} waiting until {what}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// One `nbwatch run` process with its own config, data dir and log.
+struct Node {
+    name: String,
+    gossip: SocketAddr,
+    api: SocketAddr,
+    log: PathBuf,
+    child: Child,
+}
+
+/// Nodes of one test in one tempdir; dropping it kills them, and a failing test prints the
+/// tail of each log.
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+/// A port free for UDP and TCP (gossip) and one for TCP (API), released right before the
+/// spawn. Losing one to another process in between makes the daemon exit; the start retries.
+fn free_ports() -> (SocketAddr, SocketAddr) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP port 0");
+        let gossip = udp.local_addr().expect("UDP address");
+        if TcpListener::bind(gossip).is_err() {
+            continue;
+        }
+        let api = TcpListener::bind("127.0.0.1:0").expect("bind TCP port 0");
+        return (gossip, api.local_addr().expect("TCP address"));
+    }
+    panic!("found no port free for both UDP and TCP in 50 tries");
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            nodes: Vec::new(),
+        }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Starts `name` (joining through `seed`) with `extra` appended to its config, and waits
+    /// until its API lists it.
+    async fn start(&mut self, name: &str, seed: Option<SocketAddr>, extra: &str) -> usize {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let log = self.path(&format!("{name}.log"));
+        for attempt in 1..=3 {
+            let (gossip, api) = free_ports();
+            let seeds = seed.map_or(String::new(), |s| {
+                format!("seeds = [{}]\n", quote(&s.to_string()))
+            });
+            let config = self.path(&format!("{name}.toml"));
+            let text = format!(
+                "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}\
+                 [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{extra}",
+                quote(name),
+                quote(&self.path(name).to_string_lossy()),
+                quote(&gossip.to_string()),
+                quote(&api.to_string()),
+            );
+            std::fs::write(&config, text).expect("write the config");
+            let out = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("open the log");
+            let mut command = Command::new(BIN);
+            command
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("clone the log"))
+                .stderr(out);
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("NBWATCH_") {
+                    command.env_remove(key);
+                }
+            }
+            let child = command.spawn().expect("spawn nbwatch run");
+            self.nodes.push(Node {
+                name: name.to_string(),
+                gossip,
+                api,
+                log: log.clone(),
+                child,
+            });
+            let i = self.nodes.len() - 1;
+            let answered = wait_for(
+                &format!("{name} answers on {api} or exits"),
+                DEADLINE,
+                async || {
+                    if let Some(status) = self.nodes[i].child.try_wait().expect("try_wait") {
+                        return Ok(Err(status));
+                    }
+                    match get_json(api, "/api/v1/members", HTTP).await {
+                        Ok(Value::Array(m)) if m.iter().any(|m| m["name"] == name) => Ok(Ok(())),
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
+            .await;
+            match answered {
+                Ok(()) => return i,
+                Err(status) if attempt < 3 => {
+                    eprintln!("{name} exited at start ({status}); trying new ports");
+                    self.nodes.pop();
+                }
+                Err(status) => panic!("{name} exited at start: {status}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// `names`: the first starts the cluster, the others join it; waits until the first
+    /// sees every one alive.
+    async fn start_all(&mut self, names: &[(&str, &str)]) {
+        let mut seed = None;
+        for (name, extra) in names {
+            let i = self.start(name, seed, extra).await;
+            seed.get_or_insert(self.nodes[i].gossip);
+        }
+        let api = self.nodes[0].api;
+        let want: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+        wait_for(&format!("{want:?} are alive"), DEADLINE, async || {
+            let states = member_states(api).await?;
+            let all = want
+                .iter()
+                .all(|n| states.get(*n).map(String::as_str) == Some("alive"));
+            if all {
+                Ok(())
+            } else {
+                Err(format!("{states:?}"))
+            }
+        })
+        .await;
+    }
+
+    fn kill9(&mut self, name: &str) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .expect("node");
+        node.child.kill().expect("kill");
+        node.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(30)..];
+                eprintln!("---- {} ----\n{}", node.log.display(), tail.join("\n"));
+            }
+        }
+    }
+}
+
+/// Each member's state as the daemon at `api` reports it.
+async fn member_states(api: SocketAddr) -> Result<HashMap<String, String>, String> {
+    match get_json(api, "/api/v1/members", HTTP).await {
+        Ok(Value::Array(members)) => Ok(members
+            .iter()
+            .map(|m| {
+                let s = |k: &str| m[k].as_str().unwrap_or("?").to_string();
+                (s("name"), s("state"))
+            })
+            .collect()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+// ---- the browser ----
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from);
+    assert!(
+        path.exists(),
+        "no browser at {}: install Debian's chromium (apt-get install chromium) or set CHROMIUM",
+        path.display()
+    );
+    path
+}
+
+/// Runs headless Chromium on `url` with `args`, its profile in `profile`; returns stdout.
+/// The page's script runs for `VIRTUAL_MS` of virtual time (network waits do not count), so
+/// its first poll and its charts' first fetches are done when the DOM is printed.
+async fn browse(profile: &Path, url: &str, args: &[&str]) -> Result<String, String> {
+    const VIRTUAL_MS: &str = "--virtual-time-budget=3000";
+    let mut command = tokio::process::Command::new(chromium());
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-extensions",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(VIRTUAL_MS)
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let run = tokio::time::timeout(Duration::from_secs(30), command.output());
+    let out = run
+        .await
+        .map_err(|_| "chromium did not finish within 30 s".to_string())?
+        .map_err(|e| format!("cannot run chromium: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("chromium failed ({}): {err}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The attributes of every element of `dom` that has attribute `marker`, in page order.
+/// The DOM is Chromium's serialization: attributes as `name="value"` with `&quot;`, `&amp;`,
+/// `&lt;`, `&gt;` escaped.
+fn elements(dom: &str, marker: &str) -> Vec<HashMap<String, String>> {
+    let needle = format!(" {marker}=\"");
+    let mut out = Vec::new();
+    let mut rest = dom;
+    while let Some(at) = rest.find(&needle) {
+        let start = rest[..at].rfind('<').unwrap_or(0);
+        let end = at + rest[at..].find('>').unwrap_or(rest.len() - at);
+        let tag = &rest[start..end];
+        let mut attrs = HashMap::new();
+        let mut t = tag;
+        while let Some(eq) = t.find("=\"") {
+            let name = t[..eq].rsplit(' ').next().unwrap_or("").to_string();
+            let value_end = t[eq + 2..].find('"').map_or(t.len(), |e| eq + 2 + e);
+            let value = t[eq + 2..value_end]
+                .replace("&quot;", "\"")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&");
+            attrs.insert(name, value);
+            t = &t[(value_end + 1).min(t.len())..];
+        }
+        out.push(attrs);
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// What the page shows: each member row's state, and each chart's number of points.
+struct Page {
+    members: HashMap<String, String>,
+    charts: HashMap<String, usize>,
+    status: String,
+}
+
+async fn load(profile: &Path, url: &str) -> Result<Page, String> {
+    let dom = browse(profile, url, &["--dump-dom"]).await?;
+    let attr = |e: &HashMap<String, String>, k: &str| e.get(k).cloned().unwrap_or_default();
+    Ok(Page {
+        members: elements(&dom, "data-member")
+            .iter()
+            .map(|e| (attr(e, "data-member"), attr(e, "data-state")))
+            .collect(),
+        charts: elements(&dom, "data-chart")
+            .iter()
+            .map(|e| {
+                let points = attr(e, "data-points").parse().unwrap_or(0);
+                (attr(e, "data-chart"), points)
+            })
+            .collect(),
+        status: elements(&dom, "data-status")
+            .first()
+            .map(|e| attr(e, "data-status"))
+            .unwrap_or_default(),
+    })
+}
+
+/// Where the screenshot is kept: `<target>/test-artifacts/`.
+fn artifacts() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.parent().unwrap_or(tmp).join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create the artifacts folder");
+    dir
+}
+
+/// The width and height of a PNG file, from its IHDR chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&bytes[16..20]), be(&bytes[20..24])))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_down() {
+    let mut cluster = Cluster::new();
+    cluster
+        .start_all(&[("n1", ""), ("n2", ""), ("n3", "")])
+        .await;
+    let profile = cluster.path("chromium");
+    let url = format!("http://{}/", cluster.nodes[0].api);
+
+    let names = ["n1", "n2", "n3"];
+    wait_for(
+        "the page shows three live members and a chart with data for each",
+        DEADLINE,
+        async || {
+            let page = load(&profile, &url).await?;
+            let alive = names
+                .iter()
+                .all(|n| page.members.get(*n).map(String::as_str) == Some("alive"));
+            let charted = names.iter().all(|n| {
+                page.charts
+                    .get(&format!("{n}:load1"))
+                    .is_some_and(|p| *p >= 2)
+                    && page
+                        .charts
+                        .get(&format!("{n}:mem_used_pct"))
+                        .is_some_and(|p| *p >= 2)
+            });
+            if alive && charted && page.status == "ok" && page.members.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "members {:?}, charts {:?}, status {}",
+                    page.members, page.charts, page.status
+                ))
+            }
+        },
+    )
+    .await;
+
+    cluster.kill9("n3");
+    let page = wait_for("the page shows n3 down", DEADLINE, async || {
+        let page = load(&profile, &url).await?;
+        match page.members.get("n3").map(String::as_str) {
+            Some("down") => Ok(page),
+            other => Err(format!("n3 is {other:?}; members {:?}", page.members)),
+        }
+    })
+    .await;
+    // The survivors are still up, and the dead host's past is still charted.
+    assert_eq!(page.members.get("n1").map(String::as_str), Some("alive"));
+    assert_eq!(page.members.get("n2").map(String::as_str), Some("alive"));
+    assert!(
+        page.charts.get("n3:load1").is_some_and(|p| *p >= 2),
+        "the history of n3 is gone from the page: {:?}",
+        page.charts
+    );
+
+    // The screenshot shows the last ten minutes, where a fresh cluster's lines are.
+    let shot = artifacts().join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let arg = format!("--screenshot={}", shot.display());
+    browse(
+        &profile,
+        &format!("{url}#10m"),
+        &[&arg, "--window-size=1280,900"],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("screenshot: {e}"));
+    let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert_eq!(png_size(&bytes), Some((1280, 900)), "{}", shot.display());
+    assert!(
+        bytes.len() > 20_000,
+        "a blank screenshot? {} bytes",
+        bytes.len()
+    );
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+/// A tree whose `broken` service exits at once: one restart is allowed, the second exit makes
+/// the tree give up (a `service_failed` incident); `steady` keeps running until then.
+const FAILING_TREE: &str = r#"
+name = "demo"
+strategy = "one_for_one"
+intensity = 1
+period = "1m"
+[[children]]
+name = "steady"
+command = ["sleep", "600"]
+[[children]]
+name = "broken"
+command = ["sh", "-c", "exit 7"]
+"#;
+
+/// `GET /metrics` of `api`, parsed by `prometheus-parse`.
+async fn scrape(api: SocketAddr) -> Result<prometheus_parse::Scrape, String> {
+    let body = raw_get(api, "/metrics").await?;
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).map_err(|e| format!("unparsable metrics: {e}\n{body}"))
+}
+
+/// A plain-text GET (the client library reads JSON only).
+async fn raw_get(api: SocketAddr, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(api)
+        .await
+        .map_err(|e| format!("{api}: {e}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    tokio::time::timeout(HTTP, stream.read_to_string(&mut response))
+        .await
+        .map_err(|_| format!("{path} did not answer"))?
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("no header end")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("{path}: {head}"));
+    }
+    if !head
+        .to_ascii_lowercase()
+        .contains("content-type: text/plain; version=0.0.4")
+    {
+        return Err(format!("{path}: not the Prometheus text format: {head}"));
+    }
+    Ok(body.to_string())
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_status_names_what_is_wrong() {
+    let mut cluster = Cluster::new();
+    let trees = cluster.path("trees");
+    std::fs::create_dir_all(&trees).expect("trees folder");
+    std::fs::write(trees.join("demo.toml"), FAILING_TREE).expect("write the tree");
+    let supervised = format!(
+        "[supervision]\ntrees = {}\n",
+        toml::Value::String(trees.to_string_lossy().into_owned())
+    );
+    cluster
+        .start_all(&[("n1", &supervised), ("n2", ""), ("n3", "")])
+        .await;
+    let api = cluster.nodes[0].api;
+
+    // The tree gives up on `broken`; the leader (n1) alerts it.
+    let scrape1 = wait_for("n1's metrics show broken failed", DEADLINE, async || {
+        let s = scrape(api).await?;
+        let failed = [("service", "broken"), ("state", "failed")];
+        match sample(&s, "nbwatch_service_state", &failed) {
+            Some(1.0) => Ok(s),
+            other => Err(format!("broken failed = {other:?}")),
+        }
+    })
+    .await;
+    let restarts = sample(
+        &scrape1,
+        "nbwatch_service_restarts_total",
+        &[("service", "broken")],
+    );
+    assert!(restarts.is_some_and(|r| r >= 1.0), "restarts {restarts:?}");
+    assert_eq!(
+        sample(&scrape1, "nbwatch_members", &[("state", "alive")]),
+        Some(3.0)
+    );
+    assert_eq!(sample(&scrape1, "nbwatch_is_leader", &[]), Some(1.0));
+    let sent = sample(&scrape1, "nbwatch_gossip_sent_bytes_total", &[]);
+    assert!(sent.is_some_and(|b| b > 0.0), "gossip bytes sent {sent:?}");
+    let db = sample(
+        &scrape1,
+        "nbwatch_store_size_bytes",
+        &[("file", "history.db")],
+    );
+    assert!(db.is_some_and(|b| b > 0.0), "history.db size {db:?}");
+    let types: HashMap<&str, &str> = [
+        ("nbwatch_gossip_sent_bytes_total", "counter"),
+        ("nbwatch_members", "gauge"),
+        ("nbwatch_service_restarts_total", "counter"),
+    ]
+    .into();
+    for (name, kind) in types {
+        let doc = scrape1.docs.get(name);
+        assert!(doc.is_some_and(|d| !d.is_empty()), "no HELP for {name}");
+        let sampled = scrape1.samples.iter().find(|s| s.metric == name);
+        let typed = sampled.map(|s| match s.value {
+            prometheus_parse::Value::Counter(_) => "counter",
+            prometheus_parse::Value::Gauge(_) => "gauge",
+            _ => "other",
+        });
+        assert_eq!(typed, Some(kind), "{name}");
+    }
+
+    // A node dies: n1 counts it down, and `status` names it, the failing service and both
+    // incidents, and exits 3.
+    cluster.kill9("n3");
+    let scrape2 = wait_for("n1's metrics show n3 down", DEADLINE, async || {
+        let s = scrape(api).await?;
+        match sample(&s, "nbwatch_member_up", &[("node", "n3")]) {
+            Some(0.0) => Ok(s),
+            other => Err(format!("n3 up = {other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        sample(&scrape2, "nbwatch_members", &[("state", "down")]),
+        Some(1.0)
+    );
+    let output = wait_for(
+        "status shows both incidents alerted",
+        DEADLINE,
+        async || {
+            let out = tokio::process::Command::new(BIN)
+                .args(["status", "--api", &api.to_string()])
+                .env("NO_COLOR", "1")
+                .output()
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let alerted = |id: &str| {
+                text.lines()
+                    .any(|l| l.starts_with(id) && l.contains(" yes "))
+            };
+            if alerted("node_down:n3:") && alerted("service_failed:n1:broken:") {
+                Ok((out.status.code(), text))
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    let (code, text) = output;
+    assert_eq!(
+        code,
+        Some(3),
+        "status exits 3 when something needs a person:\n{text}"
+    );
+    assert!(text.starts_with("node n1 (nbwatch "), "{text}");
+    assert!(text.contains("members 2 of 3 up"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("n3 ") && l.contains(" down ")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("n1 ") && l.contains(" broken ") && l.contains(" failed ")),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "NO_COLOR: {text:?}");
+    // The tree gave up as a whole: `steady` failed with `broken`, one incident each.
+    let scrape3 = scrape(api).await.unwrap_or_else(|e| panic!("{e}"));
+    let failed_alerts = sample(
+        &scrape3,
+        "nbwatch_alerts",
+        &[("kind", "service_failed"), ("state", "sent")],
+    );
+    assert_eq!(failed_alerts, Some(2.0));
+    let down_alerts = sample(
+        &scrape3,
+        "nbwatch_alerts",
+        &[("kind", "node_down"), ("state", "sent")],
+    );
+    assert_eq!(down_alerts, Some(1.0));
+}
+
+#[test]
+fn elements_are_read_with_their_attributes_unescaped() {
+    let dom = r#"<tr data-member="a&amp;b" data-state="alive"><td>x</td></tr>
+        <svg class="chart" data-chart="a:load1" data-points="12"></svg>"#;
+    let members = elements(dom, "data-member");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0]["data-member"], "a&b");
+    assert_eq!(members[0]["data-state"], "alive");
+    let charts = elements(dom, "data-chart");
+    assert_eq!(charts[0]["data-points"], "12");
+    assert_eq!(charts[0]["class"], "chart");
+}
