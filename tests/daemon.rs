@@ -150,6 +150,11 @@ impl Node {
         std::fs::write(&self.config, text).expect("write the config");
     }
 
+    /// The node's API token file (created by the daemon at its first start).
+    fn token_file(&self) -> String {
+        self.data_dir.join("api.token").to_string_lossy().to_string()
+    }
+
     fn pid(&self) -> Pid {
         let child = self.child.as_ref().expect("the node is running");
         Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
@@ -981,6 +986,7 @@ async fn the_cli_lists_restarts_stops_and_starts_services_and_a_killed_one_comes
     let i = cluster.start("svc1", Vec::new()).await;
     let api = cluster.nodes[i].api;
     let api_s = api.to_string();
+    let tok = cluster.nodes[i].token_file();
     let first = running_pid(api, "app", None).await;
 
     let json = client(&["services", "--json", "--api", &api_s], &[]).await;
@@ -1020,20 +1026,20 @@ async fn the_cli_lists_restarts_stops_and_starts_services_and_a_killed_one_comes
         "{recorded:?}"
     );
 
-    let restart = client(&["restart", "app", "--api", &api_s], &[]).await;
+    let restart = client(&["restart", "app", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert!(restart.status.success(), "{restart:?}");
     let third = running_pid(api, "app", Some(second)).await;
     assert!(!process_alive(second));
 
-    let stop = client(&["stop", "app", "--api", &api_s], &[]).await;
+    let stop = client(&["stop", "app", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert!(stop.status.success(), "{stop:?}");
     assert!(text(&stop.stdout).contains("app: stopped"), "{stop:?}");
     assert!(!process_alive(third));
-    let start = client(&["start", "app", "--api", &api_s], &[]).await;
+    let start = client(&["start", "app", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert!(start.status.success(), "{start:?}");
     running_pid(api, "app", Some(third)).await;
 
-    let unknown = client(&["restart", "nosuch", "--api", &api_s], &[]).await;
+    let unknown = client(&["restart", "nosuch", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
     assert!(
         text(&unknown.stderr).contains("no service \"nosuch\""),
@@ -1137,7 +1143,8 @@ async fn sighup_and_the_reload_command_apply_new_trees_and_refuse_invalid_ones()
 
     write_tree(&cluster, "c", "name = \"c\"\nintensity = -1\n");
     let api_s = api.to_string();
-    let refused = client(&["reload", "--api", &api_s], &[]).await;
+    let tok = cluster.nodes[i].token_file();
+    let refused = client(&["reload", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     let stderr = text(&refused.stderr);
     assert!(
@@ -1149,7 +1156,7 @@ async fn sighup_and_the_reload_command_apply_new_trees_and_refuse_invalid_ones()
 
     std::fs::remove_file(cluster.dir.path().join("supervisors/c.toml")).expect("rm");
     std::fs::remove_file(cluster.dir.path().join("supervisors/a.toml")).expect("rm");
-    let reload = client(&["reload", "--api", &api_s], &[]).await;
+    let reload = client(&["reload", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert!(reload.status.success(), "{reload:?}");
     assert!(text(&reload.stdout).contains("stopped: a"), "{reload:?}");
     wait_for("a-svc is gone", PROCESS_DEADLINE, async || {
@@ -1295,6 +1302,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
     // A silenced node's death pages no one: the test alert requested after it is down goes
     // out, the silenced incident does not.
     let api = cluster.nodes[cluster.index("n2")].api.to_string();
+    let tok = cluster.nodes[cluster.index("n2")].token_file();
     let silenced = client(
         &[
             "silence",
@@ -1305,6 +1313,8 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
             "planned reboot",
             "--api",
             &api,
+            "--token-file",
+            &tok,
         ],
         &[],
     )
@@ -1337,7 +1347,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
         })
         .await;
     }
-    let test = client(&["alerts", "test", "--api", &api], &[]).await;
+    let test = client(&["alerts", "test", "--api", &api, "--token-file", &tok], &[]).await;
     assert!(test.status.success(), "{test:?}");
     assert_eq!(sunk_ids(&file, "test:n2:").len(), 1, "{:#?}", sunk(&file));
     assert!(
@@ -1398,8 +1408,9 @@ async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
         assert_eq!(alerts[0]["status"], "firing");
     }
     std::fs::remove_file(&flag).expect("rm flag");
-    for api in &apis {
-        let started = client(&["start", "crashy", "--api", &api.to_string()], &[]).await;
+    for node in &cluster.nodes {
+        let (api, tok) = (node.api.to_string(), node.token_file());
+        let started = client(&["start", "crashy", "--api", &api, "--token-file", &tok], &[]).await;
         assert!(started.status.success(), "{started:?}");
     }
     for node in ["n1", "n2", "n3"] {
