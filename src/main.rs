@@ -401,8 +401,13 @@ async fn keys(
                     .with_context(|| format!("cannot read the key file {file}"))?,
                 None => key,
             };
-            let key = key.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-            ("install", serde_json::json!({ "key": key.unwrap_or("").trim() }))
+            let key = key
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            (
+                "install",
+                serde_json::json!({ "key": key.unwrap_or("").trim() }),
+            )
         }
         KeysAction::Use { id } => ("use", serde_json::json!({ "id": id })),
         KeysAction::Remove { id } => ("remove", serde_json::json!({ "id": id })),
@@ -426,7 +431,11 @@ fn print_keys(value: &serde_json::Value) {
         return;
     }
     for key in value["keys"].as_array().into_iter().flatten() {
-        let primary = if key["primary"] == true { "  primary" } else { "" };
+        let primary = if key["primary"] == true {
+            "  primary"
+        } else {
+            ""
+        };
         println!("{}{primary}", key["id"].as_str().unwrap_or("?"));
     }
 }
@@ -519,9 +528,15 @@ async fn act(
     }
     let path = format!("/api/v1/services/{service}/{action}");
     eprintln!("{action}: {service} ...");
-    let value = client::post_json(addr, &path, &serde_json::json!({}), token.as_deref(), COMMAND_TIMEOUT)
-        .await
-        .map_err(client::explain)?;
+    let value = client::post_json(
+        addr,
+        &path,
+        &serde_json::json!({}),
+        token.as_deref(),
+        COMMAND_TIMEOUT,
+    )
+    .await
+    .map_err(client::explain)?;
     let state = value["status"]["state"].as_str().unwrap_or("unknown");
     let pid = value["status"]["pid"]
         .as_u64()
@@ -668,9 +683,15 @@ async fn silence(
     let token = bearer(path.as_deref());
     let addr = api_addr(api, path)?;
     let body = serde_json::json!({ "target": target, "for": duration, "reason": reason });
-    let answer = client::post_json(addr, "/api/v1/silences", &body, token.as_deref(), CLIENT_TIMEOUT)
-        .await
-        .map_err(client::explain)?;
+    let answer = client::post_json(
+        addr,
+        "/api/v1/silences",
+        &body,
+        token.as_deref(),
+        CLIENT_TIMEOUT,
+    )
+    .await
+    .map_err(client::explain)?;
     println!(
         "{target}: silenced until {}",
         answer["until"].as_str().unwrap_or("?")

@@ -260,7 +260,14 @@ fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig
         Some(name)
     });
     GossipConfig {
-        listen: read(w, s, "gossip", "listen", default_listen, Walker::socket_addr),
+        listen: read(
+            w,
+            s,
+            "gossip",
+            "listen",
+            default_listen,
+            Walker::socket_addr,
+        ),
         advertise: read(w, s, "gossip", "advertise", None, |w, v, key| {
             optional(w, v, key, Walker::socket_addr)
         }),

@@ -9,10 +9,10 @@
 
 use crate::alert::actor::AlertMsg;
 use crate::gossip::actor::GossipMsg;
+use crate::secure::Gate;
 use crate::store::StoreMsg;
 use crate::supervision::manager::ManagerMsg;
 use crate::watch::actor::WatchMsg;
-use crate::secure::Gate;
 use ractor::ActorRef;
 use std::sync::{Arc, RwLock};
 

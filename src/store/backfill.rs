@@ -249,10 +249,12 @@ pub async fn fetch(
     let mut fetched = Fetched::default();
     while !(samples_done && events_done) {
         let frame = Frame::HistoryRequest(request.clone());
-        let answer =
-            tokio::time::timeout(PAGE_TIMEOUT, crate::gossip::actor::net::ask(gate, peer, &frame))
-                .await
-                .map_err(|_| format!("no page within {PAGE_TIMEOUT:?}"))??;
+        let answer = tokio::time::timeout(
+            PAGE_TIMEOUT,
+            crate::gossip::actor::net::ask(gate, peer, &frame),
+        )
+        .await
+        .map_err(|_| format!("no page within {PAGE_TIMEOUT:?}"))??;
         let Frame::HistoryPage(page) = answer else {
             return Err("the peer answered something else than a history page".into());
         };

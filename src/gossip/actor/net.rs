@@ -186,7 +186,13 @@ pub(crate) async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Resul
         .write_all(&bytes)
         .await
         .map_err(|e| format!("cannot send: {e}"))?;
-    let sealed = read_frame(&mut stream, MAX_FRAME + OVERHEAD).await?;
+    let sealed = read_frame(&mut stream, MAX_FRAME + OVERHEAD)
+        .await
+        .map_err(|why| match gate.is_encrypted() {
+            // A node refuses a request it cannot open by closing without a word.
+            true => format!("{why} (a peer without our cluster key closes without answering)"),
+            false => why,
+        })?;
     let body = gate.open_answer(seed, &binding, &sealed).ok_or_else(|| {
         "the answer failed authentication (does the peer have the cluster key?)".to_string()
     })?;
