@@ -403,6 +403,18 @@ pub fn load_with_env(
     load_inner(path, env, host::host_name())
 }
 
+/// Parses the bytes of a config file as if read from `path` (only to name it in problems and
+/// to resolve relative paths), with `env` as the environment: the fuzz target's way in.
+pub fn parse_bytes(
+    path: &Path,
+    bytes: &[u8],
+    env: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    let text = sections::decode_text(path, bytes)?;
+    let merged = sections::merge(Some(path), Some(&text), env)?;
+    sections::build(&merged, Some(path), Some("fuzz".into()))
+}
+
 /// [`load_with_env`] with the host name injected (`None`: it cannot be determined).
 fn load_inner(
     path: Option<&Path>,

@@ -1627,7 +1627,7 @@ fn hostile(
         3 => outsider.seal_datagram(&ping_from("n2", i as u32)),
         // Sealed by a key holder but malformed inside: decoding after decryption must hold.
         _ => {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 bytes.splice(0..0, b"NBW\x01".iter().copied());
             }
             bytes.truncate(nbwatch::wire::MAX_DATAGRAM + 8);

@@ -27,7 +27,20 @@ pub(super) fn read_file(path: &Path) -> Result<String, ConfigErrors> {
             format!("cannot read the file: {e}"),
         )
     })?;
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    decode_text(path, &bytes)
+}
+
+/// The text of a config file's bytes (`path` names it in problems), syntax-checked.
+pub(super) fn decode_text(path: &Path, bytes: &[u8]) -> Result<String, ConfigErrors> {
+    let whole_file = |kind, message| {
+        ConfigErrors(vec![Problem {
+            file: path.display().to_string(),
+            key: String::new(),
+            kind,
+            message,
+        }])
+    };
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let text = String::from_utf8(bytes.to_vec()).map_err(|e| {
         whole_file(
             ProblemKind::Unreadable,

@@ -314,3 +314,25 @@ proptest! {
         prop_assert!(gate.open_datagram(addr(), &bytes).is_none());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// After decryption: whatever a key holder sealed opens unchanged, and the wire decoder
+    /// takes it without panicking.
+    #[test]
+    fn sealed_random_payloads_open_unchanged_and_never_panic_the_decoder(
+        payload in proptest::collection::vec(any::<u8>(), 0..1400),
+        magic in any::<bool>(),
+    ) {
+        let ring = Keyring::single(key(4));
+        let (a, b) = (Gate::keyed("c", "a", ring.clone(), None), Gate::keyed("c", "b", ring, None));
+        let mut payload = payload;
+        if magic {
+            payload.splice(0..0, crate::wire::MAGIC);
+        }
+        let opened = b.open_datagram(addr(), &a.seal_datagram(&payload));
+        prop_assert_eq!(opened.as_deref(), Some(&payload[..]));
+        let _ = crate::wire::decode(&payload);
+    }
+}
