@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     }
     bytes.extend_from_slice(rest);
     let ring = Keyring::single(KEY.clone());
-    for kind in [frame::Kind::Datagram, frame::Kind::Request, frame::Kind::Answer] {
+    for kind in [
+        frame::Kind::Datagram,
+        frame::Kind::Request,
+        frame::Kind::Answer,
+    ] {
         assert!(frame::open(&ring, "fuzz", kind, &[], &bytes).is_err());
     }
     let gate = Gate::keyed("fuzz", "me", ring, None);

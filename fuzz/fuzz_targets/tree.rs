@@ -9,6 +9,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut problems = Vec::new();
-    let tree = nbwatch::supervision::spec::parse_tree(Path::new("/fuzz/tv.toml"), text, &mut problems);
-    assert!(tree.is_some() || !problems.is_empty(), "refused without saying why");
+    let tree =
+        nbwatch::supervision::spec::parse_tree(Path::new("/fuzz/tv.toml"), text, &mut problems);
+    assert!(
+        tree.is_some() || !problems.is_empty(),
+        "refused without saying why"
+    );
 });
