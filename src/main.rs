@@ -310,7 +310,11 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let trees = nbwatch::supervision::spec::load_trees(&config.supervision.trees);
     let probes = nbwatch::probe::plugins::load_host_probes(&config.metrics.probes);
     // The keyring is part of the config too: a node with an unreadable key does not start.
-    let key = config.gossip.key_file.as_deref().map(nbwatch::secure::Keyring::load);
+    let key = config
+        .gossip
+        .key_file
+        .as_deref()
+        .map(nbwatch::secure::Keyring::load);
     if let Some(Err(e)) = &key {
         eprintln!("{e}");
     }

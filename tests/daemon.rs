@@ -1528,18 +1528,14 @@ async fn a_node_with_the_wrong_key_is_refused_and_changes_nothing() {
     cluster.key = Some(nbwatch::secure::Key::generate().encode());
     let intruder = cluster.start("intruder", vec![n1]).await;
     let api = cluster.nodes[0].api;
-    wait_for(
-        "n1 drops the intruder's frames",
-        DEADLINE,
-        async || {
-            let seen = counter(&stats(api).await?, "dropped_auth");
-            if seen >= dropped + 3 {
-                Ok(())
-            } else {
-                Err(format!("dropped_auth {seen}"))
-            }
-        },
-    )
+    wait_for("n1 drops the intruder's frames", DEADLINE, async || {
+        let seen = counter(&stats(api).await?, "dropped_auth");
+        if seen >= dropped + 3 {
+            Ok(())
+        } else {
+            Err(format!("dropped_auth {seen}"))
+        }
+    })
     .await;
     let mut after = views(&cluster).await;
     let intruder_view = after.remove(intruder);
