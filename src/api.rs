@@ -10,8 +10,10 @@ mod control;
 mod dashboard;
 mod history;
 pub mod json;
+mod keys;
 mod metrics;
 mod routes;
+pub mod token;
 
 use crate::node::directory::{AbortOnDrop, Directory};
 use crate::types::Clock;
@@ -74,6 +76,8 @@ pub struct ApiArgs {
     pub clock: Clock,
     /// Where the history database is (read by the events and history routes).
     pub data_dir: std::path::PathBuf,
+    /// What every request that changes something must bear ([`token`]).
+    pub token: std::sync::Arc<String>,
 }
 
 pub struct ApiState {
@@ -103,7 +107,11 @@ impl Actor for ApiActor {
             directory: args.directory,
             clock: args.clock,
             data_dir: args.data_dir,
-        });
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            args.token,
+            token::require,
+        ));
         let server = tokio::spawn(async move {
             let why = match axum::serve(args.listener, app).await {
                 Ok(()) => "the server stopped".to_string(),

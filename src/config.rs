@@ -37,9 +37,14 @@ use std::time::Duration;
 pub use files::{toml_files, toml_table};
 pub use host::first_non_loopback_ipv4;
 
-/// `gossip.listen` when not set.
+/// `gossip.listen` when not set and gossip is sealed (`gossip.key_file`) or plaintext on
+/// purpose (`gossip.insecure`): every interface.
 pub const DEFAULT_GOSSIP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7710));
+/// `gossip.listen` when not set otherwise: loopback, since plaintext gossip must not reach
+/// the network unless asked for (DESIGN §9). A node on built-in defaults still runs.
+pub const DEFAULT_PLAINTEXT_GOSSIP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7710));
 /// `api.listen` when not set, and where client commands look last.
 pub const DEFAULT_API_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7711));
@@ -90,6 +95,9 @@ pub struct GossipConfig {
     pub key_file: Option<PathBuf>,
     /// Allows plaintext gossip on a non-loopback address.
     pub insecure: bool,
+    /// The cluster's name, part of every sealed frame's associated data: two clusters that
+    /// share a key by mistake still cannot talk.
+    pub cluster: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,6 +112,9 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Allows a non-loopback `listen` without TLS (which nbwatch does not implement): the
+    /// bearer token then crosses the network in clear.
+    pub insecure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -221,12 +232,13 @@ impl Config {
 impl Default for GossipConfig {
     fn default() -> Self {
         GossipConfig {
-            listen: DEFAULT_GOSSIP_LISTEN,
+            listen: DEFAULT_PLAINTEXT_GOSSIP_LISTEN,
             advertise: None,
             seeds: Vec::new(),
             interval: Duration::from_secs(1),
             key_file: None,
             insecure: false,
+            cluster: crate::secure::DEFAULT_CLUSTER.to_string(),
         }
     }
 }
@@ -270,6 +282,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: DEFAULT_API_LISTEN,
+            insecure: false,
         }
     }
 }
@@ -388,6 +401,18 @@ pub fn load_with_env(
     env: &[(String, String)],
 ) -> Result<Config, ConfigErrors> {
     load_inner(path, env, host::host_name())
+}
+
+/// Parses the bytes of a config file as if read from `path` (only to name it in problems and
+/// to resolve relative paths), with `env` as the environment: the fuzz target's way in.
+pub fn parse_bytes(
+    path: &Path,
+    bytes: &[u8],
+    env: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    let text = sections::decode_text(path, bytes)?;
+    let merged = sections::merge(Some(path), Some(&text), env)?;
+    sections::build(&merged, Some(path), Some("fuzz".into()))
 }
 
 /// [`load_with_env`] with the host name injected (`None`: it cannot be determined).

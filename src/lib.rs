@@ -10,6 +10,7 @@
 //! randomness) wrapped by a thin ractor actor that owns the sockets and timers:
 //!
 //! * [`wire`] — the datagram and TCP frame format (MessagePack, ≤ 1400-byte datagrams).
+//! * [`secure`] — sealing of all gossip (XChaCha20-Poly1305, keyring, replay window).
 //! * [`gossip`] — membership and versioned per-node key/value state (Scuttlebutt), and the
 //!   cluster's verdict on each node from gossiped suspicions.
 //! * [`watch`] — per-peer failure detection (phi accrual, direct and indirect probes).
@@ -29,6 +30,7 @@ pub mod election;
 pub mod gossip;
 pub mod node;
 pub mod probe;
+pub mod secure;
 pub mod sim;
 pub mod store;
 pub mod supervision;

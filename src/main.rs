@@ -50,6 +50,10 @@ struct Cli {
     /// The daemon's API address (client commands).
     #[arg(long, global = true, value_name = "ADDR")]
     api: Option<SocketAddr>,
+    /// The daemon's API token file (commands that change something). Default: the
+    /// `NBWATCH_TOKEN` variable, else `api.token` in the data_dir of `--config`.
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -194,6 +198,38 @@ Install, e.g.:
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print a new random cluster key (base64), or write it to a file at mode 0600.
+    Keygen {
+        /// Write the key to FILE (refused if FILE exists) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The daemon's gossip keyring: rotate the cluster key while the cluster runs.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// The installed key ids, primary (the one gossip is sealed with) first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a key (it opens gossip from now on; it seals once made primary with `use`).
+    Install {
+        /// The key as `nbwatch keygen` prints it, or @FILE to read it from a file.
+        key: String,
+    },
+    /// Seal gossip with this installed key from now on (do it after installing it everywhere).
+    Use {
+        /// The key id, as `keys list` shows it.
+        id: String,
+    },
+    /// Remove a key that is not the primary (do it after every node uses the new one).
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -210,6 +246,9 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(file) = &cli.token_file {
+        let _ = TOKEN_FILE.set(file.clone());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -264,6 +303,8 @@ fn main() -> ExitCode {
                 reason,
             } => silence(cli.api, cli.config, &target, &duration, &reason).await,
             Command::Silences { json } => silences(cli.api, cli.config, json).await,
+            Command::Keygen { out } => keygen(out),
+            Command::Keys { action } => keys(cli.api, cli.config, action).await,
             Command::Events {
                 since,
                 node,
@@ -368,8 +409,18 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // file, too.
     let trees = nbwatch::supervision::spec::load_trees(&config.supervision.trees);
     let probes = nbwatch::probe::plugins::load_host_probes(&config.metrics.probes);
+    // The keyring is part of the config too: a node with an unreadable key does not start.
+    let key = config
+        .gossip
+        .key_file
+        .as_deref()
+        .map(nbwatch::secure::Keyring::load);
+    if let Some(Err(e)) = &key {
+        eprintln!("{e}");
+    }
+    let key_ok = !matches!(key, Some(Err(_)));
     match (trees, probes) {
-        (Ok(trees), Ok(probes)) => {
+        (Ok(trees), Ok(probes)) if key_ok => {
             println!(
                 "ok: {label} ({} supervision trees, {} host probes)",
                 trees.len(),
@@ -382,6 +433,120 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             print_problems(probes.as_ref().err().map_or(&[], Vec::as_slice));
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `--token-file`, set once at start.
+static TOKEN_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The API token for commands that change something: `NBWATCH_TOKEN`, else `--token-file`,
+/// else `api.token` in the data_dir of `--config` (or of the built-in defaults). `None` if
+/// none can be read: the daemon then answers 401, and says where the token is.
+fn bearer(config_path: Option<&std::path::Path>) -> Option<String> {
+    if let Some(token) = std::env::var_os("NBWATCH_TOKEN") {
+        let token = token.to_string_lossy().trim().to_string();
+        if !token.is_empty() {
+            return Some(token);
+        }
+    }
+    let file = match TOKEN_FILE.get() {
+        Some(file) => file.clone(),
+        None => {
+            let data_dir = match config::load(config_path) {
+                Ok(config) => config.node.data_dir,
+                Err(_) => PathBuf::from(config::DEFAULT_DATA_DIR),
+            };
+            nbwatch::api::token::path(&data_dir)
+        }
+    };
+    match nbwatch::api::token::read(&file) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            eprintln!("nbwatch: cannot read the API token {}: {e}", file.display());
+            None
+        }
+    }
+}
+
+/// `keygen [--out FILE]`.
+fn keygen(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let key = nbwatch::secure::Key::generate();
+    let Some(out) = out else {
+        println!("{}", key.encode());
+        return Ok(ExitCode::SUCCESS);
+    };
+    if out.exists() {
+        anyhow::bail!(
+            "{} exists: not overwriting a key (remove it first, or rotate with `nbwatch keys`)",
+            out.display()
+        );
+    }
+    nbwatch::secure::keyring::write_private(&out, format!("{}\n", key.encode()).as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote key {} to {} (mode 0600)", key.id(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys list|install|use|remove`.
+async fn keys(
+    api: Option<SocketAddr>,
+    path: Option<PathBuf>,
+    action: KeysAction,
+) -> anyhow::Result<ExitCode> {
+    let token = bearer(path.as_deref());
+    let addr = api_addr(api, path)?;
+    let (route, body) = match action {
+        KeysAction::List { json } => {
+            let value = client::get_json(addr, "/api/v1/keys", CLIENT_TIMEOUT).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print_keys(&value);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        KeysAction::Install { key } => {
+            let key = match key.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the key file {file}"))?,
+                None => key,
+            };
+            let key = key
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            (
+                "install",
+                serde_json::json!({ "key": key.unwrap_or("").trim() }),
+            )
+        }
+        KeysAction::Use { id } => ("use", serde_json::json!({ "id": id })),
+        KeysAction::Remove { id } => ("remove", serde_json::json!({ "id": id })),
+    };
+    let value = client::post_json(
+        addr,
+        &format!("/api/v1/keys/{route}"),
+        &body,
+        token.as_deref(),
+        CLIENT_TIMEOUT,
+    )
+    .await
+    .map_err(client::explain)?;
+    print_keys(&value);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_keys(value: &serde_json::Value) {
+    if value["encrypted"] == false {
+        println!("no keyring: gossip is NOT encrypted on this node (set gossip.key_file)");
+        return;
+    }
+    for key in value["keys"].as_array().into_iter().flatten() {
+        let primary = if key["primary"] == true {
+            "  primary"
+        } else {
+            ""
+        };
+        println!("{}{primary}", key["id"].as_str().unwrap_or("?"));
     }
 }
 
@@ -444,6 +609,15 @@ async fn members(
 ) -> anyhow::Result<ExitCode> {
     let addr = api_addr(api, path)?;
     let value = client::get_json(addr, "/api/v1/members", CLIENT_TIMEOUT).await?;
+    // Plaintext gossip is said loudly, on stderr so `--json` output stays parseable.
+    if let Ok(stats) = client::get_json(addr, "/api/v1/stats", CLIENT_TIMEOUT).await
+        && stats["encrypted"] == false
+    {
+        eprintln!(
+            "WARNING: gossip is NOT encrypted on this node (no gossip.key_file): anyone who \
+             can reach its gossip port can read, join and command the cluster"
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -500,6 +674,7 @@ async fn act(
     action: &str,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
+    let token = bearer(path.as_deref());
     let addr = api_addr(api, path)?;
     let (node, service) = match target.split_once(':') {
         Some((node, service)) => (Some(node), service),
@@ -534,7 +709,7 @@ async fn act(
     if node.is_none() {
         eprintln!("{action}: {service} ...");
     }
-    let value = client::post_json(addr, &url, &serde_json::json!({}), None, wait)
+    let value = client::post_json(addr, &url, &serde_json::json!({}), token.as_deref(), wait)
         .await
         .map_err(client::explain)?;
     let state = value["status"]["state"].as_str().unwrap_or("unknown");
@@ -555,7 +730,11 @@ async fn publish(
     value: &str,
     ttl: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let app = client::app::App::new(api_addr(api, path)?);
+    let token = bearer(path.as_deref());
+    let mut app = client::app::App::new(api_addr(api, path)?);
+    if let Some(token) = token {
+        app = app.with_token(token);
+    }
     let answer = app
         .publish(key, value, ttl)
         .await
@@ -636,12 +815,13 @@ async fn subscribe(
 }
 
 async fn reload(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let token = bearer(path.as_deref());
     let addr = api_addr(api, path)?;
     let value = client::post_json(
         addr,
         "/api/v1/reload",
         &serde_json::json!({}),
-        None,
+        token.as_deref(),
         COMMAND_TIMEOUT,
     )
     .await
@@ -726,12 +906,13 @@ async fn alerts(
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn alert_test(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let token = bearer(path.as_deref());
     let addr = api_addr(api, path)?;
     let asked = client::post_json(
         addr,
         "/api/v1/alerts/test",
         &serde_json::json!({}),
-        None,
+        token.as_deref(),
         CLIENT_TIMEOUT,
     )
     .await
@@ -768,11 +949,18 @@ async fn silence(
     duration: &str,
     reason: &str,
 ) -> anyhow::Result<ExitCode> {
+    let token = bearer(path.as_deref());
     let addr = api_addr(api, path)?;
     let body = serde_json::json!({ "target": target, "for": duration, "reason": reason });
-    let answer = client::post_json(addr, "/api/v1/silences", &body, None, CLIENT_TIMEOUT)
-        .await
-        .map_err(client::explain)?;
+    let answer = client::post_json(
+        addr,
+        "/api/v1/silences",
+        &body,
+        token.as_deref(),
+        CLIENT_TIMEOUT,
+    )
+    .await
+    .map_err(client::explain)?;
     println!(
         "{target}: silenced until {}",
         answer["until"].as_str().unwrap_or("?")

@@ -84,6 +84,18 @@ pub enum NodeError {
     HostProbes(String),
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// The gossip keyring cannot be read.
+    #[error(transparent)]
+    Key(#[from] crate::secure::KeyError),
+    /// Plaintext gossip, or an API without TLS, would reach the network without being asked.
+    #[error("{0}")]
+    Insecure(String),
+    #[error("cannot read or create the API token {path}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The node's three sockets, already bound. The gossip UDP socket and TCP listener must share
@@ -191,13 +203,15 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
     }
     let api_addr = sockets.api.local_addr().map_err(NodeError::Socket)?;
     let advertise = config.gossip.advertise_addr(udp_addr);
-    if let Some(key_file) = &config.gossip.key_file {
-        tracing::warn!(
-            key_file = %key_file.display(),
-            "gossip encryption is not implemented yet: gossip is plaintext"
-        );
-    }
     let name = config.node.name.clone();
+    let gate = gate(&config, udp_addr, api_addr)?;
+    let token = crate::api::token::load_or_create(&config.node.data_dir).map_err(|source| {
+        NodeError::Token {
+            path: crate::api::token::path(&config.node.data_dir),
+            source,
+        }
+    })?;
+    let token = Arc::new(token);
     let lines = |problems: Vec<crate::config::Problem>| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         lines.join("\n")
@@ -206,7 +220,7 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         .map_err(|problems| NodeError::Trees(lines(problems)))?;
     let host_probes = load_host_probes(&config.metrics.probes)
         .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
-    let directory = Directory::default();
+    let directory = Directory::new(Arc::new(gate));
     let shared = GossipShared::default();
     let exit = ExitSlot::default();
     let clock = Clock::new();
@@ -236,6 +250,7 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         host_probes,
         services,
         config,
+        token: token.clone(),
     };
     let (node, join) = Actor::spawn(None, NodeActor, args)
         .await
@@ -250,7 +265,55 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         directory,
         shared,
         exit,
+        token,
     })
+}
+
+/// The gate for this node's gossip port: sealed with the keyring of `gossip.key_file`, or
+/// plaintext, which is allowed only on loopback unless `gossip.insecure` says otherwise. Also
+/// refuses a non-loopback API without `api.insecure` (the token would cross the network in
+/// clear; nbwatch has no TLS).
+fn gate(
+    config: &Config,
+    gossip: SocketAddr,
+    api: SocketAddr,
+) -> Result<crate::secure::Gate, NodeError> {
+    use crate::secure::{Gate, Keyring};
+    if !api.ip().is_loopback() && !config.api.insecure {
+        return Err(NodeError::Insecure(format!(
+            "api.listen {api} is not a loopback address and nbwatch's API has no TLS: the \
+             token and every answer would cross the network in clear. Keep the API on \
+             127.0.0.1 (reach it over ssh), or set api.insecure = true to accept that"
+        )));
+    }
+    if let Some(file) = &config.gossip.key_file {
+        let ring = Keyring::load(file)?;
+        tracing::info!(
+            key_file = %file.display(), key = %ring.primary().id(), keys = ring.ids().len(),
+            cluster = %config.gossip.cluster, "gossip is encrypted and authenticated"
+        );
+        return Ok(Gate::keyed(
+            &config.gossip.cluster,
+            config.node.name.as_str(),
+            ring,
+            Some(file.clone()),
+        ));
+    }
+    if !gossip.ip().is_loopback() && !config.gossip.insecure {
+        return Err(NodeError::Insecure(format!(
+            "gossip.listen {gossip} is not a loopback address and there is no \
+             gossip.key_file: anyone on the network could read the cluster, join it, accuse \
+             its members and command it. Create a key with `nbwatch keygen --out FILE` and set \
+             gossip.key_file = \"FILE\" on every node, or set gossip.insecure = true to run \
+             plaintext on purpose"
+        )));
+    }
+    tracing::warn!(
+        listen = %gossip,
+        "GOSSIP IS NOT ENCRYPTED: no gossip.key_file, so anyone who can reach {gossip} can \
+         read, join and command this cluster. Set gossip.key_file (`nbwatch keygen`)"
+    );
+    Ok(Gate::plaintext())
 }
 
 /// Where the supervisors' news goes: service states into the node's gossiped state
@@ -288,6 +351,7 @@ pub struct NodeHandle {
     directory: Directory,
     shared: GossipShared,
     exit: ExitSlot,
+    token: Arc<String>,
 }
 
 /// How long in-process calls wait for the gossip actor.
@@ -300,6 +364,10 @@ impl NodeHandle {
     /// Where the HTTP API listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+    /// The bearer token its API wants for anything but a GET.
+    pub fn api_token(&self) -> &str {
+        &self.token
     }
     /// The address other nodes reach this one at (UDP and TCP): a seed for others.
     pub fn gossip_addr(&self) -> SocketAddr {

@@ -265,18 +265,28 @@ fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeE
     Ok(value)
 }
 
-/// Encodes a TCP frame: 4-byte big-endian length, magic, body.
-pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
+/// Encodes the body of a TCP frame: magic, then the MessagePack frame.
+pub fn encode_frame_body(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
     let mut body = Vec::with_capacity(1024);
     body.extend_from_slice(&MAGIC);
     rmp_serde::encode::write(&mut body, frame)?;
     if body.len() > MAX_FRAME {
         return Err(EncodeError::TooLarge(body.len()));
     }
+    Ok(body)
+}
+
+/// Encodes a TCP frame: 4-byte big-endian length, magic, body.
+pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
+    Ok(length_prefixed(&encode_frame_body(frame)?))
+}
+
+/// `body` behind its 4-byte big-endian length (the TCP framing of plain and sealed bodies).
+pub fn length_prefixed(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    out.extend_from_slice(body);
+    out
 }
 
 /// Decodes the body of a TCP frame (after its length prefix).

@@ -119,6 +119,8 @@ struct Node {
     child: Option<Child>,
     /// Appended to the generated config (extra sections).
     extra: String,
+    /// The gossip keyring file, if gossip is sealed.
+    key_file: Option<PathBuf>,
 }
 
 /// How a start ended.
@@ -138,8 +140,11 @@ impl Node {
             let list: Vec<String> = self.seeds.iter().map(|s| quote(&s.to_string())).collect();
             format!("seeds = [{}]\n", list.join(", "))
         };
+        let key_file = self.key_file.as_ref().map_or(String::new(), |k| {
+            format!("key_file = {}\n", quote(&k.to_string_lossy()))
+        });
         let text = format!(
-            "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}\
+            "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}{key_file}\
              [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{}",
             quote(&self.name),
             quote(&self.data_dir.to_string_lossy()),
@@ -148,6 +153,14 @@ impl Node {
             self.extra,
         );
         std::fs::write(&self.config, text).expect("write the config");
+    }
+
+    /// The node's API token file (created by the daemon at its first start).
+    fn token_file(&self) -> String {
+        self.data_dir
+            .join("api.token")
+            .to_string_lossy()
+            .to_string()
     }
 
     fn pid(&self) -> Pid {
@@ -254,6 +267,9 @@ struct Cluster {
     nodes: Vec<Node>,
     /// Config sections every node added from now on gets.
     extra: String,
+    /// The keyring file every node added from now on copies (each node has its own file,
+    /// as on separate hosts).
+    key: Option<String>,
 }
 
 impl Cluster {
@@ -262,6 +278,7 @@ impl Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
             nodes: Vec::new(),
             extra: String::new(),
+            key: None,
         }
     }
 
@@ -269,6 +286,12 @@ impl Cluster {
     fn add(&mut self, label: &str, name: &str, seeds: Vec<SocketAddr>) -> usize {
         let dir = self.dir.path();
         let unbound: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let key_file = self.key.as_ref().map(|key| {
+            let file = dir.join(format!("{label}.key"));
+            nbwatch::secure::keyring::write_private(&file, format!("{key}\n").as_bytes())
+                .expect("write the key file");
+            file
+        });
         self.nodes.push(Node {
             name: name.to_string(),
             config: dir.join(format!("{label}.toml")),
@@ -280,6 +303,7 @@ impl Cluster {
             stderr: dir.join(format!("{label}.stderr")),
             child: None,
             extra: self.extra.clone(),
+            key_file,
         });
         self.nodes.len() - 1
     }
@@ -981,6 +1005,7 @@ async fn the_cli_lists_restarts_stops_and_starts_services_and_a_killed_one_comes
     let i = cluster.start("svc1", Vec::new()).await;
     let api = cluster.nodes[i].api;
     let api_s = api.to_string();
+    let tok = cluster.nodes[i].token_file();
     let first = running_pid(api, "app", None).await;
 
     let json = client(&["services", "--json", "--api", &api_s], &[]).await;
@@ -1020,20 +1045,32 @@ async fn the_cli_lists_restarts_stops_and_starts_services_and_a_killed_one_comes
         "{recorded:?}"
     );
 
-    let restart = client(&["restart", "app", "--api", &api_s], &[]).await;
+    let restart = client(
+        &["restart", "app", "--api", &api_s, "--token-file", &tok],
+        &[],
+    )
+    .await;
     assert!(restart.status.success(), "{restart:?}");
     let third = running_pid(api, "app", Some(second)).await;
     assert!(!process_alive(second));
 
-    let stop = client(&["stop", "app", "--api", &api_s], &[]).await;
+    let stop = client(&["stop", "app", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert!(stop.status.success(), "{stop:?}");
     assert!(text(&stop.stdout).contains("app: stopped"), "{stop:?}");
     assert!(!process_alive(third));
-    let start = client(&["start", "app", "--api", &api_s], &[]).await;
+    let start = client(
+        &["start", "app", "--api", &api_s, "--token-file", &tok],
+        &[],
+    )
+    .await;
     assert!(start.status.success(), "{start:?}");
     running_pid(api, "app", Some(third)).await;
 
-    let unknown = client(&["restart", "nosuch", "--api", &api_s], &[]).await;
+    let unknown = client(
+        &["restart", "nosuch", "--api", &api_s, "--token-file", &tok],
+        &[],
+    )
+    .await;
     assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
     assert!(
         text(&unknown.stderr).contains("no service \"nosuch\""),
@@ -1137,7 +1174,8 @@ async fn sighup_and_the_reload_command_apply_new_trees_and_refuse_invalid_ones()
 
     write_tree(&cluster, "c", "name = \"c\"\nintensity = -1\n");
     let api_s = api.to_string();
-    let refused = client(&["reload", "--api", &api_s], &[]).await;
+    let tok = cluster.nodes[i].token_file();
+    let refused = client(&["reload", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     let stderr = text(&refused.stderr);
     assert!(
@@ -1149,7 +1187,7 @@ async fn sighup_and_the_reload_command_apply_new_trees_and_refuse_invalid_ones()
 
     std::fs::remove_file(cluster.dir.path().join("supervisors/c.toml")).expect("rm");
     std::fs::remove_file(cluster.dir.path().join("supervisors/a.toml")).expect("rm");
-    let reload = client(&["reload", "--api", &api_s], &[]).await;
+    let reload = client(&["reload", "--api", &api_s, "--token-file", &tok], &[]).await;
     assert!(reload.status.success(), "{reload:?}");
     assert!(text(&reload.stdout).contains("stopped: a"), "{reload:?}");
     wait_for("a-svc is gone", PROCESS_DEADLINE, async || {
@@ -1295,6 +1333,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
     // A silenced node's death pages no one: the test alert requested after it is down goes
     // out, the silenced incident does not.
     let api = cluster.nodes[cluster.index("n2")].api.to_string();
+    let tok = cluster.nodes[cluster.index("n2")].token_file();
     let silenced = client(
         &[
             "silence",
@@ -1305,6 +1344,8 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
             "planned reboot",
             "--api",
             &api,
+            "--token-file",
+            &tok,
         ],
         &[],
     )
@@ -1337,7 +1378,11 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
         })
         .await;
     }
-    let test = client(&["alerts", "test", "--api", &api], &[]).await;
+    let test = client(
+        &["alerts", "test", "--api", &api, "--token-file", &tok],
+        &[],
+    )
+    .await;
     assert!(test.status.success(), "{test:?}");
     assert_eq!(sunk_ids(&file, "test:n2:").len(), 1, "{:#?}", sunk(&file));
     assert!(
@@ -1398,8 +1443,13 @@ async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
         assert_eq!(alerts[0]["status"], "firing");
     }
     std::fs::remove_file(&flag).expect("rm flag");
-    for api in &apis {
-        let started = client(&["start", "crashy", "--api", &api.to_string()], &[]).await;
+    for node in &cluster.nodes {
+        let (api, tok) = (node.api.to_string(), node.token_file());
+        let started = client(
+            &["start", "crashy", "--api", &api, "--token-file", &tok],
+            &[],
+        )
+        .await;
         assert!(started.status.success(), "{started:?}");
     }
     for node in ["n1", "n2", "n3"] {
@@ -1408,6 +1458,517 @@ async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
         assert_eq!(ups.len(), 1, "{:#?}", sunk(&file));
         assert_eq!(ups[0]["status"], "resolved");
     }
+}
+
+// ----- security (SECURITY.md): sealed gossip, the replay window, the API token -------------
+
+/// `GET /api/v1/stats` of the daemon at `api`.
+async fn stats(api: SocketAddr) -> Result<Value, String> {
+    get_json(api, "/api/v1/stats", HTTP)
+        .await
+        .map_err(|e| format!("stats of {api}: {e}"))
+}
+
+fn counter(stats: &Value, name: &str) -> u64 {
+    stats[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name} in {stats}"))
+}
+
+/// Each node's view as `name=state@incarnation`, sorted: what "changes nothing" compares.
+async fn views(cluster: &Cluster) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for node in &cluster.nodes {
+        let members = members(node.api).await.expect("members");
+        let mut view: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}={}@{}", m["name"], m["state"], m["incarnation"]))
+            .collect();
+        view.sort();
+        all.push(view);
+    }
+    all
+}
+
+/// A key holder played by the test: it seals datagrams like a node called `name` would.
+fn test_gate(key: &str, name: &str) -> nbwatch::secure::Gate {
+    let key = nbwatch::secure::Key::parse(key).expect("key");
+    nbwatch::secure::Gate::keyed(
+        nbwatch::secure::DEFAULT_CLUSTER,
+        name,
+        nbwatch::secure::Keyring::single(key),
+        None,
+    )
+}
+
+fn ping_from(name: &str, seq: u32) -> Vec<u8> {
+    use nbwatch::wire::{Beat, Envelope, Message};
+    nbwatch::wire::encode(&Envelope {
+        from: name.into(),
+        incarnation: nbwatch::types::Incarnation(1),
+        beat: Beat(1),
+        msg: Message::Ping { seq },
+    })
+    .expect("encode")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_wrong_key_is_refused_and_changes_nothing() {
+    let mut cluster = Cluster::new();
+    cluster.key = Some(nbwatch::secure::Key::generate().encode());
+    cluster.start_many(2).await;
+    let n1 = cluster.nodes[0].gossip;
+    let before = views(&cluster).await;
+    let dropped = counter(
+        &stats(cluster.nodes[0].api).await.expect("stats"),
+        "dropped_auth",
+    );
+
+    // Same cluster name, its own key: it asks n1 to join and gossips at it.
+    cluster.key = Some(nbwatch::secure::Key::generate().encode());
+    let intruder = cluster.start("intruder", vec![n1]).await;
+    let api = cluster.nodes[0].api;
+    wait_for("n1 drops the intruder's frames", DEADLINE, async || {
+        let seen = counter(&stats(api).await?, "dropped_auth");
+        if seen >= dropped + 3 {
+            Ok(())
+        } else {
+            Err(format!("dropped_auth {seen}"))
+        }
+    })
+    .await;
+    let mut after = views(&cluster).await;
+    let intruder_view = after.remove(intruder);
+    assert_eq!(after, before, "the cluster's views changed");
+    assert_eq!(
+        intruder_view.len(),
+        1,
+        "the intruder learned of {intruder_view:?}"
+    );
+    let log = cluster.nodes[intruder].stderr_text();
+    assert!(log.contains("without our cluster key"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_datagram_is_ignored() {
+    let mut cluster = Cluster::new();
+    let key = nbwatch::secure::Key::generate().encode();
+    cluster.key = Some(key.clone());
+    cluster.start("n1", Vec::new()).await;
+    let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
+
+    // A key holder pings n1 and reads its sealed answer.
+    let ghost = test_gate(&key, "ghost");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let datagram = ghost.seal_datagram(&ping_from("ghost", 7));
+    socket.send_to(&datagram, gossip).await.expect("send");
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
+        .await
+        .expect("n1 answers the ping")
+        .expect("recv");
+    let answer = ghost
+        .open_datagram(from, &buf[..n])
+        .expect("n1's answer opens");
+    let answer = nbwatch::wire::decode(&answer).expect("decodes");
+    assert_eq!(answer.msg, nbwatch::wire::Message::PingAck { seq: 7 });
+    let received = counter(&stats(api).await.expect("stats"), "datagrams_received");
+
+    // The same bytes again: dropped by the window, never reach the protocol.
+    socket.send_to(&datagram, gossip).await.expect("send");
+    wait_for("n1 counts one replay", DEADLINE, async || {
+        let s = stats(api).await?;
+        match counter(&s, "dropped_replay") {
+            1 => Ok(()),
+            n => Err(format!("dropped_replay {n}")),
+        }
+    })
+    .await;
+    let s = stats(api).await.expect("stats");
+    assert_eq!(counter(&s, "datagrams_received"), received, "{s}");
+    assert_eq!(counter(&s, "dropped_auth"), 0, "{s}");
+}
+
+/// Kinds of hostile datagram, each a few thousand times over.
+fn hostile(
+    i: u64,
+    rng: &mut u64,
+    n1_key_id: u32,
+    insider: &nbwatch::secure::Gate,
+    outsider: &nbwatch::secure::Gate,
+) -> Vec<u8> {
+    let mut next = || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    let len = (next() % 1600) as usize;
+    let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+    match i % 5 {
+        // Random bytes.
+        0 => bytes,
+        // A sealed header with n1's real key id, then garbage (a forged tag).
+        1 => {
+            let mut head = b"NBE\x01".to_vec();
+            head.extend_from_slice(&n1_key_id.to_be_bytes());
+            head.extend_from_slice(&bytes);
+            head
+        }
+        // A well-formed plaintext message that would say something if it were believed.
+        2 => ping_from("n2", i as u32),
+        // Sealed by a node of another key.
+        3 => outsider.seal_datagram(&ping_from("n2", i as u32)),
+        // Sealed by a key holder but malformed inside: decoding after decryption must hold.
+        _ => {
+            if i.is_multiple_of(2) {
+                bytes.splice(0..0, b"NBW\x01".iter().copied());
+            }
+            bytes.truncate(nbwatch::wire::MAX_DATAGRAM + 8);
+            insider.seal_datagram(&bytes)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_hostile_datagrams_leave_the_daemon_running_and_its_state_unchanged() {
+    const COUNT: u64 = 100_000;
+    const BATCH: u64 = 100;
+    let mut cluster = Cluster::new();
+    let key = nbwatch::secure::Key::generate().encode();
+    cluster.key = Some(key.clone());
+    cluster.start_many(2).await;
+    let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
+    let before = views(&cluster).await;
+    let key_id = nbwatch::secure::Key::parse(&key).expect("key").id().0;
+    let insider = test_gate(&key, "fuzzer");
+    let outsider = test_gate(&nbwatch::secure::Key::generate().encode(), "n2");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let handled = async || -> Result<u64, String> {
+        let s = stats(api).await?;
+        Ok([
+            "dropped_auth",
+            "dropped_malformed",
+            "dropped_foreign",
+            "dropped_oversized",
+        ]
+        .iter()
+        .map(|c| counter(&s, c))
+        .sum())
+    };
+    let start = handled().await.expect("stats");
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    for batch in 0..COUNT / BATCH {
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            let d = hostile(i, &mut rng, key_id, &insider, &outsider);
+            // A full socket buffer may refuse a send; the kernel dropping it is fine too.
+            let _ = socket.send_to(&d, gossip).await;
+        }
+        // Pace by the daemon, not by the clock: a batch is sent once it handled most of the last.
+        let sent = (batch + 1) * BATCH;
+        wait_for("n1 keeps up with the flood", DEADLINE, async || {
+            let n = handled().await? - start;
+            if n + BATCH + sent / 10 >= sent {
+                Ok(())
+            } else {
+                Err(format!("{n} of {sent}"))
+            }
+        })
+        .await;
+        assert!(
+            cluster.nodes[0].exited().is_none(),
+            "n1 died after {sent} datagrams"
+        );
+    }
+    let s = stats(api).await.expect("stats");
+    assert!(
+        counter(&s, "dropped_auth") >= COUNT * 6 / 10 * 9 / 10,
+        "{s}"
+    );
+    assert!(
+        counter(&s, "dropped_malformed") > 0,
+        "nothing reached the decoder: {s}"
+    );
+    // Still gossiping: n2 hears n1 after the flood.
+    let heard = members(cluster.nodes[1].api).await.expect("members");
+    let heard = entry(&heard, "n1").expect("n1")["last_heard"].clone();
+    wait_for("n2 hears n1 again", DEADLINE, async || {
+        let now = members(cluster.nodes[1].api).await?;
+        let e = entry(&now, "n1").ok_or("no n1")?;
+        if e["last_heard"] != heard && e["state"] == "alive" {
+            Ok(())
+        } else {
+            Err(format!("{e}"))
+        }
+    })
+    .await;
+    assert_eq!(views(&cluster).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_across_three_running_nodes_loses_no_membership() {
+    let mut cluster = Cluster::new();
+    let old = nbwatch::secure::Key::generate();
+    let new = nbwatch::secure::Key::generate();
+    cluster.key = Some(old.encode());
+    cluster.start_many(3).await;
+    let names = cluster.names();
+    let before = views(&cluster).await;
+
+    // Watches every node's view through the whole rotation.
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = tokio::spawn({
+        let (stop, names) = (stop.clone(), names.clone());
+        async move {
+            let mut polls = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for api in &apis {
+                    all_alive(*api, &names).await?;
+                }
+                polls += 1;
+                tokio::time::sleep(POLL).await;
+            }
+            Ok::<_, String>(polls)
+        }
+    });
+    let keys = async |cluster: &Cluster, args: &[&str]| {
+        for node in &cluster.nodes {
+            let (api, tok) = (node.api.to_string(), node.token_file());
+            let mut full = vec!["keys"];
+            full.extend_from_slice(args);
+            full.extend_from_slice(&["--api", &api, "--token-file", &tok]);
+            let out = client(&full, &[]).await;
+            assert!(out.status.success(), "{} {args:?}: {out:?}", node.name);
+        }
+    };
+    let (old_id, new_id) = (old.id().to_string(), new.id().to_string());
+    let opened_after = async |cluster: &Cluster| {
+        // Frames sealed since the last step open everywhere.
+        for node in &cluster.nodes {
+            let base = counter(&stats(node.api).await.expect("stats"), "opened");
+            wait_for(
+                &format!("{} opens new gossip", node.name),
+                DEADLINE,
+                async || {
+                    let now = counter(&stats(node.api).await?, "opened");
+                    if now > base + 5 {
+                        Ok(())
+                    } else {
+                        Err(format!("opened {now}"))
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    keys(&cluster, &["install", &new.encode()]).await;
+    opened_after(&cluster).await;
+    keys(&cluster, &["use", &new_id]).await;
+    opened_after(&cluster).await;
+    keys(&cluster, &["remove", &old_id]).await;
+    opened_after(&cluster).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = watcher
+        .await
+        .expect("watcher")
+        .expect("every node saw all alive throughout");
+    assert!(polls > 0);
+    assert_eq!(views(&cluster).await, before);
+    for node in &cluster.nodes {
+        let list = client(&["keys", "list", "--api", &node.api.to_string()], &[]).await;
+        assert_eq!(
+            text(&list.stdout).trim(),
+            format!("{new_id}  primary"),
+            "{list:?}"
+        );
+        // Saved: a restart comes back with the new key only.
+        let ring = nbwatch::secure::Keyring::load(node.key_file.as_ref().expect("key file"))
+            .expect("the key file reads back");
+        assert_eq!(ring.ids(), vec![new.id()]);
+    }
+    // The old key no longer opens anything: a frame sealed with it is dropped.
+    let api = cluster.nodes[0].api;
+    let dropped = counter(&stats(api).await.expect("stats"), "dropped_auth");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let stale = test_gate(&old.encode(), "n2").seal_datagram(&ping_from("n2", 1));
+    socket
+        .send_to(&stale, cluster.nodes[0].gossip)
+        .await
+        .expect("send");
+    wait_for(
+        "n1 drops a frame sealed with the removed key",
+        DEADLINE,
+        async || {
+            let now = counter(&stats(api).await?, "dropped_auth");
+            if now > dropped {
+                Ok(())
+            } else {
+                Err(format!("dropped_auth {now}"))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_mutations_without_the_token_and_accepts_them_with_it() {
+    use nbwatch::client::{ClientError, post_json};
+    use std::os::unix::fs::PermissionsExt;
+    let mut cluster = Cluster::new();
+    let i = cluster.start("n1", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let file = cluster.nodes[i].token_file();
+    let mode = std::fs::metadata(&file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = nbwatch::api::token::read(Path::new(&file)).expect("token");
+    let body = serde_json::json!({});
+
+    for (what, bearer) in [("no token", None), ("a wrong token", Some("0123"))] {
+        match post_json(api, "/api/v1/reload", &body, bearer, HTTP).await {
+            Err(ClientError::Status { code: 401, body }) => {
+                assert!(body.contains("token"), "{what}: {body}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // Every non-GET route, including ones that do not exist: nothing is probed without it.
+    for path in [
+        "/api/v1/silences",
+        "/api/v1/keys/install",
+        "/api/v1/alerts/test",
+        "/api/v1/x",
+    ] {
+        let answer = post_json(api, path, &body, None, HTTP).await;
+        assert!(
+            matches!(answer, Err(ClientError::Status { code: 401, .. })),
+            "{path}: {answer:?}"
+        );
+    }
+    let reloaded = post_json(api, "/api/v1/reload", &body, Some(&token), HTTP).await;
+    assert!(reloaded.is_ok(), "{reloaded:?}");
+    assert!(members(api).await.is_ok(), "reading needs no token");
+
+    // The CLI: with the node's config it finds the token; with only --api it cannot.
+    let config = cluster.nodes[i].config.to_string_lossy().to_string();
+    let ok = client(&["reload", "--config", &config], &[]).await;
+    assert!(ok.status.success(), "{ok:?}");
+    let env_ok = client(
+        &["reload", "--api", &api.to_string()],
+        &[("NBWATCH_TOKEN", &token)],
+    )
+    .await;
+    assert!(env_ok.status.success(), "{env_ok:?}");
+    let refused = client(
+        &[
+            "reload",
+            "--api",
+            &api.to_string(),
+            "--token-file",
+            "/nonexistent",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(text(&refused.stderr).contains("no token"), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_gossip_or_an_open_api_off_loopback_refuse_to_start_unless_asked_for() {
+    let mut cluster = Cluster::new();
+    let i = cluster.add("n1", "n1", Vec::new());
+    // Everything on 0.0.0.0, no key: refused, saying what to do.
+    let open = |gossip_port: u16| Ports {
+        gossip: SocketAddr::from(([0, 0, 0, 0], gossip_port)),
+        api: "127.0.0.1:0".parse().expect("addr"),
+        held: None,
+    };
+    let Started::Exited(status) = cluster.nodes[i].start(open(0)).await else {
+        panic!("plaintext gossip on 0.0.0.0 started");
+    };
+    assert_eq!(status.code(), Some(1));
+    let log = cluster.nodes[i].stderr_text();
+    assert!(
+        log.contains("gossip.key_file") && log.contains("gossip.insecure"),
+        "{log}"
+    );
+
+    // The API off loopback without api.insecure: refused too.
+    let ports = Ports {
+        gossip: "127.0.0.1:0".parse().expect("addr"),
+        api: "0.0.0.0:0".parse().expect("addr"),
+        held: None,
+    };
+    let Started::Exited(status) = cluster.nodes[i].start(ports).await else {
+        panic!("an API on 0.0.0.0 started without api.insecure");
+    };
+    assert_eq!(status.code(), Some(1));
+    assert!(cluster.nodes[i].stderr_text().contains("api.insecure"));
+
+    // Plaintext on loopback runs, and says so in its log and in `members`.
+    cluster.restart(i).await;
+    let api = cluster.nodes[i].api.to_string();
+    assert!(
+        cluster.nodes[i]
+            .stderr_text()
+            .contains("GOSSIP IS NOT ENCRYPTED")
+    );
+    let out = client(&["members", "--api", &api], &[]).await;
+    assert!(text(&out.stderr).contains("NOT encrypted"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_writes_a_private_key_file_that_a_node_runs_with() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("cluster.key");
+    let path = file.to_string_lossy().to_string();
+    let out = client(&["keygen", "--out", &path], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let mode = std::fs::metadata(&file)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = client(&["keygen", "--out", &path], &[]).await;
+    assert_eq!(again.status.code(), Some(1), "overwrote a key: {again:?}");
+    let printed = client(&["keygen"], &[]).await;
+    assert!(
+        nbwatch::secure::Key::parse(&text(&printed.stdout)).is_ok(),
+        "{printed:?}"
+    );
+
+    cluster.key = Some(
+        std::fs::read_to_string(&file)
+            .expect("read")
+            .trim()
+            .to_string(),
+    );
+    let i = cluster.start("n1", Vec::new()).await;
+    let s = stats(cluster.nodes[i].api).await.expect("stats");
+    assert_eq!(s["encrypted"], true, "{s}");
+    // A key file that is not a key: the daemon names the file and the line.
+    cluster.nodes[i].signal(Signal::SIGTERM);
+    cluster.nodes[i].wait_exit(PROCESS_DEADLINE).await;
+    let key_file = cluster.nodes[i].key_file.clone().expect("key file");
+    std::fs::write(&key_file, "# ok\nnot a key\n").expect("write");
+    cluster.nodes[i].gossip = "127.0.0.1:0".parse().expect("addr");
+    let Started::Exited(status) = cluster.nodes[i].start(Ports::pick()).await else {
+        panic!("started with a broken key file");
+    };
+    assert_eq!(status.code(), Some(1));
+    let log = cluster.nodes[i].stderr_text();
+    assert!(log.contains(&format!("{}:2", key_file.display())), "{log}");
 }
 
 /// A size-limited tmpfs mounted on a node's data dir (needs root); lazily unmounted on drop,
@@ -1639,6 +2200,7 @@ async fn a_service_on_another_node_is_listed_and_restarted_from_here_and_bad_tar
     cluster.start_many(2).await;
     let (api1, api2) = (cluster.nodes[0].api, cluster.nodes[1].api);
     let api1_s = api1.to_string();
+    let tok1 = cluster.nodes[0].token_file();
     let before = running_pid(api2, "app", None).await;
     wait_for("n1 lists n2's app", DEADLINE, async || {
         let list = all_services(api1).await?;
@@ -1652,7 +2214,11 @@ async fn a_service_on_another_node_is_listed_and_restarted_from_here_and_bad_tar
     })
     .await;
 
-    let out = client(&["restart", "n2:app", "--api", &api1_s], &[]).await;
+    let out = client(
+        &["restart", "n2:app", "--api", &api1_s, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert!(out.status.success(), "{out:?}");
     assert!(text(&out.stderr).contains("waiting"), "{out:?}");
     let after = running_pid(api2, "app", Some(before)).await;
@@ -1675,7 +2241,11 @@ async fn a_service_on_another_node_is_listed_and_restarted_from_here_and_bad_tar
         ("n9:app", "no node \"n9\" in the cluster"),
         ("n2:", "is not SERVICE or NODE:SERVICE"),
     ] {
-        let out = client(&["restart", target, "--api", &api1_s], &[]).await;
+        let out = client(
+            &["restart", target, "--api", &api1_s, "--token-file", &tok1],
+            &[],
+        )
+        .await;
         assert_eq!(out.status.code(), Some(1), "{target}: {out:?}");
         assert!(text(&out.stderr).contains(says), "{target}: {out:?}");
     }
@@ -1685,7 +2255,11 @@ async fn a_service_on_another_node_is_listed_and_restarted_from_here_and_bad_tar
     cluster
         .wait_state(&cluster.others("n2"), "n2", "down")
         .await;
-    let out = client(&["stop", "n2:app", "--api", &api1_s], &[]).await;
+    let out = client(
+        &["stop", "n2:app", "--api", &api1_s, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("node n2 is down"), "{out:?}");
     let list = all_services(api1).await.expect("all services");
@@ -1765,7 +2339,12 @@ async fn a_service_requiring_one_on_another_node_starts_with_it_stops_when_it_di
     cluster.restart(db).await;
     // The dependant's node, with pg stopped first so that it has to wait.
     let n1_api = cluster.nodes[db].api.to_string();
-    let stop = client(&["stop", "pg", "--api", &n1_api], &[]).await;
+    let tok1 = cluster.nodes[db].token_file();
+    let stop = client(
+        &["stop", "pg", "--api", &n1_api, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert!(stop.status.success(), "{stop:?}");
     let seed = vec![cluster.nodes[db].gossip];
     let web = own_trees(&mut cluster, "n2", seed, "n2-trees");
@@ -1788,10 +2367,18 @@ async fn a_service_requiring_one_on_another_node_starts_with_it_stops_when_it_di
     let app = &services(api2).await.expect("services")[0];
     assert_eq!(app["state"], "stopped", "app waits for n1:pg: {app}");
 
-    let start = client(&["start", "pg", "--api", &n1_api], &[]).await;
+    let start = client(
+        &["start", "pg", "--api", &n1_api, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert!(start.status.success(), "{start:?}");
     let first = running_pid(api2, "app", None).await;
-    let stop = client(&["stop", "pg", "--api", &n1_api], &[]).await;
+    let stop = client(
+        &["stop", "pg", "--api", &n1_api, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert!(stop.status.success(), "{stop:?}");
     wait_for(
         "app stops when pg goes",
@@ -1803,7 +2390,11 @@ async fn a_service_requiring_one_on_another_node_starts_with_it_stops_when_it_di
     )
     .await;
     assert!(!process_alive(first));
-    let start = client(&["start", "pg", "--api", &n1_api], &[]).await;
+    let start = client(
+        &["start", "pg", "--api", &n1_api, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert!(start.status.success(), "{start:?}");
     running_pid(api2, "app", Some(first)).await;
     let log = cluster.nodes[web].stderr_text();
@@ -1821,6 +2412,7 @@ async fn published_data_reaches_a_subscriber_on_another_host_and_expires_everywh
         cluster.nodes[0].api.to_string(),
         cluster.nodes[1].api.to_string(),
     );
+    let tok1 = cluster.nodes[0].token_file();
     let mut sub = tokio::process::Command::new(BIN)
         .args(["subscribe", "mythtv/", "--api", &api2])
         .stdout(Stdio::piped())
@@ -1838,6 +2430,8 @@ async fn published_data_reaches_a_subscriber_on_another_host_and_expires_everywh
             "4s",
             "--api",
             &api1,
+            "--token-file",
+            &tok1,
         ],
         &[],
     )
@@ -1877,13 +2471,21 @@ async fn published_data_reaches_a_subscriber_on_another_host_and_expires_everywh
     );
     // Limits are clear errors.
     let big = "x".repeat(2000);
-    let out = client(&["publish", "k", &big, "--api", &api1], &[]).await;
+    let out = client(
+        &["publish", "k", &big, "--api", &api1, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         text(&out.stderr).contains("the value is 2000 bytes long; the limit is 768"),
         "{out:?}"
     );
-    let out = client(&["publish", "a b", "1", "--api", &api1], &[]).await;
+    let out = client(
+        &["publish", "a b", "1", "--api", &api1, "--token-file", &tok1],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("has ' ' at byte 1"), "{out:?}");
     let _ = sub.kill().await;

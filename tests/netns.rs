@@ -126,13 +126,22 @@ impl Net {
                 "seeds = [\"10.77.0.1:7710\"]\n".to_string()
             };
             let data = net.dir.path().join(format!("n{i}"));
+            // The hosts talk over a (virtual) network: their gossip is sealed with one key,
+            // so these tests exercise the encrypted path end to end.
+            let key_file = net.dir.path().join("cluster.key");
+            if i == 0 {
+                let key = nbwatch::secure::Key::generate().encode();
+                nbwatch::secure::keyring::write_private(&key_file, key.as_bytes())
+                    .expect("write the cluster key");
+            }
             std::fs::write(
                 &net.hosts[i].config,
                 format!(
                     "[node]\nname = \"n{i}\"\ndata_dir = \"{}\"\n[gossip]\nlisten = \"{ip}:7710\"\n{seeds}\
-                     [metrics]\ninterval = \"1s\"\n[api]\nlisten = \"127.0.0.1:7711\"\n\
+                     key_file = \"{}\"\n[metrics]\ninterval = \"1s\"\n[api]\nlisten = \"127.0.0.1:7711\"\n\
                      [supervision]\ntrees = \"{}\"\n{extra}",
                     data.display(),
+                    key_file.display(),
                     net.dir.path().join("no-trees").display(),
                 ),
             )

@@ -40,6 +40,9 @@ pub fn stats(snapshot: &StatsSnapshot) -> Value {
     if let Value::Object(map) = &mut value {
         map.insert("node".into(), Value::from(snapshot.node.as_str()));
         map.insert("incarnation".into(), Value::from(snapshot.incarnation.0));
+        if let Ok(Value::Object(gate)) = serde_json::to_value(snapshot.gate) {
+            map.extend(gate);
+        }
     }
     value
 }

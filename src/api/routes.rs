@@ -55,6 +55,10 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/silences", get(silences).post(silence))
         .merge(super::dashboard::router())
         .merge(super::metrics::router())
+        .route("/api/v1/keys", get(super::keys::list))
+        .route("/api/v1/keys/install", post(super::keys::install))
+        .route("/api/v1/keys/use", post(super::keys::use_key))
+        .route("/api/v1/keys/remove", post(super::keys::remove))
         .fallback(not_found)
         .with_state(ctx)
 }

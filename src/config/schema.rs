@@ -13,10 +13,11 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "interval",
             "key_file",
             "insecure",
+            "cluster",
         ],
     ),
     ("metrics", &["interval", "probes"]),
-    ("api", &["listen"]),
+    ("api", &["listen", "insecure"]),
     ("supervision", &["trees", "log_max_bytes", "log_keep"]),
     ("store", &["raw_retention", "rollup_retention", "backfill"]),
     (

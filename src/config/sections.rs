@@ -27,7 +27,20 @@ pub(super) fn read_file(path: &Path) -> Result<String, ConfigErrors> {
             format!("cannot read the file: {e}"),
         )
     })?;
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    decode_text(path, &bytes)
+}
+
+/// The text of a config file's bytes (`path` names it in problems), syntax-checked.
+pub(super) fn decode_text(path: &Path, bytes: &[u8]) -> Result<String, ConfigErrors> {
+    let whole_file = |kind, message| {
+        ConfigErrors(vec![Problem {
+            file: path.display().to_string(),
+            key: String::new(),
+            kind,
+            message,
+        }])
+    };
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let text = String::from_utf8(bytes.to_vec()).map_err(|e| {
         whole_file(
             ProblemKind::Unreadable,
@@ -239,18 +252,43 @@ fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig
         let message = "must be more than zero".to_string();
         w.problem(v, "gossip.interval", ProblemKind::BadValue, message);
     }
+    let key_file = read(w, s, "gossip", "key_file", None, |w, v, key| {
+        let path = optional(w, v, key, Walker::path)?;
+        Some(path.map(|p| beside_file(p, v, base)))
+    });
+    let insecure = read(w, s, "gossip", "insecure", d.insecure, Walker::bool);
+    // Unset, listen on every interface only when gossip is sealed or plaintext on purpose.
+    let default_listen = if key_file.is_some() || insecure {
+        super::DEFAULT_GOSSIP_LISTEN
+    } else {
+        d.listen
+    };
+    let cluster = read(w, s, "gossip", "cluster", d.cluster, |w, v, key| {
+        let name = w.string(v, key)?;
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            let message = format!("{name:?} is not a cluster name (1 to 255 printable bytes)");
+            w.problem(v, key, ProblemKind::BadValue, message);
+            return None;
+        }
+        Some(name)
+    });
     GossipConfig {
-        listen: read(w, s, "gossip", "listen", d.listen, Walker::socket_addr),
+        listen: read(
+            w,
+            s,
+            "gossip",
+            "listen",
+            default_listen,
+            Walker::socket_addr,
+        ),
         advertise: read(w, s, "gossip", "advertise", None, |w, v, key| {
             optional(w, v, key, Walker::socket_addr)
         }),
         seeds: read(w, s, "gossip", "seeds", d.seeds, Walker::socket_addrs),
         interval,
-        key_file: read(w, s, "gossip", "key_file", None, |w, v, key| {
-            let path = optional(w, v, key, Walker::path)?;
-            Some(path.map(|p| beside_file(p, v, base)))
-        }),
-        insecure: read(w, s, "gossip", "insecure", d.insecure, Walker::bool),
+        key_file,
+        insecure,
+        cluster,
     }
 }
 
@@ -287,6 +325,7 @@ fn api(w: &mut Walker, s: &Sections<'_>) -> ApiConfig {
     let d = ApiConfig::default();
     ApiConfig {
         listen: read(w, s, "api", "listen", d.listen, Walker::socket_addr),
+        insecure: read(w, s, "api", "insecure", d.insecure, Walker::bool),
     }
 }
 

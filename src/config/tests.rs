@@ -45,7 +45,11 @@ fn defaults_apply_with_no_file_and_no_environment() {
     assert_eq!(config, Config::builtin(NodeName::new("testhost")));
     assert_eq!(config.node.data_dir, Path::new("/var/lib/nbwatch"));
     assert_eq!(config.node.priority, 0);
-    assert_eq!(config.gossip.listen, addr("0.0.0.0:7710"));
+    assert_eq!(
+        config.gossip.listen,
+        addr("127.0.0.1:7710"),
+        "plaintext stays home"
+    );
     assert_eq!(config.gossip.advertise, None);
     assert!(config.gossip.seeds.is_empty());
     assert_eq!(config.gossip.interval, Duration::from_secs(1));

@@ -74,6 +74,8 @@ pub struct StatsSnapshot {
     pub node: NodeName,
     pub incarnation: Incarnation,
     pub stats: Stats,
+    /// What the gate sealed, opened and dropped.
+    pub gate: crate::secure::GateStats,
 }
 
 /// Called with the reason when the core says this node cannot go on.
@@ -145,11 +147,13 @@ impl Actor for GossipActor {
             AbortOnDrop(tokio::spawn(net::read_datagrams(
                 udp.clone(),
                 myself.clone(),
+                args.directory.gate().clone(),
             ))),
             AbortOnDrop(tokio::spawn(net::serve_joins(
                 args.tcp,
                 myself.clone(),
                 args.data_dir.clone(),
+                args.directory.gate().clone(),
             ))),
             ticker(myself.clone(), TICK, || GossipMsg::Core(Input::Tick)),
         ];
@@ -203,6 +207,7 @@ impl Actor for GossipActor {
                     node: state.core.name().clone(),
                     incarnation: state.core.incarnation(),
                     stats: state.core.stats(),
+                    gate: state.directory.gate().stats(),
                 });
                 Vec::new()
             }
@@ -270,13 +275,16 @@ impl GossipState {
         for output in outputs {
             match output {
                 Output::Send { to, bytes } => {
+                    let bytes = self.directory.gate().seal_datagram(&bytes);
                     if let Err(e) = self.udp.send_to(&bytes, to).await {
                         tracing::debug!(%to, error = %e, "sending a datagram failed");
                     }
                 }
                 Output::Join { seed, request } => {
                     tracing::debug!(%seed, "asking a seed to join");
-                    self.joins.spawn(net::join(seed, request, myself.clone()));
+                    let gate = self.directory.gate().clone();
+                    self.joins
+                        .spawn(net::join(seed, request, myself.clone(), gate));
                 }
                 Output::WatchStart(peer) => self.directory.cast_watch(WatchMsg::Start(peer)),
                 Output::WatchStop(peer) => self.directory.cast_watch(WatchMsg::Stop(peer)),

@@ -9,15 +9,25 @@
 
 use crate::alert::actor::AlertMsg;
 use crate::gossip::actor::GossipMsg;
+use crate::secure::Gate;
 use crate::store::StoreMsg;
 use crate::supervision::manager::ManagerMsg;
 use crate::watch::actor::WatchMsg;
 use ractor::ActorRef;
 use std::sync::{Arc, RwLock};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Directory {
     inner: Arc<RwLock<Refs>>,
+    /// Seals and opens everything on the gossip port; fixed for the node's life.
+    gate: Arc<Gate>,
+}
+
+/// A directory whose gate lets plaintext through (tests and the simulator).
+impl Default for Directory {
+    fn default() -> Self {
+        Directory::new(Arc::new(Gate::plaintext()))
+    }
 }
 
 #[derive(Default)]
@@ -31,6 +41,16 @@ struct Refs {
 }
 
 impl Directory {
+    pub fn new(gate: Arc<Gate>) -> Directory {
+        Directory {
+            inner: Arc::default(),
+            gate,
+        }
+    }
+    /// The node's gate for the gossip port.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
     pub fn gossip(&self) -> Option<ActorRef<GossipMsg>> {
         self.read(|r| r.gossip.clone())
     }

@@ -83,6 +83,8 @@ pub(crate) struct NodeArgs {
     /// The host probes, loaded once at start.
     pub host_probes: Vec<HostProbeSpec>,
     pub services: ServiceCtx,
+    /// The API's bearer token.
+    pub token: std::sync::Arc<String>,
 }
 
 pub(crate) struct NodeState {
@@ -402,6 +404,7 @@ impl NodeState {
                     directory: dir,
                     clock,
                     data_dir: self.args.config.node.data_dir.clone(),
+                    token: self.args.token.clone(),
                 };
                 let (api, _) = Actor::spawn_linked(None, ApiActor, args, supervisor)
                     .await

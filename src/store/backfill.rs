@@ -2,7 +2,8 @@
 //! the samples and events of the last `store.backfill` that it missed, so its record is as
 //! complete as theirs.
 //!
-//! It goes over the gossip TCP port, one connection per page: the asker sends a
+//! It goes over the gossip TCP port, sealed like all gossip (`secure::Gate`), one connection
+//! per page: the asker sends a
 //! [`PageRequest`] (`Frame::HistoryRequest`) with the cursors of the previous page and gets a
 //! [`Page`] of at most [`SAMPLES_PER_PAGE`] samples and [`EVENTS_PER_PAGE`] events. The cursors
 //! are the server's own row keys (series number and time; event id), so paging is exact even
@@ -179,7 +180,7 @@ pub async fn run(directory: Directory, store: ActorRef<StoreMsg>, clock: Clock, 
     let mut peers = peers;
     peers.shuffle(&mut rng);
     for (name, addr) in peers.into_iter().take(PEERS) {
-        match fetch(addr, since, &store).await {
+        match fetch(directory.gate(), addr, since, &store).await {
             Ok(f) => tracing::info!(
                 peer = %name, samples = f.samples, events = f.events, pages = f.pages,
                 since = %since, "history back-filled"
@@ -204,7 +205,7 @@ pub async fn from_returning(
     else {
         return;
     };
-    match fetch(addr, since, &store).await {
+    match fetch(directory.gate(), addr, since, &store).await {
         Ok(f) => tracing::info!(
             peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
             since = %since, "history back-filled from a returning peer"
@@ -234,6 +235,7 @@ async fn live_peers(directory: &Directory) -> Vec<(String, SocketAddr)> {
 
 /// Fetches every page of `peer`'s history since `since` into `store`.
 pub async fn fetch(
+    gate: &crate::secure::Gate,
     peer: SocketAddr,
     since: Time,
     store: &ActorRef<StoreMsg>,
@@ -247,10 +249,12 @@ pub async fn fetch(
     let mut fetched = Fetched::default();
     while !(samples_done && events_done) {
         let frame = Frame::HistoryRequest(request.clone());
-        let answer =
-            tokio::time::timeout(PAGE_TIMEOUT, crate::gossip::actor::net::ask(peer, &frame))
-                .await
-                .map_err(|_| format!("no page within {PAGE_TIMEOUT:?}"))??;
+        let answer = tokio::time::timeout(
+            PAGE_TIMEOUT,
+            crate::gossip::actor::net::ask(gate, peer, &frame),
+        )
+        .await
+        .map_err(|_| format!("no page within {PAGE_TIMEOUT:?}"))??;
         let Frame::HistoryPage(page) = answer else {
             return Err("the peer answered something else than a history page".into());
         };

@@ -8,9 +8,14 @@
 //!   it also serves pages of this node's history to a peer that back-fills (`store::backfill`);
 //! * the join client opens a connection to a seed and feeds the answer (or why there was none)
 //!   back as `JoinAnswer`.
+//!
+//! Every byte in and out goes through the node's [`Gate`]: a datagram or a request that does
+//! not open is dropped here, before any decoding, and never reaches the actor. Each TCP
+//! connection carries one sealed request and one sealed answer bound to it.
 
 use super::GossipMsg;
 use crate::gossip::core::Input;
+use crate::secure::{Gate, OVERHEAD};
 use crate::wire::{self, Frame, MAX_DATAGRAM, MAX_FRAME};
 use ractor::ActorRef;
 use std::net::SocketAddr;
@@ -28,15 +33,21 @@ pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest join request we read (a name, an incarnation and an address).
 pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 
-const _: () = assert!(RECV_BUFFER > MAX_DATAGRAM);
+const _: () = assert!(RECV_BUFFER > MAX_DATAGRAM + OVERHEAD);
 
 /// Forwards datagrams to the actor until it is gone.
-pub(crate) async fn read_datagrams(socket: Arc<UdpSocket>, actor: ActorRef<GossipMsg>) {
+pub(crate) async fn read_datagrams(
+    socket: Arc<UdpSocket>,
+    actor: ActorRef<GossipMsg>,
+    gate: Arc<Gate>,
+) {
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
-                let bytes = buf[..n].to_vec();
+                let Some(bytes) = gate.open_datagram(from, &buf[..n]) else {
+                    continue;
+                };
                 if actor
                     .cast(GossipMsg::Core(Input::Datagram { from, bytes }))
                     .is_err()
@@ -58,14 +69,16 @@ pub(crate) async fn serve_joins(
     listener: TcpListener,
     actor: ActorRef<GossipMsg>,
     data_dir: std::path::PathBuf,
+    gate: Arc<Gate>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let actor = actor.clone();
                 let data_dir = data_dir.clone();
+                let gate = gate.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = answer_one(stream, &actor, data_dir).await {
+                    if let Err(why) = answer_one(stream, peer, &actor, data_dir, &gate).await {
                         tracing::info!(%peer, reason = %why, "closed a join connection");
                     }
                 });
@@ -81,10 +94,12 @@ pub(crate) async fn serve_joins(
 
 async fn answer_one(
     mut stream: TcpStream,
+    peer: SocketAddr,
     actor: &ActorRef<GossipMsg>,
     data_dir: std::path::PathBuf,
+    gate: &Gate,
 ) -> Result<(), String> {
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream, MAX_REQUEST))
+    let sealed = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream, MAX_REQUEST))
         .await
         .map_err(|_| {
             format!(
@@ -92,10 +107,14 @@ async fn answer_one(
                 humantime::format_duration(REQUEST_TIMEOUT)
             )
         })??;
+    // Not from a key holder: the gate counted and logged it; close without a word.
+    let Some((body, binding)) = gate.open_request(peer, &sealed) else {
+        return Ok(());
+    };
     let frame = wire::decode_frame(&body).map_err(|e| format!("malformed request: {e}"))?;
     if let Frame::HistoryRequest(request) = frame {
         let answer = crate::store::backfill::serve(data_dir, request).await;
-        return send(&mut stream, &answer).await;
+        return send(&mut stream, gate, &binding, &answer).await;
     }
     let Frame::JoinRequest {
         name,
@@ -118,11 +137,18 @@ async fn answer_one(
         .await
         .map_err(|e| format!("the gossip actor is gone: {e}"))?
         .success_or_else(|| "the gossip actor did not answer".to_string())?;
-    send(&mut stream, &answer).await
+    send(&mut stream, gate, &binding, &answer).await
 }
 
-async fn send(stream: &mut TcpStream, answer: &Frame) -> Result<(), String> {
-    let bytes = wire::encode_frame(answer).map_err(|e| format!("cannot encode the answer: {e}"))?;
+async fn send(
+    stream: &mut TcpStream,
+    gate: &Gate,
+    binding: &[u8],
+    answer: &Frame,
+) -> Result<(), String> {
+    let body =
+        wire::encode_frame_body(answer).map_err(|e| format!("cannot encode the answer: {e}"))?;
+    let bytes = wire::length_prefixed(&gate.seal_answer(binding, &body));
     tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&bytes))
         .await
         .map_err(|_| "the peer does not read its answer".to_string())?
@@ -132,8 +158,13 @@ async fn send(stream: &mut TcpStream, answer: &Frame) -> Result<(), String> {
 }
 
 /// Asks `seed` to let us join and casts its answer (or why there is none) to the actor.
-pub(crate) async fn join(seed: SocketAddr, request: Frame, actor: ActorRef<GossipMsg>) {
-    let answer = match tokio::time::timeout(JOIN_TIMEOUT, ask(seed, &request)).await {
+pub(crate) async fn join(
+    seed: SocketAddr,
+    request: Frame,
+    actor: ActorRef<GossipMsg>,
+    gate: Arc<Gate>,
+) {
+    let answer = match tokio::time::timeout(JOIN_TIMEOUT, ask(&gate, seed, &request)).await {
         Ok(answer) => answer,
         Err(_) => Err(format!(
             "no answer within {}",
@@ -143,8 +174,11 @@ pub(crate) async fn join(seed: SocketAddr, request: Frame, actor: ActorRef<Gossi
     let _ = actor.cast(GossipMsg::Core(Input::JoinAnswer { seed, answer }));
 }
 
-pub(crate) async fn ask(seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
-    let bytes = wire::encode_frame(request).map_err(|e| format!("cannot encode: {e}"))?;
+/// Sends one request to `seed` and reads its answer, both sealed by `gate`.
+pub(crate) async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
+    let body = wire::encode_frame_body(request).map_err(|e| format!("cannot encode: {e}"))?;
+    let (sealed, binding) = gate.seal_request(&body);
+    let bytes = wire::length_prefixed(&sealed);
     let mut stream = TcpStream::connect(seed)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
@@ -152,7 +186,16 @@ pub(crate) async fn ask(seed: SocketAddr, request: &Frame) -> Result<Frame, Stri
         .write_all(&bytes)
         .await
         .map_err(|e| format!("cannot send: {e}"))?;
-    let body = read_frame(&mut stream, MAX_FRAME).await?;
+    let sealed = read_frame(&mut stream, MAX_FRAME + OVERHEAD)
+        .await
+        .map_err(|why| match gate.is_encrypted() {
+            // A node refuses a request it cannot open by closing without a word.
+            true => format!("{why} (a peer without our cluster key closes without answering)"),
+            false => why,
+        })?;
+    let body = gate.open_answer(seed, &binding, &sealed).ok_or_else(|| {
+        "the answer failed authentication (does the peer have the cluster key?)".to_string()
+    })?;
     wire::decode_frame(&body).map_err(|e| format!("malformed answer: {e}"))
 }
 

@@ -108,6 +108,8 @@ pub struct Launcher {
     pub run_dir: PathBuf,
     pub metrics_interval: u64,
     pub cluster_size: usize,
+    /// nbwatch: the cluster key file every node's gossip is sealed with.
+    pub key_file: Option<PathBuf>,
     /// How often nbwatch pollers ask for /members.
     pub poll_every: Duration,
 }
@@ -148,6 +150,7 @@ impl Launcher {
                     seeds,
                     self.metrics_interval,
                     api,
+                    self.key_file.as_deref(),
                 )?;
                 let out_log = std::fs::OpenOptions::new()
                     .create(true)

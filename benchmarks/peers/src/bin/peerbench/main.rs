@@ -33,6 +33,16 @@ struct Opts {
     timeout: u64,
     nbwatch_bin: PathBuf,
     bin_dir: PathBuf,
+    /// nbwatch only: gossip without a key, sealed with one (`nbwatch keygen`), or one
+    /// after the other in the same run.
+    key: KeyMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyMode {
+    Off,
+    On,
+    Both,
 }
 
 fn parse() -> anyhow::Result<Opts> {
@@ -42,7 +52,8 @@ fn parse() -> anyhow::Result<Opts> {
         anyhow::bail!(
             "usage: peerbench detection|bandwidth|rss --system nbwatch|chitchat|foca --n N \
              [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] [--seconds S] \
-             [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR]"
+             [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR] \
+             [--key off|on|both]"
         );
     }
     let exe_dir = std::env::current_exe()?
@@ -62,6 +73,7 @@ fn parse() -> anyhow::Result<Opts> {
         timeout: 60,
         nbwatch_bin: PathBuf::from("../../target/release/nbwatch"),
         bin_dir: exe_dir,
+        key: KeyMode::Off,
     };
     let mut system = None;
     while let Some(flag) = args.next() {
@@ -80,10 +92,22 @@ fn parse() -> anyhow::Result<Opts> {
             "--timeout" => o.timeout = value.parse()?,
             "--nbwatch-bin" => o.nbwatch_bin = value.into(),
             "--bin-dir" => o.bin_dir = value.into(),
+            "--key" => {
+                o.key = match value.as_str() {
+                    "off" => KeyMode::Off,
+                    "on" => KeyMode::On,
+                    "both" => KeyMode::Both,
+                    other => anyhow::bail!("--key {other}: off, on or both"),
+                }
+            }
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
     o.system = system.ok_or_else(|| anyhow::anyhow!("--system is required"))?;
+    anyhow::ensure!(
+        o.key == KeyMode::Off || (o.system == System::Nbwatch && o.command != "detection"),
+        "--key is for nbwatch bandwidth and rss runs"
+    );
     anyhow::ensure!(o.n >= 2, "--n must be at least 2");
     Ok(o)
 }
@@ -103,7 +127,48 @@ fn main() -> anyhow::Result<()> {
     ));
     std::fs::create_dir_all(&run_dir)?;
     eprintln!("# run dir (configs, stderr logs): {}", run_dir.display());
+    let keys: &[bool] = match o.key {
+        KeyMode::Off => &[false],
+        KeyMode::On => &[true],
+        KeyMode::Both => &[false, true],
+    };
+    let mut result = Ok(());
+    for &keyed in keys {
+        result = run_once(&o, &run_dir, keyed);
+        if result.is_err() {
+            break;
+        }
+    }
+    // Members are killed on drop; keep the run dir only on failure (an
+    // error, a kill not detected in time, a restart that did not rejoin) or
+    // when PEERBENCH_KEEP is set.
+    let keep = KEEP_RUN_DIR.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var_os("PEERBENCH_KEEP").is_some();
+    if result.is_ok() && !keep {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    result
+}
+
+/// One cluster, started, measured and dropped (killed); `keyed`: gossip sealed.
+fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<()> {
+    let run_dir = run_dir.join(if keyed { "keyed" } else { "plain" });
+    std::fs::create_dir_all(&run_dir)?;
+    let key_file = if keyed {
+        let file = run_dir.join("cluster.key");
+        let status = std::process::Command::new(&o.nbwatch_bin)
+            .arg("keygen")
+            .arg("--out")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "nbwatch keygen failed: {status}");
+        Some(file)
+    } else {
+        None
+    };
     let launcher = Launcher {
+        key_file,
         system: o.system,
         bin_dir: o.bin_dir.clone(),
         nbwatch_bin: o.nbwatch_bin.clone(),
@@ -118,19 +183,10 @@ fn main() -> anyhow::Result<()> {
     };
     let converge = Duration::from_secs(60 + o.n as u64);
     let cluster = Cluster::start(launcher, o.n, converge)?;
-    let result = match o.command.as_str() {
-        "detection" => detection(cluster, &o),
-        _ => steady(cluster, &o),
-    };
-    // Members are killed on drop; keep the run dir only on failure (an
-    // error, a kill not detected in time, a restart that did not rejoin) or
-    // when PEERBENCH_KEEP is set.
-    let keep = KEEP_RUN_DIR.load(std::sync::atomic::Ordering::Relaxed)
-        || std::env::var_os("PEERBENCH_KEEP").is_some();
-    if result.is_ok() && !keep {
-        let _ = std::fs::remove_dir_all(&run_dir);
+    match o.command.as_str() {
+        "detection" => detection(cluster, o),
+        _ => steady(cluster, o, keyed),
     }
-    result
 }
 
 /// Set when a run completed but something in it failed (its logs are kept).
@@ -222,7 +278,10 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
                     if count > 1 {
                         duplicate_alerts += 1;
                     }
-                    println!("  alert after {:.2} s", at.saturating_sub(t_kill) as f64 / 1000.0);
+                    println!(
+                        "  alert after {:.2} s",
+                        at.saturating_sub(t_kill) as f64 / 1000.0
+                    );
                 }
                 None => println!("  no alert within {} s", o.timeout),
             }
@@ -294,8 +353,12 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     if o.system == System::Nbwatch {
         alerts_ms.sort_unstable();
         println!();
-        println!("alert = kill -9 until the leader hands the node_down alert to its sinks (its `at`)");
-        println!("| system | N | kills | alerts | p50 | p99 | max | kills with a duplicate alert |");
+        println!(
+            "alert = kill -9 until the leader hands the node_down alert to its sinks (its `at`)"
+        );
+        println!(
+            "| system | N | kills | alerts | p50 | p99 | max | kills with a duplicate alert |"
+        );
         println!("|---|---|---|---|---|---|---|---|");
         println!(
             "| nbwatch | {} | {} | {} | {} | {} | {} | {} |",
@@ -321,7 +384,7 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 }
 
 /// Bandwidth and RSS/CPU over a steady-state window after convergence.
-fn steady(cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
+fn steady(cluster: Cluster, o: &Opts, keyed: bool) -> anyhow::Result<()> {
     let warmup = o.warmup.max(2 * o.metrics_interval);
     eprintln!("# warm-up {warmup} s, window {} s", o.seconds);
     std::thread::sleep(Duration::from_secs(warmup));
@@ -367,12 +430,14 @@ fn steady(cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     } else {
         format!("every {} s", o.metrics_interval)
     };
+    let label = match (o.system, keyed) {
+        (System::Nbwatch, true) => "nbwatch, sealed (key)",
+        (System::Nbwatch, false) if o.key != KeyMode::Off => "nbwatch, plaintext",
+        (system, _) => system.label(),
+    };
     println!(
-        "# {}: system={} n={} metrics={metrics} window={} s still converged={whole}",
-        o.command,
-        o.system.label(),
-        o.n,
-        o.seconds
+        "# {}: system={label} n={} metrics={metrics} window={} s still converged={whole}",
+        o.command, o.n, o.seconds
     );
     println!(
         "| system | N | metrics | bytes/s sent per node | datagrams/s per node | RSS per node | CPU per node (% of one core) | window |"
@@ -380,7 +445,7 @@ fn steady(cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| {} | {} | {metrics} | {:.0} | {:.1} | {:.1} MB | {:.2} % | {} s |",
-        o.system.label(),
+        label,
         o.n,
         bps / n,
         dps / n,

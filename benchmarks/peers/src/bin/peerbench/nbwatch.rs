@@ -24,13 +24,17 @@ pub fn write_config(
     seeds: &[SocketAddr],
     metrics_interval_s: u64,
     api: SocketAddr,
+    key_file: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
+    let key_file = key_file.map_or(String::new(), |k| {
+        format!("key_file = \"{}\"\n", k.display())
+    });
     let data_dir = run_dir.join(name);
     std::fs::create_dir_all(&data_dir)?;
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let toml = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n\
-         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n\n\
+         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n{key_file}\n\
          [metrics]\ninterval = \"{metrics_interval_s}s\"\n\n\
          [api]\nlisten = \"{api}\"\n\n\
          [supervision]\ntrees = \"{}\"\n\n\
@@ -203,5 +207,10 @@ fn fetch_members(api: SocketAddr) -> Option<Vec<(String, String)>> {
 fn fetch_stats(api: SocketAddr) -> Option<(u64, u64)> {
     let body = http_get(api, "/api/v1/stats").ok()?;
     let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    Some((s["bytes_sent"].as_u64()?, s["datagrams_sent"].as_u64()?))
+    // What went on the wire (sealed frames included) where the daemon counts it; the
+    // protocol's own count (plaintext) from daemons that predate the gate.
+    let bytes = s["wire_bytes_sent"]
+        .as_u64()
+        .or_else(|| s["bytes_sent"].as_u64())?;
+    Some((bytes, s["datagrams_sent"].as_u64()?))
 }

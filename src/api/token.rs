@@ -1,0 +1,110 @@
+//! The API's bearer token: what stands between a local user (or a browser page) and the
+//! power to stop services, reload, silence alerts or change the keyring.
+//!
+//! The daemon creates the token at first start in `data_dir/api.token`, mode 0600, so only
+//! the daemon's user (and root) can read it; the CLI reads the same file (found through
+//! `--config`), or `--token-file`, or the `NBWATCH_TOKEN` variable. Reading the cluster's
+//! state needs no token: GET requests are open on loopback.
+//!
+//! The check is one layer around the whole router that guards every method except GET and
+//! HEAD, rather than a check in each handler: an endpoint added later is covered without
+//! anyone remembering to.
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The token's file name in `data_dir`.
+pub const TOKEN_FILE: &str = "api.token";
+
+/// Where the token of the node with this data dir is.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(TOKEN_FILE)
+}
+
+/// Reads the token in `data_dir`, creating it (32 random bytes, hex, mode 0600) if there is
+/// none. A token file that others can read is made private again.
+pub fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = path(data_dir);
+    match read(&file) {
+        Ok(token) => {
+            let mode = std::fs::metadata(&file)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(file = %file.display(), "the API token was readable by others: made it 0600");
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)?;
+            let bytes: [u8; 32] = chacha20poly1305::aead::Generate::generate();
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            crate::secure::keyring::write_private(&file, format!("{token}\n").as_bytes())?;
+            tracing::info!(file = %file.display(), "created the API token");
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a token file (the first line, trimmed); an empty one is an error.
+pub fn read(file: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(file)?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is empty", file.display()),
+        ));
+    }
+    Ok(token)
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refuse(why: &str) -> Response {
+    let body = serde_json::json!({
+        "error": format!(
+            "{why}: changing anything needs `Authorization: Bearer <token>`, the token in \
+             {TOKEN_FILE} of the node's data_dir (the CLI reads it through --config, \
+             --token-file or NBWATCH_TOKEN)"
+        )
+    });
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"nbwatch\""),
+    );
+    response
+}
+
+/// The layer: GET and HEAD pass; anything else needs the bearer token.
+pub(super) async fn require(
+    State(token): State<Arc<String>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return refuse("no token");
+    };
+    let given = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => refuse("wrong token"),
+        None => refuse("the Authorization header is not `Bearer <token>`"),
+    }
+}

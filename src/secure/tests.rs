@@ -1,0 +1,338 @@
+use super::frame::{self, Kind, OVERHEAD, OpenError, Origin};
+use super::replay::{Replay, WINDOW};
+use super::*;
+use proptest::prelude::*;
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:1".parse().unwrap()
+}
+
+fn key(b: u8) -> Key {
+    Key::from_bytes([b; keyring::KEY_LEN])
+}
+
+fn origin(seq: u64) -> Origin {
+    Origin {
+        sender: 7,
+        session: 100,
+        seq,
+    }
+}
+
+#[test]
+fn a_sealed_frame_opens_with_the_same_key_and_cluster() {
+    let ring = Keyring::single(key(1));
+    let sealed = frame::seal(
+        ring.primary(),
+        "home",
+        Kind::Datagram,
+        &[],
+        origin(1),
+        [9; 24],
+        b"hello",
+    );
+    assert_eq!(sealed.len(), OVERHEAD + 5);
+    let opened = frame::open(&ring, "home", Kind::Datagram, &[], &sealed).unwrap();
+    assert_eq!(opened.payload, b"hello");
+    assert_eq!(opened.origin, origin(1));
+    assert_eq!(opened.key, key(1).id());
+}
+
+#[test]
+fn a_frame_does_not_open_with_another_key_cluster_kind_or_binding() {
+    let ring = Keyring::single(key(1));
+    let sealed = frame::seal(
+        ring.primary(),
+        "home",
+        Kind::Request,
+        b"",
+        origin(1),
+        [9; 24],
+        b"x",
+    );
+    let other = Keyring::single(key(2));
+    assert_eq!(
+        frame::open(&other, "home", Kind::Request, &[], &sealed),
+        Err(OpenError::UnknownKey(key(1).id()))
+    );
+    assert_eq!(
+        frame::open(&ring, "work", Kind::Request, &[], &sealed),
+        Err(OpenError::Forged)
+    );
+    assert_eq!(
+        frame::open(&ring, "home", Kind::Datagram, &[], &sealed),
+        Err(OpenError::Forged)
+    );
+    assert_eq!(
+        frame::open(&ring, "home", Kind::Request, b"bound", &sealed),
+        Err(OpenError::Forged)
+    );
+}
+
+#[test]
+fn a_key_with_the_same_id_but_other_bytes_is_still_refused() {
+    // An attacker who forges the key id field gets no further than the tag.
+    let ring = Keyring::single(key(1));
+    let mut sealed = frame::seal(&key(2), "c", Kind::Datagram, &[], origin(1), [0; 24], b"x");
+    sealed[4..8].copy_from_slice(&key(1).id().0.to_be_bytes());
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, &[], &sealed),
+        Err(OpenError::Forged)
+    );
+}
+
+#[test]
+fn every_flipped_bit_is_detected() {
+    let ring = Keyring::single(key(3));
+    let sealed = frame::seal(
+        ring.primary(),
+        "c",
+        Kind::Datagram,
+        &[],
+        origin(1),
+        [5; 24],
+        b"payload",
+    );
+    for i in 0..sealed.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 0x01;
+        assert!(
+            frame::open(&ring, "c", Kind::Datagram, &[], &bad).is_err(),
+            "bit in byte {i}"
+        );
+    }
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, &[], &sealed[..OVERHEAD - 1]),
+        Err(OpenError::TooShort(OVERHEAD - 1))
+    );
+}
+
+#[test]
+fn key_ids_are_stable_and_differ_between_keys() {
+    assert_eq!(key(1).id(), Key::parse(&key(1).encode()).unwrap().id());
+    assert_ne!(key(1).id(), key(2).id());
+    assert_eq!(format!("{:?}", key(1)), format!("Key({})", key(1).id()));
+    let id = key(1).id();
+    assert_eq!(id.to_string().parse::<KeyId>(), Ok(id));
+    assert!("xyz".parse::<KeyId>().is_err());
+}
+
+#[test]
+fn keygen_keys_are_random_and_32_bytes() {
+    let (a, b) = (Key::generate(), Key::generate());
+    assert_ne!(a, b);
+    assert_eq!(a.encode().len(), 44);
+}
+
+#[test]
+fn bad_key_files_name_the_file_and_line() {
+    let path = std::path::Path::new("/etc/k");
+    let e = Keyring::parse(path, "# comment\n\nnot-a-key\n").unwrap_err();
+    assert_eq!(e.to_string().split(": ").next(), Some("/etc/k:3"));
+    let short = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 16]);
+    let e = Keyring::parse(path, &short).unwrap_err().to_string();
+    assert!(e.contains("/etc/k:1") && e.contains("16 bytes"), "{e}");
+    assert!(matches!(
+        Keyring::parse(path, "# none\n"),
+        Err(KeyError::Empty(_))
+    ));
+}
+
+#[test]
+fn the_keyring_rotates_and_saves_primary_first_at_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.key");
+    let mut ring = Keyring::single(key(1));
+    ring.install(key(2)).unwrap();
+    assert_eq!(ring.primary().id(), key(1).id());
+    assert!(matches!(
+        ring.remove(key(1).id()),
+        Err(KeyError::Primary(_))
+    ));
+    ring.use_key(key(2).id()).unwrap();
+    ring.remove(key(1).id()).unwrap();
+    assert!(matches!(
+        ring.use_key(key(1).id()),
+        Err(KeyError::Unknown(_))
+    ));
+    ring.install(key(3)).unwrap();
+    ring.save(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let back = Keyring::load(&path).unwrap();
+    assert_eq!(back.ids(), vec![key(2).id(), key(3).id()]);
+}
+
+#[test]
+fn the_replay_window_accepts_each_number_once() {
+    let mut r = Replay::default();
+    assert!(r.accept(Kind::Datagram, origin(10)));
+    assert!(!r.accept(Kind::Datagram, origin(10)), "a replay");
+    assert!(r.accept(Kind::Datagram, origin(12)));
+    assert!(r.accept(Kind::Datagram, origin(11)), "late but new");
+    assert!(!r.accept(Kind::Datagram, origin(11)));
+    assert!(
+        r.accept(Kind::Request, origin(10)),
+        "kinds have their own numbers"
+    );
+    assert!(r.accept(Kind::Datagram, origin(12 + WINDOW)));
+    assert!(!r.accept(Kind::Datagram, origin(12)), "below the window");
+    assert!(
+        r.accept(Kind::Datagram, origin(13 + WINDOW - 1 - 64)),
+        "inside the window"
+    );
+    assert!(!r.accept(Kind::Datagram, origin(13 + WINDOW - 1 - 64)));
+    let older = Origin {
+        session: 99,
+        ..origin(1_000_000)
+    };
+    assert!(!r.accept(Kind::Datagram, older), "an older session");
+    let newer = Origin {
+        session: 101,
+        ..origin(1)
+    };
+    assert!(r.accept(Kind::Datagram, newer), "a restarted sender");
+    assert!(
+        !r.accept(Kind::Datagram, origin(100_000)),
+        "its old session is over"
+    );
+}
+
+#[test]
+fn the_replay_window_matches_a_set_of_seen_numbers() {
+    // Against a plain model: fresh iff not seen and within WINDOW of the highest seen.
+    let mut r = Replay::default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut x: u64 = 12345;
+    for _ in 0..20_000 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let top: u64 = seen.iter().next_back().copied().unwrap_or(0);
+        let seq = (top + 40).saturating_sub((x >> 33) % 400).max(1);
+        let fresh = !seen.contains(&seq) && (seen.is_empty() || seq + WINDOW > top);
+        assert_eq!(
+            r.accept(Kind::Datagram, origin(seq)),
+            fresh,
+            "seq {seq} top {top}"
+        );
+        if fresh {
+            seen.insert(seq);
+        }
+    }
+}
+
+#[test]
+fn the_gate_drops_replays_and_strangers_and_counts_them() {
+    let ring = Keyring::single(key(1));
+    let a = Gate::keyed("home", "a", ring.clone(), None);
+    let b = Gate::keyed("home", "b", ring, None);
+    let stranger = Gate::keyed("home", "x", Keyring::single(key(2)), None);
+    let d = a.seal_datagram(b"NBW\x01...");
+    assert_eq!(
+        b.open_datagram(addr(), &d).as_deref(),
+        Some(&b"NBW\x01..."[..])
+    );
+    assert_eq!(b.open_datagram(addr(), &d), None, "replayed");
+    assert_eq!(
+        b.open_datagram(addr(), &stranger.seal_datagram(b"hi")),
+        None
+    );
+    assert_eq!(b.open_datagram(addr(), b"NBW\x01plaintext"), None);
+    let s = b.stats();
+    assert_eq!((s.opened, s.dropped_replay, s.dropped_auth), (1, 1, 2));
+    assert!(s.encrypted);
+
+    // A TCP exchange: the answer opens only for the request it answers.
+    let (req, bind) = a.seal_request(b"request");
+    let (body, server_bind) = b.open_request(addr(), &req).unwrap();
+    assert_eq!(body, b"request");
+    let answer = b.seal_answer(&server_bind, b"answer");
+    assert_eq!(
+        a.open_answer(addr(), &bind, &answer).as_deref(),
+        Some(&b"answer"[..])
+    );
+    let (_, other_bind) = a.seal_request(b"another");
+    assert_eq!(a.open_answer(addr(), &other_bind, &answer), None);
+    assert_eq!(b.open_request(addr(), &req), None, "a replayed request");
+}
+
+#[test]
+fn a_plaintext_gate_passes_bytes_through() {
+    let g = Gate::plaintext();
+    assert!(!g.is_encrypted());
+    assert_eq!(g.seal_datagram(b"abc"), b"abc");
+    assert_eq!(
+        g.open_datagram(addr(), b"abc").as_deref(),
+        Some(&b"abc"[..])
+    );
+    assert!(g.install(key(1)).is_err());
+}
+
+#[test]
+fn a_rotation_keeps_both_sides_talking_at_every_step() {
+    let (k1, k2) = (key(1), key(2));
+    let a = Gate::keyed("c", "a", Keyring::single(k1.clone()), None);
+    let b = Gate::keyed("c", "b", Keyring::single(k1.clone()), None);
+    let talk = |x: &Gate, y: &Gate| y.open_datagram(addr(), &x.seal_datagram(b"m")).is_some();
+    for step in 0..4 {
+        match step {
+            1 => {
+                a.install(k2.clone()).unwrap();
+                b.install(k2.clone()).unwrap();
+            }
+            2 => {
+                a.use_key(k2.id()).unwrap();
+                assert!(talk(&a, &b) && talk(&b, &a), "one node switched first");
+                b.use_key(k2.id()).unwrap();
+            }
+            3 => {
+                a.remove(k1.id()).unwrap();
+                b.remove(k1.id()).unwrap();
+            }
+            _ => {}
+        }
+        assert!(talk(&a, &b) && talk(&b, &a), "after step {step}");
+    }
+    assert_eq!(a.key_ids(), vec![k2.id()]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Adversarial bytes never open and never panic, whatever their header claims.
+    #[test]
+    fn random_bytes_never_open(mut bytes in proptest::collection::vec(any::<u8>(), 0..1600), claim_key in any::<bool>()) {
+        let ring = Keyring::single(key(1));
+        if claim_key && bytes.len() >= 8 {
+            bytes[..4].copy_from_slice(&frame::MAGIC);
+            bytes[4..8].copy_from_slice(&key(1).id().0.to_be_bytes());
+        }
+        prop_assert!(frame::open(&ring, "c", Kind::Datagram, &[], &bytes).is_err());
+        let gate = Gate::keyed("c", "g", ring, None);
+        prop_assert!(gate.open_datagram(addr(), &bytes).is_none());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// After decryption: whatever a key holder sealed opens unchanged, and the wire decoder
+    /// takes it without panicking.
+    #[test]
+    fn sealed_random_payloads_open_unchanged_and_never_panic_the_decoder(
+        payload in proptest::collection::vec(any::<u8>(), 0..1400),
+        magic in any::<bool>(),
+    ) {
+        let ring = Keyring::single(key(4));
+        let (a, b) = (Gate::keyed("c", "a", ring.clone(), None), Gate::keyed("c", "b", ring, None));
+        let mut payload = payload;
+        if magic {
+            payload.splice(0..0, crate::wire::MAGIC);
+        }
+        let opened = b.open_datagram(addr(), &a.seal_datagram(&payload));
+        prop_assert_eq!(opened.as_deref(), Some(&payload[..]));
+        let _ = crate::wire::decode(&payload);
+    }
+}
