@@ -143,7 +143,18 @@ pub fn render(s: &Snapshot) -> String {
 
     // Gossip.
     let g = &s.stats.stats;
-    let counters: [(&str, &str, u64); 6] = [
+    let gate = &s.stats.gate;
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "nbwatch_gossip_dropped_unauthenticated_total",
+            "Gossip frames dropped before decoding: they failed authentication with every key.",
+            gate.dropped_auth,
+        ),
+        (
+            "nbwatch_gossip_dropped_replayed_total",
+            "Authentic gossip frames dropped as replays.",
+            gate.dropped_replay,
+        ),
         (
             "nbwatch_gossip_sent_bytes_total",
             "Bytes of gossip datagrams sent.",
@@ -395,6 +406,10 @@ mod tests {
                     suspicions_raised: 2,
                     ..Default::default()
                 },
+                gate: crate::secure::GateStats {
+                    dropped_auth: 7,
+                    ..Default::default()
+                },
             },
             views: vec![
                 member("a", Status::Alive),
@@ -426,6 +441,7 @@ mod tests {
             "nbwatch_member_last_heard_seconds{node=\"a\"} 2.5",
             "nbwatch_gossip_sent_bytes_total 1234",
             "nbwatch_suspicions_raised_total 2",
+            "nbwatch_gossip_dropped_unauthenticated_total 7",
             "nbwatch_incarnation 4",
             "nbwatch_is_leader 1",
             "nbwatch_service_state{service=\"db\",tree=\"tv\",state=\"running\"} 1",
