@@ -1974,5 +1974,8 @@ async fn keygen_writes_a_private_key_file_that_a_node_runs_with() {
     let checked = client(&["check-config", "--config", &config], &[]).await;
     assert_eq!(checked.status.code(), Some(1), "{checked:?}");
     let said = text(&checked.stderr);
-    assert!(said.contains(&format!("{}:2", key_file.display())), "{said}");
+    assert!(
+        said.contains(&format!("{}:2", key_file.display())),
+        "{said}"
+    );
 }
