@@ -1969,6 +1969,15 @@ async fn keygen_writes_a_private_key_file_that_a_node_runs_with() {
     assert_eq!(status.code(), Some(1));
     let log = cluster.nodes[i].stderr_text();
     assert!(log.contains(&format!("{}:2", key_file.display())), "{log}");
+    // check-config says the same without starting anything.
+    let config = cluster.nodes[i].config.to_string_lossy().to_string();
+    let checked = client(&["check-config", "--config", &config], &[]).await;
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    let said = text(&checked.stderr);
+    assert!(
+        said.contains(&format!("{}:2", key_file.display())),
+        "{said}"
+    );
 }
 
 /// A size-limited tmpfs mounted on a node's data dir (needs root); lazily unmounted on drop,
