@@ -264,16 +264,7 @@ fn main() -> ExitCode {
             Command::Run { log_format } => run(cli.config, log_format).await,
             Command::CheckConfig => check_config(cli.config),
             Command::Status { json } => status(cli.api, cli.config, json).await,
-            Command::Completions { shell } => {
-                use clap::CommandFactory;
-                clap_complete::generate(
-                    shell,
-                    &mut Cli::command(),
-                    "nbwatch",
-                    &mut std::io::stdout(),
-                );
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Completions { shell } => completions(shell),
             Command::Members { json } => members(cli.api, cli.config, json).await,
             Command::Services { all, json } => services(cli.api, cli.config, all, json).await,
             Command::Restart { service, timeout } => {
@@ -571,6 +562,21 @@ fn api_addr(api: Option<SocketAddr>, path: Option<PathBuf>) -> anyhow::Result<So
         };
     }
     Ok(DEFAULT_API_LISTEN)
+}
+
+/// Prints the completion script. Generated into memory first: clap_complete panics on a write
+/// error, and `nbwatch completions bash | head` closes the pipe early.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "nbwatch", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the completion script"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// The exit code of `status` when something needs a person.

@@ -309,6 +309,10 @@ struct Page {
     members: HashMap<String, String>,
     charts: HashMap<String, usize>,
     status: String,
+    /// (kind, node) of each event row, newest first.
+    events: Vec<(String, String)>,
+    /// (id, state) of each alert row.
+    alerts: Vec<(String, String)>,
 }
 
 async fn load(profile: &Path, url: &str) -> Result<Page, String> {
@@ -330,6 +334,14 @@ async fn load(profile: &Path, url: &str) -> Result<Page, String> {
             .first()
             .map(|e| attr(e, "data-status"))
             .unwrap_or_default(),
+        events: elements(&dom, "data-event")
+            .iter()
+            .map(|e| (attr(e, "data-event"), attr(e, "data-node")))
+            .collect(),
+        alerts: elements(&dom, "data-alert")
+            .iter()
+            .map(|e| (attr(e, "data-alert"), attr(e, "data-state")))
+            .collect(),
     })
 }
 
@@ -390,13 +402,30 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
     .await;
 
     cluster.kill9("n3");
-    let page = wait_for("the page shows n3 down", DEADLINE, async || {
-        let page = load(&profile, &url).await?;
-        match page.members.get("n3").map(String::as_str) {
-            Some("down") => Ok(page),
-            other => Err(format!("n3 is {other:?}; members {:?}", page.members)),
-        }
-    })
+    let page = wait_for(
+        "the page shows n3 down, its node_down event and its alert sent",
+        DEADLINE,
+        async || {
+            let page = load(&profile, &url).await?;
+            let down = page.members.get("n3").map(String::as_str) == Some("down");
+            let event = page
+                .events
+                .iter()
+                .any(|(k, n)| k == "node_down" && n == "n3");
+            let alert = page
+                .alerts
+                .iter()
+                .any(|(id, state)| id.starts_with("node_down:n3:") && state == "sent");
+            if down && event && alert {
+                Ok(page)
+            } else {
+                Err(format!(
+                    "members {:?}, events {:?}, alerts {:?}",
+                    page.members, page.events, page.alerts
+                ))
+            }
+        },
+    )
     .await;
     // The survivors are still up, and the dead host's past is still charted.
     assert_eq!(page.members.get("n1").map(String::as_str), Some("alive"));
@@ -640,4 +669,46 @@ fn elements_are_read_with_their_attributes_unescaped() {
     let charts = elements(dom, "data-chart");
     assert_eq!(charts[0]["data-points"], "12");
     assert_eq!(charts[0]["class"], "chart");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell_and_a_closed_pipe_is_not_a_crash() {
+    for (shell, marker) in [
+        ("bash", "_nbwatch()"),
+        ("zsh", "#compdef nbwatch"),
+        ("fish", "complete -c nbwatch"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .expect("run nbwatch completions");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        assert!(
+            script.contains("status"),
+            "{shell}: the status command is not completed"
+        );
+    }
+    // `| head -1`: the reader goes away after one line.
+    let mut child = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    let help = Command::new(BIN).arg("--help").output().expect("--help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("Exit codes:"),
+        "{help}"
+    );
 }

@@ -131,6 +131,26 @@ function renderAlerts(overview) {
     el("td", { class: "wrap" }, a.summary))));
 }
 
+// The last MAX_EVENTS events: the last day's once, then only those recorded since (`after`
+// the newest id seen), so a busy history is not sent again every two seconds. Events from the
+// daemon's memory (no database) have no ids and are fetched whole each time.
+let recentEvents = [];
+let lastEventId = null;
+
+async function newEvents() {
+  const path = lastEventId === null ? "/api/v1/events?since=24h" : `/api/v1/events?after=${lastEventId}`;
+  const fresh = await getJson(path);
+  if (fresh.some((e) => typeof e.id !== "number")) {
+    // From memory: the whole recent list, every time.
+    lastEventId = null;
+    recentEvents = fresh.slice(-MAX_EVENTS);
+    return recentEvents;
+  }
+  recentEvents = (lastEventId === null ? fresh : recentEvents.concat(fresh)).slice(-MAX_EVENTS);
+  lastEventId = Math.max(lastEventId === null ? 0 : lastEventId, ...fresh.map((e) => e.id));
+  return recentEvents;
+}
+
 function renderEvents(events) {
   const list = events.slice(-MAX_EVENTS).reverse();
   replaceRows("events", list.map((e) => el("tr", { "data-event": e.kind, "data-node": e.node },
@@ -163,8 +183,7 @@ async function poll() {
     renderMembers(overview, nowMs);
     renderServices(overview, nowMs);
     renderAlerts(overview);
-    const events = await getJson("/api/v1/events?since=24h").catch(() => []);
-    renderEvents(events);
+    renderEvents(await newEvents().catch(() => recentEvents));
     setStatus("ok", "updated " + clock(new Date(nowMs).toISOString()));
     if (chartTimer === null) refreshCharts();
   } catch (e) {
