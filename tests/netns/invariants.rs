@@ -39,7 +39,7 @@ pub fn wait_down_recorded(net: &Net, subject: usize, observers: &[usize], truth:
                     list.into_iter().find(|e| {
                         e["kind"] == "node_down"
                             && e["node"] == name.as_str()
-                            && ms(e, "at").is_some_and(|at| at + 1_000 >= truth)
+                            && ms(e, "at").is_some_and(|at| at >= truth)
                     })
                 });
                 if let Some(e) = event {
