@@ -308,6 +308,7 @@ fn h_a_host_that_joins_mid_incident_records_it_and_it_is_alerted_once() {
     net.kill9(victim);
     let joiner = net.add_host();
     net.start(joiner);
+    report.hosts = net.len();
     let observers = except(&net, &[victim]);
     let seen = wait_down_recorded(&net, victim, &observers, truth);
     wait_alerted_once(&net, &seen.id, &observers);

@@ -73,6 +73,9 @@ pub struct StoreState {
     /// Peers this node saw go down, with their last-heard time: when one comes back (an
     /// outage over, a partition healed), what it recorded meanwhile is fetched from it.
     down: HashMap<NodeName, Time>,
+    /// Peers this node suspected, since when: news from one (touch again) fetches what it
+    /// recorded meanwhile, as for a returning down peer.
+    suspected: HashMap<NodeName, Time>,
     /// Back-fills from returning peers.
     returns: Vec<AbortOnDrop<()>>,
 }
@@ -110,6 +113,7 @@ impl Actor for StoreActor {
             _ticker: ticker,
             _backfill: backfill,
             down: HashMap::new(),
+            suspected: HashMap::new(),
             returns: Vec::new(),
         })
     }
@@ -317,7 +321,8 @@ const RETURN_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
 impl StoreState {
     /// Remembers when peers went down; when one is back, back-fills from it what it recorded
     /// since then (at most `store.backfill`), so a partition that heals leaves no gap. A peer
-    /// that suspected this node is asked the same way.
+    /// that suspected this node, or that this node suspected, is asked the same way once it is
+    /// heard from again.
     fn watch_returns(&mut self, myself: &ActorRef<StoreMsg>, recorded: &RecordedEvent) {
         let NodeEvent::Cluster(event) = &recorded.event else {
             return;
@@ -326,11 +331,24 @@ impl StoreState {
             ClusterEvent::NodeDown {
                 node, last_heard, ..
             } => {
+                self.suspected.remove(node);
                 self.down.entry(node.clone()).or_insert(*last_heard);
             }
             ClusterEvent::NodeUp { node, .. } => {
                 if let Some(last_heard) = self.down.remove(node) {
                     self.fetch_from(myself, node, last_heard);
+                }
+            }
+            ClusterEvent::NodeSuspect { node, .. } => {
+                let now = self.args.clock.now();
+                self.suspected.entry(node.clone()).or_insert(now);
+            }
+            // News from a peer we suspected: we are in touch again. We may have been the one
+            // cut off (alone, we see nobody down, only suspects), so what it recorded
+            // meanwhile is fetched from it.
+            ClusterEvent::StateChanged { node, .. } if self.suspected.contains_key(node) => {
+                if let Some(since) = self.suspected.remove(node) {
+                    self.fetch_from(myself, node, since);
                 }
             }
             // `node` suspected us: it could not reach us (we were cut off, alone or with a
