@@ -220,6 +220,8 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         .map_err(|problems| NodeError::Trees(lines(problems)))?;
     let host_probes = load_host_probes(&config.metrics.probes)
         .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
+    // Before this run's services start: what a kill -9'd predecessor left running goes.
+    crate::supervision::leftovers::sweep(&config.node.data_dir);
     let directory = Directory::new(Arc::new(gate));
     let shared = GossipShared::default();
     let exit = ExitSlot::default();

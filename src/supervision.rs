@@ -6,11 +6,13 @@
 //!   process in sight;
 //! * `process`, `logfile`, `reaper`: one service as a process group with a rotated log, and the
 //!   subreaper that leaves no orphan behind;
+//! * `leftovers`: the services a kill -9'd daemon left running, killed when it starts again;
 //! * `health`: tcp, http and exec (Nagios plugin) probes, and the count of consecutive
 //!   criticals that restarts a service;
 //! * `service`, `supervisor`, `manager`: the actors that carry the decisions out.
 
 pub mod health;
+pub mod leftovers;
 pub mod logfile;
 pub mod manager;
 pub mod policy;

@@ -19,6 +19,7 @@ use super::writer::Writer;
 use crate::config::StoreConfig;
 use crate::gossip::ClusterEvent;
 use crate::gossip::actor::{NodeEvent, RecordedEvent};
+use crate::gossip::core::SUSPECT_PREFIX;
 use crate::node::directory::{AbortOnDrop, Directory, ticker};
 use crate::types::{Clock, NodeName, Time};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -72,6 +73,9 @@ pub struct StoreState {
     /// Peers this node saw go down, with their last-heard time: when one comes back (an
     /// outage over, a partition healed), what it recorded meanwhile is fetched from it.
     down: HashMap<NodeName, Time>,
+    /// Peers this node suspected, since when: news from one (touch again) fetches what it
+    /// recorded meanwhile, as for a returning down peer.
+    suspected: HashMap<NodeName, Time>,
     /// Back-fills from returning peers.
     returns: Vec<AbortOnDrop<()>>,
 }
@@ -109,6 +113,7 @@ impl Actor for StoreActor {
             _ticker: ticker,
             _backfill: backfill,
             down: HashMap::new(),
+            suspected: HashMap::new(),
             returns: Vec::new(),
         })
     }
@@ -315,7 +320,9 @@ const RETURN_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl StoreState {
     /// Remembers when peers went down; when one is back, back-fills from it what it recorded
-    /// since then (at most `store.backfill`), so a partition that heals leaves no gap.
+    /// since then (at most `store.backfill`), so a partition that heals leaves no gap. A peer
+    /// that suspected this node, or that this node suspected, is asked the same way once it is
+    /// heard from again.
     fn watch_returns(&mut self, myself: &ActorRef<StoreMsg>, recorded: &RecordedEvent) {
         let NodeEvent::Cluster(event) = &recorded.event else {
             return;
@@ -324,32 +331,63 @@ impl StoreState {
             ClusterEvent::NodeDown {
                 node, last_heard, ..
             } => {
+                self.suspected.remove(node);
                 self.down.entry(node.clone()).or_insert(*last_heard);
             }
             ClusterEvent::NodeUp { node, .. } => {
-                let Some(last_heard) = self.down.remove(node) else {
-                    return;
-                };
-                let window = self.args.config.backfill;
-                if window.is_zero() {
-                    return;
+                if let Some(last_heard) = self.down.remove(node) {
+                    self.fetch_from(myself, node, last_heard);
                 }
+            }
+            ClusterEvent::NodeSuspect { node, .. } => {
                 let now = self.args.clock.now();
-                let oldest = Time(now.as_millis().saturating_sub(window.as_millis() as u64));
-                let since = Time(
-                    last_heard
-                        .as_millis()
-                        .saturating_sub(RETURN_MARGIN.as_millis() as u64),
-                )
-                .max(oldest);
-                let (directory, store, peer) =
-                    (self.args.directory.clone(), myself.clone(), node.clone());
-                self.returns.retain(|t| !t.0.is_finished());
-                self.returns.push(AbortOnDrop(tokio::spawn(async move {
-                    super::backfill::from_returning(directory, store, peer, since).await;
-                })));
+                self.suspected.entry(node.clone()).or_insert(now);
+            }
+            // News from a peer we suspected: we are in touch again. We may have been the one
+            // cut off (alone, we see nobody down, only suspects), so what it recorded
+            // meanwhile is fetched from it.
+            ClusterEvent::StateChanged { node, .. } if self.suspected.contains_key(node) => {
+                if let Some(since) = self.suspected.remove(node) {
+                    self.fetch_from(myself, node, since);
+                }
+            }
+            // `node` suspected us: it could not reach us (we were cut off, alone or with a
+            // side too small to see it down, or hung), and what it recorded meanwhile never
+            // reached us. Now that its word does, so can its history.
+            ClusterEvent::StateChanged {
+                node,
+                key,
+                value: Some(value),
+            } if key.strip_prefix(SUSPECT_PREFIX) == Some(self.args.me.as_str()) => {
+                let heard = value
+                    .split_once(':')
+                    .and_then(|(_, heard)| heard.parse::<u64>().ok())
+                    .map_or_else(|| self.args.clock.now(), Time);
+                self.fetch_from(myself, node, heard);
             }
             _ => {}
         }
+    }
+
+    /// Back-fills from `peer` what it recorded since `last_heard` (less a margin, at most
+    /// `store.backfill`).
+    fn fetch_from(&mut self, myself: &ActorRef<StoreMsg>, peer: &NodeName, last_heard: Time) {
+        let window = self.args.config.backfill;
+        if window.is_zero() {
+            return;
+        }
+        let now = self.args.clock.now();
+        let oldest = Time(now.as_millis().saturating_sub(window.as_millis() as u64));
+        let since = Time(
+            last_heard
+                .as_millis()
+                .saturating_sub(RETURN_MARGIN.as_millis() as u64),
+        )
+        .max(oldest);
+        let (directory, store, peer) = (self.args.directory.clone(), myself.clone(), peer.clone());
+        self.returns.retain(|t| !t.0.is_finished());
+        self.returns.push(AbortOnDrop(tokio::spawn(async move {
+            super::backfill::from_returning(directory, store, peer, since).await;
+        })));
     }
 }

@@ -35,7 +35,8 @@ pub struct ServiceCtx {
 impl ServiceCtx {
     fn instance(&self, name: &str) -> String {
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{name}-{n}", std::process::id())
+        // The run id first: the next daemon on this data dir finds what a kill -9 left.
+        format!("{}-{name}-{n}", super::leftovers::run_id())
     }
 }
 

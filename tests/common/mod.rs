@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests that run real daemons.
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::path::Path;
