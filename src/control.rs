@@ -13,3 +13,34 @@ pub mod appdata;
 pub mod deps;
 pub mod placement;
 pub mod remote;
+
+use std::collections::BTreeMap;
+
+/// The entries of a node's gossiped state whose key starts with `prefix`, each with the rest of
+/// its key: the state is ordered by key, so this is a range, not a scan.
+pub fn with_prefix<'a>(
+    kv: &'a BTreeMap<String, String>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    kv.range(prefix.to_string()..)
+        .take_while(move |(k, _)| k.starts_with(prefix))
+        .map(move |(k, v)| (&k[prefix.len()..], v.as_str()))
+}
+
+/// A member as a view shows it, for the tests of the control plane's decisions.
+#[cfg(test)]
+pub(crate) fn test_view(
+    name: &str,
+    status: crate::gossip::Status,
+    kv: impl IntoIterator<Item = (String, String)>,
+) -> crate::gossip::MemberView {
+    crate::gossip::MemberView {
+        name: crate::types::NodeName::from(name),
+        addr: "127.0.0.1:1".parse().expect("an address"),
+        status,
+        incarnation: crate::types::Incarnation(1),
+        last_heard: crate::types::Time(0),
+        is_self: false,
+        kv: kv.into_iter().collect(),
+    }
+}

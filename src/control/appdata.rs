@@ -107,14 +107,10 @@ pub fn encode(
 /// and values that do not parse are left out. Sorted by key, then node.
 pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
     let mut out = Vec::new();
+    let full = format!("{PREFIX}{prefix}");
     for view in views {
-        for (gossip_key, raw) in view.kv.range(format!("{PREFIX}{prefix}")..) {
-            let Some(key) = gossip_key.strip_prefix(PREFIX) else {
-                break;
-            };
-            if !key.starts_with(prefix) {
-                break;
-            }
+        for (rest, raw) in super::with_prefix(&view.kv, &full) {
+            let key = format!("{prefix}{rest}");
             let Ok(stored) = serde_json::from_str::<Stored>(raw) else {
                 continue;
             };
@@ -123,7 +119,7 @@ pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
             }
             out.push(Entry {
                 node: view.name.to_string(),
-                key: key.to_string(),
+                key,
                 value: stored.value,
                 at: Time::from_millis(stored.at),
                 expires: stored.expires.map(Time::from_millis),
@@ -136,16 +132,14 @@ pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
 
 /// The gossip keys of this node's own values that have expired by `now`.
 pub fn expired(me: &MemberView, now: Time) -> Vec<String> {
-    me.kv
-        .range(PREFIX.to_string()..)
-        .take_while(|(k, _)| k.starts_with(PREFIX))
+    super::with_prefix(&me.kv, PREFIX)
         .filter(|(_, raw)| {
             serde_json::from_str::<Stored>(raw)
                 .ok()
                 .and_then(|s| s.expires)
                 .is_some_and(|x| x <= now.as_millis())
         })
-        .map(|(k, _)| k.clone())
+        .map(|(key, _)| format!("{PREFIX}{key}"))
         .collect()
 }
 
@@ -153,19 +147,9 @@ pub fn expired(me: &MemberView, now: Time) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::gossip::Status;
-    use crate::types::{Incarnation, NodeName};
-    use std::collections::BTreeMap;
 
     fn view(name: &str, kv: &[(String, String)]) -> MemberView {
-        MemberView {
-            name: NodeName::from(name),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            status: Status::Alive,
-            incarnation: Incarnation(1),
-            last_heard: Time(0),
-            is_self: false,
-            kv: kv.iter().cloned().collect::<BTreeMap<_, _>>(),
-        }
+        crate::control::test_view(name, Status::Alive, kv.iter().cloned())
     }
 
     #[test]

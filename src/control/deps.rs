@@ -71,7 +71,7 @@ mod tests {
     use super::*;
     use crate::gossip::Status;
     use crate::supervision::status::{ServiceStatus, gossip_value};
-    use crate::types::{Incarnation, NodeName, Time};
+    use crate::types::Time;
 
     fn node(name: &str, status: Status, svc: Option<(ServiceState, &str)>) -> MemberView {
         let kv = svc
@@ -88,17 +88,8 @@ mod tests {
                 };
                 (gossip_key("pg"), gossip_value(&s))
             })
-            .into_iter()
-            .collect();
-        MemberView {
-            name: NodeName::from(name),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            status,
-            incarnation: Incarnation(1),
-            last_heard: Time(0),
-            is_self: false,
-            kv,
-        }
+            .into_iter();
+        crate::control::test_view(name, status, kv)
     }
 
     #[test]

@@ -85,11 +85,7 @@ pub fn trees(views: &[MemberView]) -> Vec<String> {
     let mut out: Vec<String> = views
         .iter()
         .filter(|v| crate::election::is_live(v))
-        .flat_map(|v| {
-            v.kv.range(TREE_PREFIX.to_string()..)
-                .take_while(|(k, _)| k.starts_with(TREE_PREFIX))
-                .map(|(k, _)| k[TREE_PREFIX.len()..].to_string())
-        })
+        .flat_map(|v| super::with_prefix(&v.kv, TREE_PREFIX).map(|(tree, _)| tree.to_string()))
         .collect();
     out.sort();
     out.dedup();
@@ -236,10 +232,8 @@ pub fn leader_entries(views: &[MemberView]) -> Vec<(String, String)> {
 
 /// This node's `place.` keys (to delete when it is not the leader).
 pub fn own_places(me: &MemberView) -> Vec<String> {
-    me.kv
-        .range(PLACE_PREFIX.to_string()..)
-        .take_while(|(k, _)| k.starts_with(PLACE_PREFIX))
-        .map(|(k, _)| k.clone())
+    super::with_prefix(&me.kv, PLACE_PREFIX)
+        .map(|(tree, _)| format!("{PLACE_PREFIX}{tree}"))
         .collect()
 }
 
@@ -247,18 +241,9 @@ pub fn own_places(me: &MemberView) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::gossip::Status;
-    use crate::types::{Incarnation, NodeName};
 
     fn node(name: &str, status: Status, kv: Vec<(String, String)>) -> MemberView {
-        MemberView {
-            name: NodeName::from(name),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            status,
-            incarnation: Incarnation(1),
-            last_heard: Time(0),
-            is_self: false,
-            kv: kv.into_iter().collect(),
-        }
+        crate::control::test_view(name, status, kv)
     }
 
     fn failover(nodes: &[&str], takeover: bool) -> Placement {

@@ -101,12 +101,7 @@ pub fn pending(
 ) -> Vec<Pending> {
     let mut out = Vec::new();
     for view in views.iter().filter(|v| crate::election::is_live(v)) {
-        for (key, raw) in view
-            .kv
-            .range(COMMAND_PREFIX.to_string()..)
-            .take_while(|(k, _)| k.starts_with(COMMAND_PREFIX))
-        {
-            let id = &key[COMMAND_PREFIX.len()..];
+        for (id, raw) in super::with_prefix(&view.kv, COMMAND_PREFIX) {
             let Ok(cmd) = serde_json::from_str::<RemoteCommand>(raw) else {
                 continue;
             };
@@ -133,30 +128,26 @@ pub fn pending(
 
 /// This node's answers older than [`RESULT_KEEP`] by `now` (to delete).
 pub fn old_answers(me: &MemberView, now: Time) -> Vec<String> {
-    me.kv
-        .range(RESULT_PREFIX.to_string()..)
-        .take_while(|(k, _)| k.starts_with(RESULT_PREFIX))
+    super::with_prefix(&me.kv, RESULT_PREFIX)
         .filter(|(_, raw)| {
             serde_json::from_str::<Answer>(raw)
                 .map(|a| now.as_millis().saturating_sub(a.at) > RESULT_KEEP.as_millis() as u64)
                 .unwrap_or(true)
         })
-        .map(|(k, _)| k.clone())
+        .map(|(id, _)| format!("{RESULT_PREFIX}{id}"))
         .collect()
 }
 
 /// This node's commands older than [`MAX_AGE`] by `now` whose issuer stopped waiting (to
 /// delete: an API call that was cut off never deleted its command).
 pub fn old_commands(me: &MemberView, now: Time) -> Vec<String> {
-    me.kv
-        .range(COMMAND_PREFIX.to_string()..)
-        .take_while(|(k, _)| k.starts_with(COMMAND_PREFIX))
+    super::with_prefix(&me.kv, COMMAND_PREFIX)
         .filter(|(_, raw)| {
             serde_json::from_str::<RemoteCommand>(raw)
                 .map(|c| now.as_millis().saturating_sub(c.at) > 2 * MAX_AGE.as_millis() as u64)
                 .unwrap_or(true)
         })
-        .map(|(k, _)| k.clone())
+        .map(|(id, _)| format!("{COMMAND_PREFIX}{id}"))
         .collect()
 }
 
@@ -164,18 +155,9 @@ pub fn old_commands(me: &MemberView, now: Time) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::gossip::Status;
-    use crate::types::{Incarnation, NodeName};
 
     fn view(name: &str, status: Status, kv: Vec<(String, String)>) -> MemberView {
-        MemberView {
-            name: NodeName::from(name),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            status,
-            incarnation: Incarnation(1),
-            last_heard: Time(0),
-            is_self: false,
-            kv: kv.into_iter().collect(),
-        }
+        crate::control::test_view(name, status, kv)
     }
 
     fn cmd(to: &str, action: &str, at: u64) -> RemoteCommand {

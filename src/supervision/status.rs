@@ -257,9 +257,8 @@ pub fn from_gossip(name: &str, value: &str) -> Option<ServiceStatus> {
 
 /// The services a node announces in its gossiped state, by name.
 pub fn announced(kv: &BTreeMap<String, String>) -> Vec<ServiceStatus> {
-    kv.range("svc.".to_string()..)
-        .take_while(|(k, _)| k.starts_with("svc."))
-        .filter_map(|(k, v)| from_gossip(&k["svc.".len()..], v))
+    crate::control::with_prefix(kv, "svc.")
+        .filter_map(|(name, v)| from_gossip(name, v))
         .collect()
 }
 
