@@ -177,9 +177,11 @@ async function poll() {
     const up = overview.members.filter((m) => m.state === "alive" || m.state === "suspect").length;
     const failing = overview.services.filter((s) => s.state === "failed" || s.health === "critical").length;
     const open = overview.incidents.length;
+    const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
     document.getElementById("summary").textContent =
-      `${up} of ${overview.members.length} members up · leader ${overview.leader || "none"} · ` +
-      `${failing} failing services · ${open} open incidents`;
+      `${up} of ${count(overview.members.length, "member", "members")} up · ` +
+      `leader ${overview.leader || "none"} · ${count(failing, "failing service", "failing services")} · ` +
+      count(open, "open incident", "open incidents");
     renderMembers(overview, nowMs);
     renderServices(overview, nowMs);
     renderAlerts(overview);
