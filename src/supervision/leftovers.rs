@@ -83,30 +83,11 @@ fn running(run: &str) -> bool {
 fn kill_tagged(run: &str) -> Vec<i32> {
     use nix::sys::signal::{Signal, kill};
     let needle = format!("{INSTANCE_VAR}={run}-");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut killed = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env
-            .split(|b| *b == 0)
-            .any(|v| v.starts_with(needle.as_bytes()))
-            && kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok()
-        {
-            killed.push(pid);
-        }
-    }
-    killed
+    super::process::with_env(|var| var.starts_with(needle.as_bytes()))
+        .into_iter()
+        .filter(|pid| kill(*pid, Signal::SIGKILL).is_ok())
+        .map(|pid| pid.as_raw())
+        .collect()
 }
 
 #[cfg(test)]

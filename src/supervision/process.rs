@@ -227,6 +227,11 @@ impl Drop for ServiceProcess {
 /// The pids of every process whose environment carries `NBWATCH_INSTANCE=<instance>`.
 pub fn tagged(instance: &str) -> Vec<Pid> {
     let needle = format!("{INSTANCE_VAR}={instance}");
+    with_env(|var| var == needle.as_bytes())
+}
+
+/// The pids of every process with an environment entry (`NAME=value`) that `matches`.
+pub fn with_env(matches: impl Fn(&[u8]) -> bool) -> Vec<Pid> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return pids;
@@ -242,7 +247,7 @@ pub fn tagged(instance: &str) -> Vec<Pid> {
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+        if env.split(|b| *b == 0).any(&matches) {
             pids.push(Pid::from_raw(pid));
         }
     }
