@@ -3,7 +3,7 @@
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
 use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules, SinkResult};
-use nbwatch::gossip::Settings;
+use nbwatch::gossip::{Settings, Status};
 use nbwatch::sim::Sim;
 use nbwatch::types::Time;
 use std::collections::BTreeMap;
@@ -440,5 +440,59 @@ fn an_open_incident_is_reminded_every_repeat_once_per_reminder() {
         s.run_for(Duration::from_secs(90));
         assert_eq!(s.count("node_up:n3:"), 1, "{}", s.explain());
         assert_eq!(s.deliveries.len(), before, "{}", s.explain());
+    }
+}
+
+/// Cuts `i` off until every other node sees it down, then heals at once: an outage shorter
+/// than the leader's settle time.
+fn brief_outage(s: &mut AlertSim, i: usize) {
+    let n = s.cores.len();
+    let rest: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+    s.partition(&[i], &rest);
+    let deadline = s.sim.now + DETECT;
+    while !s.sim.all_see(i, Status::Down, Some(&rest)) {
+        assert!(s.sim.now < deadline, "{i} never seen down: {}", s.explain());
+        s.run_for(STEP);
+    }
+    s.heal();
+    let deadline = s.sim.now + DETECT;
+    while !s.sim.all_see(i, Status::Alive, None) {
+        assert!(
+            s.sim.now < deadline,
+            "{i} never alive again: {}",
+            s.explain()
+        );
+        s.run_for(STEP);
+    }
+}
+
+#[test]
+fn an_outage_that_ends_before_the_settle_time_is_still_alerted_once_and_so_is_its_end() {
+    for seed in seeds(&[41, 42, 43]) {
+        let mut s = AlertSim::new(seed, 6);
+        s.run_for(Duration::from_secs(3));
+        brief_outage(&mut s, 4);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_up:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.deliveries.len(), 2, "{}", s.explain());
+    }
+}
+
+#[test]
+fn brief_outages_over_and_over_become_one_flapping_alert() {
+    for seed in seeds(&[51, 52]) {
+        let mut s = AlertSim::new(seed, 6);
+        s.run_for(Duration::from_secs(3));
+        for _ in 0..5 {
+            brief_outage(&mut s, 5);
+            s.run_for(Duration::from_secs(5));
+        }
+        s.run_for(DETECT);
+        // Four changes (down, up, down, up) make it flapping; the rest are suppressed.
+        assert_eq!(s.count("node_down:n5:"), 2, "{}", s.explain());
+        assert_eq!(s.count("node_up:n5:"), 2, "{}", s.explain());
+        assert_eq!(s.count("flapping:n5:"), 1, "{}", s.explain());
+        assert_eq!(s.deliveries.len(), 5, "{}", s.explain());
     }
 }

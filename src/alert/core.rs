@@ -15,6 +15,11 @@
 //! claimed but never sent. Each side of a partition has its own leader and sends once; when
 //! the sides merge, so do their logs, and a sent incident is not sent again.
 //!
+//! A change (`node_down`, `node_up`, `service_failed`, `service_up`) this node has seen open
+//! stays open for it until it is sent, for [`LATCH`], even if the view no longer shows it: an
+//! outage that ends before the leader's settle time is still one alert, followed by its end —
+//! never zero — and such outages count towards flapping.
+//!
 //! The one window where a duplicate cannot be avoided: the sender dies after its sinks accepted
 //! the alert but before its `sending`/`sent` reached anyone. The next leader then sends again.
 
@@ -29,6 +34,8 @@ use std::time::Duration;
 
 /// How long a leader waits after its claim for a better one to show.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
+/// How long a change this node saw open stays open after the view stopped showing it.
+pub const LATCH: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AlertOutput {
@@ -54,6 +61,8 @@ pub struct AlertCore {
     /// This node's own `sent` entries (id → value), kept across restarts and published again
     /// into a new life's state, so the log keeps its history.
     own: BTreeMap<String, String>,
+    /// Changes seen open and not known sent, with when they were last seen open.
+    latched: BTreeMap<String, (Incident, Time)>,
 }
 
 /// What an alert actor keeps on disk.
@@ -74,6 +83,7 @@ impl AlertCore {
             mine: BTreeMap::new(),
             remembered,
             own: persisted.own,
+            latched: BTreeMap::new(),
         }
     }
 
@@ -95,11 +105,12 @@ impl AlertCore {
         Log::from_view(view, &self.remembered)
     }
 
-    /// The open incidents of `view` that nobody has sent yet, silenced ones left out.
+    /// The open incidents of `view` (and the changes latched open) that nobody has sent yet,
+    /// silenced ones left out.
     pub fn open(&self, now: Time, view: &[MemberView]) -> Vec<Incident> {
         let log = self.log(view);
         let silences = silences(view);
-        incidents(view, &log, now, &self.rules)
+        self.with_latched(incidents(view, &log, now, &self.rules))
             .into_iter()
             .filter(|i| !log.is_sent(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
@@ -129,7 +140,15 @@ impl AlertCore {
         }
         let leading = leader(view).as_ref() == Some(&self.me);
         let silences = silences(view);
-        let open: Vec<Incident> = incidents(view, &log, now, &self.rules)
+        let derived = incidents(view, &log, now, &self.rules);
+        for i in derived.iter().filter(|i| i.kind.is_change()) {
+            self.latched.insert(i.id.clone(), (i.clone(), now));
+        }
+        let remembered = &self.remembered;
+        self.latched
+            .retain(|id, (_, seen)| !remembered.contains(id) && now.since(*seen) < LATCH);
+        let open: Vec<Incident> = self
+            .with_latched(derived)
             .into_iter()
             .filter(|i| !self.remembered.contains(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
@@ -196,6 +215,17 @@ impl AlertCore {
             out.push(set(&id, None));
         }
         out
+    }
+
+    /// `derived` and the latched changes it no longer shows, oldest first.
+    fn with_latched(&self, mut derived: Vec<Incident>) -> Vec<Incident> {
+        for (id, (incident, _)) in &self.latched {
+            if !derived.iter().any(|d| &d.id == id) {
+                derived.push(incident.clone());
+            }
+        }
+        derived.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
+        derived
     }
 
     /// The sinks are done with `id`: it is sent, with their results.
