@@ -302,6 +302,10 @@ impl GossipState {
                             "cannot store the new incarnation; a restart may start lower"
                         );
                     }
+                    // Refuted: the others doubted us, and their record of it is fetched.
+                    if let Some(store) = self.directory.store() {
+                        let _ = store.cast(crate::store::StoreMsg::Refuted);
+                    }
                 }
                 Output::Fatal(reason) => {
                     tracing::error!(%reason, "this node cannot go on");

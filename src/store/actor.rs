@@ -47,6 +47,9 @@ pub enum StoreMsg {
     Tick,
     /// Write what is buffered now and answer once it is on disk (or why not).
     Flush(RpcReplyPort<Result<(), String>>),
+    /// This node raised its incarnation to refute a suspicion of itself (sent by the gossip
+    /// actor): what the others recorded meanwhile is back-filled.
+    Refuted,
 }
 
 pub struct StoreArgs {
@@ -78,6 +81,9 @@ pub struct StoreState {
     suspected: HashMap<NodeName, Time>,
     /// Back-fills from returning peers.
     returns: Vec<AbortOnDrop<()>>,
+    /// The back-fill after this node refuted, waiting or running, and where it starts: a
+    /// refutation while it waits replaces it, keeping the earlier start.
+    refuted: Option<(Time, AbortOnDrop<()>)>,
 }
 
 pub struct StoreActor;
@@ -115,6 +121,7 @@ impl Actor for StoreActor {
             down: HashMap::new(),
             suspected: HashMap::new(),
             returns: Vec::new(),
+            refuted: None,
         })
     }
 
@@ -139,6 +146,7 @@ impl Actor for StoreActor {
                     Some(why) => Err(why.clone()),
                 });
             }
+            StoreMsg::Refuted => state.after_refuting(&myself),
             StoreMsg::Tick => {
                 state.flush(false).await;
                 state.maintain().await;
@@ -317,6 +325,9 @@ impl StoreState {
 
 /// How far before a returning peer's last-heard time its back-fill starts.
 const RETURN_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long after refuting a node waits before it back-fills, for its peers to record the
+/// outage they saw (a `down` is declared up to a few seconds after the suspicion).
+const REFUTED_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl StoreState {
     /// Remembers when peers went down; when one is back, back-fills from it what it recorded
@@ -367,6 +378,30 @@ impl StoreState {
             }
             _ => {}
         }
+    }
+
+    /// This node was doubted by its peers (cut off, or hung) and has just refuted it: after
+    /// [`REFUTED_SETTLE`], it back-fills from live peers what they recorded since a margin
+    /// before now.
+    fn after_refuting(&mut self, myself: &ActorRef<StoreMsg>) {
+        if self.args.config.backfill.is_zero() {
+            return;
+        }
+        let now = self.args.clock.now();
+        let mut since = Time(
+            now.as_millis()
+                .saturating_sub(RETURN_MARGIN.as_millis() as u64),
+        );
+        if let Some((earlier, task)) = self.refuted.take()
+            && !task.0.is_finished()
+        {
+            since = since.min(earlier);
+        }
+        let (directory, store) = (self.args.directory.clone(), myself.clone());
+        let task = AbortOnDrop(tokio::spawn(async move {
+            super::backfill::after_refuting(directory, store, since, REFUTED_SETTLE).await;
+        }));
+        self.refuted = Some((since, task));
     }
 
     /// Back-fills from `peer` what it recorded since `last_heard` (less a margin, at most

@@ -176,11 +176,36 @@ pub async fn run(directory: Directory, store: ActorRef<StoreMsg>, clock: Clock, 
             .as_millis()
             .saturating_sub(window.as_millis() as u64),
     );
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(clock.now().as_millis());
-    let mut peers = peers;
+    from_some(&directory, &store, peers, since, clock.now()).await;
+}
+
+/// This node has just refuted a suspicion of itself: it was cut off or hung, perhaps too
+/// briefly to suspect anyone itself, and the suspicions of it may be withdrawn before it hears
+/// them. After `settle` (for the others to record what they saw), it fetches what up to
+/// [`PEERS`] live peers recorded since `since`.
+pub async fn after_refuting(
+    directory: Directory,
+    store: ActorRef<StoreMsg>,
+    since: Time,
+    settle: Duration,
+) {
+    tokio::time::sleep(settle).await;
+    let peers = live_peers(&directory).await;
+    from_some(&directory, &store, peers, since, since).await;
+}
+
+/// Fetches everything since `since` from up to [`PEERS`] of `peers`, picked at random.
+async fn from_some(
+    directory: &Directory,
+    store: &ActorRef<StoreMsg>,
+    mut peers: Vec<(String, SocketAddr)>,
+    since: Time,
+    seed: Time,
+) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed.as_millis());
     peers.shuffle(&mut rng);
     for (name, addr) in peers.into_iter().take(PEERS) {
-        match fetch(directory.gate(), addr, since, &store).await {
+        match fetch(directory.gate(), addr, since, store).await {
             Ok(f) => tracing::info!(
                 peer = %name, samples = f.samples, events = f.events, pages = f.pages,
                 since = %since, "history back-filled"
