@@ -7,7 +7,7 @@
 //! on new ones. Tests wait on conditions by polling with deadlines, never by fixed sleeps.
 
 mod common;
-use common::{sunk, sunk_ids};
+use common::{sunk, sunk_ids, wait_for};
 use nbwatch::client::get_json;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -28,25 +28,6 @@ const HTTP: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
 /// Lines of each log printed when a test fails.
 const TAIL_LINES: usize = 40;
-
-/// Polls `check` until it returns `Ok` or `deadline` passes; then panics with `what` and the
-/// last thing `check` observed.
-async fn wait_for<T>(
-    what: &str,
-    deadline: Duration,
-    mut check: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(seen) if Instant::now() >= end => {
-                panic!("timed out after {deadline:?} waiting until {what}; last seen: {seen}")
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
-        }
-    }
-}
 
 /// `GET /api/v1/members` of the daemon at `api`.
 async fn members(api: SocketAddr) -> Result<Vec<Value>, String> {

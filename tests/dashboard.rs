@@ -8,6 +8,8 @@
 //! is repeated until it holds or a deadline passes. The screenshot of the last state is kept
 //! at `target/test-artifacts/dashboard.png` (next to the build's `tmp` folder).
 
+mod common;
+use common::wait_for;
 use nbwatch::client::get_json;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,34 +17,13 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nbwatch");
 /// For a cluster to form, a node to be declared down, a page to show it.
 const DEADLINE: Duration = Duration::from_secs(30);
 const HTTP: Duration = Duration::from_secs(2);
-const POLL: Duration = Duration::from_millis(200);
 /// The browser, unless `CHROMIUM` names another.
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Polls `check` until it returns `Ok` or `deadline` passes; then panics with `what` and the
-/// last thing `check` observed.
-async fn wait_for<T>(
-    what: &str,
-    deadline: Duration,
-    mut check: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(seen) if Instant::now() >= end => {
-                panic!("timed out after {deadline:?} waiting until {what}; last seen: {seen}")
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
-        }
-    }
-}
 
 /// One `nbwatch run` process with its own config, data dir and log.
 struct Node {

@@ -2,6 +2,8 @@
 //! observed through the API and the CLI, and a writer process killed with SIGKILL in a loop.
 //! Tests wait on conditions with deadlines, never fixed sleeps.
 
+mod common;
+use common::wait_for;
 use nbwatch::client::get_json;
 use nbwatch::config::Config;
 use nbwatch::node::{self, NodeHandle};
@@ -15,30 +17,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(25);
 const HTTP: Duration = Duration::from_secs(5);
 const BIN: &str = env!("CARGO_BIN_EXE_nbwatch");
-
-/// Polls `check` until it returns `Ok` or `deadline` passes; then panics with `what` and the
-/// last thing `check` saw.
-async fn wait_for<T>(
-    what: &str,
-    deadline: Duration,
-    mut check: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(seen) if Instant::now() >= end => {
-                panic!("timed out after {deadline:?} waiting until {what}; last seen: {seen}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
 
 fn config(name: &str, dir: &Path, seeds: Vec<SocketAddr>) -> Config {
     let mut config = Config::defaults_for_test(name, &dir.join(name));

@@ -4,6 +4,26 @@
 
 use serde_json::Value;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 100 ms until it gives a value; panics with what it last saw once
+/// `deadline` has passed.
+pub async fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= end => {
+                panic!("timed out after {deadline:?} waiting until {what}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
 
 /// The alerts an exec sink appended to `file`, one JSON object per line.
 pub fn sunk(file: &Path) -> Vec<Value> {
