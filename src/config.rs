@@ -159,7 +159,31 @@ pub enum SinkSpec {
         tls: SmtpTls,
         from: String,
         to: Vec<String>,
+        /// SMTP AUTH, when the server wants a login (`username`, `password_file`).
+        auth: Option<SmtpAuth>,
     },
+}
+
+/// An email sink's login: `username`, and the file whose first line is the password (read
+/// at each delivery, so a changed password needs no restart; never in the config itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpAuth {
+    pub username: String,
+    pub password_file: std::path::PathBuf,
+}
+
+impl SmtpAuth {
+    /// The password: the file's first line. The error names the file.
+    pub fn password(&self) -> Result<String, String> {
+        let path = self.password_file.display();
+        let text = std::fs::read_to_string(&self.password_file)
+            .map_err(|e| format!("cannot read the SMTP password file {path}: {e}"))?;
+        let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if password.is_empty() {
+            return Err(format!("the SMTP password file {path} is empty"));
+        }
+        Ok(password.to_string())
+    }
 }
 
 /// How an email sink talks to its SMTP server, the sink's `tls` key.

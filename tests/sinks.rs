@@ -3,7 +3,7 @@
 //! deadline; the retry waits and attempt timeouts are shortened through [`Delivery`].
 
 use nbwatch::alert::sink::{Delivery, deliver, deliver_all};
-use nbwatch::config::{SinkSpec, SmtpTls, WebhookFormat};
+use nbwatch::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -215,6 +215,23 @@ async fn a_webhook_failing_three_times_reports_the_last_answer() {
 }
 
 #[tokio::test]
+async fn a_webhook_refusing_the_request_for_good_is_not_retried_but_one_asking_to_slow_down_is() {
+    let hook = receiver(&[Answer::Status(404)]).await;
+    let spec = webhook(&hook.url, WebhookFormat::Json);
+    let error = deliver(&spec, &alert(), &quick(5000, &[20, 20]))
+        .await
+        .expect_err("404");
+    assert_eq!(hook.count(), 1, "a 4xx is not retried");
+    assert!(error.contains("404") && error.contains("not retried"), "{error}");
+    let hook = receiver(&[Answer::Status(429), Answer::Status(200)]).await;
+    let spec = webhook(&hook.url, WebhookFormat::Json);
+    deliver(&spec, &alert(), &quick(5000, &[20, 20]))
+        .await
+        .expect("delivered after a 429");
+    assert_eq!(hook.count(), 2);
+}
+
+#[tokio::test]
 async fn a_webhook_that_never_answers_times_out() {
     let hook = receiver(&[Answer::Never]).await;
     let spec = webhook(&hook.url, WebhookFormat::Json);
@@ -246,6 +263,8 @@ async fn a_closed_port_gives_an_error_naming_the_url() {
 #[derive(Clone, Debug, Default)]
 struct Mail {
     helo: String,
+    /// Who logged in (AUTH PLAIN), if anyone.
+    user: Option<String>,
     from: String,
     to: Vec<String>,
     /// The message as sent after DATA, dot-unstuffed, lines joined with "\n".
@@ -255,31 +274,67 @@ struct Mail {
 struct SmtpServer {
     addr: SocketAddr,
     mails: Arc<Mutex<Vec<Mail>>>,
+    /// Connections accepted.
+    sessions: Arc<Mutex<usize>>,
 }
 
-/// A plain SMTP server keeping every message; with `refuse_rcpt` it refuses every recipient.
+/// What the test SMTP server asks of a client.
+#[derive(Clone, Debug, Default)]
+struct Rules {
+    /// Refuse every recipient.
+    refuse_rcpt: bool,
+    /// Offer AUTH PLAIN and demand this user and password before MAIL.
+    login: Option<(String, String)>,
+}
+
+/// A plain SMTP server keeping every message, by `rules`.
 async fn smtp_server(refuse_rcpt: bool) -> SmtpServer {
+    smtp_server_with(Rules {
+        refuse_rcpt,
+        login: None,
+    })
+    .await
+}
+
+async fn smtp_server_with(rules: Rules) -> SmtpServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mails = shared(Vec::new());
-    let kept = mails.clone();
+    let (mails, sessions) = (shared(Vec::new()), shared(0));
+    let (kept, counted) = (mails.clone(), sessions.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let kept = kept.clone();
+            *lock(&counted) += 1;
+            let (kept, rules) = (kept.clone(), rules.clone());
             tokio::spawn(async move {
-                let _ = serve_smtp(stream, refuse_rcpt, &kept).await;
+                let _ = serve_smtp(stream, &rules, &kept).await;
             });
         }
     });
-    SmtpServer { addr, mails }
+    SmtpServer {
+        addr,
+        mails,
+        sessions,
+    }
+}
+
+/// The user of an `AUTH PLAIN <base64 of "\0user\0password">` argument, if it is `login`.
+fn plain_login(argument: &str, login: &(String, String)) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(argument.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut parts = text.split('\0').skip(1);
+    let (user, password) = (parts.next()?, parts.next()?);
+    (user == login.0 && password == login.1).then(|| user.to_string())
 }
 
 async fn serve_smtp(
     stream: TcpStream,
-    refuse_rcpt: bool,
+    rules: &Rules,
     kept: &Mutex<Vec<Mail>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
@@ -310,13 +365,33 @@ async fn serve_smtp(
         let reply: &[u8] = match verb.as_str() {
             "EHLO" | "HELO" => {
                 mail.helo = argument("EHLO");
-                b"250 test.invalid\r\n"
+                if rules.login.is_some() {
+                    b"250-test.invalid\r\n250 AUTH PLAIN\r\n"
+                } else {
+                    b"250 test.invalid\r\n"
+                }
+            }
+            "AUTH" => match (&rules.login, command.get(5..).and_then(|a| a.split_once(' '))) {
+                (Some(login), Some((mechanism, argument)))
+                    if mechanism.eq_ignore_ascii_case("PLAIN") =>
+                {
+                    mail.user = plain_login(argument, login);
+                    if mail.user.is_some() {
+                        b"235 2.7.0 authenticated\r\n"
+                    } else {
+                        b"535 5.7.8 authentication credentials invalid\r\n"
+                    }
+                }
+                _ => b"504 5.5.4 unrecognized authentication type\r\n",
+            },
+            "MAIL" if rules.login.is_some() && mail.user.is_none() => {
+                b"530 5.7.0 authentication required\r\n"
             }
             "MAIL" => {
                 mail.from = argument("MAIL FROM:");
                 b"250 2.1.0 ok\r\n"
             }
-            "RCPT" if refuse_rcpt => b"550 5.1.1 no such user here\r\n",
+            "RCPT" if rules.refuse_rcpt => b"550 5.1.1 no such user here\r\n",
             "RCPT" => {
                 mail.to.push(argument("RCPT TO:"));
                 b"250 2.1.5 ok\r\n"
@@ -397,7 +472,88 @@ fn email(server: SocketAddr) -> SinkSpec {
         tls: SmtpTls::Plain,
         from: "nbwatch <nbwatch@example.org>".to_string(),
         to: vec!["me@example.org".to_string(), "you@example.org".to_string()],
+        auth: None,
     }
+}
+
+/// `email(server)` logging in as `user` with the password in a file of `dir`.
+fn email_with_login(server: SocketAddr, dir: &tempfile::TempDir, user: &str, password: &str) -> SinkSpec {
+    let password_file = dir.path().join("smtp.password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("password file");
+    let SinkSpec::Email {
+        host,
+        port,
+        tls,
+        from,
+        to,
+        ..
+    } = email(server)
+    else {
+        unreachable!("an email sink");
+    };
+    SinkSpec::Email {
+        host,
+        port,
+        tls,
+        from,
+        to,
+        auth: Some(SmtpAuth {
+            username: user.to_string(),
+            password_file,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn an_email_sink_logs_in_when_the_server_asks() {
+    let login = ("alerts@example.org".to_string(), "s3cret pass".to_string());
+    let server = smtp_server_with(Rules {
+        refuse_rcpt: false,
+        login: Some(login.clone()),
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = email_with_login(server.addr, &dir, &login.0, &login.1);
+    deliver(&spec, &alert(), &quick(5000, &[]))
+        .await
+        .expect("delivered after logging in");
+    let mails = lock(&server.mails).clone();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].user.as_deref(), Some(login.0.as_str()));
+    // Without a login the same server refuses the mail.
+    let error = deliver(&email(server.addr), &alert(), &quick(5000, &[]))
+        .await
+        .expect_err("no login");
+    assert!(error.contains("530"), "{error}");
+}
+
+#[tokio::test]
+async fn a_wrong_smtp_password_is_refused_once_and_not_retried() {
+    let login = ("alerts@example.org".to_string(), "right".to_string());
+    let server = smtp_server_with(Rules {
+        refuse_rcpt: false,
+        login: Some(login.clone()),
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = email_with_login(server.addr, &dir, &login.0, "wrong");
+    let error = deliver(&spec, &alert(), &quick(5000, &[20, 20]))
+        .await
+        .expect_err("wrong password");
+    assert!(
+        error.starts_with(&format!("smtp {}: ", server.addr))
+            && error.contains("535")
+            && error.contains("not retried"),
+        "{error}"
+    );
+    assert_eq!(*lock(&server.sessions), 1, "a permanent refusal is not retried");
+    assert!(lock(&server.mails).is_empty());
+    // A missing password file is named, and may be fixed: it is retried.
+    std::fs::remove_file(dir.path().join("smtp.password")).expect("rm");
+    let error = deliver(&spec, &alert(), &quick(5000, &[20]))
+        .await
+        .expect_err("no password file");
+    assert!(error.contains("smtp.password") && !error.contains("not retried"), "{error}");
 }
 
 #[tokio::test]
@@ -453,6 +609,7 @@ async fn an_smtp_server_refusing_the_recipient_gives_an_error() {
     );
     assert!(error.contains("no such user here"), "{error}");
     assert!(lock(&server.mails).is_empty());
+    assert_eq!(*lock(&server.sessions), 1, "a 5xx refusal is not retried");
 }
 
 #[tokio::test]
@@ -475,6 +632,7 @@ async fn starttls_and_tls_never_fall_back_to_plain_text() {
             tls,
             from,
             to,
+            auth: None,
         };
         let error = deliver(&spec, &alert(), &quick(2000, &[]))
             .await

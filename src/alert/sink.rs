@@ -3,10 +3,12 @@
 //! of the alert JSON, or of Alertmanager's webhook v4 shape with `format = "alertmanager"`) and
 //! `email` (through an SMTP server with STARTTLS, TLS or, to a local relay, neither).
 //! Each delivery is retried with backoff, each attempt bounded by a timeout, and every sink runs
-//! on its own, so a failing or slow sink never holds up the others.
+//! on its own, so a failing or slow sink never holds up the others. A permanent refusal (an
+//! SMTP 5xx answer, such as a wrong login or an unknown recipient; a webhook's 4xx other than
+//! 408 and 429) is not retried: the same request would be refused again.
 
 use super::log::SinkResult;
-use crate::config::{SinkSpec, SmtpTls, WebhookFormat};
+use crate::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
 use crate::supervision::reaper;
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -70,6 +72,21 @@ pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value, how: &Delivery) -> V
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Why one attempt failed.
+#[derive(Debug)]
+enum Failed {
+    /// Worth another attempt (a timeout, a refused connection, a 5xx web answer, ...).
+    Retry(String),
+    /// Refused for good: another attempt would be refused the same way.
+    Permanent(String),
+}
+
+impl From<String> for Failed {
+    fn from(why: String) -> Failed {
+        Failed::Retry(why)
+    }
+}
+
 /// One sink, with retries.
 pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(), String> {
     let mut last = String::new();
@@ -77,14 +94,19 @@ pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(
         let result = tokio::time::timeout(how.timeout, attempt_once(spec, alert, how.timeout))
             .await
             .unwrap_or_else(|_| {
-                Err(format!(
+                Err(Failed::Retry(format!(
                     "timed out after {}",
                     humantime::format_duration(how.timeout)
-                ))
+                )))
             });
         match result {
             Ok(()) => return Ok(()),
-            Err(e) => {
+            Err(Failed::Permanent(e)) => {
+                let e = format!("{e} (refused for good: not retried)");
+                tracing::warn!(sink = ?spec, attempt = attempt + 1, error = %e, "alert delivery failed");
+                return Err(e);
+            }
+            Err(Failed::Retry(e)) => {
                 tracing::warn!(sink = ?spec, attempt = attempt + 1, error = %e, "alert delivery failed");
                 last = e;
             }
@@ -96,9 +118,9 @@ pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(
     Err(last)
 }
 
-async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), String> {
+async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), Failed> {
     match spec {
-        SinkSpec::Exec { command } => exec(command, alert).await,
+        SinkSpec::Exec { command } => Ok(exec(command, alert).await?),
         SinkSpec::Webhook { url, format } => {
             let body = match format {
                 WebhookFormat::Alertmanager => alertmanager(alert),
@@ -112,11 +134,13 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Resu
             tls,
             from,
             to,
+            auth,
         } => {
             let server = Smtp {
                 host,
                 port: *port,
                 tls: *tls,
+                auth: auth.as_ref(),
                 timeout,
             };
             server.send(from, to, alert).await
@@ -234,24 +258,32 @@ struct Smtp<'a> {
     host: &'a str,
     port: u16,
     tls: SmtpTls,
+    auth: Option<&'a SmtpAuth>,
     timeout: Duration,
 }
 
 impl Smtp<'_> {
     /// Sends one message to `to`; a connection per message (alerts are rare).
-    async fn send(&self, from: &str, to: &[String], alert: &Value) -> Result<(), String> {
+    async fn send(&self, from: &str, to: &[String], alert: &Value) -> Result<(), Failed> {
         use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
         type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
         let server = format!("smtp {}:{}", self.host, self.port);
         let fail = |e: &dyn std::fmt::Display| format!("{server}: {e}");
-        let message = email(from, to, alert)?;
+        let message = email(from, to, alert).map_err(Failed::Permanent)?;
         let builder = match self.tls {
             SmtpTls::StartTls => Transport::starttls_relay(self.host).map_err(|e| fail(&e))?,
             SmtpTls::Implicit => Transport::relay(self.host).map_err(|e| fail(&e))?,
             SmtpTls::Plain => Transport::builder_dangerous(self.host),
         };
         let mut builder = builder.port(self.port).timeout(Some(self.timeout));
+        if let Some(auth) = self.auth {
+            let password = auth.password().map_err(|e| fail(&e))?;
+            builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                auth.username.clone(),
+                password,
+            ));
+        }
         // Greet as the sending node rather than "localhost", which some servers refuse.
         if let Some(me) = alert.get("sent_by").and_then(Value::as_str)
             && !me.is_empty()
@@ -265,7 +297,13 @@ impl Smtp<'_> {
             .send(message)
             .await
             .map(drop)
-            .map_err(|e| fail(&e))
+            .map_err(|e| {
+                if e.is_permanent() {
+                    Failed::Permanent(fail(&e))
+                } else {
+                    Failed::Retry(fail(&e))
+                }
+            })
     }
 }
 
@@ -377,8 +415,8 @@ fn split_url(url: &str) -> Result<(String, u16, String), String> {
     Ok((host, port, path))
 }
 
-/// POSTs `body` as JSON; a 2xx answer is success.
-async fn post(url: &str, body: &Value) -> Result<(), String> {
+/// POSTs `body` as JSON; a 2xx answer is success, a 4xx other than 408 and 429 is permanent.
+async fn post(url: &str, body: &Value) -> Result<(), Failed> {
     let (host, port, path) = split_url(url)?;
     let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
@@ -412,10 +450,12 @@ async fn post(url: &str, body: &Value) -> Result<(), String> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("{url}: not an HTTP answer: {status_line:?}"))?;
-    if (200..300).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("{url}: {status_line}"))
+    match code {
+        200..300 => Ok(()),
+        400..500 if code != 408 && code != 429 => {
+            Err(Failed::Permanent(format!("{url}: {status_line}")))
+        }
+        _ => Err(Failed::Retry(format!("{url}: {status_line}"))),
     }
 }
 

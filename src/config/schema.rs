@@ -30,7 +30,10 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
 pub(super) const SINKS: &[(&str, &[&str])] = &[
     ("exec", &["type", "command"]),
     ("webhook", &["type", "url", "format"]),
-    ("email", &["type", "smtp", "tls", "from", "to"]),
+    (
+        "email",
+        &["type", "smtp", "tls", "from", "to", "username", "password_file"],
+    ),
 ];
 
 pub(super) fn section_names() -> Vec<&'static str> {

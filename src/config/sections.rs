@@ -124,7 +124,7 @@ pub(super) fn build(
     let api = api(&mut w, &sections);
     let supervision = supervision(&mut w, &sections, base.as_deref());
     let store = store(&mut w, &sections);
-    let alerts = alerts(&mut w, &sections);
+    let alerts = alerts(&mut w, &sections, base.as_deref());
 
     match name {
         Some(name) if w.problems.is_empty() => Ok(Config {
@@ -306,7 +306,7 @@ fn optional<T>(
 }
 
 /// A relative path from the file layer, made relative to the file's folder.
-fn beside_file(path: PathBuf, v: &Value, base: Option<&Path>) -> PathBuf {
+pub(super) fn beside_file(path: PathBuf, v: &Value, base: Option<&Path>) -> PathBuf {
     match base {
         Some(base) if path.is_relative() && !Walker::from_env(v) => base.join(path),
         _ => path,
@@ -386,7 +386,7 @@ fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
     }
 }
 
-fn alerts(w: &mut Walker, s: &Sections<'_>) -> AlertsConfig {
+fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig {
     let d = AlertsConfig::default();
     AlertsConfig {
         flap_threshold: read(
@@ -406,6 +406,8 @@ fn alerts(w: &mut Walker, s: &Sections<'_>) -> AlertsConfig {
             Walker::duration,
         ),
         repeat: read(w, s, "alerts", "repeat", d.repeat, Walker::duration),
-        sinks: read(w, s, "alerts", "sinks", d.sinks, sinks::sinks),
+        sinks: read(w, s, "alerts", "sinks", d.sinks, |w, v, k| {
+            sinks::sinks(w, v, k, base)
+        }),
     }
 }

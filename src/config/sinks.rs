@@ -1,25 +1,31 @@
 //! `[[alerts.sinks]]`: a tagged union by `type`, read by hand so that a bad sink reports every
 //! mistake in it and the other sinks are still checked.
 
-use super::walk::Walker;
-use super::{ProblemKind, SinkSpec, SmtpTls, WebhookFormat, schema};
+use super::walk::{Table, Walker};
+use super::{ProblemKind, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, schema};
 use config::{Value, ValueKind};
+use std::path::Path;
 
-pub(super) fn sinks(w: &mut Walker, v: &Value, key: &str) -> Option<Vec<SinkSpec>> {
+pub(super) fn sinks(
+    w: &mut Walker,
+    v: &Value,
+    key: &str,
+    base: Option<&Path>,
+) -> Option<Vec<SinkSpec>> {
     let ValueKind::Array(items) = &v.kind else {
         w.wrong_type(v, key, "an array of tables ([[alerts.sinks]])");
         return None;
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        if let Some(sink) = sink(w, item, &format!("{key}[{i}]")) {
+        if let Some(sink) = sink(w, item, &format!("{key}[{i}]"), base) {
             out.push(sink);
         }
     }
     Some(out)
 }
 
-fn sink(w: &mut Walker, v: &Value, key: &str) -> Option<SinkSpec> {
+fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<SinkSpec> {
     let table = w.table(v, key, "a table")?;
     let types: Vec<&str> = schema::SINKS.iter().map(|(t, _)| *t).collect();
     let Some(type_value) = table.get("type") else {
@@ -128,6 +134,7 @@ fn sink(w: &mut Walker, v: &Value, key: &str) -> Option<SinkSpec> {
                     return None;
                 }
             }
+            let auth = smtp_auth(w, v, table, key, (server.as_ref(), tls), base);
             let (host, port) = server?;
             Some(SinkSpec::Email {
                 host,
@@ -135,9 +142,74 @@ fn sink(w: &mut Walker, v: &Value, key: &str) -> Option<SinkSpec> {
                 tls: tls?,
                 from: from?,
                 to: to?,
+                auth: auth?,
             })
         }
     }
+}
+
+/// `username` and `password_file` of an email sink: both or neither; the file readable and
+/// not empty; never sent in clear text except to a relay on this host. `Some(None)`: no login.
+fn smtp_auth(
+    w: &mut Walker,
+    v: &Value,
+    table: &Table,
+    key: &str,
+    (server, tls): (Option<&(String, u16)>, Option<SmtpTls>),
+    base: Option<&Path>,
+) -> Option<Option<SmtpAuth>> {
+    let (user_key, file_key) = (format!("{key}.username"), format!("{key}.password_file"));
+    let username = match table.get("username") {
+        Some(u) => Some(w.non_empty(u, &user_key)?),
+        None => None,
+    };
+    let password_file = match table.get("password_file") {
+        Some(f) => Some((f, w.non_empty(f, &file_key)?)),
+        None => None,
+    };
+    let (username, (file_value, file)) = match (username, password_file) {
+        (None, None) => return Some(None),
+        (Some(u), Some(f)) => (u, f),
+        (Some(_), None) => {
+            let message = "\"username\" needs \"password_file\" (a file whose first line is the \
+                           password)"
+                .to_string();
+            w.problem(v, &file_key, ProblemKind::MissingKey, message);
+            return None;
+        }
+        (None, Some((f, _))) => {
+            let message = "\"password_file\" needs \"username\"".to_string();
+            w.problem(f, &user_key, ProblemKind::MissingKey, message);
+            return None;
+        }
+    };
+    let auth = SmtpAuth {
+        username,
+        password_file: super::sections::beside_file(file.into(), file_value, base),
+    };
+    if let Err(why) = auth.password() {
+        w.problem(file_value, &file_key, ProblemKind::BadValue, why);
+        return None;
+    }
+    if let (Some(SmtpTls::Plain), Some((host, _))) = (tls, server)
+        && !is_loopback(host)
+    {
+        let message = format!(
+            "a login is never sent in clear text: with tls = \"none\" the SMTP server must be \
+             on this host (127.0.0.1, ::1 or localhost), not \"{host}\"; use tls = \"starttls\" \
+             or \"tls\""
+        );
+        w.problem(v, &format!("{key}.tls"), ProblemKind::BadValue, message);
+        return None;
+    }
+    Some(Some(auth))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `host:port` or `[v6]:port`, the port not zero.

@@ -180,7 +180,8 @@ to = ["me@example.org", "you@example.org"]
                 port: 25,
                 tls: SmtpTls::Plain,
                 from: "nbwatch@example.org".into(),
-                to: vec!["me@example.org".into(), "you@example.org".into()]
+                to: vec!["me@example.org".into(), "you@example.org".into()],
+                auth: None,
             },
         ]
     );
@@ -521,8 +522,88 @@ fn an_email_sink_secures_its_connection_by_port_unless_told() {
             tls: SmtpTls::Plain,
             from: "nbwatch <nb@example.org>".into(),
             to: vec!["me@example.org".into()],
+            auth: None,
         }
     );
+}
+
+#[test]
+fn an_email_sink_logs_in_with_a_password_from_a_file_never_in_clear_text_off_this_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("smtp.password");
+    std::fs::write(&file, "s3cret\nignored second line\n").expect("write");
+    let login = format!(
+        "username = \"me@example.org\"\npassword_file = \"{}\"",
+        file.display()
+    );
+    let auth = SmtpAuth {
+        username: "me@example.org".into(),
+        password_file: file.clone(),
+    };
+    for smtp in [
+        "smtp = \"mail.example.org:587\"",
+        "smtp = \"mail.example.org:465\"",
+        "smtp = \"127.0.0.1:25\"",
+        "smtp = \"localhost:25\"",
+    ] {
+        match email_sink(&format!("{smtp}\n{login}")) {
+            Ok(SinkSpec::Email { auth: got, .. }) => {
+                assert_eq!(got.as_ref(), Some(&auth), "{smtp}")
+            }
+            other => panic!("{smtp}: {other:?}"),
+        }
+    }
+    assert_eq!(auth.password().as_deref(), Ok("s3cret"));
+
+    let found = email_sink(&format!("smtp = \"mail.example.org:25\"\n{login}"))
+        .expect_err("a login in clear text to another host");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, "alerts.sinks[0].tls");
+    assert!(found[0].message.contains("never sent in clear text"), "{}", found[0]);
+
+    let found = email_sink("smtp = \"m:587\"\nusername = \"me\"").expect_err("no file");
+    assert_eq!(found[0].key, "alerts.sinks[0].password_file", "{found:#?}");
+    assert_eq!(found[0].kind, ProblemKind::MissingKey);
+
+    let found = email_sink(&format!("smtp = \"m:587\"\npassword_file = \"{}\"", file.display()))
+        .expect_err("no user");
+    assert_eq!(found[0].key, "alerts.sinks[0].username", "{found:#?}");
+
+    let missing = dir.path().join("nope");
+    let found = email_sink(&format!(
+        "smtp = \"m:587\"\nusername = \"me\"\npassword_file = \"{}\"",
+        missing.display()
+    ))
+    .expect_err("missing file");
+    assert_eq!(found[0].key, "alerts.sinks[0].password_file", "{found:#?}");
+    assert!(
+        found[0].message.contains("cannot read the SMTP password file")
+            && found[0].message.contains("nope"),
+        "{}",
+        found[0]
+    );
+
+    std::fs::write(&file, "\n").expect("write");
+    let found = email_sink(&format!("smtp = \"m:587\"\n{login}")).expect_err("empty file");
+    assert!(found[0].message.contains("is empty"), "{}", found[0]);
+}
+
+#[test]
+fn a_relative_smtp_password_file_is_beside_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("smtp.password"), "pw\n").expect("write");
+    let path = dir.path().join("nbwatch.toml");
+    std::fs::write(
+        &path,
+        "[[alerts.sinks]]\ntype = \"email\"\nsmtp = \"m:587\"\nfrom = \"a@b.org\"\n\
+         to = [\"c@d.org\"]\nusername = \"u\"\npassword_file = \"smtp.password\"\n",
+    )
+    .expect("write");
+    let config = load_inner(Some(&path), &[], Some("testhost".into())).expect("loads");
+    let SinkSpec::Email { auth: Some(auth), .. } = &config.alerts.sinks[0] else {
+        panic!("{:?}", config.alerts.sinks);
+    };
+    assert_eq!(auth.password_file, dir.path().join("smtp.password"));
 }
 
 #[test]
