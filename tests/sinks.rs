@@ -222,7 +222,10 @@ async fn a_webhook_refusing_the_request_for_good_is_not_retried_but_one_asking_t
         .await
         .expect_err("404");
     assert_eq!(hook.count(), 1, "a 4xx is not retried");
-    assert!(error.contains("404") && error.contains("not retried"), "{error}");
+    assert!(
+        error.contains("404") && error.contains("not retried"),
+        "{error}"
+    );
     let hook = receiver(&[Answer::Status(429), Answer::Status(200)]).await;
     let spec = webhook(&hook.url, WebhookFormat::Json);
     deliver(&spec, &alert(), &quick(5000, &[20, 20]))
@@ -371,7 +374,10 @@ async fn serve_smtp(
                     b"250 test.invalid\r\n"
                 }
             }
-            "AUTH" => match (&rules.login, command.get(5..).and_then(|a| a.split_once(' '))) {
+            "AUTH" => match (
+                &rules.login,
+                command.get(5..).and_then(|a| a.split_once(' ')),
+            ) {
                 (Some(login), Some((mechanism, argument)))
                     if mechanism.eq_ignore_ascii_case("PLAIN") =>
                 {
@@ -477,7 +483,12 @@ fn email(server: SocketAddr) -> SinkSpec {
 }
 
 /// `email(server)` logging in as `user` with the password in a file of `dir`.
-fn email_with_login(server: SocketAddr, dir: &tempfile::TempDir, user: &str, password: &str) -> SinkSpec {
+fn email_with_login(
+    server: SocketAddr,
+    dir: &tempfile::TempDir,
+    user: &str,
+    password: &str,
+) -> SinkSpec {
     let password_file = dir.path().join("smtp.password");
     std::fs::write(&password_file, format!("{password}\n")).expect("password file");
     let SinkSpec::Email {
@@ -546,14 +557,21 @@ async fn a_wrong_smtp_password_is_refused_once_and_not_retried() {
             && error.contains("not retried"),
         "{error}"
     );
-    assert_eq!(*lock(&server.sessions), 1, "a permanent refusal is not retried");
+    assert_eq!(
+        *lock(&server.sessions),
+        1,
+        "a permanent refusal is not retried"
+    );
     assert!(lock(&server.mails).is_empty());
     // A missing password file is named, and may be fixed: it is retried.
     std::fs::remove_file(dir.path().join("smtp.password")).expect("rm");
     let error = deliver(&spec, &alert(), &quick(5000, &[20]))
         .await
         .expect_err("no password file");
-    assert!(error.contains("smtp.password") && !error.contains("not retried"), "{error}");
+    assert!(
+        error.contains("smtp.password") && !error.contains("not retried"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -279,10 +279,11 @@ impl Smtp<'_> {
         let mut builder = builder.port(self.port).timeout(Some(self.timeout));
         if let Some(auth) = self.auth {
             let password = auth.password().map_err(|e| fail(&e))?;
-            builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
-                auth.username.clone(),
-                password,
-            ));
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                    auth.username.clone(),
+                    password,
+                ));
         }
         // Greet as the sending node rather than "localhost", which some servers refuse.
         if let Some(me) = alert.get("sent_by").and_then(Value::as_str)
@@ -292,18 +293,13 @@ impl Smtp<'_> {
                 me.to_string(),
             ));
         }
-        builder
-            .build()
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|e| {
-                if e.is_permanent() {
-                    Failed::Permanent(fail(&e))
-                } else {
-                    Failed::Retry(fail(&e))
-                }
-            })
+        builder.build().send(message).await.map(drop).map_err(|e| {
+            if e.is_permanent() {
+                Failed::Permanent(fail(&e))
+            } else {
+                Failed::Retry(fail(&e))
+            }
+        })
     }
 }
 

@@ -32,7 +32,15 @@ pub(super) const SINKS: &[(&str, &[&str])] = &[
     ("webhook", &["type", "url", "format"]),
     (
         "email",
-        &["type", "smtp", "tls", "from", "to", "username", "password_file"],
+        &[
+            "type",
+            "smtp",
+            "tls",
+            "from",
+            "to",
+            "username",
+            "password_file",
+        ],
     ),
 ];
 

@@ -559,14 +559,21 @@ fn an_email_sink_logs_in_with_a_password_from_a_file_never_in_clear_text_off_thi
         .expect_err("a login in clear text to another host");
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].key, "alerts.sinks[0].tls");
-    assert!(found[0].message.contains("never sent in clear text"), "{}", found[0]);
+    assert!(
+        found[0].message.contains("never sent in clear text"),
+        "{}",
+        found[0]
+    );
 
     let found = email_sink("smtp = \"m:587\"\nusername = \"me\"").expect_err("no file");
     assert_eq!(found[0].key, "alerts.sinks[0].password_file", "{found:#?}");
     assert_eq!(found[0].kind, ProblemKind::MissingKey);
 
-    let found = email_sink(&format!("smtp = \"m:587\"\npassword_file = \"{}\"", file.display()))
-        .expect_err("no user");
+    let found = email_sink(&format!(
+        "smtp = \"m:587\"\npassword_file = \"{}\"",
+        file.display()
+    ))
+    .expect_err("no user");
     assert_eq!(found[0].key, "alerts.sinks[0].username", "{found:#?}");
 
     let missing = dir.path().join("nope");
@@ -577,7 +584,9 @@ fn an_email_sink_logs_in_with_a_password_from_a_file_never_in_clear_text_off_thi
     .expect_err("missing file");
     assert_eq!(found[0].key, "alerts.sinks[0].password_file", "{found:#?}");
     assert!(
-        found[0].message.contains("cannot read the SMTP password file")
+        found[0]
+            .message
+            .contains("cannot read the SMTP password file")
             && found[0].message.contains("nope"),
         "{}",
         found[0]
@@ -600,7 +609,10 @@ fn a_relative_smtp_password_file_is_beside_the_config_file() {
     )
     .expect("write");
     let config = load_inner(Some(&path), &[], Some("testhost".into())).expect("loads");
-    let SinkSpec::Email { auth: Some(auth), .. } = &config.alerts.sinks[0] else {
+    let SinkSpec::Email {
+        auth: Some(auth), ..
+    } = &config.alerts.sinks[0]
+    else {
         panic!("{:?}", config.alerts.sinks);
     };
     assert_eq!(auth.password_file, dir.path().join("smtp.password"));
