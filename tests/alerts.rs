@@ -43,7 +43,15 @@ impl AlertSim {
         let settings = Settings::default();
         let sim = Sim::cluster(seed, n, settings);
         let cores = (0..n)
-            .map(|i| AlertCore::new(Sim::name(i), DEFAULT_SETTLE, rules, Persisted::default()))
+            .map(|i| {
+                AlertCore::new(
+                    Sim::name(i),
+                    DEFAULT_SETTLE,
+                    rules,
+                    Persisted::default(),
+                    sim.now,
+                )
+            })
             .collect();
         AlertSim {
             rules,
@@ -118,7 +126,13 @@ impl AlertSim {
     fn restart(&mut self, i: usize, seed: usize) {
         self.sim.restart(i, seed);
         let persisted = self.cores[i].persisted();
-        self.cores[i] = AlertCore::new(Sim::name(i), DEFAULT_SETTLE, self.rules, persisted);
+        self.cores[i] = AlertCore::new(
+            Sim::name(i),
+            DEFAULT_SETTLE,
+            self.rules,
+            persisted,
+            self.sim.now,
+        );
     }
 
     fn partition(&mut self, side_a: &[usize], side_b: &[usize]) {
@@ -386,6 +400,7 @@ fn a_flapping_node_gets_one_flapping_alert_instead_of_a_storm_and_one_when_it_se
             flap_threshold: 2,
             flap_window: Duration::from_secs(300),
             repeat: Duration::ZERO,
+            ..Rules::default()
         };
         let mut s = AlertSim::with_rules(seed, 6, rules);
         s.run_for(Duration::from_secs(3));
@@ -494,5 +509,121 @@ fn brief_outages_over_and_over_become_one_flapping_alert() {
         assert_eq!(s.count("node_up:n5:"), 2, "{}", s.explain());
         assert_eq!(s.count("flapping:n5:"), 1, "{}", s.explain());
         assert_eq!(s.deliveries.len(), 5, "{}", s.explain());
+    }
+}
+
+/// The alert keys about `prefix` in any up node's view of anyone's state, and the cores that
+/// still remember such an id.
+fn traces(s: &AlertSim, prefix: &str) -> (usize, usize) {
+    let now = s.sim.now;
+    let key = format!("alert.{prefix}");
+    let mut keys = 0;
+    for i in (0..s.cores.len()).filter(|&i| s.sim.is_up(i)) {
+        for m in s.sim.nodes[i].core.members(now) {
+            keys += m.kv.keys().filter(|k| k.starts_with(&key)).count();
+        }
+    }
+    let remembering = (0..s.cores.len())
+        .filter(|&i| s.sim.is_up(i) && s.cores[i].remembered().any(|id| id.starts_with(prefix)))
+        .count();
+    (keys, remembering)
+}
+
+#[test]
+fn closed_incidents_are_forgotten_after_keep_and_nothing_is_ever_sent_again() {
+    for seed in seeds(&[61, 62]) {
+        let rules = Rules {
+            keep: Duration::from_secs(1200),
+            ..Rules::default()
+        };
+        let mut s = AlertSim::with_rules(seed, 6, rules);
+        s.run_for(Duration::from_secs(3));
+        // n4 goes down and comes back (closed); n5 goes down for good (open).
+        s.sim.crash(4);
+        s.run_for(DETECT);
+        s.restart(4, 1);
+        s.run_for(DETECT);
+        s.sim.crash(5);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_up:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_down:n5:"), 1, "{}", s.explain());
+        assert!(
+            traces(&s, "node_down:n4:").0 > 0,
+            "the log holds the closed incident"
+        );
+        // Within `keep` nothing is forgotten.
+        s.run_for(Duration::from_secs(900));
+        assert!(traces(&s, "node_down:n4:").0 > 0, "forgotten too soon");
+        // After it, the closed incident is gone from every state and every memory; the open
+        // one stays sent.
+        s.run_for(Duration::from_secs(900));
+        for prefix in ["node_down:n4:", "node_up:n4:"] {
+            assert_eq!(traces(&s, prefix), (0, 0), "{prefix} not forgotten");
+        }
+        assert!(
+            traces(&s, "node_down:n5:").1 > 0,
+            "the open incident forgotten"
+        );
+        // A node restarted from its persisted memory, and one that joins now, send nothing.
+        s.restart(0, 9);
+        let joined = s.sim.add_node();
+        s.cores.push(AlertCore::new(
+            Sim::name(joined),
+            DEFAULT_SETTLE,
+            rules,
+            Persisted::default(),
+            s.sim.now,
+        ));
+        s.run_for(Duration::from_secs(900));
+        assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
+        assert_eq!(s.counts().values().max(), Some(&1), "{}", s.explain());
+    }
+}
+
+#[test]
+fn an_entry_left_by_a_dead_leader_keeps_what_depends_on_it_and_nothing_is_sent_again() {
+    for seed in seeds(&[71, 72]) {
+        let rules = Rules {
+            keep: Duration::from_secs(1200),
+            ..Rules::default()
+        };
+        let mut s = AlertSim::with_rules(seed, 6, rules);
+        s.run_for(Duration::from_secs(3));
+        // n0 leads and sends n4's node_down, then dies for good (its state, that entry
+        // included, stays in every view); n1 leads and sends n0's node_down and n4's node_up.
+        s.sim.crash(4);
+        s.run_for(DETECT);
+        s.sim.crash(0);
+        s.run_for(DETECT);
+        s.restart(4, 1);
+        s.run_for(DETECT);
+        let by = |s: &AlertSim, prefix: &str| {
+            s.deliveries
+                .iter()
+                .find(|d| d.id.starts_with(prefix))
+                .map(|d| d.by)
+        };
+        assert_eq!(by(&s, "node_down:n4:"), Some(0), "{}", s.explain());
+        assert_eq!(by(&s, "node_up:n4:"), Some(1), "{}", s.explain());
+        assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
+        // Long after `keep`: n4's node_up is not forgotten while n0's node_down entry, which
+        // would make it look unsent, is still about; nothing is sent again, not even by a node
+        // that joins now.
+        s.run_for(Duration::from_secs(2400));
+        assert!(
+            traces(&s, "node_up:n4:").0 > 0,
+            "node_up forgotten under its node_down"
+        );
+        let joined = s.sim.add_node();
+        s.cores.push(AlertCore::new(
+            Sim::name(joined),
+            DEFAULT_SETTLE,
+            rules,
+            Persisted::default(),
+            s.sim.now,
+        ));
+        s.run_for(Duration::from_secs(900));
+        assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
     }
 }

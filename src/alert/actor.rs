@@ -45,7 +45,8 @@ pub enum AlertMsg {
 pub struct AlertState {
     args: AlertArgs,
     core: AlertCore,
-    saved: usize,
+    /// What is on disk.
+    saved: Persisted,
 }
 
 /// An alert this node sent, for the events log.
@@ -90,10 +91,20 @@ impl Actor for AlertActor {
         args: AlertArgs,
     ) -> Result<AlertState, ActorProcessingErr> {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
-        let saved = persisted.seen.len() + persisted.own.len();
-        let core = AlertCore::new(args.me.clone(), args.settle, args.rules, persisted);
+
+        let core = AlertCore::new(
+            args.me.clone(),
+            args.settle,
+            args.rules,
+            persisted.clone(),
+            args.clock.now(),
+        );
         args.directory.set_alerts(Some(myself));
-        Ok(AlertState { args, core, saved })
+        Ok(AlertState {
+            args,
+            core,
+            saved: persisted,
+        })
     }
 
     async fn handle(
@@ -158,13 +169,12 @@ impl AlertState {
 
     fn save(&mut self) {
         let persisted = self.core.persisted();
-        let size = persisted.seen.len() + persisted.own.len();
-        if size == self.saved {
+        if persisted == self.saved {
             return;
         }
         let path = self.args.data_dir.join(SENT_FILE);
         match save_sent(&path, &persisted) {
-            Ok(()) => self.saved = size,
+            Ok(()) => self.saved = persisted,
             Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot save sent alerts"),
         }
     }

@@ -20,10 +20,18 @@
 //! outage that ends before the leader's settle time is still one alert, followed by its end —
 //! never zero — and such outages count towards flapping.
 //!
+//! The log does not grow for ever: an id this node has known sent for `keep` (a week by
+//! default) is forgotten — its own entry deleted from its gossiped state, the id dropped from
+//! its memory — once no other node has an entry of it and the view no longer implies it: with
+//! every trace of it (and of the other candidates) gone, the incident would not be derived
+//! again. So a `node_down` goes only after
+//! its node is back and its `node_up` can go with it, a `flapping` only with its `settled`, and
+//! nothing is forgotten in the first [`GC_SETTLE`] after a start, while the view catches up.
+//!
 //! The one window where a duplicate cannot be avoided: the sender dies after its sinks accepted
 //! the alert but before its `sending`/`sent` reached anyone. The next leader then sends again.
 
-use super::incident::{Incident, Rules, flapping_since, incidents, silences};
+use super::incident::{Incident, Rules, flapping_since, incidents, sent_at, silences};
 use super::log::{ALERT_PREFIX, Entry, Log, SinkResult, Stage, entry_value};
 use crate::election::{leader, rank};
 use crate::gossip::MemberView;
@@ -36,6 +44,10 @@ use std::time::Duration;
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 /// How long a change this node saw open stays open after the view stopped showing it.
 pub const LATCH: Duration = Duration::from_secs(60);
+/// Nothing is forgotten this soon after a start: the view must have caught up first.
+pub const GC_SETTLE: Duration = Duration::from_secs(600);
+/// How often the log is looked over for what can be forgotten.
+pub const GC_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AlertOutput {
@@ -56,13 +68,16 @@ pub struct AlertCore {
     settle: Duration,
     rules: Rules,
     mine: BTreeMap<String, Mine>,
-    /// Ids known to be sent (this node's own, and others' it has seen), kept across restarts.
-    remembered: BTreeSet<String>,
+    /// Ids known to be sent (this node's own, and others' it has seen), kept across restarts,
+    /// with when they were sent (or, if that is not known, when this node first knew).
+    remembered: BTreeMap<String, Time>,
     /// This node's own `sent` entries (id → value), kept across restarts and published again
     /// into a new life's state, so the log keeps its history.
     own: BTreeMap<String, String>,
     /// Changes seen open and not known sent, with when they were last seen open.
     latched: BTreeMap<String, (Incident, Time)>,
+    started: Time,
+    last_gc: Time,
 }
 
 /// What an alert actor keeps on disk.
@@ -70,12 +85,25 @@ pub struct AlertCore {
 pub struct Persisted {
     pub seen: BTreeSet<String>,
     pub own: BTreeMap<String, String>,
+    /// When each id of `seen` was first known sent, in ms (absent in older files: the start).
+    #[serde(default)]
+    pub seen_at: BTreeMap<String, u64>,
 }
 
 impl AlertCore {
-    pub fn new(me: NodeName, settle: Duration, rules: Rules, persisted: Persisted) -> AlertCore {
-        let mut remembered = persisted.seen;
-        remembered.extend(persisted.own.keys().cloned());
+    /// A core starting at `now` with what an earlier life persisted.
+    pub fn new(
+        me: NodeName,
+        settle: Duration,
+        rules: Rules,
+        persisted: Persisted,
+        now: Time,
+    ) -> AlertCore {
+        let known = |id: &String| Time(persisted.seen_at.get(id).copied().unwrap_or(now.0));
+        let remembered = (persisted.seen.iter())
+            .chain(persisted.own.keys())
+            .map(|id| (id.clone(), known(id)))
+            .collect();
         AlertCore {
             me,
             settle,
@@ -84,25 +112,32 @@ impl AlertCore {
             remembered,
             own: persisted.own,
             latched: BTreeMap::new(),
+            started: now,
+            last_gc: now,
         }
     }
 
     /// What the actor persists: the ids known sent and this node's own sent entries.
     pub fn persisted(&self) -> Persisted {
         Persisted {
-            seen: self.remembered.clone(),
+            seen: self.remembered.keys().cloned().collect(),
             own: self.own.clone(),
+            seen_at: self
+                .remembered
+                .iter()
+                .map(|(id, t)| (id.clone(), t.0))
+                .collect(),
         }
     }
 
     /// The ids this node knows were sent.
-    pub fn remembered(&self) -> &BTreeSet<String> {
-        &self.remembered
+    pub fn remembered(&self) -> impl Iterator<Item = &str> {
+        self.remembered.keys().map(String::as_str)
     }
 
     /// The log as this node sees it.
     pub fn log(&self, view: &[MemberView]) -> Log {
-        Log::from_view(view, &self.remembered)
+        Log::from_view(view, self.remembered.keys())
     }
 
     /// The open incidents of `view` (and the changes latched open) that nobody has sent yet,
@@ -119,17 +154,35 @@ impl AlertCore {
 
     pub fn tick(&mut self, now: Time, view: &[MemberView]) -> Vec<AlertOutput> {
         let mut out = Vec::new();
-        let log = self.log(view);
-        // Remember what others sent, so it stays sent even if they restart.
-        let newly: Vec<String> = log
+        let mut log = self.log(view);
+        // Remember what others sent, so it stays sent even if they restart; known since it was
+        // sent (so an id heard again from an author that has not forgotten it yet is not
+        // remembered for another `keep`).
+        let newly: Vec<(String, Time)> = log
             .sent_ids()
-            .filter(|id| !self.remembered.contains(*id))
-            .map(str::to_string)
+            .filter(|id| !self.remembered.contains_key(*id))
+            .map(|id| {
+                (
+                    id.to_string(),
+                    sent_at(&log, id).map_or(now, |t| t.min(now)),
+                )
+            })
             .collect();
         self.remembered.extend(newly);
         let Some(me) = view.iter().find(|m| m.name == self.me) else {
             return out;
         };
+        // Before own entries are published again: an old one may be forgotten instead.
+        if now.since(self.started) >= GC_SETTLE && now.since(self.last_gc) >= GC_EVERY {
+            self.last_gc = now;
+            let forgotten = self.forget_closed(now, view, &log, &mut out);
+            if !forgotten.is_empty() {
+                // What follows must not see them sent and derive, say, their node_up again.
+                // (This node's own entries of them are still in `view` until the deletes land.)
+                log = log.without(&forgotten);
+                self.latched.retain(|id, _| !forgotten.contains(id));
+            }
+        }
         let my_rank = rank(me);
         // Own sent entries missing from this node's state (a new life, a restarted gossip
         // actor) go in again, so the log keeps its history.
@@ -146,11 +199,11 @@ impl AlertCore {
         }
         let remembered = &self.remembered;
         self.latched
-            .retain(|id, (_, seen)| !remembered.contains(id) && now.since(*seen) < LATCH);
+            .retain(|id, (_, seen)| !remembered.contains_key(id) && now.since(*seen) < LATCH);
         let open: Vec<Incident> = self
             .with_latched(derived)
             .into_iter()
-            .filter(|i| !self.remembered.contains(&i.id))
+            .filter(|i| !self.remembered.contains_key(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
             .collect();
         let me_name = self.me.clone();
@@ -217,6 +270,53 @@ impl AlertCore {
         out
     }
 
+    /// Returns the ids forgotten.
+    ///
+    /// Forgets the ids known sent for `keep` that the view no longer implies (module doc):
+    /// deletes this node's own entries of them and drops them from its memory.
+    fn forget_closed(
+        &mut self,
+        now: Time,
+        view: &[MemberView],
+        log: &Log,
+        out: &mut Vec<AlertOutput>,
+    ) -> BTreeSet<String> {
+        let keep = self.rules.keep.max(self.rules.flap_window * 2);
+        let mut old: BTreeSet<String> = self
+            .remembered
+            .iter()
+            .filter(|(_, known)| now.since(**known) >= keep)
+            .map(|(id, _)| id.clone())
+            // Only what then leaves the log everywhere: ids no one else has an entry of (an
+            // author forgets its own entries when it is its turn).
+            .filter(|id| log.entries(id).iter().all(|e| e.by == self.me))
+            .collect();
+        // Forgetting some may bring others back (a `node_up` without its `node_down`): those
+        // stay, and the rest is checked again. Three rounds at most, then nothing this time.
+        for _ in 0..3 {
+            if old.is_empty() {
+                break;
+            }
+            let without = log.without(&old);
+            let implied: BTreeSet<String> = incidents(view, &without, now, &self.rules)
+                .into_iter()
+                .map(|i| i.id)
+                .filter(|id| old.contains(id))
+                .collect();
+            if implied.is_empty() {
+                for id in &old {
+                    self.remembered.remove(id);
+                    if self.own.remove(id).is_some() {
+                        out.push(set(id, None));
+                    }
+                }
+                return old;
+            }
+            old.retain(|id| !implied.contains(id));
+        }
+        BTreeSet::new()
+    }
+
     /// `derived` and the latched changes it no longer shows, oldest first.
     fn with_latched(&self, mut derived: Vec<Incident>) -> Vec<Incident> {
         for (id, (incident, _)) in &self.latched {
@@ -237,7 +337,7 @@ impl AlertCore {
         results: &[SinkResult],
     ) -> Vec<AlertOutput> {
         self.mine.remove(id);
-        self.remembered.insert(id.to_string());
+        self.remembered.insert(id.to_string(), now);
         let value = entry_value(Stage::Sent, now, results, Some(alert));
         self.own.insert(id.to_string(), value.clone());
         vec![set(id, Some(value))]
@@ -248,5 +348,36 @@ fn set(id: &str, value: Option<String>) -> AlertOutput {
     AlertOutput::Set {
         key: format!("{ALERT_PREFIX}{id}"),
         value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_file_from_before_times_were_kept_still_loads_with_the_start_as_the_time() {
+        let old =
+            r#"{"seen":["node_down:n4:1"],"own":{"node_up:n4:2":"{\"st\":\"sent\",\"at\":5}"}}"#;
+        let persisted: Persisted = serde_json::from_str(old).expect("an older file loads");
+        let core = AlertCore::new(
+            NodeName::from("n0"),
+            DEFAULT_SETTLE,
+            Rules::default(),
+            persisted,
+            Time(1_000),
+        );
+        let saved = core.persisted();
+        assert_eq!(
+            saved.seen.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["node_down:n4:1", "node_up:n4:2"]
+        );
+        assert_eq!(
+            saved.seen_at.values().copied().collect::<Vec<_>>(),
+            [1_000, 1_000]
+        );
+        let again: Persisted =
+            serde_json::from_str(&serde_json::to_string(&saved).expect("json")).expect("loads");
+        assert_eq!(again, saved);
     }
 }

@@ -99,6 +99,9 @@ pub struct Incident {
     pub summary: String,
 }
 
+/// How long a closed incident stays in the alert log by default: a week.
+pub const KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The flapping and reminder rules (`alerts.flap_threshold`, `flap_window`, `repeat`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rules {
@@ -106,6 +109,8 @@ pub struct Rules {
     pub flap_window: Duration,
     /// Zero: no reminders.
     pub repeat: Duration,
+    /// How long a closed incident stays in the alert log (at least twice `flap_window`).
+    pub keep: Duration,
 }
 
 impl Default for Rules {
@@ -114,6 +119,7 @@ impl Default for Rules {
             flap_threshold: 4,
             flap_window: Duration::from_secs(600),
             repeat: Duration::ZERO,
+            keep: KEEP,
         }
     }
 }
@@ -193,7 +199,7 @@ fn service_since(id: &str, kind: Kind, node: &NodeName, service: &str) -> Option
 }
 
 /// When the sent entries of `id` were first written (by anyone).
-fn sent_at(log: &Log, id: &str) -> Option<Time> {
+pub(super) fn sent_at(log: &Log, id: &str) -> Option<Time> {
     log.entries(id)
         .iter()
         .filter(|e| e.stage == Stage::Sent)

@@ -112,7 +112,10 @@ pub struct Log {
 
 impl Log {
     /// The log as `view` shows it, plus the ids this node remembers as sent.
-    pub fn from_view(view: &[MemberView], remembered: &BTreeSet<String>) -> Log {
+    pub fn from_view<'a>(
+        view: &[MemberView],
+        remembered: impl IntoIterator<Item = &'a String>,
+    ) -> Log {
         let mut entries: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
         for m in view {
             for (k, v) in &m.kv {
@@ -126,7 +129,21 @@ impl Log {
         }
         Log {
             entries,
-            remembered: remembered.clone(),
+            remembered: remembered.into_iter().cloned().collect(),
+        }
+    }
+
+    /// This log as it would be if every trace of `ids` were gone: their entries and their
+    /// being remembered.
+    pub fn without(&self, ids: &BTreeSet<String>) -> Log {
+        Log {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(id, _)| !ids.contains(*id))
+                .map(|(id, es)| (id.clone(), es.clone()))
+                .collect(),
+            remembered: self.remembered.difference(ids).cloned().collect(),
         }
     }
 

@@ -50,7 +50,7 @@ pub fn stats(snapshot: &StatsSnapshot) -> Value {
 /// `GET /api/v1/alerts`: every incident of the gossiped alert log, with its furthest stage
 /// (`claim`, `sending`, `sent`), who is at it, when, and each sink's result.
 pub fn alerts(views: &[MemberView]) -> Value {
-    let log = Log::from_view(views, &Default::default());
+    let log = Log::from_view(views, []);
     Value::Array(
         log.all()
             .filter_map(|(id, entries)| {
@@ -78,7 +78,7 @@ pub fn alerts(views: &[MemberView]) -> Value {
 /// log has it sent). What `nbwatch status` and the dashboard count as needing a person.
 pub fn open_incidents(views: &[MemberView], now: Time) -> Value {
     use crate::alert::incident::{Kind, Rules, incidents};
-    let log = Log::from_view(views, &Default::default());
+    let log = Log::from_view(views, []);
     Value::Array(
         incidents(views, &log, now, &Rules::default())
             .into_iter()

@@ -361,6 +361,7 @@ impl NodeState {
                         flap_threshold: config.alerts.flap_threshold,
                         flap_window: config.alerts.flap_window,
                         repeat: config.alerts.repeat,
+                        ..Rules::default()
                     },
                     sinks: config.alerts.sinks.clone(),
                     data_dir: config.node.data_dir.clone(),
