@@ -78,6 +78,34 @@ fn save_sent(path: &std::path::Path, ids: &Persisted) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The SMTP password files of `sinks` that others can read, with their modes (SECURITY.md
+/// says 0600).
+fn open_password_files(sinks: &[SinkSpec]) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    sinks
+        .iter()
+        .filter_map(|sink| match sink {
+            SinkSpec::Email {
+                auth: Some(auth), ..
+            } => Some(&auth.password_file),
+            _ => None,
+        })
+        .filter_map(|file| {
+            let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| (file.clone(), mode))
+        })
+        .collect()
+}
+
+fn warn_about_open_password_files(sinks: &[SinkSpec]) {
+    for (file, mode) in open_password_files(sinks) {
+        tracing::warn!(
+            file = %file.display(), mode = format!("{mode:o}"),
+            "the SMTP password file can be read by others; chmod 600 it"
+        );
+    }
+}
+
 pub struct AlertActor;
 
 impl Actor for AlertActor {
@@ -91,6 +119,7 @@ impl Actor for AlertActor {
         args: AlertArgs,
     ) -> Result<AlertState, ActorProcessingErr> {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
+        warn_about_open_password_files(&args.sinks);
 
         let core = AlertCore::new(
             args.me.clone(),
@@ -177,5 +206,40 @@ impl AlertState {
             Ok(()) => self.saved = persisted,
             Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot save sent alerts"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SmtpAuth, SmtpTls};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_password_file_others_can_read_is_found_and_a_0600_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "pw\n").expect("write");
+        let sink = SinkSpec::Email {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: SmtpTls::Plain,
+            from: "a@b.org".into(),
+            to: vec!["c@d.org".into()],
+            auth: Some(SmtpAuth {
+                username: "u".into(),
+                password_file: file.clone(),
+            }),
+        };
+        let chmod = |mode| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        chmod(0o644);
+        assert_eq!(
+            open_password_files(std::slice::from_ref(&sink)),
+            [(file.clone(), 0o644)]
+        );
+        chmod(0o600);
+        assert!(open_password_files(&[sink]).is_empty());
     }
 }
