@@ -615,6 +615,11 @@ fn an_entry_left_by_a_dead_leader_keeps_what_depends_on_it_and_nothing_is_sent_a
             traces(&s, "node_up:n4:").0 > 0,
             "node_up forgotten under its node_down"
         );
+        // n4 restarts cleanly (a new incarnation, no outage seen): forgetting its node_up
+        // must not make a node_up of the new incarnation look due.
+        s.restart(4, 3);
+        s.run_for(Duration::from_secs(600));
+        assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
         let joined = s.sim.add_node();
         s.cores.push(AlertCore::new(
             Sim::name(joined),
@@ -625,5 +630,40 @@ fn an_entry_left_by_a_dead_leader_keeps_what_depends_on_it_and_nothing_is_sent_a
         ));
         s.run_for(Duration::from_secs(900));
         assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
+    }
+}
+
+#[test]
+fn a_restart_right_after_a_brief_outage_is_one_node_down_and_one_node_up() {
+    for seed in seeds(&[81, 82, 83]) {
+        let mut s = AlertSim::new(seed, 6);
+        s.run_for(Duration::from_secs(3));
+        // Back from a brief outage, and restarted at once (a newer incarnation) before the
+        // node_up of the first return could be sent.
+        brief_outage(&mut s, 4);
+        s.run_for(Duration::from_millis(300));
+        assert_eq!(s.count("node_up:n4:"), 0, "{}", s.explain());
+        s.restart(4, 1);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n4:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_up:n4:"), 1, "{}", s.explain());
+    }
+}
+
+#[test]
+fn an_outage_under_a_silence_that_ends_soon_after_is_not_alerted() {
+    for seed in seeds(&[91, 92]) {
+        let mut s = AlertSim::new(seed, 6);
+        s.run_for(Duration::from_secs(3));
+        let until = s.sim.now + Duration::from_secs(20);
+        let silence = serde_json::json!({ "until": until.0, "reason": "maintenance" });
+        s.sim
+            .set(1, "silence.n4", Some(silence.to_string()))
+            .expect("a silence key");
+        s.run_for(Duration::from_secs(3));
+        brief_outage(&mut s, 4);
+        s.run_for(DETECT);
+        assert!(s.sim.now > until, "the silence has ended");
+        assert_eq!(s.deliveries.len(), 0, "{}", s.explain());
     }
 }

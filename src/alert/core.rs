@@ -24,14 +24,21 @@
 //! default) is forgotten — its own entry deleted from its gossiped state, the id dropped from
 //! its memory — once no other node has an entry of it and the view no longer implies it: with
 //! every trace of it (and of the other candidates) gone, the incident would not be derived
-//! again. So a `node_down` goes only after
-//! its node is back and its `node_up` can go with it, a `flapping` only with its `settled`, and
-//! nothing is forgotten in the first [`GC_SETTLE`] after a start, while the view catches up.
+//! again, and nothing new (a `node_up` of a later incarnation) would be. So a `node_down` goes
+//! only after its node is back and its `node_up` can go with it, a `flapping` only once its
+//! `settled` is sent; an id must have qualified at two looks a minute apart (an author that
+//! restarted has published its entries again by then), and nothing is forgotten in the first
+//! [`GC_SETTLE`] after a start, while the view catches up.
+//!
+//! Latching skips silenced changes, and a newer `node_up`/`service_up` of a subject replaces a
+//! latched older one.
 //!
 //! The one window where a duplicate cannot be avoided: the sender dies after its sinks accepted
 //! the alert but before its `sending`/`sent` reached anyone. The next leader then sends again.
 
-use super::incident::{Incident, Rules, flapping_since, incidents, sent_at, silences};
+use super::incident::{
+    Incident, Kind, Rules, flapping_since, incidents, sent_at, silences, subject_of,
+};
 use super::log::{ALERT_PREFIX, Entry, Log, SinkResult, Stage, entry_value};
 use crate::election::{leader, rank};
 use crate::gossip::MemberView;
@@ -78,6 +85,8 @@ pub struct AlertCore {
     latched: BTreeMap<String, (Incident, Time)>,
     started: Time,
     last_gc: Time,
+    /// What could have been forgotten at the last look.
+    gc_candidates: BTreeSet<String>,
 }
 
 /// What an alert actor keeps on disk.
@@ -114,6 +123,7 @@ impl AlertCore {
             latched: BTreeMap::new(),
             started: now,
             last_gc: now,
+            gc_candidates: BTreeSet::new(),
         }
     }
 
@@ -195,6 +205,17 @@ impl AlertCore {
         let silences = silences(view);
         let derived = incidents(view, &log, now, &self.rules);
         for i in derived.iter().filter(|i| i.kind.is_change()) {
+            // A silenced change is not latched (its silence may end within the latch).
+            if silences.iter().any(|s| s.covers(i, now)) {
+                continue;
+            }
+            // A newer resolution of the same subject (node_up at a later incarnation,
+            // service_up at a later start) replaces a latched older one: one recovery, one alert.
+            if matches!(i.kind, Kind::NodeUp | Kind::ServiceUp) {
+                let subject = i.subject();
+                self.latched
+                    .retain(|id, (l, _)| id == &i.id || l.kind != i.kind || l.subject() != subject);
+            }
             self.latched.insert(i.id.clone(), (i.clone(), now));
         }
         let remembered = &self.remembered;
@@ -290,6 +311,20 @@ impl AlertCore {
             // Only what then leaves the log everywhere: ids no one else has an entry of (an
             // author forgets its own entries when it is its turn).
             .filter(|id| log.entries(id).iter().all(|e| e.by == self.me))
+            // A flapping episode goes only once its end is sent.
+            .filter(|id| {
+                id.strip_prefix("flapping:")
+                    .is_none_or(|rest| log.is_sent(&format!("settled:{rest}")))
+            })
+            .collect();
+        // Only what was a candidate at the previous look too, a minute ago: an author that
+        // restarted has published its entries again by then.
+        let candidates = old.clone();
+        old.retain(|id| self.gc_candidates.contains(id));
+        self.gc_candidates = candidates;
+        let before: BTreeSet<String> = incidents(view, log, now, &self.rules)
+            .into_iter()
+            .map(|i| i.id)
             .collect();
         // Forgetting some may bring others back (a `node_up` without its `node_down`): those
         // stay, and the rest is checked again. Three rounds at most, then nothing this time.
@@ -298,10 +333,13 @@ impl AlertCore {
                 break;
             }
             let without = log.without(&old);
+            // Derived again, or something new derived (a node_up at a later incarnation once
+            // the older node_up is gone while its node_down is still about): every candidate
+            // of that subject stays.
             let implied: BTreeSet<String> = incidents(view, &without, now, &self.rules)
                 .into_iter()
                 .map(|i| i.id)
-                .filter(|id| old.contains(id))
+                .filter(|id| old.contains(id) || !before.contains(id))
                 .collect();
             if implied.is_empty() {
                 for id in &old {
@@ -312,7 +350,11 @@ impl AlertCore {
                 }
                 return old;
             }
-            old.retain(|id| !implied.contains(id));
+            let subjects: Vec<Option<String>> = implied.iter().map(|id| subject_of(id)).collect();
+            if subjects.iter().any(Option::is_none) {
+                break;
+            }
+            old.retain(|id| !implied.contains(id) && !subjects.contains(&subject_of(id)));
         }
         BTreeSet::new()
     }
