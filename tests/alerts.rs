@@ -122,6 +122,18 @@ impl AlertSim {
         }
     }
 
+    /// A new node joins, with an alert core that remembers nothing.
+    fn join(&mut self) {
+        let joined = self.sim.add_node();
+        self.cores.push(AlertCore::new(
+            Sim::name(joined),
+            DEFAULT_SETTLE,
+            self.rules,
+            Persisted::default(),
+            self.sim.now,
+        ));
+    }
+
     /// A restarted node keeps what its alert actor persisted (the ids it knows were sent).
     fn restart(&mut self, i: usize, seed: usize) {
         self.sim.restart(i, seed);
@@ -529,15 +541,21 @@ fn traces(s: &AlertSim, prefix: &str) -> (usize, usize) {
     (keys, remembering)
 }
 
+/// Six nodes that keep closed incidents 20 minutes, settled for 3 s.
+fn short_keep(seed: u64) -> AlertSim {
+    let rules = Rules {
+        keep: Duration::from_secs(1200),
+        ..Rules::default()
+    };
+    let mut s = AlertSim::with_rules(seed, 6, rules);
+    s.run_for(Duration::from_secs(3));
+    s
+}
+
 #[test]
 fn closed_incidents_are_forgotten_after_keep_and_nothing_is_ever_sent_again() {
     for seed in seeds(&[61, 62]) {
-        let rules = Rules {
-            keep: Duration::from_secs(1200),
-            ..Rules::default()
-        };
-        let mut s = AlertSim::with_rules(seed, 6, rules);
-        s.run_for(Duration::from_secs(3));
+        let mut s = short_keep(seed);
         // n4 goes down and comes back (closed); n5 goes down for good (open).
         s.sim.crash(4);
         s.run_for(DETECT);
@@ -567,14 +585,7 @@ fn closed_incidents_are_forgotten_after_keep_and_nothing_is_ever_sent_again() {
         );
         // A node restarted from its persisted memory, and one that joins now, send nothing.
         s.restart(0, 9);
-        let joined = s.sim.add_node();
-        s.cores.push(AlertCore::new(
-            Sim::name(joined),
-            DEFAULT_SETTLE,
-            rules,
-            Persisted::default(),
-            s.sim.now,
-        ));
+        s.join();
         s.run_for(Duration::from_secs(900));
         assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
         assert_eq!(s.counts().values().max(), Some(&1), "{}", s.explain());
@@ -584,12 +595,7 @@ fn closed_incidents_are_forgotten_after_keep_and_nothing_is_ever_sent_again() {
 #[test]
 fn an_entry_left_by_a_dead_leader_keeps_what_depends_on_it_and_nothing_is_sent_again() {
     for seed in seeds(&[71, 72]) {
-        let rules = Rules {
-            keep: Duration::from_secs(1200),
-            ..Rules::default()
-        };
-        let mut s = AlertSim::with_rules(seed, 6, rules);
-        s.run_for(Duration::from_secs(3));
+        let mut s = short_keep(seed);
         // n0 leads and sends n4's node_down, then dies for good (its state, that entry
         // included, stays in every view); n1 leads and sends n0's node_down and n4's node_up.
         s.sim.crash(4);
@@ -620,14 +626,7 @@ fn an_entry_left_by_a_dead_leader_keeps_what_depends_on_it_and_nothing_is_sent_a
         s.restart(4, 3);
         s.run_for(Duration::from_secs(600));
         assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
-        let joined = s.sim.add_node();
-        s.cores.push(AlertCore::new(
-            Sim::name(joined),
-            DEFAULT_SETTLE,
-            rules,
-            Persisted::default(),
-            s.sim.now,
-        ));
+        s.join();
         s.run_for(Duration::from_secs(900));
         assert_eq!(s.deliveries.len(), 3, "{}", s.explain());
     }
