@@ -472,13 +472,18 @@ fn parse_mail(data: &str) -> (Vec<(String, String)>, String) {
 }
 
 fn email(server: SocketAddr) -> SinkSpec {
+    email_with(server, SmtpTls::Plain, None)
+}
+
+/// An email sink to `server` with this security and login, from and to the usual mailboxes.
+fn email_with(server: SocketAddr, tls: SmtpTls, auth: Option<SmtpAuth>) -> SinkSpec {
     SinkSpec::Email {
         host: server.ip().to_string(),
         port: server.port(),
-        tls: SmtpTls::Plain,
+        tls,
         from: "nbwatch <nbwatch@example.org>".to_string(),
         to: vec!["me@example.org".to_string(), "you@example.org".to_string()],
-        auth: None,
+        auth,
     }
 }
 
@@ -491,28 +496,11 @@ fn email_with_login(
 ) -> SinkSpec {
     let password_file = dir.path().join("smtp.password");
     std::fs::write(&password_file, format!("{password}\n")).expect("password file");
-    let SinkSpec::Email {
-        host,
-        port,
-        tls,
-        from,
-        to,
-        ..
-    } = email(server)
-    else {
-        unreachable!("an email sink");
+    let auth = SmtpAuth {
+        username: user.to_string(),
+        password_file,
     };
-    SinkSpec::Email {
-        host,
-        port,
-        tls,
-        from,
-        to,
-        auth: Some(SmtpAuth {
-            username: user.to_string(),
-            password_file,
-        }),
-    }
+    email_with(server, SmtpTls::Plain, Some(auth))
 }
 
 #[tokio::test]
@@ -634,24 +622,7 @@ async fn an_smtp_server_refusing_the_recipient_gives_an_error() {
 async fn starttls_and_tls_never_fall_back_to_plain_text() {
     let server = smtp_server(false).await;
     for (tls, expected) in [(SmtpTls::StartTls, "STARTTLS"), (SmtpTls::Implicit, "")] {
-        let SinkSpec::Email {
-            host,
-            port,
-            from,
-            to,
-            ..
-        } = email(server.addr)
-        else {
-            unreachable!("an email sink");
-        };
-        let spec = SinkSpec::Email {
-            host,
-            port,
-            tls,
-            from,
-            to,
-            auth: None,
-        };
+        let spec = email_with(server.addr, tls, None);
         let error = deliver(&spec, &alert(), &quick(2000, &[]))
             .await
             .expect_err("the test server speaks no TLS");

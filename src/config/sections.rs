@@ -10,19 +10,22 @@ use crate::types::NodeName;
 use config::{Environment, File, FileFormat, Value, ValueKind};
 use std::path::{Path, PathBuf};
 
+/// The one problem that makes the file at `path` unusable.
+fn whole_file(path: &Path, kind: ProblemKind, message: String) -> ConfigErrors {
+    ConfigErrors(vec![Problem {
+        file: path.display().to_string(),
+        key: String::new(),
+        kind,
+        message,
+    }])
+}
+
 /// The file's text, or the one problem that makes it unusable (unreadable, not UTF-8, not
 /// TOML). Syntax is checked here with `toml` because its errors carry a position.
 pub(super) fn read_file(path: &Path) -> Result<String, ConfigErrors> {
-    let whole_file = |kind, message| {
-        ConfigErrors(vec![Problem {
-            file: path.display().to_string(),
-            key: String::new(),
-            kind,
-            message,
-        }])
-    };
     let bytes = std::fs::read(path).map_err(|e| {
         whole_file(
+            path,
             ProblemKind::Unreadable,
             format!("cannot read the file: {e}"),
         )
@@ -32,17 +35,10 @@ pub(super) fn read_file(path: &Path) -> Result<String, ConfigErrors> {
 
 /// The text of a config file's bytes (`path` names it in problems), syntax-checked.
 pub(super) fn decode_text(path: &Path, bytes: &[u8]) -> Result<String, ConfigErrors> {
-    let whole_file = |kind, message| {
-        ConfigErrors(vec![Problem {
-            file: path.display().to_string(),
-            key: String::new(),
-            kind,
-            message,
-        }])
-    };
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let text = String::from_utf8(bytes.to_vec()).map_err(|e| {
         whole_file(
+            path,
             ProblemKind::Unreadable,
             format!("the file is not UTF-8 ({e})"),
         )
@@ -53,7 +49,7 @@ pub(super) fn decode_text(path: &Path, bytes: &[u8]) -> Result<String, ConfigErr
             format!(" at line {line}, column {column}")
         });
         let message = format!("TOML syntax error{at}: {}", e.message().trim());
-        return Err(whole_file(ProblemKind::Syntax, message));
+        return Err(whole_file(path, ProblemKind::Syntax, message));
     }
     Ok(text)
 }
