@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     let mut batch = Vec::new();
     for round in tick_rounds..rounds {
         sample_round(round, &mut batch);
-        if batch.len() >= nbwatch::store::actor::MAX_BATCH {
+        if batch.len() >= nbwatch::actors::store::MAX_BATCH {
             writer.write(&batch)?;
             total += batch.len();
             batch.clear();
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
     let sustained = t.elapsed();
     println!(
         "sustained, {} rows per transaction: {:.0} rows/s ({total} rows in {:.1} s)",
-        nbwatch::store::actor::MAX_BATCH,
+        nbwatch::actors::store::MAX_BATCH,
         total as f64 / sustained.as_secs_f64(),
         sustained.as_secs_f64()
     );

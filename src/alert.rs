@@ -6,11 +6,9 @@
 //! * [`log`] — the gossiped log of claims and sends;
 //! * [`core`] — the claim → settle → send → `sent` protocol, sans-IO.
 
-pub mod actor;
 pub mod core;
 pub mod incident;
 pub mod log;
-pub mod sink;
 
 pub use self::core::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted};
 pub use incident::{Incident, Kind, Rules};

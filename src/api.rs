@@ -15,7 +15,13 @@ mod metrics;
 mod routes;
 pub mod token;
 
-use crate::node::directory::{AbortOnDrop, Directory};
+use crate::actors::election::Snapshots;
+use crate::actors::gossip::GossipMsg;
+use crate::actors::store::StoreMsg;
+use crate::events::EventLog;
+use crate::secure::Gate;
+use crate::supervision::manager::ManagerMsg;
+use crate::task::{AbortOnDrop, Handle};
 use crate::types::Clock;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -72,7 +78,12 @@ impl IntoResponse for ApiError {
 pub struct ApiArgs {
     pub name: crate::types::NodeName,
     pub listener: TcpListener,
-    pub directory: Directory,
+    pub gossip: Handle<GossipMsg>,
+    pub services: Handle<ManagerMsg>,
+    pub store: Handle<StoreMsg>,
+    pub gate: std::sync::Arc<Gate>,
+    pub view: Snapshots,
+    pub events: EventLog,
     pub clock: Clock,
     /// Where the history database is (read by the events and history routes).
     pub data_dir: std::path::PathBuf,
@@ -104,7 +115,12 @@ impl Actor for ApiActor {
         let addr = args.listener.local_addr()?;
         let app = routes::router(routes::Ctx {
             name: args.name,
-            directory: args.directory,
+            gossip: args.gossip,
+            services: args.services,
+            store: args.store,
+            gate: args.gate,
+            view: args.view,
+            events: args.events,
             clock: args.clock,
             data_dir: args.data_dir,
         })

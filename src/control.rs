@@ -8,24 +8,14 @@
 //! * [`deps`] — services that require services on other nodes.
 //! * [`placement`] — singleton trees that the leader places on one node and fails over.
 
-pub mod actor;
 pub mod appdata;
 pub mod deps;
 pub mod placement;
 pub mod remote;
 
-use std::collections::BTreeMap;
-
 /// The entries of a node's gossiped state whose key starts with `prefix`, each with the rest of
 /// its key: the state is ordered by key, so this is a range, not a scan.
-pub fn with_prefix<'a>(
-    kv: &'a BTreeMap<String, String>,
-    prefix: &'a str,
-) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-    kv.range(prefix.to_string()..)
-        .take_while(move |(k, _)| k.starts_with(prefix))
-        .map(move |(k, v)| (&k[prefix.len()..], v.as_str()))
-}
+pub use crate::keys::with_prefix;
 
 /// A member as a view shows it, for the tests of the control plane's decisions.
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! for moments after a change; the alert log (see [`crate::alert`]) is what makes one alert per
 //! incident safe despite that.
 //!
-//! [`Election`] is the sans-IO core: fed views, it says when the leader changed.
+//! [`Election`] is the sans-IO core: fed views, it says when the leader changed. [`leader`]
+//! is the one place the leader is computed; the election actor publishes each new view with
+//! its leader as a [`ViewSnapshot`], and everything else (alerts, control, API, dashboard,
+//! metrics) reads the leader from there.
 
-pub mod actor;
-
+use crate::events::LeaderChanged;
 use crate::gossip::{MemberView, Status};
-use crate::probe::actor::PRIORITY_KEY;
+use crate::keys::PRIORITY_KEY;
 use crate::types::NodeName;
 
 /// A member's announced priority (`node.priority`); missing or unreadable counts as 0.
@@ -38,11 +40,39 @@ pub fn leader(views: &[MemberView]) -> Option<NodeName> {
         .map(|m| m.name.clone())
 }
 
-/// A change of leader in this node's view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaderChanged {
-    pub from: Option<NodeName>,
-    pub to: Option<NodeName>,
+/// One view of the cluster as this node has it, with its leader: what the election actor
+/// publishes whenever the view changes.
+#[derive(Clone, Debug, Default)]
+pub struct ViewSnapshot {
+    pub members: Vec<MemberView>,
+    pub leader: Option<NodeName>,
+    /// This node's place in the order of leadership among the live members (0 leads), if it
+    /// is live in this view.
+    pub position: Option<usize>,
+}
+
+impl ViewSnapshot {
+    pub fn new(members: Vec<MemberView>) -> ViewSnapshot {
+        let leader = leader(&members);
+        let mut live: Vec<_> = members.iter().filter(|m| is_live(m)).collect();
+        live.sort_by_key(|m| rank(m));
+        let position = live.iter().position(|m| m.is_self);
+        ViewSnapshot {
+            members,
+            leader,
+            position,
+        }
+    }
+
+    /// True when `name` leads this view.
+    pub fn is_leader(&self, name: &NodeName) -> bool {
+        self.leader.as_ref() == Some(name)
+    }
+
+    /// This node's own entry.
+    pub fn me(&self) -> Option<&MemberView> {
+        self.members.iter().find(|m| m.is_self)
+    }
 }
 
 /// Tracks the leader of this node's view across updates.
@@ -56,9 +86,9 @@ impl Election {
         self.leader.as_ref()
     }
 
-    /// The leader of `views`, and the change if it is a new one.
-    pub fn update(&mut self, views: &[MemberView]) -> Option<LeaderChanged> {
-        let now = leader(views);
+    /// The leader of `view`, and the change if it is a new one.
+    pub fn update(&mut self, view: &ViewSnapshot) -> Option<LeaderChanged> {
+        let now = view.leader.clone();
         if now == self.leader {
             return None;
         }
@@ -118,19 +148,19 @@ mod tests {
             view("b", Status::Alive, None),
         ];
         assert_eq!(
-            e.update(&views),
+            e.update(&ViewSnapshot::new(views.clone())),
             Some(LeaderChanged {
                 from: None,
                 to: Some(NodeName::from("a"))
             })
         );
-        assert_eq!(e.update(&views), None);
+        assert_eq!(e.update(&ViewSnapshot::new(views.clone())), None);
         let views = vec![
             view("a", Status::Down, None),
             view("b", Status::Alive, None),
         ];
         assert_eq!(
-            e.update(&views),
+            e.update(&ViewSnapshot::new(views.clone())),
             Some(LeaderChanged {
                 from: Some(NodeName::from("a")),
                 to: Some(NodeName::from("b"))

@@ -3,7 +3,6 @@
 //! `core` is the protocol, pure; `state` is one node's replicated map; `actor` is the shell
 //! that owns the sockets and carries out what the core decides.
 
-pub mod actor;
 pub mod core;
 pub mod state;
 

@@ -21,19 +21,25 @@
 //! * [`election`] — the leader of this node's view; [`alert`] — the gossiped alert log that
 //!   sends one alert per incident per partition side.
 
+pub mod actors;
 pub mod alert;
 pub mod api;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod election;
+pub mod events;
 pub mod gossip;
+pub mod keys;
 pub mod node;
 pub mod probe;
 pub mod secure;
 pub mod sim;
+pub mod sinks;
 pub mod store;
 pub mod supervision;
+pub mod task;
+pub mod transport;
 pub mod types;
 pub mod watch;
 pub mod wire;

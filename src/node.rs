@@ -18,15 +18,15 @@
 //! └── ApiActor         HTTP API on loopback
 //! ```
 
-pub mod directory;
 pub(crate) mod incarnation;
 pub(crate) mod restart;
 mod root;
 
 pub use root::{Child, RESTART_PERIOD, RESTARTS};
 
+use crate::actors::gossip::GossipMsg;
 use crate::config::Config;
-use crate::gossip::actor::{GossipMsg, GossipShared};
+use crate::events::EventLog;
 use crate::gossip::{ClusterEvent, KvError, MemberView};
 use crate::probe::plugins::load_host_probes;
 use crate::supervision::logfile::LogSettings;
@@ -37,11 +37,11 @@ use crate::supervision::status::{
     Board, Publish, ServiceEvent, ServiceStatus, gossip_key, gossip_value,
 };
 use crate::supervision::supervisor::Command;
+use crate::task::Handle;
 use crate::types::{Clock, NodeName, Time};
-use directory::Directory;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, OutputPort};
-use root::{LEAVE_TIMEOUT, NodeActor, NodeArgs, NodeMsg};
+use root::{LEAVE_TIMEOUT, NodeActor, NodeArgs, NodeMsg, Wiring};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -222,13 +222,12 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
     // Before this run's services start: what a kill -9'd predecessor left running goes.
     crate::supervision::leftovers::sweep(&config.node.data_dir);
-    let directory = Directory::new(Arc::new(gate));
-    let shared = GossipShared::default();
+    let wiring = Wiring::new(Arc::new(gate));
     let exit = ExitSlot::default();
     let clock = Clock::new();
     let publish = Arc::new(NodePublish {
-        directory: directory.clone(),
-        shared: shared.clone(),
+        gossip: wiring.gossip.clone(),
+        events: wiring.events.clone(),
     });
     let services = ServiceCtx {
         board: Board::new(clock, publish),
@@ -245,8 +244,7 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         tcp: sockets.tcp.into_std().map_err(NodeError::Socket)?,
         api: sockets.api.into_std().map_err(NodeError::Socket)?,
         clock,
-        directory: directory.clone(),
-        shared: shared.clone(),
+        wiring: wiring.clone(),
         exit: exit.clone(),
         trees,
         host_probes,
@@ -264,8 +262,9 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         gossip_addr: advertise,
         node,
         join: Some(join),
-        directory,
-        shared,
+        gossip: wiring.gossip,
+        services: wiring.services,
+        events: wiring.events,
         exit,
         token,
     })
@@ -321,25 +320,25 @@ fn gate(
 /// Where the supervisors' news goes: service states into the node's gossiped state
 /// (`svc.<name>`), service events into the node's events log.
 struct NodePublish {
-    directory: Directory,
-    shared: GossipShared,
+    gossip: Handle<GossipMsg>,
+    events: EventLog,
 }
 
 impl Publish for NodePublish {
     fn status(&self, status: &ServiceStatus) {
-        self.directory.cast_gossip(GossipMsg::Put {
+        self.gossip.cast(GossipMsg::Put {
             key: gossip_key(&status.name),
             value: Some(gossip_value(status)),
         });
     }
     fn removed(&self, name: &str) {
-        self.directory.cast_gossip(GossipMsg::Put {
+        self.gossip.cast(GossipMsg::Put {
             key: gossip_key(name),
             value: None,
         });
     }
     fn event(&self, at: Time, event: ServiceEvent) {
-        self.shared.publish_service(at, event);
+        self.events.publish_service(at, event);
     }
 }
 
@@ -350,8 +349,9 @@ pub struct NodeHandle {
     gossip_addr: SocketAddr,
     node: ActorRef<NodeMsg>,
     join: Option<tokio::task::JoinHandle<()>>,
-    directory: Directory,
-    shared: GossipShared,
+    gossip: Handle<GossipMsg>,
+    services: Handle<ManagerMsg>,
+    events: EventLog,
     exit: ExitSlot,
     token: Arc<String>,
 }
@@ -378,7 +378,7 @@ impl NodeHandle {
 
     /// Every cluster event of this node (`StateChanged` included); subscribe an actor to it.
     pub fn events(&self) -> &OutputPort<ClusterEvent> {
-        &self.shared.events
+        &self.events.events
     }
 
     /// This node's view of the cluster.
@@ -398,7 +398,7 @@ impl NodeHandle {
         &self,
         msg: impl FnOnce(ractor::RpcReplyPort<T>) -> GossipMsg,
     ) -> Result<T, NodeError> {
-        let gossip = self.directory.gossip().ok_or(NodeError::NotRunning)?;
+        let gossip = self.gossip.get().ok_or(NodeError::NotRunning)?;
         match gossip.call(msg, Some(CALL_TIMEOUT)).await {
             Ok(CallResult::Success(v)) => Ok(v),
             _ => Err(NodeError::NotRunning),
@@ -407,7 +407,7 @@ impl NodeHandle {
 
     /// This node's services.
     pub async fn services(&self) -> Result<Vec<ServiceStatus>, NodeError> {
-        let manager = self.directory.services().ok_or(NodeError::NotRunning)?;
+        let manager = self.services.get().ok_or(NodeError::NotRunning)?;
         match manager.call(ManagerMsg::List, Some(CALL_TIMEOUT)).await {
             Ok(CallResult::Success(v)) => Ok(v),
             _ => Err(NodeError::NotRunning),
@@ -420,7 +420,7 @@ impl NodeHandle {
         service: &str,
         command: Command,
     ) -> Result<Result<(), String>, NodeError> {
-        let manager = self.directory.services().ok_or(NodeError::NotRunning)?;
+        let manager = self.services.get().ok_or(NodeError::NotRunning)?;
         let service = service.to_string();
         let msg = |reply| ManagerMsg::Command {
             service,
@@ -437,7 +437,7 @@ impl NodeHandle {
     pub async fn reload(
         &self,
     ) -> Result<Result<crate::supervision::manager::ReloadSummary, String>, NodeError> {
-        let manager = self.directory.services().ok_or(NodeError::NotRunning)?;
+        let manager = self.services.get().ok_or(NodeError::NotRunning)?;
         match manager
             .call(ManagerMsg::Reload, Some(Duration::from_secs(120)))
             .await

@@ -2,6 +2,5 @@
 //! daemon itself (`metrics`) and the perfdata of Nagios plugins it runs on a schedule
 //! (`plugins`, defined in the `metrics.probes` folder).
 
-pub mod actor;
 pub mod metrics;
 pub mod plugins;

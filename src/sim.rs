@@ -56,6 +56,7 @@ enum Ev {
     Wake {
         node: usize,
         peer: NodeName,
+        token: watch::TimerToken,
     },
     JoinRequest {
         seed: usize,
@@ -87,7 +88,9 @@ pub struct Sim {
     pub trace_prefix: Option<String>,
     /// Events not kept (state changes are many).
     pub keep_state_events: bool,
-    hung_wakes: Vec<(usize, NodeName)>,
+    hung_wakes: Vec<(usize, NodeName, watch::TimerToken)>,
+    /// Watchers made so far: each numbers its timer tokens from its own base.
+    watcher_lives: u64,
 }
 
 impl Sim {
@@ -108,6 +111,7 @@ impl Sim {
             trace_prefix: None,
             keep_state_events: false,
             hung_wakes: Vec::new(),
+            watcher_lives: 0,
         };
         sim.schedule(EPOCH, Ev::Tick);
         sim
@@ -255,9 +259,9 @@ impl Sim {
                     self.feed(to, Input::Datagram { from, bytes });
                 }
             }
-            Ev::Wake { node, peer } => match self.nodes[node].health {
-                Health::Up => self.watch_input(node, peer, watch::Input::Wake),
-                Health::Hung => self.hung_wakes.push((node, peer)),
+            Ev::Wake { node, peer, token } => match self.nodes[node].health {
+                Health::Up => self.watch_input(node, peer, watch::Input::Wake(token)),
+                Health::Hung => self.hung_wakes.push((node, peer, token)),
                 Health::Crashed => {}
             },
             Ev::JoinRequest {
@@ -319,11 +323,12 @@ impl Sim {
     fn carry_out_watch(&mut self, i: usize, peer: NodeName, outs: Vec<watch::Output>) {
         for o in outs {
             match o {
-                watch::Output::WakeAt(at) => self.schedule(
+                watch::Output::WakeAt { at, token } => self.schedule(
                     at.max(self.now),
                     Ev::Wake {
                         node: i,
                         peer: peer.clone(),
+                        token,
                     },
                 ),
                 watch::Output::Verdict(verdict) => self.feed(
@@ -383,7 +388,9 @@ impl Sim {
                 }
                 Output::WatchStart(peer) => {
                     let settings = self.nodes[i].core.settings().watch.clone();
-                    let mut w = PeerWatch::new(now, settings);
+                    self.watcher_lives += 1;
+                    let mut w =
+                        PeerWatch::new(now, settings).with_token_base(self.watcher_lives << 32);
                     let outs = w.start(now);
                     self.nodes[i].watchers.insert(peer.clone(), w);
                     self.carry_out_watch(i, peer, outs);
@@ -398,11 +405,12 @@ impl Sim {
                     let outs = w.handle(now, input);
                     for wo in outs {
                         match wo {
-                            watch::Output::WakeAt(at) => self.schedule(
+                            watch::Output::WakeAt { at, token } => self.schedule(
                                 at.max(now),
                                 Ev::Wake {
                                     node: i,
                                     peer: peer.clone(),
+                                    token,
                                 },
                             ),
                             watch::Output::Verdict(verdict) => {
@@ -470,11 +478,11 @@ impl Sim {
         self.nodes[i].health = Health::Up;
         let wakes: Vec<_> = std::mem::take(&mut self.hung_wakes);
         let now = self.now;
-        for (node, peer) in wakes {
+        for (node, peer, token) in wakes {
             if node == i {
-                self.schedule(now, Ev::Wake { node, peer });
+                self.schedule(now, Ev::Wake { node, peer, token });
             } else {
-                self.hung_wakes.push((node, peer));
+                self.hung_wakes.push((node, peer, token));
             }
         }
     }

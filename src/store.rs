@@ -13,15 +13,12 @@
 //! * [`query`] — `events` and `history` for the API and CLI.
 //! * [`backfill`] — fetching what a node missed from its peers over the gossip TCP port.
 
-pub mod actor;
 pub mod backfill;
 pub mod query;
 pub mod record;
 pub mod retention;
 pub mod schema;
 pub mod writer;
-
-pub use actor::{StoreActor, StoreArgs, StoreMsg};
 
 use std::path::{Path, PathBuf};
 

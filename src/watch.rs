@@ -4,8 +4,7 @@
 //! The verdict "down" is not taken here: it needs independent witnesses, so it is derived from
 //! the gossiped suspicions by the gossip core.
 
-pub mod actor;
 pub mod core;
 pub mod phi;
 
-pub use self::core::{Evidence, Input, Output, PeerWatch, Phase, Settings, Verdict};
+pub use self::core::{Evidence, Input, Output, PeerWatch, Phase, Settings, TimerToken, Verdict};

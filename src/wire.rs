@@ -5,7 +5,7 @@
 //! Decoding never trusts the input: wrong magic, a newer protocol version, truncation, trailing
 //! bytes or an oversized datagram are typed errors, which the caller counts and drops.
 
-use crate::types::{Incarnation, NodeName, Version};
+use crate::types::{Incarnation, NodeName, Time, Version};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -157,9 +157,9 @@ pub enum Frame {
     JoinRejected { reason: String },
     /// Back-fill: "send me a page of your history since `since`, after these cursors".
     #[serde(rename = "H")]
-    HistoryRequest(crate::store::backfill::PageRequest),
+    HistoryRequest(PageRequest),
     #[serde(rename = "P")]
-    HistoryPage(crate::store::backfill::Page),
+    HistoryPage(Page),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -305,3 +305,49 @@ pub fn decode_frame(body: &[u8]) -> Result<Frame, DecodeError> {
 
 #[cfg(test)]
 mod tests;
+
+// The back-fill page format (`HistoryRequest` / `HistoryPage`): rows of a node's history as
+// they cross between nodes. The store writes and reads them; see `store::backfill`.
+
+/// One metric sample of one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub node: String,
+    pub metric: String,
+    pub at: Time,
+    pub value: f64,
+}
+
+/// One event, with the contract's JSON object kept whole (`json`) so a query gives back
+/// exactly what the API showed when it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub at: Time,
+    pub node: String,
+    pub kind: String,
+    /// The idempotency key (see the module doc).
+    pub ident: String,
+    pub incarnation: Option<u64>,
+    pub last_heard: Option<Time>,
+    pub detail: String,
+    pub json: String,
+}
+
+/// "Rows since `since`, after these cursors" (`None`: from the start).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PageRequest {
+    pub since: Time,
+    pub samples_after: Option<(i64, i64)>,
+    pub events_after: Option<i64>,
+}
+
+/// One page; a `None` cursor means that kind of row is done.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub samples: Vec<Sample>,
+    pub events: Vec<EventRow>,
+    pub samples_next: Option<(i64, i64)>,
+    pub events_next: Option<i64>,
+    /// Why the server could not answer (then the rest is empty).
+    pub error: Option<String>,
+}

@@ -3,6 +3,7 @@
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
 use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules, SinkResult};
+use nbwatch::election::ViewSnapshot;
 use nbwatch::gossip::{Settings, Status};
 use nbwatch::sim::Sim;
 use nbwatch::types::Time;
@@ -86,7 +87,7 @@ impl AlertSim {
                 continue;
             }
             let view = self.sim.nodes[i].core.members(now);
-            let outs = self.cores[i].tick(now, &view);
+            let outs = self.cores[i].tick(now, &ViewSnapshot::new(view));
             self.apply(i, outs);
         }
     }

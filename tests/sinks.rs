@@ -2,8 +2,8 @@
 //! server written here, and sink scripts run by `/bin/sh`. Waits poll a condition with a
 //! deadline; the retry waits and attempt timeouts are shortened through [`Delivery`].
 
-use nbwatch::alert::sink::{Delivery, deliver, deliver_all};
 use nbwatch::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
+use nbwatch::sinks::{Delivery, deliver, deliver_all};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

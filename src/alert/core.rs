@@ -40,7 +40,7 @@ use super::incident::{
     Incident, Kind, Rules, flapping_since, incidents, sent_at, silences, subject_of,
 };
 use super::log::{ALERT_PREFIX, Entry, Log, SinkResult, Stage, entry_value};
-use crate::election::{leader, rank};
+use crate::election::{ViewSnapshot, rank};
 use crate::gossip::MemberView;
 use crate::types::{NodeName, Time};
 use serde_json::Value;
@@ -162,7 +162,9 @@ impl AlertCore {
             .collect()
     }
 
-    pub fn tick(&mut self, now: Time, view: &[MemberView]) -> Vec<AlertOutput> {
+    /// Steps the protocol with this node's latest view and its leader.
+    pub fn tick(&mut self, now: Time, snapshot: &ViewSnapshot) -> Vec<AlertOutput> {
+        let view = &snapshot.members[..];
         let mut out = Vec::new();
         let mut log = self.log(view);
         // Remember what others sent, so it stays sent even if they restart; known since it was
@@ -201,7 +203,7 @@ impl AlertCore {
                 out.push(set(id, Some(value.clone())));
             }
         }
-        let leading = leader(view).as_ref() == Some(&self.me);
+        let leading = snapshot.is_leader(&self.me);
         let silences = silences(view);
         let derived = incidents(view, &log, now, &self.rules);
         for i in derived.iter().filter(|i| i.kind.is_change()) {

@@ -28,11 +28,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// The prefix of a test request key in a node's state: `alerttest.<at ms>`.
-pub const TEST_PREFIX: &str = "alerttest.";
+pub use crate::keys::TEST_PREFIX;
 /// A test request older than this is not sent any more.
 pub const TEST_WINDOW: Duration = Duration::from_secs(600);
 /// The prefix of a silence key in a node's state: `silence.<node>` or `silence.<node>:<service>`.
-pub const SILENCE_PREFIX: &str = "silence.";
+pub use crate::keys::SILENCE_PREFIX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {

@@ -8,12 +8,13 @@
 //! gone and the incident would look unsent.
 
 use crate::election::{is_live, rank};
+pub use crate::events::SinkResult;
 use crate::gossip::MemberView;
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const ALERT_PREFIX: &str = "alert.";
+pub use crate::keys::ALERT_PREFIX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
@@ -38,13 +39,6 @@ impl Stage {
             _ => None,
         }
     }
-}
-
-/// One sink's delivery result: the sink (`exec`, `webhook`, ...) and `ok` or the error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SinkResult {
-    pub sink: String,
-    pub result: String,
 }
 
 /// One member's entry for one incident.

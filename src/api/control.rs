@@ -3,9 +3,9 @@
 
 use super::routes::{Answer, Ctx, ask, put};
 use super::{ApiError, json};
+use crate::actors::gossip::GossipMsg;
 use crate::control::{appdata, remote};
 use crate::election::is_live;
-use crate::gossip::actor::GossipMsg;
 use crate::supervision::status::announced;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};

@@ -10,8 +10,7 @@
 
 use super::json;
 use super::routes::{Answer, Ctx, ask, ask_services_quick};
-use crate::election::leader;
-use crate::gossip::actor::GossipMsg;
+use crate::actors::gossip::GossipMsg;
 use crate::supervision::manager::ManagerMsg;
 use axum::Router;
 use axum::extract::State;
@@ -63,6 +62,7 @@ async fn style() -> impl IntoResponse {
 /// supervisor is restarting still answers, with its own services missing.
 async fn overview(State(ctx): State<Ctx>) -> Answer {
     let views = ask(&ctx, GossipMsg::Members).await?;
+    let leader = ctx.leader();
     let now = ctx.clock.now();
     let local = match ask_services_quick(&ctx, ManagerMsg::List).await {
         Ok(list) => list,
@@ -75,8 +75,8 @@ async fn overview(State(ctx): State<Ctx>) -> Answer {
         "node": ctx.name.as_str(),
         "version": env!("CARGO_PKG_VERSION"),
         "now": now.to_rfc3339(),
-        "leader": leader(&views).as_ref().map(|l| l.as_str().to_string()),
-        "members": json::members(&views, now),
+        "leader": leader.as_ref().map(|l| l.as_str().to_string()),
+        "members": json::members(&views, leader.as_ref(), now),
         "services": json::cluster_services(&views, &ctx.name, &local),
         "alerts": json::alerts(&views),
         "incidents": json::open_incidents(&views, now),

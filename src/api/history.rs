@@ -8,11 +8,11 @@
 
 use super::ApiError;
 use super::json;
-use super::routes::{Answer, Ctx, ask};
-use crate::gossip::actor::GossipMsg;
+use super::routes::{Answer, Ctx};
+use crate::actors::store::StoreMsg;
+use crate::store::StoreError;
 use crate::store::query::{self, EventFilter};
 use crate::store::schema;
-use crate::store::{StoreError, StoreMsg};
 use crate::types::Time;
 use axum::extract::{Path, Query, State};
 use serde_json::Value;
@@ -67,7 +67,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Has the store write its buffer; true when everything it knew is on disk.
 async fn flush(ctx: &Ctx) -> bool {
-    let Some(store) = ctx.directory.store() else {
+    let Some(store) = ctx.store.get() else {
         return false;
     };
     matches!(
@@ -120,7 +120,7 @@ pub(super) async fn events(State(ctx): State<Ctx>, Query(params): Params) -> Ans
         }
     }
     // No database (yet): the recent events this run saw.
-    let recorded = ask(&ctx, GossipMsg::Events).await?;
+    let recorded = ctx.events.recent();
     let Value::Array(all) = json::events(&recorded, &ctx.name) else {
         return Ok(axum::Json(Value::Array(Vec::new())));
     };

@@ -1,19 +1,17 @@
 //! The contract's JSON shapes, built from the gossip core's views. Pure functions, so the
 //! shapes are tested without a running node.
 
+use crate::actors::gossip::StatsSnapshot;
 use crate::alert::log::{Log, Stage};
-use crate::election::leader;
-use crate::gossip::actor::{NodeEvent, RecordedEvent, StatsSnapshot};
+use crate::events::{NodeEvent, RecordedEvent};
 use crate::gossip::{ClusterEvent, MemberView};
 use crate::probe::metrics::metrics_from_kv;
 use crate::supervision::status::ServiceStatus;
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 
-/// `GET /api/v1/members`: every member, with `is_leader` on the single live member with the
-/// lowest `(priority, name)` (a placeholder until the election subsystem exists).
-pub fn members(views: &[MemberView], now: Time) -> Value {
-    let leader = leader(views);
+/// `GET /api/v1/members`: every member, with `is_leader` on `leader` (the election actor's).
+pub fn members(views: &[MemberView], leader: Option<&NodeName>, now: Time) -> Value {
     Value::Array(
         views
             .iter()
@@ -26,7 +24,7 @@ pub fn members(views: &[MemberView], now: Time) -> Value {
                     "state": m.status.as_str(),
                     "incarnation": m.incarnation.0,
                     "last_heard": m.last_heard.to_rfc3339(),
-                    "is_leader": leader.as_ref() == Some(&m.name),
+                    "is_leader": leader == Some(&m.name),
                     "metrics": metrics,
                 })
             })
@@ -276,7 +274,7 @@ pub fn event(recorded: &RecordedEvent, me: &NodeName) -> Option<Value> {
 mod tests {
     use super::*;
     use crate::gossip::Status;
-    use crate::probe::actor::PRIORITY_KEY;
+    use crate::keys::PRIORITY_KEY;
     use crate::types::Incarnation;
     use std::collections::BTreeMap;
 
@@ -304,7 +302,8 @@ mod tests {
     #[test]
     fn a_member_has_the_contract_shape() {
         let views = [view("a", Status::Alive, None)];
-        let json = members(&views, Time(1_700_000_001_000));
+        let leader = crate::election::ViewSnapshot::new(views.to_vec()).leader;
+        let json = members(&views, leader.as_ref(), Time(1_700_000_001_000));
         let m = &json[0];
         assert_eq!(m["name"], "a");
         assert_eq!(m["addr"], "127.0.0.1:7710");

@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 fn ids(ctx: &Ctx) -> Value {
-    let gate = ctx.directory.gate();
+    let gate = &ctx.gate;
     let ids = gate.key_ids();
     json!({
         "encrypted": gate.is_encrypted(),
@@ -39,8 +39,7 @@ fn key_id(body: &Value) -> Result<KeyId, ApiError> {
 pub(super) async fn install(State(ctx): State<Ctx>, axum::Json(body): axum::Json<Value>) -> Answer {
     let key = Key::parse(field(&body, "key")?)
         .map_err(|why| ApiError::BadRequest(format!("\"key\" is not a cluster key: {why}")))?;
-    ctx.directory
-        .gate()
+    ctx.gate
         .install(key)
         .map_err(|e| ApiError::Failed(e.to_string()))?;
     Ok(axum::Json(ids(&ctx)))
@@ -49,8 +48,7 @@ pub(super) async fn install(State(ctx): State<Ctx>, axum::Json(body): axum::Json
 /// `POST /api/v1/keys/use` with `{"id": "<key id>"}`: seal with that key from now on.
 pub(super) async fn use_key(State(ctx): State<Ctx>, axum::Json(body): axum::Json<Value>) -> Answer {
     let id = key_id(&body)?;
-    ctx.directory
-        .gate()
+    ctx.gate
         .use_key(id)
         .map_err(|e| ApiError::Failed(e.to_string()))?;
     Ok(axum::Json(ids(&ctx)))
@@ -59,8 +57,7 @@ pub(super) async fn use_key(State(ctx): State<Ctx>, axum::Json(body): axum::Json
 /// `POST /api/v1/keys/remove` with `{"id": "<key id>"}`: the key no longer opens.
 pub(super) async fn remove(State(ctx): State<Ctx>, axum::Json(body): axum::Json<Value>) -> Answer {
     let id = key_id(&body)?;
-    ctx.directory
-        .gate()
+    ctx.gate
         .remove(id)
         .map_err(|e| ApiError::Failed(e.to_string()))?;
     Ok(axum::Json(ids(&ctx)))

@@ -8,13 +8,12 @@
 use super::ApiError;
 use super::json;
 use super::routes::{Ctx, ask, ask_services_quick};
-use crate::election::leader;
-use crate::gossip::actor::{GossipMsg, StatsSnapshot};
+use crate::actors::gossip::{GossipMsg, StatsSnapshot};
 use crate::gossip::{MemberView, Status};
 use crate::store::schema::FILE_NAME;
 use crate::supervision::manager::ManagerMsg;
 use crate::supervision::status::{ServiceState, ServiceStatus};
-use crate::types::Time;
+use crate::types::{NodeName, Time};
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -41,6 +40,8 @@ pub struct Snapshot {
     /// The history database's files and their sizes in bytes (absent files are left out).
     pub store_files: Vec<(String, u64)>,
     pub now: Time,
+    /// The leader the election actor published.
+    pub leader: Option<NodeName>,
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> {
@@ -57,6 +58,7 @@ async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> 
         services,
         store_files,
         now: ctx.clock.now(),
+        leader: ctx.leader(),
     };
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot)))
 }
@@ -138,7 +140,7 @@ pub fn render(s: &Snapshot) -> String {
         "gauge",
         "1 if this node leads its part of the cluster (it sends the alerts).",
     );
-    let leads = leader(&s.views).is_some_and(|l| l.as_str() == me);
+    let leads = s.leader.as_ref().is_some_and(|l| l.as_str() == me);
     out.sample("nbwatch_is_leader", &[], f(leads));
 
     // Gossip.
@@ -416,6 +418,7 @@ mod tests {
                 member("b", Status::Down),
                 member("c\"x", Status::Alive),
             ],
+            leader: Some(NodeName::from("a")),
             services: Some(vec![ServiceStatus {
                 name: "db".into(),
                 tree: "tv".into(),

@@ -2,11 +2,15 @@
 //! supervision manager for services) and shapes the answer.
 
 use super::{ApiError, json};
+use crate::actors::election::Snapshots;
+use crate::actors::gossip::GossipMsg;
+use crate::actors::store::StoreMsg;
 use crate::alert::incident::{SILENCE_PREFIX, Silence, TEST_PREFIX};
-use crate::gossip::actor::GossipMsg;
-use crate::node::directory::Directory;
+use crate::events::EventLog;
+use crate::secure::Gate;
 use crate::supervision::manager::ManagerMsg;
 use crate::supervision::supervisor::Command;
+use crate::task::Handle;
 use crate::types::{Clock, NodeName};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -25,9 +29,22 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Clone)]
 pub(super) struct Ctx {
     pub name: NodeName,
-    pub directory: Directory,
+    pub gossip: Handle<GossipMsg>,
+    pub services: Handle<ManagerMsg>,
+    pub store: Handle<StoreMsg>,
+    pub gate: std::sync::Arc<Gate>,
+    /// The election actor's latest view: the one source of the leader.
+    pub view: Snapshots,
+    pub events: EventLog,
     pub clock: Clock,
     pub data_dir: std::path::PathBuf,
+}
+
+impl Ctx {
+    /// The leader, as the election actor last published it.
+    pub fn leader(&self) -> Option<NodeName> {
+        self.view.borrow().leader.clone()
+    }
 }
 
 pub(super) fn router(ctx: Ctx) -> Router {
@@ -83,13 +100,7 @@ pub(super) async fn ask<T: Send + 'static>(
     ctx: &Ctx,
     msg: impl FnOnce(RpcReplyPort<T>) -> GossipMsg,
 ) -> Result<T, ApiError> {
-    call(
-        ctx.directory.gossip(),
-        ApiError::Unavailable,
-        CALL_TIMEOUT,
-        msg,
-    )
-    .await
+    call(ctx.gossip.get(), ApiError::Unavailable, CALL_TIMEOUT, msg).await
 }
 
 async fn ask_services<T: Send + 'static>(
@@ -97,13 +108,7 @@ async fn ask_services<T: Send + 'static>(
     timeout: Duration,
     msg: impl FnOnce(RpcReplyPort<T>) -> ManagerMsg,
 ) -> Result<T, ApiError> {
-    call(
-        ctx.directory.services(),
-        ApiError::NoSupervisor,
-        timeout,
-        msg,
-    )
-    .await
+    call(ctx.services.get(), ApiError::NoSupervisor, timeout, msg).await
 }
 
 /// Asks the supervision manager with the short timeout of a read.
@@ -116,7 +121,11 @@ pub(super) async fn ask_services_quick<T: Send + 'static>(
 
 async fn members(State(ctx): State<Ctx>) -> Answer {
     let views = ask(&ctx, GossipMsg::Members).await?;
-    Ok(axum::Json(json::members(&views, ctx.clock.now())))
+    Ok(axum::Json(json::members(
+        &views,
+        ctx.leader().as_ref(),
+        ctx.clock.now(),
+    )))
 }
 
 async fn stats(State(ctx): State<Ctx>) -> Answer {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The gossip key prefix of application data.
-pub const PREFIX: &str = "app.";
+pub use crate::keys::APP_PREFIX as PREFIX;
 /// The longest KEY, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 /// The longest VALUE, in bytes (with the key and the envelope it stays inside one gossip

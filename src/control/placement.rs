@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub const TREE_PREFIX: &str = "tree.";
-pub const PLACE_PREFIX: &str = "place.";
+pub use crate::keys::PLACE_PREFIX;
+pub use crate::keys::TREE_PREFIX;
 /// The leader's "nobody yet".
 pub const NOBODY: &str = "-";
 /// How long a node named to run a tree waits, with the way clear, before it starts it.

@@ -15,8 +15,8 @@ use crate::types::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub const COMMAND_PREFIX: &str = "cmd.";
-pub const RESULT_PREFIX: &str = "res.";
+pub use crate::keys::COMMAND_PREFIX;
+pub use crate::keys::RESULT_PREFIX;
 /// A command not run within this long of being issued is dropped.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// An answer stays in the target's state this long (the issuer has stopped waiting by then).

@@ -19,6 +19,7 @@
 //! No I/O, no clock, no unseeded randomness: `handle(now, input) -> outputs`.
 
 use super::state::NodeState;
+pub use crate::events::ClusterEvent;
 use crate::types::{Incarnation, NodeName, Time, Version};
 use crate::watch;
 use crate::wire::{
@@ -33,10 +34,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Key prefix of suspicions in a node's state: `sus.<peer>` = `"<incarnation>:<last_heard_ms>"`.
-pub const SUSPECT_PREFIX: &str = "sus.";
 /// Key written by a node that leaves gracefully.
-pub const LEFT_KEY: &str = "left";
+pub use crate::keys::LEFT_KEY;
+/// Key prefix of suspicions in a node's state: `sus.<peer>` = `"<incarnation>:<last_heard_ms>"`.
+pub use crate::keys::SUSPECT_PREFIX;
 /// Keys reserved for the protocol itself.
 pub const RESERVED: [&str; 2] = [SUSPECT_PREFIX, LEFT_KEY];
 /// A fresher heartbeat is worth answering a digest with only when it is this much fresher
@@ -124,41 +125,6 @@ impl Status {
     fn is_live(self) -> bool {
         matches!(self, Status::Alive | Status::Suspect)
     }
-}
-
-/// What the rest of the node (history, election, alerts, API) hears from gossip.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClusterEvent {
-    NodeJoined {
-        node: NodeName,
-        addr: SocketAddr,
-        incarnation: Incarnation,
-    },
-    NodeSuspect {
-        node: NodeName,
-        incarnation: Incarnation,
-        by: Vec<NodeName>,
-    },
-    NodeDown {
-        node: NodeName,
-        incarnation: Incarnation,
-        last_heard: Time,
-        witnesses: Vec<NodeName>,
-    },
-    NodeUp {
-        node: NodeName,
-        incarnation: Incarnation,
-    },
-    NodeLeft {
-        node: NodeName,
-        incarnation: Incarnation,
-    },
-    /// A key of some node's state changed (`None`: deleted).
-    StateChanged {
-        node: NodeName,
-        key: String,
-        value: Option<String>,
-    },
 }
 
 #[derive(Clone, Debug)]

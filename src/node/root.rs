@@ -1,5 +1,6 @@
-//! `NodeActor`: the root of a node's actor tree. It spawns the children, keeps the node's
-//! directory of current refs up to date, and restarts a child that fails or stops unexpectedly
+//! `NodeActor`: the root of a node's actor tree. It spawns the children, hands each the
+//! handles of exactly the siblings it sends to (rebinding a handle when its actor is
+//! respawned), and restarts a child that fails or stops unexpectedly
 //! — within a restart intensity, past which the node stops with an error instead of looping.
 //!
 //! ractor's default supervisor stops when any child exits, hence the override of
@@ -7,25 +8,31 @@
 //! core starts its watchers afresh (the old watchers are stopped), and a new watch supervisor
 //! is told every live peer again.
 
-use super::directory::Directory;
 use super::restart::RestartBudget;
 use super::{ExitSlot, NodeError};
-use crate::alert::actor::{AlertActor, AlertArgs};
+use crate::actors::alert::AlertMsg;
+use crate::actors::alert::{AlertActor, AlertArgs};
+use crate::actors::backfill::Peers;
+use crate::actors::control::ControlMsg;
+use crate::actors::control::{ControlActor, ControlArgs};
+use crate::actors::election::{ElectionActor, ElectionArgs};
+use crate::actors::election::{ElectionMsg, SnapshotSender, Snapshots, snapshots};
+use crate::actors::gossip::{GossipActor, GossipArgs, GossipMsg, KnownPeers};
+use crate::actors::probe::{HostProbeActor, ProbeArgs};
+use crate::actors::store::{StoreActor, StoreArgs, StoreMsg};
+use crate::actors::watch::{WatchArgs, WatchMsg, WatchSupervisor};
 use crate::alert::{DEFAULT_SETTLE, Rules};
 use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
-use crate::control::actor::{ControlActor, ControlArgs};
-use crate::election::actor::{ElectionActor, ElectionArgs};
+use crate::events::EventLog;
 use crate::gossip::Settings;
-use crate::gossip::actor::{GossipActor, GossipArgs, GossipMsg, GossipShared};
-use crate::probe::actor::{HostProbeActor, ProbeArgs};
 use crate::probe::plugins::HostProbeSpec;
-use crate::store::{StoreActor, StoreArgs, StoreMsg};
+use crate::secure::Gate;
 use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
+use crate::task::Handle;
 use crate::types::Clock;
-use crate::watch::actor::{WatchArgs, WatchMsg, WatchSupervisor};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,8 +82,7 @@ pub(crate) struct NodeArgs {
     pub tcp: std::net::TcpListener,
     pub api: std::net::TcpListener,
     pub clock: Clock,
-    pub directory: Directory,
-    pub shared: GossipShared,
+    pub wiring: Wiring,
     pub exit: ExitSlot,
     /// The trees the node started with (used again if the folder turns invalid later).
     pub trees: Vec<TreeSpec>,
@@ -85,6 +91,63 @@ pub(crate) struct NodeArgs {
     pub services: ServiceCtx,
     /// The API's bearer token.
     pub token: std::sync::Arc<String>,
+}
+
+/// What the node's children share, made once per node and kept across their restarts: one
+/// handle per actor that others send to, the gossip port's gate, the events log, the view
+/// snapshots and the known peers. Only the node holds all of it; each child is given the
+/// parts it uses when it is spawned.
+#[derive(Clone)]
+pub(crate) struct Wiring {
+    pub gate: Arc<Gate>,
+    pub gossip: Handle<GossipMsg>,
+    pub watch: Handle<WatchMsg>,
+    pub services: Handle<ManagerMsg>,
+    pub alerts: Handle<AlertMsg>,
+    pub control: Handle<ControlMsg>,
+    pub store: Handle<StoreMsg>,
+    pub election: Handle<ElectionMsg>,
+    pub events: EventLog,
+    pub known: KnownPeers,
+    pub snapshots: SnapshotSender,
+    pub view: Snapshots,
+}
+
+impl Wiring {
+    pub(crate) fn new(gate: Arc<Gate>) -> Wiring {
+        let (snapshots, view) = snapshots();
+        Wiring {
+            gate,
+            gossip: Handle::new(),
+            watch: Handle::new(),
+            services: Handle::new(),
+            alerts: Handle::new(),
+            control: Handle::new(),
+            store: Handle::new(),
+            election: Handle::new(),
+            events: EventLog::default(),
+            known: KnownPeers::default(),
+            snapshots,
+            view,
+        }
+    }
+
+    /// Unbinds the handle of a child that died, so nothing is sent to its old ref.
+    fn unbind(&self, child: Child) {
+        match child {
+            Child::Gossip => self.gossip.bind(None),
+            Child::Watch => self.watch.bind(None),
+            Child::Services => self.services.bind(None),
+            Child::Alerts => self.alerts.bind(None),
+            Child::Control => self.control.bind(None),
+            Child::Election => self.election.bind(None),
+            Child::Store => {
+                self.events.set_recorder(None);
+                self.store.bind(None);
+            }
+            Child::Probe | Child::Api => {}
+        }
+    }
 }
 
 pub(crate) struct NodeState {
@@ -154,9 +217,12 @@ impl Actor for NodeActor {
             NodeMsg::Respawn(child) => state.restart(&myself, child).await,
             NodeMsg::Leave(reply) => {
                 state.stopping = true;
-                if let Some(gossip) = state.args.directory.gossip() {
-                    let _ = gossip.call(GossipMsg::Leave, Some(LEAVE_TIMEOUT)).await;
-                }
+                let _ = state
+                    .args
+                    .wiring
+                    .gossip
+                    .call(GossipMsg::Leave, Some(LEAVE_TIMEOUT))
+                    .await;
                 let _ = reply.send(());
             }
             NodeMsg::Kill(child) => {
@@ -188,18 +254,7 @@ impl Actor for NodeActor {
             return Ok(());
         };
         state.refs.remove(&child);
-        match child {
-            Child::Gossip => state.args.directory.set_gossip(None),
-            Child::Watch => state.args.directory.set_watch(None),
-            Child::Services => state.args.directory.set_services(None),
-            Child::Alerts => state.args.directory.set_alerts(None),
-            Child::Control => state.args.directory.set_control(None),
-            Child::Store => {
-                state.args.shared.set_recorder(None);
-                state.args.directory.set_store(None);
-            }
-            Child::Probe | Child::Election | Child::Api => {}
-        }
+        state.args.wiring.unbind(child);
         if state.stopping {
             return Ok(());
         }
@@ -217,11 +272,12 @@ impl Actor for NodeActor {
         // Stop the children gracefully (so their post_stop runs), not by the kill that a
         // stopped supervisor would otherwise send them. Services first, each tree by its
         // shutdown rules, however long those take.
-        if let Some(services) = state.args.directory.services() {
-            let _ = services
-                .call(ManagerMsg::StopAll, Some(SERVICES_STOP_TIMEOUT))
-                .await;
-        }
+        let _ = state
+            .args
+            .wiring
+            .services
+            .call(ManagerMsg::StopAll, Some(SERVICES_STOP_TIMEOUT))
+            .await;
         myself
             .stop_children_and_wait(Some("node stopping".into()), Some(Duration::from_secs(2)))
             .await;
@@ -253,7 +309,7 @@ impl NodeState {
 
     async fn spawn(&mut self, myself: &ActorRef<NodeMsg>, child: Child) -> Result<(), String> {
         let supervisor = myself.get_cell();
-        let dir = self.args.directory.clone();
+        let w = self.args.wiring.clone();
         let clock = self.args.clock;
         let cell = match child {
             Child::Store => {
@@ -263,37 +319,38 @@ impl NodeState {
                     me: config.node.name.clone(),
                     config: config.store.clone(),
                     clock,
-                    directory: dir.clone(),
+                    peers: Peers {
+                        gossip: w.gossip.clone(),
+                        gate: w.gate.clone(),
+                    },
                 };
                 let (store, _) = Actor::spawn_linked(None, StoreActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
-                dir.set_store(Some(store.clone()));
+                w.store.bind(Some(store.clone()));
                 let recorder = store.clone();
-                self.args
-                    .shared
-                    .set_recorder(Some(Arc::new(move |recorded| {
-                        let _ = recorder.cast(StoreMsg::Record(recorded));
-                    })));
+                w.events.set_recorder(Some(Arc::new(move |recorded| {
+                    let _ = recorder.cast(StoreMsg::Record(recorded));
+                })));
                 store.get_cell()
             }
             Child::Watch => {
                 let args = WatchArgs {
                     settings: self.settings.watch.clone(),
                     clock,
-                    directory: dir.clone(),
+                    gossip: w.gossip.clone(),
                 };
                 let (watch, _) = Actor::spawn_linked(None, WatchSupervisor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
-                dir.set_watch(Some(watch.clone()));
+                w.watch.bind(Some(watch.clone()));
                 // A new supervisor has no watchers: have gossip start them again.
-                dir.cast_gossip(GossipMsg::ResyncWatchers);
+                w.gossip.cast(GossipMsg::ResyncWatchers);
                 watch.get_cell()
             }
             Child::Gossip => {
                 // A new core starts its watchers itself; the old core's must go.
-                dir.cast_watch(WatchMsg::StopAll);
+                w.watch.cast(WatchMsg::StopAll);
                 let io = |e: std::io::Error| e.to_string();
                 let udp = self.args.udp.try_clone().map_err(io)?;
                 let tcp = self.args.tcp.try_clone().map_err(io)?;
@@ -308,8 +365,12 @@ impl NodeState {
                     udp: tokio::net::UdpSocket::from_std(udp).map_err(io)?,
                     tcp: tokio::net::TcpListener::from_std(tcp).map_err(io)?,
                     clock,
-                    directory: dir.clone(),
-                    shared: self.args.shared.clone(),
+                    gate: w.gate.clone(),
+                    watch: w.watch.clone(),
+                    store: w.store.clone(),
+                    election: w.election.clone(),
+                    events: w.events.clone(),
+                    known: w.known.clone(),
                     on_fatal: Arc::new(move |reason| {
                         let _ = node.cast(NodeMsg::Fatal(reason));
                     }),
@@ -317,7 +378,7 @@ impl NodeState {
                 let (gossip, _) = Actor::spawn_linked(None, GossipActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
-                dir.set_gossip(Some(gossip.clone()));
+                w.gossip.bind(Some(gossip.clone()));
                 // A new core has an empty state: the services' states go in again.
                 self.args.services.board.republish();
                 gossip.get_cell()
@@ -328,7 +389,7 @@ impl NodeState {
                     data_dir: self.args.config.node.data_dir.clone(),
                     priority: self.args.config.node.priority,
                     plugins: self.args.host_probes.clone(),
-                    directory: dir,
+                    gossip: w.gossip.clone(),
                     clock,
                 };
                 let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)
@@ -349,7 +410,7 @@ impl NodeState {
                 let (manager, _) = Actor::spawn_linked(None, ManagerActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
-                self.args.directory.set_services(Some(manager.clone()));
+                w.services.bind(Some(manager.clone()));
                 manager.get_cell()
             }
             Child::Alerts => {
@@ -365,35 +426,41 @@ impl NodeState {
                     },
                     sinks: config.alerts.sinks.clone(),
                     data_dir: config.node.data_dir.clone(),
-                    directory: dir,
-                    shared: self.args.shared.clone(),
+                    gossip: w.gossip.clone(),
+                    view: w.view.clone(),
+                    events: w.events.clone(),
                     clock,
                 };
                 let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
+                w.alerts.bind(Some(alerts.clone()));
                 alerts.get_cell()
             }
             Child::Control => {
                 let args = ControlArgs {
                     me: self.args.config.node.name.clone(),
-                    directory: dir,
+                    gossip: w.gossip.clone(),
+                    services: w.services.clone(),
+                    view: w.view.clone(),
                     clock,
                 };
                 let (control, _) = Actor::spawn_linked(None, ControlActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
+                w.control.bind(Some(control.clone()));
                 control.get_cell()
             }
             Child::Election => {
                 let args = ElectionArgs {
-                    directory: dir,
-                    shared: self.args.shared.clone(),
+                    snapshots: w.snapshots.clone(),
+                    events: w.events.clone(),
                     clock,
                 };
                 let (election, _) = Actor::spawn_linked(None, ElectionActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
+                w.election.bind(Some(election.clone()));
                 election.get_cell()
             }
             Child::Api => {
@@ -402,7 +469,12 @@ impl NodeState {
                     name: self.args.config.node.name.clone(),
                     listener: tokio::net::TcpListener::from_std(listener)
                         .map_err(|e| e.to_string())?,
-                    directory: dir,
+                    gossip: w.gossip.clone(),
+                    services: w.services.clone(),
+                    store: w.store.clone(),
+                    gate: w.gate.clone(),
+                    view: w.view.clone(),
+                    events: w.events.clone(),
                     clock,
                     data_dir: self.args.config.node.data_dir.clone(),
                     token: self.args.token.clone(),

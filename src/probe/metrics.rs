@@ -184,14 +184,14 @@ const FLOAT_KEYS: [(&str, usize); 7] = [
     ("disk_used_pct", 1),
 ];
 
+/// The gossip key of the host's boot time (Unix seconds); uptime is derived from it, so it
+/// does not change from sample to sample.
+pub use crate::keys::BOOT_KEY;
 /// The gossip key of a host's metrics sample: the seven float metrics, space-separated, in the
 /// order of `FLOAT_KEYS`, then the origin time as [`origin_token`] (absent from older
 /// announcements). One packed key instead of one key per metric, because every host
 /// sends its sample to every other host: at 128 hosts this is about a third of the bytes.
-pub const METRICS_KEY: &str = "sys";
-/// The gossip key of the host's boot time (Unix seconds); uptime is derived from it, so it
-/// does not change from sample to sample.
-pub const BOOT_KEY: &str = "sys.boot";
+pub use crate::keys::METRICS_KEY;
 
 impl HostMetrics {
     /// The gossip keys and values announcing this sample.

@@ -27,7 +27,7 @@ use std::time::Duration;
 mod tests;
 
 /// Gossip key prefix of host probe results.
-pub const PROBE_PREFIX: &str = "probe.";
+pub use crate::keys::PROBE_PREFIX;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest perfdata label announced; longer ones are cut.

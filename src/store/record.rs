@@ -22,36 +22,12 @@
 
 use crate::alert::log::ALERT_PREFIX;
 use crate::api::json;
+use crate::events::{NodeEvent, RecordedEvent};
 use crate::gossip::ClusterEvent;
-use crate::gossip::actor::{NodeEvent, RecordedEvent};
 use crate::probe::metrics::{METRICS_KEY, parse_sample};
 use crate::probe::plugins::{PROBE_PREFIX, add_metrics};
 use crate::types::{NodeName, Time};
-use serde::{Deserialize, Serialize};
-
-/// One metric sample of one node.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub node: String,
-    pub metric: String,
-    pub at: Time,
-    pub value: f64,
-}
-
-/// One event, with the contract's JSON object kept whole (`json`) so a query gives back
-/// exactly what the API showed when it happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRow {
-    pub at: Time,
-    pub node: String,
-    pub kind: String,
-    /// The idempotency key (see the module doc).
-    pub ident: String,
-    pub incarnation: Option<u64>,
-    pub last_heard: Option<Time>,
-    pub detail: String,
-    pub json: String,
-}
+pub use crate::wire::{EventRow, Sample};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {

@@ -15,7 +15,7 @@ use super::policy::Exit;
 use super::process::{ServiceProcess, describe_exit, exit_kind};
 use super::spec::{ProbeSpec, ReadySpec, ServiceSpec, Shutdown};
 use super::status::{Board, ServiceEventKind, ServiceState};
-use crate::node::directory::AbortOnDrop;
+use crate::task::AbortOnDrop;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::process::ExitStatus;
 use std::sync::Arc;

@@ -1,102 +1,13 @@
 //! What the node knows of its services right now (the `services` listing), and the service
 //! events it records. The supervisor actors write; the API, the CLI and gossip read.
 
+pub use crate::events::{ServiceEvent, ServiceEventKind};
+pub use crate::keys::{
+    ServiceState, ServiceStatus, announced, from_gossip, gossip_key, gossip_value,
+};
 use crate::types::Time;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-/// The contract's service states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServiceState {
-    Starting,
-    Running,
-    Stopping,
-    Stopped,
-    Restarting,
-    Failed,
-}
-
-impl ServiceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceState::Starting => "starting",
-            ServiceState::Running => "running",
-            ServiceState::Stopping => "stopping",
-            ServiceState::Stopped => "stopped",
-            ServiceState::Restarting => "restarting",
-            ServiceState::Failed => "failed",
-        }
-    }
-}
-
-/// One service as `services --json` shows it (without `node`, which the API adds).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub tree: String,
-    pub state: ServiceState,
-    pub pid: Option<u32>,
-    pub restarts: u32,
-    pub last_exit: Option<String>,
-    pub health: String,
-    /// When the state last changed.
-    pub since: Time,
-}
-
-/// Something that happened to a service, as the events log records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceEvent {
-    pub service: String,
-    pub tree: String,
-    pub kind: ServiceEventKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServiceEventKind {
-    Started {
-        pid: u32,
-    },
-    Restarted {
-        pid: u32,
-        restarts: u32,
-    },
-    Exited {
-        how: String,
-    },
-    Stopped,
-    /// Its root tree gave up: nothing restarts it until an operator does.
-    Failed {
-        reason: String,
-    },
-}
-
-impl ServiceEvent {
-    /// The contract's event kind.
-    pub fn kind_str(&self) -> &'static str {
-        match self.kind {
-            ServiceEventKind::Started { .. } => "service_started",
-            ServiceEventKind::Restarted { .. } => "service_restarted",
-            ServiceEventKind::Exited { .. } => "service_exited",
-            ServiceEventKind::Stopped => "service_stopped",
-            ServiceEventKind::Failed { .. } => "service_failed",
-        }
-    }
-
-    pub fn detail(&self) -> String {
-        let tree = &self.tree;
-        match &self.kind {
-            ServiceEventKind::Started { pid } => format!("started (pid {pid}, tree {tree})"),
-            ServiceEventKind::Restarted { pid, restarts } => {
-                format!("restarted (pid {pid}, restart {restarts}, tree {tree})")
-            }
-            ServiceEventKind::Exited { how } => format!("exited: {how}"),
-            ServiceEventKind::Stopped => "stopped".to_string(),
-            ServiceEventKind::Failed { reason } => {
-                format!("failed: tree {tree} gave up ({reason})")
-            }
-        }
-    }
-}
 
 /// Told of every status change and every event (the node publishes them).
 pub trait Publish: Send + Sync {
@@ -208,58 +119,6 @@ impl Board {
         );
         self.publish.event(self.clock.now(), event);
     }
-}
-
-/// The compact form of a status in the node's gossiped state (`svc.<name>`): JSON of the
-/// fields other nodes need for a cluster-wide view.
-pub fn gossip_value(s: &ServiceStatus) -> String {
-    serde_json::json!({
-        "tree": s.tree,
-        "state": s.state.as_str(),
-        "pid": s.pid,
-        "restarts": s.restarts,
-        "last_exit": s.last_exit,
-        "health": s.health,
-        "since": s.since.0,
-    })
-    .to_string()
-}
-
-/// The gossip key of a service.
-pub fn gossip_key(name: &str) -> String {
-    format!("svc.{name}")
-}
-
-/// A status read back from another node's gossiped `svc.<name>` value (see [`gossip_value`]);
-/// `None` if it does not parse.
-pub fn from_gossip(name: &str, value: &str) -> Option<ServiceStatus> {
-    let v: serde_json::Value = serde_json::from_str(value).ok()?;
-    let state = match v["state"].as_str()? {
-        "starting" => ServiceState::Starting,
-        "running" => ServiceState::Running,
-        "stopping" => ServiceState::Stopping,
-        "stopped" => ServiceState::Stopped,
-        "restarting" => ServiceState::Restarting,
-        "failed" => ServiceState::Failed,
-        _ => return None,
-    };
-    Some(ServiceStatus {
-        name: name.to_string(),
-        tree: v["tree"].as_str()?.to_string(),
-        state,
-        pid: v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()),
-        restarts: v["restarts"].as_u64().unwrap_or(0) as u32,
-        last_exit: v["last_exit"].as_str().map(str::to_string),
-        health: v["health"].as_str().unwrap_or("unknown").to_string(),
-        since: Time(v["since"].as_u64().unwrap_or(0)),
-    })
-}
-
-/// The services a node announces in its gossiped state, by name.
-pub fn announced(kv: &BTreeMap<String, String>) -> Vec<ServiceStatus> {
-    crate::control::with_prefix(kv, "svc.")
-        .filter_map(|(name, v)| from_gossip(name, v))
-        .collect()
 }
 
 #[cfg(test)]

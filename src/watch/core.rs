@@ -10,13 +10,14 @@
 //! (or a relay that reached it) can say "I am here" to us. A gossip exchange the peer left
 //! unanswered already was a failed direct contact, so it goes straight to the indirect stage,
 //! which also pings the peer directly once more.
+//!
+//! Timers are data: each `WakeAt` carries a [`TimerToken`], and a `Wake` whose token is not
+//! the one armed last is stale and ignored (as foca's `TimerToken`), so the shell never
+//! cancels a timer and a late or superseded wake can never be taken for the current one.
 
 use super::phi::Phi;
 use crate::types::Time;
 use std::time::Duration;
-
-/// How late a timer may be before we consider it lost.
-const LOST_TIMER: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -66,8 +67,8 @@ pub enum Input {
     },
     /// The peer started a new life (higher incarnation): forget its history.
     Reset,
-    /// A timer we asked for is due (or stale: then it is ignored).
-    Wake,
+    /// The timer of this token is due (a stale token is ignored).
+    Wake(TimerToken),
 }
 
 /// What the watcher asks of the gossip layer.
@@ -86,8 +87,16 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Verdict(Verdict),
-    WakeAt(Time),
+    /// Send `Wake(token)` at `at`.
+    WakeAt {
+        at: Time,
+        token: TimerToken,
+    },
 }
+
+/// Names one armed timer; only the latest one armed counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerToken(pub u64);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -103,7 +112,9 @@ pub struct PeerWatch {
     phi: Phi,
     last_alive: Time,
     phase: Phase,
-    armed: Option<Time>,
+    /// The timer armed last, and when it is due.
+    armed: Option<(Time, TimerToken)>,
+    tokens: u64,
 }
 
 impl PeerWatch {
@@ -120,7 +131,16 @@ impl PeerWatch {
             last_alive: now,
             phase: Phase::Watching,
             armed: None,
+            tokens: 0,
         }
+    }
+
+    /// Numbers this watcher's tokens from `base` on: a driver that keeps one timer queue for
+    /// many watchers of the same peer over time (the simulator) gives each a distinct base, so
+    /// a wake meant for a replaced watcher can never match the new one's token.
+    pub fn with_token_base(mut self, base: u64) -> PeerWatch {
+        self.tokens = base;
+        self
     }
 
     pub fn phase(&self) -> Phase {
@@ -141,11 +161,6 @@ impl PeerWatch {
 
     pub fn handle(&mut self, now: Time, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
-        // A timer that should have fired long ago was lost (a stopped process, a dropped
-        // message): forget it so a new one is armed, rather than never probing again.
-        if self.armed.is_some_and(|at| now.since(at) > LOST_TIMER) {
-            self.armed = None;
-        }
         match input {
             Input::Alive(evidence) => {
                 if evidence != Evidence::Answered {
@@ -170,9 +185,9 @@ impl PeerWatch {
                 self.last_alive = now;
                 self.phase = Phase::Watching;
             }
-            Input::Wake => {
-                if self.armed.is_some_and(|at| at > now) {
-                    return out; // stale: the timer armed later will come
+            Input::Wake(token) => {
+                if self.armed.is_none_or(|(_, armed)| armed != token) {
+                    return out; // stale: superseded by the timer armed since
                 }
                 self.armed = None;
                 self.on_wake(now, &mut out);
@@ -217,9 +232,11 @@ impl PeerWatch {
 
     fn arm(&mut self, at: Option<Time>, out: &mut Vec<Output>) {
         let Some(at) = at else { return };
-        if self.armed.is_none_or(|armed| at < armed) {
-            self.armed = Some(at);
-            out.push(Output::WakeAt(at));
+        if self.armed.is_none_or(|(armed, _)| at < armed) {
+            self.tokens += 1;
+            let token = TimerToken(self.tokens);
+            self.armed = Some((at, token));
+            out.push(Output::WakeAt { at, token });
         }
     }
 }

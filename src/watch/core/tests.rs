@@ -13,26 +13,72 @@ fn verdicts(out: &[Output]) -> Vec<Verdict> {
         .collect()
 }
 
+/// A watcher with its timers, driven as the daemon drives it: every `WakeAt` is a delayed
+/// `Wake` carrying its token, delivered once it is due.
+struct Driven {
+    w: PeerWatch,
+    timers: Vec<(Time, TimerToken)>,
+}
+
+impl Driven {
+    fn handle(&mut self, now: Time, input: Input) -> Vec<Output> {
+        let out = self.w.handle(now, input);
+        self.keep(&out);
+        out
+    }
+
+    fn keep(&mut self, out: &[Output]) {
+        for o in out {
+            if let Output::WakeAt { at, token } = o {
+                self.timers.push((*at, *token));
+            }
+        }
+    }
+
+    /// Delivers every timer due by `now`, oldest first.
+    fn wake(&mut self, now: Time) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.timers.sort_by_key(|(at, _)| *at);
+        while let Some(&(at, token)) = self.timers.first()
+            && at <= now
+        {
+            self.timers.remove(0);
+            out.extend(self.handle(now, Input::Wake(token)));
+        }
+        out
+    }
+
+    fn phase(&self) -> Phase {
+        self.w.phase()
+    }
+}
+
 /// Feeds regular heartbeats every `every` ms up to `until`, returning the watcher.
-fn steady(every: u64, until: u64) -> PeerWatch {
+fn steady(every: u64, until: u64) -> Driven {
     let mut w = PeerWatch::new(t(0), Settings::default());
-    w.start(t(0));
+    let out = w.start(t(0));
+    let mut d = Driven {
+        w,
+        timers: Vec::new(),
+    };
+    d.keep(&out);
     let mut now = 0;
     while now + every <= until {
         now += every;
-        w.handle(t(now), Input::Alive(Evidence::Relayed));
+        d.handle(t(now), Input::Alive(Evidence::Relayed));
         // Timers fire as they would in the daemon: the one armed at start is due by now.
-        w.handle(t(now), Input::Wake);
+        d.wake(t(now));
     }
-    w
+    d
 }
 
-/// Runs the watcher's own timers from `from` until `to`, collecting verdicts.
-fn run_timers(w: &mut PeerWatch, from: u64, to: u64) -> Vec<(u64, Verdict)> {
+/// Runs the watcher's own timers from `from` until `to` (looking every 10 ms), collecting
+/// verdicts.
+fn run_timers(w: &mut Driven, from: u64, to: u64) -> Vec<(u64, Verdict)> {
     let mut seen = Vec::new();
     let mut now = from;
     while now <= to {
-        for v in verdicts(&w.handle(t(now), Input::Wake)) {
+        for v in verdicts(&w.wake(t(now))) {
             seen.push((now, v));
         }
         now += 10;
@@ -113,7 +159,7 @@ fn a_suspicion_heard_is_verified_only_when_asked() {
 fn a_suspected_peer_that_answers_is_cleared() {
     let mut w = steady(1000, 10_000);
     w.handle(t(10_100), Input::Unanswered);
-    w.handle(t(10_450), Input::Wake);
+    w.wake(t(10_450));
     assert_eq!(w.phase(), Phase::Suspecting);
     let out = w.handle(t(12_000), Input::Alive(Evidence::Direct));
     assert_eq!(verdicts(&out), vec![Verdict::Clear]);
@@ -123,15 +169,22 @@ fn a_suspected_peer_that_answers_is_cleared() {
 #[test]
 fn stale_wakes_are_ignored() {
     let mut w = steady(1000, 10_000);
-    let out = w.handle(t(10_050), Input::Wake);
+    // A token never armed, and the token of a timer that already fired, change nothing.
+    let out = w.handle(t(10_050), Input::Wake(TimerToken(0)));
     assert!(out.is_empty(), "{out:?}");
+    let out = w.handle(t(10_050), Input::Wake(TimerToken(1)));
+    assert!(out.is_empty(), "{out:?}");
+    // Nor does the armed timer delivered before it is due.
+    let (_, armed) = *w.timers.last().expect("a timer is armed");
+    let out = w.handle(t(10_050), Input::Wake(armed));
+    assert!(verdicts(&out).is_empty(), "{out:?}");
 }
 
 #[test]
 fn a_new_life_forgets_the_old_suspicion() {
     let mut w = steady(1000, 10_000);
     w.handle(t(10_100), Input::Unanswered);
-    w.handle(t(10_450), Input::Wake);
+    w.wake(t(10_450));
     w.handle(t(11_000), Input::Reset);
     assert_eq!(w.phase(), Phase::Watching);
 }

@@ -7,8 +7,8 @@
 //! SMTP 5xx answer, such as a wrong login or an unknown recipient; a webhook's 4xx other than
 //! 408 and 429) is not retried: the same request would be refused again.
 
-use super::log::SinkResult;
 use crate::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
+use crate::events::SinkResult;
 use crate::supervision::reaper;
 use serde_json::{Value, json};
 use std::process::Stdio;

@@ -3,15 +3,15 @@
 //! and a crash of one watcher costs only that peer's history (it is respawned fresh).
 //!
 //! The gossip actor starts and stops watchers (`WatchStart`/`WatchStop` outputs) and routes
-//! watcher inputs here; verdicts go straight back to the gossip actor through the node's
-//! [`Directory`]. A watcher's timers are plain delayed messages: the core ignores stale wakes,
+//! watcher inputs here; verdicts go straight back to the gossip actor through its
+//! [`Handle`]. A watcher's timers are plain delayed messages: the core ignores stale wakes,
 //! so nothing is ever cancelled.
 
-use super::{Input, Output, PeerWatch, Settings};
-use crate::gossip::actor::GossipMsg;
-use crate::node::directory::Directory;
+use crate::actors::gossip::GossipMsg;
 use crate::node::restart::RestartBudget;
+use crate::task::Handle;
 use crate::types::{Clock, NodeName};
+use crate::watch::{Input, Output, PeerWatch, Settings};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ pub enum WatchMsg {
 pub struct WatchArgs {
     pub settings: Settings,
     pub clock: Clock,
-    pub directory: Directory,
+    pub gossip: Handle<GossipMsg>,
 }
 
 pub struct WatchState {
@@ -50,7 +50,7 @@ impl WatchState {
             peer: peer.clone(),
             settings: self.args.settings.clone(),
             clock: self.args.clock,
-            directory: self.args.directory.clone(),
+            gossip: self.args.gossip.clone(),
         };
         match Actor::spawn_linked(None, PeerWatcher, args, myself.get_cell()).await {
             Ok((watcher, _)) => {
@@ -153,36 +153,37 @@ struct WatcherArgs {
     peer: NodeName,
     settings: Settings,
     clock: Clock,
-    directory: Directory,
+    gossip: Handle<GossipMsg>,
 }
 
 struct WatcherState {
     peer: NodeName,
     core: PeerWatch,
     clock: Clock,
-    directory: Directory,
+    gossip: Handle<GossipMsg>,
 }
 
-/// Watches one peer. Its messages are the core's inputs (`Wake` included).
+/// Watches one peer. Its messages are the core's inputs (`Wake` included: a timer is a delayed message carrying its token).
 struct PeerWatcher;
 
 impl WatcherState {
     fn carry_out(&self, myself: &ActorRef<Input>, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Verdict(verdict) => self.directory.cast_gossip(GossipMsg::Core(
-                    crate::gossip::core::Input::Verdict {
-                        peer: self.peer.clone(),
-                        verdict,
-                    },
-                )),
-                Output::WakeAt(at) => {
+                Output::Verdict(verdict) => {
+                    self.gossip
+                        .cast(GossipMsg::Core(crate::gossip::core::Input::Verdict {
+                            peer: self.peer.clone(),
+                            verdict,
+                        }))
+                }
+                Output::WakeAt { at, token } => {
                     let delay = self
                         .clock
                         .instant_at(at)
                         .saturating_duration_since(std::time::Instant::now());
                     // Fire and forget: a wake for a stopped watcher just fails to send.
-                    drop(myself.send_after(delay, || Input::Wake));
+                    drop(myself.send_after(delay, move || Input::Wake(token)));
                 }
             }
         }
@@ -206,7 +207,7 @@ impl Actor for PeerWatcher {
             peer: args.peer,
             core,
             clock: args.clock,
-            directory: args.directory,
+            gossip: args.gossip,
         };
         state.carry_out(&myself, outputs);
         Ok(state)

@@ -1,7 +1,7 @@
 //! `StoreActor`: the single writer of the history database.
 //!
 //! Everything the node learns arrives as [`StoreMsg::Record`] (through the gossip shared
-//! state's recorder) or as back-filled rows (see [`super::backfill`]: started with the actor,
+//! state's recorder) or as back-filled rows (see [`crate::store::backfill`]: started with the actor,
 //! and again from each peer that comes back after being down, since it was last heard); the
 //! actor turns it into rows and keeps them in a buffer that it writes, one transaction, every [`TICK`]. The database work runs on tokio's
 //! blocking pool so the runtime's workers never wait on a disk.
@@ -12,15 +12,16 @@
 //! that, counted in the resume line), and tries again every [`RETRY`]. Gossip, failure
 //! detection and supervision go on untouched, since nothing else waits on the store.
 
-use super::StoreError;
-use super::record::{self, Row};
-use super::retention;
-use super::writer::Writer;
+use crate::actors::backfill::{self, Peers};
 use crate::config::StoreConfig;
+use crate::events::{NodeEvent, RecordedEvent};
 use crate::gossip::ClusterEvent;
-use crate::gossip::actor::{NodeEvent, RecordedEvent};
 use crate::gossip::core::SUSPECT_PREFIX;
-use crate::node::directory::{AbortOnDrop, Directory, ticker};
+use crate::store::StoreError;
+use crate::store::record::{self, Row};
+use crate::store::retention;
+use crate::store::writer::Writer;
+use crate::task::{AbortOnDrop, ticker};
 use crate::types::{Clock, NodeName, Time};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, VecDeque};
@@ -58,7 +59,7 @@ pub struct StoreArgs {
     pub config: StoreConfig,
     pub clock: Clock,
     /// Where back-fill finds the gossip actor (for the live peers).
-    pub directory: Directory,
+    pub peers: Peers,
 }
 
 pub struct StoreState {
@@ -99,8 +100,8 @@ impl Actor for StoreActor {
         args: StoreArgs,
     ) -> Result<StoreState, ActorProcessingErr> {
         let backfill = (!args.config.backfill.is_zero()).then(|| {
-            AbortOnDrop(tokio::spawn(super::backfill::run(
-                args.directory.clone(),
+            AbortOnDrop(tokio::spawn(backfill::run(
+                args.peers.clone(),
                 myself.clone(),
                 args.clock,
                 args.config.backfill,
@@ -397,9 +398,9 @@ impl StoreState {
         {
             since = since.min(earlier);
         }
-        let (directory, store) = (self.args.directory.clone(), myself.clone());
+        let (peers, store) = (self.args.peers.clone(), myself.clone());
         let task = AbortOnDrop(tokio::spawn(async move {
-            super::backfill::after_refuting(directory, store, since, REFUTED_SETTLE).await;
+            backfill::after_refuting(peers, store, since, REFUTED_SETTLE).await;
         }));
         self.refuted = Some((since, task));
     }
@@ -419,10 +420,10 @@ impl StoreState {
                 .saturating_sub(RETURN_MARGIN.as_millis() as u64),
         )
         .max(oldest);
-        let (directory, store, peer) = (self.args.directory.clone(), myself.clone(), peer.clone());
+        let (peers, store, peer) = (self.args.peers.clone(), myself.clone(), peer.clone());
         self.returns.retain(|t| !t.0.is_finished());
         self.returns.push(AbortOnDrop(tokio::spawn(async move {
-            super::backfill::from_returning(directory, store, peer, since).await;
+            backfill::from_returning(peers, store, peer, since).await;
         })));
     }
 }

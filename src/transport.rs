@@ -13,7 +13,7 @@
 //! not open is dropped here, before any decoding, and never reaches the actor. Each TCP
 //! connection carries one sealed request and one sealed answer bound to it.
 
-use super::GossipMsg;
+use crate::actors::gossip::GossipMsg;
 use crate::gossip::core::Input;
 use crate::secure::{Gate, OVERHEAD};
 use crate::wire::{self, Frame, MAX_DATAGRAM, MAX_FRAME};

@@ -1,5 +1,5 @@
-//! `ControlActor`: carries out the control plane's decisions. The election actor hands it the
-//! view every tick; it asks the supervision manager what this node declares (services with
+//! `ControlActor`: carries out the control plane's decisions. Every [`TICK`] it reads the
+//! latest view snapshot the election actor published; it asks the supervision manager what this node declares (services with
 //! requirements, placed trees), and then
 //!
 //! * deletes this node's expired application data, old command answers and old commands;
@@ -11,13 +11,15 @@
 //! Commands to the manager run on tasks of their own (a stop can take a service's whole
 //! shutdown grace), so a tick never waits for one; at most one is in flight per service or tree.
 
-use super::placement::{self, Decision, Placer};
-use super::{appdata, deps, remote};
+use crate::actors::election::Snapshots;
+use crate::actors::gossip::GossipMsg;
+use crate::control::placement::{self, Decision, Placer};
+use crate::control::{appdata, deps, remote};
+use crate::election::ViewSnapshot;
 use crate::gossip::MemberView;
-use crate::gossip::actor::GossipMsg;
-use crate::node::directory::Directory;
 use crate::supervision::manager::{ControlInfo, ManagerMsg};
 use crate::supervision::supervisor::Command;
+use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -27,16 +29,20 @@ use std::time::Duration;
 /// How long a service command may take (a stop waits for the service's shutdown grace).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the control plane looks at the view.
+pub const TICK: Duration = Duration::from_millis(200);
 
 pub struct ControlArgs {
     pub me: NodeName,
-    pub directory: Directory,
+    pub gossip: Handle<GossipMsg>,
+    pub services: Handle<ManagerMsg>,
+    pub view: Snapshots,
     pub clock: Clock,
 }
 
 pub enum ControlMsg {
-    /// The members as the gossip actor sees them (from the election actor, every tick).
-    View(Vec<MemberView>),
+    /// Look at the latest view.
+    Tick,
     /// A task started for `key` (a command id, `svc:<name>` or `tree:<name>`) is done.
     Done(String),
 }
@@ -48,6 +54,7 @@ pub struct ControlState {
     /// Whether each service's requirements were met at the last look.
     met: HashMap<String, bool>,
     placer: Placer,
+    _ticker: AbortOnDrop<()>,
 }
 
 pub struct ControlActor;
@@ -62,12 +69,12 @@ impl Actor for ControlActor {
         myself: ActorRef<ControlMsg>,
         args: ControlArgs,
     ) -> Result<ControlState, ActorProcessingErr> {
-        args.directory.set_control(Some(myself));
         Ok(ControlState {
             args,
             busy: HashSet::new(),
             met: HashMap::new(),
             placer: Placer::default(),
+            _ticker: ticker(myself, TICK, || ControlMsg::Tick),
         })
     }
 
@@ -81,7 +88,10 @@ impl Actor for ControlActor {
             ControlMsg::Done(key) => {
                 state.busy.remove(&key);
             }
-            ControlMsg::View(views) => state.step(&myself, &views).await,
+            ControlMsg::Tick => {
+                let view = state.args.view.borrow().clone();
+                state.step(&myself, &view).await
+            }
         }
         Ok(())
     }
@@ -89,13 +99,12 @@ impl Actor for ControlActor {
 
 impl ControlState {
     fn put(&self, key: String, value: Option<String>) {
-        self.args
-            .directory
-            .cast_gossip(GossipMsg::Put { key, value });
+        self.args.gossip.cast(GossipMsg::Put { key, value });
     }
 
-    async fn step(&mut self, myself: &ActorRef<ControlMsg>, views: &[MemberView]) {
-        let Some(me) = views.iter().find(|v| v.is_self) else {
+    async fn step(&mut self, myself: &ActorRef<ControlMsg>, view: &ViewSnapshot) {
+        let views = &view.members[..];
+        let Some(me) = view.me() else {
             return;
         };
         let now = self.args.clock.now();
@@ -109,7 +118,7 @@ impl ControlState {
         for cmd in remote::pending(views, me, &|id| busy.contains(id), now) {
             self.run_remote(myself, cmd);
         }
-        let Some(manager) = self.args.directory.services() else {
+        let Some(manager) = self.args.services.get() else {
             return;
         };
         let info = match manager
@@ -120,17 +129,21 @@ impl ControlState {
             _ => return,
         };
         self.requirements(myself, &manager, &info, views);
-        self.placement(myself, &manager, &info, views, me);
+        self.placement(myself, &manager, &info, view, me);
     }
 
     /// Runs a command addressed to this node and answers it in gossip.
     fn run_remote(&mut self, myself: &ActorRef<ControlMsg>, cmd: remote::Pending) {
         self.busy.insert(cmd.id.clone());
         tracing::info!(id = %cmd.id, from = %cmd.from, service = %cmd.service, action = cmd.command.as_str(), "running a command from another node");
-        let (directory, clock, myself) =
-            (self.args.directory.clone(), self.args.clock, myself.clone());
+        let (services, gossip, clock, myself) = (
+            self.args.services.clone(),
+            self.args.gossip.clone(),
+            self.args.clock,
+            myself.clone(),
+        );
         tokio::spawn(async move {
-            let result = match directory.services() {
+            let result = match services.get() {
                 None => Err("the supervisor is restarting; try again".to_string()),
                 Some(manager) => {
                     let service = cmd.service.clone();
@@ -162,7 +175,7 @@ impl ControlState {
                 at: clock.now().as_millis(),
             };
             let (key, value) = remote::encode_answer(&cmd.id, &answer);
-            directory.cast_gossip(GossipMsg::Put {
+            gossip.cast(GossipMsg::Put {
                 key,
                 value: Some(value),
             });
@@ -239,12 +252,13 @@ impl ControlState {
         myself: &ActorRef<ControlMsg>,
         manager: &ActorRef<ManagerMsg>,
         info: &ControlInfo,
-        views: &[MemberView],
+        view: &ViewSnapshot,
         me: &MemberView,
     ) {
-        let leader = crate::election::leader(views);
+        let views = &view.members[..];
+        let leader = view.leader.as_ref();
         // The leader's word on every declared tree; a node that is not the leader has none.
-        if leader.as_ref() == Some(&me.name) {
+        if view.is_leader(&me.name) {
             let entries = placement::leader_entries(views);
             for (key, value) in &entries {
                 if me.kv.get(key) != Some(value) {
@@ -262,7 +276,7 @@ impl ControlState {
             }
         }
         let now = self.args.clock.now();
-        let leader = leader.as_ref().map(NodeName::as_str);
+        let leader = leader.map(NodeName::as_str);
         for (tree, spec, run) in &info.placed {
             let (key, value) = placement::declaration(tree, spec, *run);
             if me.kv.get(&key) != Some(&value) {

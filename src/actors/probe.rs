@@ -5,23 +5,23 @@
 //! It also announces `node.priority` once at start: the leader is the live member with the
 //! lowest `(priority, name)`, and every node must see everyone's priority to agree on it.
 //!
-//! Host probes (plugins, see [`super::plugins`]) each run on a task of their own, every
+//! Host probes (plugins, see [`crate::probe::plugins`]) each run on a task of their own, every
 //! `interval` of their own, so a slow plugin delays neither the others nor the metrics; the
 //! task hands the outcome to the actor, which announces it as `probe.<name>`.
 
-use super::metrics::Sampler;
-use super::plugins::{self, HostProbeSpec};
-use crate::gossip::actor::GossipMsg;
-use crate::node::directory::{AbortOnDrop, Directory, ticker};
+use crate::actors::gossip::GossipMsg;
+use crate::probe::metrics::Sampler;
+use crate::probe::plugins::{self, HostProbeSpec};
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
+use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::Clock;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The key a node announces its election priority under.
-pub const PRIORITY_KEY: &str = "node.priority";
+pub use crate::keys::PRIORITY_KEY;
 /// How long a write may wait for the gossip actor.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -41,14 +41,14 @@ pub struct ProbeArgs {
     pub priority: i64,
     /// Host probes to run, each on its own interval.
     pub plugins: Vec<HostProbeSpec>,
-    pub directory: Directory,
+    pub gossip: Handle<GossipMsg>,
     /// Stamps each sample with its origin time.
     pub clock: Clock,
 }
 
 pub struct ProbeState {
     sampler: Option<Sampler>,
-    directory: Directory,
+    gossip: Handle<GossipMsg>,
     clock: Clock,
     _ticker: Option<AbortOnDrop<()>>,
     _plugins: Vec<AbortOnDrop<()>>,
@@ -90,7 +90,7 @@ impl Actor for HostProbeActor {
         };
         let state = ProbeState {
             sampler,
-            directory: args.directory,
+            gossip: args.gossip,
             clock: args.clock,
             _ticker: ticker,
             _plugins: plugins,
@@ -147,11 +147,9 @@ async fn run_plugin(spec: HostProbeSpec, actor: ActorRef<ProbeMsg>) {
 
 impl ProbeState {
     async fn write(&self, key: &str, value: String) {
-        let Some(gossip) = self.directory.gossip() else {
-            return;
-        };
         let key_owned = key.to_string();
-        let result = gossip
+        let result = self
+            .gossip
             .call(
                 |reply| GossipMsg::Set {
                     key: key_owned,
@@ -162,11 +160,9 @@ impl ProbeState {
             )
             .await;
         match result {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
-                tracing::warn!(%key, error = %e, "gossip refused a metric");
-            }
-            Ok(_) | Err(_) => tracing::debug!(%key, "the gossip actor did not take a metric"),
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!(%key, error = %e, "gossip refused a metric"),
+            None => tracing::debug!(%key, "the gossip actor did not take a metric"),
         }
     }
 }

@@ -1,18 +1,19 @@
-//! `AlertActor`: the alert protocol of a running node. The [`ElectionActor`] hands it every
-//! view it reads; it steps the [`AlertCore`] with it, writes the core's keys into the node's
+//! `AlertActor`: the alert protocol of a running node. Every [`TICK`] it steps the
+//! [`AlertCore`] with the latest view snapshot the election actor published (the core's
+//! settle times run even when nothing changes), writes the core's keys into the node's
 //! gossiped state and delivers its alerts to the sinks on tasks of their own.
 //!
-//! [`ElectionActor`]: crate::election::actor::ElectionActor The ids known to be sent are kept in
-//! `<data_dir>/alerts-sent.json`, so a restarted node neither re-sends nor lets others re-send.
+//! The ids known to be sent are kept in `<data_dir>/alerts-sent.json`, so a restarted node
+//! neither re-sends nor lets others re-send.
 
-use super::core::{AlertCore, AlertOutput, Persisted};
-use super::incident::Rules;
-use super::log::SinkResult;
-use super::sink::deliver_all;
+use crate::actors::election::Snapshots;
+use crate::actors::gossip::GossipMsg;
+use crate::alert::core::{AlertCore, AlertOutput, Persisted};
+use crate::alert::incident::Rules;
 use crate::config::SinkSpec;
-use crate::gossip::MemberView;
-use crate::gossip::actor::{GossipMsg, GossipShared, NodeEvent};
-use crate::node::directory::Directory;
+use crate::events::{AlertSentEvent, EventLog, NodeEvent, SinkResult};
+use crate::sinks::deliver_all;
+use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
@@ -20,6 +21,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const SENT_FILE: &str = "alerts-sent.json";
+/// How often the core is stepped.
+pub const TICK: Duration = Duration::from_millis(200);
 
 pub struct AlertArgs {
     pub me: NodeName,
@@ -27,14 +30,15 @@ pub struct AlertArgs {
     pub rules: Rules,
     pub sinks: Vec<SinkSpec>,
     pub data_dir: PathBuf,
-    pub directory: Directory,
-    pub shared: GossipShared,
+    pub gossip: Handle<GossipMsg>,
+    pub view: Snapshots,
+    pub events: EventLog,
     pub clock: Clock,
 }
 
 pub enum AlertMsg {
-    /// The view of the cluster as the election actor just read it.
-    View(Vec<MemberView>),
+    /// Step the core with the latest view.
+    Tick,
     Delivered {
         id: String,
         alert: Value,
@@ -47,14 +51,7 @@ pub struct AlertState {
     core: AlertCore,
     /// What is on disk.
     saved: Persisted,
-}
-
-/// An alert this node sent, for the events log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AlertSentEvent {
-    pub id: String,
-    pub summary: String,
-    pub results: Vec<SinkResult>,
+    _ticker: AbortOnDrop<()>,
 }
 
 fn load_sent(path: &std::path::Path) -> Persisted {
@@ -128,11 +125,11 @@ impl Actor for AlertActor {
             persisted.clone(),
             args.clock.now(),
         );
-        args.directory.set_alerts(Some(myself));
         Ok(AlertState {
             args,
             core,
             saved: persisted,
+            _ticker: ticker(myself, TICK, || AlertMsg::Tick),
         })
     }
 
@@ -144,7 +141,8 @@ impl Actor for AlertActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.args.clock.now();
         match msg {
-            AlertMsg::View(view) => {
+            AlertMsg::Tick => {
+                let view = state.args.view.borrow().clone();
                 let outputs = state.core.tick(now, &view);
                 state.carry_out(&myself, outputs);
             }
@@ -157,7 +155,7 @@ impl Actor for AlertActor {
                     .to_string();
                 let outputs = state.core.delivered(now, &id, &alert, &results);
                 state.carry_out(&myself, outputs);
-                state.args.shared.publish_node(
+                state.args.events.publish_node(
                     now,
                     NodeEvent::AlertSent(AlertSentEvent {
                         id,
@@ -177,9 +175,7 @@ impl AlertState {
         for o in outputs {
             match o {
                 AlertOutput::Set { key, value } => {
-                    self.args
-                        .directory
-                        .cast_gossip(GossipMsg::Put { key, value });
+                    self.args.gossip.cast(GossipMsg::Put { key, value });
                 }
                 AlertOutput::Deliver { id, alert } => {
                     tracing::info!(%id, "sending alert");
@@ -187,7 +183,7 @@ impl AlertState {
                     let me = myself.clone();
                     // The task outlives a restart of this actor: a delivery is never cut off.
                     tokio::spawn(async move {
-                        let how = super::sink::Delivery::default();
+                        let how = crate::sinks::Delivery::default();
                         let results = deliver_all(&sinks, &alert, &how).await;
                         let _ = me.cast(AlertMsg::Delivered { id, alert, results });
                     });

@@ -12,29 +12,32 @@
 //! as seeds the configured ones plus the members the previous life knew, so it finds its way
 //! back even when every configured seed is down.
 
-mod events;
-pub(crate) mod net;
-
-pub use events::{EVENT_LOG_LEN, GossipShared, NodeEvent, RecordedEvent, Recorder};
-
+use crate::actors::election::ElectionMsg;
+use crate::actors::store::StoreMsg;
+use crate::actors::watch::WatchMsg;
+use crate::events::EventLog;
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
-use crate::node::directory::{AbortOnDrop, Directory, ticker};
 use crate::node::incarnation;
+use crate::secure::Gate;
+use crate::task::{AbortOnDrop, Handle, ticker};
+use crate::transport as net;
 use crate::types::{Clock, Incarnation, NodeName, Time};
-use crate::watch::actor::WatchMsg;
 use crate::wire::Frame;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 
 /// How often the core is ticked.
 pub const TICK: Duration = Duration::from_millis(50);
+/// How often, at most, the election actor is told the view when only state changed
+/// (membership changes are told on the next tick).
+const VIEW_EVERY: Duration = Duration::from_millis(200);
 /// How often the addresses of known members are saved for a restart.
 const SAVE_KNOWN_EVERY: Duration = Duration::from_secs(2);
 
@@ -50,7 +53,6 @@ pub enum GossipMsg {
     },
     Members(RpcReplyPort<Vec<MemberView>>),
     Stats(RpcReplyPort<StatsSnapshot>),
-    Events(RpcReplyPort<Vec<RecordedEvent>>),
     /// Writes (`Some`) or deletes (`None`) a key of this node's state.
     Set {
         key: String,
@@ -92,20 +94,47 @@ pub struct GossipArgs {
     pub udp: UdpSocket,
     pub tcp: TcpListener,
     pub clock: Clock,
-    pub directory: Directory,
-    pub shared: GossipShared,
+    /// Seals and opens everything on the gossip port; fixed for the node's life.
+    pub gate: Arc<Gate>,
+    pub watch: Handle<WatchMsg>,
+    pub store: Handle<StoreMsg>,
+    pub election: Handle<ElectionMsg>,
+    pub events: EventLog,
+    pub known: KnownPeers,
     pub on_fatal: FatalHook,
+}
+
+/// The addresses of the members a gossip actor knew, kept by the node across the actor's
+/// restarts: the seeds of its next life, so it finds the cluster again even when the
+/// configured seeds are down.
+#[derive(Clone, Default)]
+pub struct KnownPeers(Arc<Mutex<Vec<SocketAddr>>>);
+
+impl KnownPeers {
+    fn set(&self, addrs: Vec<SocketAddr>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
+    }
+    fn get(&self) -> Vec<SocketAddr> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 pub struct GossipState {
     core: Core,
     udp: Arc<UdpSocket>,
     clock: Clock,
-    directory: Directory,
-    shared: GossipShared,
+    gate: Arc<Gate>,
+    watch: Handle<WatchMsg>,
+    store: Handle<StoreMsg>,
+    election: Handle<ElectionMsg>,
+    events: EventLog,
+    known: KnownPeers,
     data_dir: PathBuf,
     on_fatal: FatalHook,
     next_save: Time,
+    /// What changed since the election actor was last told the view.
+    view_changed: ViewChange,
+    next_view: Time,
     joins: JoinSet<()>,
     _tasks: Vec<AbortOnDrop<()>>,
 }
@@ -124,7 +153,7 @@ impl Actor for GossipActor {
     ) -> Result<GossipState, ActorProcessingErr> {
         let incarnation = incarnation::next(&args.data_dir);
         let mut seeds = args.seeds.clone();
-        for addr in args.shared.known() {
+        for addr in args.known.get() {
             if !seeds.contains(&addr) {
                 seeds.push(addr);
             }
@@ -147,13 +176,13 @@ impl Actor for GossipActor {
             AbortOnDrop(tokio::spawn(net::read_datagrams(
                 udp.clone(),
                 myself.clone(),
-                args.directory.gate().clone(),
+                args.gate.clone(),
             ))),
             AbortOnDrop(tokio::spawn(net::serve_joins(
                 args.tcp,
                 myself.clone(),
                 args.data_dir.clone(),
-                args.directory.gate().clone(),
+                args.gate.clone(),
             ))),
             ticker(myself.clone(), TICK, || GossipMsg::Core(Input::Tick)),
         ];
@@ -161,11 +190,17 @@ impl Actor for GossipActor {
             core,
             udp,
             clock: args.clock,
-            directory: args.directory,
-            shared: args.shared,
+            gate: args.gate,
+            watch: args.watch,
+            store: args.store,
+            election: args.election,
+            events: args.events,
+            known: args.known,
             data_dir: args.data_dir,
             on_fatal: args.on_fatal,
             next_save: Time::ZERO,
+            view_changed: ViewChange::Members,
+            next_view: Time::ZERO,
             joins: JoinSet::new(),
             _tasks: tasks,
         })
@@ -207,12 +242,8 @@ impl Actor for GossipActor {
                     node: state.core.name().clone(),
                     incarnation: state.core.incarnation(),
                     stats: state.core.stats(),
-                    gate: state.directory.gate().stats(),
+                    gate: state.gate.stats(),
                 });
-                Vec::new()
-            }
-            GossipMsg::Events(reply) => {
-                let _ = reply.send(state.shared.recent());
                 Vec::new()
             }
             GossipMsg::Set { key, value, reply } => match state.core.set(now, &key, value) {
@@ -243,7 +274,7 @@ impl Actor for GossipActor {
             GossipMsg::ResyncWatchers => {
                 for m in state.core.members(now) {
                     if !m.is_self && matches!(m.status, Status::Alive | Status::Suspect) {
-                        state.directory.cast_watch(WatchMsg::Start(m.name));
+                        state.watch.cast(WatchMsg::Start(m.name));
                     }
                 }
                 Vec::new()
@@ -258,6 +289,17 @@ impl GossipState {
     /// Housekeeping on a tick: reap finished join tasks, save the known members' addresses.
     fn maintain(&mut self, now: Time) {
         while self.joins.try_join_next().is_some() {}
+        let due = match self.view_changed {
+            ViewChange::None => false,
+            ViewChange::State => now >= self.next_view,
+            ViewChange::Members => true,
+        };
+        if due {
+            self.view_changed = ViewChange::None;
+            self.next_view = now + VIEW_EVERY;
+            self.election
+                .cast(ElectionMsg::View(self.core.members(now)));
+        }
         if now >= self.next_save {
             self.next_save = now + SAVE_KNOWN_EVERY;
             let known = self
@@ -267,7 +309,7 @@ impl GossipState {
                 .filter(|m| !m.is_self)
                 .map(|m| m.addr)
                 .collect();
-            self.shared.set_known(known);
+            self.known.set(known);
         }
     }
 
@@ -275,25 +317,27 @@ impl GossipState {
         for output in outputs {
             match output {
                 Output::Send { to, bytes } => {
-                    let bytes = self.directory.gate().seal_datagram(&bytes);
+                    let bytes = self.gate.seal_datagram(&bytes);
                     if let Err(e) = self.udp.send_to(&bytes, to).await {
                         tracing::debug!(%to, error = %e, "sending a datagram failed");
                     }
                 }
                 Output::Join { seed, request } => {
                     tracing::debug!(%seed, "asking a seed to join");
-                    let gate = self.directory.gate().clone();
+                    let gate = self.gate.clone();
                     self.joins
                         .spawn(net::join(seed, request, myself.clone(), gate));
                 }
-                Output::WatchStart(peer) => self.directory.cast_watch(WatchMsg::Start(peer)),
-                Output::WatchStop(peer) => self.directory.cast_watch(WatchMsg::Stop(peer)),
-                Output::Watch { peer, input } => {
-                    self.directory.cast_watch(WatchMsg::Input(peer, input))
-                }
+                Output::WatchStart(peer) => self.watch.cast(WatchMsg::Start(peer)),
+                Output::WatchStop(peer) => self.watch.cast(WatchMsg::Stop(peer)),
+                Output::Watch { peer, input } => self.watch.cast(WatchMsg::Input(peer, input)),
                 Output::Event(event) => {
                     log_event(&event);
-                    self.shared.publish(now, event);
+                    self.view_changed = self.view_changed.max(match event {
+                        ClusterEvent::StateChanged { .. } => ViewChange::State,
+                        _ => ViewChange::Members,
+                    });
+                    self.events.publish(now, event);
                 }
                 Output::IncarnationChanged(inc) => {
                     if let Err(e) = incarnation::save(&self.data_dir, inc) {
@@ -303,9 +347,7 @@ impl GossipState {
                         );
                     }
                     // Refuted: the others doubted us, and their record of it is fetched.
-                    if let Some(store) = self.directory.store() {
-                        let _ = store.cast(crate::store::StoreMsg::Refuted);
-                    }
+                    self.store.cast(StoreMsg::Refuted);
                 }
                 Output::Fatal(reason) => {
                     tracing::error!(%reason, "this node cannot go on");
@@ -314,6 +356,15 @@ impl GossipState {
             }
         }
     }
+}
+
+/// What changed in the view since the election actor last saw it; membership changes are
+/// told at once, state changes at most every [`VIEW_EVERY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ViewChange {
+    None,
+    State,
+    Members,
 }
 
 fn log_event(event: &ClusterEvent) {

@@ -1,0 +1,196 @@
+//! The asking side of back-fill (see [`crate::store::backfill`] for the format and the
+//! serving side): a node that starts, that refuted a suspicion of itself, or that sees a peer
+//! come back fetches what live peers recorded and hands each page to its StoreActor, waiting
+//! until it is written before asking for the next.
+
+use crate::actors::gossip::GossipMsg;
+use crate::actors::store::StoreMsg;
+use crate::gossip::Status;
+use crate::secure::Gate;
+use crate::store::backfill::{PAGE_PAUSE, PEERS, WAIT_FOR_PEERS};
+use crate::store::record::Row;
+use crate::task::Handle;
+use crate::types::{Clock, NodeName, Time};
+use crate::wire::{Frame, PageRequest};
+use ractor::ActorRef;
+use ractor::rpc::CallResult;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How the asking side reaches the others: the gossip actor (for the live peers) and the
+/// gate of the gossip port.
+#[derive(Clone)]
+pub struct Peers {
+    pub gossip: Handle<GossipMsg>,
+    pub gate: Arc<Gate>,
+}
+
+/// What one back-fill fetched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub samples: usize,
+    pub events: usize,
+    pub pages: usize,
+}
+
+/// The asking side: waits for live peers, then fetches everything since `now - window` from
+/// up to [`PEERS`] of them, handing each page to `store` and waiting until it is written.
+pub async fn run(peers_of: Peers, store: ActorRef<StoreMsg>, clock: Clock, window: Duration) {
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_PEERS;
+    let peers = loop {
+        let peers = live_peers(&peers_of).await;
+        if !peers.is_empty() {
+            break peers;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!("no live peer to back-fill the history from");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let since = Time(
+        clock
+            .now()
+            .as_millis()
+            .saturating_sub(window.as_millis() as u64),
+    );
+    from_some(&peers_of, &store, peers, since, clock.now()).await;
+}
+
+/// This node has just refuted a suspicion of itself: it was cut off or hung, perhaps too
+/// briefly to suspect anyone itself, and the suspicions of it may be withdrawn before it hears
+/// them. After `settle` (for the others to record what they saw), it fetches what up to
+/// [`PEERS`] live peers recorded since `since`.
+pub async fn after_refuting(
+    peers_of: Peers,
+    store: ActorRef<StoreMsg>,
+    since: Time,
+    settle: Duration,
+) {
+    tokio::time::sleep(settle).await;
+    let peers = live_peers(&peers_of).await;
+    from_some(&peers_of, &store, peers, since, since).await;
+}
+
+/// Fetches everything since `since` from up to [`PEERS`] of `peers`, picked at random.
+async fn from_some(
+    peers_of: &Peers,
+    store: &ActorRef<StoreMsg>,
+    mut peers: Vec<(String, SocketAddr)>,
+    since: Time,
+    seed: Time,
+) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed.as_millis());
+    peers.shuffle(&mut rng);
+    for (name, addr) in peers.into_iter().take(PEERS) {
+        match fetch(&peers_of.gate, addr, since, store).await {
+            Ok(f) => tracing::info!(
+                peer = %name, samples = f.samples, events = f.events, pages = f.pages,
+                since = %since, "history back-filled"
+            ),
+            Err(why) => tracing::warn!(peer = %name, reason = %why, "back-fill failed"),
+        }
+    }
+}
+
+/// Back-fills from `peer`, which has just come back, everything it recorded since `since`.
+pub async fn from_returning(
+    peers_of: Peers,
+    store: ActorRef<StoreMsg>,
+    peer: NodeName,
+    since: Time,
+) {
+    let Some(addr) = live_peers(&peers_of)
+        .await
+        .into_iter()
+        .find(|(name, _)| name.as_str() == peer.as_str())
+        .map(|(_, addr)| addr)
+    else {
+        return;
+    };
+    match fetch(&peers_of.gate, addr, since, &store).await {
+        Ok(f) => tracing::info!(
+            peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
+            since = %since, "history back-filled from a returning peer"
+        ),
+        Err(why) => {
+            tracing::warn!(peer = %peer, reason = %why, "back-fill from a returning peer failed")
+        }
+    }
+}
+
+async fn live_peers(peers_of: &Peers) -> Vec<(String, SocketAddr)> {
+    match peers_of
+        .gossip
+        .call(GossipMsg::Members, Some(Duration::from_secs(2)))
+        .await
+    {
+        Some(views) => views
+            .into_iter()
+            .filter(|m| !m.is_self && m.status == Status::Alive)
+            .map(|m| (m.name.0, m.addr))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Fetches every page of `peer`'s history since `since` into `store`.
+pub async fn fetch(
+    gate: &Gate,
+    peer: SocketAddr,
+    since: Time,
+    store: &ActorRef<StoreMsg>,
+) -> Result<Fetched, String> {
+    let mut request = PageRequest {
+        since,
+        samples_after: None,
+        events_after: None,
+    };
+    let (mut samples_done, mut events_done) = (false, false);
+    let mut fetched = Fetched::default();
+    while !(samples_done && events_done) {
+        let frame = Frame::HistoryRequest(request.clone());
+        let answer = tokio::time::timeout(PAGE_TIMEOUT, crate::transport::ask(gate, peer, &frame))
+            .await
+            .map_err(|_| format!("no page within {PAGE_TIMEOUT:?}"))??;
+        let Frame::HistoryPage(page) = answer else {
+            return Err("the peer answered something else than a history page".into());
+        };
+        if let Some(why) = page.error {
+            return Err(format!("the peer cannot read its history: {why}"));
+        }
+        fetched.pages += 1;
+        fetched.samples += page.samples.len();
+        fetched.events += page.events.len();
+        let mut rows: Vec<Row> = Vec::with_capacity(page.samples.len() + page.events.len());
+        if !samples_done {
+            rows.extend(page.samples.into_iter().map(Row::Sample));
+        }
+        if !events_done {
+            rows.extend(page.events.into_iter().map(Row::Event));
+        }
+        match store
+            .call(|reply| StoreMsg::Backfill(rows, reply), Some(WRITE_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(Ok(()))) => {}
+            Ok(CallResult::Success(Err(why))) => return Err(format!("cannot write: {why}")),
+            _ => return Err("the store did not take the page".into()),
+        }
+        samples_done = samples_done || page.samples_next.is_none();
+        events_done = events_done || page.events_next.is_none();
+        // Once a kind is done, ask from past its end so it stays empty.
+        request.samples_after = page.samples_next.or(Some((i64::MAX, i64::MAX)));
+        request.events_after = page.events_next.or(Some(i64::MAX));
+        if !(samples_done && events_done) {
+            tokio::time::sleep(PAGE_PAUSE).await;
+        }
+    }
+    Ok(fetched)
+}

@@ -1,0 +1,152 @@
+//! Every key of a node's gossiped state, and one typed codec per kind of value: what a value
+//! means is decided here once, and every reader (alerts, control, history, API) goes through
+//! it instead of parsing the string itself.
+//!
+//! The keys of a node's state:
+//!
+//! | key | value | written by |
+//! |---|---|---|
+//! | `heartbeat`-like liveness | (the gossip core's own versions) | gossip |
+//! | `sys`, `sys.boot` | host metrics sample, boot time | host probe |
+//! | `node.priority` | this node's leadership priority | host probe |
+//! | `probe.<name>` | a host probe's last result | host probe |
+//! | `svc.<name>` | a service's status ([`ServiceStatus`]) | supervision |
+//! | `alert.<id>`, `alerttest.<id>`, `silence.<id>` | alert log entries, tests, silences | alerts |
+//! | `tree.<tree>`, `place.<tree>` | placed trees and the leader's placement | control |
+//! | `cmd.<id>`, `res.<id>` | cross-host commands and their answers | control |
+//! | `app.<key>` | application data | users |
+//! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
+
+use crate::types::Time;
+use std::collections::BTreeMap;
+
+/// This node's announced leadership priority (`node.priority`).
+pub const PRIORITY_KEY: &str = "node.priority";
+/// A host probe's result: `probe.<name>`.
+pub const PROBE_PREFIX: &str = "probe.";
+/// The host metrics sample.
+pub const METRICS_KEY: &str = "sys";
+/// The host's boot time.
+pub const BOOT_KEY: &str = "sys.boot";
+/// A service's status: `svc.<name>`.
+pub const SERVICE_PREFIX: &str = "svc.";
+/// An alert log entry: `alert.<id>`.
+pub const ALERT_PREFIX: &str = "alert.";
+/// A test alert asked for: `alerttest.<id>`.
+pub const TEST_PREFIX: &str = "alerttest.";
+/// A silence: `silence.<id>`.
+pub const SILENCE_PREFIX: &str = "silence.";
+/// A placed tree a node can run: `tree.<tree>`.
+pub const TREE_PREFIX: &str = "tree.";
+/// The leader's placement of a tree: `place.<tree>`.
+pub const PLACE_PREFIX: &str = "place.";
+/// A command to another node: `cmd.<id>`.
+pub const COMMAND_PREFIX: &str = "cmd.";
+/// The answer to a command: `res.<id>`.
+pub const RESULT_PREFIX: &str = "res.";
+/// Application data: `app.<key>`.
+pub const APP_PREFIX: &str = "app.";
+/// A suspicion of a node: `sus.<node>`.
+pub const SUSPECT_PREFIX: &str = "sus.";
+/// Present once a node has left gracefully.
+pub const LEFT_KEY: &str = "left";
+
+/// The entries of `kv` whose keys start with `prefix`, with the prefix taken off.
+pub fn with_prefix<'a>(
+    kv: &'a BTreeMap<String, String>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    kv.range(prefix.to_string()..)
+        .take_while(move |(k, _)| k.starts_with(prefix))
+        .map(move |(k, v)| (&k[prefix.len()..], v.as_str()))
+}
+
+/// The contract's service states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceState {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Restarting,
+    Failed,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Stopped => "stopped",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Failed => "failed",
+        }
+    }
+}
+
+/// One service as `services --json` shows it (without `node`, which the API adds).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub tree: String,
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    pub health: String,
+    /// When the state last changed.
+    pub since: Time,
+}
+
+/// The compact form of a status in the node's gossiped state (`svc.<name>`): JSON of the
+/// fields other nodes need for a cluster-wide view.
+pub fn gossip_value(s: &ServiceStatus) -> String {
+    serde_json::json!({
+        "tree": s.tree,
+        "state": s.state.as_str(),
+        "pid": s.pid,
+        "restarts": s.restarts,
+        "last_exit": s.last_exit,
+        "health": s.health,
+        "since": s.since.0,
+    })
+    .to_string()
+}
+
+/// The gossip key of a service.
+pub fn gossip_key(name: &str) -> String {
+    format!("{SERVICE_PREFIX}{name}")
+}
+
+/// A status read back from another node's gossiped `svc.<name>` value (see [`gossip_value`]);
+/// `None` if it does not parse.
+pub fn from_gossip(name: &str, value: &str) -> Option<ServiceStatus> {
+    let v: serde_json::Value = serde_json::from_str(value).ok()?;
+    let state = match v["state"].as_str()? {
+        "starting" => ServiceState::Starting,
+        "running" => ServiceState::Running,
+        "stopping" => ServiceState::Stopping,
+        "stopped" => ServiceState::Stopped,
+        "restarting" => ServiceState::Restarting,
+        "failed" => ServiceState::Failed,
+        _ => return None,
+    };
+    Some(ServiceStatus {
+        name: name.to_string(),
+        tree: v["tree"].as_str()?.to_string(),
+        state,
+        pid: v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()),
+        restarts: v["restarts"].as_u64().unwrap_or(0) as u32,
+        last_exit: v["last_exit"].as_str().map(str::to_string),
+        health: v["health"].as_str().unwrap_or("unknown").to_string(),
+        since: Time(v["since"].as_u64().unwrap_or(0)),
+    })
+}
+
+/// The services a node announces in its gossiped state, by name.
+pub fn announced(kv: &BTreeMap<String, String>) -> Vec<ServiceStatus> {
+    with_prefix(kv, SERVICE_PREFIX)
+        .filter_map(|(name, v)| from_gossip(name, v))
+        .collect()
+}
