@@ -72,7 +72,7 @@ async fn node(config: &Path) -> anyhow::Result<()> {
         })
         .await;
     };
-    nbwatch::node::run(config, sockets, stdin_closed).await?;
+    nbwatch::daemon::run(config, sockets, stdin_closed).await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod control;
 pub mod election;
 pub mod gossip;
+pub mod http;
 pub mod probe;
 pub mod store;
 pub mod watch;

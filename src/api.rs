@@ -1,9 +1,8 @@
 //! The node's HTTP API on loopback: what the CLI, scripts, the dashboard (`/`) and Prometheus
 //! (`/metrics`) read.
 //!
-//! `ApiActor` owns the axum server task, so the NodeActor supervises the API like any other
-//! child: if the server dies the actor fails and is restarted on the same listening socket.
-//! Handlers do not share state with the protocol: they ask the gossip actor (an RPC with a
+//! [`router`] makes the routes from the handles the node gives it ([`NodeParts`]); the
+//! node's HTTP actor serves them, and is restarted like any other child. Handlers do not share state with the protocol: they ask the gossip actor (an RPC with a
 //! timeout) and shape the answer as the contract says ([`json`]).
 
 mod control;
@@ -15,18 +14,9 @@ mod metrics;
 mod routes;
 pub mod token;
 
-use crate::actors::election::Snapshots;
-use crate::actors::gossip::GossipMsg;
-use crate::actors::store::StoreMsg;
-use crate::events::EventLog;
-use crate::secure::Gate;
-use crate::supervision::manager::ManagerMsg;
-use crate::task::{AbortOnDrop, Handle};
-use crate::types::Clock;
+use crate::node::NodeParts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::net::TcpListener;
 
 /// Why a request could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -75,89 +65,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub struct ApiArgs {
-    pub name: crate::types::NodeName,
-    pub listener: TcpListener,
-    pub gossip: Handle<GossipMsg>,
-    pub services: Handle<ManagerMsg>,
-    pub store: Handle<StoreMsg>,
-    pub gate: std::sync::Arc<Gate>,
-    pub view: Snapshots,
-    pub events: EventLog,
-    pub clock: Clock,
-    /// Where the history database is (read by the events and history routes).
-    pub data_dir: std::path::PathBuf,
-    /// What every request that changes something must bear ([`token`]).
-    pub token: std::sync::Arc<String>,
-}
-
-pub struct ApiState {
-    server: Option<AbortOnDrop<()>>,
-}
-
-pub struct ApiActor;
-
-/// What the server's task ended with, reported to the actor so it fails and is restarted.
-pub enum ApiMsg {
-    ServerExited(String),
-}
-
-impl Actor for ApiActor {
-    type Msg = ApiMsg;
-    type State = ApiState;
-    type Arguments = ApiArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<ApiMsg>,
-        args: ApiArgs,
-    ) -> Result<ApiState, ActorProcessingErr> {
-        let addr = args.listener.local_addr()?;
-        let app = routes::router(routes::Ctx {
-            name: args.name,
-            gossip: args.gossip,
-            services: args.services,
-            store: args.store,
-            gate: args.gate,
-            view: args.view,
-            events: args.events,
-            clock: args.clock,
-            data_dir: args.data_dir,
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            args.token,
-            token::require,
-        ));
-        let server = tokio::spawn(async move {
-            let why = match axum::serve(args.listener, app).await {
-                Ok(()) => "the server stopped".to_string(),
-                Err(e) => e.to_string(),
-            };
-            let _ = myself.cast(ApiMsg::ServerExited(why));
-        });
-        tracing::info!(%addr, "API listening");
-        Ok(ApiState {
-            server: Some(AbortOnDrop(server)),
-        })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<ApiMsg>,
-        msg: ApiMsg,
-        _state: &mut ApiState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            ApiMsg::ServerExited(why) => Err(format!("API server exited: {why}").into()),
-        }
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<ApiMsg>,
-        state: &mut ApiState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.server.take();
-        Ok(())
-    }
+/// The API's router for a node: every route, behind the token check.
+pub fn router(parts: NodeParts) -> axum::Router {
+    routes::router(routes::Ctx {
+        name: parts.name,
+        gossip: parts.gossip,
+        services: parts.services,
+        store: parts.store,
+        gate: parts.gate,
+        view: parts.view,
+        events: parts.events,
+        clock: parts.clock,
+        data_dir: parts.data_dir,
+    })
+    .layer(axum::middleware::from_fn_with_state(
+        parts.token,
+        token::require,
+    ))
 }

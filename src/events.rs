@@ -14,6 +14,7 @@
 
 use crate::types::{Incarnation, NodeName, Time};
 use ractor::OutputPort;
+use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -235,5 +236,165 @@ impl EventLog {
     /// The recent membership events, oldest first.
     pub fn recent(&self) -> Vec<RecordedEvent> {
         lock(&self.log).iter().cloned().collect()
+    }
+}
+
+/// One event as the contract states it: `{"at", "node", "kind", "detail"}` plus, as
+/// extensions, `incarnation`, for `node_down` the structured `last_heard` and `witnesses`, for
+/// service events `service` and `tree`, for a leader change `leader`, for an alert `incident`.
+/// The history's rows and the API's answers are both made from this, so a query gives back
+/// what the API showed when it happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Described {
+    pub at: Time,
+    pub node: NodeName,
+    pub kind: &'static str,
+    pub detail: String,
+    pub incarnation: Option<u64>,
+    pub last_heard: Option<Time>,
+    /// The other extensions, by name.
+    pub extra: Vec<(&'static str, Value)>,
+}
+
+impl Described {
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "at": self.at.to_rfc3339(), "node": self.node.as_str(), "kind": self.kind,
+            "detail": self.detail,
+        });
+        if let Some(inc) = self.incarnation {
+            v["incarnation"] = Value::from(inc);
+        }
+        if let Some(at) = self.last_heard {
+            v["last_heard"] = Value::from(at.to_rfc3339());
+        }
+        for (k, x) in &self.extra {
+            v[*k] = x.clone();
+        }
+        v
+    }
+}
+
+impl RecordedEvent {
+    /// What this event is in the contract's terms; `me` is the node whose own events
+    /// (services, leader changes, alerts sent) these are. `None` for `StateChanged`, which is
+    /// not an event of the log.
+    pub fn describe(&self, me: &NodeName) -> Option<Described> {
+        let mine = |kind, detail, extra| Described {
+            at: self.at,
+            node: me.clone(),
+            kind,
+            detail,
+            incarnation: None,
+            last_heard: None,
+            extra,
+        };
+        let cluster = match &self.event {
+            NodeEvent::Cluster(c) => c,
+            NodeEvent::Service(e) => {
+                return Some(mine(
+                    e.kind_str(),
+                    e.detail(),
+                    vec![
+                        ("service", Value::from(e.service.as_str())),
+                        ("tree", Value::from(e.tree.as_str())),
+                    ],
+                ));
+            }
+            NodeEvent::Leader(l) => {
+                let name = |n: &Option<NodeName>| {
+                    n.as_ref().map_or("nobody", NodeName::as_str).to_string()
+                };
+                return Some(mine(
+                    "leader_changed",
+                    format!("leader {} -> {}", name(&l.from), name(&l.to)),
+                    vec![("leader", json!(l.to.as_ref().map(NodeName::as_str)))],
+                ));
+            }
+            NodeEvent::AlertSent(a) => {
+                let results: Vec<String> = a
+                    .results
+                    .iter()
+                    .map(|r| format!("{}: {}", r.sink, r.result))
+                    .collect();
+                return Some(mine(
+                    "alert_sent",
+                    format!("{} ({}) [{}]", a.summary, a.id, results.join("; ")),
+                    vec![("incident", Value::from(a.id.as_str()))],
+                ));
+            }
+        };
+        let names = |v: &[NodeName]| {
+            v.iter()
+                .map(NodeName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let about = |node: &NodeName, kind, incarnation: &Incarnation, detail| Described {
+            at: self.at,
+            node: node.clone(),
+            kind,
+            detail,
+            incarnation: Some(incarnation.0),
+            last_heard: None,
+            extra: Vec::new(),
+        };
+        Some(match cluster {
+            ClusterEvent::NodeJoined {
+                node,
+                addr,
+                incarnation,
+            } => about(
+                node,
+                "node_joined",
+                incarnation,
+                format!("joined from {addr} (incarnation {incarnation})"),
+            ),
+            ClusterEvent::NodeSuspect {
+                node,
+                incarnation,
+                by,
+            } => about(
+                node,
+                "node_suspect",
+                incarnation,
+                format!("suspected by {} (incarnation {incarnation})", names(by)),
+            ),
+            ClusterEvent::NodeDown {
+                node,
+                incarnation,
+                last_heard,
+                witnesses,
+            } => Described {
+                last_heard: Some(*last_heard),
+                extra: vec![(
+                    "witnesses",
+                    json!(witnesses.iter().map(NodeName::as_str).collect::<Vec<_>>()),
+                )],
+                ..about(
+                    node,
+                    "node_down",
+                    incarnation,
+                    format!(
+                        "last heard {}, confirmed by {} (incarnation {incarnation})",
+                        last_heard.to_rfc3339(),
+                        names(witnesses)
+                    ),
+                )
+            },
+            ClusterEvent::NodeUp { node, incarnation } => about(
+                node,
+                "node_up",
+                incarnation,
+                format!("back (incarnation {incarnation})"),
+            ),
+            ClusterEvent::NodeLeft { node, incarnation } => about(
+                node,
+                "node_left",
+                incarnation,
+                format!("left the cluster (incarnation {incarnation})"),
+            ),
+            ClusterEvent::StateChanged { .. } => return None,
+        })
     }
 }

@@ -17,7 +17,10 @@
 //! | `app.<key>` | application data | users |
 //! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
 
+pub mod sample;
+
 use crate::types::Time;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// This node's announced leadership priority (`node.priority`).
@@ -149,4 +152,31 @@ pub fn announced(kv: &BTreeMap<String, String>) -> Vec<ServiceStatus> {
     with_prefix(kv, SERVICE_PREFIX)
         .filter_map(|(name, v)| from_gossip(name, v))
         .collect()
+}
+
+/// An operator's command for one service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Start => "start",
+            Command::Stop => "stop",
+            Command::Restart => "restart",
+        }
+    }
+}
+
+/// Whether a placed tree runs on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Run {
+    Idle,
+    Running,
+    Failed,
 }

@@ -27,6 +27,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod election;
 pub mod events;
 pub mod gossip;

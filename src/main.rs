@@ -354,7 +354,7 @@ async fn run(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<Exi
     }
     let _reaper = tokio::spawn(nbwatch::supervision::reaper::run());
     let sockets = node::bind(&config).await?;
-    match node::run(config, sockets, shutdown_signal()).await {
+    match nbwatch::daemon::run(config, sockets, shutdown_signal()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             tracing::error!(error = %e, "the node stopped");

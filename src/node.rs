@@ -18,8 +18,6 @@
 //! └── ApiActor         HTTP API on loopback
 //! ```
 
-pub(crate) mod incarnation;
-pub(crate) mod restart;
 mod root;
 
 pub use root::{Child, RESTART_PERIOD, RESTARTS};
@@ -98,6 +96,28 @@ pub enum NodeError {
     },
 }
 
+/// What the node hands to the API it serves: the handles of the actors the API asks, and
+/// what it reads directly. Made anew each time the HTTP actor is (re)spawned.
+#[derive(Clone)]
+pub struct NodeParts {
+    pub name: NodeName,
+    pub gossip: Handle<GossipMsg>,
+    pub services: Handle<ManagerMsg>,
+    pub store: Handle<crate::actors::store::StoreMsg>,
+    pub gate: Arc<crate::secure::Gate>,
+    /// The election actor's view snapshots: the one source of the leader.
+    pub view: crate::actors::election::Snapshots,
+    pub events: EventLog,
+    pub clock: Clock,
+    pub data_dir: std::path::PathBuf,
+    /// The bearer token changes need.
+    pub token: Arc<String>,
+}
+
+/// Makes the HTTP API's routes from a node's parts. The API is a layer above the node: the
+/// node serves whatever routes it is given (see `daemon`, which gives it `api::router`).
+pub type Routes = Arc<dyn Fn(NodeParts) -> axum::Router + Send + Sync>;
+
 /// The node's three sockets, already bound. The gossip UDP socket and TCP listener must share
 /// one port (see [`bind`]).
 #[derive(Debug)]
@@ -161,9 +181,10 @@ pub async fn bind(config: &Config) -> Result<Sockets, NodeError> {
 pub async fn run(
     config: Config,
     sockets: Sockets,
+    routes: Routes,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let mut node = start(config, sockets).await?;
+    let mut node = start(config, sockets, routes).await?;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot handle SIGHUP; reload with `nbwatch reload`");
@@ -192,7 +213,11 @@ pub async fn run(
 }
 
 /// Starts a node and returns at once; joining the cluster goes on in the background.
-pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeError> {
+pub async fn start(
+    config: Config,
+    sockets: Sockets,
+    routes: Routes,
+) -> Result<NodeHandle, NodeError> {
     let udp_addr = sockets.udp.local_addr().map_err(NodeError::Socket)?;
     let tcp_addr = sockets.tcp.local_addr().map_err(NodeError::Socket)?;
     if udp_addr.port() != tcp_addr.port() {
@@ -205,9 +230,9 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
     let advertise = config.gossip.advertise_addr(udp_addr);
     let name = config.node.name.clone();
     let gate = gate(&config, udp_addr, api_addr)?;
-    let token = crate::api::token::load_or_create(&config.node.data_dir).map_err(|source| {
+    let token = crate::secure::token::load_or_create(&config.node.data_dir).map_err(|source| {
         NodeError::Token {
-            path: crate::api::token::path(&config.node.data_dir),
+            path: crate::secure::token::path(&config.node.data_dir),
             source,
         }
     })?;
@@ -251,6 +276,7 @@ pub async fn start(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeE
         services,
         config,
         token: token.clone(),
+        routes,
     };
     let (node, join) = Actor::spawn(None, NodeActor, args)
         .await

@@ -13,6 +13,7 @@
 pub mod frame;
 pub mod keyring;
 pub mod replay;
+pub mod token;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@
 //! * [`backfill`] — fetching what a node missed from its peers over the gossip TCP port.
 
 pub mod backfill;
+pub mod incarnation;
 pub mod query;
 pub mod record;
 pub mod retention;

@@ -13,11 +13,10 @@
 //! not open is dropped here, before any decoding, and never reaches the actor. Each TCP
 //! connection carries one sealed request and one sealed answer bound to it.
 
-use crate::actors::gossip::GossipMsg;
-use crate::gossip::core::Input;
 use crate::secure::{Gate, OVERHEAD};
+use crate::types::{Incarnation, NodeName};
 use crate::wire::{self, Frame, MAX_DATAGRAM, MAX_FRAME};
-use ractor::ActorRef;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,12 +34,22 @@ pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 
 const _: () = assert!(RECV_BUFFER > MAX_DATAGRAM + OVERHEAD);
 
-/// Forwards datagrams to the actor until it is gone.
-pub(crate) async fn read_datagrams(
-    socket: Arc<UdpSocket>,
-    actor: ActorRef<GossipMsg>,
-    gate: Arc<Gate>,
-) {
+/// Where the transport hands what it received: the gossip actor implements it. The transport
+/// knows nothing of actors, so it sits below them.
+pub trait Inbox: Clone + Send + Sync + 'static {
+    /// A datagram that opened; false once the receiver is gone (the reader then stops).
+    fn datagram(&self, from: SocketAddr, bytes: Vec<u8>) -> bool;
+    /// A joiner's request; the frame to answer with.
+    fn answer_join(
+        &self,
+        name: NodeName,
+        incarnation: Incarnation,
+        addr: SocketAddr,
+    ) -> impl Future<Output = Result<Frame, String>> + Send;
+}
+
+/// Forwards datagrams to `inbox` until it is gone.
+pub async fn read_datagrams(socket: Arc<UdpSocket>, inbox: impl Inbox, gate: Arc<Gate>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         match socket.recv_from(&mut buf).await {
@@ -48,10 +57,7 @@ pub(crate) async fn read_datagrams(
                 let Some(bytes) = gate.open_datagram(from, &buf[..n]) else {
                     continue;
                 };
-                if actor
-                    .cast(GossipMsg::Core(Input::Datagram { from, bytes }))
-                    .is_err()
-                {
+                if !inbox.datagram(from, bytes) {
                     return;
                 }
             }
@@ -64,21 +70,22 @@ pub(crate) async fn read_datagrams(
     }
 }
 
-/// Accepts join requests until the actor is gone.
-pub(crate) async fn serve_joins(
+/// Accepts join requests (answered by `inbox`) and history page requests (answered from the
+/// store in `data_dir`) until the task is dropped.
+pub async fn serve_joins(
     listener: TcpListener,
-    actor: ActorRef<GossipMsg>,
+    inbox: impl Inbox,
     data_dir: std::path::PathBuf,
     gate: Arc<Gate>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let actor = actor.clone();
+                let inbox = inbox.clone();
                 let data_dir = data_dir.clone();
                 let gate = gate.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = answer_one(stream, peer, &actor, data_dir, &gate).await {
+                    if let Err(why) = answer_one(stream, peer, &inbox, data_dir, &gate).await {
                         tracing::info!(%peer, reason = %why, "closed a join connection");
                     }
                 });
@@ -95,7 +102,7 @@ pub(crate) async fn serve_joins(
 async fn answer_one(
     mut stream: TcpStream,
     peer: SocketAddr,
-    actor: &ActorRef<GossipMsg>,
+    inbox: &impl Inbox,
     data_dir: std::path::PathBuf,
     gate: &Gate,
 ) -> Result<(), String> {
@@ -124,19 +131,9 @@ async fn answer_one(
     else {
         return Err("not a join request".to_string());
     };
-    let answer = actor
-        .call(
-            |reply| GossipMsg::AnswerJoin {
-                name,
-                incarnation,
-                addr,
-                reply,
-            },
-            Some(REQUEST_TIMEOUT),
-        )
+    let answer = tokio::time::timeout(REQUEST_TIMEOUT, inbox.answer_join(name, incarnation, addr))
         .await
-        .map_err(|e| format!("the gossip actor is gone: {e}"))?
-        .success_or_else(|| "the gossip actor did not answer".to_string())?;
+        .map_err(|_| "the gossip actor did not answer".to_string())??;
     send(&mut stream, gate, &binding, &answer).await
 }
 
@@ -157,25 +154,19 @@ async fn send(
     Ok(())
 }
 
-/// Asks `seed` to let us join and casts its answer (or why there is none) to the actor.
-pub(crate) async fn join(
-    seed: SocketAddr,
-    request: Frame,
-    actor: ActorRef<GossipMsg>,
-    gate: Arc<Gate>,
-) {
-    let answer = match tokio::time::timeout(JOIN_TIMEOUT, ask(&gate, seed, &request)).await {
+/// Asks `seed` to let us join: its answer, or why there is none.
+pub async fn join(seed: SocketAddr, request: Frame, gate: Arc<Gate>) -> Result<Frame, String> {
+    match tokio::time::timeout(JOIN_TIMEOUT, ask(&gate, seed, &request)).await {
         Ok(answer) => answer,
         Err(_) => Err(format!(
             "no answer within {}",
             humantime::format_duration(JOIN_TIMEOUT)
         )),
-    };
-    let _ = actor.cast(GossipMsg::Core(Input::JoinAnswer { seed, answer }));
+    }
 }
 
 /// Sends one request to `seed` and reads its answer, both sealed by `gate`.
-pub(crate) async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
+pub async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
     let body = wire::encode_frame_body(request).map_err(|e| format!("cannot encode: {e}"))?;
     let (sealed, binding) = gate.seal_request(&body);
     let bytes = wire::length_prefixed(&sealed);

@@ -38,7 +38,9 @@ fn config(name: &str, dir: &tempfile::TempDir, seeds: Vec<SocketAddr>) -> Config
 
 async fn start(config: Config) -> NodeHandle {
     let sockets = node::bind(&config).await.expect("bind");
-    node::start(config, sockets).await.expect("start")
+    nbwatch::daemon::start(config, sockets)
+        .await
+        .expect("start")
 }
 
 /// `GET /api/v1/members` (empty while the API does not answer).

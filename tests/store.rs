@@ -32,7 +32,9 @@ fn config(name: &str, dir: &Path, seeds: Vec<SocketAddr>) -> Config {
 
 async fn start(config: Config) -> NodeHandle {
     let sockets = node::bind(&config).await.expect("bind");
-    node::start(config, sockets).await.expect("start")
+    nbwatch::daemon::start(config, sockets)
+        .await
+        .expect("start")
 }
 
 async fn array(api: SocketAddr, path: &str) -> Result<Vec<Value>, String> {

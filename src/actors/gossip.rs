@@ -18,8 +18,8 @@ use crate::actors::watch::WatchMsg;
 use crate::events::EventLog;
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
-use crate::node::incarnation;
 use crate::secure::Gate;
+use crate::store::incarnation;
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::transport as net;
 use crate::types::{Clock, Incarnation, NodeName, Time};
@@ -325,8 +325,11 @@ impl GossipState {
                 Output::Join { seed, request } => {
                     tracing::debug!(%seed, "asking a seed to join");
                     let gate = self.gate.clone();
-                    self.joins
-                        .spawn(net::join(seed, request, myself.clone(), gate));
+                    let myself = myself.clone();
+                    self.joins.spawn(async move {
+                        let answer = net::join(seed, request, gate).await;
+                        let _ = myself.cast(GossipMsg::Core(Input::JoinAnswer { seed, answer }));
+                    });
                 }
                 Output::WatchStart(peer) => self.watch.cast(WatchMsg::Start(peer)),
                 Output::WatchStop(peer) => self.watch.cast(WatchMsg::Stop(peer)),
@@ -365,6 +368,35 @@ enum ViewChange {
     None,
     State,
     Members,
+}
+
+/// The transport hands datagrams and join requests to the gossip actor.
+impl net::Inbox for ActorRef<GossipMsg> {
+    fn datagram(&self, from: SocketAddr, bytes: Vec<u8>) -> bool {
+        self.cast(GossipMsg::Core(Input::Datagram { from, bytes }))
+            .is_ok()
+    }
+
+    async fn answer_join(
+        &self,
+        name: NodeName,
+        incarnation: Incarnation,
+        addr: SocketAddr,
+    ) -> Result<Frame, String> {
+        let reply = self
+            .call(
+                |reply| GossipMsg::AnswerJoin {
+                    name,
+                    incarnation,
+                    addr,
+                    reply,
+                },
+                None,
+            )
+            .await
+            .map_err(|e| format!("the gossip actor is gone: {e}"))?;
+        reply.success_or_else(|| "the gossip actor did not answer".to_string())
+    }
 }
 
 fn log_event(event: &ClusterEvent) {

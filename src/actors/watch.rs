@@ -8,13 +8,13 @@
 //! so nothing is ever cancelled.
 
 use crate::actors::gossip::GossipMsg;
-use crate::node::restart::RestartBudget;
+use crate::supervision::policy::Intensity;
 use crate::task::Handle;
 use crate::types::{Clock, NodeName};
 use crate::watch::{Input, Output, PeerWatch, Settings};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Restarts of watchers allowed in [`WATCHER_PERIOD`] before the supervisor gives up (and the
 /// NodeActor restarts it, resynchronised from gossip).
@@ -39,7 +39,7 @@ pub struct WatchArgs {
 pub struct WatchState {
     args: WatchArgs,
     watchers: BTreeMap<NodeName, ActorRef<Input>>,
-    budget: RestartBudget,
+    budget: Intensity,
 }
 
 pub struct WatchSupervisor;
@@ -81,7 +81,7 @@ impl Actor for WatchSupervisor {
         Ok(WatchState {
             args,
             watchers: BTreeMap::new(),
-            budget: RestartBudget::new(WATCHER_RESTARTS, WATCHER_PERIOD),
+            budget: Intensity::new(WATCHER_RESTARTS, WATCHER_PERIOD),
         })
     }
 
@@ -136,7 +136,7 @@ impl Actor for WatchSupervisor {
         };
         drop(event);
         state.watchers.remove(&peer);
-        if !state.budget.allow(Instant::now()) {
+        if !state.budget.allow(state.args.clock.now()) {
             return Err(format!(
                 "watchers fail too often ({}); last: {peer}: {why}",
                 state.budget.describe()

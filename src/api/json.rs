@@ -3,8 +3,8 @@
 
 use crate::actors::gossip::StatsSnapshot;
 use crate::alert::log::{Log, Stage};
-use crate::events::{NodeEvent, RecordedEvent};
-use crate::gossip::{ClusterEvent, MemberView};
+use crate::events::RecordedEvent;
+use crate::gossip::MemberView;
 use crate::probe::metrics::metrics_from_kv;
 use crate::supervision::status::ServiceStatus;
 use crate::types::{NodeName, Time};
@@ -179,100 +179,15 @@ pub fn events(recorded: &[RecordedEvent], me: &NodeName) -> Value {
     Value::Array(recorded.iter().filter_map(|r| event(r, me)).collect())
 }
 
-/// One event as `{"at", "node", "kind", "detail"}` plus, as extensions, `incarnation` and for
-/// `node_down` the structured `last_heard` and `witnesses`; for service events `service` and
-/// `tree`.
+/// One event in the contract's shape (see [`crate::events::Described`]).
 pub fn event(recorded: &RecordedEvent, me: &NodeName) -> Option<Value> {
-    let at = recorded.at.to_rfc3339();
-    let cluster = match &recorded.event {
-        NodeEvent::Cluster(c) => c,
-        NodeEvent::Service(e) => {
-            return Some(json!({
-                "at": at, "node": me.as_str(), "kind": e.kind_str(), "detail": e.detail(),
-                "service": e.service, "tree": e.tree,
-            }));
-        }
-        NodeEvent::Leader(l) => {
-            let name =
-                |n: &Option<NodeName>| n.as_ref().map_or("nobody", NodeName::as_str).to_string();
-            return Some(json!({
-                "at": at, "node": me.as_str(), "kind": "leader_changed",
-                "detail": format!("leader {} -> {}", name(&l.from), name(&l.to)),
-                "leader": l.to.as_ref().map(NodeName::as_str),
-            }));
-        }
-        NodeEvent::AlertSent(a) => {
-            let results: Vec<String> = a
-                .results
-                .iter()
-                .map(|r| format!("{}: {}", r.sink, r.result))
-                .collect();
-            return Some(json!({
-                "at": at, "node": me.as_str(), "kind": "alert_sent",
-                "detail": format!("{} ({}) [{}]", a.summary, a.id, results.join("; ")),
-                "incident": a.id,
-            }));
-        }
-    };
-    let names = |v: &[NodeName]| {
-        v.iter()
-            .map(NodeName::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let value = match cluster {
-        ClusterEvent::NodeJoined {
-            node,
-            addr,
-            incarnation,
-        } => json!({
-            "at": at, "node": node.as_str(), "kind": "node_joined",
-            "detail": format!("joined from {addr} (incarnation {incarnation})"),
-            "incarnation": incarnation.0,
-        }),
-        ClusterEvent::NodeSuspect {
-            node,
-            incarnation,
-            by,
-        } => json!({
-            "at": at, "node": node.as_str(), "kind": "node_suspect",
-            "detail": format!("suspected by {} (incarnation {incarnation})", names(by)),
-            "incarnation": incarnation.0,
-        }),
-        ClusterEvent::NodeDown {
-            node,
-            incarnation,
-            last_heard,
-            witnesses,
-        } => json!({
-            "at": at, "node": node.as_str(), "kind": "node_down",
-            "detail": format!(
-                "last heard {}, confirmed by {} (incarnation {incarnation})",
-                last_heard.to_rfc3339(),
-                names(witnesses)
-            ),
-            "incarnation": incarnation.0,
-            "last_heard": last_heard.to_rfc3339(),
-            "witnesses": witnesses.iter().map(NodeName::as_str).collect::<Vec<_>>(),
-        }),
-        ClusterEvent::NodeUp { node, incarnation } => json!({
-            "at": at, "node": node.as_str(), "kind": "node_up",
-            "detail": format!("back (incarnation {incarnation})"),
-            "incarnation": incarnation.0,
-        }),
-        ClusterEvent::NodeLeft { node, incarnation } => json!({
-            "at": at, "node": node.as_str(), "kind": "node_left",
-            "detail": format!("left the cluster (incarnation {incarnation})"),
-            "incarnation": incarnation.0,
-        }),
-        ClusterEvent::StateChanged { .. } => return None,
-    };
-    Some(value)
+    recorded.describe(me).map(|d| d.to_json())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{ClusterEvent, NodeEvent};
     use crate::gossip::Status;
     use crate::keys::PRIORITY_KEY;
     use crate::types::Incarnation;

@@ -8,9 +8,9 @@
 //! between two changes is left alone.
 
 use crate::gossip::MemberView;
+use crate::keys::Command;
 use crate::supervision::spec::{OnDependencyLoss, Requirement};
 use crate::supervision::status::{ServiceState, from_gossip, gossip_key};
-use crate::supervision::supervisor::Command;
 
 /// `Ok` if `req` is met in `views`, else why not (for the log).
 pub fn met(req: &Requirement, views: &[MemberView]) -> Result<(), String> {

@@ -23,6 +23,7 @@
 //! a few seconds ever runs two instances.
 
 use crate::gossip::MemberView;
+pub use crate::keys::Run;
 use crate::supervision::spec::Placement;
 use crate::types::Time;
 use serde::{Deserialize, Serialize};
@@ -35,15 +36,6 @@ pub use crate::keys::TREE_PREFIX;
 pub const NOBODY: &str = "-";
 /// How long a node named to run a tree waits, with the way clear, before it starts it.
 pub const HANDOVER: Duration = Duration::from_secs(1);
-
-/// Whether a placed tree runs on a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Run {
-    Idle,
-    Running,
-    Failed,
-}
 
 /// A node's `tree.<name>` value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

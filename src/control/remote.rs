@@ -10,7 +10,7 @@
 //! target that comes back much later) is not run.
 
 use crate::gossip::MemberView;
-use crate::supervision::supervisor::Command;
+use crate::keys::Command;
 use crate::types::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

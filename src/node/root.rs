@@ -8,8 +8,7 @@
 //! core starts its watchers afresh (the old watchers are stopped), and a new watch supervisor
 //! is told every live peer again.
 
-use super::restart::RestartBudget;
-use super::{ExitSlot, NodeError};
+use super::{ExitSlot, NodeError, NodeParts, Routes};
 use crate::actors::alert::AlertMsg;
 use crate::actors::alert::{AlertActor, AlertArgs};
 use crate::actors::backfill::Peers;
@@ -18,17 +17,18 @@ use crate::actors::control::{ControlActor, ControlArgs};
 use crate::actors::election::{ElectionActor, ElectionArgs};
 use crate::actors::election::{ElectionMsg, SnapshotSender, Snapshots, snapshots};
 use crate::actors::gossip::{GossipActor, GossipArgs, GossipMsg, KnownPeers};
+use crate::actors::http::{HttpActor, HttpArgs};
 use crate::actors::probe::{HostProbeActor, ProbeArgs};
 use crate::actors::store::{StoreActor, StoreArgs, StoreMsg};
 use crate::actors::watch::{WatchArgs, WatchMsg, WatchSupervisor};
 use crate::alert::{DEFAULT_SETTLE, Rules};
-use crate::api::{ApiActor, ApiArgs};
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::gossip::Settings;
 use crate::probe::plugins::HostProbeSpec;
 use crate::secure::Gate;
 use crate::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg};
+use crate::supervision::policy::Intensity;
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
 use crate::task::Handle;
@@ -37,7 +37,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// At most this many restarts of children ...
 pub const RESTARTS: usize = 5;
@@ -91,6 +91,8 @@ pub(crate) struct NodeArgs {
     pub services: ServiceCtx,
     /// The API's bearer token.
     pub token: std::sync::Arc<String>,
+    /// Makes the API's routes from the node's handles.
+    pub routes: Routes,
 }
 
 /// What the node's children share, made once per node and kept across their restarts: one
@@ -155,7 +157,7 @@ pub(crate) struct NodeState {
     settings: Settings,
     children: HashMap<ActorId, Child>,
     refs: HashMap<Child, ractor::ActorCell>,
-    budget: RestartBudget,
+    budget: Intensity,
     stopping: bool,
 }
 
@@ -177,7 +179,7 @@ impl Actor for NodeActor {
             settings,
             children: HashMap::new(),
             refs: HashMap::new(),
-            budget: RestartBudget::new(RESTARTS, RESTART_PERIOD),
+            budget: Intensity::new(RESTARTS, RESTART_PERIOD),
             stopping: false,
         };
         for child in [
@@ -290,7 +292,7 @@ impl NodeState {
         if self.stopping {
             return;
         }
-        if !self.budget.allow(Instant::now()) {
+        if !self.budget.allow(self.args.clock.now()) {
             let why = format!(
                 "{child:?} keeps dying ({}); stopping the node",
                 self.budget.describe()
@@ -465,21 +467,23 @@ impl NodeState {
             }
             Child::Api => {
                 let listener = self.args.api.try_clone().map_err(|e| e.to_string())?;
-                let args = ApiArgs {
-                    name: self.args.config.node.name.clone(),
+                let args = HttpArgs {
                     listener: tokio::net::TcpListener::from_std(listener)
                         .map_err(|e| e.to_string())?,
-                    gossip: w.gossip.clone(),
-                    services: w.services.clone(),
-                    store: w.store.clone(),
-                    gate: w.gate.clone(),
-                    view: w.view.clone(),
-                    events: w.events.clone(),
-                    clock,
-                    data_dir: self.args.config.node.data_dir.clone(),
-                    token: self.args.token.clone(),
+                    router: (self.args.routes)(NodeParts {
+                        name: self.args.config.node.name.clone(),
+                        gossip: w.gossip.clone(),
+                        services: w.services.clone(),
+                        store: w.store.clone(),
+                        gate: w.gate.clone(),
+                        view: w.view.clone(),
+                        events: w.events.clone(),
+                        clock,
+                        data_dir: self.args.config.node.data_dir.clone(),
+                        token: self.args.token.clone(),
+                    }),
                 };
-                let (api, _) = Actor::spawn_linked(None, ApiActor, args, supervisor)
+                let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor)
                     .await
                     .map_err(|e| e.to_string())?;
                 api.get_cell()

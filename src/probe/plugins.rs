@@ -15,11 +15,11 @@
 //! and tells other hosts nothing the perfdata does not. The value is cut, item by item, to
 //! fit one gossip entry.
 
-use super::metrics::format_trimmed;
 use crate::config::{Problem, ProblemKind, toml_files, toml_table};
 use crate::gossip::core::MAX_ENTRY_LEN;
+pub use crate::keys::sample::add_metrics;
+use crate::keys::sample::format_trimmed;
 use crate::supervision::health::Outcome;
-use serde_json::{Map, Number, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -246,24 +246,4 @@ pub fn announcement(key: &str, outcome: &Outcome) -> String {
         }
     }
     value
-}
-
-/// Adds the perfdata of one `probe.<name>` announcement to a `metrics` object, as
-/// `"<name>.<label>": value`. Items that do not parse are skipped.
-pub fn add_metrics(name: &str, value: &str, out: &mut Map<String, Value>) {
-    if name.is_empty() {
-        return;
-    }
-    // The first word is the health.
-    for item in value.split_whitespace().skip(1) {
-        let Some((label, number)) = item.split_once('=') else {
-            continue;
-        };
-        if label.is_empty() {
-            continue;
-        }
-        if let Some(n) = number.parse::<f64>().ok().and_then(Number::from_f64) {
-            out.insert(format!("{name}.{label}"), Value::Number(n));
-        }
-    }
 }

@@ -20,12 +20,11 @@
 //! A leader change is this node's: `leader_changed:<node>:<ms>`. An alert sent by any node (a
 //! `sent` entry of the gossiped alert log, or this node's own send) is `alert_sent:<incident>`.
 
-use crate::alert::log::ALERT_PREFIX;
-use crate::api::json;
 use crate::events::{NodeEvent, RecordedEvent};
 use crate::gossip::ClusterEvent;
-use crate::probe::metrics::{METRICS_KEY, parse_sample};
-use crate::probe::plugins::{PROBE_PREFIX, add_metrics};
+use crate::keys::ALERT_PREFIX;
+use crate::keys::sample::{add_metrics, parse_sample};
+use crate::keys::{METRICS_KEY, PROBE_PREFIX};
 use crate::types::{NodeName, Time};
 pub use crate::wire::{EventRow, Sample};
 
@@ -111,34 +110,28 @@ pub fn alert_row(at: Time, by: &NodeName, id: &str, value: &str) -> Option<Event
     })
 }
 
-/// The event row of a membership or service event (`None` for `StateChanged`).
+/// The event row of a membership or service event (`None` for `StateChanged`): its fields
+/// from the typed event, its `json` the same event as the API shows it.
 pub fn event_row(recorded: &RecordedEvent, me: &NodeName) -> Option<EventRow> {
-    let value = json::event(recorded, me)?;
-    let text = |k: &str| value[k].as_str().unwrap_or_default().to_string();
-    let (node, kind) = (text("node"), text("kind"));
-    let incarnation = value["incarnation"].as_u64();
-    let (ident, last_heard) = match &recorded.event {
-        NodeEvent::Cluster(ClusterEvent::NodeDown { last_heard, .. }) => (
-            format!("{kind}:{node}:{}", incarnation.unwrap_or(0)),
-            Some(*last_heard),
-        ),
-        NodeEvent::Cluster(_) => (format!("{kind}:{node}:{}", incarnation.unwrap_or(0)), None),
-        NodeEvent::Service(e) => (
-            format!("{kind}:{node}:{}:{}", e.service, recorded.at.as_millis()),
-            None,
-        ),
-        NodeEvent::Leader(_) => (format!("{kind}:{node}:{}", recorded.at.as_millis()), None),
-        NodeEvent::AlertSent(a) => (format!("alert_sent:{}", a.id), None),
+    let d = recorded.describe(me)?;
+    let (node, kind) = (d.node.as_str(), d.kind);
+    let ident = match &recorded.event {
+        NodeEvent::Cluster(_) => format!("{kind}:{node}:{}", d.incarnation.unwrap_or(0)),
+        NodeEvent::Service(e) => {
+            format!("{kind}:{node}:{}:{}", e.service, recorded.at.as_millis())
+        }
+        NodeEvent::Leader(_) => format!("{kind}:{node}:{}", recorded.at.as_millis()),
+        NodeEvent::AlertSent(a) => format!("alert_sent:{}", a.id),
     };
     Some(EventRow {
         at: recorded.at,
-        detail: text("detail"),
-        json: value.to_string(),
-        node,
-        kind,
+        json: d.to_json().to_string(),
+        node: d.node.to_string(),
+        kind: kind.to_string(),
         ident,
-        incarnation,
-        last_heard,
+        incarnation: d.incarnation,
+        last_heard: d.last_heard,
+        detail: d.detail,
     })
 }
 

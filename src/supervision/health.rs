@@ -181,12 +181,6 @@ fn quoted_label(text: &str) -> Option<(String, &str)> {
     None
 }
 
-/// Whether `url` can be probed: `http://host[:port][/path]`. The tree parser uses this, so a
-/// url the probe would only ever find `unknown` is a config problem instead.
-pub fn is_probeable_url(url: &str) -> bool {
-    net::HttpUrl::parse(url).is_some()
-}
-
 /// Runs one probe. Never takes (much) longer than `timeout`; never fails, a failure to probe
 /// being an outcome too.
 pub async fn check(target: &ProbeTarget, timeout: Duration) -> Outcome {

@@ -14,7 +14,7 @@ use super::supervisor::{
     Command, GAVE_UP, SupervisorActor, SupervisorArgs, SupervisorMsg, services_of,
     supervisor_stop_budget,
 };
-use crate::control::placement::Run;
+use crate::keys::Run;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::path::PathBuf;

@@ -100,6 +100,62 @@ impl History {
     }
 }
 
+/// Records a restart at `now` in `recent` and returns how many restarts, this one included,
+/// fall within `period`: the one count of restart intensity, for supervision trees, the
+/// node's own children and the peer watchers alike.
+pub fn record_restart(recent: &mut VecDeque<Time>, now: Time, period: Duration) -> usize {
+    forget_old(recent, now, period);
+    recent.push_back(now);
+    recent.len()
+}
+
+/// Drops the restarts that are `period` or more before `now`.
+fn forget_old(recent: &mut VecDeque<Time>, now: Time, period: Duration) {
+    while recent.front().is_some_and(|t| now.since(*t) >= period) {
+        recent.pop_front();
+    }
+}
+
+/// Restart intensity on its own (Erlang/OTP): at most `max` restarts within `period`; past
+/// that, something is wrong that restarting does not fix, and the supervisor gives up (and
+/// fails to its parent) instead of looping. The node's children and the peer watchers use it;
+/// a supervision tree keeps its count in its [`History`].
+#[derive(Clone, Debug)]
+pub struct Intensity {
+    max: usize,
+    period: Duration,
+    recent: VecDeque<Time>,
+}
+
+impl Intensity {
+    pub fn new(max: usize, period: Duration) -> Intensity {
+        Intensity {
+            max,
+            period,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Records a restart at `now`; false (and not recorded) when it would be one too many.
+    pub fn allow(&mut self, now: Time) -> bool {
+        forget_old(&mut self.recent, now, self.period);
+        if self.recent.len() >= self.max {
+            return false;
+        }
+        self.recent.push_back(now);
+        true
+    }
+
+    /// "at most 5 restarts in 10s", for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "at most {} restarts in {}",
+            self.max,
+            humantime::format_duration(self.period)
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Nothing to restart; `remove` children (temporary ones that exited) leave the list.
@@ -145,17 +201,9 @@ impl Policy {
             };
             return (Decision::Leave { remove }, h);
         }
-        // Intensity: this restart plus those still within the period.
-        while h
-            .restarts
-            .front()
-            .is_some_and(|t| now.since(*t) >= self.period)
-        {
-            h.restarts.pop_front();
-        }
-        h.restarts.push_back(now);
+        let within = record_restart(&mut h.restarts, now, self.period);
         let live = |i: &usize| !h.removed[*i];
-        if h.restarts.len() as u32 > self.intensity {
+        if within as u32 > self.intensity {
             let stop: Vec<usize> = (0..n).rev().filter(|i| *i != child).filter(live).collect();
             return (Decision::GiveUp { stop }, h);
         }

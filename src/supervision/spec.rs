@@ -630,7 +630,7 @@ impl Walker<'_> {
             Some("tcp") => ProbeTarget::Tcp(self.required(t, prefix, "target")?),
             Some("http") => {
                 let url = self.required(t, prefix, "url")?;
-                if !super::health::is_probeable_url(&url) {
+                if !is_probeable_url(&url) {
                     let msg = format!(
                         "cannot probe \"{url}\": expected an http://host[:port][/path] url (https is not supported)"
                     );
@@ -703,6 +703,62 @@ fn check_unique_services(trees: &[TreeSpec], problems: &mut Vec<Problem>) {
     }
     for t in trees {
         walk(&t.root, &t.file, &mut seen, problems);
+    }
+}
+
+/// Whether `url` can be probed: `http://host[:port][/path]`. The tree parser uses this (the http probe reads it the same way), so a
+/// url the probe would only ever find `unknown` is a config problem instead.
+pub fn is_probeable_url(url: &str) -> bool {
+    HttpUrl::parse(url).is_some()
+}
+
+/// The parts of an `http://` url a GET needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// What to connect to: "host:port" (an IPv6 host keeps its brackets).
+    pub connect: String,
+    /// The `Host` header: the authority as written.
+    pub host: String,
+    /// Path and query, starting with '/'.
+    pub path: String,
+}
+
+impl HttpUrl {
+    pub fn parse(url: &str) -> Option<HttpUrl> {
+        let rest = url.strip_prefix("http://")?;
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        // A fragment is never sent.
+        let path = path.split('#').next().unwrap_or("");
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        if authority.is_empty()
+            || authority.contains('@')
+            || path.contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return None;
+        }
+        let has_port = match authority.rfind(':') {
+            Some(i) => !authority[i..].contains(']'),
+            None => false,
+        };
+        let connect = if has_port {
+            let (_, port) = authority.rsplit_once(':')?;
+            port.parse::<u16>().ok()?;
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Some(HttpUrl {
+            connect,
+            host: authority.to_string(),
+            path,
+        })
     }
 }
 

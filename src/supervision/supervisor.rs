@@ -16,6 +16,7 @@ use super::policy::{Decision, Exit, History, Policy, RestartType};
 use super::service::{ServiceActor, ServiceArgs, ServiceCtx, ServiceMsg, exit_from_reason};
 use super::spec::{ChildSpec, SupervisorSpec};
 use super::status::ServiceState;
+pub use crate::keys::Command;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor::{SupervisionEvent, rpc::CallResult};
 use std::collections::VecDeque;
@@ -23,24 +24,6 @@ use std::time::Duration;
 
 /// The stop reason of a supervisor that exceeded its restart intensity.
 pub const GAVE_UP: &str = "gave up: restart intensity exceeded";
-
-/// An operator's command for one service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    Start,
-    Stop,
-    Restart,
-}
-
-impl Command {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Start => "start",
-            Command::Stop => "stop",
-            Command::Restart => "restart",
-        }
-    }
-}
 
 pub struct SupervisorArgs {
     pub spec: SupervisorSpec,

@@ -3,6 +3,7 @@ use crate::probe::metrics::metrics_from_kv;
 use crate::supervision::health::{self, Health, Perf, parse_nagios};
 use crate::supervision::spec::ProbeTarget;
 use crate::types::Time;
+use serde_json::Value;
 use std::io::{Read, Write};
 
 fn parse(text: &str, dir: &Path) -> (Option<HostProbeSpec>, Vec<Problem>) {

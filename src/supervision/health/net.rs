@@ -1,6 +1,7 @@
 //! The tcp and http probes. Both report the time to answer as perfdata `time` (seconds).
 
 use super::{Health, Outcome, Perf, timed_out};
+use crate::supervision::spec::HttpUrl;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -53,56 +54,6 @@ fn timed(mut outcome: Outcome, start: Instant) -> Outcome {
         unit: "s".to_string(),
     });
     outcome
-}
-
-/// The parts of an `http://` url a GET needs.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct HttpUrl {
-    /// What to connect to: "host:port" (an IPv6 host keeps its brackets).
-    pub(super) connect: String,
-    /// The `Host` header: the authority as written.
-    pub(super) host: String,
-    /// Path and query, starting with '/'.
-    pub(super) path: String,
-}
-
-impl HttpUrl {
-    pub(super) fn parse(url: &str) -> Option<HttpUrl> {
-        let rest = url.strip_prefix("http://")?;
-        let (authority, path) = match rest.find(['/', '?', '#']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, "/"),
-        };
-        // A fragment is never sent.
-        let path = path.split('#').next().unwrap_or("");
-        let path = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{path}")
-        };
-        if authority.is_empty()
-            || authority.contains('@')
-            || path.contains(|c: char| c.is_whitespace() || c.is_control())
-        {
-            return None;
-        }
-        let has_port = match authority.rfind(':') {
-            Some(i) => !authority[i..].contains(']'),
-            None => false,
-        };
-        let connect = if has_port {
-            let (_, port) = authority.rsplit_once(':')?;
-            port.parse::<u16>().ok()?;
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        Some(HttpUrl {
-            connect,
-            host: authority.to_string(),
-            path,
-        })
-    }
 }
 
 /// Sends the GET and returns the answer's status line.

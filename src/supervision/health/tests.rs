@@ -1,5 +1,5 @@
-use super::net::HttpUrl;
 use super::*;
+use crate::supervision::spec::HttpUrl;
 use proptest::prelude::*;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

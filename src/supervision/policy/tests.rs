@@ -174,3 +174,27 @@ fn an_unknown_child_changes_nothing() {
     assert_eq!(d, Decision::Leave { remove: vec![] });
     assert_eq!(after, h);
 }
+
+#[test]
+fn intensity_allows_restarts_within_it_and_refuses_the_next_one() {
+    let t0 = Time(1_000_000);
+    let s = |n: u64| t0 + Duration::from_secs(n);
+    let mut budget = Intensity::new(3, Duration::from_secs(10));
+    for i in 0..3 {
+        assert!(budget.allow(s(i)), "restart {i}");
+    }
+    assert!(!budget.allow(s(5)));
+}
+
+#[test]
+fn intensity_forgets_restarts_older_than_its_period() {
+    let t0 = Time(1_000_000);
+    let s = |n: u64| t0 + Duration::from_secs(n);
+    let mut budget = Intensity::new(2, Duration::from_secs(10));
+    assert!(budget.allow(t0));
+    assert!(budget.allow(s(1)));
+    assert!(!budget.allow(s(9)));
+    assert!(budget.allow(s(10)));
+    assert!(!budget.allow(s(10)));
+    assert!(budget.allow(s(30)));
+}
