@@ -12,7 +12,7 @@
 //!
 //! The daemon's API is taken from `NBWATCH_API` (else `127.0.0.1:7711`).
 
-use nbwatch::client::app::{App, Change};
+use nbwatch::cli::app::{App, Change};
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
     args.iter()

@@ -10,7 +10,8 @@
 //! go away with this program however it ends.
 
 use anyhow::Context;
-use nbwatch::client::{get_json, render_members};
+use nbwatch::cli::client::get_json;
+use nbwatch::cli::table::render_members;
 use nbwatch::types::Time;
 use serde_json::Value;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

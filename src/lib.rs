@@ -15,7 +15,8 @@
 //!   cluster's verdict on each node from gossiped suspicions.
 //! * [`watch`] — per-peer failure detection (phi accrual, direct and indirect probes).
 //! * [`sim`] — a seeded, in-process simulator that drives the real cores in virtual time.
-//! * [`node`] — the actor tree of a running daemon; [`api`] — its HTTP API.
+//! * [`node`] — the actor tree of a running daemon; [`api`] — its HTTP API; [`cli`] — the
+//!   `nbwatch` command line (the daemon and the client commands), the top layer.
 //! * [`config`] — the typed configuration; [`probe`] — host metrics and host probes.
 //! * [`supervision`] — Erlang-style supervision trees of local services.
 //! * [`election`] — the leader of this node's view; [`alert`] — the gossiped alert log that
@@ -24,7 +25,7 @@
 pub mod actors;
 pub mod alert;
 pub mod api;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;

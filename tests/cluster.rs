@@ -1,7 +1,7 @@
 //! In-process clusters: several nodes in one test process on loopback, port 0, talking through
 //! real sockets; observed through their HTTP API like a user would.
 
-use nbwatch::client::get_json;
+use nbwatch::cli::client::get_json;
 use nbwatch::config::Config;
 use nbwatch::node::{self, Child, NodeError, NodeHandle};
 use serde_json::Value;
@@ -347,7 +347,7 @@ async fn unknown_api_paths_are_a_json_404() {
     let a = start(config("a", &dir, vec![])).await;
     let err = get_json(a.api_addr(), "/api/v1/nope", HTTP).await;
     match err {
-        Err(nbwatch::client::ClientError::Status { code: 404, body }) => {
+        Err(nbwatch::cli::client::ClientError::Status { code: 404, body }) => {
             assert!(body.contains("no such endpoint"), "{body}");
         }
         other => panic!("expected a 404, got {other:?}"),

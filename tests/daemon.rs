@@ -8,7 +8,7 @@
 
 mod common;
 use common::{sunk, sunk_ids, wait_for};
-use nbwatch::client::get_json;
+use nbwatch::cli::client::get_json;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -1800,7 +1800,7 @@ async fn a_key_rotation_across_three_running_nodes_loses_no_membership() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_mutations_without_the_token_and_accepts_them_with_it() {
-    use nbwatch::client::{ClientError, post_json};
+    use nbwatch::cli::client::{ClientError, post_json};
     use std::os::unix::fs::PermissionsExt;
     let mut cluster = Cluster::new();
     let i = cluster.start("n1", Vec::new()).await;

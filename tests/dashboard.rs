@@ -10,7 +10,7 @@
 
 mod common;
 use common::wait_for;
-use nbwatch::client::get_json;
+use nbwatch::cli::client::get_json;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -4,7 +4,7 @@
 
 mod common;
 use common::wait_for;
-use nbwatch::client::get_json;
+use nbwatch::cli::client::get_json;
 use nbwatch::config::Config;
 use nbwatch::node::{self, NodeHandle};
 use nbwatch::store::record::{Row, Sample};
@@ -181,7 +181,7 @@ async fn bad_query_arguments_are_clear_errors_in_the_api_and_the_cli() {
     ];
     for (path, code, text) in cases {
         match get_json(api, path, HTTP).await {
-            Err(nbwatch::client::ClientError::Status { code: c, body }) => {
+            Err(nbwatch::cli::client::ClientError::Status { code: c, body }) => {
                 assert_eq!(c, code, "{path}: {body}");
                 let json: Value = serde_json::from_str(&body).expect("a JSON error");
                 let error = json["error"].as_str().unwrap_or_default();
@@ -248,7 +248,7 @@ async fn an_unwritable_history_leaves_the_node_running_and_writing_resumes_when_
     // Events still answer (from memory); history says why it cannot.
     array(api, "/api/v1/events").await.expect("events answer");
     match get_json(api, "/api/v1/history/a", HTTP).await {
-        Err(nbwatch::client::ClientError::Status { code: 500, body }) => {
+        Err(nbwatch::cli::client::ClientError::Status { code: 500, body }) => {
             assert!(body.contains("history.db"), "{body}");
         }
         other => panic!("expected an error naming the file, got {other:?}"),

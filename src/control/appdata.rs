@@ -1,5 +1,5 @@
 //! Application data: small values a program publishes from any host (`nbwatch publish KEY
-//! VALUE`, or [`crate::client::app`]) and every host can read (`get`, `subscribe`).
+//! VALUE`, or a program through the API) and every host can read (`get`, `subscribe`).
 //!
 //! Each value is a key `app.<KEY>` in the publishing node's own gossiped state, so it reaches
 //! every host like the node's metrics do, and two hosts publishing the same KEY never

@@ -238,3 +238,68 @@ pub fn format_age(age: Duration) -> String {
         format!("{}d ago", secs / 86_400)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn render_table_aligns_columns_two_spaces_apart_without_trailing_spaces() {
+        let rows = vec![
+            vec!["mythbox".to_string(), "1".to_string(), "x".to_string()],
+            vec!["ab".to_string(), "12345".to_string()],
+        ];
+        let out = render_table(&["NAME", "N", "LAST"], &rows);
+        assert_eq!(
+            out,
+            "NAME     N      LAST\n\
+             mythbox  1      x\n\
+             ab       12345\n"
+        );
+    }
+
+    #[test]
+    fn render_table_counts_characters_not_bytes() {
+        let rows = vec![vec!["häus".to_string(), "1".to_string()]];
+        let out = render_table(&["A", "B"], &rows);
+        assert_eq!(out, "A     B\nhäus  1\n");
+    }
+
+    #[test]
+    fn render_members_shows_ages_leader_metrics_and_dashes() {
+        let now = Time::from_millis(1_795_000_000_000);
+        let members = vec![
+            json!({
+                "name": "mythbox", "addr": "192.168.1.10:7710", "state": "alive",
+                "incarnation": 3, "last_heard": Time::from_millis(1_795_000_000_000 - 400).to_rfc3339(),
+                "is_leader": true, "metrics": {"load1": 0.4, "mem_used_pct": 41.0}
+            }),
+            json!({
+                "name": "study", "addr": "192.168.1.11:7710", "state": "suspect",
+                "incarnation": 12, "last_heard": Time::from_millis(1_795_000_000_000 - 185_000).to_rfc3339(),
+                "is_leader": false, "metrics": {"load1": 1.256}
+            }),
+            json!({"name": "new", "last_heard": "not a time", "incarnation": "x"}),
+        ];
+        let out = render_members(&members, now);
+        let expected = "\
+NAME     ADDR               STATE    INC  LAST HEARD  LEADER  LOAD1  MEM%
+mythbox  192.168.1.10:7710  alive    3    0.4s ago    *       0.4    41
+study    192.168.1.11:7710  suspect  12   3m ago              1.26   -
+new      -                  -        -    -           -       -      -
+";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        let ms = Duration::from_millis;
+        assert_eq!(format_age(ms(0)), "0.0s ago");
+        assert_eq!(format_age(ms(9_990)), "9.9s ago");
+        assert_eq!(format_age(ms(42_000)), "42s ago");
+        assert_eq!(format_age(ms(185_000)), "3m ago");
+        assert_eq!(format_age(ms(5 * 3_600_000)), "5h ago");
+        assert_eq!(format_age(ms(3 * 86_400_000)), "3d ago");
+    }
+}

@@ -3,10 +3,19 @@
 
 use std::time::Duration;
 
+/// A `--since` that is not a duration, and how to write one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("\"{text}\" is not a duration ({reason}); write it like 30s, 15m, 2h or 7d")]
+pub struct BadDuration {
+    text: String,
+    reason: humantime::DurationError,
+}
+
 /// Parses a `--since` duration ("90s", "2h", "7d"), saying what is wrong with a bad one.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("\"{text}\" is not a duration ({e}); write it like 30s, 15m, 2h or 7d")
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
+    humantime::parse_duration(text.trim()).map_err(|reason| BadDuration {
+        text: text.to_string(),
+        reason,
     })
 }
 
@@ -43,7 +52,7 @@ mod tests {
     #[test]
     fn a_bad_duration_says_how_to_write_one() {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        let e = parse_duration("yesterday").expect_err("bad");
+        let e = parse_duration("yesterday").expect_err("bad").to_string();
         assert!(e.contains("\"yesterday\"") && e.contains("2h"), "{e}");
     }
 

@@ -2,8 +2,8 @@
 //! through the local daemon's API (see [`crate::control::appdata`] for how they travel).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), nbwatch::client::ClientError> {
-//! use nbwatch::client::app::App;
+//! # async fn demo() -> Result<(), nbwatch::cli::client::ClientError> {
+//! use nbwatch::cli::app::App;
 //! use std::time::Duration;
 //! let app = App::new("127.0.0.1:7711".parse().unwrap());
 //! app.publish("mythtv/recordings_pending", "3", Some(Duration::from_secs(60))).await?;
@@ -13,14 +13,12 @@
 //! # Ok(()) }
 //! ```
 
-use super::http::{ClientError, delete_json, get_json, post_json};
+use super::client::{Client, ClientError};
 use super::query::{encode, with_query};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One host's value of one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,8 +47,14 @@ impl AppValue {
 /// The local daemon's application data.
 #[derive(Clone, Debug)]
 pub struct App {
-    addr: SocketAddr,
-    token: Option<String>,
+    client: Client,
+}
+
+/// A client the command line already made (with its address and token).
+impl From<Client> for App {
+    fn from(client: Client) -> App {
+        App { client }
+    }
 }
 
 fn key_path(key: &str) -> String {
@@ -67,13 +71,12 @@ fn values(v: Value) -> Vec<AppValue> {
 
 impl App {
     pub fn new(addr: SocketAddr) -> App {
-        App { addr, token: None }
+        App::from(Client::new(addr))
     }
 
     /// The API token sent with changes (when the daemon requires one).
-    pub fn with_token(mut self, token: impl Into<String>) -> App {
-        self.token = Some(token.into());
-        self
+    pub fn with_token(self, token: impl Into<String>) -> App {
+        App::from(self.client.with_token(token))
     }
 
     /// Publishes `value` under `key` from this host; with a `ttl` it expires everywhere.
@@ -87,30 +90,23 @@ impl App {
         if let Some(ttl) = ttl {
             body["ttl"] = json!(format!("{}ms", ttl.as_millis()));
         }
-        post_json(
-            self.addr,
-            &key_path(key),
-            &body,
-            self.token.as_deref(),
-            TIMEOUT,
-        )
-        .await
+        self.client.post(&key_path(key), &body).await
     }
 
     /// Withdraws this host's value of `key`.
     pub async fn withdraw(&self, key: &str) -> Result<Value, ClientError> {
-        delete_json(self.addr, &key_path(key), self.token.as_deref(), TIMEOUT).await
+        self.client.delete(&key_path(key)).await
     }
 
     /// Every host's value of `key` (an error with status 404 if no host publishes it).
     pub async fn get(&self, key: &str) -> Result<Vec<AppValue>, ClientError> {
-        Ok(values(get_json(self.addr, &key_path(key), TIMEOUT).await?))
+        Ok(values(self.client.get(&key_path(key)).await?))
     }
 
     /// Every host's values whose key starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<AppValue>, ClientError> {
         let path = with_query("/api/v1/kv", &[("prefix", Some(prefix.to_string()))]);
-        Ok(values(get_json(self.addr, &path, TIMEOUT).await?))
+        Ok(values(self.client.get(&path).await?))
     }
 
     /// Follows the values under `prefix`: each call of [`Subscription::changes`] returns

@@ -1,141 +1,48 @@
-//! A minimal HTTP/1.1 client: one request per connection, the whole response read into memory
-//! (capped), `Content-Length`, chunked and read-to-close bodies understood.
+//! The wire side of the client: one HTTP/1.1 request per connection, the whole response read
+//! into memory (capped), `Content-Length`, chunked and read-to-close bodies understood.
 
-use serde_json::Value;
+use super::{ClientError, MAX_RESPONSE_BYTES};
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The largest response body (and, separately, header section of 64 KiB) we accept.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest header section we accept.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Why a request to the daemon failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(
-        "the nbwatch daemon is not running at {addr} (connection refused); start it with \
-         `nbwatch run`, or point at it with `--api ADDR` or the NBWATCH_API variable"
-    )]
-    NotRunning { addr: SocketAddr },
-    #[error("the daemon at {addr} did not answer within {}", humantime::format_duration(*.timeout))]
-    Timeout { addr: SocketAddr, timeout: Duration },
-    #[error("cannot talk to the daemon at {addr}")]
-    Io {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the daemon at {addr} sent a malformed HTTP response: {reason}")]
-    Malformed { addr: SocketAddr, reason: String },
-    #[error("the response from {addr} is larger than {limit} bytes")]
-    TooLarge { addr: SocketAddr, limit: usize },
-    #[error("the daemon answered HTTP {code}: {body}")]
-    Status { code: u16, body: String },
-    #[error("the daemon at {addr} sent invalid JSON")]
-    Json {
-        addr: SocketAddr,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(
-        "invalid request path {0:?}: it must start with '/' and contain no spaces or control characters"
-    )]
-    InvalidPath(String),
-    #[error("the API token contains control characters")]
-    InvalidToken,
+/// What is wrong with a response that is not HTTP as we speak it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadResponse {
+    #[error("header section too long")]
+    HeadTooLong,
+    #[error("connection closed before the headers ended")]
+    ClosedInHead,
+    #[error("headers are not UTF-8")]
+    HeadNotUtf8,
+    #[error("bad status line {0:?}")]
+    StatusLine(String),
+    #[error("bad header line {0:?}")]
+    HeaderLine(String),
+    #[error("bad Content-Length {0:?}")]
+    ContentLength(String),
+    #[error("connection closed after {got} of {len} body bytes")]
+    ClosedInBody { got: usize, len: usize },
+    #[error("connection closed inside a chunked body")]
+    ClosedInChunks,
+    #[error("chunk size or trailer line too long")]
+    LineTooLong,
+    #[error("bad chunk size")]
+    ChunkSizeNotText,
+    #[error("bad chunk size {0:?}")]
+    ChunkSize(String),
+    #[error("chunk of {0} bytes is too large")]
+    ChunkTooLarge(usize),
+    #[error("chunk size overflows")]
+    ChunkOverflow,
+    #[error("chunk not followed by CRLF")]
+    NoCrlfAfterChunk,
 }
 
-/// An error for a person: an HTTP error whose body is the API's `{"error": ...}` shows just
-/// that message.
-pub fn explain(e: ClientError) -> anyhow::Error {
-    if let ClientError::Status { body, .. } = &e
-        && let Ok(v) = serde_json::from_str::<Value>(body)
-        && let Some(msg) = v.get("error").and_then(Value::as_str)
-    {
-        return anyhow::anyhow!("{msg}");
-    }
-    e.into()
-}
-
-/// `GET path` and parse the body as JSON (an empty body is `null`).
-pub async fn get_json(
-    addr: SocketAddr,
-    path: &str,
-    timeout: Duration,
-) -> Result<Value, ClientError> {
-    request_json(addr, "GET", path, None, None, timeout).await
-}
-
-/// `POST path` with a JSON body and optionally `Authorization: Bearer ...`; parse the answer as
-/// JSON (an empty body, as in `204 No Content`, is `null`).
-pub async fn post_json(
-    addr: SocketAddr,
-    path: &str,
-    body: &Value,
-    bearer: Option<&str>,
-    timeout: Duration,
-) -> Result<Value, ClientError> {
-    let body = body.to_string();
-    request_json(addr, "POST", path, Some(&body), bearer, timeout).await
-}
-
-/// `DELETE path`, optionally with `Authorization: Bearer ...`; parse the answer as JSON.
-pub async fn delete_json(
-    addr: SocketAddr,
-    path: &str,
-    bearer: Option<&str>,
-    timeout: Duration,
-) -> Result<Value, ClientError> {
-    request_json(addr, "DELETE", path, None, bearer, timeout).await
-}
-
-async fn request_json(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    bearer: Option<&str>,
-    timeout: Duration,
-) -> Result<Value, ClientError> {
-    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ClientError::InvalidPath(path.to_string()));
-    }
-    if bearer.is_some_and(|b| b.chars().any(|c| c.is_control())) {
-        // A token with CR/LF would inject headers; no valid token contains one.
-        return Err(ClientError::InvalidToken);
-    }
-    let request = encode_request(addr, method, path, body, bearer);
-    let exchange = exchange(addr, request.as_bytes());
-    let response = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| ClientError::Timeout { addr, timeout })??;
-    if !(200..300).contains(&response.code) {
-        return Err(ClientError::Status {
-            code: response.code,
-            body: status_body(&response.body),
-        });
-    }
-    if response.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&response.body).map_err(|source| ClientError::Json { addr, source })
-}
-
-/// The body of an error answer as text for a person: trimmed, and cut at 4 KiB so an error page
-/// does not flood the terminal.
-fn status_body(body: &[u8]) -> String {
-    const LIMIT: usize = 4096;
-    let text = String::from_utf8_lossy(&body[..body.len().min(LIMIT)]);
-    let mut text = text.trim().to_string();
-    if body.len() > LIMIT {
-        text.push_str(" [...]");
-    }
-    text
-}
-
-fn encode_request(
+pub(super) fn encode_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -161,12 +68,12 @@ fn encode_request(
     req
 }
 
-struct Response {
-    code: u16,
-    body: Vec<u8>,
+pub(super) struct Response {
+    pub(super) code: u16,
+    pub(super) body: Vec<u8>,
 }
 
-async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<Response, ClientError> {
+pub(super) async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<Response, ClientError> {
     let io = |source| ClientError::Io { addr, source };
     let mut stream = TcpStream::connect(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -211,10 +118,10 @@ struct Reader {
 }
 
 impl Reader {
-    fn malformed(&self, reason: impl Into<String>) -> ClientError {
+    fn malformed(&self, reason: BadResponse) -> ClientError {
         ClientError::Malformed {
             addr: self.addr,
-            reason: reason.into(),
+            reason,
         }
     }
 
@@ -246,15 +153,15 @@ impl Reader {
                 break i;
             }
             if self.buf.len() > MAX_HEAD_BYTES {
-                return Err(self.malformed("header section too long"));
+                return Err(self.malformed(BadResponse::HeadTooLong));
             }
             if !self.fill().await? {
-                return Err(self.malformed("connection closed before the headers ended"));
+                return Err(self.malformed(BadResponse::ClosedInHead));
             }
         };
         let head_bytes: Vec<u8> = self.buf.drain(..end + 4).collect();
         let text = std::str::from_utf8(&head_bytes[..end])
-            .map_err(|_| self.malformed("headers are not UTF-8"))?;
+            .map_err(|_| self.malformed(BadResponse::HeadNotUtf8))?;
         parse_head(text).map_err(|reason| self.malformed(reason))
     }
 
@@ -283,7 +190,7 @@ impl Reader {
                     return if decoder.state == ChunkState::Trailers {
                         Ok(decoder.body)
                     } else {
-                        Err(self.malformed("connection closed inside a chunked body"))
+                        Err(self.malformed(BadResponse::ClosedInChunks))
                     };
                 }
             }
@@ -294,10 +201,10 @@ impl Reader {
             }
             while self.buf.len() < len {
                 if !self.fill().await? {
-                    return Err(self.malformed(format!(
-                        "connection closed after {} of {len} body bytes",
-                        self.buf.len()
-                    )));
+                    return Err(self.malformed(BadResponse::ClosedInBody {
+                        got: self.buf.len(),
+                        len,
+                    }));
                 }
             }
             self.buf.truncate(len);
@@ -317,19 +224,19 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn parse_head(text: &str) -> Result<Head, String> {
+fn parse_head(text: &str) -> Result<Head, BadResponse> {
     let mut lines = text.split("\r\n");
     let status = lines.next().unwrap_or_default();
     let mut parts = status.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(format!("bad status line {status:?}"));
+        return Err(BadResponse::StatusLine(status.to_string()));
     }
     let code = parts
         .next()
         .and_then(|c| c.parse::<u16>().ok())
         .filter(|c| (100..1000).contains(c))
-        .ok_or_else(|| format!("bad status line {status:?}"))?;
+        .ok_or_else(|| BadResponse::StatusLine(status.to_string()))?;
     let mut head = Head {
         code,
         content_length: None,
@@ -337,13 +244,13 @@ fn parse_head(text: &str) -> Result<Head, String> {
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("bad header line {line:?}"));
+            return Err(BadResponse::HeaderLine(line.to_string()));
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             let len = value
                 .parse::<usize>()
-                .map_err(|_| format!("bad Content-Length {value:?}"))?;
+                .map_err(|_| BadResponse::ContentLength(value.to_string()))?;
             head.content_length = Some(len);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value
@@ -373,12 +280,12 @@ struct Chunked {
 
 impl Chunked {
     /// Returns true when the body is complete.
-    fn advance(&mut self, buf: &[u8]) -> Result<bool, String> {
+    fn advance(&mut self, buf: &[u8]) -> Result<bool, BadResponse> {
         loop {
             let rest = &buf[self.pos..];
             let Some(eol) = find(rest, b"\r\n") else {
                 if rest.len() > 4096 {
-                    return Err("chunk size or trailer line too long".to_string());
+                    return Err(BadResponse::LineTooLong);
                 }
                 return Ok(false);
             };
@@ -391,27 +298,28 @@ impl Chunked {
                     }
                 }
                 ChunkState::Size => {
-                    let text = std::str::from_utf8(line).map_err(|_| "bad chunk size")?;
+                    let text =
+                        std::str::from_utf8(line).map_err(|_| BadResponse::ChunkSizeNotText)?;
                     let hex = text.split(';').next().unwrap_or_default().trim();
                     let size = usize::from_str_radix(hex, 16)
-                        .map_err(|_| format!("bad chunk size {text:?}"))?;
+                        .map_err(|_| BadResponse::ChunkSize(text.to_string()))?;
                     if size == 0 {
                         self.pos += eol + 2;
                         self.state = ChunkState::Trailers;
                         continue;
                     }
                     if size > MAX_RESPONSE_BYTES {
-                        return Err(format!("chunk of {size} bytes is too large"));
+                        return Err(BadResponse::ChunkTooLarge(size));
                     }
                     let start = eol + 2;
                     let Some(end) = start.checked_add(size) else {
-                        return Err("chunk size overflows".to_string());
+                        return Err(BadResponse::ChunkOverflow);
                     };
                     if rest.len() < end + 2 {
                         return Ok(false);
                     }
                     if &rest[end..end + 2] != b"\r\n" {
-                        return Err("chunk not followed by CRLF".to_string());
+                        return Err(BadResponse::NoCrlfAfterChunk);
                     }
                     self.body.extend_from_slice(&rest[start..end]);
                     self.pos += end + 2;

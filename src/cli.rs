@@ -1,0 +1,174 @@
+//! The `nbwatch` command line: the daemon (`run`, `check-config`) and the client commands that
+//! talk to it over its HTTP API. `src/main.rs` only parses the arguments and calls [`run`].
+//!
+//! The top of the layers: the cli imports the node, the config and the API's token file; nothing
+//! below imports the cli (a test here keeps it so). Commands are grouped by family, one file
+//! each ([`args`] holds the clap definitions); a client command gets one [`client::Client`],
+//! made once from the global options (`connect.rs`), and prints what the daemon answers:
+//! aligned tables for people ([`table`], [`status`]), `--json` for scripts.
+//!
+//! Exit codes: 0 ok, 1 error (a config problem, a fatal error of the daemon, a daemon that
+//! cannot be reached), 2 usage (clap's own), 3 `status` found something that needs a person.
+//!
+//! `anyhow` is used here, at the application's edge; the reusable parts ([`client`], [`app`],
+//! [`query`]) have typed errors.
+
+pub mod app;
+pub mod args;
+pub mod client;
+pub mod query;
+pub mod status;
+pub mod table;
+
+mod alerts;
+mod appdata;
+mod connect;
+mod daemon;
+mod history;
+mod keys;
+mod members;
+mod services;
+
+pub use args::Cli;
+
+use args::{AlertsAction, Command};
+use client::ClientError;
+use connect::{Access, Target};
+use std::process::ExitCode;
+
+/// Runs one parsed command line to its exit code; errors are printed as `nbwatch: ...`.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nbwatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nbwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Cli {
+        config,
+        api,
+        token_file,
+        command,
+    } = cli;
+    let target = Target::from_process(api, config, token_file);
+    let client = |access| target.client(access);
+    use Access::{Change, Read};
+    match command {
+        Command::Run { log_format } => daemon::run(target.config.as_deref(), log_format).await,
+        Command::CheckConfig => daemon::check_config(target.config.as_deref()),
+        Command::Completions { shell } => keys::completions(shell),
+        Command::Keygen { out } => keys::keygen(out),
+        Command::Status { json } => members::status(&client(Read)?, json).await,
+        Command::Members { json } => members::members(&client(Read)?, json).await,
+        Command::Services { all, json } => services::services(&client(Read)?, all, json).await,
+        Command::Restart { service, timeout } => {
+            services::act(&client(Change)?, &service, "restart", timeout).await
+        }
+        Command::Stop { service, timeout } => {
+            services::act(&client(Change)?, &service, "stop", timeout).await
+        }
+        Command::Start { service, timeout } => {
+            services::act(&client(Change)?, &service, "start", timeout).await
+        }
+        Command::Reload => services::reload(&client(Change)?).await,
+        Command::Publish { key, value, ttl } => {
+            appdata::publish(&client(Change)?, &key, &value, ttl).await
+        }
+        Command::Get { key, json } => appdata::get(&client(Read)?, &key, json).await,
+        Command::Subscribe { prefix, json } => {
+            appdata::subscribe(&client(Read)?, &prefix, json).await
+        }
+        Command::Alerts { json, action } => match action {
+            None => alerts::alerts(&client(Read)?, json).await,
+            Some(AlertsAction::Test) => alerts::test(&client(Change)?).await,
+        },
+        Command::Silence {
+            target,
+            duration,
+            reason,
+        } => alerts::silence(&client(Change)?, &target, &duration, &reason).await,
+        Command::Silences { json } => alerts::silences(&client(Read)?, json).await,
+        Command::Keys { action } => keys::keys(&client(Change)?, action).await,
+        Command::Events {
+            since,
+            node,
+            follow,
+            json,
+        } => history::events(&client(Read)?, since, node, follow, json).await,
+        Command::History {
+            node,
+            metric,
+            since,
+            json,
+        } => history::history(&client(Read)?, node, metric, since, json).await,
+    }
+}
+
+/// An error for a person: an HTTP error whose body is the API's `{"error": ...}` shows just
+/// that message.
+fn explain(e: ClientError) -> anyhow::Error {
+    match e.api_message() {
+        Some(msg) => anyhow::anyhow!("{msg}"),
+        None => e.into(),
+    }
+}
+
+/// Config problems, one per line, on stderr.
+fn print_problems(problems: &[crate::config::Problem]) {
+    for problem in problems {
+        eprintln!("{problem}");
+    }
+}
+
+/// Prints a JSON value as people read it (what `--json` prints).
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Layering: the cli is the top; no module below it may name it (or the old `client`).
+    #[test]
+    fn nothing_below_the_cli_imports_it() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("read src").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let above = [src.join("cli"), src.join("cli.rs"), src.join("main.rs")];
+        let mut offenders = Vec::new();
+        for file in files {
+            if above.iter().any(|a| file.starts_with(a)) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            if text.contains("crate::cli") || text.contains("crate::client") {
+                offenders.push(file.display().to_string());
+            }
+        }
+        assert!(offenders.is_empty(), "{offenders:?} reach up into the cli");
+    }
+}

@@ -1,0 +1,135 @@
+//! `alerts`, `alerts test`, `silence` and `silences`: the cluster's alert log and the silences
+//! in force.
+
+use super::client::Client;
+use super::{explain, print_json, table};
+use anyhow::Context;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long `alerts test` waits for the leader to send.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Prints a JSON array as pretty JSON or, for people, as a table of `columns` (key, header).
+fn print_list(
+    value: &serde_json::Value,
+    json: bool,
+    columns: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(value);
+    }
+    let rows: Vec<Vec<String>> = value
+        .as_array()
+        .context("the daemon's answer is not a JSON array")?
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|(key, _)| match &row[*key] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .map(|x| match x {
+                            serde_json::Value::Object(o) => format!(
+                                "{}: {}",
+                                o.get("sink").and_then(|v| v.as_str()).unwrap_or("?"),
+                                o.get("result").and_then(|v| v.as_str()).unwrap_or("?")
+                            ),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = columns.iter().map(|(_, h)| *h).collect();
+    print!("{}", table::render_table(&headers, &rows));
+    Ok(())
+}
+
+/// `alerts [--json]`.
+pub async fn alerts(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let value = client.get("/api/v1/alerts").await?;
+    print_list(
+        &value,
+        json,
+        &[
+            ("id", "INCIDENT"),
+            ("state", "STATE"),
+            ("by", "BY"),
+            ("at", "AT"),
+            ("sinks", "SINKS"),
+        ],
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `alerts test`: asks for a test alert, then waits until the leader has sent it.
+pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
+    let asked = client
+        .post("/api/v1/alerts/test", &serde_json::json!({}))
+        .await
+        .map_err(explain)?;
+    let id = asked["id"]
+        .as_str()
+        .context("no incident id in the answer")?
+        .to_string();
+    eprintln!("test alert {id}: waiting for the leader to send it ...");
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let log = client.get("/api/v1/alerts").await?;
+        if let Some(entry) = log.as_array().and_then(|a| {
+            a.iter()
+                .find(|e| e["id"] == id.as_str() && e["state"] == "sent")
+        }) {
+            println!("{id}: sent by {}", entry["by"].as_str().unwrap_or("?"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{id} was not sent within {}",
+                humantime::format_duration(TEST_TIMEOUT)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `silence NODE[:SERVICE] --for DUR [--reason TEXT]`.
+pub async fn silence(
+    client: &Client,
+    target: &str,
+    duration: &str,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({ "target": target, "for": duration, "reason": reason });
+    let answer = client
+        .post("/api/v1/silences", &body)
+        .await
+        .map_err(explain)?;
+    println!(
+        "{target}: silenced until {}",
+        answer["until"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `silences [--json]`.
+pub async fn silences(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let value = client.get("/api/v1/silences").await?;
+    print_list(
+        &value,
+        json,
+        &[
+            ("target", "TARGET"),
+            ("by", "BY"),
+            ("until", "UNTIL"),
+            ("reason", "REASON"),
+        ],
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
