@@ -23,7 +23,7 @@ mod host;
 mod schema;
 mod sections;
 mod sinks;
-mod walk;
+pub(crate) mod walk;
 
 #[cfg(test)]
 mod tests;
@@ -174,15 +174,46 @@ pub struct SmtpAuth {
 
 impl SmtpAuth {
     /// The password: the file's first line. The error names the file.
-    pub fn password(&self) -> Result<String, String> {
-        let path = self.password_file.display();
-        let text = std::fs::read_to_string(&self.password_file)
-            .map_err(|e| format!("cannot read the SMTP password file {path}: {e}"))?;
+    pub fn password(&self) -> Result<String, PasswordError> {
+        let path = || self.password_file.clone();
+        let text = std::fs::read_to_string(&self.password_file).map_err(|source| {
+            PasswordError::Unreadable {
+                path: path(),
+                source,
+            }
+        })?;
         let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
         if password.is_empty() {
-            return Err(format!("the SMTP password file {path} is empty"));
+            return Err(PasswordError::Empty { path: path() });
         }
         Ok(password.to_string())
+    }
+}
+
+/// Why an email sink's password cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("cannot read the SMTP password file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the SMTP password file {path} is empty")]
+    Empty { path: PathBuf },
+}
+
+/// Equal when the same thing went wrong with the same file (an I/O error compares by kind,
+/// as `std::io::Error` has no equality).
+impl PartialEq for PasswordError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                PasswordError::Unreadable { path, source },
+                PasswordError::Unreadable { path: p, source: s },
+            ) => path == p && source.kind() == s.kind(),
+            (PasswordError::Empty { path }, PasswordError::Empty { path: p }) => path == p,
+            _ => false,
+        }
     }
 }
 

@@ -445,7 +445,7 @@ impl NodeHandle {
         &self,
         service: &str,
         command: Command,
-    ) -> Result<Result<(), String>, NodeError> {
+    ) -> Result<Result<(), crate::supervision::Error>, NodeError> {
         let manager = self.services.get().ok_or(NodeError::NotRunning)?;
         let service = service.to_string();
         let msg = |reply| ManagerMsg::Command {
@@ -462,7 +462,10 @@ impl NodeHandle {
     /// Re-reads the trees folder and applies the difference.
     pub async fn reload(
         &self,
-    ) -> Result<Result<crate::supervision::manager::ReloadSummary, String>, NodeError> {
+    ) -> Result<
+        Result<crate::supervision::manager::ReloadSummary, crate::supervision::Error>,
+        NodeError,
+    > {
         let manager = self.services.get().ok_or(NodeError::NotRunning)?;
         match manager
             .call(ManagerMsg::Reload, Some(Duration::from_secs(120)))

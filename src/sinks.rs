@@ -7,8 +7,9 @@
 //! SMTP 5xx answer, such as a wrong login or an unknown recipient; a webhook's 4xx other than
 //! 408 and 429) is not retried: the same request would be refused again.
 
-use crate::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
+use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
 use crate::events::SinkResult;
+use crate::supervision::process::describe_exit;
 use crate::supervision::reaper;
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -63,7 +64,7 @@ pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value, how: &Delivery) -> V
                 i,
                 SinkResult {
                     sink,
-                    result: result.map_or_else(|e| e, |()| "ok".to_string()),
+                    result: result.map_or_else(|e| e.to_string(), |()| "ok".to_string()),
                 },
             ));
         }
@@ -72,55 +73,116 @@ pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value, how: &Delivery) -> V
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Why one attempt failed.
-#[derive(Debug)]
-enum Failed {
-    /// Worth another attempt (a timeout, a refused connection, a 5xx web answer, ...).
-    Retry(String),
-    /// Refused for good: another attempt would be refused the same way.
-    Permanent(String),
+/// Why a delivery failed; the text goes to the alert log and the daemon's log.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    /// A refusal that another attempt would meet again (see [`SinkError::is_permanent`]).
+    #[error("{0} (refused for good: not retried)")]
+    RefusedForGood(Box<SinkError>),
+    #[error("cannot run {program}: {source}")]
+    Run {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot wait for {program}: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} {}{}", describe_exit(*status), first_line(stderr))]
+    Exited {
+        program: String,
+        status: std::process::ExitStatus,
+        /// The first line the command wrote to stderr, if any.
+        stderr: String,
+    },
+    #[error("{url}: only http:// webhooks are supported (use a local relay for https)")]
+    NotHttp { url: String },
+    #[error("{url}: bad port {port:?}")]
+    BadPort { url: String, port: String },
+    #[error("{url}: no host")]
+    NoHost { url: String },
+    #[error("{url}: {source}")]
+    Io { url: String, source: std::io::Error },
+    #[error("{url}: not an HTTP answer: {line:?}")]
+    NotAnAnswer { url: String, line: String },
+    /// A webhook's answer other than 2xx.
+    #[error("{url}: {line}")]
+    Answer {
+        url: String,
+        code: u16,
+        line: String,
+    },
+    #[error("bad email address \"{address}\": {source}")]
+    Address {
+        address: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("cannot build the mail: {0}")]
+    Mail(lettre::error::Error),
+    /// `server` is `smtp host:port`.
+    #[error("{server}: {source}")]
+    Smtp {
+        server: String,
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("{server}: {source}")]
+    Password {
+        server: String,
+        source: PasswordError,
+    },
 }
 
-impl From<String> for Failed {
-    fn from(why: String) -> Failed {
-        Failed::Retry(why)
+impl SinkError {
+    /// Refused for good: an SMTP 5xx answer (such as a wrong login or an unknown recipient), a
+    /// webhook's 4xx other than 408 and 429, or a mail that cannot be written.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SinkError::Answer { code, .. } => {
+                (400..500).contains(code) && ![408, 429].contains(code)
+            }
+            SinkError::Address { .. } | SinkError::Mail(_) | SinkError::RefusedForGood(_) => true,
+            SinkError::Smtp { source, .. } => source.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
+/// `": <line>"`, or nothing for no line.
+fn first_line(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
     }
 }
 
 /// One sink, with retries.
-pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(), String> {
-    let mut last = String::new();
-    for attempt in 0..=how.waits.len() {
+pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(), SinkError> {
+    let mut attempt = 0;
+    loop {
         let result = tokio::time::timeout(how.timeout, attempt_once(spec, alert, how.timeout))
             .await
-            .unwrap_or_else(|_| {
-                Err(Failed::Retry(format!(
-                    "timed out after {}",
-                    humantime::format_duration(how.timeout)
-                )))
-            });
-        match result {
+            .unwrap_or(Err(SinkError::TimedOut(how.timeout)));
+        let error = match result {
             Ok(()) => return Ok(()),
-            Err(Failed::Permanent(e)) => {
-                let e = format!("{e} (refused for good: not retried)");
-                tracing::warn!(sink = ?spec, attempt = attempt + 1, error = %e, "alert delivery failed");
-                return Err(e);
-            }
-            Err(Failed::Retry(e)) => {
-                tracing::warn!(sink = ?spec, attempt = attempt + 1, error = %e, "alert delivery failed");
-                last = e;
-            }
+            Err(e) if e.is_permanent() => SinkError::RefusedForGood(Box::new(e)),
+            Err(e) => e,
+        };
+        tracing::warn!(sink = ?spec, attempt = attempt + 1, error = %error, "alert delivery failed");
+        match how.waits.get(attempt) {
+            Some(wait) if !error.is_permanent() => tokio::time::sleep(*wait).await,
+            _ => return Err(error),
         }
-        if let Some(wait) = how.waits.get(attempt) {
-            tokio::time::sleep(*wait).await;
-        }
+        attempt += 1;
     }
-    Err(last)
 }
 
-async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), Failed> {
+async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), SinkError> {
     match spec {
-        SinkSpec::Exec { command } => Ok(exec(command, alert).await?),
+        SinkSpec::Exec { command } => exec(command, alert).await,
         SinkSpec::Webhook { url, format } => {
             let body = match format {
                 WebhookFormat::Alertmanager => alertmanager(alert),
@@ -148,7 +210,7 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Resu
     }
 }
 
-async fn exec(command: &[String], alert: &Value) -> Result<(), String> {
+async fn exec(command: &[String], alert: &Value) -> Result<(), SinkError> {
     let text = |k: &str| {
         alert
             .get(k)
@@ -167,8 +229,11 @@ async fn exec(command: &[String], alert: &Value) -> Result<(), String> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut tracked =
-        reaper::spawn(&mut cmd).map_err(|e| format!("cannot run {}: {e}", command[0]))?;
+    let program = || command[0].clone();
+    let mut tracked = reaper::spawn(&mut cmd).map_err(|source| SinkError::Run {
+        program: program(),
+        source,
+    })?;
     if let Some(mut stdin) = tracked.child.stdin.take() {
         let mut line = alert.to_string();
         line.push('\n');
@@ -189,20 +254,18 @@ async fn exec(command: &[String], alert: &Value) -> Result<(), String> {
         .child
         .wait()
         .await
-        .map_err(|e| format!("cannot wait for {}: {e}", command[0]))?;
+        .map_err(|source| SinkError::Wait {
+            program: program(),
+            source,
+        })?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{} {}{}",
-            command[0],
-            crate::supervision::process::describe_exit(status),
-            if stderr.is_empty() {
-                String::new()
-            } else {
-                format!(": {stderr}")
-            }
-        ))
+        Err(SinkError::Exited {
+            program: program(),
+            status,
+            stderr,
+        })
     }
 }
 
@@ -264,21 +327,27 @@ struct Smtp<'a> {
 
 impl Smtp<'_> {
     /// Sends one message to `to`; a connection per message (alerts are rare).
-    async fn send(&self, from: &str, to: &[String], alert: &Value) -> Result<(), Failed> {
+    async fn send(&self, from: &str, to: &[String], alert: &Value) -> Result<(), SinkError> {
         use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
         type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
-        let server = format!("smtp {}:{}", self.host, self.port);
-        let fail = |e: &dyn std::fmt::Display| format!("{server}: {e}");
-        let message = email(from, to, alert).map_err(Failed::Permanent)?;
+        let server = || format!("smtp {}:{}", self.host, self.port);
+        let fail = |source| SinkError::Smtp {
+            server: server(),
+            source,
+        };
+        let message = email(from, to, alert)?;
         let builder = match self.tls {
-            SmtpTls::StartTls => Transport::starttls_relay(self.host).map_err(|e| fail(&e))?,
-            SmtpTls::Implicit => Transport::relay(self.host).map_err(|e| fail(&e))?,
+            SmtpTls::StartTls => Transport::starttls_relay(self.host).map_err(fail)?,
+            SmtpTls::Implicit => Transport::relay(self.host).map_err(fail)?,
             SmtpTls::Plain => Transport::builder_dangerous(self.host),
         };
         let mut builder = builder.port(self.port).timeout(Some(self.timeout));
         if let Some(auth) = self.auth {
-            let password = auth.password().map_err(|e| fail(&e))?;
+            let password = auth.password().map_err(|source| SinkError::Password {
+                server: server(),
+                source,
+            })?;
             builder =
                 builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
                     auth.username.clone(),
@@ -293,23 +362,19 @@ impl Smtp<'_> {
                 me.to_string(),
             ));
         }
-        builder.build().send(message).await.map(drop).map_err(|e| {
-            if e.is_permanent() {
-                Failed::Permanent(fail(&e))
-            } else {
-                Failed::Retry(fail(&e))
-            }
-        })
+        builder.build().send(message).await.map(drop).map_err(fail)
     }
 }
 
 /// The mail for `alert`: subject `[nbwatch] <summary>`; the body is the summary, the alert's
 /// fields one per line, and the alert JSON.
-fn email(from: &str, to: &[String], alert: &Value) -> Result<lettre::Message, String> {
+fn email(from: &str, to: &[String], alert: &Value) -> Result<lettre::Message, SinkError> {
     use lettre::message::{Mailbox, header::ContentType};
     let mailbox = |s: &str| {
-        s.parse::<Mailbox>()
-            .map_err(|e| format!("bad email address \"{s}\": {e}"))
+        s.parse::<Mailbox>().map_err(|source| SinkError::Address {
+            address: s.to_string(),
+            source,
+        })
     };
     let summary = alert.get("summary").and_then(Value::as_str).unwrap_or("");
     let from = mailbox(from)?;
@@ -327,9 +392,7 @@ fn email(from: &str, to: &[String], alert: &Value) -> Result<lettre::Message, St
     for t in to {
         builder = builder.to(mailbox(t)?);
     }
-    builder
-        .body(email_body(alert))
-        .map_err(|e| format!("cannot build the mail: {e}"))
+    builder.body(email_body(alert)).map_err(SinkError::Mail)
 }
 
 /// The contract's fields in the contract's order; any others follow, sorted.
@@ -390,10 +453,11 @@ fn fingerprint(id: &str) -> String {
 }
 
 /// `http://host[:port]/path` → (host, port, path).
-fn split_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("{url}: only http:// webhooks are supported (use a local relay for https)")
-    })?;
+fn split_url(url: &str) -> Result<(String, u16, String), SinkError> {
+    let owned = || url.to_string();
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| SinkError::NotHttp { url: owned() })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
         None => (rest, "/".to_string()),
@@ -401,39 +465,40 @@ fn split_url(url: &str) -> Result<(String, u16, String), String> {
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
             h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?,
+            p.parse().map_err(|_| SinkError::BadPort {
+                url: owned(),
+                port: p.to_string(),
+            })?,
         ),
         _ => (authority.to_string(), 80),
     };
     if host.is_empty() {
-        return Err(format!("{url}: no host"));
+        return Err(SinkError::NoHost { url: owned() });
     }
     Ok((host, port, path))
 }
 
 /// POSTs `body` as JSON; a 2xx answer is success, a 4xx other than 408 and 429 is permanent.
-async fn post(url: &str, body: &Value) -> Result<(), Failed> {
+async fn post(url: &str, body: &Value) -> Result<(), SinkError> {
     let (host, port, path) = split_url(url)?;
+    let io = |source| SinkError::Io {
+        url: url.to_string(),
+        source,
+    };
     let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(io)?;
     let body = body.to_string();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\nUser-Agent: nbwatch\r\n\r\n{body}",
         body.len()
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+    stream.write_all(request.as_bytes()).await.map_err(io)?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let n = stream.read(&mut buf).await.map_err(io)?;
         if n == 0 {
             break;
         }
@@ -445,13 +510,17 @@ async fn post(url: &str, body: &Value) -> Result<(), Failed> {
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{url}: not an HTTP answer: {status_line:?}"))?;
+        .ok_or_else(|| SinkError::NotAnAnswer {
+            url: url.to_string(),
+            line: status_line.clone(),
+        })?;
     match code {
         200..300 => Ok(()),
-        400..500 if code != 408 && code != 429 => {
-            Err(Failed::Permanent(format!("{url}: {status_line}")))
-        }
-        _ => Err(Failed::Retry(format!("{url}: {status_line}"))),
+        _ => Err(SinkError::Answer {
+            url: url.to_string(),
+            code,
+            line: status_line,
+        }),
     }
 }
 

@@ -97,14 +97,14 @@ fn check(files: &BTreeMap<String, String>, layers: &[(&str, &[&str])]) -> Vec<St
     let mut imports = Vec::new();
     for (module, text) in files {
         for path in paths(&strip_tests(&strip_comments(text))) {
-            if let Some(to) = resolve(module, &path, &modules) {
-                if &to != module {
-                    imports.push(Import {
-                        from: module.clone(),
-                        to,
-                        path,
-                    });
-                }
+            if let Some(to) = resolve(module, &path, &modules)
+                && &to != module
+            {
+                imports.push(Import {
+                    from: module.clone(),
+                    to,
+                    path,
+                });
             }
         }
     }

@@ -206,7 +206,8 @@ async fn a_webhook_failing_three_times_reports_the_last_answer() {
     let spec = webhook(&hook.url, WebhookFormat::Json);
     let error = deliver(&spec, &alert(), &quick(5000, &[20, 20]))
         .await
-        .expect_err("never delivered");
+        .expect_err("never delivered")
+        .to_string();
     assert_eq!(hook.count(), 3, "three attempts at most");
     assert!(
         error.contains(&hook.url) && error.contains("500"),
@@ -220,7 +221,8 @@ async fn a_webhook_refusing_the_request_for_good_is_not_retried_but_one_asking_t
     let spec = webhook(&hook.url, WebhookFormat::Json);
     let error = deliver(&spec, &alert(), &quick(5000, &[20, 20]))
         .await
-        .expect_err("404");
+        .expect_err("404")
+        .to_string();
     assert_eq!(hook.count(), 1, "a 4xx is not retried");
     assert!(
         error.contains("404") && error.contains("not retried"),
@@ -241,7 +243,8 @@ async fn a_webhook_that_never_answers_times_out() {
     let started = Instant::now();
     let error = deliver(&spec, &alert(), &quick(200, &[10]))
         .await
-        .expect_err("no answer");
+        .expect_err("no answer")
+        .to_string();
     assert_eq!(error, "timed out after 200ms");
     assert_eq!(hook.count(), 2, "each attempt reached the receiver");
     assert!(started.elapsed() >= Duration::from_millis(400));
@@ -255,7 +258,8 @@ async fn a_closed_port_gives_an_error_naming_the_url() {
     let spec = webhook(&url, WebhookFormat::Json);
     let error = deliver(&spec, &alert(), &quick(2000, &[]))
         .await
-        .expect_err("nobody listens");
+        .expect_err("nobody listens")
+        .to_string();
     assert!(error.starts_with(&format!("{url}: ")), "{error}");
     assert!(error.to_lowercase().contains("refused"), "{error}");
 }
@@ -522,7 +526,8 @@ async fn an_email_sink_logs_in_when_the_server_asks() {
     // Without a login the same server refuses the mail.
     let error = deliver(&email(server.addr), &alert(), &quick(5000, &[]))
         .await
-        .expect_err("no login");
+        .expect_err("no login")
+        .to_string();
     assert!(error.contains("530"), "{error}");
 }
 
@@ -538,7 +543,8 @@ async fn a_wrong_smtp_password_is_refused_once_and_not_retried() {
     let spec = email_with_login(server.addr, &dir, &login.0, "wrong");
     let error = deliver(&spec, &alert(), &quick(5000, &[20, 20]))
         .await
-        .expect_err("wrong password");
+        .expect_err("wrong password")
+        .to_string();
     assert!(
         error.starts_with(&format!("smtp {}: ", server.addr))
             && error.contains("535")
@@ -555,7 +561,8 @@ async fn a_wrong_smtp_password_is_refused_once_and_not_retried() {
     std::fs::remove_file(dir.path().join("smtp.password")).expect("rm");
     let error = deliver(&spec, &alert(), &quick(5000, &[20]))
         .await
-        .expect_err("no password file");
+        .expect_err("no password file")
+        .to_string();
     assert!(
         error.contains("smtp.password") && !error.contains("not retried"),
         "{error}"
@@ -608,7 +615,8 @@ async fn an_smtp_server_refusing_the_recipient_gives_an_error() {
     let server = smtp_server(true).await;
     let error = deliver(&email(server.addr), &alert(), &quick(5000, &[10]))
         .await
-        .expect_err("refused");
+        .expect_err("refused")
+        .to_string();
     assert!(
         error.starts_with(&format!("smtp {}: ", server.addr)),
         "{error}"
@@ -625,7 +633,8 @@ async fn starttls_and_tls_never_fall_back_to_plain_text() {
         let spec = email_with(server.addr, tls, None);
         let error = deliver(&spec, &alert(), &quick(2000, &[]))
             .await
-            .expect_err("the test server speaks no TLS");
+            .expect_err("the test server speaks no TLS")
+            .to_string();
         assert!(
             error.starts_with(&format!("smtp {}: ", server.addr)) && error.contains(expected),
             "{tls:?}: {error}"
@@ -728,6 +737,7 @@ async fn a_failing_exec_sink_reports_its_exit_status_and_first_stderr_line() {
     );
     let error = deliver(&SinkSpec::Exec { command }, &alert(), &quick(5000, &[]))
         .await
-        .expect_err("the script fails");
+        .expect_err("the script fails")
+        .to_string();
     assert_eq!(error, "/bin/sh exit 3: pager unreachable");
 }

@@ -155,14 +155,14 @@ impl Harness {
             )
             .await
         {
-            Ok(CallResult::Success(r)) => r,
+            Ok(CallResult::Success(r)) => r.map_err(|e| e.to_string()),
             _ => panic!("the manager did not answer"),
         }
     }
 
     async fn reload(&self) -> Result<ReloadSummary, String> {
         match self.manager.call(ManagerMsg::Reload, Some(DEADLINE)).await {
-            Ok(CallResult::Success(r)) => r,
+            Ok(CallResult::Success(r)) => r.map_err(|e| e.to_string()),
             _ => panic!("the manager did not answer"),
         }
     }

@@ -158,7 +158,7 @@ impl ControlState {
                         )
                         .await
                     {
-                        Ok(CallResult::Success(r)) => r,
+                        Ok(CallResult::Success(r)) => r.map_err(|e| e.to_string()),
                         Ok(CallResult::Timeout) => {
                             Err(format!("not done within {COMMAND_TIMEOUT:?}"))
                         }

@@ -32,7 +32,9 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
 }
 
 fn key_id(body: &Value) -> Result<KeyId, ApiError> {
-    field(body, "id")?.parse().map_err(ApiError::BadRequest)
+    field(body, "id")?
+        .parse::<KeyId>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// `POST /api/v1/keys/install` with `{"key": "<base64>"}`: the key opens from now on.

@@ -188,7 +188,7 @@ pub(super) async fn local_command(ctx: &Ctx, name: String, action: &str) -> Answ
         reply,
     })
     .await?
-    .map_err(ApiError::Failed)?;
+    .map_err(|e| ApiError::Failed(e.to_string()))?;
     let list = ask_services(&ctx, CALL_TIMEOUT, ManagerMsg::List).await?;
     let status = list
         .iter()
@@ -203,7 +203,7 @@ pub(super) async fn local_command(ctx: &Ctx, name: String, action: &str) -> Answ
 async fn reload(State(ctx): State<Ctx>) -> Answer {
     let summary = ask_services(&ctx, COMMAND_TIMEOUT, ManagerMsg::Reload)
         .await?
-        .map_err(ApiError::Failed)?;
+        .map_err(|e| ApiError::Failed(e.to_string()))?;
     Ok(axum::Json(json!({
         "started": summary.started,
         "stopped": summary.stopped,

@@ -1,7 +1,9 @@
 //! Folders of TOML files that ship beside the config (supervision trees, host probes): how they
 //! are listed, read and parsed, with problems named by file.
 
+use super::walk::Table;
 use super::{Problem, ProblemKind};
+use config::{Value, ValueKind};
 use std::path::{Path, PathBuf};
 
 impl Problem {
@@ -49,10 +51,11 @@ pub fn toml_files(
     Ok(out)
 }
 
-/// `text` as a TOML table; a syntax error is a problem of the whole file.
-pub fn toml_table(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<toml::Table> {
+/// `text` as a table for the [`Walker`](super::walk::Walker); a syntax error is a problem of
+/// the whole file.
+pub fn toml_table(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<Table> {
     match text.parse() {
-        Ok(t) => Some(t),
+        Ok(t) => Some(table(t)),
         Err(e) => {
             let e: toml::de::Error = e;
             let msg = format!("TOML syntax error: {}", e.message());
@@ -60,4 +63,24 @@ pub fn toml_table(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Optio
             None
         }
     }
+}
+
+fn table(t: toml::Table) -> Table {
+    t.into_iter().map(|(k, v)| (k, value(v))).collect()
+}
+
+/// The `config` crate's value of a TOML value, as its file source would make it, except for a
+/// date: no key of these files takes one, so it stays a value no read accepts instead of
+/// becoming a string.
+fn value(v: toml::Value) -> Value {
+    let kind = match v {
+        toml::Value::String(s) => ValueKind::String(s),
+        toml::Value::Integer(n) => ValueKind::I64(n),
+        toml::Value::Float(x) => ValueKind::Float(x),
+        toml::Value::Boolean(b) => ValueKind::Boolean(b),
+        toml::Value::Datetime(_) => ValueKind::Nil,
+        toml::Value::Array(items) => ValueKind::Array(items.into_iter().map(value).collect()),
+        toml::Value::Table(t) => ValueKind::Table(table(t)),
+    };
+    Value::new(None, kind)
 }

@@ -241,13 +241,10 @@ fn node(w: &mut Walker, s: &Sections<'_>) -> NodeConfig {
 
 fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig {
     let d = GossipConfig::default();
-    let interval = read(w, s, "gossip", "interval", d.interval, Walker::duration);
-    if let Some(v) = s.value("gossip", "interval")
-        && interval.is_zero()
-    {
-        let message = "must be more than zero".to_string();
-        w.problem(v, "gossip.interval", ProblemKind::BadValue, message);
-    }
+    let interval = read(w, s, "gossip", "interval", d.interval, |w, v, key| {
+        let interval = w.duration(v, key)?;
+        w.more_than_zero(v, key, interval)
+    });
     let key_file = read(w, s, "gossip", "key_file", None, |w, v, key| {
         let path = optional(w, v, key, Walker::path)?;
         Some(path.map(|p| beside_file(p, v, base)))

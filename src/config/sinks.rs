@@ -188,7 +188,12 @@ fn smtp_auth(
         password_file: super::sections::beside_file(file.into(), file_value, base),
     };
     if let Err(why) = auth.password() {
-        w.problem(file_value, &file_key, ProblemKind::BadValue, why);
+        w.problem(
+            file_value,
+            &file_key,
+            ProblemKind::BadValue,
+            why.to_string(),
+        );
         return None;
     }
     if let (Some(SmtpTls::Plain), Some((host, _))) = (tls, server)
@@ -225,21 +230,18 @@ fn host_port(s: &str) -> Option<(String, u16)> {
 }
 
 fn smtp_tls(w: &mut Walker, v: &Value, key: &str) -> Option<SmtpTls> {
-    match w.string(v, key)?.as_str() {
-        "starttls" => Some(SmtpTls::StartTls),
-        "tls" => Some(SmtpTls::Implicit),
-        "none" => Some(SmtpTls::Plain),
-        other => {
-            let choices = ["starttls", "tls", "none"];
-            let hint = schema::hint(other, &choices, false);
-            let message = format!(
-                "unknown SMTP security \"{other}\"{hint} (starttls, tls or none; by default \
-                 starttls for port 587, tls for 465, none otherwise)"
-            );
-            w.problem(v, key, ProblemKind::BadValue, message);
-            None
-        }
-    }
+    let options = [
+        ("starttls", SmtpTls::StartTls),
+        ("tls", SmtpTls::Implicit),
+        ("none", SmtpTls::Plain),
+    ];
+    w.choice(v, key, &options, |other, choices| {
+        let hint = schema::hint(other, choices, false);
+        format!(
+            "unknown SMTP security \"{other}\"{hint} (starttls, tls or none; by default \
+             starttls for port 587, tls for 465, none otherwise)"
+        )
+    })
 }
 
 /// An address the mailer will accept, `a@b` or `Name <a@b>`, as written.
@@ -255,14 +257,12 @@ fn mailbox(w: &mut Walker, v: &Value, key: &str, text: String) -> Option<String>
 }
 
 fn webhook_format(w: &mut Walker, v: &Value, key: &str) -> Option<WebhookFormat> {
-    match w.string(v, key)?.as_str() {
-        "json" => Some(WebhookFormat::Json),
-        "alertmanager" => Some(WebhookFormat::Alertmanager),
-        other => {
-            let hint = schema::hint(other, &["json", "alertmanager"], false);
-            let message = format!("unknown webhook format \"{other}\"{hint}");
-            w.problem(v, key, ProblemKind::BadValue, message);
-            None
-        }
-    }
+    let options = [
+        ("json", WebhookFormat::Json),
+        ("alertmanager", WebhookFormat::Alertmanager),
+    ];
+    w.choice(v, key, &options, |other, choices| {
+        let hint = schema::hint(other, choices, false);
+        format!("unknown webhook format \"{other}\"{hint}")
+    })
 }

@@ -1,22 +1,29 @@
-//! Typed reads of single merged values that record a [`Problem`] instead of stopping, so one
-//! load reports everything. Each read returns `None` after recording; the caller keeps the
-//! default and carries on.
+//! Typed reads of single values that record a [`Problem`] instead of stopping, so one load
+//! reports everything. Each read returns `None` after recording; the caller keeps the default
+//! and carries on.
+//!
+//! One walker serves the node config (the layers the `config` crate merged) and the files that
+//! ship beside it, supervision trees and host probes, which [`super::toml_table`] turns into
+//! the same [`Value`]s. Those files keep their own wording where it differs (see
+//! [`Walker::for_file`]); the reads, the key paths and the recording are shared.
 
 use super::schema;
 use super::{DEFAULTS, ENVIRONMENT, Problem, ProblemKind};
 use config::{Map, Value, ValueKind};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The origin the `config` crate gives values from `config::Environment`.
 const ENV_ORIGIN: &str = "the environment";
 
-pub(super) type Table = Map<String, Value>;
+pub(crate) type Table = Map<String, Value>;
 
-pub(super) struct Walker {
+pub(crate) struct Walker {
     /// How to name the file layer in problems (its path as given), if there is one.
     file: Option<String>,
+    /// Whether a wrong type says what was found ("expected a string, found an integer (1)").
+    found: bool,
     pub(super) problems: Vec<Problem>,
 }
 
@@ -24,8 +31,26 @@ impl Walker {
     pub(super) fn new(file: Option<String>) -> Walker {
         Walker {
             file,
+            found: true,
             problems: Vec::new(),
         }
+    }
+
+    /// A walker of one file that ships beside the config (a tree, a host probe). Its wrong
+    /// types say only what was expected, as these files always have.
+    pub(crate) fn for_file(file: &Path) -> Walker {
+        Walker {
+            file: Some(file.display().to_string()),
+            found: false,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Moves the problems found to `problems`; true if there were none.
+    pub(crate) fn hand_over(mut self, problems: &mut Vec<Problem>) -> bool {
+        let clean = self.problems.is_empty();
+        problems.append(&mut self.problems);
+        clean
     }
 
     /// True when `v` (or, for a table made by the merge, its first leaf) came from an
@@ -50,7 +75,7 @@ impl Walker {
 
     /// Records a problem about `v` at `key`; for a value from the environment the message
     /// names the variable, since the key alone does not say which one to fix.
-    pub(super) fn problem(&mut self, v: &Value, key: &str, kind: ProblemKind, message: String) {
+    pub(crate) fn problem(&mut self, v: &Value, key: &str, kind: ProblemKind, message: String) {
         let file = self.label(v);
         let message = if file == ENVIRONMENT {
             format!("{message} (from {})", env_var(key, v))
@@ -65,6 +90,17 @@ impl Walker {
         });
     }
 
+    /// Records a problem of a file at `key` that no one value caused (a missing key, two keys
+    /// that do not go together).
+    pub(crate) fn report(&mut self, key: &str, kind: ProblemKind, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.clone().unwrap_or_else(|| ENVIRONMENT.to_string()),
+            key: key.to_string(),
+            kind,
+            message: message.into(),
+        });
+    }
+
     /// Records a problem that no value caused (a default that cannot be worked out).
     pub(super) fn default_problem(&mut self, key: &str, kind: ProblemKind, message: String) {
         self.problems.push(Problem {
@@ -75,8 +111,36 @@ impl Walker {
         });
     }
 
+    /// Reads `key` of `table` (at `prefix`) with `read`; `None` when absent or bad.
+    pub(crate) fn field<T>(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+        key: &str,
+        read: impl FnOnce(&mut Walker, &Value, &str) -> Option<T>,
+    ) -> Option<T> {
+        let v = table.get(key)?;
+        read(self, v, &join(prefix, key))
+    }
+
+    /// Like [`Walker::field`], and an absent key is a [`ProblemKind::MissingKey`] saying
+    /// `missing`.
+    pub(crate) fn required<T>(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+        key: &str,
+        missing: &str,
+        read: impl FnOnce(&mut Walker, &Value, &str) -> Option<T>,
+    ) -> Option<T> {
+        if !table.contains_key(key) {
+            self.report(&join(prefix, key), ProblemKind::MissingKey, missing);
+        }
+        self.field(table, prefix, key, read)
+    }
+
     /// The table at `key`, or a wrong-type problem.
-    pub(super) fn table<'v>(&mut self, v: &'v Value, key: &str, what: &str) -> Option<&'v Table> {
+    pub(crate) fn table<'v>(&mut self, v: &'v Value, key: &str, what: &str) -> Option<&'v Table> {
         match &v.kind {
             ValueKind::Table(t) => Some(t),
             _ => {
@@ -88,34 +152,48 @@ impl Walker {
 
     /// Reports each key of `table` that is not in `known`, with a hint.
     pub(super) fn unknown_keys(&mut self, table: &Table, prefix: &str, known: &[&str], what: &str) {
+        self.unknown_keys_by(table, prefix, known, |name| {
+            let hint = schema::hint(name, known, true);
+            format!("unknown key \"{name}\" {what}{hint}")
+        });
+    }
+
+    /// Reports each key of `table` that is not in `known`, listing the known ones (the
+    /// wording of tree and probe files).
+    pub(crate) fn unknown_keys_listed(&mut self, table: &Table, prefix: &str, known: &[&str]) {
+        let message = format!("unknown key; expected one of {}", known.join(", "));
+        self.unknown_keys_by(table, prefix, known, |_| message.clone());
+    }
+
+    /// Reports each key of `table` that is not in `known`, by name, in `message(name)`.
+    fn unknown_keys_by(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+        known: &[&str],
+        message: impl Fn(&str) -> String,
+    ) {
         let mut names: Vec<&String> = table
             .keys()
             .filter(|k| !known.contains(&k.as_str()))
             .collect();
         names.sort();
         for name in names {
-            let hint = schema::hint(name, known, true);
-            let key = format!("{prefix}.{name}");
-            self.problem(
-                &table[name],
-                &key,
-                ProblemKind::UnknownKey,
-                format!("unknown key \"{name}\" {what}{hint}"),
-            );
+            let key = join(prefix, name);
+            self.problem(&table[name], &key, ProblemKind::UnknownKey, message(name));
         }
     }
 
-    pub(super) fn wrong_type(&mut self, v: &Value, key: &str, expected: &str) {
-        let found = describe(v);
-        self.problem(
-            v,
-            key,
-            ProblemKind::WrongType,
-            format!("expected {expected}, found {found}"),
-        );
+    pub(crate) fn wrong_type(&mut self, v: &Value, key: &str, expected: &str) {
+        let message = if self.found {
+            format!("expected {expected}, found {}", describe(v))
+        } else {
+            format!("expected {expected}")
+        };
+        self.problem(v, key, ProblemKind::WrongType, message);
     }
 
-    pub(super) fn string(&mut self, v: &Value, key: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, v: &Value, key: &str) -> Option<String> {
         match &v.kind {
             ValueKind::String(s) => Some(s.clone()),
             _ => {
@@ -138,6 +216,25 @@ impl Walker {
             return None;
         }
         Some(s)
+    }
+
+    /// One of `options`, by name; another name is a problem worded by
+    /// `unknown(name, every option's name)`.
+    pub(crate) fn choice<T: Copy>(
+        &mut self,
+        v: &Value,
+        key: &str,
+        options: &[(&str, T)],
+        unknown: impl FnOnce(&str, &[&str]) -> String,
+    ) -> Option<T> {
+        let name = self.string(v, key)?;
+        if let Some((_, value)) = options.iter().find(|(n, _)| *n == name) {
+            return Some(*value);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let message = unknown(&name, &names);
+        self.problem(v, key, ProblemKind::BadValue, message);
+        None
     }
 
     pub(super) fn int(&mut self, v: &Value, key: &str) -> Option<i64> {
@@ -167,7 +264,7 @@ impl Walker {
         }
     }
 
-    pub(super) fn bool(&mut self, v: &Value, key: &str) -> Option<bool> {
+    pub(crate) fn bool(&mut self, v: &Value, key: &str) -> Option<bool> {
         let b = match &v.kind {
             ValueKind::Boolean(b) => Some(*b),
             ValueKind::String(s) if Walker::from_env(v) => s.trim().to_lowercase().parse().ok(),
@@ -181,18 +278,69 @@ impl Walker {
 
     pub(super) fn duration(&mut self, v: &Value, key: &str) -> Option<Duration> {
         const FORM: &str = "a number and a unit, like \"500ms\", \"5s\", \"2m\" or \"7d\"";
+        self.duration_as(v, key, &format!("a duration string ({FORM})"), FORM)
+    }
+
+    /// A duration string; `expected` says what else was expected, `form` how a good one looks.
+    pub(crate) fn duration_as(
+        &mut self,
+        v: &Value,
+        key: &str,
+        expected: &str,
+        form: &str,
+    ) -> Option<Duration> {
         let ValueKind::String(s) = &v.kind else {
-            self.wrong_type(v, key, &format!("a duration string ({FORM})"));
+            self.wrong_type(v, key, expected);
             return None;
         };
         match humantime::parse_duration(s.trim()) {
             Ok(d) => Some(d),
             Err(e) => {
-                let message = format!("bad duration \"{s}\" ({e}); expected {FORM}");
+                let message = format!("bad duration \"{s}\" ({e}); expected {form}");
                 self.problem(v, key, ProblemKind::BadDuration, message);
                 None
             }
         }
+    }
+
+    /// `d`, read from `v`, unless it is zero.
+    pub(crate) fn more_than_zero(&mut self, v: &Value, key: &str, d: Duration) -> Option<Duration> {
+        if d.is_zero() {
+            let message = "must be more than zero".to_string();
+            self.problem(v, key, ProblemKind::BadValue, message);
+            return None;
+        }
+        Some(d)
+    }
+
+    /// A command: an array of strings, the first (the program) not blank. Not an array is a
+    /// wrong type, `expected`; an element not a string is a wrong type, `every`.
+    pub(crate) fn command(
+        &mut self,
+        v: &Value,
+        key: &str,
+        expected: &str,
+        every: &str,
+    ) -> Option<Vec<String>> {
+        let Some(items) = as_array(v) else {
+            self.wrong_type(v, key, expected);
+            return None;
+        };
+        let words: Option<Vec<String>> =
+            items.iter().map(|i| as_str(i).map(str::to_owned)).collect();
+        let Some(words) = words else {
+            self.problem(v, key, ProblemKind::WrongType, every.to_string());
+            return None;
+        };
+        if words
+            .first()
+            .is_none_or(|program| program.trim().is_empty())
+        {
+            let message = "the command is empty".to_string();
+            self.problem(v, key, ProblemKind::EmptyCommand, message);
+            return None;
+        }
+        Some(words)
     }
 
     /// An `IP:PORT`, or a `HOST:PORT` resolved now (first address, IPv4 preferred).
@@ -269,6 +417,31 @@ impl Walker {
             }
         }
         Some(out)
+    }
+}
+
+/// `prefix.key`, or `key` at the top of a file.
+pub(crate) fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The string `v` holds, if it is one.
+pub(crate) fn as_str(v: &Value) -> Option<&str> {
+    match &v.kind {
+        ValueKind::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The items of `v`, if it is an array.
+pub(crate) fn as_array(v: &Value) -> Option<&[Value]> {
+    match &v.kind {
+        ValueKind::Array(items) => Some(items),
+        _ => None,
     }
 }
 

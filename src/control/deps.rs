@@ -7,46 +7,77 @@
 //! and again when it is back (`"restart"`). Only changes act: an operator's `stop` or `start`
 //! between two changes is left alone.
 
-use crate::gossip::MemberView;
+use crate::gossip::{MemberView, Status};
 use crate::keys::Command;
 use crate::supervision::spec::{OnDependencyLoss, Requirement};
 use crate::supervision::status::{ServiceState, from_gossip, gossip_key};
 
-/// `Ok` if `req` is met in `views`, else why not (for the log).
-pub fn met(req: &Requirement, views: &[MemberView]) -> Result<(), String> {
+/// Why a requirement is not met (for the log).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unmet {
+    #[error("{req}: no node \"{}\" in the cluster", req.node)]
+    NoNode { req: Requirement },
+    #[error("{req}: node {} is {}", req.node, status.as_str())]
+    NotLive { req: Requirement, status: Status },
+    #[error("{req}: {} announces no such service", req.node)]
+    NoService { req: Requirement },
+    #[error("{req}: {}", state.as_str())]
+    NotRunning {
+        req: Requirement,
+        state: ServiceState,
+    },
+    #[error("{req}: health {health}")]
+    Unhealthy { req: Requirement, health: String },
+}
+
+/// The requirements of a service that are not met, never empty; shown joined by "; ".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(Unmet::to_string).collect::<Vec<_>>().join("; "))]
+pub struct Waiting(pub Vec<Unmet>);
+
+/// `Ok` if `req` is met in `views`, else why not.
+pub fn met(req: &Requirement, views: &[MemberView]) -> Result<(), Unmet> {
     let Some(node) = views.iter().find(|v| v.name.as_str() == req.node) else {
-        return Err(format!("{req}: no node \"{}\" in the cluster", req.node));
+        return Err(Unmet::NoNode { req: req.clone() });
     };
     if !crate::election::is_live(node) {
-        return Err(format!(
-            "{req}: node {} is {}",
-            req.node,
-            node.status.as_str()
-        ));
+        let status = node.status;
+        return Err(Unmet::NotLive {
+            req: req.clone(),
+            status,
+        });
     }
     let Some(status) = node
         .kv
         .get(&gossip_key(&req.service))
         .and_then(|v| from_gossip(&req.service, v))
     else {
-        return Err(format!("{req}: {} announces no such service", req.node));
+        return Err(Unmet::NoService { req: req.clone() });
     };
     if status.state != ServiceState::Running {
-        return Err(format!("{req}: {}", status.state.as_str()));
+        let state = status.state;
+        return Err(Unmet::NotRunning {
+            req: req.clone(),
+            state,
+        });
     }
     if status.health != "ok" {
-        return Err(format!("{req}: health {}", status.health));
+        let health = status.health;
+        return Err(Unmet::Unhealthy {
+            req: req.clone(),
+            health,
+        });
     }
     Ok(())
 }
 
-/// `Ok` if every requirement is met, else the reasons of those that are not.
-pub fn all_met(reqs: &[Requirement], views: &[MemberView]) -> Result<(), String> {
-    let missing: Vec<String> = reqs.iter().filter_map(|r| met(r, views).err()).collect();
-    if missing.is_empty() {
+/// `Ok` if every requirement is met, else those that are not.
+pub fn all_met(reqs: &[Requirement], views: &[MemberView]) -> Result<(), Waiting> {
+    let unmet: Vec<Unmet> = reqs.iter().filter_map(|r| met(r, views).err()).collect();
+    if unmet.is_empty() {
         Ok(())
     } else {
-        Err(missing.join("; "))
+        Err(Waiting(unmet))
     }
 }
 
@@ -166,7 +197,10 @@ mod tests {
                 "nas:pg: health critical",
             ),
         ] {
-            assert_eq!(met(&req, &views), Err(why.to_string()));
+            assert_eq!(
+                met(&req, &views).map_err(|e| e.to_string()),
+                Err(why.to_string())
+            );
         }
         let two = [
             req.clone(),
@@ -176,7 +210,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            all_met(&two, &ok),
+            all_met(&two, &ok).map_err(|e| e.to_string()),
             Err("x:y: no node \"x\" in the cluster".to_string())
         );
     }

@@ -15,6 +15,7 @@
 //! and tells other hosts nothing the perfdata does not. The value is cut, item by item, to
 //! fit one gossip entry.
 
+use crate::config::walk::{Table, Walker};
 use crate::config::{Problem, ProblemKind, toml_files, toml_table};
 use crate::gossip::core::MAX_ENTRY_LEN;
 pub use crate::keys::sample::add_metrics;
@@ -76,7 +77,7 @@ pub fn load_host_probes(dir: &Path) -> Result<Vec<HostProbeSpec>, Vec<Problem>> 
                 spec.name,
                 first.file.display()
             );
-            problems.push(problem(&file, "name", ProblemKind::BadValue, msg));
+            problems.push(Problem::at(&file, "name", ProblemKind::BadValue, msg));
             continue;
         }
         specs.push(spec);
@@ -96,24 +97,14 @@ pub fn parse_host_probe(
     problems: &mut Vec<Problem>,
 ) -> Option<HostProbeSpec> {
     let table = toml_table(file, text, problems)?;
-    let before = problems.len();
-    let mut report = |key: &str, kind, msg: String| problems.push(problem(file, key, kind, msg));
-    for key in table.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            let msg = format!("unknown key; expected one of {}", KEYS.join(", "));
-            report(key, ProblemKind::UnknownKey, msg);
-        }
-    }
+    let mut w = Walker::for_file(file);
+    w.unknown_keys_listed(&table, "", KEYS);
     let name = match table.get("name") {
         None => file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(_) => {
-            report("name", ProblemKind::WrongType, "expected a string".into());
-            "-".to_string()
-        }
+        Some(v) => w.string(v, "name").unwrap_or_else(|| "-".to_string()),
     };
     let usable = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if name.is_empty() || name.len() > 64 || !name.chars().all(usable) {
@@ -121,34 +112,20 @@ pub fn parse_host_probe(
             "\"{name}\" is not a usable name: 1 to 64 letters, digits, '_' or '-' (it names the \
              gossip key probe.<name>; without a name key, the file name is used)"
         );
-        report("name", ProblemKind::BadValue, msg);
+        w.report("name", ProblemKind::BadValue, msg);
     }
-    let command = command(table.get("command"), dir, &mut report);
-    let mut duration = |key: &str, default: Duration| match table.get(key) {
-        None => default,
-        Some(toml::Value::String(s)) => match humantime::parse_duration(s.trim()) {
-            Ok(d) if d.is_zero() => {
-                report(key, ProblemKind::BadValue, "must be more than zero".into());
-                default
-            }
-            Ok(d) => d,
-            Err(e) => {
-                let msg = format!(
-                    "bad duration \"{s}\" ({e}); expected a number and a unit, like \"10s\" or \"5m\""
-                );
-                report(key, ProblemKind::BadDuration, msg);
-                default
-            }
-        },
-        Some(_) => {
-            let msg = "expected a duration string, like \"60s\"".to_string();
-            report(key, ProblemKind::WrongType, msg);
-            default
-        }
+    let command = command(&mut w, &table, dir);
+    let mut duration = |key: &str, default: Duration| {
+        const FORM: &str = "a number and a unit, like \"10s\" or \"5m\"";
+        w.field(&table, "", key, |w, v, k| {
+            let d = w.duration_as(v, k, "a duration string, like \"60s\"", FORM)?;
+            w.more_than_zero(v, k, d)
+        })
+        .unwrap_or(default)
     };
     let interval = duration("interval", DEFAULT_INTERVAL);
     let timeout = duration("timeout", DEFAULT_TIMEOUT);
-    if problems.len() > before {
+    if !w.hand_over(problems) {
         return None;
     }
     Some(HostProbeSpec {
@@ -161,39 +138,14 @@ pub fn parse_host_probe(
 }
 
 /// The command with its program resolved against `dir` (see [`load_host_probes`]).
-fn command(
-    value: Option<&toml::Value>,
-    dir: &Path,
-    report: &mut impl FnMut(&str, ProblemKind, String),
-) -> Option<Vec<String>> {
-    let expected = "expected an array of strings, like [\"check_disk.sh\", \"/\", \"20\", \"10\"]";
-    let Some(value) = value else {
-        report(
-            "command",
-            ProblemKind::MissingKey,
-            format!("missing: {expected}"),
-        );
-        return None;
-    };
-    let words: Option<Vec<String>> = value.as_array().and_then(|items| {
-        items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect()
-    });
-    let Some(mut words) = words else {
-        report("command", ProblemKind::WrongType, expected.to_string());
-        return None;
-    };
-    let Some(program) = words.first().filter(|p| !p.trim().is_empty()) else {
-        report(
-            "command",
-            ProblemKind::EmptyCommand,
-            "the command is empty".into(),
-        );
-        return None;
-    };
-    let program = Path::new(program);
+fn command(w: &mut Walker, table: &Table, dir: &Path) -> Option<Vec<String>> {
+    const EXPECTED: &str = "an array of strings, like [\"check_disk.sh\", \"/\", \"20\", \"10\"]";
+    let missing = format!("missing: expected {EXPECTED}");
+    let every = format!("expected {EXPECTED}");
+    let mut words = w.required(table, "", "command", &missing, |w, v, k| {
+        w.command(v, k, EXPECTED, &every)
+    })?;
+    let program = Path::new(&words[0]);
     let resolved = if program.is_absolute() {
         program.to_path_buf()
     } else if program.components().count() > 1 || dir.join(program).is_file() {
@@ -204,15 +156,11 @@ fn command(
     };
     if !resolved.is_file() {
         let msg = format!("no such program: {}", resolved.display());
-        report("command", ProblemKind::BadValue, msg);
+        w.report("command", ProblemKind::BadValue, msg);
         return None;
     }
     words[0] = resolved.display().to_string();
     Some(words)
-}
-
-fn problem(file: &Path, key: &str, kind: ProblemKind, message: String) -> Problem {
-    Problem::at(file, key, kind, message)
 }
 
 /// The gossip value announcing `outcome` under `key`: `"<health> <label>=<value> ..."`, values

@@ -34,18 +34,28 @@ impl fmt::Display for KeyId {
 }
 
 impl std::str::FromStr for KeyId {
-    type Err = String;
+    type Err = KeyParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        let not_an_id = || KeyParseError::NotAnId(s.to_string());
         if s.len() != 8 {
-            return Err(format!(
-                "{s:?} is not a key id (8 hex digits, as `nbwatch keys list` shows)"
-            ));
+            return Err(not_an_id());
         }
-        u32::from_str_radix(s, 16).map(KeyId).map_err(|_| {
-            format!("{s:?} is not a key id (8 hex digits, as `nbwatch keys list` shows)")
-        })
+        u32::from_str_radix(s, 16)
+            .map(KeyId)
+            .map_err(|_| not_an_id())
     }
+}
+
+/// Why a text is not a key (base64, [`KEY_LEN`] bytes) or not a key id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyParseError {
+    #[error("not base64 ({0})")]
+    NotBase64(base64::DecodeError),
+    #[error("a key is {KEY_LEN} bytes, this one is {0} bytes")]
+    WrongLength(usize),
+    #[error("{0:?} is not a key id (8 hex digits, as `nbwatch keys list` shows)")]
+    NotAnId(String),
 }
 
 /// A cluster key with its cipher ready. `Debug` shows only the id.
@@ -102,14 +112,13 @@ impl Key {
     }
 
     /// Parses the base64 form (`nbwatch keygen` prints it).
-    pub fn parse(text: &str) -> Result<Key, String> {
-        let text = text.trim();
+    pub fn parse(text: &str) -> Result<Key, KeyParseError> {
         let bytes = BASE64
-            .decode(text)
-            .map_err(|e| format!("not base64 ({e})"))?;
-        let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!("a key is {KEY_LEN} bytes, this one is {} bytes", b.len())
-        })?;
+            .decode(text.trim())
+            .map_err(KeyParseError::NotBase64)?;
+        let bytes: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| KeyParseError::WrongLength(b.len()))?;
         Ok(Key::from_bytes(bytes))
     }
 
@@ -137,11 +146,11 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {why}")]
+    #[error("{path}:{line}: not a cluster key: {why}")]
     Bad {
         path: PathBuf,
         line: usize,
-        why: String,
+        why: KeyParseError,
     },
     #[error("the key file {0} holds no key (generate one with `nbwatch keygen`)")]
     Empty(PathBuf),
@@ -180,7 +189,7 @@ impl Keyring {
             let key = Key::parse(line).map_err(|why| KeyError::Bad {
                 path: path.to_path_buf(),
                 line: i + 1,
-                why: format!("not a cluster key: {why}"),
+                why,
             })?;
             if keys.iter().any(|k| k.id() == key.id()) {
                 continue;

@@ -5,6 +5,7 @@
 //! are marked `failed`, a `service_failed` event is recorded for each, and their state (in the
 //! node's gossiped state) tells the cluster's leader.
 
+use super::Error;
 use super::service::ServiceCtx;
 use super::spec::{
     ChildSpec, OnDependencyLoss, Placement, Requirement, ServiceSpec, TreeSpec, load_trees,
@@ -14,6 +15,7 @@ use super::supervisor::{
     Command, GAVE_UP, SupervisorActor, SupervisorArgs, SupervisorMsg, services_of,
     supervisor_stop_budget,
 };
+use crate::config::ConfigErrors;
 use crate::keys::Run;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -40,10 +42,10 @@ pub enum ManagerMsg {
     Command {
         service: String,
         command: Command,
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<(), Error>>,
     },
     /// Re-reads the trees folder; an invalid folder is refused whole, with its problems.
-    Reload(RpcReplyPort<Result<ReloadSummary, String>>),
+    Reload(RpcReplyPort<Result<ReloadSummary, Error>>),
     /// Stops every tree, last first (the daemon is stopping).
     StopAll(RpcReplyPort<()>),
     /// What the control plane needs: requirements of services and placed trees.
@@ -339,9 +341,9 @@ impl ManagerState {
         myself: &ActorRef<ManagerMsg>,
         service: &str,
         command: Command,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let Some(k) = self.trees.iter().position(|t| t.has(service)) else {
-            return Err(format!("no service \"{service}\" on this node"));
+            return Err(Error::NoService(service.to_string()));
         };
         let Some(root) = self.trees[k].root.clone() else {
             if self.trees[k].spec.placement.is_some() {
@@ -354,10 +356,7 @@ impl ManagerState {
                     self.start(myself, k).await;
                     match self.trees[k].root {
                         Some(_) => Ok(()),
-                        None => Err(format!(
-                            "tree \"{}\" failed again while starting",
-                            self.trees[k].name()
-                        )),
+                        None => Err(Error::FailedAgain(self.trees[k].name().to_string())),
                     }
                 }
             };
@@ -376,14 +375,14 @@ impl ManagerState {
             .await
         {
             Ok(CallResult::Success(r)) => r,
-            _ => Err("the tree's supervisor did not answer".into()),
+            _ => Err(Error::TreeSilent),
         }
     }
 
     /// A command for a placed tree that does not run here: a start clears a failure (the
     /// leader may then place the tree here again); it does not start the tree, which runs
     /// only where the leader places it.
-    fn command_on_placed(&mut self, k: usize, command: Command) -> Result<(), String> {
+    fn command_on_placed(&mut self, k: usize, command: Command) -> Result<(), Error> {
         let name = self.trees[k].name().to_string();
         match command {
             Command::Stop => Ok(()),
@@ -393,21 +392,13 @@ impl ManagerState {
                 tracing::info!(tree = %name, "failure cleared; the tree may be placed here again");
                 Ok(())
             }
-            Command::Start | Command::Restart => Err(format!(
-                "tree \"{name}\" is a cluster singleton and does not run on this node now; \
-                 it runs where the cluster's leader places it (see `nbwatch services --all`)"
-            )),
+            Command::Start | Command::Restart => Err(Error::PlacedElsewhere(name)),
         }
     }
 
-    async fn reload(&mut self, myself: &ActorRef<ManagerMsg>) -> Result<ReloadSummary, String> {
-        let new = load_trees(&self.dir).map_err(|problems| {
-            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            format!(
-                "the trees were not reloaded (the running ones are unchanged):\n{}",
-                lines.join("\n")
-            )
-        })?;
+    async fn reload(&mut self, myself: &ActorRef<ManagerMsg>) -> Result<ReloadSummary, Error> {
+        let new =
+            load_trees(&self.dir).map_err(|problems| Error::NotReloaded(ConfigErrors(problems)))?;
         let mut summary = ReloadSummary::default();
         // Trees gone from the folder stop first, last first.
         for k in (0..self.trees.len()).rev() {

@@ -12,7 +12,7 @@
 use super::health::{Health, Outcome, Tracker, Verdict, check};
 use super::logfile::LogSettings;
 use super::policy::Exit;
-use super::process::{ServiceProcess, describe_exit, exit_kind};
+use super::process::{ProcessError, ServiceProcess, describe_exit, exit_kind};
 use super::spec::{ProbeSpec, ReadySpec, ServiceSpec, Shutdown};
 use super::status::{Board, ServiceEventKind, ServiceState};
 use crate::task::AbortOnDrop;
@@ -50,12 +50,12 @@ pub struct ServiceArgs {
 
 pub enum ServiceMsg {
     /// The process exited by itself.
-    Exited(Result<ExitStatus, String>),
+    Exited(Result<ExitStatus, ProcessError>),
     /// Health probe `n` of the spec has an outcome.
     Probed(usize, Outcome),
 }
 
-type StopRequest = (Shutdown, oneshot::Sender<Result<ExitStatus, String>>);
+type StopRequest = (Shutdown, oneshot::Sender<Result<ExitStatus, ProcessError>>);
 
 pub struct ServiceActorState {
     spec: ServiceSpec,
@@ -122,7 +122,7 @@ impl Actor for ServiceActor {
                 board.update(&name, &tree, |s| {
                     s.state = ServiceState::Stopped;
                     s.pid = None;
-                    s.last_exit = Some(why.clone());
+                    s.last_exit = Some(why.to_string());
                 });
                 return Err(why.into());
             }
@@ -185,7 +185,7 @@ impl Actor for ServiceActor {
                 state.stop = None;
                 let (how, exit) = match result {
                     Ok(status) => (describe_exit(status), exit_kind(status)),
-                    Err(e) => (e, Exit::Abnormal),
+                    Err(e) => (e.to_string(), Exit::Abnormal),
                 };
                 let board = &state.ctx.board;
                 let name = &state.spec.name;
@@ -283,7 +283,7 @@ async fn own(
 ) {
     tokio::select! {
         status = process.wait() => {
-            let _ = actor.cast(ServiceMsg::Exited(status.map_err(|e| e.to_string())));
+            let _ = actor.cast(ServiceMsg::Exited(status));
             // Whatever the leader left behind goes after the exit is reported, and a moment
             // later, so the sweep of /proc does not compete with the replacement's start (the
             // new run has a new instance tag).
@@ -292,7 +292,7 @@ async fn own(
         }
         request = stop => {
             if let Ok((shutdown, done)) = request {
-                let result = process.stop(&shutdown).await.map_err(|e| e.to_string());
+                let result = process.stop(&shutdown).await;
                 let _ = done.send(result);
             }
         }
@@ -306,7 +306,7 @@ async fn stop_process(stop: oneshot::Sender<StopRequest>, shutdown: &Shutdown) -
     stop.send((shutdown.clone(), done_tx)).ok()?;
     Some(match done_rx.await {
         Ok(Ok(status)) => describe_exit(status),
-        Ok(Err(e)) => e,
+        Ok(Err(e)) => e.to_string(),
         Err(_) => "lost".to_string(),
     })
 }
@@ -338,9 +338,20 @@ fn worst(health: &[Health]) -> Health {
         .unwrap_or(Health::Ok)
 }
 
+/// Why a service with a readiness probe counts as a failed start.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("exited before it was ready: {}", describe_exit(*.0))]
+    Exited(ExitStatus),
+    #[error("exited before it was ready: {0}")]
+    Lost(ProcessError),
+    #[error("not ready within {} (last check: {last})", humantime::format_duration(*.deadline))]
+    Late { deadline: Duration, last: String },
+}
+
 /// Holds the start back until the readiness probe says ok. Fails if the process exits first
 /// or the deadline passes.
-async fn wait_ready(process: &mut ServiceProcess, ready: &ReadySpec) -> Result<(), String> {
+async fn wait_ready(process: &mut ServiceProcess, ready: &ReadySpec) -> Result<(), NotReady> {
     let probe = &ready.probe;
     let mut last = String::from("no check has finished");
     let checks = async {
@@ -353,19 +364,16 @@ async fn wait_ready(process: &mut ServiceProcess, ready: &ReadySpec) -> Result<(
             tokio::time::sleep(probe.interval).await;
         }
     };
-    let deadline = humantime::format_duration(ready.deadline);
     tokio::select! {
         () = checks => Ok(()),
-        status = process.wait() => {
-            let how = match status {
-                Ok(s) => describe_exit(s),
-                Err(e) => e.to_string(),
-            };
-            Err(format!("exited before it was ready: {how}"))
-        }
-        () = tokio::time::sleep(ready.deadline) => {
-            Err(format!("not ready within {deadline} (last check: {last})"))
-        }
+        status = process.wait() => Err(match status {
+            Ok(s) => NotReady::Exited(s),
+            Err(e) => NotReady::Lost(e),
+        }),
+        () = tokio::time::sleep(ready.deadline) => Err(NotReady::Late {
+            deadline: ready.deadline,
+            last,
+        }),
     }
 }
 

@@ -1,8 +1,11 @@
 //! Supervision trees as data: one TOML file per tree, parsed once into typed specs. Every
-//! problem of every file is reported with the file and the dotted key, like the node config.
+//! problem of every file is reported with the file and the dotted key, like the node config:
+//! the file is read by the config's own walker ([`crate::config::walk`]).
 
 use super::policy::{Backoff, RestartType, Strategy};
+use crate::config::walk::{Table, Walker, as_array, as_str, join};
 use crate::config::{Problem, ProblemKind, toml_files, toml_table};
+use config::ValueKind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,11 +142,10 @@ pub fn load_trees(dir: &Path) -> Result<Vec<TreeSpec>, Vec<Problem>> {
 /// Parses one tree file; problems go to `problems`.
 pub fn parse_tree(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<TreeSpec> {
     let table = toml_table(file, text, problems)?;
-    let before = problems.len();
-    let mut w = Walker { file, problems };
-    let root = w.supervisor(&table, "");
-    let placement = w.placement(&table);
-    if w.problems.len() > before {
+    let mut w = Walker::for_file(file);
+    let root = supervisor(&mut w, &table, "");
+    let placement = placement(&mut w, &table);
+    if !w.hand_over(problems) {
         return None;
     }
     root.map(|root| TreeSpec {
@@ -151,23 +153,6 @@ pub fn parse_tree(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Optio
         root,
         placement,
     })
-}
-
-fn problem(file: &Path, key: &str, kind: ProblemKind, message: String) -> Problem {
-    Problem::at(file, key, kind, message)
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-struct Walker<'a> {
-    file: &'a Path,
-    problems: &'a mut Vec<Problem>,
 }
 
 const SUPERVISOR_KEYS: &[&str] = &[
@@ -202,477 +187,305 @@ const READY_KEYS: &[&str] = &[
 ];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 
-impl Walker<'_> {
-    fn report(&mut self, key: &str, kind: ProblemKind, message: impl Into<String>) {
-        self.problems
-            .push(problem(self.file, key, kind, message.into()));
-    }
+/// The choices of `strategy`, `restart` and `on_dependency_loss`; the first is the default.
+const STRATEGIES: &[(&str, Strategy)] = &[
+    ("one_for_one", Strategy::OneForOne),
+    ("one_for_all", Strategy::OneForAll),
+    ("rest_for_one", Strategy::RestForOne),
+];
+const RESTART_TYPES: &[(&str, RestartType)] = &[
+    ("permanent", RestartType::Permanent),
+    ("transient", RestartType::Transient),
+    ("temporary", RestartType::Temporary),
+];
+const ON_DEPENDENCY_LOSS: &[(&str, OnDependencyLoss)] = &[
+    ("stop", OnDependencyLoss::Stop),
+    ("restart", OnDependencyLoss::Restart),
+];
 
-    fn unknown_keys(&mut self, t: &toml::Table, prefix: &str, allowed: &[&str]) {
-        for k in t.keys() {
-            if !allowed.contains(&k.as_str()) {
-                let msg = format!("unknown key; expected one of {}", allowed.join(", "));
-                self.report(&join(prefix, k), ProblemKind::UnknownKey, msg);
-            }
+/// One of a fixed set of names, the first being the default when the key is absent. An
+/// unknown name is a problem that lists the choices; the default stands in for it.
+fn choice<T: Copy>(w: &mut Walker, t: &Table, prefix: &str, key: &str, options: &[(&str, T)]) -> T {
+    let unknown = |name: &str, names: &[&str]| {
+        format!("unknown {key} \"{name}\"; expected {}", names.join(", "))
+    };
+    w.field(t, prefix, key, |w, v, k| w.choice(v, k, options, unknown))
+        .unwrap_or(options[0].1)
+}
+
+fn duration(w: &mut Walker, t: &Table, prefix: &str, key: &str) -> Option<Duration> {
+    const FORM: &str = "a number and a unit, like \"500ms\", \"5s\" or \"2m\"";
+    w.field(t, prefix, key, |w, v, k| {
+        w.duration_as(v, k, "a string", FORM)
+    })
+}
+
+/// A whole number from 0 to `u32::MAX`.
+fn count(w: &mut Walker, t: &Table, prefix: &str, key: &str) -> Option<u32> {
+    w.field(t, prefix, key, |w, v, k| match &v.kind {
+        ValueKind::I64(i) if (0..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+        _ => {
+            w.wrong_type(v, k, "a whole number ≥ 0");
+            None
+        }
+    })
+}
+
+fn command(w: &mut Walker, t: &Table, prefix: &str) -> Option<Vec<String>> {
+    let missing = "missing: a command as an array of strings";
+    w.required(t, prefix, "command", missing, |w, v, k| {
+        let expected = "an array of strings, like [\"/usr/bin/app\", \"--flag\"]";
+        w.command(v, k, expected, "every element must be a string")
+    })
+}
+
+/// The tables of the array at `key`, each with its key path (`children[1]`).
+fn tables<'t>(w: &mut Walker, t: &'t Table, prefix: &str, key: &str) -> Vec<(String, &'t Table)> {
+    let full = join(prefix, key);
+    let Some(v) = t.get(key) else {
+        return Vec::new();
+    };
+    let Some(items) = as_array(v) else {
+        w.wrong_type(v, &full, "an array of tables ([[...]])");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("{full}[{i}]");
+        if let Some(table) = w.table(item, &key, "a table") {
+            out.push((key, table));
         }
     }
+    out
+}
 
-    fn string(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<String> {
-        match t.get(key)? {
-            toml::Value::String(s) => Some(s.clone()),
-            _ => {
-                self.report(
-                    &join(prefix, key),
-                    ProblemKind::WrongType,
-                    "expected a string",
-                );
-                None
-            }
+fn name(w: &mut Walker, t: &Table, prefix: &str) -> Option<String> {
+    let key = join(prefix, "name");
+    let name = w.field(t, prefix, "name", Walker::string);
+    match name {
+        None if !t.contains_key("name") => {
+            let message = "missing: every supervisor and service needs a name";
+            w.report(&key, ProblemKind::MissingName, message);
+            None
         }
-    }
-
-    /// One of a fixed set of names, the first being the default when the key is absent. An
-    /// unknown name is a problem that lists the choices; the default stands in for it.
-    fn choice<T: Copy>(
-        &mut self,
-        t: &toml::Table,
-        prefix: &str,
-        key: &str,
-        options: &[(&str, T)],
-    ) -> T {
-        let default = options[0].1;
-        let Some(name) = self.string(t, prefix, key) else {
-            return default;
-        };
-        if let Some((_, value)) = options.iter().find(|(n, _)| *n == name) {
-            return *value;
+        Some(n) if n.is_empty() || n.contains([':', ' ', '/']) => {
+            let message = format!("\"{n}\" is not a usable name (no spaces, ':' or '/')");
+            w.report(&key, ProblemKind::BadValue, message);
+            None
         }
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let msg = format!("unknown {key} \"{name}\"; expected {}", names.join(", "));
-        self.report(&join(prefix, key), ProblemKind::BadValue, msg);
-        default
+        other => other,
     }
+}
 
-    fn duration(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<Duration> {
-        let s = self.string(t, prefix, key)?;
-        match humantime::parse_duration(s.trim()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                let msg = format!(
-                    "bad duration \"{s}\" ({e}); expected a number and a unit, like \"500ms\", \"5s\" or \"2m\""
-                );
-                self.report(&join(prefix, key), ProblemKind::BadDuration, msg);
-                None
-            }
-        }
-    }
-
-    fn count(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<u32> {
-        match t.get(key)? {
-            toml::Value::Integer(i) if (0..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
-            _ => {
-                self.report(
-                    &join(prefix, key),
-                    ProblemKind::WrongType,
-                    "expected a whole number ≥ 0",
-                );
-                None
-            }
-        }
-    }
-
-    fn command(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<Vec<String>> {
-        let full = join(prefix, key);
-        let Some(v) = t.get(key) else {
-            self.report(
-                &full,
-                ProblemKind::MissingKey,
-                "missing: a command as an array of strings",
-            );
-            return None;
-        };
-        let Some(items) = v.as_array() else {
-            self.report(
-                &full,
-                ProblemKind::WrongType,
-                "expected an array of strings, like [\"/usr/bin/app\", \"--flag\"]",
-            );
-            return None;
-        };
-        let words: Option<Vec<String>> = items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect();
-        match words {
-            None => {
-                self.report(
-                    &full,
-                    ProblemKind::WrongType,
-                    "every element must be a string",
-                );
-                None
-            }
-            Some(w) if w.is_empty() || w[0].trim().is_empty() => {
-                self.report(&full, ProblemKind::EmptyCommand, "the command is empty");
-                None
-            }
-            Some(w) => Some(w),
-        }
-    }
-
-    fn tables<'t>(
-        &mut self,
-        t: &'t toml::Table,
-        prefix: &str,
-        key: &str,
-    ) -> Vec<(String, &'t toml::Table)> {
-        let full = join(prefix, key);
-        match t.get(key) {
-            None => Vec::new(),
-            Some(toml::Value::Array(items)) => {
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    match item.as_table() {
-                        Some(table) => out.push((format!("{full}[{i}]"), table)),
-                        None => self.report(
-                            &format!("{full}[{i}]"),
-                            ProblemKind::WrongType,
-                            "expected a table",
-                        ),
-                    }
-                }
-                out
-            }
-            Some(_) => {
-                self.report(
-                    &full,
-                    ProblemKind::WrongType,
-                    "expected an array of tables ([[...]])",
-                );
-                Vec::new()
-            }
-        }
-    }
-
-    fn name(&mut self, t: &toml::Table, prefix: &str) -> Option<String> {
-        let name = self.string(t, prefix, "name");
-        match name {
-            None if !t.contains_key("name") => {
-                self.report(
-                    &join(prefix, "name"),
-                    ProblemKind::MissingName,
-                    "missing: every supervisor and service needs a name",
-                );
-                None
-            }
-            Some(n) if n.is_empty() || n.contains([':', ' ', '/']) => {
-                self.report(
-                    &join(prefix, "name"),
-                    ProblemKind::BadValue,
-                    format!("\"{n}\" is not a usable name (no spaces, ':' or '/')"),
-                );
-                None
-            }
-            other => other,
-        }
-    }
-
-    /// `placement` and `takeover` of a tree's root table.
-    fn placement(&mut self, t: &toml::Table) -> Option<Placement> {
-        let takeover = match t.get("takeover") {
-            None => true,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(_) => {
-                self.report("takeover", ProblemKind::WrongType, "expected true or false");
-                true
-            }
-        };
-        let failover = match t.get("placement")? {
-            toml::Value::String(s) if s == "any" => Vec::new(),
-            toml::Value::Table(p) => {
-                self.unknown_keys(p, "placement", &["failover"]);
-                let nodes: Option<Vec<String>> = p.get("failover").and_then(|f| {
-                    f.as_array()?
-                        .iter()
-                        .map(|n| n.as_str().map(str::to_string))
-                        .collect()
-                });
-                match nodes {
-                    Some(n) if !n.is_empty() && n.iter().all(|x| !x.trim().is_empty()) => n,
-                    _ => {
-                        self.report(
-                            "placement.failover",
-                            ProblemKind::BadValue,
-                            "expected a non-empty array of node names, like [\"nas\", \"desktop\"]",
-                        );
-                        return None;
-                    }
-                }
-            }
-            _ => {
-                self.report(
-                    "placement",
-                    ProblemKind::BadValue,
-                    "expected \"any\" or a table { failover = [\"node\", ...] }",
-                );
-                return None;
-            }
-        };
-        Some(Placement { failover, takeover })
-    }
-
-    fn requirements(&mut self, t: &toml::Table, prefix: &str) -> Vec<Requirement> {
-        let Some(v) = t.get("requires") else {
-            return Vec::new();
-        };
-        let full = join(prefix, "requires");
-        let bad = "expected an array of \"node:service\" strings, like [\"nas:postgres\"]";
-        let Some(items) = v.as_array() else {
-            self.report(&full, ProblemKind::WrongType, bad);
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match item.as_str().and_then(|s| s.split_once(':')) {
-                Some((node, service))
-                    if !node.trim().is_empty()
-                        && !service.trim().is_empty()
-                        && !service.contains(':') =>
-                {
-                    out.push(Requirement {
-                        node: node.trim().to_string(),
-                        service: service.trim().to_string(),
-                    });
-                }
-                _ => self.report(&format!("{full}[{i}]"), ProblemKind::BadValue, bad),
-            }
-        }
-        out
-    }
-
-    fn supervisor(&mut self, t: &toml::Table, prefix: &str) -> Option<SupervisorSpec> {
-        self.unknown_keys(t, prefix, SUPERVISOR_KEYS);
-        if !prefix.is_empty() {
-            for key in ["placement", "takeover"] {
-                if t.contains_key(key) {
-                    self.report(
-                        &join(prefix, key),
+/// `placement` and `takeover` of a tree's root table.
+fn placement(w: &mut Walker, t: &Table) -> Option<Placement> {
+    let takeover = w.field(t, "", "takeover", Walker::bool).unwrap_or(true);
+    let v = t.get("placement")?;
+    let failover = match &v.kind {
+        ValueKind::String(s) if s == "any" => Vec::new(),
+        ValueKind::Table(p) => {
+            w.unknown_keys_listed(p, "placement", &["failover"]);
+            let nodes: Option<Vec<String>> = p.get("failover").and_then(|f| {
+                as_array(f)?
+                    .iter()
+                    .map(|n| as_str(n).map(str::to_string))
+                    .collect()
+            });
+            match nodes {
+                Some(n) if !n.is_empty() && n.iter().all(|x| !x.trim().is_empty()) => n,
+                _ => {
+                    w.report(
+                        "placement.failover",
                         ProblemKind::BadValue,
-                        "only a tree's root places the tree; a nested supervisor cannot",
+                        "expected a non-empty array of node names, like [\"nas\", \"desktop\"]",
                     );
-                }
-            }
-        }
-        let name = self.name(t, prefix);
-        let strategy = self.choice(
-            t,
-            prefix,
-            "strategy",
-            &[
-                ("one_for_one", Strategy::OneForOne),
-                ("one_for_all", Strategy::OneForAll),
-                ("rest_for_one", Strategy::RestForOne),
-            ],
-        );
-        let intensity = self
-            .count(t, prefix, "intensity")
-            .unwrap_or(DEFAULT_INTENSITY);
-        let period = self.duration(t, prefix, "period").unwrap_or(DEFAULT_PERIOD);
-        let backoff = match t.get("backoff") {
-            None => None,
-            Some(toml::Value::Table(b)) => {
-                let p = join(prefix, "backoff");
-                self.unknown_keys(b, &p, BACKOFF_KEYS);
-                Some(Backoff {
-                    initial: self
-                        .duration(b, &p, "initial")
-                        .unwrap_or(Duration::from_secs(1)),
-                    max: self
-                        .duration(b, &p, "max")
-                        .unwrap_or(Duration::from_secs(30)),
-                    reset_after: self
-                        .duration(b, &p, "reset_after")
-                        .unwrap_or(Duration::from_secs(60)),
-                })
-            }
-            Some(_) => {
-                self.report(
-                    &join(prefix, "backoff"),
-                    ProblemKind::WrongType,
-                    "expected a table { initial, max, reset_after }",
-                );
-                None
-            }
-        };
-        let mut children = Vec::new();
-        for (p, child) in self.tables(t, prefix, "children") {
-            let nested = child.contains_key("children") || child.contains_key("strategy");
-            if nested && child.contains_key("command") {
-                self.report(&p, ProblemKind::BadValue, "a child is either a service (command) or a supervisor (strategy, children), not both");
-                continue;
-            }
-            if nested {
-                children.extend(self.supervisor(child, &p).map(ChildSpec::Supervisor));
-            } else {
-                children.extend(self.service(child, &p).map(ChildSpec::Service));
-            }
-        }
-        Some(SupervisorSpec {
-            name: name?,
-            strategy,
-            intensity,
-            period,
-            backoff,
-            children,
-        })
-    }
-
-    fn service(&mut self, t: &toml::Table, prefix: &str) -> Option<ServiceSpec> {
-        self.unknown_keys(t, prefix, SERVICE_KEYS);
-        let name = self.name(t, prefix);
-        let command = self.command(t, prefix, "command");
-        let restart = self.choice(
-            t,
-            prefix,
-            "restart",
-            &[
-                ("permanent", RestartType::Permanent),
-                ("transient", RestartType::Transient),
-                ("temporary", RestartType::Temporary),
-            ],
-        );
-        let shutdown = match t.get("shutdown") {
-            Some(toml::Value::String(s)) if s == "brutal_kill" => Shutdown::BrutalKill,
-            Some(_) => Shutdown::Timeout(
-                self.duration(t, prefix, "shutdown")
-                    .unwrap_or(DEFAULT_SHUTDOWN),
-            ),
-            None => Shutdown::Timeout(DEFAULT_SHUTDOWN),
-        };
-        let mut env = BTreeMap::new();
-        match t.get("env") {
-            None => {}
-            Some(toml::Value::Table(vars)) => {
-                for (k, v) in vars {
-                    match v.as_str() {
-                        Some(s) => {
-                            env.insert(k.clone(), s.to_string());
-                        }
-                        None => self.report(
-                            &join(&join(prefix, "env"), k),
-                            ProblemKind::WrongType,
-                            "expected a string",
-                        ),
-                    }
-                }
-            }
-            Some(_) => self.report(
-                &join(prefix, "env"),
-                ProblemKind::WrongType,
-                "expected a table of strings",
-            ),
-        }
-        let cwd = self.string(t, prefix, "cwd").map(PathBuf::from);
-        let user = self.string(t, prefix, "user");
-        let group = self.string(t, prefix, "group");
-        let mut probes = Vec::new();
-        for (p, probe) in self.tables(t, prefix, "probes") {
-            probes.extend(self.probe(probe, &p, PROBE_KEYS));
-        }
-        let ready = match t.get("ready") {
-            None => None,
-            Some(toml::Value::Table(r)) => {
-                let p = join(prefix, "ready");
-                let probe = self.probe(r, &p, READY_KEYS);
-                let deadline = self
-                    .duration(r, &p, "deadline")
-                    .unwrap_or(DEFAULT_READY_DEADLINE);
-                probe.map(|probe| ReadySpec { probe, deadline })
-            }
-            Some(_) => {
-                self.report(
-                    &join(prefix, "ready"),
-                    ProblemKind::WrongType,
-                    "expected a table: a probe (type, target/url/command, interval, timeout) and a deadline",
-                );
-                None
-            }
-        };
-        let requires = self.requirements(t, prefix);
-        let on_dependency_loss = self.choice(
-            t,
-            prefix,
-            "on_dependency_loss",
-            &[
-                ("stop", OnDependencyLoss::Stop),
-                ("restart", OnDependencyLoss::Restart),
-            ],
-        );
-        Some(ServiceSpec {
-            name: name?,
-            command: command?,
-            restart,
-            shutdown,
-            env,
-            cwd,
-            user,
-            group,
-            probes,
-            ready,
-            requires,
-            on_dependency_loss,
-        })
-    }
-
-    fn probe(&mut self, t: &toml::Table, prefix: &str, keys: &[&str]) -> Option<ProbeSpec> {
-        self.unknown_keys(t, prefix, keys);
-        let target = match self.string(t, prefix, "type").as_deref() {
-            Some("tcp") => ProbeTarget::Tcp(self.required(t, prefix, "target")?),
-            Some("http") => {
-                let url = self.required(t, prefix, "url")?;
-                if !is_probeable_url(&url) {
-                    let msg = format!(
-                        "cannot probe \"{url}\": expected an http://host[:port][/path] url (https is not supported)"
-                    );
-                    self.report(&join(prefix, "url"), ProblemKind::BadValue, msg);
                     return None;
                 }
-                ProbeTarget::Http(url)
             }
-            Some("exec") => ProbeTarget::Exec(self.command(t, prefix, "command")?),
-            Some(other) => {
-                let msg = format!("unknown probe type \"{other}\"; expected tcp, http or exec");
-                self.report(&join(prefix, "type"), ProblemKind::BadValue, msg);
-                return None;
-            }
-            None => {
-                self.report(
-                    &join(prefix, "type"),
-                    ProblemKind::MissingKey,
-                    "missing: tcp, http or exec",
-                );
-                return None;
-            }
-        };
-        Some(ProbeSpec {
-            target,
-            interval: self
-                .duration(t, prefix, "interval")
-                .unwrap_or(Duration::from_secs(10)),
-            timeout: self
-                .duration(t, prefix, "timeout")
-                .unwrap_or(Duration::from_secs(2)),
-            failures: self.count(t, prefix, "failures").unwrap_or(3).max(1),
-        })
-    }
-
-    fn required(&mut self, t: &toml::Table, prefix: &str, key: &str) -> Option<String> {
-        let v = self.string(t, prefix, key);
-        if v.is_none() && !t.contains_key(key) {
-            self.report(&join(prefix, key), ProblemKind::MissingKey, "missing");
         }
-        v
+        _ => {
+            w.report(
+                "placement",
+                ProblemKind::BadValue,
+                "expected \"any\" or a table { failover = [\"node\", ...] }",
+            );
+            return None;
+        }
+    };
+    Some(Placement { failover, takeover })
+}
+
+fn requirements(w: &mut Walker, t: &Table, prefix: &str) -> Vec<Requirement> {
+    let Some(v) = t.get("requires") else {
+        return Vec::new();
+    };
+    let full = join(prefix, "requires");
+    let bad = "expected an array of \"node:service\" strings, like [\"nas:postgres\"]";
+    let Some(items) = as_array(v) else {
+        w.report(&full, ProblemKind::WrongType, bad);
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match as_str(item).and_then(|s| s.split_once(':')) {
+            Some((node, service))
+                if !node.trim().is_empty()
+                    && !service.trim().is_empty()
+                    && !service.contains(':') =>
+            {
+                out.push(Requirement {
+                    node: node.trim().to_string(),
+                    service: service.trim().to_string(),
+                });
+            }
+            _ => w.report(&format!("{full}[{i}]"), ProblemKind::BadValue, bad),
+        }
     }
+    out
+}
+
+fn supervisor(w: &mut Walker, t: &Table, prefix: &str) -> Option<SupervisorSpec> {
+    w.unknown_keys_listed(t, prefix, SUPERVISOR_KEYS);
+    if !prefix.is_empty() {
+        for key in ["placement", "takeover"] {
+            if t.contains_key(key) {
+                w.report(
+                    &join(prefix, key),
+                    ProblemKind::BadValue,
+                    "only a tree's root places the tree; a nested supervisor cannot",
+                );
+            }
+        }
+    }
+    let name = name(w, t, prefix);
+    let strategy = choice(w, t, prefix, "strategy", STRATEGIES);
+    let intensity = count(w, t, prefix, "intensity").unwrap_or(DEFAULT_INTENSITY);
+    let period = duration(w, t, prefix, "period").unwrap_or(DEFAULT_PERIOD);
+    let backoff = w.field(t, prefix, "backoff", |w, v, p| {
+        let b = w.table(v, p, "a table { initial, max, reset_after }")?;
+        w.unknown_keys_listed(b, p, BACKOFF_KEYS);
+        let mut read = |key, default| duration(w, b, p, key).unwrap_or(default);
+        Some(Backoff {
+            initial: read("initial", Duration::from_secs(1)),
+            max: read("max", Duration::from_secs(30)),
+            reset_after: read("reset_after", Duration::from_secs(60)),
+        })
+    });
+    let mut children = Vec::new();
+    for (p, child) in tables(w, t, prefix, "children") {
+        let nested = child.contains_key("children") || child.contains_key("strategy");
+        if nested && child.contains_key("command") {
+            w.report(&p, ProblemKind::BadValue, "a child is either a service (command) or a supervisor (strategy, children), not both");
+            continue;
+        }
+        if nested {
+            children.extend(supervisor(w, child, &p).map(ChildSpec::Supervisor));
+        } else {
+            children.extend(service(w, child, &p).map(ChildSpec::Service));
+        }
+    }
+    Some(SupervisorSpec {
+        name: name?,
+        strategy,
+        intensity,
+        period,
+        backoff,
+        children,
+    })
+}
+
+fn service(w: &mut Walker, t: &Table, prefix: &str) -> Option<ServiceSpec> {
+    w.unknown_keys_listed(t, prefix, SERVICE_KEYS);
+    let name = name(w, t, prefix);
+    let command = command(w, t, prefix);
+    let restart = choice(w, t, prefix, "restart", RESTART_TYPES);
+    let shutdown = match t.get("shutdown") {
+        Some(v) if as_str(v) == Some("brutal_kill") => Shutdown::BrutalKill,
+        _ => Shutdown::Timeout(duration(w, t, prefix, "shutdown").unwrap_or(DEFAULT_SHUTDOWN)),
+    };
+    let env = w
+        .field(t, prefix, "env", |w, v, p| {
+            let vars = w.table(v, p, "a table of strings")?;
+            let mut names: Vec<&String> = vars.keys().collect();
+            names.sort();
+            let mut env = BTreeMap::new();
+            for k in names {
+                if let Some(s) = w.string(&vars[k], &join(p, k)) {
+                    env.insert(k.clone(), s);
+                }
+            }
+            Some(env)
+        })
+        .unwrap_or_default();
+    let cwd = w.field(t, prefix, "cwd", Walker::string).map(PathBuf::from);
+    let user = w.field(t, prefix, "user", Walker::string);
+    let group = w.field(t, prefix, "group", Walker::string);
+    let mut probes = Vec::new();
+    for (p, table) in tables(w, t, prefix, "probes") {
+        probes.extend(probe(w, table, &p, PROBE_KEYS));
+    }
+    let ready = w.field(t, prefix, "ready", |w, v, p| {
+        let r = w.table(
+            v,
+            p,
+            "a table: a probe (type, target/url/command, interval, timeout) and a deadline",
+        )?;
+        let probe = probe(w, r, p, READY_KEYS);
+        let deadline = duration(w, r, p, "deadline").unwrap_or(DEFAULT_READY_DEADLINE);
+        probe.map(|probe| ReadySpec { probe, deadline })
+    });
+    let requires = requirements(w, t, prefix);
+    let on_dependency_loss = choice(w, t, prefix, "on_dependency_loss", ON_DEPENDENCY_LOSS);
+    Some(ServiceSpec {
+        name: name?,
+        command: command?,
+        restart,
+        shutdown,
+        env,
+        cwd,
+        user,
+        group,
+        probes,
+        ready,
+        requires,
+        on_dependency_loss,
+    })
+}
+
+fn probe(w: &mut Walker, t: &Table, prefix: &str, keys: &[&str]) -> Option<ProbeSpec> {
+    w.unknown_keys_listed(t, prefix, keys);
+    let text = |w: &mut Walker, key| w.required(t, prefix, key, "missing", Walker::string);
+    let target = match w.field(t, prefix, "type", Walker::string).as_deref() {
+        Some("tcp") => ProbeTarget::Tcp(text(w, "target")?),
+        Some("http") => {
+            let url = text(w, "url")?;
+            if !is_probeable_url(&url) {
+                let message = format!(
+                    "cannot probe \"{url}\": expected an http://host[:port][/path] url (https is not supported)"
+                );
+                w.report(&join(prefix, "url"), ProblemKind::BadValue, message);
+                return None;
+            }
+            ProbeTarget::Http(url)
+        }
+        Some("exec") => ProbeTarget::Exec(command(w, t, prefix)?),
+        Some(other) => {
+            let message = format!("unknown probe type \"{other}\"; expected tcp, http or exec");
+            w.report(&join(prefix, "type"), ProblemKind::BadValue, message);
+            return None;
+        }
+        None => {
+            let message = "missing: tcp, http or exec";
+            w.report(&join(prefix, "type"), ProblemKind::MissingKey, message);
+            return None;
+        }
+    };
+    Some(ProbeSpec {
+        target,
+        interval: duration(w, t, prefix, "interval").unwrap_or(Duration::from_secs(10)),
+        timeout: duration(w, t, prefix, "timeout").unwrap_or(Duration::from_secs(2)),
+        failures: count(w, t, prefix, "failures").unwrap_or(3).max(1),
+    })
 }
 
 fn check_unique_services(trees: &[TreeSpec], problems: &mut Vec<Problem>) {
@@ -693,7 +506,7 @@ fn check_unique_services(trees: &[TreeSpec], problems: &mut Vec<Problem>) {
                             svc.name,
                             first.display()
                         );
-                        problems.push(problem(file, "children", ProblemKind::BadValue, msg));
+                        problems.push(Problem::at(file, "children", ProblemKind::BadValue, msg));
                     } else {
                         seen.insert(svc.name.clone(), file.to_path_buf());
                     }
@@ -706,8 +519,9 @@ fn check_unique_services(trees: &[TreeSpec], problems: &mut Vec<Problem>) {
     }
 }
 
-/// Whether `url` can be probed: `http://host[:port][/path]`. The tree parser uses this (the http probe reads it the same way), so a
-/// url the probe would only ever find `unknown` is a config problem instead.
+/// Whether `url` can be probed: `http://host[:port][/path]`. The tree parser uses this (the
+/// http probe reads urls the same way), so a url the probe would only ever find `unknown` is
+/// a config problem instead.
 pub fn is_probeable_url(url: &str) -> bool {
     HttpUrl::parse(url).is_some()
 }

@@ -12,13 +12,14 @@
 //! Operator commands (start, stop, restart of one service) and reconfiguration (reload) come
 //! as messages; a stopped service is *held*: no strategy starts it until it is started again.
 
+use super::Error;
 use super::policy::{Decision, Exit, History, Policy, RestartType};
 use super::service::{ServiceActor, ServiceArgs, ServiceCtx, ServiceMsg, exit_from_reason};
 use super::spec::{ChildSpec, SupervisorSpec};
 use super::status::ServiceState;
 pub use crate::keys::Command;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor::{SupervisionEvent, rpc::CallResult};
+use ractor::{SpawnErr, SupervisionEvent, rpc::CallResult};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ pub enum SupervisorMsg {
     Command {
         service: String,
         command: Command,
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<(), Error>>,
     },
     /// Apply a changed spec: only the children that changed are stopped and started.
     Reconfigure {
@@ -351,7 +352,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         i: usize,
         restart: bool,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, SpawnErr> {
         let parent = myself.get_cell();
         match &self.slots[i].spec {
             ChildSpec::Service(spec) => {
@@ -361,9 +362,7 @@ impl SupervisorState {
                     ctx: self.ctx.clone(),
                     restart,
                 };
-                let (r, _) = Actor::spawn_linked(None, ServiceActor, args, parent)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (r, _) = Actor::spawn_linked(None, ServiceActor, args, parent).await?;
                 Ok(Running::Service(r))
             }
             ChildSpec::Supervisor(spec) => {
@@ -372,9 +371,7 @@ impl SupervisorState {
                     tree: self.tree.clone(),
                     ctx: self.ctx.clone(),
                 };
-                let (r, _) = Actor::spawn_linked(None, SupervisorActor, args, parent)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (r, _) = Actor::spawn_linked(None, SupervisorActor, args, parent).await?;
                 Ok(Running::Supervisor(r))
             }
         }
@@ -415,15 +412,13 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         service: &str,
         command: Command,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let Some(i) = self.slots.iter().position(|s| contains(&s.spec, service)) else {
-            return Err(format!("no service \"{service}\" in this tree"));
+            return Err(Error::NotInTree(service.to_string()));
         };
         if let ChildSpec::Supervisor(_) = self.slots[i].spec {
             let Some(Running::Supervisor(nested)) = &self.slots[i].running else {
-                return Err(format!(
-                    "the supervisor holding \"{service}\" is not running"
-                ));
+                return Err(Error::HolderNotRunning(service.to_string()));
             };
             let budget = supervisor_stop_budget(&self.spec) * 2;
             let service = service.to_string();
@@ -439,7 +434,7 @@ impl SupervisorState {
                 .await
             {
                 Ok(CallResult::Success(r)) => r,
-                _ => Err("the supervisor holding the service did not answer".into()),
+                _ => Err(Error::HolderSilent),
             };
         }
         match command {
@@ -462,7 +457,10 @@ impl SupervisorState {
                         .get(service)
                         .and_then(|s| s.last_exit)
                         .unwrap_or_else(|| "unknown reason".into());
-                    Err(format!("cannot start \"{service}\": {why}"))
+                    Err(Error::CannotStart {
+                        service: service.to_string(),
+                        why,
+                    })
                 }
             }
         }

@@ -346,3 +346,53 @@ async fn check_mythbackend_is_critical_without_a_backend_or_a_status_document() 
     let other = run_script(&["check_mythbackend.sh", "127.0.0.1", &port], None).await;
     assert_eq!(other.health, Health::Critical, "{other:?}");
 }
+
+#[test]
+fn problems_keep_their_wording_and_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("disk.toml").display().to_string();
+    let table: &[(&str, &[&str])] = &[
+        (
+            "name = 1\nzeta = 1\nalpha = 1\ninterval = \"0s\"\ntimeout = 1\n",
+            &[
+                "UnknownKey alpha: unknown key; expected one of name, command, interval, timeout",
+                "UnknownKey zeta: unknown key; expected one of name, command, interval, timeout",
+                "WrongType name: expected a string",
+                "MissingKey command: missing: expected an array of strings, like \
+                 [\"check_disk.sh\", \"/\", \"20\", \"10\"]",
+                "BadValue interval: must be more than zero",
+                "WrongType timeout: expected a duration string, like \"60s\"",
+            ],
+        ),
+        (
+            "command = [\"sh\", 1]\ninterval = \"x\"\ntimeout = 1979-05-27\n",
+            &[
+                "WrongType command: expected an array of strings, like [\"check_disk.sh\", \
+                 \"/\", \"20\", \"10\"]",
+                "BadDuration interval: bad duration \"x\" (expected number at 0); expected a \
+                 number and a unit, like \"10s\" or \"5m\"",
+                "WrongType timeout: expected a duration string, like \"60s\"",
+            ],
+        ),
+        (
+            "command = [\" \"]\n",
+            &["EmptyCommand command: the command is empty"],
+        ),
+    ];
+    for (text, expected) in table {
+        let (spec, problems) = parse(text, dir.path());
+        assert!(spec.is_none(), "{text:?}");
+        let shown: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{:?} {p}", p.kind))
+            .collect();
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|e| {
+                let (kind, rest) = e.split_once(' ').expect("kind");
+                format!("{kind} {file}: {rest}")
+            })
+            .collect();
+        assert_eq!(shown, expected, "{text:?}");
+    }
+}

@@ -56,11 +56,33 @@ fn timed(mut outcome: Outcome, start: Instant) -> Outcome {
     outcome
 }
 
+/// Why a GET got no status line.
+#[derive(Debug, thiserror::Error)]
+enum GetError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot send the request: {0}")]
+    Send(std::io::Error),
+    #[error("the answer has no status line")]
+    NoStatusLine,
+    #[error("closed without answering")]
+    Closed,
+    #[error("cannot read the answer: {0}")]
+    Read(std::io::Error),
+}
+
 /// Sends the GET and returns the answer's status line.
-async fn status_line(url: &HttpUrl) -> Result<String, String> {
-    let mut stream = TcpStream::connect(&url.connect)
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", url.connect))?;
+async fn status_line(url: &HttpUrl) -> Result<String, GetError> {
+    let mut stream =
+        TcpStream::connect(&url.connect)
+            .await
+            .map_err(|source| GetError::Connect {
+                addr: url.connect.clone(),
+                source,
+            })?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: nbwatch-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         url.path, url.host
@@ -68,7 +90,7 @@ async fn status_line(url: &HttpUrl) -> Result<String, String> {
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+        .map_err(GetError::Send)?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -77,13 +99,13 @@ async fn status_line(url: &HttpUrl) -> Result<String, String> {
             return Ok(line.trim().to_string());
         }
         if head.len() >= MAX_HEAD {
-            return Err("the answer has no status line".to_string());
+            return Err(GetError::NoStatusLine);
         }
         match stream.read(&mut buf).await {
-            Ok(0) if head.is_empty() => return Err("closed without answering".to_string()),
+            Ok(0) if head.is_empty() => return Err(GetError::Closed),
             Ok(0) => return Ok(String::from_utf8_lossy(&head).trim().to_string()),
             Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("cannot read the answer: {e}")),
+            Err(e) => return Err(GetError::Read(e)),
         }
     }
 }

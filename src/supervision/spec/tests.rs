@@ -293,3 +293,73 @@ placement = "any"
     let (_, problems) = parse("name = \"tv\"\nplacement = { failover = [] }\n");
     assert_eq!(problems[0].key, "placement.failover", "{problems:#?}");
 }
+
+/// Each problem as the operator reads it.
+fn shown(text: &str) -> Vec<String> {
+    let (tree, problems) = parse(text);
+    assert!(tree.is_none(), "{text}");
+    problems
+        .iter()
+        .map(|p| format!("{:?} {p}", p.kind))
+        .collect()
+}
+
+#[test]
+fn problems_keep_their_wording_key_and_order() {
+    let f = "supervisors/tv.toml";
+    let text = "name = \"t\"\nintensity = \"x\"\nzeta = 1\nalpha = 2\n\
+                backoff = { initial = \"x\", max = 1, foo = 1 }\n\
+                [[children]]\nname = \"a b\"\ncommand = [\"x\", 1]\nshutdown = 1\n\
+                env = { Z = 1, A = \"x\", B = 2 }\nprobes = [1]\nready = 1\n\
+                requires = [1, \"n:s\"]\nrestart = \"sometimes\"\n\
+                [[children]]\nname = \"b\"\ncommand = \"x\"\n[[children.probes]]\ntype = 1\n\
+                [[children.probes]]\ntype = \"tcp\"\nfailures = -1\n";
+    let expected = [
+        "UnknownKey alpha: unknown key; expected one of name, strategy, intensity, period, \
+         backoff, children, placement, takeover",
+        "UnknownKey zeta: unknown key; expected one of name, strategy, intensity, period, \
+         backoff, children, placement, takeover",
+        "WrongType intensity: expected a whole number ≥ 0",
+        "UnknownKey backoff.foo: unknown key; expected one of initial, max, reset_after",
+        "BadDuration backoff.initial: bad duration \"x\" (expected number at 0); expected a \
+         number and a unit, like \"500ms\", \"5s\" or \"2m\"",
+        "WrongType backoff.max: expected a string",
+        "BadValue children[0].name: \"a b\" is not a usable name (no spaces, ':' or '/')",
+        "WrongType children[0].command: every element must be a string",
+        "BadValue children[0].restart: unknown restart \"sometimes\"; expected permanent, \
+         transient, temporary",
+        "WrongType children[0].shutdown: expected a string",
+        "WrongType children[0].env.B: expected a string",
+        "WrongType children[0].env.Z: expected a string",
+        "WrongType children[0].probes[0]: expected a table",
+        "WrongType children[0].ready: expected a table: a probe (type, target/url/command, \
+         interval, timeout) and a deadline",
+        "BadValue children[0].requires[0]: expected an array of \"node:service\" strings, like \
+         [\"nas:postgres\"]",
+        "WrongType children[1].command: expected an array of strings, like [\"/usr/bin/app\", \
+         \"--flag\"]",
+        "WrongType children[1].probes[0].type: expected a string",
+        "MissingKey children[1].probes[0].type: missing: tcp, http or exec",
+        "MissingKey children[1].probes[1].target: missing",
+    ];
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            let (kind, rest) = e.split_once(' ').expect("kind");
+            format!("{kind} {f}: {rest}")
+        })
+        .collect();
+    assert_eq!(shown(text), expected);
+}
+
+#[test]
+fn a_date_is_no_string_in_a_tree() {
+    let text = "name = 1979-05-27\nperiod = 1979-05-27T07:32:00Z\n";
+    assert_eq!(
+        shown(text),
+        [
+            "WrongType supervisors/tv.toml: name: expected a string",
+            "WrongType supervisors/tv.toml: period: expected a string",
+        ]
+    );
+}
