@@ -17,6 +17,7 @@
 //! | `app.<key>` | application data | users |
 //! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
 
+pub mod alert;
 pub mod sample;
 
 use crate::types::Time;

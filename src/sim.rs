@@ -10,7 +10,7 @@ use crate::gossip::KvError;
 use crate::gossip::core::{ClusterEvent, Core, Input, Output, Settings, Status};
 use crate::types::{Incarnation, NodeName, Time};
 use crate::watch::{self, PeerWatch};
-use crate::wire::Frame;
+use crate::wire::{self, Frame};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -66,7 +66,7 @@ enum Ev {
     JoinAnswer {
         to: usize,
         seed: SocketAddr,
-        answer: Result<Frame, String>,
+        answer: Result<Frame, wire::ExchangeError>,
     },
 }
 
@@ -281,10 +281,10 @@ impl Sim {
                                 .core
                                 .answer_join(now, &name, incarnation, addr))
                         }
-                        other => Err(format!("unexpected frame {other:?}")),
+                        _ => Err(wire::ExchangeError::NotAJoinRequest),
                     }
                 } else {
-                    Err("connection timed out".to_string())
+                    Err(wire::ExchangeError::TimedOut)
                 };
                 let at = self.now + self.latency();
                 let seed_addr = self.nodes[seed].addr;
@@ -381,7 +381,7 @@ impl Sim {
                             Ev::JoinAnswer {
                                 to: i,
                                 seed,
-                                answer: Err("connection timed out".into()),
+                                answer: Err(wire::ExchangeError::TimedOut),
                             },
                         ),
                     }

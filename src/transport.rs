@@ -15,7 +15,7 @@
 
 use crate::secure::{Gate, OVERHEAD};
 use crate::types::{Incarnation, NodeName};
-use crate::wire::{self, Frame, MAX_DATAGRAM, MAX_FRAME};
+use crate::wire::{self, ExchangeError, Frame, FrameReadError, MAX_DATAGRAM, MAX_FRAME};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         name: NodeName,
         incarnation: Incarnation,
         addr: SocketAddr,
-    ) -> impl Future<Output = Result<Frame, String>> + Send;
+    ) -> impl Future<Output = Result<Frame, ExchangeError>> + Send;
 }
 
 /// Forwards datagrams to `inbox` until it is gone.
@@ -105,20 +105,19 @@ async fn answer_one(
     inbox: &impl Inbox,
     data_dir: std::path::PathBuf,
     gate: &Gate,
-) -> Result<(), String> {
+) -> Result<(), ExchangeError> {
     let sealed = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream, MAX_REQUEST))
         .await
         .map_err(|_| {
-            format!(
-                "no request within {}",
-                humantime::format_duration(REQUEST_TIMEOUT)
-            )
-        })??;
+            ExchangeError::NoRequest(humantime::format_duration(REQUEST_TIMEOUT).to_string())
+        })?
+        .map_err(ExchangeError::Read)?;
     // Not from a key holder: the gate counted and logged it; close without a word.
     let Some((body, binding)) = gate.open_request(peer, &sealed) else {
         return Ok(());
     };
-    let frame = wire::decode_frame(&body).map_err(|e| format!("malformed request: {e}"))?;
+    let frame =
+        wire::decode_frame(&body).map_err(|e| ExchangeError::MalformedRequest(e.to_string()))?;
     if let Frame::HistoryRequest(request) = frame {
         let answer = crate::store::backfill::serve(data_dir, request).await;
         return send(&mut stream, gate, &binding, &answer).await;
@@ -129,11 +128,11 @@ async fn answer_one(
         addr,
     } = frame
     else {
-        return Err("not a join request".to_string());
+        return Err(ExchangeError::NotAJoinRequest);
     };
     let answer = tokio::time::timeout(REQUEST_TIMEOUT, inbox.answer_join(name, incarnation, addr))
         .await
-        .map_err(|_| "the gossip actor did not answer".to_string())??;
+        .map_err(|_| ExchangeError::Unanswered("the gossip actor did not answer".to_string()))??;
     send(&mut stream, gate, &binding, &answer).await
 }
 
@@ -142,69 +141,76 @@ async fn send(
     gate: &Gate,
     binding: &[u8],
     answer: &Frame,
-) -> Result<(), String> {
+) -> Result<(), ExchangeError> {
     let body =
-        wire::encode_frame_body(answer).map_err(|e| format!("cannot encode the answer: {e}"))?;
+        wire::encode_frame_body(answer).map_err(|e| ExchangeError::EncodeAnswer(e.to_string()))?;
     let bytes = wire::length_prefixed(&gate.seal_answer(binding, &body));
     tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&bytes))
         .await
-        .map_err(|_| "the peer does not read its answer".to_string())?
-        .map_err(|e| format!("cannot send the answer: {e}"))?;
+        .map_err(|_| ExchangeError::AnswerNotRead)?
+        .map_err(|e| ExchangeError::SendAnswer(e.to_string()))?;
     let _ = stream.shutdown().await;
     Ok(())
 }
 
 /// Asks `seed` to let us join: its answer, or why there is none.
-pub async fn join(seed: SocketAddr, request: Frame, gate: Arc<Gate>) -> Result<Frame, String> {
+pub async fn join(
+    seed: SocketAddr,
+    request: Frame,
+    gate: Arc<Gate>,
+) -> Result<Frame, ExchangeError> {
     match tokio::time::timeout(JOIN_TIMEOUT, ask(&gate, seed, &request)).await {
         Ok(answer) => answer,
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(JOIN_TIMEOUT)
+        Err(_) => Err(ExchangeError::NoAnswer(
+            humantime::format_duration(JOIN_TIMEOUT).to_string(),
         )),
     }
 }
 
 /// Sends one request to `seed` and reads its answer, both sealed by `gate`.
-pub async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, String> {
-    let body = wire::encode_frame_body(request).map_err(|e| format!("cannot encode: {e}"))?;
+pub async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, ExchangeError> {
+    let body =
+        wire::encode_frame_body(request).map_err(|e| ExchangeError::Encode(e.to_string()))?;
     let (sealed, binding) = gate.seal_request(&body);
     let bytes = wire::length_prefixed(&sealed);
     let mut stream = TcpStream::connect(seed)
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| ExchangeError::Connect(e.to_string()))?;
     stream
         .write_all(&bytes)
         .await
-        .map_err(|e| format!("cannot send: {e}"))?;
+        .map_err(|e| ExchangeError::Send(e.to_string()))?;
     let sealed = read_frame(&mut stream, MAX_FRAME + OVERHEAD)
         .await
         .map_err(|why| match gate.is_encrypted() {
             // A node refuses a request it cannot open by closing without a word.
-            true => format!("{why} (a peer without our cluster key closes without answering)"),
-            false => why,
+            true => ExchangeError::ReadSealed(why),
+            false => ExchangeError::Read(why),
         })?;
-    let body = gate.open_answer(seed, &binding, &sealed).ok_or_else(|| {
-        "the answer failed authentication (does the peer have the cluster key?)".to_string()
-    })?;
-    wire::decode_frame(&body).map_err(|e| format!("malformed answer: {e}"))
+    let body = gate
+        .open_answer(seed, &binding, &sealed)
+        .ok_or(ExchangeError::Unauthenticated)?;
+    wire::decode_frame(&body).map_err(|e| ExchangeError::Malformed(e.to_string()))
 }
 
 /// One length-prefixed frame body, refusing a length over `cap` before reading it.
-async fn read_frame(stream: &mut TcpStream, cap: usize) -> Result<Vec<u8>, String> {
+async fn read_frame(stream: &mut TcpStream, cap: usize) -> Result<Vec<u8>, FrameReadError> {
     let mut len = [0u8; 4];
     stream
         .read_exact(&mut len)
         .await
-        .map_err(|e| format!("cannot read the frame length: {e}"))?;
+        .map_err(|e| FrameReadError::Length(e.to_string()))?;
     let len = u32::from_be_bytes(len) as usize;
     if len > cap {
-        return Err(format!("frame of {len} bytes is larger than {cap}"));
+        return Err(FrameReadError::TooLarge { len, cap });
     }
     let mut body = vec![0u8; len];
     stream
         .read_exact(&mut body)
         .await
-        .map_err(|e| format!("cannot read a frame of {len} bytes: {e}"))?;
+        .map_err(|e| FrameReadError::Body {
+            len,
+            why: e.to_string(),
+        })?;
     Ok(body)
 }

@@ -351,3 +351,53 @@ pub struct Page {
     /// Why the server could not answer (then the rest is empty).
     pub error: Option<String>,
 }
+
+/// Why a length-prefixed frame could not be read from a TCP stream.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameReadError {
+    #[error("cannot read the frame length: {0}")]
+    Length(String),
+    #[error("frame of {len} bytes is larger than {cap}")]
+    TooLarge { len: usize, cap: usize },
+    #[error("cannot read a frame of {len} bytes: {why}")]
+    Body { len: usize, why: String },
+}
+
+/// Why a request over the gossip TCP port (a join, a history page) got no usable answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("cannot send: {0}")]
+    Send(String),
+    #[error("{0}")]
+    Read(FrameReadError),
+    #[error("{0} (a peer without our cluster key closes without answering)")]
+    ReadSealed(FrameReadError),
+    #[error("the answer failed authentication (does the peer have the cluster key?)")]
+    Unauthenticated,
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
+    #[error("not a join request")]
+    NotAJoinRequest,
+    #[error("no request within {0}")]
+    NoRequest(String),
+    #[error("no answer within {0}")]
+    NoAnswer(String),
+    /// The local side that should answer is gone or did not answer.
+    #[error("{0}")]
+    Unanswered(String),
+    #[error("cannot encode the answer: {0}")]
+    EncodeAnswer(String),
+    #[error("the peer does not read its answer")]
+    AnswerNotRead,
+    #[error("cannot send the answer: {0}")]
+    SendAnswer(String),
+    /// The simulator's stand-in for a seed that never answers.
+    #[error("connection timed out")]
+    TimedOut,
+}

@@ -23,6 +23,23 @@ use std::time::Duration;
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Why a back-fill from one peer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("no page within {0:?}")]
+    NoPage(Duration),
+    #[error(transparent)]
+    Exchange(#[from] crate::wire::ExchangeError),
+    #[error("the peer answered something else than a history page")]
+    NotAPage,
+    #[error("the peer cannot read its history: {0}")]
+    PeerCannotRead(String),
+    #[error("cannot write: {0}")]
+    Write(crate::actors::store::WriteError),
+    #[error("the store did not take the page")]
+    StoreGone,
+}
+
 /// How the asking side reaches the others: the gossip actor (for the live peers) and the
 /// gate of the gossip port.
 #[derive(Clone)]
@@ -146,7 +163,7 @@ pub async fn fetch(
     peer: SocketAddr,
     since: Time,
     store: &ActorRef<StoreMsg>,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, BackfillError> {
     let mut request = PageRequest {
         since,
         samples_after: None,
@@ -158,12 +175,12 @@ pub async fn fetch(
         let frame = Frame::HistoryRequest(request.clone());
         let answer = tokio::time::timeout(PAGE_TIMEOUT, crate::transport::ask(gate, peer, &frame))
             .await
-            .map_err(|_| format!("no page within {PAGE_TIMEOUT:?}"))??;
+            .map_err(|_| BackfillError::NoPage(PAGE_TIMEOUT))??;
         let Frame::HistoryPage(page) = answer else {
-            return Err("the peer answered something else than a history page".into());
+            return Err(BackfillError::NotAPage);
         };
         if let Some(why) = page.error {
-            return Err(format!("the peer cannot read its history: {why}"));
+            return Err(BackfillError::PeerCannotRead(why));
         }
         fetched.pages += 1;
         fetched.samples += page.samples.len();
@@ -180,8 +197,8 @@ pub async fn fetch(
             .await
         {
             Ok(CallResult::Success(Ok(()))) => {}
-            Ok(CallResult::Success(Err(why))) => return Err(format!("cannot write: {why}")),
-            _ => return Err("the store did not take the page".into()),
+            Ok(CallResult::Success(Err(why))) => return Err(BackfillError::Write(why)),
+            _ => return Err(BackfillError::StoreGone),
         }
         samples_done = samples_done || page.samples_next.is_none();
         events_done = events_done || page.events_next.is_none();

@@ -23,7 +23,7 @@ use crate::store::incarnation;
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::transport as net;
 use crate::types::{Clock, Incarnation, NodeName, Time};
-use crate::wire::Frame;
+use crate::wire::{ExchangeError, Frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -382,7 +382,7 @@ impl net::Inbox for ActorRef<GossipMsg> {
         name: NodeName,
         incarnation: Incarnation,
         addr: SocketAddr,
-    ) -> Result<Frame, String> {
+    ) -> Result<Frame, ExchangeError> {
         let reply = self
             .call(
                 |reply| GossipMsg::AnswerJoin {
@@ -394,8 +394,9 @@ impl net::Inbox for ActorRef<GossipMsg> {
                 None,
             )
             .await
-            .map_err(|e| format!("the gossip actor is gone: {e}"))?;
-        reply.success_or_else(|| "the gossip actor did not answer".to_string())
+            .map_err(|e| ExchangeError::Unanswered(format!("the gossip actor is gone: {e}")))?;
+        reply
+            .success_or_else(|| ExchangeError::Unanswered("the gossip actor did not answer".into()))
     }
 }
 

@@ -39,15 +39,25 @@ pub const MAX_BATCH: usize = 20_000;
 /// How often old samples are folded into rollups and expired data deleted.
 pub const MAINTAIN_EVERY: Duration = Duration::from_secs(600);
 
+/// Why the store did not (yet) write what it was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Writing fails (a full disk, a read-only directory): why.
+    #[error("{0}")]
+    Failing(String),
+    #[error("rows are still waiting")]
+    Pending,
+}
+
 pub enum StoreMsg {
     /// An event this node saw (gossip or its own services).
     Record(RecordedEvent),
     /// Rows fetched from a peer by back-fill: answered once written (back-pressure).
-    Backfill(Vec<Row>, RpcReplyPort<Result<(), String>>),
+    Backfill(Vec<Row>, RpcReplyPort<Result<(), WriteError>>),
     /// Write what is buffered (sent by the ticker every [`TICK`]).
     Tick,
     /// Write what is buffered now and answer once it is on disk (or why not).
-    Flush(RpcReplyPort<Result<(), String>>),
+    Flush(RpcReplyPort<Result<(), WriteError>>),
     /// This node raised its incarnation to refute a suspicion of itself (sent by the gossip
     /// actor): what the others recorded meanwhile is back-filled.
     Refuted,
@@ -144,7 +154,7 @@ impl Actor for StoreActor {
                 state.flush(true).await;
                 let _ = reply.send(match &state.failing {
                     None => Ok(()),
-                    Some(why) => Err(why.clone()),
+                    Some(why) => Err(WriteError::Failing(why.clone())),
                 });
             }
             StoreMsg::Refuted => state.after_refuting(&myself),
@@ -156,8 +166,8 @@ impl Actor for StoreActor {
                 state.flush(true).await;
                 let answer = match (&state.failing, state.pending.is_empty()) {
                     (None, true) => Ok(()),
-                    (Some(why), _) => Err(why.clone()),
-                    (None, false) => Err("rows are still waiting".to_string()),
+                    (Some(why), _) => Err(WriteError::Failing(why.clone())),
+                    (None, false) => Err(WriteError::Pending),
                 };
                 let _ = reply.send(answer);
             }

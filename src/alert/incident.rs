@@ -172,15 +172,12 @@ fn names(v: &[NodeName]) -> String {
         .join(", ")
 }
 
-/// The `svc.<name>` entries of a member: (service, state, since).
-fn services(m: &MemberView) -> impl Iterator<Item = (&str, String, Time)> {
-    m.kv.iter().filter_map(|(k, v)| {
-        let name = k.strip_prefix("svc.")?;
-        let value: Value = serde_json::from_str(v).ok()?;
-        let state = value.get("state")?.as_str()?.to_string();
-        let since = Time(value.get("since")?.as_u64()?);
-        Some((name, state, since))
-    })
+/// The services a member announces (`svc.<name>`, read through their codec): (service,
+/// state, since).
+fn services(m: &MemberView) -> impl Iterator<Item = (String, String, Time)> {
+    crate::keys::announced(&m.kv)
+        .into_iter()
+        .map(|s| (s.name, s.state.as_str().to_string(), s.since))
 }
 
 /// The incarnation in a `node_down:<node>:<inc>` / `node_up:...` id of `node`.
@@ -398,13 +395,13 @@ fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
                 "running" => {
                     let last_failed = log
                         .sent_ids()
-                        .filter_map(|id| service_since(id, Kind::ServiceFailed, &m.name, service))
+                        .filter_map(|id| service_since(id, Kind::ServiceFailed, &m.name, &service))
                         .filter(|t| *t < since.0)
                         .max();
                     if let Some(failed) = last_failed {
                         let resolved = log
                             .sent_ids()
-                            .filter_map(|id| service_since(id, Kind::ServiceUp, &m.name, service))
+                            .filter_map(|id| service_since(id, Kind::ServiceUp, &m.name, &service))
                             .any(|t| t > failed && t < since.0);
                         if !resolved {
                             out.push(Incident {

@@ -15,31 +15,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::keys::ALERT_PREFIX;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stage {
-    Claim,
-    Sending,
-    Sent,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Claim => "claim",
-            Stage::Sending => "sending",
-            Stage::Sent => "sent",
-        }
-    }
-    fn parse(s: &str) -> Option<Stage> {
-        match s {
-            "claim" => Some(Stage::Claim),
-            "sending" => Some(Stage::Sending),
-            "sent" => Some(Stage::Sent),
-            _ => None,
-        }
-    }
-}
+pub use crate::keys::alert::{AlertEntry, Stage};
 
 /// One member's entry for one incident.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,45 +32,28 @@ pub struct Entry {
     pub alert: Option<Value>,
 }
 
-/// The value of an `alert.<id>` key.
+/// The value of an `alert.<id>` key (see [`AlertEntry`]).
 pub fn entry_value(stage: Stage, at: Time, sinks: &[SinkResult], alert: Option<&Value>) -> String {
-    let mut v = json!({ "st": stage.as_str(), "at": at.0 });
-    if !sinks.is_empty() {
-        v["sinks"] = Value::Array(sinks.iter().map(|s| json!([s.sink, s.result])).collect());
-    }
-    if let Some(alert) = alert {
+    AlertEntry {
+        stage,
+        at,
+        sinks: sinks.to_vec(),
         // Only what `alerts` shows and the others need: the rest is derived again.
-        v["summary"] = alert.get("summary").cloned().unwrap_or(Value::Null);
+        summary: alert.map(|a| a.get("summary").cloned().unwrap_or(Value::Null)),
     }
-    v.to_string()
+    .encode()
 }
 
 fn parse_entry(m: &MemberView, value: &str) -> Option<Entry> {
-    let v: Value = serde_json::from_str(value).ok()?;
-    let stage = Stage::parse(v.get("st")?.as_str()?)?;
-    let at = Time(v.get("at")?.as_u64()?);
-    let sinks = v
-        .get("sinks")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| {
-                    Some(SinkResult {
-                        sink: s.get(0)?.as_str()?.to_string(),
-                        result: s.get(1)?.as_str()?.to_string(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let e = AlertEntry::parse(value)?;
     Some(Entry {
         by: m.name.clone(),
-        stage,
-        at,
+        stage: e.stage,
+        at: e.at,
         live: is_live(m),
         rank: rank(m),
-        sinks,
-        alert: v.get("summary").map(|s| json!({ "summary": s })),
+        sinks: e.sinks,
+        alert: e.summary.map(|s| json!({ "summary": s })),
     })
 }
 

@@ -5,6 +5,7 @@ use crate::actors::gossip::StatsSnapshot;
 use crate::alert::log::{Log, Stage};
 use crate::events::RecordedEvent;
 use crate::gossip::MemberView;
+use crate::keys::announced;
 use crate::probe::metrics::metrics_from_kv;
 use crate::supervision::status::ServiceStatus;
 use crate::types::{NodeName, Time};
@@ -137,9 +138,11 @@ pub fn cluster_services(views: &[MemberView], me: &NodeName, local: &[ServiceSta
         let mut list: Vec<Value> = if &m.name == me {
             local.iter().map(|s| service(s, me)).collect()
         } else {
-            m.kv.iter()
-                .filter_map(|(k, v)| Some((k.strip_prefix("svc.")?, v)))
-                .filter_map(|(name, v)| gossiped_service(&m.name, name, v))
+            // Read through the one codec of `svc.<name>` values; one this version cannot
+            // read is left out.
+            announced(&m.kv)
+                .iter()
+                .map(|s| service(s, &m.name))
                 .collect()
         };
         for s in &mut list {
@@ -150,27 +153,6 @@ pub fn cluster_services(views: &[MemberView], me: &NodeName, local: &[ServiceSta
         out.extend(list);
     }
     Value::Array(out)
-}
-
-/// A `svc.<name>` gossip value (see `supervision::status::gossip_value`) in the contract's
-/// shape; `None` for a value this version cannot read.
-fn gossiped_service(node: &NodeName, name: &str, value: &str) -> Option<Value> {
-    let v: Value = serde_json::from_str(value).ok()?;
-    let since = v
-        .get("since")
-        .and_then(Value::as_u64)
-        .map(|ms| Time(ms).to_rfc3339());
-    Some(json!({
-        "node": node.as_str(),
-        "name": name,
-        "tree": v.get("tree").cloned().unwrap_or(Value::Null),
-        "state": v.get("state")?.clone(),
-        "pid": v.get("pid").cloned().unwrap_or(Value::Null),
-        "restarts": v.get("restarts").cloned().unwrap_or(Value::from(0)),
-        "last_exit": v.get("last_exit").cloned().unwrap_or(Value::Null),
-        "health": v.get("health").cloned().unwrap_or(Value::from("unknown")),
-        "since": since,
-    }))
 }
 
 /// `GET /api/v1/events`: membership events and this node's (`me`) service events, oldest

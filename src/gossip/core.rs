@@ -23,8 +23,8 @@ pub use crate::events::ClusterEvent;
 use crate::types::{Incarnation, NodeName, Time, Version};
 use crate::watch;
 use crate::wire::{
-    self, Beat, BeatAge, BeatNews, DigestEntry, Envelope, Frame, MAX_DATAGRAM, Message, NodeDelta,
-    Want,
+    self, Beat, BeatAge, BeatNews, DigestEntry, Envelope, ExchangeError, Frame, MAX_DATAGRAM,
+    Message, NodeDelta, Want,
 };
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -143,7 +143,7 @@ pub enum Input {
     /// The answer of a seed to our join request, or why there was none.
     JoinAnswer {
         seed: SocketAddr,
-        answer: Result<Frame, String>,
+        answer: Result<Frame, ExchangeError>,
     },
     /// Leave the cluster gracefully.
     Leave,
@@ -762,7 +762,7 @@ impl Core {
         &mut self,
         now: Time,
         seed: SocketAddr,
-        answer: Result<Frame, String>,
+        answer: Result<Frame, ExchangeError>,
         out: &mut Vec<Output>,
     ) {
         if self.joined {
@@ -781,7 +781,7 @@ impl Core {
             Ok(other) => {
                 self.retry_join(now, seed, format!("unexpected answer {other:?}"));
             }
-            Err(why) => self.retry_join(now, seed, why),
+            Err(why) => self.retry_join(now, seed, why.to_string()),
         }
     }
 

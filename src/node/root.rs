@@ -152,6 +152,15 @@ impl Wiring {
     }
 }
 
+/// Why a child could not be (re)started.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChildError {
+    #[error(transparent)]
+    Spawn(#[from] ractor::SpawnErr),
+    #[error("cannot use the bound socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
 pub(crate) struct NodeState {
     args: NodeArgs,
     settings: Settings,
@@ -309,7 +318,7 @@ impl NodeState {
         }
     }
 
-    async fn spawn(&mut self, myself: &ActorRef<NodeMsg>, child: Child) -> Result<(), String> {
+    async fn spawn(&mut self, myself: &ActorRef<NodeMsg>, child: Child) -> Result<(), ChildError> {
         let supervisor = myself.get_cell();
         let w = self.args.wiring.clone();
         let clock = self.args.clock;
@@ -326,9 +335,7 @@ impl NodeState {
                         gate: w.gate.clone(),
                     },
                 };
-                let (store, _) = Actor::spawn_linked(None, StoreActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (store, _) = Actor::spawn_linked(None, StoreActor, args, supervisor).await?;
                 w.store.bind(Some(store.clone()));
                 let recorder = store.clone();
                 w.events.set_recorder(Some(Arc::new(move |recorded| {
@@ -342,9 +349,8 @@ impl NodeState {
                     clock,
                     gossip: w.gossip.clone(),
                 };
-                let (watch, _) = Actor::spawn_linked(None, WatchSupervisor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (watch, _) =
+                    Actor::spawn_linked(None, WatchSupervisor, args, supervisor).await?;
                 w.watch.bind(Some(watch.clone()));
                 // A new supervisor has no watchers: have gossip start them again.
                 w.gossip.cast(GossipMsg::ResyncWatchers);
@@ -353,9 +359,8 @@ impl NodeState {
             Child::Gossip => {
                 // A new core starts its watchers itself; the old core's must go.
                 w.watch.cast(WatchMsg::StopAll);
-                let io = |e: std::io::Error| e.to_string();
-                let udp = self.args.udp.try_clone().map_err(io)?;
-                let tcp = self.args.tcp.try_clone().map_err(io)?;
+                let udp = self.args.udp.try_clone()?;
+                let tcp = self.args.tcp.try_clone()?;
                 let node = myself.clone();
                 let config = &self.args.config;
                 let args = GossipArgs {
@@ -364,8 +369,8 @@ impl NodeState {
                     seeds: config.gossip.seeds.clone(),
                     settings: self.settings.clone(),
                     data_dir: config.node.data_dir.clone(),
-                    udp: tokio::net::UdpSocket::from_std(udp).map_err(io)?,
-                    tcp: tokio::net::TcpListener::from_std(tcp).map_err(io)?,
+                    udp: tokio::net::UdpSocket::from_std(udp)?,
+                    tcp: tokio::net::TcpListener::from_std(tcp)?,
                     clock,
                     gate: w.gate.clone(),
                     watch: w.watch.clone(),
@@ -377,9 +382,7 @@ impl NodeState {
                         let _ = node.cast(NodeMsg::Fatal(reason));
                     }),
                 };
-                let (gossip, _) = Actor::spawn_linked(None, GossipActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (gossip, _) = Actor::spawn_linked(None, GossipActor, args, supervisor).await?;
                 w.gossip.bind(Some(gossip.clone()));
                 // A new core has an empty state: the services' states go in again.
                 self.args.services.board.republish();
@@ -394,9 +397,8 @@ impl NodeState {
                     gossip: w.gossip.clone(),
                     clock,
                 };
-                let (probe, _) = Actor::spawn_linked(None, HostProbeActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (probe, _) =
+                    Actor::spawn_linked(None, HostProbeActor, args, supervisor).await?;
                 probe.get_cell()
             }
             Child::Services => {
@@ -409,9 +411,8 @@ impl NodeState {
                     trees,
                     ctx: self.args.services.clone(),
                 };
-                let (manager, _) = Actor::spawn_linked(None, ManagerActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (manager, _) =
+                    Actor::spawn_linked(None, ManagerActor, args, supervisor).await?;
                 w.services.bind(Some(manager.clone()));
                 manager.get_cell()
             }
@@ -433,9 +434,7 @@ impl NodeState {
                     events: w.events.clone(),
                     clock,
                 };
-                let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor).await?;
                 w.alerts.bind(Some(alerts.clone()));
                 alerts.get_cell()
             }
@@ -447,9 +446,8 @@ impl NodeState {
                     view: w.view.clone(),
                     clock,
                 };
-                let (control, _) = Actor::spawn_linked(None, ControlActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (control, _) =
+                    Actor::spawn_linked(None, ControlActor, args, supervisor).await?;
                 w.control.bind(Some(control.clone()));
                 control.get_cell()
             }
@@ -459,17 +457,15 @@ impl NodeState {
                     events: w.events.clone(),
                     clock,
                 };
-                let (election, _) = Actor::spawn_linked(None, ElectionActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (election, _) =
+                    Actor::spawn_linked(None, ElectionActor, args, supervisor).await?;
                 w.election.bind(Some(election.clone()));
                 election.get_cell()
             }
             Child::Api => {
-                let listener = self.args.api.try_clone().map_err(|e| e.to_string())?;
+                let listener = self.args.api.try_clone()?;
                 let args = HttpArgs {
-                    listener: tokio::net::TcpListener::from_std(listener)
-                        .map_err(|e| e.to_string())?,
+                    listener: tokio::net::TcpListener::from_std(listener)?,
                     router: (self.args.routes)(NodeParts {
                         name: self.args.config.node.name.clone(),
                         gossip: w.gossip.clone(),
@@ -483,9 +479,7 @@ impl NodeState {
                         token: self.args.token.clone(),
                     }),
                 };
-                let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor).await?;
                 api.get_cell()
             }
         };

@@ -23,6 +23,7 @@
 use crate::events::{NodeEvent, RecordedEvent};
 use crate::gossip::ClusterEvent;
 use crate::keys::ALERT_PREFIX;
+use crate::keys::alert::{AlertEntry, Stage};
 use crate::keys::sample::{add_metrics, parse_sample};
 use crate::keys::{METRICS_KEY, PROBE_PREFIX};
 use crate::types::{NodeName, Time};
@@ -79,20 +80,20 @@ pub fn rows(recorded: &RecordedEvent, me: &NodeName, out: &mut Vec<Row>) {
 /// records every alert sent in the cluster, once per incident (its key is the incident id, the
 /// same as when the sender records its own send).
 pub fn alert_row(at: Time, by: &NodeName, id: &str, value: &str) -> Option<EventRow> {
-    let v: serde_json::Value = serde_json::from_str(value).ok()?;
-    if v.get("st")?.as_str()? != "sent" {
+    let entry = AlertEntry::parse(value)?;
+    if entry.stage != Stage::Sent {
         return None;
     }
-    let summary = v.get("summary").and_then(|s| s.as_str()).unwrap_or("");
-    let results: Vec<String> = v
-        .get("sinks")
-        .and_then(|s| s.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| Some(format!("{}: {}", r.get(0)?.as_str()?, r.get(1)?.as_str()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let summary = entry
+        .summary
+        .as_ref()
+        .and_then(|s| s.as_str())
+        .unwrap_or("");
+    let results: Vec<String> = entry
+        .sinks
+        .iter()
+        .map(|r| format!("{}: {}", r.sink, r.result))
+        .collect();
     let detail = format!("{summary} ({id}) [{}]", results.join("; "));
     let json = serde_json::json!({
         "at": at.to_rfc3339(), "node": by.as_str(), "kind": "alert_sent",
