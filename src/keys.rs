@@ -18,6 +18,7 @@
 //! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
 
 pub mod alert;
+pub mod control;
 pub mod sample;
 
 use crate::types::Time;

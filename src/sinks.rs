@@ -210,14 +210,17 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Resu
     }
 }
 
+/// The string field `k` of an alert (empty when it has none).
+fn field(alert: &Value, k: &str) -> String {
+    alert
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 async fn exec(command: &[String], alert: &Value) -> Result<(), SinkError> {
-    let text = |k: &str| {
-        alert
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| field(alert, k);
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..])
         .env("NBWATCH_ALERT_ID", text("id"))
@@ -271,13 +274,7 @@ async fn exec(command: &[String], alert: &Value) -> Result<(), SinkError> {
 
 /// Alertmanager's webhook payload (version 4) for one alert.
 pub fn alertmanager(alert: &Value) -> Value {
-    let text = |k: &str| {
-        alert
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| field(alert, k);
     let mut labels = json!({
         "alertname": text("kind"),
         "node": text("node"),

@@ -24,9 +24,9 @@
 
 use crate::gossip::MemberView;
 pub use crate::keys::Run;
+pub use crate::keys::control::Declaration;
 use crate::supervision::spec::Placement;
 use crate::types::Time;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -36,14 +36,6 @@ pub use crate::keys::TREE_PREFIX;
 pub const NOBODY: &str = "-";
 /// How long a node named to run a tree waits, with the way clear, before it starts it.
 pub const HANDOVER: Duration = Duration::from_secs(1);
-
-/// A node's `tree.<name>` value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Declaration {
-    pub failover: Vec<String>,
-    pub takeover: bool,
-    pub run: Run,
-}
 
 pub fn declaration(tree: &str, placement: &Placement, run: Run) -> (String, String) {
     let d = Declaration {

@@ -11,8 +11,8 @@
 
 use crate::gossip::MemberView;
 use crate::keys::Command;
+pub use crate::keys::control::{Answer, RemoteCommand};
 use crate::types::Time;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use crate::keys::COMMAND_PREFIX;
@@ -21,25 +21,6 @@ pub use crate::keys::RESULT_PREFIX;
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// An answer stays in the target's state this long (the issuer has stopped waiting by then).
 pub const RESULT_KEEP: Duration = Duration::from_secs(120);
-
-/// A command as it travels in the issuer's state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteCommand {
-    pub to: String,
-    pub service: String,
-    pub action: String,
-    /// When it was issued (ms, the issuer's clock).
-    pub at: u64,
-}
-
-/// The target's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
-    pub ok: bool,
-    pub message: String,
-    /// When it was answered (ms, the target's clock).
-    pub at: u64,
-}
 
 /// A command this node should run: its id, who issued it and what.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,33 @@
+//! The codecs of the control plane's values: a command to another node (`cmd.<id>`), its
+//! answer (`res.<id>`) and a node's declaration of a placed tree (`tree.<name>`), each one
+//! serde type read and written only through here.
+
+use super::Run;
+use serde::{Deserialize, Serialize};
+
+/// A command as it travels in the issuer's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteCommand {
+    pub to: String,
+    pub service: String,
+    pub action: String,
+    /// When it was issued (ms, the issuer's clock).
+    pub at: u64,
+}
+
+/// The target's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    pub message: String,
+    /// When it was answered (ms, the target's clock).
+    pub at: u64,
+}
+
+/// A node's `tree.<name>` value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declaration {
+    pub failover: Vec<String>,
+    pub takeover: bool,
+    pub run: Run,
+}
