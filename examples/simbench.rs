@@ -87,7 +87,7 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> f64 
                 st.bytes_synack,
                 st.bytes_ack,
                 st.bytes_news,
-                st.bytes_probe,
+                st.bytes_probe + node.probe_bytes,
             ]) {
                 *slot += v;
             }

@@ -36,6 +36,7 @@ use crate::supervision::status::{
 };
 use crate::supervision::supervisor::Command;
 use crate::task::Handle;
+use crate::transport::Outbox;
 use crate::types::{Clock, NodeName, Time};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, OutputPort};
@@ -247,9 +248,16 @@ pub async fn start(
         .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
     // Before this run's services start: what a kill -9'd predecessor left running goes.
     crate::supervision::leftovers::sweep(&config.node.data_dir);
-    let wiring = Wiring::new(Arc::new(gate));
-    let exit = ExitSlot::default();
     let clock = Clock::new();
+    let gate = Arc::new(gate);
+    let udp = sockets.udp.into_std().map_err(NodeError::Socket)?;
+    let sender = udp
+        .try_clone()
+        .and_then(tokio::net::UdpSocket::from_std)
+        .map_err(NodeError::Socket)?;
+    let outbox = Outbox::new(Arc::new(sender), gate.clone(), name.clone(), clock);
+    let wiring = Wiring::new(gate, outbox);
+    let exit = ExitSlot::default();
     let publish = Arc::new(NodePublish {
         gossip: wiring.gossip.clone(),
         events: wiring.events.clone(),
@@ -265,7 +273,7 @@ pub async fn start(
     };
     let args = NodeArgs {
         advertise,
-        udp: sockets.udp.into_std().map_err(NodeError::Socket)?,
+        udp,
         tcp: sockets.tcp.into_std().map_err(NodeError::Socket)?,
         api: sockets.api.into_std().map_err(NodeError::Socket)?,
         clock,

@@ -9,8 +9,8 @@
 use crate::gossip::KvError;
 use crate::gossip::core::{ClusterEvent, Core, Input, Output, Settings, Status};
 use crate::types::{Incarnation, NodeName, Time};
-use crate::watch::{self, PeerWatch};
-use crate::wire::{self, Frame};
+use crate::watch::{self, PeerWatch, Prober};
+use crate::wire::{self, Envelope, Frame};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -34,6 +34,8 @@ pub struct SimNode {
     pub addr: SocketAddr,
     pub core: Core,
     watchers: BTreeMap<NodeName, PeerWatch>,
+    /// Builds the watchers' probes, as each watcher actor does.
+    prober: Prober,
     pub health: Health,
     pub incarnation: Incarnation,
     /// Membership events this node emitted, with their time.
@@ -43,6 +45,8 @@ pub struct SimNode {
     pub fatal: Option<String>,
     pub bytes_sent: u64,
     pub datagrams_sent: u64,
+    /// Of `bytes_sent`: the watchers' probes (the core counts the rest by kind).
+    pub probe_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -165,19 +169,21 @@ impl Sim {
         } else {
             vec![Self::addr_of(0)]
         };
+        let seed = self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let core = Core::new(
             name.clone(),
             Self::addr_of(i),
             Incarnation(1),
             seeds,
             self.settings.clone(),
-            self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            seed,
         );
         self.nodes.push(SimNode {
             name,
             addr: Self::addr_of(i),
             core,
             watchers: BTreeMap::new(),
+            prober: Prober::new(seed.rotate_left(17), self.settings.indirect_probes),
             health: Health::Up,
             incarnation: Incarnation(1),
             events: Vec::new(),
@@ -185,6 +191,7 @@ impl Sim {
             fatal: None,
             bytes_sent: 0,
             datagrams_sent: 0,
+            probe_bytes: 0,
         });
         self.by_addr.insert(Self::addr_of(i), i);
         self.feed(i, Input::Tick);
@@ -321,25 +328,77 @@ impl Sim {
     }
 
     fn carry_out_watch(&mut self, i: usize, peer: NodeName, outs: Vec<watch::Output>) {
+        let more = self.watch_outputs(i, &peer, outs);
+        self.carry_out(i, more);
+    }
+
+    /// Carries out a watcher's outputs as its actor does: wakes are scheduled, probes go
+    /// straight out, and verdicts go to the core (whose outputs are returned).
+    fn watch_outputs(
+        &mut self,
+        i: usize,
+        peer: &NodeName,
+        outs: Vec<watch::Output>,
+    ) -> Vec<Output> {
+        let now = self.now;
+        let mut more = Vec::new();
         for o in outs {
             match o {
                 watch::Output::WakeAt { at, token } => self.schedule(
-                    at.max(self.now),
+                    at.max(now),
                     Ev::Wake {
                         node: i,
                         peer: peer.clone(),
                         token,
                     },
                 ),
-                watch::Output::Verdict(verdict) => self.feed(
-                    i,
+                watch::Output::Probe(probe) => self.probe(i, peer, probe),
+                watch::Output::Verdict(verdict) => more.extend(self.nodes[i].core.handle(
+                    now,
                     Input::Verdict {
                         peer: peer.clone(),
                         verdict,
                     },
-                ),
+                )),
             }
         }
+        more
+    }
+
+    /// Node `i`'s watcher of `peer` probes it.
+    fn probe(&mut self, i: usize, peer: &NodeName, probe: watch::Probe) {
+        let node = &mut self.nodes[i];
+        let Some(contact) = node.core.contact(peer) else {
+            return;
+        };
+        let live = node.core.live_contacts();
+        let messages = node.prober.messages(probe, &contact, &live);
+        for (to, msg) in messages {
+            let node = &self.nodes[i];
+            let env = Envelope::at(node.name.clone(), node.core.incarnation(), self.now, msg);
+            match wire::encode(&env) {
+                Ok(bytes) => {
+                    self.nodes[i].probe_bytes += bytes.len() as u64;
+                    self.transmit(i, to, bytes);
+                }
+                Err(e) => panic!("a probe does not encode: {e}"),
+            }
+        }
+    }
+
+    /// Node `i` sends `bytes` to `to`, through the simulated network.
+    fn transmit(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
+        self.nodes[i].bytes_sent += bytes.len() as u64;
+        self.nodes[i].datagrams_sent += 1;
+        let Some(&j) = self.by_addr.get(&to) else {
+            return;
+        };
+        if self.blocked.contains(&(i, j)) || self.rng.random_bool(self.loss) {
+            return;
+        }
+        let at = self.now + self.latency();
+        let from = self.nodes[i].addr;
+        self.schedule(at, Ev::Deliver { to: j, from, bytes });
     }
 
     fn carry_out(&mut self, i: usize, outputs: Vec<Output>) {
@@ -347,19 +406,7 @@ impl Sim {
         while let Some(o) = work.pop_front() {
             let now = self.now;
             match o {
-                Output::Send { to, bytes } => {
-                    self.nodes[i].bytes_sent += bytes.len() as u64;
-                    self.nodes[i].datagrams_sent += 1;
-                    let Some(&j) = self.by_addr.get(&to) else {
-                        continue;
-                    };
-                    if self.blocked.contains(&(i, j)) || self.rng.random_bool(self.loss) {
-                        continue;
-                    }
-                    let at = now + self.latency();
-                    let from = self.nodes[i].addr;
-                    self.schedule(at, Ev::Deliver { to: j, from, bytes });
-                }
+                Output::Send { to, bytes } => self.transmit(i, to, bytes),
                 Output::Join { seed, request } => {
                     let at = now + self.latency();
                     match self.by_addr.get(&seed).copied() {
@@ -393,7 +440,7 @@ impl Sim {
                         PeerWatch::new(now, settings).with_token_base(self.watcher_lives << 32);
                     let outs = w.start(now);
                     self.nodes[i].watchers.insert(peer.clone(), w);
-                    self.carry_out_watch(i, peer, outs);
+                    work.extend(self.watch_outputs(i, &peer, outs));
                 }
                 Output::WatchStop(peer) => {
                     self.nodes[i].watchers.remove(&peer);
@@ -403,28 +450,7 @@ impl Sim {
                         continue;
                     };
                     let outs = w.handle(now, input);
-                    for wo in outs {
-                        match wo {
-                            watch::Output::WakeAt { at, token } => self.schedule(
-                                at.max(now),
-                                Ev::Wake {
-                                    node: i,
-                                    peer: peer.clone(),
-                                    token,
-                                },
-                            ),
-                            watch::Output::Verdict(verdict) => {
-                                let more = self.nodes[i].core.handle(
-                                    now,
-                                    Input::Verdict {
-                                        peer: peer.clone(),
-                                        verdict,
-                                    },
-                                );
-                                work.extend(more);
-                            }
-                        }
-                    }
+                    work.extend(self.watch_outputs(i, &peer, outs));
                 }
                 Output::Event(e) => self.record(i, e),
                 Output::IncarnationChanged(inc) => self.nodes[i].incarnation = inc,
@@ -490,16 +516,18 @@ impl Sim {
     /// Restarts a crashed node: a new process, a higher incarnation, joining through `seed`.
     pub fn restart(&mut self, i: usize, seed: usize) {
         let inc = Incarnation(self.nodes[i].incarnation.0 + 1);
+        let core_seed = self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ inc.0;
         let core = Core::new(
             self.nodes[i].name.clone(),
             self.nodes[i].addr,
             inc,
             vec![Self::addr_of(seed)],
             self.settings.clone(),
-            self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ inc.0,
+            core_seed,
         );
         let n = &mut self.nodes[i];
         n.core = core;
+        n.prober = Prober::new(core_seed.rotate_left(17), self.settings.indirect_probes);
         n.incarnation = inc;
         n.watchers.clear();
         n.health = Health::Up;
@@ -510,6 +538,8 @@ impl Sim {
     /// Graceful leave.
     pub fn leave(&mut self, i: usize) {
         self.feed(i, Input::Leave);
+        // A leaving node watches nobody any more (as its actor stops its watchers).
+        self.nodes[i].watchers.clear();
     }
 
     /// Drops everything from `a` to `b` (one way).

@@ -1,6 +1,9 @@
-//! The gossip actor's helper tasks: they own the blocking-ish socket loops so the actor itself
-//! only ever handles one message at a time and never waits on the network.
+//! The node's sockets: what goes out and the loops that read what comes in, so no actor ever
+//! waits on the network.
 //!
+//! * the [`Outbox`] sends every datagram: the gossip core's, and the probes the watchers send
+//!   straight from their own actor (their answers come back through the gossip core, which
+//!   routes them to the watcher of the peer that answered);
 //! * the UDP reader forwards every datagram, even oversized ones (the buffer is larger than
 //!   [`MAX_DATAGRAM`] so they are seen and counted by the core, not silently truncated);
 //! * the TCP server answers join requests by asking the actor (`AnswerJoin`), one connection
@@ -14,11 +17,13 @@
 //! connection carries one sealed request and one sealed answer bound to it.
 
 use crate::secure::{Gate, OVERHEAD};
-use crate::types::{Incarnation, NodeName};
-use crate::wire::{self, ExchangeError, Frame, FrameReadError, MAX_DATAGRAM, MAX_FRAME};
+use crate::types::{Clock, Incarnation, NodeName};
+use crate::wire::{self, Envelope, ExchangeError, Frame, FrameReadError, Message};
+use crate::wire::{MAX_DATAGRAM, MAX_FRAME};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -46,6 +51,82 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         incarnation: Incarnation,
         addr: SocketAddr,
     ) -> impl Future<Output = Result<Frame, ExchangeError>> + Send;
+}
+
+/// Sends this node's datagrams, sealed by its gate: the gossip core's (encoded by the core)
+/// and the watchers' probes (encoded here, as from this node in its current life). Made once
+/// per node, so it outlives a restart of the gossip actor or of a watcher.
+#[derive(Clone)]
+pub struct Outbox {
+    socket: Arc<UdpSocket>,
+    gate: Arc<Gate>,
+    me: NodeName,
+    clock: Clock,
+    /// This node's current incarnation, set by the gossip actor.
+    incarnation: Arc<AtomicU64>,
+    probes: Arc<ProbeCounters>,
+}
+
+#[derive(Default)]
+struct ProbeCounters {
+    bytes: AtomicU64,
+    datagrams: AtomicU64,
+}
+
+/// What the watchers' probes cost so far (payload bytes before sealing, as the core counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCount {
+    pub bytes: u64,
+    pub datagrams: u64,
+}
+
+impl Outbox {
+    pub fn new(socket: Arc<UdpSocket>, gate: Arc<Gate>, me: NodeName, clock: Clock) -> Outbox {
+        Outbox {
+            socket,
+            gate,
+            me,
+            clock,
+            incarnation: Arc::default(),
+            probes: Arc::default(),
+        }
+    }
+
+    /// The life the watchers' probes are sent from.
+    pub fn set_incarnation(&self, incarnation: Incarnation) {
+        self.incarnation.store(incarnation.0, Ordering::Relaxed);
+    }
+
+    /// Seals and sends a datagram the gossip core encoded.
+    pub async fn send(&self, to: SocketAddr, bytes: &[u8]) {
+        let sealed = self.gate.seal_datagram(bytes);
+        if let Err(e) = self.socket.send_to(&sealed, to).await {
+            tracing::debug!(%to, error = %e, "sending a datagram failed");
+        }
+    }
+
+    /// Sends a watcher's probe message.
+    pub async fn probe(&self, to: SocketAddr, msg: Message) {
+        let incarnation = Incarnation(self.incarnation.load(Ordering::Relaxed));
+        let env = Envelope::at(self.me.clone(), incarnation, self.clock.now(), msg);
+        match wire::encode(&env) {
+            Ok(bytes) => {
+                self.probes
+                    .bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.probes.datagrams.fetch_add(1, Ordering::Relaxed);
+                self.send(to, &bytes).await;
+            }
+            Err(e) => tracing::error!(%to, error = %e, "could not encode a probe"),
+        }
+    }
+
+    pub fn probe_count(&self) -> ProbeCount {
+        ProbeCount {
+            bytes: self.probes.bytes.load(Ordering::Relaxed),
+            datagrams: self.probes.datagrams.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Forwards datagrams to `inbox` until it is gone.

@@ -6,5 +6,9 @@
 
 pub mod core;
 pub mod phi;
+pub mod probe;
 
-pub use self::core::{Evidence, Input, Output, PeerWatch, Phase, Settings, TimerToken, Verdict};
+pub use self::core::{
+    Evidence, Input, Output, PeerWatch, Phase, Probe, Settings, TimerToken, Verdict,
+};
+pub use self::probe::{Contact, Prober};

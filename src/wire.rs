@@ -45,6 +45,23 @@ pub struct Envelope {
     pub msg: Message,
 }
 
+impl Envelope {
+    /// `msg` from `from` in its life `incarnation`, with the beat of `now`.
+    pub fn at(
+        from: NodeName,
+        incarnation: Incarnation,
+        now: crate::types::Time,
+        msg: Message,
+    ) -> Envelope {
+        Envelope {
+            from,
+            incarnation,
+            beat: Beat::at(now),
+            msg,
+        }
+    }
+}
+
 /// How much older a beat is than the beat of the envelope that carries it, in deciseconds.
 /// Digests carry ages rather than beats: an age fits in one byte where a beat takes five.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -21,8 +21,9 @@ use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, St
 use crate::secure::Gate;
 use crate::store::incarnation;
 use crate::task::{AbortOnDrop, Handle, ticker};
-use crate::transport as net;
+use crate::transport::{self as net, Outbox};
 use crate::types::{Clock, Incarnation, NodeName, Time};
+use crate::watch::{Contact, Input as WatchInput};
 use crate::wire::{ExchangeError, Frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::hash::{BuildHasher, RandomState};
@@ -91,8 +92,10 @@ pub struct GossipArgs {
     pub seeds: Vec<SocketAddr>,
     pub settings: Settings,
     pub data_dir: PathBuf,
+    /// Where datagrams are read (they are sent through `outbox`).
     pub udp: UdpSocket,
     pub tcp: TcpListener,
+    pub outbox: Outbox,
     pub clock: Clock,
     /// Seals and opens everything on the gossip port; fixed for the node's life.
     pub gate: Arc<Gate>,
@@ -121,7 +124,7 @@ impl KnownPeers {
 
 pub struct GossipState {
     core: Core,
-    udp: Arc<UdpSocket>,
+    outbox: Outbox,
     clock: Clock,
     gate: Arc<Gate>,
     watch: Handle<WatchMsg>,
@@ -171,10 +174,10 @@ impl Actor for GossipActor {
             node = %args.name, addr = %args.advertise, %incarnation,
             "gossip started"
         );
-        let udp = Arc::new(args.udp);
+        args.outbox.set_incarnation(incarnation);
         let tasks = vec![
             AbortOnDrop(tokio::spawn(net::read_datagrams(
-                udp.clone(),
+                Arc::new(args.udp),
                 myself.clone(),
                 args.gate.clone(),
             ))),
@@ -188,7 +191,7 @@ impl Actor for GossipActor {
         ];
         Ok(GossipState {
             core,
-            udp,
+            outbox: args.outbox,
             clock: args.clock,
             gate: args.gate,
             watch: args.watch,
@@ -238,10 +241,16 @@ impl Actor for GossipActor {
                 Vec::new()
             }
             GossipMsg::Stats(reply) => {
+                // The core counts what it sends; the watchers' probes go out beside it.
+                let mut stats = state.core.stats();
+                let probes = state.outbox.probe_count();
+                stats.bytes_probe += probes.bytes;
+                stats.bytes_sent += probes.bytes;
+                stats.datagrams_sent += probes.datagrams;
                 let _ = reply.send(StatsSnapshot {
                     node: state.core.name().clone(),
                     incarnation: state.core.incarnation(),
-                    stats: state.core.stats(),
+                    stats,
                     gate: state.gate.stats(),
                 });
                 Vec::new()
@@ -267,6 +276,8 @@ impl Actor for GossipActor {
             GossipMsg::Leave(reply) => {
                 let outputs = state.core.handle(now, Input::Leave);
                 state.carry_out(&myself, now, outputs).await;
+                // A leaving node watches nobody any more.
+                state.watch.cast(WatchMsg::StopAll);
                 tracing::info!("left the cluster");
                 let _ = reply.send(());
                 Vec::new()
@@ -274,7 +285,10 @@ impl Actor for GossipActor {
             GossipMsg::ResyncWatchers => {
                 for m in state.core.members(now) {
                     if !m.is_self && matches!(m.status, Status::Alive | Status::Suspect) {
-                        state.watch.cast(WatchMsg::Start(m.name));
+                        state.watch.cast(WatchMsg::Start(Contact {
+                            name: m.name,
+                            addr: m.addr,
+                        }));
                     }
                 }
                 Vec::new()
@@ -286,6 +300,13 @@ impl Actor for GossipActor {
 }
 
 impl GossipState {
+    /// Starts (or resets) the watcher of `peer` with the address it has now.
+    fn start_watching(&self, peer: NodeName) {
+        if let Some(contact) = self.core.contact(&peer) {
+            self.watch.cast(WatchMsg::Start(contact));
+        }
+    }
+
     /// Housekeeping on a tick: reap finished join tasks, save the known members' addresses.
     fn maintain(&mut self, now: Time) {
         while self.joins.try_join_next().is_some() {}
@@ -316,12 +337,7 @@ impl GossipState {
     async fn carry_out(&mut self, myself: &ActorRef<GossipMsg>, now: Time, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { to, bytes } => {
-                    let bytes = self.gate.seal_datagram(&bytes);
-                    if let Err(e) = self.udp.send_to(&bytes, to).await {
-                        tracing::debug!(%to, error = %e, "sending a datagram failed");
-                    }
-                }
+                Output::Send { to, bytes } => self.outbox.send(to, &bytes).await,
                 Output::Join { seed, request } => {
                     tracing::debug!(%seed, "asking a seed to join");
                     let gate = self.gate.clone();
@@ -331,8 +347,13 @@ impl GossipState {
                         let _ = myself.cast(GossipMsg::Core(Input::JoinAnswer { seed, answer }));
                     });
                 }
-                Output::WatchStart(peer) => self.watch.cast(WatchMsg::Start(peer)),
+                Output::WatchStart(peer) => self.start_watching(peer),
                 Output::WatchStop(peer) => self.watch.cast(WatchMsg::Stop(peer)),
+                // A new life may listen elsewhere: the watcher is reset with its address.
+                Output::Watch {
+                    peer,
+                    input: WatchInput::Reset,
+                } => self.start_watching(peer),
                 Output::Watch { peer, input } => self.watch.cast(WatchMsg::Input(peer, input)),
                 Output::Event(event) => {
                     log_event(&event);
@@ -343,6 +364,7 @@ impl GossipState {
                     self.events.publish(now, event);
                 }
                 Output::IncarnationChanged(inc) => {
+                    self.outbox.set_incarnation(inc);
                     if let Err(e) = incarnation::save(&self.data_dir, inc) {
                         tracing::warn!(
                             incarnation = %inc, error = %e,

@@ -3,17 +3,24 @@
 //! and a crash of one watcher costs only that peer's history (it is respawned fresh).
 //!
 //! The gossip actor starts and stops watchers (`WatchStart`/`WatchStop` outputs) and routes
-//! watcher inputs here; verdicts go straight back to the gossip actor through its
-//! [`Handle`]. A watcher's timers are plain delayed messages: the core ignores stale wakes,
-//! so nothing is ever cancelled.
+//! to the watcher of a peer what concerns it: signs of life and the answers to its probes.
+//! A watcher sends its probes itself, through the node's [`Outbox`], drawing the helpers of
+//! an indirect probe from the election's view; only its verdicts (suspect, clear) go to the
+//! gossip actor, through its [`Handle`], since they change the gossiped state. A watcher's
+//! timers are plain delayed messages: the core ignores stale wakes, so nothing is ever
+//! cancelled.
 
+use crate::actors::election::Snapshots;
 use crate::actors::gossip::GossipMsg;
+use crate::election::is_live;
 use crate::supervision::policy::Intensity;
 use crate::task::Handle;
+use crate::transport::Outbox;
 use crate::types::{Clock, NodeName};
-use crate::watch::{Input, Output, PeerWatch, Settings};
+use crate::watch::{Contact, Input, Output, PeerWatch, Prober, Settings};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 /// Restarts of watchers allowed in [`WATCHER_PERIOD`] before the supervisor gives up (and the
@@ -22,8 +29,9 @@ const WATCHER_RESTARTS: usize = 20;
 const WATCHER_PERIOD: Duration = Duration::from_secs(10);
 
 pub enum WatchMsg {
-    /// Watch `peer` (again: a running watcher is reset).
-    Start(NodeName),
+    /// Watch the peer at its address (again: a running watcher is reset and takes the
+    /// address, which changes when the peer comes back in a new life).
+    Start(Contact),
     Stop(NodeName),
     Input(NodeName, Input),
     /// The gossip actor was restarted: its new core starts its watchers afresh.
@@ -32,39 +40,50 @@ pub enum WatchMsg {
 
 pub struct WatchArgs {
     pub settings: Settings,
+    /// How many others an indirect probe asks.
+    pub helpers: usize,
     pub clock: Clock,
     pub gossip: Handle<GossipMsg>,
+    pub outbox: Outbox,
+    /// The election's view: the live members an indirect probe's helpers come from.
+    pub view: Snapshots,
 }
 
 pub struct WatchState {
     args: WatchArgs,
-    watchers: BTreeMap<NodeName, ActorRef<Input>>,
+    /// Each peer's watcher and the address it probes.
+    watchers: BTreeMap<NodeName, (Contact, ActorRef<WatcherMsg>)>,
     budget: Intensity,
 }
 
 pub struct WatchSupervisor;
 
 impl WatchState {
-    async fn spawn(&mut self, myself: &ActorRef<WatchMsg>, peer: NodeName) {
+    async fn spawn(&mut self, myself: &ActorRef<WatchMsg>, peer: Contact) {
+        let name = peer.name.clone();
+        let contact = peer.clone();
         let args = WatcherArgs {
-            peer: peer.clone(),
+            prober: Prober::new(RandomState::new().hash_one(&name), self.args.helpers),
+            peer,
             settings: self.args.settings.clone(),
             clock: self.args.clock,
             gossip: self.args.gossip.clone(),
+            outbox: self.args.outbox.clone(),
+            view: self.args.view.clone(),
         };
         match Actor::spawn_linked(None, PeerWatcher, args, myself.get_cell()).await {
             Ok((watcher, _)) => {
-                self.watchers.insert(peer, watcher);
+                self.watchers.insert(name, (contact, watcher));
             }
-            Err(e) => tracing::error!(%peer, error = %e, "cannot start a watcher"),
+            Err(e) => tracing::error!(peer = %name, error = %e, "cannot start a watcher"),
         }
     }
 
-    fn peer_of(&self, id: ActorId) -> Option<NodeName> {
+    fn peer_of(&self, id: ActorId) -> Option<Contact> {
         self.watchers
-            .iter()
+            .values()
             .find(|(_, w)| w.get_id() == id)
-            .map(|(p, _)| p.clone())
+            .map(|(c, _)| c.clone())
     }
 }
 
@@ -92,24 +111,25 @@ impl Actor for WatchSupervisor {
         state: &mut WatchState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            WatchMsg::Start(peer) => match state.watchers.get(&peer) {
-                Some(watcher) => {
-                    let _ = watcher.cast(Input::Reset);
+            WatchMsg::Start(peer) => match state.watchers.get_mut(&peer.name) {
+                Some((contact, watcher)) => {
+                    contact.addr = peer.addr;
+                    let _ = watcher.cast(WatcherMsg::Reset(peer.addr));
                 }
                 None => state.spawn(&myself, peer).await,
             },
             WatchMsg::Stop(peer) => {
-                if let Some(watcher) = state.watchers.remove(&peer) {
+                if let Some((_, watcher)) = state.watchers.remove(&peer) {
                     watcher.stop(None);
                 }
             }
             WatchMsg::Input(peer, input) => {
-                if let Some(watcher) = state.watchers.get(&peer) {
-                    let _ = watcher.cast(input);
+                if let Some((_, watcher)) = state.watchers.get(&peer) {
+                    let _ = watcher.cast(WatcherMsg::Input(input));
                 }
             }
             WatchMsg::StopAll => {
-                for (_, watcher) in std::mem::take(&mut state.watchers) {
+                for (_, (_, watcher)) in std::mem::take(&mut state.watchers) {
                     watcher.stop(None);
                 }
             }
@@ -135,45 +155,75 @@ impl Actor for WatchSupervisor {
             return Ok(());
         };
         drop(event);
-        state.watchers.remove(&peer);
+        state.watchers.remove(&peer.name);
         if !state.budget.allow(state.args.clock.now()) {
             return Err(format!(
-                "watchers fail too often ({}); last: {peer}: {why}",
-                state.budget.describe()
+                "watchers fail too often ({}); last: {}: {why}",
+                state.budget.describe(),
+                peer.name
             )
             .into());
         }
-        tracing::warn!(%peer, reason = %why, "watcher died; starting a fresh one");
+        tracing::warn!(peer = %peer.name, reason = %why, "watcher died; starting a fresh one");
         state.spawn(&myself, peer).await;
         Ok(())
     }
 }
 
 struct WatcherArgs {
-    peer: NodeName,
+    peer: Contact,
     settings: Settings,
     clock: Clock,
     gossip: Handle<GossipMsg>,
+    outbox: Outbox,
+    view: Snapshots,
+    prober: Prober,
 }
 
 struct WatcherState {
-    peer: NodeName,
+    peer: Contact,
     core: PeerWatch,
     clock: Clock,
     gossip: Handle<GossipMsg>,
+    outbox: Outbox,
+    view: Snapshots,
+    prober: Prober,
 }
 
-/// Watches one peer. Its messages are the core's inputs (`Wake` included: a timer is a delayed message carrying its token).
+/// A watcher's messages: the core's inputs (`Wake` included: a timer is a delayed message
+/// carrying its token), and a reset that may bring the peer's new address.
+enum WatcherMsg {
+    Input(Input),
+    Reset(std::net::SocketAddr),
+}
+
+/// Watches one peer.
 struct PeerWatcher;
 
 impl WatcherState {
-    fn carry_out(&self, myself: &ActorRef<Input>, outputs: Vec<Output>) {
+    async fn carry_out(&mut self, myself: &ActorRef<WatcherMsg>, outputs: Vec<Output>) {
         for output in outputs {
             match output {
+                Output::Probe(probe) => {
+                    let live: Vec<Contact> = self
+                        .view
+                        .borrow()
+                        .members
+                        .iter()
+                        .filter(|m| !m.is_self && is_live(m))
+                        .map(|m| Contact {
+                            name: m.name.clone(),
+                            addr: m.addr,
+                        })
+                        .collect();
+                    for (to, msg) in self.prober.messages(probe, &self.peer, &live) {
+                        self.outbox.probe(to, msg).await;
+                    }
+                }
                 Output::Verdict(verdict) => {
                     self.gossip
                         .cast(GossipMsg::Core(crate::gossip::core::Input::Verdict {
-                            peer: self.peer.clone(),
+                            peer: self.peer.name.clone(),
                             verdict,
                         }))
                 }
@@ -183,7 +233,7 @@ impl WatcherState {
                         .instant_at(at)
                         .saturating_duration_since(std::time::Instant::now());
                     // Fire and forget: a wake for a stopped watcher just fails to send.
-                    drop(myself.send_after(delay, move || Input::Wake(token)));
+                    drop(myself.send_after(delay, move || WatcherMsg::Input(Input::Wake(token))));
                 }
             }
         }
@@ -191,36 +241,46 @@ impl WatcherState {
 }
 
 impl Actor for PeerWatcher {
-    type Msg = Input;
+    type Msg = WatcherMsg;
     type State = WatcherState;
     type Arguments = WatcherArgs;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<Input>,
+        myself: ActorRef<WatcherMsg>,
         args: WatcherArgs,
     ) -> Result<WatcherState, ActorProcessingErr> {
         let now = args.clock.now();
         let mut core = PeerWatch::new(now, args.settings);
         let outputs = core.start(now);
-        let state = WatcherState {
+        let mut state = WatcherState {
             peer: args.peer,
             core,
             clock: args.clock,
             gossip: args.gossip,
+            outbox: args.outbox,
+            view: args.view,
+            prober: args.prober,
         };
-        state.carry_out(&myself, outputs);
+        state.carry_out(&myself, outputs).await;
         Ok(state)
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Input>,
-        input: Input,
+        myself: ActorRef<WatcherMsg>,
+        msg: WatcherMsg,
         state: &mut WatcherState,
     ) -> Result<(), ActorProcessingErr> {
+        let input = match msg {
+            WatcherMsg::Input(input) => input,
+            WatcherMsg::Reset(addr) => {
+                state.peer.addr = addr;
+                Input::Reset
+            }
+        };
         let outputs = state.core.handle(state.clock.now(), input);
-        state.carry_out(&myself, outputs);
+        state.carry_out(&myself, outputs).await;
         Ok(())
     }
 }

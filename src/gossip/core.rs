@@ -135,7 +135,8 @@ pub enum Input {
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// The watcher of `peer` decided something.
+    /// The watcher of `peer` suspects it, or clears its suspicion. (A watcher sends its
+    /// probes itself: see [`crate::watch::probe`].)
     Verdict {
         peer: NodeName,
         verdict: watch::Verdict,
@@ -323,6 +324,24 @@ impl Core {
     }
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+    /// Where a member listens, for its watcher's probes.
+    pub fn contact(&self, node: &NodeName) -> Option<watch::Contact> {
+        self.members.get(node).map(|m| watch::Contact {
+            name: node.clone(),
+            addr: m.state.addr,
+        })
+    }
+    /// The live members other than us: the helpers an indirect probe is drawn from.
+    pub fn live_contacts(&self) -> Vec<watch::Contact> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.status.is_live())
+            .map(|(n, m)| watch::Contact {
+                name: n.clone(),
+                addr: m.state.addr,
+            })
+            .collect()
     }
     /// True once a seed answered (or there were no seeds: a new cluster).
     pub fn joined(&self) -> bool {
@@ -700,8 +719,10 @@ impl Core {
         }
     }
 
+    /// The number of a ping relayed for another node; watchers number theirs with
+    /// [`watch::probe::WATCHER_SEQ`] set, so the two never meet.
     fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(1) & !watch::probe::WATCHER_SEQ;
         self.seq
     }
 

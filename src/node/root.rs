@@ -32,6 +32,7 @@ use crate::supervision::policy::Intensity;
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
 use crate::task::Handle;
+use crate::transport::Outbox;
 use crate::types::Clock;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
@@ -102,6 +103,8 @@ pub(crate) struct NodeArgs {
 #[derive(Clone)]
 pub(crate) struct Wiring {
     pub gate: Arc<Gate>,
+    /// Sends every datagram of the node, the gossip core's and the watchers'.
+    pub outbox: Outbox,
     pub gossip: Handle<GossipMsg>,
     pub watch: Handle<WatchMsg>,
     pub services: Handle<ManagerMsg>,
@@ -116,10 +119,11 @@ pub(crate) struct Wiring {
 }
 
 impl Wiring {
-    pub(crate) fn new(gate: Arc<Gate>) -> Wiring {
+    pub(crate) fn new(gate: Arc<Gate>, outbox: Outbox) -> Wiring {
         let (snapshots, view) = snapshots();
         Wiring {
             gate,
+            outbox,
             gossip: Handle::new(),
             watch: Handle::new(),
             services: Handle::new(),
@@ -346,8 +350,11 @@ impl NodeState {
             Child::Watch => {
                 let args = WatchArgs {
                     settings: self.settings.watch.clone(),
+                    helpers: self.settings.indirect_probes,
                     clock,
                     gossip: w.gossip.clone(),
+                    outbox: w.outbox.clone(),
+                    view: w.view.clone(),
                 };
                 let (watch, _) =
                     Actor::spawn_linked(None, WatchSupervisor, args, supervisor).await?;
@@ -371,6 +378,7 @@ impl NodeState {
                     data_dir: config.node.data_dir.clone(),
                     udp: tokio::net::UdpSocket::from_std(udp)?,
                     tcp: tokio::net::TcpListener::from_std(tcp)?,
+                    outbox: w.outbox.clone(),
                     clock,
                     gate: w.gate.clone(),
                     watch: w.watch.clone(),

@@ -71,13 +71,18 @@ pub enum Input {
     Wake(TimerToken),
 }
 
-/// What the watcher asks of the gossip layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+/// A probe the watcher sends itself, straight through the transport (see [`super::probe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
     /// Ping the peer directly.
-    Ping,
+    Direct,
     /// Ping it directly again and ask `k` others to ping it.
-    PingIndirect,
+    Indirect,
+}
+
+/// What the watcher tells the gossip layer: these change the gossiped state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
     /// Nobody reached it: gossip our suspicion.
     Suspect,
     /// It answered after all: withdraw our suspicion.
@@ -86,6 +91,7 @@ pub enum Verdict {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
+    Probe(Probe),
     Verdict(Verdict),
     /// Send `Wake(token)` at `at`.
     WakeAt {
@@ -204,7 +210,7 @@ impl PeerWatch {
                 self.phase = Phase::Direct {
                     until: now + self.settings.probe_timeout,
                 };
-                out.push(Output::Verdict(Verdict::Ping));
+                out.push(Output::Probe(Probe::Direct));
             }
             Phase::Direct { until } if now >= until => self.start_indirect(now, out),
             Phase::Indirect { until } if now >= until => {
@@ -219,7 +225,7 @@ impl PeerWatch {
         self.phase = Phase::Indirect {
             until: now + self.settings.indirect_timeout,
         };
-        out.push(Output::Verdict(Verdict::PingIndirect));
+        out.push(Output::Probe(Probe::Indirect));
     }
 
     fn next_deadline(&self, now: Time) -> Option<Time> {

@@ -186,27 +186,6 @@ impl Core {
         let (addr, incarnation, last_heard) = (m.state.addr, m.state.incarnation, m.last_heard);
         let key = format!("{SUSPECT_PREFIX}{peer}");
         match verdict {
-            watch::Verdict::Ping => {
-                let seq = self.next_seq();
-                self.send(addr, Message::Ping { seq }, out);
-            }
-            watch::Verdict::PingIndirect => {
-                let seq = self.next_seq();
-                self.send(addr, Message::Ping { seq }, out);
-                let helpers = self.pick_live(self.settings.indirect_probes, Some(&peer));
-                for helper in helpers {
-                    let to = self.members[&helper].state.addr;
-                    self.send(
-                        to,
-                        Message::PingReq {
-                            seq,
-                            target: peer.clone(),
-                            target_addr: addr,
-                        },
-                        out,
-                    );
-                }
-            }
             watch::Verdict::Suspect => {
                 self.stats.suspicions_raised += 1;
                 let value = format!("{}:{}", incarnation.0, last_heard.as_millis());

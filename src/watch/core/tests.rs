@@ -4,11 +4,23 @@ fn t(ms: u64) -> Time {
     Time(1_000_000 + ms)
 }
 
-fn verdicts(out: &[Output]) -> Vec<Verdict> {
+/// The watcher's decisions in order: its probes and its verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Ping,
+    PingIndirect,
+    Suspect,
+    Clear,
+}
+
+fn verdicts(out: &[Output]) -> Vec<Step> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Verdict(v) => Some(v.clone()),
-            _ => None,
+            Output::Probe(Probe::Direct) => Some(Step::Ping),
+            Output::Probe(Probe::Indirect) => Some(Step::PingIndirect),
+            Output::Verdict(Verdict::Suspect) => Some(Step::Suspect),
+            Output::Verdict(Verdict::Clear) => Some(Step::Clear),
+            Output::WakeAt { .. } => None,
         })
         .collect()
 }
@@ -74,7 +86,7 @@ fn steady(every: u64, until: u64) -> Driven {
 
 /// Runs the watcher's own timers from `from` until `to` (looking every 10 ms), collecting
 /// verdicts.
-fn run_timers(w: &mut Driven, from: u64, to: u64) -> Vec<(u64, Verdict)> {
+fn run_timers(w: &mut Driven, from: u64, to: u64) -> Vec<(u64, Step)> {
     let mut seen = Vec::new();
     let mut now = from;
     while now <= to {
@@ -97,11 +109,8 @@ fn a_peer_that_keeps_talking_is_never_probed() {
 fn silence_leads_to_a_direct_ping_then_indirect_probes_then_suspicion() {
     let mut w = steady(1000, 10_000);
     let seen = run_timers(&mut w, 10_000, 20_000);
-    let kinds: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
-    assert_eq!(
-        kinds,
-        vec![Verdict::Ping, Verdict::PingIndirect, Verdict::Suspect]
-    );
+    let kinds: Vec<_> = seen.iter().map(|(_, v)| *v).collect();
+    assert_eq!(kinds, vec![Step::Ping, Step::PingIndirect, Step::Suspect]);
     let (ping_at, _) = seen[0];
     let (ind_at, _) = seen[1];
     let (sus_at, _) = seen[2];
@@ -116,8 +125,8 @@ fn an_answer_to_the_probe_ends_it_without_suspicion() {
     let mut w = steady(1000, 10_000);
     let seen = run_timers(&mut w, 10_000, 11_400);
     assert_eq!(
-        seen.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
-        vec![Verdict::Ping]
+        seen.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+        vec![Step::Ping]
     );
     let out = w.handle(t(11_450), Input::Alive(Evidence::Answered));
     assert!(verdicts(&out).is_empty());
@@ -139,10 +148,10 @@ fn a_relayed_heartbeat_does_not_end_a_probe() {
 fn an_unanswered_exchange_goes_straight_to_indirect_probes() {
     let mut w = steady(1000, 10_000);
     let out = w.handle(t(10_100), Input::Unanswered);
-    assert_eq!(verdicts(&out), vec![Verdict::PingIndirect]);
+    assert_eq!(verdicts(&out), vec![Step::PingIndirect]);
     // Whichever timer is armed first, the suspicion comes when the indirect stage times out.
     let seen = run_timers(&mut w, 10_110, 10_600);
-    assert_eq!(seen, vec![(10_450, Verdict::Suspect)]);
+    assert_eq!(seen, vec![(10_450, Step::Suspect)]);
 }
 
 #[test]
@@ -151,7 +160,7 @@ fn a_suspicion_heard_is_verified_only_when_asked() {
     assert!(verdicts(&w.handle(t(10_100), Input::SuspicionHeard { verify: false })).is_empty());
     assert_eq!(
         verdicts(&w.handle(t(10_100), Input::SuspicionHeard { verify: true })),
-        vec![Verdict::PingIndirect]
+        vec![Step::PingIndirect]
     );
 }
 
@@ -162,7 +171,7 @@ fn a_suspected_peer_that_answers_is_cleared() {
     w.wake(t(10_450));
     assert_eq!(w.phase(), Phase::Suspecting);
     let out = w.handle(t(12_000), Input::Alive(Evidence::Direct));
-    assert_eq!(verdicts(&out), vec![Verdict::Clear]);
+    assert_eq!(verdicts(&out), vec![Step::Clear]);
     assert_eq!(w.phase(), Phase::Watching);
 }
 
