@@ -9,7 +9,7 @@
 //! | `heartbeat`-like liveness | (the gossip core's own versions) | gossip |
 //! | `sys`, `sys.boot` | host metrics sample, boot time | host probe |
 //! | `node.priority` | this node's leadership priority | host probe |
-//! | `probe.<name>` | a host probe's last result | host probe |
+//! | `probe.<name>` | a host probe's last result ([`probe`]) | host probe |
 //! | `svc.<name>` | a service's status ([`ServiceStatus`]) | supervision |
 //! | `alert.<id>`, `alerttest.<id>`, `silence.<id>` | alert log entries, tests, silences | alerts |
 //! | `tree.<tree>`, `place.<tree>` | placed trees and the leader's placement | control |
@@ -19,11 +19,15 @@
 
 pub mod alert;
 pub mod control;
+pub mod probe;
 pub mod sample;
 
 use crate::types::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Largest key + value a subsystem may write (so an entry always fits in a datagram).
+pub const MAX_ENTRY_LEN: usize = 1024;
 
 /// This node's announced leadership priority (`node.priority`).
 pub const PRIORITY_KEY: &str = "node.priority";

@@ -18,7 +18,7 @@ pub use crate::keys::APP_PREFIX as PREFIX;
 /// The longest KEY, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 /// The longest VALUE, in bytes (with the key and the envelope it stays inside one gossip
-/// entry, see [`crate::gossip::core::MAX_ENTRY_LEN`]).
+/// entry, see [`crate::keys::MAX_ENTRY_LEN`]).
 pub const MAX_VALUE_LEN: usize = 768;
 
 /// Why a key or value is refused.
@@ -184,7 +184,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            k.len() + v.len() <= crate::gossip::core::MAX_ENTRY_LEN,
+            k.len() + v.len() <= crate::keys::MAX_ENTRY_LEN,
             "{}",
             k.len() + v.len()
         );

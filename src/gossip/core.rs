@@ -34,8 +34,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Key written by a node that leaves gracefully.
 pub use crate::keys::LEFT_KEY;
+/// Key written by a node that leaves gracefully.
+use crate::keys::MAX_ENTRY_LEN;
 /// Key prefix of suspicions in a node's state: `sus.<peer>` = `"<incarnation>:<last_heard_ms>"`.
 pub use crate::keys::SUSPECT_PREFIX;
 /// Keys reserved for the protocol itself.
@@ -45,8 +46,6 @@ pub const RESERVED: [&str; 2] = [SUSPECT_PREFIX, LEFT_KEY];
 const BEAT_NEWS_MIN: u64 = 5;
 /// How many news exchanges carry an urgent piece of news (see `note_urgent_news`).
 const URGENT_ROUNDS: u8 = 3;
-/// Largest key + value a subsystem may write (so an entry always fits in a datagram).
-pub const MAX_ENTRY_LEN: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -149,28 +149,8 @@ pub fn metrics_from_kv<'a>(
                 }
             }
         } else if let Some(probe) = key.strip_prefix(PROBE_PREFIX) {
-            add_metrics(probe, value, &mut out);
+            super::probe::add_metrics(probe, value, &mut out);
         }
     }
     out
-}
-
-/// Adds the perfdata of one `probe.<name>` announcement to a `metrics` object, as
-/// `"<name>.<label>": value`. Items that do not parse are skipped.
-pub fn add_metrics(name: &str, value: &str, out: &mut Map<String, Value>) {
-    if name.is_empty() {
-        return;
-    }
-    // The first word is the health.
-    for item in value.split_whitespace().skip(1) {
-        let Some((label, number)) = item.split_once('=') else {
-            continue;
-        };
-        if label.is_empty() {
-            continue;
-        }
-        if let Some(n) = number.parse::<f64>().ok().and_then(Number::from_f64) {
-            out.insert(format!("{name}.{label}"), Value::Number(n));
-        }
-    }
 }

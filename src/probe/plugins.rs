@@ -17,9 +17,6 @@
 
 use crate::config::walk::{Table, Walker};
 use crate::config::{Problem, ProblemKind, toml_files, toml_table};
-use crate::gossip::core::MAX_ENTRY_LEN;
-pub use crate::keys::sample::add_metrics;
-use crate::keys::sample::format_trimmed;
 use crate::supervision::health::Outcome;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,8 +28,6 @@ mod tests;
 pub use crate::keys::PROBE_PREFIX;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest perfdata label announced; longer ones are cut.
-const MAX_LABEL: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostProbeSpec {
@@ -163,35 +158,8 @@ fn command(w: &mut Walker, table: &Table, dir: &Path) -> Option<Vec<String>> {
     Some(words)
 }
 
-/// The gossip value announcing `outcome` under `key`: `"<health> <label>=<value> ..."`, values
-/// with at most 3 decimals, labels without spaces or `=` (replaced by `_`) and cut to 64
-/// bytes. Items that would make key and value exceed one gossip entry are left out.
+/// The gossip value announcing `outcome` under `key` (see [`crate::keys::probe`]).
 pub fn announcement(key: &str, outcome: &Outcome) -> String {
-    let budget = MAX_ENTRY_LEN.saturating_sub(key.len());
-    let mut value = outcome.health.as_str().to_string();
-    for perf in &outcome.perfdata {
-        let mut label: String = perf
-            .label
-            .chars()
-            .map(|c| {
-                if c.is_whitespace() || c == '=' {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        if label.len() > MAX_LABEL {
-            let mut cut = MAX_LABEL;
-            while !label.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            label.truncate(cut);
-        }
-        let item = format!(" {label}={}", format_trimmed(perf.value, 3));
-        if value.len() + item.len() <= budget {
-            value.push_str(&item);
-        }
-    }
-    value
+    let perfdata = outcome.perfdata.iter().map(|p| (p.label.as_str(), p.value));
+    crate::keys::probe::encode(key, outcome.health.as_str(), perfdata)
 }
