@@ -321,6 +321,8 @@ pub fn decode_frame(body: &[u8]) -> Result<Frame, DecodeError> {
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
 
 // The back-fill page format (`HistoryRequest` / `HistoryPage`): rows of a node's history as
