@@ -36,7 +36,7 @@ use crate::supervision::status::{
 };
 use crate::supervision::supervisor::Command;
 use crate::task::Handle;
-use crate::transport::Outbox;
+use crate::transport::{Dialects, Outbox};
 use crate::types::{Clock, NodeName, Time};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, OutputPort};
@@ -255,8 +255,15 @@ pub async fn start(
         .try_clone()
         .and_then(tokio::net::UdpSocket::from_std)
         .map_err(NodeError::Socket)?;
-    let outbox = Outbox::new(Arc::new(sender), gate.clone(), name.clone(), clock);
-    let wiring = Wiring::new(gate, outbox);
+    let dialects = Dialects::default();
+    let outbox = Outbox::new(
+        Arc::new(sender),
+        gate.clone(),
+        name.clone(),
+        clock,
+        dialects.clone(),
+    );
+    let wiring = Wiring::new(gate, outbox, dialects);
     let exit = ExitSlot::default();
     let publish = Arc::new(NodePublish {
         gossip: wiring.gossip.clone(),

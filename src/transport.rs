@@ -20,10 +20,11 @@ use crate::secure::{Gate, OVERHEAD};
 use crate::types::{Clock, Incarnation, NodeName};
 use crate::wire::{self, Envelope, ExchangeError, Frame, FrameReadError, Message};
 use crate::wire::{MAX_DATAGRAM, MAX_FRAME};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -53,6 +54,38 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Frame, ExchangeError>> + Send;
 }
 
+/// The wire version each peer address last spoke to us (see [`wire`]'s versions): what we
+/// speak to it. A peer not heard yet is spoken to in this build's version.
+#[derive(Clone, Default)]
+pub struct Dialects(Arc<Mutex<HashMap<SocketAddr, u8>>>);
+
+/// More addresses than any cluster has: past it, the table starts over (a flood of spoofed
+/// sources costs memory only up to here).
+const MAX_DIALECTS: usize = 16_384;
+
+impl Dialects {
+    /// `from` just spoke `version` (one we read).
+    pub fn heard(&self, from: SocketAddr, version: u8) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&from) == Some(&version) {
+            return;
+        }
+        if map.len() >= MAX_DIALECTS {
+            map.clear();
+        }
+        if version != wire::VERSION {
+            tracing::info!(peer = %from, version, "a peer speaks an older wire version");
+        }
+        map.insert(from, version);
+    }
+
+    /// The version to speak to `to`.
+    pub fn toward(&self, to: SocketAddr) -> u8 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&to).copied().unwrap_or(wire::VERSION)
+    }
+}
+
 /// Sends this node's datagrams, sealed by its gate: the gossip core's (encoded by the core)
 /// and the watchers' probes (encoded here, as from this node in its current life). Made once
 /// per node, so it outlives a restart of the gossip actor or of a watcher.
@@ -65,6 +98,7 @@ pub struct Outbox {
     /// This node's current incarnation, set by the gossip actor.
     incarnation: Arc<AtomicU64>,
     probes: Arc<ProbeCounters>,
+    dialects: Dialects,
 }
 
 #[derive(Default)]
@@ -81,7 +115,13 @@ pub struct ProbeCount {
 }
 
 impl Outbox {
-    pub fn new(socket: Arc<UdpSocket>, gate: Arc<Gate>, me: NodeName, clock: Clock) -> Outbox {
+    pub fn new(
+        socket: Arc<UdpSocket>,
+        gate: Arc<Gate>,
+        me: NodeName,
+        clock: Clock,
+        dialects: Dialects,
+    ) -> Outbox {
         Outbox {
             socket,
             gate,
@@ -89,6 +129,7 @@ impl Outbox {
             clock,
             incarnation: Arc::default(),
             probes: Arc::default(),
+            dialects,
         }
     }
 
@@ -97,9 +138,14 @@ impl Outbox {
         self.incarnation.store(incarnation.0, Ordering::Relaxed);
     }
 
-    /// Seals and sends a datagram the gossip core encoded.
-    pub async fn send(&self, to: SocketAddr, bytes: &[u8]) {
-        let sealed = self.gate.seal_datagram(bytes);
+    /// Seals and sends a datagram the gossip core encoded, in the version `to` speaks.
+    pub async fn send(&self, to: SocketAddr, bytes: Vec<u8>) {
+        let version = self.dialects.toward(to);
+        let bytes = match version == wire::VERSION {
+            true => bytes,
+            false => wire::restamp(bytes, version),
+        };
+        let sealed = self.gate.seal_datagram(&bytes);
         if let Err(e) = self.socket.send_to(&sealed, to).await {
             tracing::debug!(%to, error = %e, "sending a datagram failed");
         }
@@ -115,7 +161,7 @@ impl Outbox {
                     .bytes
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 self.probes.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.send(to, &bytes).await;
+                self.send(to, bytes).await;
             }
             Err(e) => tracing::error!(%to, error = %e, "could not encode a probe"),
         }
@@ -129,8 +175,13 @@ impl Outbox {
     }
 }
 
-/// Forwards datagrams to `inbox` until it is gone.
-pub async fn read_datagrams(socket: Arc<UdpSocket>, inbox: impl Inbox, gate: Arc<Gate>) {
+/// Forwards datagrams to `inbox` until it is gone, noting the version each sender speaks.
+pub async fn read_datagrams(
+    socket: Arc<UdpSocket>,
+    inbox: impl Inbox,
+    gate: Arc<Gate>,
+    dialects: Dialects,
+) {
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         match socket.recv_from(&mut buf).await {
@@ -138,6 +189,11 @@ pub async fn read_datagrams(socket: Arc<UdpSocket>, inbox: impl Inbox, gate: Arc
                 let Some(bytes) = gate.open_datagram(from, &buf[..n]) else {
                     continue;
                 };
+                if let Some(version) = wire::version_of(&bytes)
+                    && wire::speaks(version)
+                {
+                    dialects.heard(from, version);
+                }
                 if !inbox.datagram(from, bytes) {
                     return;
                 }
@@ -199,9 +255,11 @@ async fn answer_one(
     };
     let frame =
         wire::decode_frame(&body).map_err(|e| ExchangeError::MalformedRequest(e.to_string()))?;
+    // The answer is written in the version the request was.
+    let version = wire::version_of(&body).unwrap_or(wire::VERSION);
     if let Frame::HistoryRequest(request) = frame {
         let answer = crate::store::backfill::serve(data_dir, request).await;
-        return send(&mut stream, gate, &binding, &answer).await;
+        return send(&mut stream, gate, &binding, &answer, version).await;
     }
     let Frame::JoinRequest {
         name,
@@ -214,7 +272,7 @@ async fn answer_one(
     let answer = tokio::time::timeout(REQUEST_TIMEOUT, inbox.answer_join(name, incarnation, addr))
         .await
         .map_err(|_| ExchangeError::Unanswered("the gossip actor did not answer".to_string()))??;
-    send(&mut stream, gate, &binding, &answer).await
+    send(&mut stream, gate, &binding, &answer, version).await
 }
 
 async fn send(
@@ -222,9 +280,11 @@ async fn send(
     gate: &Gate,
     binding: &[u8],
     answer: &Frame,
+    version: u8,
 ) -> Result<(), ExchangeError> {
     let body =
         wire::encode_frame_body(answer).map_err(|e| ExchangeError::EncodeAnswer(e.to_string()))?;
+    let body = wire::restamp(body, version);
     let bytes = wire::length_prefixed(&gate.seal_answer(binding, &body));
     tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&bytes))
         .await
@@ -249,9 +309,36 @@ pub async fn join(
 }
 
 /// Sends one request to `seed` and reads its answer, both sealed by `gate`.
+///
+/// A peer that closes without a word may be an older release that does not read this
+/// build's version: the request is asked once more in the oldest version this build speaks.
 pub async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, ExchangeError> {
+    match ask_in(gate, seed, request, wire::VERSION).await {
+        Err(
+            first @ (ExchangeError::Read(FrameReadError::Length(_))
+            | ExchangeError::ReadSealed(FrameReadError::Length(_))),
+        ) if wire::OLDEST < wire::VERSION => {
+            match ask_in(gate, seed, request, wire::OLDEST).await {
+                Ok(answer) => {
+                    tracing::info!(peer = %seed, version = wire::OLDEST, "a peer answered in an older wire version");
+                    Ok(answer)
+                }
+                Err(_) => Err(first),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn ask_in(
+    gate: &Gate,
+    seed: SocketAddr,
+    request: &Frame,
+    version: u8,
+) -> Result<Frame, ExchangeError> {
     let body =
         wire::encode_frame_body(request).map_err(|e| ExchangeError::Encode(e.to_string()))?;
+    let body = wire::restamp(body, version);
     let (sealed, binding) = gate.seal_request(&body);
     let bytes = wire::length_prefixed(&sealed);
     let mut stream = TcpStream::connect(seed)
@@ -294,4 +381,200 @@ async fn read_frame(stream: &mut TcpStream, cap: usize) -> Result<Vec<u8>, Frame
             why: e.to_string(),
         })?;
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Message;
+
+    fn ping() -> Vec<u8> {
+        let env = Envelope::at(
+            NodeName::from("a"),
+            Incarnation(1),
+            crate::types::Time(1_800_000_000_000),
+            Message::Ping { seq: 1 },
+        );
+        wire::encode(&env).unwrap()
+    }
+
+    async fn outbox(dialects: Dialects) -> Outbox {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Outbox::new(
+            Arc::new(socket),
+            Arc::new(Gate::plaintext()),
+            NodeName::from("a"),
+            Clock::new(),
+            dialects,
+        )
+    }
+
+    async fn received_version(peer: &UdpSocket) -> u8 {
+        let mut buf = [0u8; RECV_BUFFER];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        wire::version_of(&buf[..n]).expect("an nbwatch datagram")
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_spoken_to_in_the_version_it_last_spoke() {
+        let dialects = Dialects::default();
+        let outbox = outbox(dialects.clone()).await;
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+
+        outbox.send(to, ping()).await;
+        assert_eq!(
+            received_version(&peer).await,
+            wire::VERSION,
+            "not heard yet"
+        );
+
+        dialects.heard(to, wire::OLDEST);
+        outbox.send(to, ping()).await;
+        assert_eq!(received_version(&peer).await, wire::OLDEST);
+        outbox.probe(to, Message::PingAck { seq: 2 }).await;
+        assert_eq!(received_version(&peer).await, wire::OLDEST, "probes too");
+
+        // Upgraded: it speaks the new version, and is spoken to in it again.
+        dialects.heard(to, wire::VERSION);
+        outbox.send(to, ping()).await;
+        assert_eq!(received_version(&peer).await, wire::VERSION);
+    }
+
+    #[tokio::test]
+    async fn the_reader_notes_the_version_of_each_sender() {
+        #[derive(Clone)]
+        struct Count(Arc<AtomicU64>);
+        impl Inbox for Count {
+            fn datagram(&self, _: SocketAddr, _: Vec<u8>) -> bool {
+                self.0.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            async fn answer_join(
+                &self,
+                _: NodeName,
+                _: Incarnation,
+                _: SocketAddr,
+            ) -> Result<Frame, ExchangeError> {
+                Err(ExchangeError::NotAJoinRequest)
+            }
+        }
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let at = socket.local_addr().unwrap();
+        let dialects = Dialects::default();
+        let seen = Count(Arc::default());
+        let reader = tokio::spawn(read_datagrams(
+            socket,
+            seen.clone(),
+            Arc::new(Gate::plaintext()),
+            dialects.clone(),
+        ));
+        let old = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        old.send_to(&wire::restamp(ping(), wire::OLDEST), at)
+            .await
+            .unwrap();
+        let from = old.local_addr().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while seen.0.load(Ordering::Relaxed) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "nothing read");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(dialects.toward(from), wire::OLDEST);
+        reader.abort();
+    }
+
+    /// A peer of the previous release: it refuses (closes on) a request in a version it does
+    /// not read, and answers one it reads, in that version.
+    async fn previous_release(listener: TcpListener) {
+        loop {
+            let Ok((mut stream, from)) = listener.accept().await else {
+                return;
+            };
+            let gate = Gate::plaintext();
+            let Ok(sealed) = read_frame(&mut stream, MAX_REQUEST).await else {
+                continue;
+            };
+            let Some((body, binding)) = gate.open_request(from, &sealed) else {
+                continue;
+            };
+            if wire::version_of(&body) != Some(wire::OLDEST) {
+                continue; // drops the stream: closed without a word
+            }
+            let answer = Frame::JoinRejected {
+                reason: "old".into(),
+            };
+            let _ = send(&mut stream, &gate, &binding, &answer, wire::OLDEST).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_an_older_peer_refuses_is_asked_again_in_the_older_version() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let server = tokio::spawn(previous_release(listener));
+        let request = Frame::JoinRequest {
+            name: NodeName::from("new"),
+            incarnation: Incarnation(1),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        let answer = ask(&Gate::plaintext(), at, &request).await;
+        assert_eq!(
+            answer,
+            Ok(Frame::JoinRejected {
+                reason: "old".into()
+            })
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_request_in_an_older_version_is_answered_in_it() {
+        #[derive(Clone)]
+        struct Refuse;
+        impl Inbox for Refuse {
+            fn datagram(&self, _: SocketAddr, _: Vec<u8>) -> bool {
+                true
+            }
+            async fn answer_join(
+                &self,
+                _: NodeName,
+                _: Incarnation,
+                _: SocketAddr,
+            ) -> Result<Frame, ExchangeError> {
+                Ok(Frame::JoinRejected {
+                    reason: "full".into(),
+                })
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let dir = std::env::temp_dir().join(format!("nbwatch-transport-{}", std::process::id()));
+        let server = tokio::spawn(serve_joins(
+            listener,
+            Refuse,
+            dir,
+            Arc::new(Gate::plaintext()),
+        ));
+        let request = Frame::JoinRequest {
+            name: NodeName::from("old"),
+            incarnation: Incarnation(1),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        for version in [wire::OLDEST, wire::VERSION] {
+            let gate = Gate::plaintext();
+            let body = wire::restamp(wire::encode_frame_body(&request).unwrap(), version);
+            let (sealed, _) = gate.seal_request(&body);
+            let mut stream = TcpStream::connect(at).await.unwrap();
+            stream
+                .write_all(&wire::length_prefixed(&sealed))
+                .await
+                .unwrap();
+            let answer = read_frame(&mut stream, MAX_FRAME).await.unwrap();
+            assert_eq!(wire::version_of(&answer), Some(version));
+        }
+        server.abort();
+    }
 }

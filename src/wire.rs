@@ -2,15 +2,36 @@
 //! [`Envelope`]. Every datagram is at most [`MAX_DATAGRAM`] bytes so it crosses any LAN without
 //! IP fragmentation; bulk state for a joiner goes over TCP as length-prefixed frames instead.
 //!
-//! Decoding never trusts the input: wrong magic, a newer protocol version, truncation, trailing
-//! bytes or an oversized datagram are typed errors, which the caller counts and drops.
+//! Decoding never trusts the input: wrong magic, a version outside the window, truncation,
+//! trailing bytes or an oversized datagram are typed errors, which the caller counts and drops.
+//!
+//! ## Versions
+//!
+//! A build writes [`VERSION`] and reads every version from [`OLDEST`] on, so a cluster can be
+//! upgraded one host at a time:
+//!
+//! * a field appended to a struct needs no new version: readers skip fields they do not know
+//!   ([`lenient`]), and the new field carries `#[serde(default)]` for older writers;
+//! * anything else (a new message, a removed or retyped field) is a new version. Each host
+//!   speaks to a peer the version it last heard from that peer (see `transport::Dialects`),
+//!   its own by default, so an old host is only ever sent what it reads.
+//!
+//! Versions 1 and 2 have the same shapes: version 2 is the first that reads leniently and
+//! speaks the previous version, so [`restamp`] is all it takes to speak version 1. The
+//! golden frames of every version in the window (`tests/fixtures/wire/`) must decode.
 
 use crate::types::{Incarnation, NodeName, Time, Version};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
+pub mod lenient;
+
+/// The version this build writes.
+pub const VERSION: u8 = 2;
+/// The oldest version this build still reads and speaks.
+pub const OLDEST: u8 = 1;
 /// `N`, `B`, `W` and the protocol version.
-pub const MAGIC: [u8; 4] = *b"NBW\x01";
+pub const MAGIC: [u8; 4] = [b'N', b'B', b'W', VERSION];
 /// Largest datagram we send or accept.
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame (a joiner's full state of a few thousand nodes fits easily).
@@ -185,7 +206,7 @@ pub enum DecodeError {
     Oversized(usize),
     #[error("not an nbwatch datagram (bad magic)")]
     Foreign,
-    #[error("unsupported protocol version {0}")]
+    #[error("unsupported protocol version {0} (this build reads {OLDEST} to {VERSION})")]
     Version(u8),
     #[error("malformed body: {0}")]
     Malformed(String),
@@ -255,16 +276,40 @@ fn uint_len(v: u64) -> usize {
     }
 }
 
+/// The version a datagram or frame body says it is written in (`None`: not ours).
+pub fn version_of(bytes: &[u8]) -> Option<u8> {
+    (bytes.len() >= MAGIC.len() && bytes[..3] == MAGIC[..3]).then(|| bytes[3])
+}
+
+/// True for the versions this build reads and speaks.
+pub fn speaks(version: u8) -> bool {
+    (OLDEST..=VERSION).contains(&version)
+}
+
+/// What this build encoded (a datagram or a frame body), as `version` writes it. Every
+/// version in the window has the shapes of [`VERSION`], so only the version byte changes;
+/// a version with other shapes must be re-encoded here instead.
+pub fn restamp(mut bytes: Vec<u8>, version: u8) -> Vec<u8> {
+    debug_assert!(speaks(version), "version {version} is outside the window");
+    if version_of(&bytes).is_some() {
+        bytes[3] = version;
+    }
+    bytes
+}
+
 /// Decodes one datagram.
 pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     if bytes.len() > MAX_DATAGRAM {
         return Err(DecodeError::Oversized(bytes.len()));
     }
-    if bytes.len() < MAGIC.len() || bytes[..3] != MAGIC[..3] {
-        return Err(DecodeError::Foreign);
-    }
-    if bytes[3] != MAGIC[3] {
-        return Err(DecodeError::Version(bytes[3]));
+    decode_versioned(bytes)
+}
+
+/// Checks the magic and the version, then decodes the body.
+fn decode_versioned<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let version = version_of(bytes).ok_or(DecodeError::Foreign)?;
+    if !speaks(version) {
+        return Err(DecodeError::Version(version));
     }
     decode_body(&bytes[MAGIC.len()..])
 }
@@ -273,7 +318,8 @@ fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeE
     let mut cursor = std::io::Cursor::new(body);
     let value = {
         let mut de = rmp_serde::Deserializer::new(&mut cursor);
-        T::deserialize(&mut de).map_err(|e| DecodeError::Malformed(e.to_string()))?
+        T::deserialize(lenient::Lenient(&mut de))
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?
     };
     let rest = body.len() - cursor.position() as usize;
     if rest != 0 {
@@ -311,13 +357,7 @@ pub fn decode_frame(body: &[u8]) -> Result<Frame, DecodeError> {
     if body.len() > MAX_FRAME {
         return Err(DecodeError::Oversized(body.len()));
     }
-    if body.len() < MAGIC.len() || body[..3] != MAGIC[..3] {
-        return Err(DecodeError::Foreign);
-    }
-    if body[3] != MAGIC[3] {
-        return Err(DecodeError::Version(body[3]));
-    }
-    decode_body(&body[MAGIC.len()..])
+    decode_versioned(body)
 }
 
 #[cfg(test)]

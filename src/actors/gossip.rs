@@ -21,7 +21,7 @@ use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, St
 use crate::secure::Gate;
 use crate::store::incarnation;
 use crate::task::{AbortOnDrop, Handle, ticker};
-use crate::transport::{self as net, Outbox};
+use crate::transport::{self as net, Dialects, Outbox};
 use crate::types::{Clock, Incarnation, NodeName, Time};
 use crate::watch::{Contact, Input as WatchInput};
 use crate::wire::{ExchangeError, Frame};
@@ -96,6 +96,8 @@ pub struct GossipArgs {
     pub udp: UdpSocket,
     pub tcp: TcpListener,
     pub outbox: Outbox,
+    /// Where the reader notes the wire version each peer speaks (the outbox reads it).
+    pub dialects: Dialects,
     pub clock: Clock,
     /// Seals and opens everything on the gossip port; fixed for the node's life.
     pub gate: Arc<Gate>,
@@ -180,6 +182,7 @@ impl Actor for GossipActor {
                 Arc::new(args.udp),
                 myself.clone(),
                 args.gate.clone(),
+                args.dialects,
             ))),
             AbortOnDrop(tokio::spawn(net::serve_joins(
                 args.tcp,
@@ -337,7 +340,7 @@ impl GossipState {
     async fn carry_out(&mut self, myself: &ActorRef<GossipMsg>, now: Time, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { to, bytes } => self.outbox.send(to, &bytes).await,
+                Output::Send { to, bytes } => self.outbox.send(to, bytes).await,
                 Output::Join { seed, request } => {
                     tracing::debug!(%seed, "asking a seed to join");
                     let gate = self.gate.clone();

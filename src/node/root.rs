@@ -32,7 +32,7 @@ use crate::supervision::policy::Intensity;
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::{TreeSpec, load_trees};
 use crate::task::Handle;
-use crate::transport::Outbox;
+use crate::transport::{Dialects, Outbox};
 use crate::types::Clock;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
@@ -105,6 +105,8 @@ pub(crate) struct Wiring {
     pub gate: Arc<Gate>,
     /// Sends every datagram of the node, the gossip core's and the watchers'.
     pub outbox: Outbox,
+    /// The wire version each peer speaks, noted by the reader, read by the outbox.
+    pub dialects: Dialects,
     pub gossip: Handle<GossipMsg>,
     pub watch: Handle<WatchMsg>,
     pub services: Handle<ManagerMsg>,
@@ -119,11 +121,12 @@ pub(crate) struct Wiring {
 }
 
 impl Wiring {
-    pub(crate) fn new(gate: Arc<Gate>, outbox: Outbox) -> Wiring {
+    pub(crate) fn new(gate: Arc<Gate>, outbox: Outbox, dialects: Dialects) -> Wiring {
         let (snapshots, view) = snapshots();
         Wiring {
             gate,
             outbox,
+            dialects,
             gossip: Handle::new(),
             watch: Handle::new(),
             services: Handle::new(),
@@ -379,6 +382,7 @@ impl NodeState {
                     udp: tokio::net::UdpSocket::from_std(udp)?,
                     tcp: tokio::net::TcpListener::from_std(tcp)?,
                     outbox: w.outbox.clone(),
+                    dialects: w.dialects.clone(),
                     clock,
                     gate: w.gate.clone(),
                     watch: w.watch.clone(),

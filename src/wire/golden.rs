@@ -68,7 +68,12 @@ pub(super) fn datagrams() -> Vec<(&'static str, Envelope)> {
                 beats: vec![BeatNews(name("nas"), Incarnation(3), BeatAge(1))],
             }),
         ),
-        ("ack", env(Message::Ack { deltas: vec![delta()] })),
+        (
+            "ack",
+            env(Message::Ack {
+                deltas: vec![delta()],
+            }),
+        ),
         ("ping", env(Message::Ping { seq: 0x8000_0011 })),
         (
             "pingreq",
@@ -172,5 +177,65 @@ fn write_this_versions_files_when_asked() {
             encode_frame_body(&frame).unwrap(),
         )
         .unwrap();
+    }
+}
+
+/// Every version in the window reads every golden file of every version in the window...
+#[test]
+fn every_version_in_the_window_decodes_to_the_same_values() {
+    for version in OLDEST..=VERSION {
+        let dir = dir(version);
+        for (file, env) in datagrams() {
+            let path = dir.join(format!("{file}.bin"));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            assert_eq!(version_of(&bytes), Some(version), "{path:?}");
+            assert_eq!(decode(&bytes), Ok(env), "{path:?}");
+        }
+        for (file, frame) in frames() {
+            let path = dir.join(format!("{file}.frame"));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            assert_eq!(decode_frame(&bytes), Ok(frame), "{path:?}");
+        }
+    }
+}
+
+/// ...and speaking an older version gives, byte for byte, what that version wrote: an old
+/// host gets exactly what it reads.
+#[test]
+fn speaking_an_older_version_writes_what_it_wrote() {
+    for version in OLDEST..=VERSION {
+        let dir = dir(version);
+        for (file, env) in datagrams() {
+            let want = std::fs::read(dir.join(format!("{file}.bin"))).unwrap();
+            assert_eq!(
+                restamp(encode(&env).unwrap(), version),
+                want,
+                "v{version} {file}"
+            );
+        }
+        for (file, frame) in frames() {
+            let want = std::fs::read(dir.join(format!("{file}.frame"))).unwrap();
+            let body = encode_frame_body(&frame).unwrap();
+            assert_eq!(restamp(body, version), want, "v{version} {file}");
+        }
+    }
+}
+
+#[test]
+fn versions_outside_the_window_are_refused_with_the_window_named() {
+    let (_, env) = datagrams().remove(0);
+    for version in [0, OLDEST - 1, VERSION + 1, 0xff] {
+        if speaks(version) {
+            continue;
+        }
+        let mut bytes = encode(&env).unwrap();
+        bytes[3] = version;
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(err, DecodeError::Version(version));
+        assert!(
+            err.to_string()
+                .contains(&format!("reads {OLDEST} to {VERSION}")),
+            "{err}"
+        );
     }
 }
