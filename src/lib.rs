@@ -38,6 +38,7 @@ pub mod probe;
 pub mod secure;
 pub mod sim;
 pub mod sinks;
+pub mod statefile;
 pub mod store;
 pub mod supervision;
 pub mod task;

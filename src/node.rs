@@ -89,6 +89,9 @@ pub enum NodeError {
     /// Plaintext gossip, or an API without TLS, would reach the network without being asked.
     #[error("{0}")]
     Insecure(String),
+    /// A state file in the data dir was written by a newer nbwatch.
+    #[error(transparent)]
+    StateFile(#[from] crate::statefile::StateFileError),
     #[error("cannot read or create the API token {path}: {source}")]
     Token {
         path: std::path::PathBuf,
@@ -246,6 +249,7 @@ pub async fn start(
         .map_err(|problems| NodeError::Trees(lines(problems)))?;
     let host_probes = load_host_probes(&config.metrics.probes)
         .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
+    crate::statefile::check_data_dir(&config.node.data_dir)?;
     // Before this run's services start: what a kill -9'd predecessor left running goes.
     crate::supervision::leftovers::sweep(&config.node.data_dir);
     let clock = Clock::new();

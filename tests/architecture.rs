@@ -17,7 +17,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "base",
         &[
-            "types", "wire", "secure", "keys", "events", "task", "config",
+            "types",
+            "wire",
+            "secure",
+            "keys",
+            "events",
+            "task",
+            "config",
+            "statefile",
         ],
     ),
     (

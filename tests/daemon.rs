@@ -2526,3 +2526,34 @@ async fn a_singleton_tree_that_gives_up_on_its_host_moves_to_the_next_candidate(
     let log = cluster.nodes[cluster.index("n3")].stderr_text();
     assert!(log.contains("the leader placed the tree here"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_holding_a_state_file_from_a_newer_nbwatch_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let sent = data.join("alerts-sent.json");
+    std::fs::write(&sent, r#"{"format":99,"seen":[],"own":{}}"#).expect("write");
+    let config = dir.path().join("nbwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nname = \"x\"\ndata_dir = {}\n[gossip]\nlisten = \"127.0.0.1:0\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n",
+            toml::Value::String(data.to_string_lossy().into_owned())
+        ),
+    )
+    .expect("write");
+    let out = client(&["run", "--config", &config.to_string_lossy()], &[]).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("alerts-sent.json") && stderr.contains("format 99"),
+        "{stderr}"
+    );
+    // Refused, not rewritten: the newer build's file is as it was.
+    assert_eq!(
+        std::fs::read_to_string(&sent).expect("still there"),
+        r#"{"format":99,"seen":[],"own":{}}"#
+    );
+}

@@ -12,6 +12,8 @@
 //! The short scenarios run with `cargo test`; the long ones (a 30 s hang, 5 minutes of loss,
 //! a rolling restart) are ignored there and run with
 //! `cargo test --release --test netns -- --include-ignored --test-threads=1 --nocapture`.
+//! The rolling upgrade (`u_...`) also needs the previous release's binary in
+//! `NBWATCH_PREVIOUS` (README, "Upgrading").
 //! Scenarios never overlap: each holds a global lock while its namespaces exist.
 
 mod common;
@@ -392,5 +394,70 @@ fn i_a_one_way_cut_between_two_hosts_makes_no_one_down() {
         "alerts without a failure: {:#?}",
         net.alerts()
     );
+    report.print();
+}
+
+/// The previous release's binary, for the rolling upgrade.
+fn previous_release() -> std::path::PathBuf {
+    let Some(path) = std::env::var_os("NBWATCH_PREVIOUS") else {
+        panic!(
+            "set NBWATCH_PREVIOUS to the nbwatch binary of the previous release \
+             (README, \"Upgrading\", shows how to build it from its tag)"
+        );
+    };
+    let path = std::path::PathBuf::from(path);
+    assert!(path.is_file(), "NBWATCH_PREVIOUS={path:?} is not a file");
+    path
+}
+
+#[test]
+#[ignore = "needs the previous release's binary in NBWATCH_PREVIOUS; run with --include-ignored"]
+fn u_a_rolling_upgrade_from_the_previous_release_makes_no_false_down_and_alerts_once() {
+    let previous = previous_release();
+    let mut net = Net::new("u", N, "");
+    for i in 0..N {
+        net.start_with(i, &previous);
+    }
+    let everyone = all(&net);
+    net.wait_all_alive(&everyone);
+    let mut report = Report::new("u_rolling_upgrade", &net);
+    let since = wall_ms();
+    // Host by host, oldest index first: a graceful stop, the new build on the same data dir.
+    let victim = N - 1;
+    let mut incident = None;
+    for i in 0..N - 1 {
+        net.stop(i);
+        let name = net.hosts[i].name.clone();
+        for &j in &except(&net, &[i]) {
+            net.wait_until(&format!("n{j} sees {name} left"), || {
+                net.state_of(j, &name).as_deref() == Some("left")
+            });
+        }
+        net.start(i);
+        net.wait_all_alive(&everyone);
+        if i == N / 2 {
+            // Half upgraded: a mixed cluster still agrees on an incident and alerts it once.
+            let others = except(&net, &[victim]);
+            let truth = wall_ms();
+            net.kill9(victim);
+            let seen = wait_down_recorded(&net, victim, &others, truth);
+            wait_alerted_once(&net, &seen.id, &others);
+            report.detection_ms.push(seen.detection_ms);
+            incident = Some(seen.id);
+            net.start_with(victim, &previous);
+            net.wait_all_alive(&everyone);
+            wait_alerted_once(&net, &format!("node_up:n{victim}:"), &everyone);
+        }
+    }
+    // The last host, killed in the middle of the upgrade, is upgraded too.
+    net.stop(victim);
+    net.start(victim);
+    net.wait_all_alive(&everyone);
+    net.wait_no_orphans();
+    // History continuous, no false down: every host, old or new when it happened, holds the
+    // one incident made on purpose, and no other.
+    let incident = incident.expect("the incident was made");
+    report.rows_compared = wait_same_incidents(&net, &everyone, since, &[incident].into());
+    report.alerts = check_no_duplicate_alert(&net, &[everyone]);
     report.print();
 }

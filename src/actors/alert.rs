@@ -13,6 +13,7 @@ use crate::alert::incident::Rules;
 use crate::config::SinkSpec;
 use crate::events::{AlertSentEvent, EventLog, NodeEvent, SinkResult};
 use crate::sinks::deliver_all;
+use crate::statefile;
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -20,7 +21,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const SENT_FILE: &str = "alerts-sent.json";
+const SENT_FILE: &str = statefile::ALERTS_SENT;
 /// How often the core is stepped.
 pub const TICK: Duration = Duration::from_millis(200);
 
@@ -54,25 +55,28 @@ pub struct AlertState {
     _ticker: AbortOnDrop<()>,
 }
 
+/// Format 1 had no `"format"` field; format 2 has the same fields.
+const SENT_MIGRATIONS: [fn(&mut serde_json::Value); 1] = [|_| {}];
+
+/// What an earlier life knew sent. A file that cannot be read is moved aside and the node
+/// starts without it: an incident it had alerted may then be alerted once more (README,
+/// "Alerts"), which is better than none.
 fn load_sent(path: &std::path::Path) -> Persisted {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-            tracing::warn!(file = %path.display(), error = %e, "unreadable; starting without it");
+    match statefile::read_json(path, statefile::ALERTS_SENT_FORMAT, &SENT_MIGRATIONS) {
+        Ok(read) => read.unwrap_or_default(),
+        Err(e) => {
+            let aside = statefile::move_aside(path);
+            tracing::error!(
+                error = %e, moved_to = ?aside.as_ref().ok(),
+                "cannot read what was alerted; starting without it (an alert may come twice)"
+            );
             Persisted::default()
-        }),
-        Err(_) => Persisted::default(),
+        }
     }
 }
 
 fn save_sent(path: &std::path::Path, ids: &Persisted) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string(ids).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    statefile::write_json(path, statefile::ALERTS_SENT_FORMAT, ids)
 }
 
 /// The SMTP password files of `sinks` that others can read, with their modes (SECURITY.md
@@ -210,6 +214,34 @@ mod tests {
     use super::*;
     use crate::config::{SmtpAuth, SmtpTls};
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn what_was_sent_survives_in_format_2_and_a_format_1_file_still_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(SENT_FILE);
+        // As every build before format 2 wrote it.
+        std::fs::write(&path, r#"{"seen":["node_down:n4:1"],"own":{}}"#).expect("write");
+        let loaded = load_sent(&path);
+        assert!(loaded.seen.contains("node_down:n4:1"));
+        save_sent(&path, &loaded).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains(r#""format":2"#), "{text}");
+        assert_eq!(load_sent(&path), loaded);
+    }
+
+    #[test]
+    fn an_unreadable_memory_is_moved_aside_and_the_node_starts_without_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(SENT_FILE);
+        std::fs::write(&path, r#"{"seen":["node_down:n4:1"],"own":"#).expect("write");
+        assert_eq!(load_sent(&path), Persisted::default());
+        assert!(!path.exists());
+        let aside = dir.path().join(format!("{SENT_FILE}.corrupt"));
+        assert_eq!(
+            std::fs::read_to_string(aside).expect("kept aside"),
+            r#"{"seen":["node_down:n4:1"],"own":"#
+        );
+    }
 
     #[test]
     fn a_password_file_others_can_read_is_found_and_a_0600_one_is_not() {

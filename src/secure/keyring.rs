@@ -10,6 +10,7 @@
 //! computes over a fixed label), so two files holding the same key agree on its id and the id
 //! says nothing about the key.
 
+use crate::statefile;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, Generate, Payload};
@@ -164,6 +165,8 @@ pub enum KeyError {
     Full,
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Format(#[from] crate::statefile::StateFileError),
 }
 
 /// The keys a node opens with; the first is the one it seals with.
@@ -180,6 +183,14 @@ impl Keyring {
 
     /// Parses a keyring file's text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Keyring, KeyError> {
+        // The format line is a comment to every reader; a newer one is refused, not guessed at.
+        let (format, _) = statefile::text_format("keyring", text).map_err(|why| {
+            statefile::StateFileError::Corrupt {
+                path: path.to_path_buf(),
+                why,
+            }
+        })?;
+        statefile::refuse_newer(path, format, statefile::KEYRING_FORMAT)?;
         let mut keys: Vec<Key> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -229,7 +240,11 @@ impl Keyring {
 
     /// Writes the ring to `path` (primary first) at mode 0600, atomically (temp + rename).
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let mut text = String::from("# nbwatch cluster keys; the first one is primary.\n");
+        let mut text = match statefile::KEYRING_FORMAT {
+            1 => String::new(),
+            n => statefile::header("keyring", n),
+        };
+        text.push_str("# nbwatch cluster keys; the first one is primary.\n");
         for key in &self.keys {
             text.push_str(&key.encode());
             text.push('\n');

@@ -165,6 +165,34 @@ fn the_keyring_rotates_and_saves_primary_first_at_mode_0600() {
 }
 
 #[test]
+fn a_keyring_in_a_newer_format_is_refused_and_the_current_one_is_read() {
+    let path = std::path::Path::new("/etc/nbwatch/cluster.key");
+    let current = format!(
+        "{}{}\n",
+        crate::statefile::header("keyring", crate::statefile::KEYRING_FORMAT),
+        key(1).encode()
+    );
+    assert_eq!(
+        Keyring::parse(path, &current).unwrap().ids(),
+        vec![key(1).id()]
+    );
+    let newer = format!(
+        "{}{}\n",
+        crate::statefile::header("keyring", crate::statefile::KEYRING_FORMAT + 1),
+        key(1).encode()
+    );
+    let err = Keyring::parse(path, &newer).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            KeyError::Format(crate::statefile::StateFileError::Newer { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer nbwatch"), "{err}");
+}
+
+#[test]
 fn the_replay_window_accepts_each_number_once() {
     let mut r = Replay::default();
     assert!(r.accept(Kind::Datagram, origin(10)));

@@ -9,7 +9,7 @@ use crate::types::Incarnation;
 use std::io;
 use std::path::{Path, PathBuf};
 
-const FILE: &str = "incarnation";
+use crate::statefile::{INCARNATION as FILE, INCARNATION_FORMAT, header, text_format};
 
 fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE)
@@ -32,13 +32,24 @@ pub(crate) fn next(data_dir: &Path) -> Incarnation {
 
 fn read_and_bump(data_dir: &Path) -> io::Result<Incarnation> {
     std::fs::create_dir_all(data_dir)?;
+    let invalid = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", path(data_dir).display()),
+        )
+    };
     let stored = match std::fs::read_to_string(path(data_dir)) {
-        Ok(text) => text.trim().parse::<u64>().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} holds {:?}: {e}", path(data_dir).display(), text.trim()),
-            )
-        })?,
+        Ok(text) => {
+            let (format, body) = text_format("incarnation", &text).map_err(invalid)?;
+            if format > INCARNATION_FORMAT {
+                return Err(invalid(format!(
+                    "format {format} is newer than this nbwatch reads ({INCARNATION_FORMAT})"
+                )));
+            }
+            body.trim()
+                .parse::<u64>()
+                .map_err(|e| invalid(format!("holds {:?}: {e}", body.trim())))?
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
         Err(e) => return Err(e),
     };
@@ -50,7 +61,12 @@ fn read_and_bump(data_dir: &Path) -> io::Result<Incarnation> {
 /// Stores `inc` (after a refutation raised it).
 pub(crate) fn save(data_dir: &Path, inc: Incarnation) -> io::Result<()> {
     let tmp = data_dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&tmp, format!("{}\n", inc.0))?;
+    // Format 1 is the bare number every build has written; later formats name themselves.
+    let head = match INCARNATION_FORMAT {
+        1 => String::new(),
+        n => header("incarnation", n),
+    };
+    std::fs::write(&tmp, format!("{head}{}\n", inc.0))?;
     std::fs::rename(&tmp, path(data_dir))
 }
 
@@ -88,6 +104,18 @@ mod tests {
     fn a_corrupt_file_falls_back_to_the_unix_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(FILE), "garbage").expect("write");
+        assert!(next(dir.path()).0 > 1_700_000_000);
+    }
+
+    #[test]
+    fn a_file_in_a_newer_format_is_not_misread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let newer = format!("{}41\n", header("incarnation", INCARNATION_FORMAT + 1));
+        std::fs::write(dir.path().join(FILE), newer).expect("write");
+        let err = read_and_bump(dir.path()).expect_err("refused");
+        assert!(err.to_string().contains("newer"), "{err}");
+        // The start refuses it before this (statefile::check_data_dir); were it reached, the
+        // Unix time still makes the new life the highest.
         assert!(next(dir.path()).0 > 1_700_000_000);
     }
 }

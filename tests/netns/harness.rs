@@ -288,6 +288,11 @@ impl Net {
     }
 
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, Path::new(BIN));
+    }
+
+    /// Starts host `i` with another build of nbwatch (a previous release, for an upgrade).
+    pub fn start_with(&mut self, i: usize, bin: &Path) {
         let h = &mut self.hosts[i];
         assert!(h.child.is_none(), "{} runs already", h.name);
         let log = std::fs::File::options()
@@ -296,7 +301,9 @@ impl Net {
             .open(&h.log)
             .expect("log");
         let child = Command::new("ip")
-            .args(["netns", "exec", &h.ns, BIN, "run", "--config"])
+            .args(["netns", "exec", &h.ns])
+            .arg(bin)
+            .args(["run", "--config"])
             .arg(&h.config)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
