@@ -16,6 +16,7 @@
 //! | `cmd.<id>`, `res.<id>` | cross-host commands and their answers | control |
 //! | `app.<key>` | application data | users |
 //! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
+//! | `wire` | the newest wire version the node speaks | gossip |
 
 pub mod alert;
 pub mod control;
@@ -59,6 +60,9 @@ pub const APP_PREFIX: &str = "app.";
 pub const SUSPECT_PREFIX: &str = "sus.";
 /// Present once a node has left gracefully.
 pub const LEFT_KEY: &str = "left";
+/// The newest wire version a node speaks (absent: a build before versioned wires, which
+/// speaks version 1).
+pub const WIRE_KEY: &str = "wire";
 
 /// The entries of `kv` whose keys start with `prefix`, with the prefix taken off.
 pub fn with_prefix<'a>(

@@ -57,9 +57,14 @@ pub fn header(kind: &str, format: u32) -> String {
     format!("# nbwatch {kind} format {format}\n")
 }
 
+/// A header line that names no format.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the header names no format: {0:?}")]
+pub struct BadHeader(pub String);
+
 /// The format a text state file of `kind` says it is in (1 without a header), and the text
 /// after the header.
-pub fn text_format<'a>(kind: &str, text: &'a str) -> Result<(u32, &'a str), String> {
+pub fn text_format<'a>(kind: &str, text: &'a str) -> Result<(u32, &'a str), BadHeader> {
     let prefix = format!("# nbwatch {kind} format ");
     let Some(rest) = text.strip_prefix(&prefix) else {
         return Ok((1, text));
@@ -68,7 +73,7 @@ pub fn text_format<'a>(kind: &str, text: &'a str) -> Result<(u32, &'a str), Stri
     let format = number
         .trim()
         .parse::<u32>()
-        .map_err(|_| format!("the header names no format: {:?}", number.trim()))?;
+        .map_err(|_| BadHeader(number.trim().to_string()))?;
     Ok((format, body))
 }
 

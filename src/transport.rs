@@ -54,8 +54,10 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Frame, ExchangeError>> + Send;
 }
 
-/// The wire version each peer address last spoke to us (see [`wire`]'s versions): what we
-/// speak to it. A peer not heard yet is spoken to in this build's version.
+/// The wire version to speak to each peer address (see [`wire`]'s versions): the one it last
+/// spoke to us, or the one its gossiped state announces (`wire`), whichever came last. An
+/// address with neither is spoken to in [`wire::OLDEST`], which every build in the window
+/// reads — a build from before versioned wires announces nothing and reads only that.
 #[derive(Clone, Default)]
 pub struct Dialects(Arc<Mutex<HashMap<SocketAddr, u8>>>);
 
@@ -64,25 +66,27 @@ pub struct Dialects(Arc<Mutex<HashMap<SocketAddr, u8>>>);
 const MAX_DIALECTS: usize = 16_384;
 
 impl Dialects {
-    /// `from` just spoke `version` (one we read).
-    pub fn heard(&self, from: SocketAddr, version: u8) {
+    /// `peer` speaks `version`: it just sent it, or its state announces it (a newer version
+    /// than ours is spoken to in ours, which it reads).
+    pub fn note(&self, peer: SocketAddr, version: u8) {
+        let version = version.clamp(wire::OLDEST, wire::VERSION);
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(&from) == Some(&version) {
+        if map.get(&peer) == Some(&version) {
             return;
         }
         if map.len() >= MAX_DIALECTS {
             map.clear();
         }
         if version != wire::VERSION {
-            tracing::info!(peer = %from, version, "a peer speaks an older wire version");
+            tracing::info!(%peer, version, "a peer speaks an older wire version");
         }
-        map.insert(from, version);
+        map.insert(peer, version);
     }
 
     /// The version to speak to `to`.
     pub fn toward(&self, to: SocketAddr) -> u8 {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&to).copied().unwrap_or(wire::VERSION)
+        map.get(&to).copied().unwrap_or(wire::OLDEST)
     }
 }
 
@@ -192,7 +196,7 @@ pub async fn read_datagrams(
                 if let Some(version) = wire::version_of(&bytes)
                     && wire::speaks(version)
                 {
-                    dialects.heard(from, version);
+                    dialects.note(from, version);
                 }
                 if !inbox.datagram(from, bytes) {
                     return;
@@ -428,18 +432,22 @@ mod tests {
         outbox.send(to, ping()).await;
         assert_eq!(
             received_version(&peer).await,
-            wire::VERSION,
-            "not heard yet"
+            wire::OLDEST,
+            "neither heard nor announced: the version every build reads"
         );
 
-        dialects.heard(to, wire::OLDEST);
+        dialects.note(to, wire::VERSION);
+        outbox.send(to, ping()).await;
+        assert_eq!(received_version(&peer).await, wire::VERSION, "announced");
+
+        dialects.note(to, wire::OLDEST);
         outbox.send(to, ping()).await;
         assert_eq!(received_version(&peer).await, wire::OLDEST);
         outbox.probe(to, Message::PingAck { seq: 2 }).await;
         assert_eq!(received_version(&peer).await, wire::OLDEST, "probes too");
 
         // Upgraded: it speaks the new version, and is spoken to in it again.
-        dialects.heard(to, wire::VERSION);
+        dialects.note(to, wire::VERSION);
         outbox.send(to, ping()).await;
         assert_eq!(received_version(&peer).await, wire::VERSION);
     }

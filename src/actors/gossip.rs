@@ -18,6 +18,7 @@ use crate::actors::watch::WatchMsg;
 use crate::events::EventLog;
 use crate::gossip::core::{Input, Output};
 use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
+use crate::keys::WIRE_KEY;
 use crate::secure::Gate;
 use crate::store::incarnation;
 use crate::task::{AbortOnDrop, Handle, ticker};
@@ -127,6 +128,7 @@ impl KnownPeers {
 pub struct GossipState {
     core: Core,
     outbox: Outbox,
+    dialects: Dialects,
     clock: Clock,
     gate: Arc<Gate>,
     watch: Handle<WatchMsg>,
@@ -182,7 +184,7 @@ impl Actor for GossipActor {
                 Arc::new(args.udp),
                 myself.clone(),
                 args.gate.clone(),
-                args.dialects,
+                args.dialects.clone(),
             ))),
             AbortOnDrop(tokio::spawn(net::serve_joins(
                 args.tcp,
@@ -195,6 +197,7 @@ impl Actor for GossipActor {
         Ok(GossipState {
             core,
             outbox: args.outbox,
+            dialects: args.dialects,
             clock: args.clock,
             gate: args.gate,
             watch: args.watch,
@@ -303,6 +306,21 @@ impl Actor for GossipActor {
 }
 
 impl GossipState {
+    /// A member announced the wire version it speaks: speak it to it.
+    fn note_dialect(&self, event: &ClusterEvent) {
+        if let ClusterEvent::StateChanged {
+            node,
+            key,
+            value: Some(value),
+        } = event
+            && key == WIRE_KEY
+            && let Ok(version) = value.parse::<u8>()
+            && let Some(contact) = self.core.contact(node)
+        {
+            self.dialects.note(contact.addr, version);
+        }
+    }
+
     /// Starts (or resets) the watcher of `peer` with the address it has now.
     fn start_watching(&self, peer: NodeName) {
         if let Some(contact) = self.core.contact(&peer) {
@@ -360,6 +378,7 @@ impl GossipState {
                 Output::Watch { peer, input } => self.watch.cast(WatchMsg::Input(peer, input)),
                 Output::Event(event) => {
                     log_event(&event);
+                    self.note_dialect(&event);
                     self.view_changed = self.view_changed.max(match event {
                         ClusterEvent::StateChanged { .. } => ViewChange::State,
                         _ => ViewChange::Members,

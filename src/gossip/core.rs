@@ -35,12 +35,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::keys::LEFT_KEY;
-/// Key written by a node that leaves gracefully.
-use crate::keys::MAX_ENTRY_LEN;
 /// Key prefix of suspicions in a node's state: `sus.<peer>` = `"<incarnation>:<last_heard_ms>"`.
 pub use crate::keys::SUSPECT_PREFIX;
+/// Key written by a node that leaves gracefully.
+use crate::keys::{MAX_ENTRY_LEN, WIRE_KEY};
 /// Keys reserved for the protocol itself.
-pub const RESERVED: [&str; 2] = [SUSPECT_PREFIX, LEFT_KEY];
+pub const RESERVED: [&str; 3] = [SUSPECT_PREFIX, LEFT_KEY, WIRE_KEY];
 /// A fresher heartbeat is worth answering a digest with only when it is this much fresher
 /// (in deciseconds): finer news of life costs bytes and tells phi nothing new.
 const BEAT_NEWS_MIN: u64 = 5;
@@ -283,11 +283,14 @@ impl Core {
         seed: u64,
     ) -> Core {
         let seeds = seeds.into_iter().filter(|s| *s != addr).collect();
+        // Every node says which wire version it speaks, so the others speak it to it.
+        let mut own = NodeState::new(incarnation, addr);
+        own.write(WIRE_KEY, Some(crate::wire::VERSION.to_string()));
         Core {
             me,
             settings,
             rng: SmallRng::seed_from_u64(seed),
-            own: NodeState::new(incarnation, addr),
+            own,
             leaving: false,
             seeds,
             joined: false,

@@ -184,10 +184,10 @@ impl Keyring {
     /// Parses a keyring file's text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Keyring, KeyError> {
         // The format line is a comment to every reader; a newer one is refused, not guessed at.
-        let (format, _) = statefile::text_format("keyring", text).map_err(|why| {
+        let (format, _) = statefile::text_format("keyring", text).map_err(|e| {
             statefile::StateFileError::Corrupt {
                 path: path.to_path_buf(),
-                why,
+                why: e.to_string(),
             }
         })?;
         statefile::refuse_newer(path, format, statefile::KEYRING_FORMAT)?;

@@ -40,7 +40,8 @@ fn read_and_bump(data_dir: &Path) -> io::Result<Incarnation> {
     };
     let stored = match std::fs::read_to_string(path(data_dir)) {
         Ok(text) => {
-            let (format, body) = text_format("incarnation", &text).map_err(invalid)?;
+            let (format, body) =
+                text_format("incarnation", &text).map_err(|e| invalid(e.to_string()))?;
             if format > INCARNATION_FORMAT {
                 return Err(invalid(format!(
                     "format {format} is newer than this nbwatch reads ({INCARNATION_FORMAT})"

@@ -111,7 +111,12 @@ fn a_seed_gives_a_joiner_the_state_of_every_node() {
     match c.answer_join(T0, &NodeName::from("b"), Incarnation(1), addr(2)) {
         Frame::JoinAccepted { members } => {
             assert_eq!(members.len(), 1);
-            assert_eq!(members[0].entries.len(), 1);
+            let keys: Vec<&str> = members[0].entries.iter().map(|e| e.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                vec!["wire", "app.k"],
+                "the wire version it speaks, then its data"
+            );
         }
         other => panic!("{other:?}"),
     }
