@@ -5,6 +5,7 @@ use nbwatch::cli::client::get_json;
 use nbwatch::config::Config;
 use nbwatch::node::{self, Child, NodeError, NodeHandle};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -378,9 +379,14 @@ async fn a_node_that_dies_without_leaving_is_down_on_the_others() {
         .find(|e| e["kind"] == "node_down" && e["node"] == "c")
         .cloned()
         .unwrap_or_default();
+    // Down takes two independent witnesses (docs/semantics.md): here the two survivors.
+    let witnesses: BTreeSet<&str> = down["witnesses"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     assert!(
-        down["witnesses"].as_array().is_some_and(|w| !w.is_empty()),
-        "{events:#}"
+        witnesses.len() >= 2 && !witnesses.contains("c"),
+        "c's node_down needs two distinct witnesses other than c, has {witnesses:?}: {events:#}"
     );
     for node in nodes {
         node.shutdown().await.expect("shutdown");

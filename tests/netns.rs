@@ -314,10 +314,31 @@ fn h_a_host_that_joins_mid_incident_records_it_and_it_is_alerted_once() {
     report.detection_ms.push(seen.detection_ms);
     net.wait_all_alive(&observers);
     report.rows_compared = wait_same_incidents(&net, &observers, since, &[seen.id.clone()].into());
-    // The victim back: its services from before the kill go, its history gets the incident.
+    // The victim back: its services from before the kill go, its history gets the incident,
+    // and its return is an incident too: every host that saw it down, the joiner among them,
+    // records it up again, and it is alerted once.
+    let back = wall_ms();
     net.start(victim);
     let everyone = all(&net);
     net.wait_all_alive(&everyone);
+    let name = net.hosts[victim].name.clone();
+    let mut recorded = BTreeSet::new();
+    net.wait_until(&format!("{observers:?} record {name} up again"), || {
+        for &i in &observers {
+            let up = net.events(i).is_some_and(|list| {
+                list.iter().any(|e| {
+                    e["kind"] == "node_up"
+                        && e["node"] == name.as_str()
+                        && ms(e, "at").is_some_and(|at| at >= back)
+                })
+            });
+            if up {
+                recorded.insert(i);
+            }
+        }
+        recorded.len() == observers.len()
+    });
+    wait_alerted_once(&net, &format!("node_up:{name}:"), &everyone);
     net.wait_no_orphans();
     report.rows_compared += wait_same_incidents(&net, &everyone, since, &[seen.id].into());
     report.alerts = check_no_duplicate_alert(&net, &[everyone]);

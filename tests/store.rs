@@ -12,6 +12,7 @@ use nbwatch::store::schema;
 use nbwatch::store::writer::Writer;
 use nbwatch::types::Time;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -107,9 +108,14 @@ async fn every_survivor_records_a_killed_node_down_with_the_same_last_heard_and_
             down["id"].as_i64().is_some(),
             "served from the database: {down}"
         );
+        // Down takes two independent witnesses (docs/semantics.md): here the two survivors.
+        let witnesses: BTreeSet<&str> = down["witnesses"]
+            .as_array()
+            .map(|w| w.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         assert!(
-            down["witnesses"].as_array().is_some_and(|w| !w.is_empty()),
-            "{down}"
+            witnesses.len() >= 2 && !witnesses.contains("c"),
+            "c's node_down needs two distinct witnesses other than c, has {witnesses:?}: {down}"
         );
         last_heard.push(millis(&down["last_heard"]).expect("last_heard"));
     }
