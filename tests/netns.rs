@@ -13,7 +13,7 @@
 //! a rolling restart) are ignored there and run with
 //! `cargo test --release --test netns -- --include-ignored --test-threads=1 --nocapture`.
 //! The rolling upgrade (`u_...`) also needs the previous release's binary in
-//! `NBWATCH_PREVIOUS` (README, "Upgrading").
+//! `NBWATCH_PREVIOUS` (README, "Upgrades").
 //! Scenarios never overlap: each holds a global lock while its namespaces exist.
 
 mod common;
@@ -423,7 +423,7 @@ fn previous_release() -> std::path::PathBuf {
     let Some(path) = std::env::var_os("NBWATCH_PREVIOUS") else {
         panic!(
             "set NBWATCH_PREVIOUS to the nbwatch binary of the previous release \
-             (README, \"Upgrading\", shows how to build it from its tag)"
+             (README, \"Upgrades\", shows how to build it from its tag)"
         );
     };
     let path = std::path::PathBuf::from(path);
