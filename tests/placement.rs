@@ -5,9 +5,10 @@
 //! instances; and once things are quiet, exactly one runs. Each test prints its seed on
 //! failure; `SIM_SEED=<n>` replays one.
 
-use nbwatch::control::placement::{self, Decision, Placer, Run};
+use nbwatch::control::placement::{self, Decision, Placer};
 use nbwatch::election;
 use nbwatch::gossip::Settings;
+use nbwatch::keys::Run;
 use nbwatch::sim::Sim;
 use nbwatch::supervision::spec::Placement;
 use nbwatch::types::Time;
