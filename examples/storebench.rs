@@ -6,10 +6,11 @@
 //! `cargo run --release --example storebench -- [--nodes 128] [--hours 24] [--dir DIR]`
 
 use nbwatch::store::query;
-use nbwatch::store::record::{Row, Sample};
+use nbwatch::store::record::Row;
 use nbwatch::store::retention::maintain;
 use nbwatch::store::writer::Writer;
 use nbwatch::types::Time;
+use nbwatch::wire::Sample;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;

@@ -12,4 +12,4 @@ pub mod log;
 
 pub use self::core::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted};
 pub use incident::{Incident, Kind, Rules};
-pub use log::{Log, SinkResult, Stage};
+pub use log::Log;

@@ -13,10 +13,6 @@ pub mod deps;
 pub mod placement;
 pub mod remote;
 
-/// The entries of a node's gossiped state whose key starts with `prefix`, each with the rest of
-/// its key: the state is ordered by key, so this is a range, not a scan.
-pub use crate::keys::with_prefix;
-
 /// A member as a view shows it, for the tests of the control plane's decisions.
 #[cfg(test)]
 pub(crate) fn test_view(

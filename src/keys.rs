@@ -34,17 +34,21 @@ pub const MAX_ENTRY_LEN: usize = 1024;
 pub const PRIORITY_KEY: &str = "node.priority";
 /// A host probe's result: `probe.<name>`.
 pub const PROBE_PREFIX: &str = "probe.";
-/// The host metrics sample.
+/// The host metrics sample: the seven float metrics, space-separated, in the order of
+/// `FLOAT_KEYS`, then the origin time as [`sample::origin_token`] (absent from older
+/// announcements). One packed key instead of one key per metric, because every host sends its
+/// sample to every other host: at 128 hosts this is about a third of the bytes.
 pub const METRICS_KEY: &str = "sys";
-/// The host's boot time.
+/// The host's boot time (Unix seconds); uptime is derived from it, so it does not change from
+/// sample to sample.
 pub const BOOT_KEY: &str = "sys.boot";
 /// A service's status: `svc.<name>`.
 pub const SERVICE_PREFIX: &str = "svc.";
 /// An alert log entry: `alert.<id>`.
 pub const ALERT_PREFIX: &str = "alert.";
-/// A test alert asked for: `alerttest.<id>`.
+/// A test alert asked for: `alerttest.<at ms>`.
 pub const TEST_PREFIX: &str = "alerttest.";
-/// A silence: `silence.<id>`.
+/// A silence: `silence.<node>` or `silence.<node>:<service>`.
 pub const SILENCE_PREFIX: &str = "silence.";
 /// A placed tree a node can run: `tree.<tree>`.
 pub const TREE_PREFIX: &str = "tree.";
@@ -56,7 +60,7 @@ pub const COMMAND_PREFIX: &str = "cmd.";
 pub const RESULT_PREFIX: &str = "res.";
 /// Application data: `app.<key>`.
 pub const APP_PREFIX: &str = "app.";
-/// A suspicion of a node: `sus.<node>`.
+/// A suspicion of a node: `sus.<peer>` = `"<incarnation>:<last_heard_ms>"`.
 pub const SUSPECT_PREFIX: &str = "sus.";
 /// Present once a node has left gracefully.
 pub const LEFT_KEY: &str = "left";
@@ -64,7 +68,8 @@ pub const LEFT_KEY: &str = "left";
 /// speaks version 1).
 pub const WIRE_KEY: &str = "wire";
 
-/// The entries of `kv` whose keys start with `prefix`, with the prefix taken off.
+/// The entries of `kv` whose keys start with `prefix`, with the prefix taken off. The state is
+/// ordered by key, so this is a range, not a scan.
 pub fn with_prefix<'a>(
     kv: &'a BTreeMap<String, String>,
     prefix: &'a str,

@@ -24,17 +24,15 @@ pub use root::{Child, RESTART_PERIOD, RESTARTS};
 
 use crate::actors::gossip::GossipMsg;
 use crate::config::Config;
-use crate::events::EventLog;
-use crate::gossip::{ClusterEvent, KvError, MemberView};
+use crate::events::{ClusterEvent, EventLog, ServiceEvent};
+use crate::gossip::{KvError, MemberView};
+use crate::keys::{Command, ServiceStatus, gossip_key, gossip_value};
 use crate::probe::plugins::load_host_probes;
 use crate::supervision::logfile::LogSettings;
 use crate::supervision::manager::ManagerMsg;
 use crate::supervision::service::ServiceCtx;
 use crate::supervision::spec::load_trees;
-use crate::supervision::status::{
-    Board, Publish, ServiceEvent, ServiceStatus, gossip_key, gossip_value,
-};
-use crate::supervision::supervisor::Command;
+use crate::supervision::status::{Board, Publish};
 use crate::task::Handle;
 use crate::transport::{Dialects, Outbox};
 use crate::types::{Clock, NodeName, Time};

@@ -6,8 +6,9 @@
 //! datagram goes through the real encoder, so byte counts are real too. Everything random
 //! comes from one seed, which the tests print so any failure can be replayed.
 
+use crate::events::ClusterEvent;
 use crate::gossip::KvError;
-use crate::gossip::core::{ClusterEvent, Core, Input, Output, Settings, Status};
+use crate::gossip::core::{Core, Input, Output, Settings, Status};
 use crate::types::{Incarnation, NodeName, Time};
 use crate::watch::{self, PeerWatch, Prober};
 use crate::wire::{self, Envelope, Frame};

@@ -2,8 +2,9 @@
 //! real alert core; a sink delivery takes a little virtual time, as a real one would. Each
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
-use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules, SinkResult};
+use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules};
 use nbwatch::election::ViewSnapshot;
+use nbwatch::events::SinkResult;
 use nbwatch::gossip::{Settings, Status};
 use nbwatch::sim::Sim;
 use nbwatch::types::Time;

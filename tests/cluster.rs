@@ -448,7 +448,7 @@ async fn a_nodes_service_states_reach_the_other_nodes_through_gossip() {
     })
     .await;
     let stopped = a
-        .service_command("app", nbwatch::supervision::supervisor::Command::Stop)
+        .service_command("app", nbwatch::keys::Command::Stop)
         .await
         .expect("the node answers");
     assert_eq!(stopped, Ok(()));

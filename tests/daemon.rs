@@ -1811,7 +1811,7 @@ async fn the_api_refuses_mutations_without_the_token_and_accepts_them_with_it() 
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let token = nbwatch::api::token::read(Path::new(&file)).expect("token");
+    let token = nbwatch::secure::token::read(Path::new(&file)).expect("token");
     let body = serde_json::json!({});
 
     for (what, bearer) in [("no token", None), ("a wrong token", Some("0123"))] {

@@ -8,9 +8,10 @@
 //! kill -9): the model keeps that instance running, orphaned, until the daemon starts again
 //! and sweeps it. Each test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
-use nbwatch::control::placement::{self, Decision, Placer, Run};
+use nbwatch::control::placement::{self, Decision, Placer};
 use nbwatch::election;
 use nbwatch::gossip::{Settings, Status};
+use nbwatch::keys::Run;
 use nbwatch::sim::Sim;
 use nbwatch::supervision::spec::Placement;
 use nbwatch::types::Time;

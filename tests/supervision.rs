@@ -1,14 +1,13 @@
 //! Supervision trees with real processes (sh and sleep): the manager actor of a node, started
 //! on a folder of tree files, observed through its service table and events.
 
+use nbwatch::events::{ServiceEvent, ServiceEventKind};
+use nbwatch::keys::{Command, ServiceState, ServiceStatus};
 use nbwatch::supervision::logfile::LogSettings;
 use nbwatch::supervision::manager::{ManagerActor, ManagerArgs, ManagerMsg, ReloadSummary};
 use nbwatch::supervision::service::ServiceCtx;
 use nbwatch::supervision::spec::load_trees;
-use nbwatch::supervision::status::{
-    Board, Publish, ServiceEvent, ServiceEventKind, ServiceState, ServiceStatus,
-};
-use nbwatch::supervision::supervisor::Command;
+use nbwatch::supervision::status::{Board, Publish};
 use nbwatch::types::{Clock, Time};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};

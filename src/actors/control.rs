@@ -17,8 +17,9 @@ use crate::control::placement::{self, Decision, Placer};
 use crate::control::{appdata, deps, remote};
 use crate::election::ViewSnapshot;
 use crate::gossip::MemberView;
+use crate::keys::control::Answer;
+use crate::keys::{Command, Run};
 use crate::supervision::manager::{ControlInfo, ManagerMsg};
-use crate::supervision::supervisor::Command;
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
@@ -166,7 +167,7 @@ impl ControlState {
                     }
                 }
             };
-            let answer = remote::Answer {
+            let answer = Answer {
                 ok: result.is_ok(),
                 message: match result {
                     Ok(()) => format!("{}: {} done", cmd.service, cmd.command.as_str()),
@@ -286,7 +287,7 @@ impl ControlState {
             if self.busy.contains(&busy_key) {
                 continue;
             }
-            let running = *run == placement::Run::Running;
+            let running = *run == Run::Running;
             let run = match self
                 .placer
                 .step(now, views, me.name.as_str(), tree, leader, running)

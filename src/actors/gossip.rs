@@ -15,9 +15,9 @@
 use crate::actors::election::ElectionMsg;
 use crate::actors::store::StoreMsg;
 use crate::actors::watch::WatchMsg;
-use crate::events::EventLog;
+use crate::events::{ClusterEvent, EventLog};
 use crate::gossip::core::{Input, Output};
-use crate::gossip::{ClusterEvent, Core, KvError, MemberView, Settings, Stats, Status};
+use crate::gossip::{Core, KvError, MemberView, Settings, Stats, Status};
 use crate::keys::WIRE_KEY;
 use crate::secure::Gate;
 use crate::store::incarnation;

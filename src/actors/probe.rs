@@ -10,6 +10,7 @@
 //! task hands the outcome to the actor, which announces it as `probe.<name>`.
 
 use crate::actors::gossip::GossipMsg;
+use crate::keys::PRIORITY_KEY;
 use crate::probe::metrics::Sampler;
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::supervision::health::{self, Outcome};
@@ -20,8 +21,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The key a node announces its election priority under.
-pub use crate::keys::PRIORITY_KEY;
 /// How long a write may wait for the gossip actor.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -14,9 +14,8 @@
 
 use crate::actors::backfill::{self, Peers};
 use crate::config::StoreConfig;
-use crate::events::{NodeEvent, RecordedEvent};
-use crate::gossip::ClusterEvent;
-use crate::gossip::core::SUSPECT_PREFIX;
+use crate::events::{ClusterEvent, NodeEvent, RecordedEvent};
+use crate::keys::SUSPECT_PREFIX;
 use crate::store::StoreError;
 use crate::store::record::{self, Row};
 use crate::store::retention;

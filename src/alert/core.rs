@@ -39,9 +39,12 @@
 use super::incident::{
     Incident, Kind, Rules, flapping_since, incidents, sent_at, silences, subject_of,
 };
-use super::log::{ALERT_PREFIX, Entry, Log, SinkResult, Stage, entry_value};
+use super::log::{Entry, Log, entry_value};
 use crate::election::{ViewSnapshot, rank};
+use crate::events::SinkResult;
 use crate::gossip::MemberView;
+use crate::keys::ALERT_PREFIX;
+use crate::keys::alert::Stage;
 use crate::types::{NodeName, Time};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -20,19 +20,17 @@
 //! * reminders — with `repeat` set, a firing incident still open gets `<id>#<k>` every
 //!   `repeat` after it was sent.
 
-use super::log::{Log, Stage};
+use super::log::Log;
 use crate::gossip::{MemberView, Status};
+use crate::keys::alert::Stage;
+use crate::keys::{SILENCE_PREFIX, TEST_PREFIX};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// The prefix of a test request key in a node's state: `alerttest.<at ms>`.
-pub use crate::keys::TEST_PREFIX;
 /// A test request older than this is not sent any more.
 pub const TEST_WINDOW: Duration = Duration::from_secs(600);
-/// The prefix of a silence key in a node's state: `silence.<node>` or `silence.<node>:<service>`.
-pub use crate::keys::SILENCE_PREFIX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {

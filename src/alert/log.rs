@@ -8,14 +8,13 @@
 //! gone and the incident would look unsent.
 
 use crate::election::{is_live, rank};
-pub use crate::events::SinkResult;
+use crate::events::SinkResult;
 use crate::gossip::MemberView;
+use crate::keys::ALERT_PREFIX;
+use crate::keys::alert::{AlertEntry, Stage};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-
-pub use crate::keys::ALERT_PREFIX;
-pub use crate::keys::alert::{AlertEntry, Stage};
 
 /// One member's entry for one incident.
 #[derive(Clone, Debug, PartialEq, Eq)]

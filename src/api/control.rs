@@ -6,7 +6,8 @@ use super::{ApiError, json};
 use crate::actors::gossip::GossipMsg;
 use crate::control::{appdata, remote};
 use crate::election::is_live;
-use crate::supervision::status::announced;
+use crate::keys::control::RemoteCommand;
+use crate::keys::{APP_PREFIX, announced};
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ pub(super) async fn remote_command(
         )));
     }
     let id = remote::new_id(ctx.name.as_str());
-    let cmd = remote::RemoteCommand {
+    let cmd = RemoteCommand {
         to: node.clone(),
         service: service.clone(),
         action: action.clone(),
@@ -105,7 +106,7 @@ async fn wait_answer(
     node: &str,
     id: &str,
     timeout: Duration,
-) -> Result<Option<remote::Answer>, ApiError> {
+) -> Result<Option<crate::keys::control::Answer>, ApiError> {
     let end = tokio::time::Instant::now() + timeout;
     loop {
         let views = ask(ctx, GossipMsg::Members).await?;
@@ -221,7 +222,7 @@ pub(super) async fn kv_put(
 /// `DELETE /api/v1/kv/{key}`: withdraws this node's value of KEY.
 pub(super) async fn kv_delete(State(ctx): State<Ctx>, Path(key): Path<String>) -> Answer {
     appdata::check_key(&key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    put(&ctx, format!("{}{key}", appdata::PREFIX), None).await?;
+    put(&ctx, format!("{APP_PREFIX}{key}"), None).await?;
     Ok(axum::Json(
         json!({ "node": ctx.name.as_str(), "key": key, "deleted": true }),
     ))

@@ -2,12 +2,12 @@
 //! shapes are tested without a running node.
 
 use crate::actors::gossip::StatsSnapshot;
-use crate::alert::log::{Log, Stage};
+use crate::alert::log::Log;
 use crate::events::RecordedEvent;
 use crate::gossip::MemberView;
-use crate::keys::announced;
-use crate::probe::metrics::metrics_from_kv;
-use crate::supervision::status::ServiceStatus;
+use crate::keys::alert::Stage;
+use crate::keys::sample::metrics_from_kv;
+use crate::keys::{ServiceStatus, announced};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn cluster_services_read_the_others_from_gossip_and_mark_a_down_nodes_as_such() {
-        use crate::supervision::status::{ServiceState, gossip_key, gossip_value};
+        use crate::keys::{ServiceState, gossip_key, gossip_value};
         let status = |name: &str, state| ServiceStatus {
             name: name.into(),
             tree: "tv".into(),
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_service_event_names_this_node_the_service_and_its_tree() {
-        use crate::supervision::status::{ServiceEvent, ServiceEventKind};
+        use crate::events::{ServiceEvent, ServiceEventKind};
         let recorded = [RecordedEvent {
             at: Time(1_700_000_000_000),
             event: NodeEvent::Service(ServiceEvent {

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-pub use crate::secure::token::{TOKEN_FILE, load_or_create, path, read};
+use crate::secure::token::TOKEN_FILE;
 
 /// Compares in time independent of where the first difference is.
 fn same(a: &[u8], b: &[u8]) -> bool {

@@ -135,10 +135,10 @@ impl Target {
                     Ok(config) => config.node.data_dir.clone(),
                     Err(_) => PathBuf::from(DEFAULT_DATA_DIR),
                 };
-                crate::api::token::path(&data_dir)
+                crate::secure::token::path(&data_dir)
             }
         };
-        crate::api::token::read(&file).map_err(|e| (file, e))
+        crate::secure::token::read(&file).map_err(|e| (file, e))
     }
 }
 

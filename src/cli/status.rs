@@ -7,7 +7,7 @@
 //! count towards a column's width.
 
 use super::table::{format_age, render_table};
-use crate::probe::metrics::format_trimmed;
+use crate::keys::sample::format_trimmed;
 use crate::types::Time;
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
 //! Aligned tables for people; scripts use `--json`.
 
-use crate::probe::metrics::format_trimmed;
+use crate::keys::sample::format_trimmed;
 use crate::types::Time;
 use serde_json::Value;
 use std::time::Duration;

@@ -9,12 +9,11 @@
 //! deletes its own when they expire (the control actor does that every tick).
 
 use crate::gossip::MemberView;
+use crate::keys::{APP_PREFIX, with_prefix};
 use crate::types::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The gossip key prefix of application data.
-pub use crate::keys::APP_PREFIX as PREFIX;
 /// The longest KEY, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 /// The longest VALUE, in bytes (with the key and the envelope it stays inside one gossip
@@ -100,16 +99,16 @@ pub fn encode(
         expires: ttl.map(|t| now.as_millis().saturating_add(t.as_millis() as u64)),
     };
     let json = serde_json::to_string(&stored).expect("a string and numbers serialize");
-    Ok((format!("{PREFIX}{key}"), json))
+    Ok((format!("{APP_PREFIX}{key}"), json))
 }
 
 /// Every live value in `views` whose KEY starts with `prefix`, as of `now`: expired values
 /// and values that do not parse are left out. Sorted by key, then node.
 pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
     let mut out = Vec::new();
-    let full = format!("{PREFIX}{prefix}");
+    let full = format!("{APP_PREFIX}{prefix}");
     for view in views {
-        for (rest, raw) in super::with_prefix(&view.kv, &full) {
+        for (rest, raw) in with_prefix(&view.kv, &full) {
             let key = format!("{prefix}{rest}");
             let Ok(stored) = serde_json::from_str::<Stored>(raw) else {
                 continue;
@@ -132,14 +131,14 @@ pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
 
 /// The gossip keys of this node's own values that have expired by `now`.
 pub fn expired(me: &MemberView, now: Time) -> Vec<String> {
-    super::with_prefix(&me.kv, PREFIX)
+    with_prefix(&me.kv, APP_PREFIX)
         .filter(|(_, raw)| {
             serde_json::from_str::<Stored>(raw)
                 .ok()
                 .and_then(|s| s.expires)
                 .is_some_and(|x| x <= now.as_millis())
         })
-        .map(|(key, _)| format!("{PREFIX}{key}"))
+        .map(|(key, _)| format!("{APP_PREFIX}{key}"))
         .collect()
 }
 

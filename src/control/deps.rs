@@ -8,9 +8,8 @@
 //! between two changes is left alone.
 
 use crate::gossip::{MemberView, Status};
-use crate::keys::Command;
+use crate::keys::{Command, ServiceState, from_gossip, gossip_key};
 use crate::supervision::spec::{OnDependencyLoss, Requirement};
-use crate::supervision::status::{ServiceState, from_gossip, gossip_key};
 
 /// Why a requirement is not met (for the log).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -101,7 +100,7 @@ pub fn transition(before: Option<bool>, now: bool, policy: OnDependencyLoss) -> 
 mod tests {
     use super::*;
     use crate::gossip::Status;
-    use crate::supervision::status::{ServiceStatus, gossip_value};
+    use crate::keys::{ServiceStatus, gossip_value};
     use crate::types::Time;
 
     fn node(name: &str, status: Status, svc: Option<(ServiceState, &str)>) -> MemberView {

@@ -23,15 +23,13 @@
 //! a few seconds ever runs two instances.
 
 use crate::gossip::MemberView;
-pub use crate::keys::Run;
-pub use crate::keys::control::Declaration;
+use crate::keys::control::Declaration;
+use crate::keys::{PLACE_PREFIX, Run, TREE_PREFIX, with_prefix};
 use crate::supervision::spec::Placement;
 use crate::types::Time;
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub use crate::keys::PLACE_PREFIX;
-pub use crate::keys::TREE_PREFIX;
 /// The leader's "nobody yet".
 pub const NOBODY: &str = "-";
 /// How long a node named to run a tree waits, with the way clear, before it starts it.
@@ -69,7 +67,7 @@ pub fn trees(views: &[MemberView]) -> Vec<String> {
     let mut out: Vec<String> = views
         .iter()
         .filter(|v| crate::election::is_live(v))
-        .flat_map(|v| super::with_prefix(&v.kv, TREE_PREFIX).map(|(tree, _)| tree.to_string()))
+        .flat_map(|v| with_prefix(&v.kv, TREE_PREFIX).map(|(tree, _)| tree.to_string()))
         .collect();
     out.sort();
     out.dedup();
@@ -216,7 +214,7 @@ pub fn leader_entries(views: &[MemberView]) -> Vec<(String, String)> {
 
 /// This node's `place.` keys (to delete when it is not the leader).
 pub fn own_places(me: &MemberView) -> Vec<String> {
-    super::with_prefix(&me.kv, PLACE_PREFIX)
+    with_prefix(&me.kv, PLACE_PREFIX)
         .map(|(tree, _)| format!("{PLACE_PREFIX}{tree}"))
         .collect()
 }

@@ -10,13 +10,11 @@
 //! target that comes back much later) is not run.
 
 use crate::gossip::MemberView;
-use crate::keys::Command;
-pub use crate::keys::control::{Answer, RemoteCommand};
+use crate::keys::control::{Answer, RemoteCommand};
+use crate::keys::{COMMAND_PREFIX, Command, RESULT_PREFIX, with_prefix};
 use crate::types::Time;
 use std::time::Duration;
 
-pub use crate::keys::COMMAND_PREFIX;
-pub use crate::keys::RESULT_PREFIX;
 /// A command not run within this long of being issued is dropped.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// An answer stays in the target's state this long (the issuer has stopped waiting by then).
@@ -82,7 +80,7 @@ pub fn pending(
 ) -> Vec<Pending> {
     let mut out = Vec::new();
     for view in views.iter().filter(|v| crate::election::is_live(v)) {
-        for (id, raw) in super::with_prefix(&view.kv, COMMAND_PREFIX) {
+        for (id, raw) in with_prefix(&view.kv, COMMAND_PREFIX) {
             let Ok(cmd) = serde_json::from_str::<RemoteCommand>(raw) else {
                 continue;
             };
@@ -109,7 +107,7 @@ pub fn pending(
 
 /// This node's answers older than [`RESULT_KEEP`] by `now` (to delete).
 pub fn old_answers(me: &MemberView, now: Time) -> Vec<String> {
-    super::with_prefix(&me.kv, RESULT_PREFIX)
+    with_prefix(&me.kv, RESULT_PREFIX)
         .filter(|(_, raw)| {
             serde_json::from_str::<Answer>(raw)
                 .map(|a| now.as_millis().saturating_sub(a.at) > RESULT_KEEP.as_millis() as u64)
@@ -122,7 +120,7 @@ pub fn old_answers(me: &MemberView, now: Time) -> Vec<String> {
 /// This node's commands older than [`MAX_AGE`] by `now` whose issuer stopped waiting (to
 /// delete: an API call that was cut off never deleted its command).
 pub fn old_commands(me: &MemberView, now: Time) -> Vec<String> {
-    super::with_prefix(&me.kv, COMMAND_PREFIX)
+    with_prefix(&me.kv, COMMAND_PREFIX)
         .filter(|(_, raw)| {
             serde_json::from_str::<RemoteCommand>(raw)
                 .map(|c| now.as_millis().saturating_sub(c.at) > 2 * MAX_AGE.as_millis() as u64)

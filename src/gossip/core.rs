@@ -19,7 +19,8 @@
 //! No I/O, no clock, no unseeded randomness: `handle(now, input) -> outputs`.
 
 use super::state::NodeState;
-pub use crate::events::ClusterEvent;
+use crate::events::ClusterEvent;
+use crate::keys::{LEFT_KEY, MAX_ENTRY_LEN, SUSPECT_PREFIX, WIRE_KEY};
 use crate::types::{Incarnation, NodeName, Time, Version};
 use crate::watch;
 use crate::wire::{
@@ -34,11 +35,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use crate::keys::LEFT_KEY;
-/// Key prefix of suspicions in a node's state: `sus.<peer>` = `"<incarnation>:<last_heard_ms>"`.
-pub use crate::keys::SUSPECT_PREFIX;
-/// Key written by a node that leaves gracefully.
-use crate::keys::{MAX_ENTRY_LEN, WIRE_KEY};
 /// Keys reserved for the protocol itself.
 pub const RESERVED: [&str; 3] = [SUSPECT_PREFIX, LEFT_KEY, WIRE_KEY];
 /// A fresher heartbeat is worth answering a digest with only when it is this much fresher

@@ -20,6 +20,8 @@
 //! is computed as `df` does (reserved blocks count as neither used nor available), so it matches
 //! what an operator sees when checking by hand.
 
+use crate::keys::sample::encode_sample;
+use crate::keys::{BOOT_KEY, METRICS_KEY};
 use crate::types::Time;
 use std::path::{Path, PathBuf};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
@@ -154,21 +156,6 @@ fn disk_used_pct(path: &Path) -> Result<f64, ProbeError> {
     Ok(percent(used, used.saturating_add(avail)))
 }
 
-use crate::keys::sample::encode_sample;
-pub use crate::keys::sample::{
-    format_trimmed, metrics_from_kv, origin_token, parse_sample, resolve_origin,
-    sample_metric_names,
-};
-
-/// The gossip key of the host's boot time (Unix seconds); uptime is derived from it, so it
-/// does not change from sample to sample.
-pub use crate::keys::BOOT_KEY;
-/// The gossip key of a host's metrics sample: the seven float metrics, space-separated, in the
-/// order of `FLOAT_KEYS`, then the origin time as [`origin_token`] (absent from older
-/// announcements). One packed key instead of one key per metric, because every host
-/// sends its sample to every other host: at 128 hosts this is about a third of the bytes.
-pub use crate::keys::METRICS_KEY;
-
 impl HostMetrics {
     /// The gossip keys and values announcing this sample.
     pub fn to_kv(&self) -> Vec<(String, String)> {
@@ -191,6 +178,9 @@ impl HostMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::sample::{
+        format_trimmed, metrics_from_kv, origin_token, parse_sample, resolve_origin,
+    };
     use serde_json::Value;
 
     #[test]

@@ -17,6 +17,7 @@
 
 use crate::config::walk::{Table, Walker};
 use crate::config::{Problem, ProblemKind, toml_files, toml_table};
+use crate::keys::PROBE_PREFIX;
 use crate::supervision::health::Outcome;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,8 +25,6 @@ use std::time::Duration;
 #[cfg(test)]
 mod tests;
 
-/// Gossip key prefix of host probe results.
-pub use crate::keys::PROBE_PREFIX;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 

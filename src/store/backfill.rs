@@ -13,11 +13,9 @@
 //! asking for the next, so back-fill never outruns the disk or fills the memory. The rows keep
 //! their idempotency keys, so a page fetched twice, or from two peers, adds nothing twice.
 
-use super::record::{EventRow, Sample};
 use super::{StoreError, schema};
 use crate::types::Time;
-use crate::wire::Frame;
-pub use crate::wire::{Page, PageRequest};
+use crate::wire::{EventRow, Frame, Page, PageRequest, Sample};
 use rusqlite::{Connection, params};
 use std::path::PathBuf;
 use std::time::Duration;

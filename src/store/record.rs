@@ -20,15 +20,14 @@
 //! A leader change is this node's: `leader_changed:<node>:<ms>`. An alert sent by any node (a
 //! `sent` entry of the gossiped alert log, or this node's own send) is `alert_sent:<incident>`.
 
-use crate::events::{NodeEvent, RecordedEvent};
-use crate::gossip::ClusterEvent;
+use crate::events::{ClusterEvent, NodeEvent, RecordedEvent};
 use crate::keys::ALERT_PREFIX;
 use crate::keys::alert::{AlertEntry, Stage};
 use crate::keys::probe::add_metrics;
 use crate::keys::sample::parse_sample;
 use crate::keys::{METRICS_KEY, PROBE_PREFIX};
 use crate::types::{NodeName, Time};
-pub use crate::wire::{EventRow, Sample};
+use crate::wire::{EventRow, Sample};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {
@@ -140,7 +139,7 @@ pub fn event_row(recorded: &RecordedEvent, me: &NodeName) -> Option<EventRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervision::status::{ServiceEvent, ServiceEventKind};
+    use crate::events::{ServiceEvent, ServiceEventKind};
     use crate::types::Incarnation;
 
     fn cluster(at: u64, event: ClusterEvent) -> RecordedEvent {
@@ -165,7 +164,7 @@ mod tests {
                 key: "sys".into(),
                 value: Some(format!(
                     "0.5 1 2 3 4 5 6 {}",
-                    crate::probe::metrics::origin_token(Time(4_250))
+                    crate::keys::sample::origin_token(Time(4_250))
                 )),
             },
         );

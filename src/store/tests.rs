@@ -2,11 +2,12 @@
 //! virtual time.
 
 use super::query::{self, EventFilter};
-use super::record::{EventRow, Row, Sample};
+use super::record::Row;
 use super::retention::maintain;
 use super::writer::Writer;
 use super::{StoreError, schema};
 use crate::types::Time;
+use crate::wire::{EventRow, Sample};
 use std::time::Duration;
 
 const DAY_MS: u64 = 86_400_000;

@@ -6,8 +6,9 @@
 //! row twice, as gossip or back-fill may deliver it, leaves one row.
 
 use super::StoreError;
-use super::record::{EventRow, Row, Sample};
+use super::record::Row;
 use super::schema;
+use crate::wire::{EventRow, Sample};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use std::path::Path;

@@ -10,13 +10,12 @@ use super::service::ServiceCtx;
 use super::spec::{
     ChildSpec, OnDependencyLoss, Placement, Requirement, ServiceSpec, TreeSpec, load_trees,
 };
-use super::status::{ServiceEventKind, ServiceState, ServiceStatus};
 use super::supervisor::{
-    Command, GAVE_UP, SupervisorActor, SupervisorArgs, SupervisorMsg, services_of,
-    supervisor_stop_budget,
+    GAVE_UP, SupervisorActor, SupervisorArgs, SupervisorMsg, services_of, supervisor_stop_budget,
 };
 use crate::config::ConfigErrors;
-use crate::keys::Run;
+use crate::events::ServiceEventKind;
+use crate::keys::{Command, Run, ServiceState, ServiceStatus};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::path::PathBuf;

@@ -1,10 +1,8 @@
 //! What the node knows of its services right now (the `services` listing), and the service
 //! events it records. The supervisor actors write; the API, the CLI and gossip read.
 
-pub use crate::events::{ServiceEvent, ServiceEventKind};
-pub use crate::keys::{
-    ServiceState, ServiceStatus, announced, from_gossip, gossip_key, gossip_value,
-};
+use crate::events::{ServiceEvent, ServiceEventKind};
+use crate::keys::{ServiceState, ServiceStatus};
 use crate::types::Time;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +122,7 @@ impl Board {
 #[cfg(test)]
 mod gossip_tests {
     use super::*;
+    use crate::keys::{announced, gossip_key, gossip_value};
 
     #[test]
     fn a_status_survives_the_trip_through_gossip() {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::keys::MAX_ENTRY_LEN;
 use crate::keys::probe::MAX_LABEL;
-use crate::probe::metrics::metrics_from_kv;
+use crate::keys::sample::metrics_from_kv;
 use crate::supervision::health::{self, Health, Perf, parse_nagios};
 use crate::supervision::spec::ProbeTarget;
 use crate::types::Time;
