@@ -42,6 +42,19 @@ fn except(net: &Net, gone: &[usize]) -> Side {
     (0..net.len()).filter(|i| !gone.contains(i)).collect()
 }
 
+/// SIGTERM host `i`, wait until every other host has it `left`, and start it again (with
+/// this build) on the same data dir.
+fn stop_and_start_again(net: &mut Net, i: usize) {
+    net.stop(i);
+    let name = net.hosts[i].name.clone();
+    for &j in &except(net, &[i]) {
+        net.wait_until(&format!("n{j} sees {name} left"), || {
+            net.state_of(j, &name).as_deref() == Some("left")
+        });
+    }
+    net.start(i);
+}
+
 #[test]
 fn a_one_host_of_seven_killed_with_kill_9_is_down_everywhere_alerted_once_and_its_service_goes_when_it_restarts()
  {
@@ -233,14 +246,7 @@ fn f_a_rolling_restart_of_every_host_makes_no_false_down_and_leaves_no_process()
     let since = wall_ms();
     let everyone = all(&net);
     for i in 0..N {
-        net.stop(i);
-        let name = net.hosts[i].name.clone();
-        for &j in &except(&net, &[i]) {
-            net.wait_until(&format!("n{j} sees {name} left"), || {
-                net.state_of(j, &name).as_deref() == Some("left")
-            });
-        }
-        net.start(i);
+        stop_and_start_again(&mut net, i);
         net.wait_all_alive(&everyone);
         net.wait_no_orphans();
     }
@@ -447,14 +453,7 @@ fn u_a_rolling_upgrade_from_the_previous_release_makes_no_false_down_and_alerts_
     let victim = N - 1;
     let mut incident = None;
     for i in 0..N - 1 {
-        net.stop(i);
-        let name = net.hosts[i].name.clone();
-        for &j in &except(&net, &[i]) {
-            net.wait_until(&format!("n{j} sees {name} left"), || {
-                net.state_of(j, &name).as_deref() == Some("left")
-            });
-        }
-        net.start(i);
+        stop_and_start_again(&mut net, i);
         net.wait_all_alive(&everyone);
         if i == N / 2 {
             // Half upgraded: a mixed cluster still agrees on an incident and alerts it once.
