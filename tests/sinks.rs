@@ -252,9 +252,12 @@ async fn a_webhook_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn a_closed_port_gives_an_error_naming_the_url() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    drop(listener);
+    // A port bound but not listening refuses connections, and, held, cannot be handed to a
+    // test running beside this one (a dropped listener's port could be, which then answers).
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let url = format!("http://{}/hook", held.local_addr().expect("addr"));
     let spec = webhook(&url, WebhookFormat::Json);
     let error = deliver(&spec, &alert(), &quick(2000, &[]))
         .await
@@ -262,6 +265,7 @@ async fn a_closed_port_gives_an_error_naming_the_url() {
         .to_string();
     assert!(error.starts_with(&format!("{url}: ")), "{error}");
     assert!(error.to_lowercase().contains("refused"), "{error}");
+    drop(held);
 }
 
 // ---------------------------------------------------------------------------------------------
