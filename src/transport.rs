@@ -392,6 +392,27 @@ mod tests {
     use super::*;
     use crate::wire::Message;
 
+    /// The gossip actor's side as the tests need it: counts datagrams, refuses every joiner.
+    #[derive(Clone, Default)]
+    struct Count(Arc<AtomicU64>);
+
+    impl Inbox for Count {
+        fn datagram(&self, _: SocketAddr, _: Vec<u8>) -> bool {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        async fn answer_join(
+            &self,
+            _: NodeName,
+            _: Incarnation,
+            _: SocketAddr,
+        ) -> Result<Frame, ExchangeError> {
+            Ok(Frame::JoinRejected {
+                reason: "full".into(),
+            })
+        }
+    }
+
     fn ping() -> Vec<u8> {
         let env = Envelope::at(
             NodeName::from("a"),
@@ -454,26 +475,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_reader_notes_the_version_of_each_sender() {
-        #[derive(Clone)]
-        struct Count(Arc<AtomicU64>);
-        impl Inbox for Count {
-            fn datagram(&self, _: SocketAddr, _: Vec<u8>) -> bool {
-                self.0.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            async fn answer_join(
-                &self,
-                _: NodeName,
-                _: Incarnation,
-                _: SocketAddr,
-            ) -> Result<Frame, ExchangeError> {
-                Err(ExchangeError::NotAJoinRequest)
-            }
-        }
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let at = socket.local_addr().unwrap();
         let dialects = Dialects::default();
-        let seen = Count(Arc::default());
+        let seen = Count::default();
         let reader = tokio::spawn(read_datagrams(
             socket,
             seen.clone(),
@@ -540,29 +545,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_in_an_older_version_is_answered_in_it() {
-        #[derive(Clone)]
-        struct Refuse;
-        impl Inbox for Refuse {
-            fn datagram(&self, _: SocketAddr, _: Vec<u8>) -> bool {
-                true
-            }
-            async fn answer_join(
-                &self,
-                _: NodeName,
-                _: Incarnation,
-                _: SocketAddr,
-            ) -> Result<Frame, ExchangeError> {
-                Ok(Frame::JoinRejected {
-                    reason: "full".into(),
-                })
-            }
-        }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let at = listener.local_addr().unwrap();
         let dir = std::env::temp_dir().join(format!("nbwatch-transport-{}", std::process::id()));
         let server = tokio::spawn(serve_joins(
             listener,
-            Refuse,
+            Count::default(),
             dir,
             Arc::new(Gate::plaintext()),
         ));
