@@ -128,13 +128,20 @@ fn start(
 ) -> anyhow::Result<(Node, SocketAddr)> {
     let (gossip, api) = free_ports()?;
     let trees = dir.join("trees");
+    // One cluster key for the three hosts, as `nbwatch keygen --out` would make it: a node
+    // that is given no key makes its own, and nodes with different keys never meet.
+    let key = dir.join("cluster.key");
+    if !key.exists() {
+        let encoded = nbwatch::secure::Key::generate().encode();
+        nbwatch::secure::keyring::write_private(&key, format!("{encoded}\n").as_bytes())?;
+    }
     let alerts = dir.join("alerts.jsonl");
     let seeds = seed.map_or("[]".to_string(), |s| format!("[{}]", quote(&s.to_string())));
     // Every node has the same exec sink; only the leader calls it, once per incident.
     let sink = format!("cat >> {}", shell_quote(&alerts.to_string_lossy()));
     let config = format!(
         "[node]\nname = {}\ndata_dir = {}\n\
-         [gossip]\nlisten = {}\nseeds = {seeds}\n\
+         [gossip]\nlisten = {}\nseeds = {seeds}\nkey_file = {}\n\
          [metrics]\ninterval = \"1s\"\n\
          [api]\nlisten = {}\n\
          [supervision]\ntrees = {}\n\
@@ -142,6 +149,7 @@ fn start(
         quote(name),
         quote(&dir.join(name).to_string_lossy()),
         quote(&gossip.to_string()),
+        quote(&key.to_string_lossy()),
         quote(&api.to_string()),
         quote(&trees.to_string_lossy()),
         quote(&sink),

@@ -91,9 +91,10 @@ pub struct GossipConfig {
     /// Names are resolved at load; empty means a new cluster.
     pub seeds: Vec<SocketAddr>,
     pub interval: Duration,
-    /// Present = encrypted, authenticated gossip.
+    /// The cluster key. Unset, gossip is still sealed, with the key the node keeps in its
+    /// data dir (see [`Config::gossip_key`]).
     pub key_file: Option<PathBuf>,
-    /// Allows plaintext gossip on a non-loopback address.
+    /// Plaintext gossip, on purpose (only without `key_file`).
     pub insecure: bool,
     /// The cluster's name, part of every sealed frame's associated data: two clusters that
     /// share a key by mistake still cannot talk.
@@ -280,6 +281,9 @@ impl Config {
         config.api.listen = loopback_any_port;
         config.supervision.trees = data_dir.join(DEFAULT_TREES);
         config.metrics.probes = data_dir.join(DEFAULT_PROBES);
+        // Plaintext on purpose: the nodes of a test share no key file. The sealed default
+        // (a key each node makes for itself) has tests of its own.
+        config.gossip.insecure = true;
         config
     }
 }
@@ -294,6 +298,33 @@ impl Default for GossipConfig {
             key_file: None,
             insecure: false,
             cluster: crate::secure::DEFAULT_CLUSTER.to_string(),
+        }
+    }
+}
+
+/// The name of the cluster key a node makes in its data dir when no `gossip.key_file` is set.
+pub const GENERATED_KEY_FILE: &str = "cluster.key";
+
+/// Where a node's cluster key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GossipKey {
+    /// `gossip.key_file`, made by the operator.
+    File(PathBuf),
+    /// No `gossip.key_file` and not `insecure`: the key the node made at its first start in
+    /// `<data_dir>/cluster.key` (made now if there is none). A stranger, even a local user
+    /// on loopback, cannot join without it.
+    Generated(PathBuf),
+    /// `gossip.insecure = true` and no key file: plaintext, on purpose.
+    Plaintext,
+}
+
+impl Config {
+    /// Where this node's cluster key is: gossip is sealed unless plaintext was asked for.
+    pub fn gossip_key(&self) -> GossipKey {
+        match (&self.gossip.key_file, self.gossip.insecure) {
+            (Some(file), _) => GossipKey::File(file.clone()),
+            (None, true) => GossipKey::Plaintext,
+            (None, false) => GossipKey::Generated(self.node.data_dir.join(GENERATED_KEY_FILE)),
         }
     }
 }

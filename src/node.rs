@@ -314,14 +314,15 @@ pub async fn start(
 }
 
 /// The gate for this node's gossip port: sealed with the keyring of `gossip.key_file`, or
-/// plaintext, which is allowed only on loopback unless `gossip.insecure` says otherwise. Also
-/// refuses a non-loopback API without `api.insecure` (the token would cross the network in
-/// clear; nbwatch has no TLS).
+/// with the key this node made in its data dir, or plaintext when `gossip.insecure` asks for
+/// it. Also refuses a non-loopback API without `api.insecure` (the token would cross the
+/// network in clear; nbwatch has no TLS).
 fn gate(
     config: &Config,
     gossip: SocketAddr,
     api: SocketAddr,
 ) -> Result<crate::secure::Gate, NodeError> {
+    use crate::config::GossipKey;
     use crate::secure::{Gate, Keyring};
     if !api.ip().is_loopback() && !config.api.insecure {
         return Err(NodeError::Insecure(format!(
@@ -330,34 +331,38 @@ fn gate(
              127.0.0.1 (reach it over ssh), or set api.insecure = true to accept that"
         )));
     }
-    if let Some(file) = &config.gossip.key_file {
-        let ring = Keyring::load(file)?;
-        tracing::info!(
-            key_file = %file.display(), key = %ring.primary().id(), keys = ring.ids().len(),
-            cluster = %config.gossip.cluster, "gossip is encrypted and authenticated"
-        );
-        return Ok(Gate::keyed(
-            &config.gossip.cluster,
-            config.node.name.as_str(),
-            ring,
-            Some(file.clone()),
-        ));
-    }
-    if !gossip.ip().is_loopback() && !config.gossip.insecure {
-        return Err(NodeError::Insecure(format!(
-            "gossip.listen {gossip} is not a loopback address and there is no \
-             gossip.key_file: anyone on the network could read the cluster, join it, accuse \
-             its members and command it. Create a key with `nbwatch keygen --out FILE` and set \
-             gossip.key_file = \"FILE\" on every node, or set gossip.insecure = true to run \
-             plaintext on purpose"
-        )));
-    }
-    tracing::warn!(
-        listen = %gossip,
-        "GOSSIP IS NOT ENCRYPTED: no gossip.key_file, so anyone who can reach {gossip} can \
-         read, join and command this cluster. Set gossip.key_file (`nbwatch keygen`)"
+    let file = match config.gossip_key() {
+        GossipKey::File(file) => file,
+        GossipKey::Generated(file) => {
+            if Keyring::create_if_missing(&file)? {
+                tracing::warn!(
+                    key_file = %file.display(),
+                    "created this node's cluster key: only hosts given this key can join. To \
+                     add a host, copy the file to it (mode 0600) and set gossip.key_file there"
+                );
+            }
+            file
+        }
+        GossipKey::Plaintext => {
+            tracing::warn!(
+                listen = %gossip,
+                "GOSSIP IS NOT ENCRYPTED (gossip.insecure = true): anyone who can reach \
+                 {gossip} can read, join and command this cluster"
+            );
+            return Ok(Gate::plaintext());
+        }
+    };
+    let ring = Keyring::load(&file)?;
+    tracing::info!(
+        key_file = %file.display(), key = %ring.primary().id(), keys = ring.ids().len(),
+        cluster = %config.gossip.cluster, "gossip is encrypted and authenticated"
     );
-    Ok(Gate::plaintext())
+    Ok(Gate::keyed(
+        &config.gossip.cluster,
+        config.node.name.as_str(),
+        ring,
+        Some(file),
+    ))
 }
 
 /// Where the supervisors' news goes: service states into the node's gossiped state

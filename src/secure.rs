@@ -286,8 +286,8 @@ impl Gate {
     ) -> Result<(), KeyError> {
         let Some(keys) = &self.keys else {
             return Err(KeyError::Invalid(
-                "this node has no gossip.key_file: gossip is plaintext, there is no keyring \
-                 (set gossip.key_file and restart to turn encryption on)"
+                "this node runs plaintext gossip (gossip.insecure = true): there is no keyring \
+                 (unset gossip.insecure and restart to turn encryption on)"
                     .into(),
             ));
         };

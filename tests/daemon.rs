@@ -100,8 +100,12 @@ struct Node {
     child: Option<Child>,
     /// Appended to the generated config (extra sections).
     extra: String,
-    /// The gossip keyring file, if gossip is sealed.
+    /// The gossip keyring file, if gossip is sealed with a key the test made.
     key_file: Option<PathBuf>,
+    /// Without `key_file`: true runs on the key the daemon makes in its data dir (the
+    /// default); false runs plaintext on purpose (`gossip.insecure = true`), as most tests
+    /// here do.
+    own_key: bool,
 }
 
 /// How a start ended.
@@ -121,9 +125,11 @@ impl Node {
             let list: Vec<String> = self.seeds.iter().map(|s| quote(&s.to_string())).collect();
             format!("seeds = [{}]\n", list.join(", "))
         };
-        let key_file = self.key_file.as_ref().map_or(String::new(), |k| {
-            format!("key_file = {}\n", quote(&k.to_string_lossy()))
-        });
+        let key_file = match &self.key_file {
+            Some(k) => format!("key_file = {}\n", quote(&k.to_string_lossy())),
+            None if self.own_key => String::new(),
+            None => "insecure = true\n".to_string(),
+        };
         let text = format!(
             "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}{key_file}\
              [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{}",
@@ -285,6 +291,7 @@ impl Cluster {
             child: None,
             extra: self.extra.clone(),
             key_file,
+            own_key: false,
         });
         self.nodes.len() - 1
     }
@@ -1530,6 +1537,62 @@ async fn a_node_with_the_wrong_key_is_refused_and_changes_nothing() {
     assert!(log.contains("without our cluster key"), "{log}");
 }
 
+/// The quick start's attack: a local user runs a daemon of their own on built-in security
+/// defaults, seeded at a node that also runs on them. The node made its own key at its first
+/// start, so the stranger's frames do not open; a host given that key joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_loopback_cannot_join_a_node_on_defaults_and_a_host_given_its_key_can() {
+    let mut cluster = Cluster::new();
+    let n1 = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[n1].own_key = true;
+    cluster.restart(n1).await;
+    let (seed, api) = (cluster.nodes[n1].gossip, cluster.nodes[n1].api);
+    let before = views(&cluster).await;
+    let dropped = counter(&stats(api).await.expect("stats"), "dropped_auth");
+
+    let stranger = cluster.add("stranger", "stranger", vec![seed]);
+    cluster.nodes[stranger].own_key = true;
+    cluster.restart(stranger).await;
+    wait_for("n1 drops the stranger's frames", DEADLINE, async || {
+        let seen = counter(&stats(api).await?, "dropped_auth");
+        if seen >= dropped + 3 {
+            Ok(())
+        } else {
+            Err(format!("dropped_auth {seen}"))
+        }
+    })
+    .await;
+    let mut after = views(&cluster).await;
+    let stranger_view = after.remove(stranger);
+    assert_eq!(after, before, "n1's view changed");
+    assert_eq!(
+        stranger_view.len(),
+        1,
+        "the stranger learned of {stranger_view:?}"
+    );
+
+    // Joining means being given the key: a copy of n1's own key file.
+    let copy = cluster.dir.path().join("given.key");
+    let key = std::fs::read(cluster.nodes[n1].data_dir.join("cluster.key")).expect("n1's key");
+    nbwatch::secure::keyring::write_private(&copy, &key).expect("write");
+    let friend = cluster.add("friend", "friend", vec![seed]);
+    cluster.nodes[friend].key_file = Some(copy);
+    cluster.restart(friend).await;
+    let names = vec!["n1".to_string(), "friend".to_string()];
+    for i in [n1, friend] {
+        let api = cluster.nodes[i].api;
+        wait_for("n1 and friend see each other", DEADLINE, async || {
+            let members = members(api).await?;
+            let alive = |n: &str| entry(&members, n).is_some_and(|m| m["state"] == "alive");
+            match names.iter().all(|n| alive(n)) && entry(&members, "stranger").is_none() {
+                true => Ok(()),
+                false => Err(format!("{members:?}")),
+            }
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_datagram_is_ignored() {
     let mut cluster = Cluster::new();
@@ -1865,26 +1928,27 @@ async fn the_api_refuses_mutations_without_the_token_and_accepts_them_with_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plaintext_gossip_or_an_open_api_off_loopback_refuse_to_start_unless_asked_for() {
+async fn plaintext_gossip_runs_only_when_asked_for_and_an_open_api_off_loopback_refuses_to_start() {
+    use std::os::unix::fs::PermissionsExt;
     let mut cluster = Cluster::new();
     let i = cluster.add("n1", "n1", Vec::new());
-    // Everything on 0.0.0.0, no key: refused, saying what to do.
-    let open = |gossip_port: u16| Ports {
-        gossip: SocketAddr::from(([0, 0, 0, 0], gossip_port)),
-        api: "127.0.0.1:0".parse().expect("addr"),
-        held: None,
-    };
-    let Started::Exited(status) = cluster.nodes[i].start(open(0)).await else {
-        panic!("plaintext gossip on 0.0.0.0 started");
-    };
-    assert_eq!(status.code(), Some(1));
-    let log = cluster.nodes[i].stderr_text();
-    assert!(
-        log.contains("gossip.key_file") && log.contains("gossip.insecure"),
-        "{log}"
-    );
+    // No key file and no gossip.insecure: the node makes its own key and runs sealed.
+    cluster.nodes[i].own_key = true;
+    cluster.restart(i).await;
+    let s = stats(cluster.nodes[i].api).await.expect("stats");
+    assert_eq!(s["encrypted"], true, "{s}");
+    let made = cluster.nodes[i].data_dir.join("cluster.key");
+    let mode = std::fs::metadata(&made)
+        .expect("the node's key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(nbwatch::secure::Keyring::load(&made).is_ok());
+    assert!(!cluster.nodes[i].stderr_text().contains("NOT ENCRYPTED"));
+    cluster.nodes[i].signal(Signal::SIGTERM);
+    cluster.nodes[i].wait_exit(PROCESS_DEADLINE).await;
 
-    // The API off loopback without api.insecure: refused too.
+    // The API off loopback without api.insecure: refused, saying what to do.
     let ports = Ports {
         gossip: "127.0.0.1:0".parse().expect("addr"),
         api: "0.0.0.0:0".parse().expect("addr"),
@@ -1896,7 +1960,9 @@ async fn plaintext_gossip_or_an_open_api_off_loopback_refuse_to_start_unless_ask
     assert_eq!(status.code(), Some(1));
     assert!(cluster.nodes[i].stderr_text().contains("api.insecure"));
 
-    // Plaintext on loopback runs, and says so in its log and in `members`.
+    // Plaintext on purpose (gossip.insecure = true) runs, and says so in its log and in
+    // `members`.
+    cluster.nodes[i].own_key = false;
     cluster.restart(i).await;
     let api = cluster.nodes[i].api.to_string();
     assert!(

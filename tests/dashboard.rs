@@ -80,7 +80,7 @@ impl Cluster {
             });
             let config = self.path(&format!("{name}.toml"));
             let text = format!(
-                "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}\
+                "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\ninsecure = true\n{seeds}\
                  [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{extra}",
                 quote(name),
                 quote(&self.path(name).to_string_lossy()),

@@ -81,11 +81,14 @@ pub fn check_config(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let trees = crate::supervision::spec::load_trees(&config.supervision.trees);
     let probes = crate::probe::plugins::load_host_probes(&config.metrics.probes);
     // The keyring is part of the config too: a node with an unreadable key does not start.
-    let key = config
-        .gossip
-        .key_file
-        .as_deref()
-        .map(crate::secure::Keyring::load);
+    // (A key the node makes for itself is checked once it is there.)
+    let key = match config.gossip_key() {
+        config::GossipKey::File(file) => Some(crate::secure::Keyring::load(&file)),
+        config::GossipKey::Generated(file) if file.exists() => {
+            Some(crate::secure::Keyring::load(&file))
+        }
+        _ => None,
+    };
     if let Some(Err(e)) = &key {
         eprintln!("{e}");
     }

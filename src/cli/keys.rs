@@ -24,6 +24,12 @@ pub fn keygen(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     crate::secure::keyring::write_private(&out, format!("{}\n", key.encode()).as_bytes())
         .with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote key {} to {} (mode 0600)", key.id(), out.display());
+    // How a host joins: the same key file everywhere.
+    println!(
+        "copy it to every host of the cluster (mode 0600) and set gossip.key_file = {:?} there; \
+         a host without it cannot join",
+        out.display().to_string()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -66,7 +72,7 @@ pub async fn keys(client: &Client, action: KeysAction) -> anyhow::Result<ExitCod
 
 fn print_keys(value: &serde_json::Value) {
     if value["encrypted"] == false {
-        println!("no keyring: gossip is NOT encrypted on this node (set gossip.key_file)");
+        println!("no keyring: gossip is NOT encrypted on this node (gossip.insecure = true)");
         return;
     }
     for key in value["keys"].as_array().into_iter().flatten() {

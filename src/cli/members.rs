@@ -37,7 +37,7 @@ pub async fn members(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         && stats["encrypted"] == false
     {
         eprintln!(
-            "WARNING: gossip is NOT encrypted on this node (no gossip.key_file): anyone who \
+            "WARNING: gossip is NOT encrypted on this node (gossip.insecure = true): anyone who \
              can reach its gossip port can read, join and command the cluster"
         );
     }

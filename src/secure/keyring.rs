@@ -238,8 +238,37 @@ impl Keyring {
         Keyring::parse(path, &text)
     }
 
-    /// Writes the ring to `path` (primary first) at mode 0600, atomically (temp + rename).
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+    /// Makes a new key file of one fresh key at `path` (mode 0600) unless there is a file
+    /// already; says whether it made one. Never writes over an existing file, so two starts
+    /// racing cannot leave two keys.
+    pub fn create_if_missing(path: &Path) -> Result<bool, KeyError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let write = |source| KeyError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(write)?;
+        }
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(write(e)),
+        };
+        let text = Keyring::single(Key::generate()).text();
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(write)?;
+        Ok(true)
+    }
+
+    /// The key file's text: the format line (from format 2 on), a comment, the keys.
+    fn text(&self) -> String {
         let mut text = match statefile::KEYRING_FORMAT {
             1 => String::new(),
             n => statefile::header("keyring", n),
@@ -249,6 +278,12 @@ impl Keyring {
             text.push_str(&key.encode());
             text.push('\n');
         }
+        text
+    }
+
+    /// Writes the ring to `path` (primary first) at mode 0600, atomically (temp + rename).
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        let text = self.text();
         let tmp = path.with_extension("tmp");
         write_private(&tmp, text.as_bytes())
             .and_then(|()| std::fs::rename(&tmp, path))

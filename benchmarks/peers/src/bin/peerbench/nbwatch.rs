@@ -26,7 +26,9 @@ pub fn write_config(
     api: SocketAddr,
     key_file: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
-    let key_file = key_file.map_or(String::new(), |k| {
+    // Without a key file the run is plaintext on purpose (a node given no key would make its
+    // own, and nodes with different keys never meet).
+    let key_file = key_file.map_or("insecure = true\n".to_string(), |k| {
         format!("key_file = \"{}\"\n", k.display())
     });
     let data_dir = run_dir.join(name);
