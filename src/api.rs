@@ -33,6 +33,9 @@ pub enum ApiError {
     NoService(String),
     #[error("{0}")]
     Failed(String),
+    /// This node may not do that (it lacks an operator key, say).
+    #[error("{0}")]
+    Forbidden(String),
     /// A query parameter is wrong (a bad duration, say).
     #[error("{0}")]
     BadRequest(String),
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoService(_) => StatusCode::NOT_FOUND,
             ApiError::NoSupervisor => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unknown(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +81,7 @@ pub fn router(parts: NodeParts) -> axum::Router {
         events: parts.events,
         clock: parts.clock,
         data_dir: parts.data_dir,
+        authority: parts.authority,
     })
     .layer(axum::middleware::from_fn_with_state(
         parts.token,

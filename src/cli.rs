@@ -71,7 +71,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { log_format } => daemon::run(target.config.as_deref(), log_format).await,
         Command::CheckConfig => daemon::check_config(target.config.as_deref()),
         Command::Completions { shell } => keys::completions(shell),
-        Command::Keygen { out } => keys::keygen(out),
+        Command::Keygen { out, operator } => keys::keygen(out, operator),
         Command::Status { json } => members::status(&client(Read)?, json).await,
         Command::Members { json } => members::members(&client(Read)?, json).await,
         Command::Services { all, json } => services::services(&client(Read)?, all, json).await,

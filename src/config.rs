@@ -68,6 +68,7 @@ pub struct Config {
     pub gossip: GossipConfig,
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
+    pub control: ControlConfig,
     pub supervision: SupervisionConfig,
     pub store: StoreConfig,
     pub alerts: AlertsConfig,
@@ -116,6 +117,16 @@ pub struct ApiConfig {
     /// Allows a non-loopback `listen` without TLS (which nbwatch does not implement): the
     /// bearer token then crosses the network in clear.
     pub insecure: bool,
+}
+
+/// Who may act on this host from another one (SECURITY.md, "Command another host").
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ControlConfig {
+    /// The operator public keys whose signed directives (service commands, silences) this
+    /// host obeys. Empty: none from another host.
+    pub operators: Vec<crate::secure::operator::OperatorId>,
+    /// The operator private key this host signs the directives its API issues with.
+    pub operator_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -265,6 +276,7 @@ impl Config {
             gossip: GossipConfig::default(),
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
+            control: ControlConfig::default(),
             supervision: SupervisionConfig::default(),
             store: StoreConfig::default(),
             alerts: AlertsConfig::default(),

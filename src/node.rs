@@ -114,6 +114,8 @@ pub struct NodeParts {
     pub data_dir: std::path::PathBuf,
     /// The bearer token changes need.
     pub token: Arc<String>,
+    /// Whose directives this node obeys; seals what its API issues to other hosts.
+    pub authority: Arc<crate::secure::directive::Authority>,
 }
 
 /// Makes the HTTP API's routes from a node's parts. The API is a layer above the node: the
@@ -239,6 +241,7 @@ pub async fn start(
         }
     })?;
     let token = Arc::new(token);
+    let authority = Arc::new(authority(&config)?);
     let lines = |problems: Vec<crate::config::Problem>| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         lines.join("\n")
@@ -293,6 +296,7 @@ pub async fn start(
         services,
         config,
         token: token.clone(),
+        authority,
         routes,
     };
     let (node, join) = Actor::spawn(None, NodeActor, args)
@@ -362,6 +366,32 @@ fn gate(
         config.node.name.as_str(),
         ring,
         Some(file),
+    ))
+}
+
+/// Whose signed directives this node obeys (`control.operators`) and the operator key it
+/// signs with (`control.operator_key_file`), read once at start.
+fn authority(config: &Config) -> Result<crate::secure::directive::Authority, NodeError> {
+    use crate::secure::directive::{Authority, Trust};
+    let signer = match &config.control.operator_key_file {
+        Some(file) => Some(
+            crate::secure::operator::OperatorKey::load(file)
+                .map_err(|e| NodeError::Insecure(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let trust = Trust {
+        cluster: config.gossip.cluster.clone(),
+        operators: config.control.operators.clone(),
+    };
+    if let Some(key) = &signer {
+        tracing::info!(operator = %key.id(), "this node signs the directives its API issues");
+    }
+    Ok(Authority::new(
+        trust,
+        config.node.name.as_str(),
+        signer,
+        &config.node.data_dir,
     ))
 }
 

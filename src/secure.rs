@@ -10,8 +10,10 @@
 //! The gossip core and the wire format do not know about it. Without a key the gate lets
 //! plaintext through: the node runs, loudly, and only where the config allows it.
 
+pub mod directive;
 pub mod frame;
 pub mod keyring;
+pub mod operator;
 pub mod replay;
 pub mod token;
 

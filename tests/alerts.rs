@@ -53,6 +53,7 @@ impl AlertSim {
                     Persisted::default(),
                     sim.now,
                 )
+                .trusting(trust())
             })
             .collect();
         AlertSim {
@@ -127,13 +128,16 @@ impl AlertSim {
     /// A new node joins, with an alert core that remembers nothing.
     fn join(&mut self) {
         let joined = self.sim.add_node();
-        self.cores.push(AlertCore::new(
-            Sim::name(joined),
-            DEFAULT_SETTLE,
-            self.rules,
-            Persisted::default(),
-            self.sim.now,
-        ));
+        self.cores.push(
+            AlertCore::new(
+                Sim::name(joined),
+                DEFAULT_SETTLE,
+                self.rules,
+                Persisted::default(),
+                self.sim.now,
+            )
+            .trusting(trust()),
+        );
     }
 
     /// A restarted node keeps what its alert actor persisted (the ids it knows were sent). It
@@ -149,7 +153,8 @@ impl AlertSim {
             self.rules,
             persisted,
             self.sim.now,
-        );
+        )
+        .trusting(trust());
     }
 
     /// The first live node other than `i`, preferring one that `i` can reach now.
@@ -705,14 +710,68 @@ fn an_outage_under_a_silence_that_ends_soon_after_is_not_alerted() {
         let mut s = AlertSim::new(seed, 6);
         s.run_for(Duration::from_secs(3));
         let until = s.sim.now + Duration::from_secs(20);
-        let silence = serde_json::json!({ "until": until.0, "reason": "maintenance" });
         s.sim
-            .set(1, "silence.n4", Some(silence.to_string()))
+            .set(1, "silence.n4", Some(sealed_silence("n1", "n4", until, 1)))
             .expect("a silence key");
         s.run_for(Duration::from_secs(3));
         brief_outage(&mut s, 4);
         s.run_for(DETECT);
         assert!(s.sim.now > until, "the silence has ended");
         assert_eq!(s.deliveries.len(), 0, "{}", s.explain());
+    }
+}
+
+/// The operator every simulated node trusts.
+static OPERATOR: std::sync::LazyLock<nbwatch::secure::operator::OperatorKey> =
+    std::sync::LazyLock::new(nbwatch::secure::operator::OperatorKey::generate);
+
+fn trust() -> nbwatch::secure::directive::Trust {
+    nbwatch::secure::directive::Trust {
+        cluster: "nbwatch".into(),
+        operators: vec![OPERATOR.id()],
+    }
+}
+
+/// A silence of `target` until `until`, written by `issuer` and sealed by the operator.
+fn sealed_silence(issuer: &str, target: &str, until: nbwatch::types::Time, seq: u64) -> String {
+    let mut silence = nbwatch::alert::incident::Silence {
+        target: target.into(),
+        by: nbwatch::types::NodeName::new(issuer),
+        until,
+        reason: "maintenance".into(),
+        seal: None,
+    };
+    let (key, content) = (silence.key(), silence.content());
+    let directive = silence.directive("nbwatch", &key, &content);
+    silence.seal = Some(OPERATOR.seal(&directive, seq));
+    silence.value()
+}
+
+#[test]
+fn an_outage_under_a_silence_no_trusted_operator_sealed_is_alerted() {
+    for seed in seeds(&[93]) {
+        let mut s = AlertSim::new(seed, 6);
+        s.run_for(Duration::from_secs(3));
+        let until = s.sim.now + Duration::from_secs(600);
+        // A key holder's silence without a seal, and one whose seal was moved from another
+        // target: neither hides anything.
+        let unsealed = serde_json::json!({ "until": until.0, "reason": "hush" }).to_string();
+        s.sim
+            .set(1, "silence.n4", Some(unsealed))
+            .expect("a silence key");
+        let moved = sealed_silence("n1", "n5", until, 2);
+        s.sim
+            .set(2, "silence.n4", Some(moved))
+            .expect("a silence key");
+        s.run_for(Duration::from_secs(3));
+        brief_outage(&mut s, 4);
+        s.run_for(DETECT);
+        assert!(
+            s.deliveries
+                .iter()
+                .any(|d| d.id.starts_with("node_down:n4:")),
+            "{}",
+            s.explain()
+        );
     }
 }

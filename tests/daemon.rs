@@ -296,6 +296,22 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
+    /// Makes an operator key in the test's folder and returns the `[control]` section that
+    /// trusts it and signs with it (the daemons obey only sealed directives from others).
+    fn operator(&self, label: &str) -> (String, String) {
+        let file = self.dir.path().join(format!("{label}.operator"));
+        let key = nbwatch::secure::operator::OperatorKey::generate();
+        key.write_new(&file).expect("write the operator key");
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let public = key.id().encode();
+        let section = format!(
+            "[control]\noperators = [{}]\noperator_key_file = {}\n",
+            quote(&public),
+            quote(&file.to_string_lossy())
+        );
+        (public, section)
+    }
+
     /// Adds and starts a node, and waits until it answers.
     async fn start(&mut self, name: &str, seeds: Vec<SocketAddr>) -> usize {
         let i = self.add(name, name, seeds);
@@ -1269,8 +1285,9 @@ async fn sent_everywhere(apis: &[SocketAddr], prefix: &str) -> Value {
 async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
     let mut cluster = Cluster::new();
     let file = cluster.dir.path().join("alerts.jsonl");
+    let (_, operator) = cluster.operator("op");
     cluster.extra = format!(
-        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        "{operator}[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
         file.display()
     );
     cluster.start_many(5).await;
@@ -2253,6 +2270,7 @@ async fn a_service_on_another_node_is_listed_and_restarted_from_here_and_bad_tar
         "web",
         "name = \"web\"\n[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
+    cluster.extra = cluster.operator("op").1;
     cluster.start_many(2).await;
     let (api1, api2) = (cluster.nodes[0].api, cluster.nodes[1].api);
     let api1_s = api1.to_string();
@@ -2622,4 +2640,139 @@ async fn a_data_dir_holding_a_state_file_from_a_newer_nbwatch_is_refused_at_star
         std::fs::read_to_string(&sent).expect("still there"),
         r#"{"format":99,"seen":[],"own":{}}"#
     );
+}
+
+/// Commands and silences travel in gossip, so any key holder can write one; a host obeys only
+/// those an operator it trusts sealed (SECURITY.md, "Command another host").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_obeys_a_command_or_silence_from_another_host_only_under_a_trusted_operators_seal() {
+    let mut cluster = Cluster::new();
+    write_tree(
+        &cluster,
+        "web",
+        "name = \"web\"\n[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    // n1 and n2 trust operator A; n3 is a key holder with an operator key of its own, B,
+    // that nobody else trusts; n4 has no operator key at all.
+    let (a_public, a_section) = cluster.operator("a");
+    let (_, b_section) = cluster.operator("b");
+    let n1 = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[n1].extra = a_section.clone();
+    cluster.restart(n1).await;
+    let seed = vec![cluster.nodes[n1].gossip];
+    let n2 = cluster.add("n2", "n2", seed.clone());
+    cluster.nodes[n2].extra = a_section;
+    let n3 = cluster.add("n3", "n3", seed.clone());
+    cluster.nodes[n3].extra = b_section;
+    let n4 = cluster.add("n4", "n4", seed.clone());
+    cluster.nodes[n4].extra = format!("[control]\noperators = [\"{a_public}\"]\n");
+    for i in [n2, n3, n4] {
+        cluster.restart(i).await;
+    }
+    let names = cluster.names();
+    for node in &cluster.nodes {
+        wait_for("all four alive", DEADLINE, async || {
+            all_alive(node.api, &names).await
+        })
+        .await;
+    }
+    let api2 = cluster.nodes[n2].api;
+    let before = running_pid(api2, "app", None).await;
+    wait_for("n3 and n4 list n2's app", DEADLINE, async || {
+        for i in [n3, n4] {
+            let list = all_services(cluster.nodes[i].api).await?;
+            if !list.iter().any(|s| s["node"] == "n2" && s["name"] == "app") {
+                return Err(format!("{list:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let cli = |i: usize, args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend([
+            "--api".to_string(),
+            cluster.nodes[i].api.to_string(),
+            "--token-file".to_string(),
+            cluster.nodes[i].token_file(),
+        ]);
+        all
+    };
+
+    // A host without an operator key cannot issue one: it says how to get one.
+    let args = cli(n4, &["stop", "n2:app"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = client(&refs, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("control.operator_key_file"),
+        "{out:?}"
+    );
+
+    // A key holder's own operator key: gossiped, sealed, and refused by n2, which answers why.
+    let args = cli(n3, &["stop", "n2:app"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = client(&refs, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("does not trust"), "{out:?}");
+    assert_eq!(
+        running_pid(api2, "app", None).await,
+        before,
+        "n2's app was stopped"
+    );
+    assert!(process_alive(before));
+
+    // Its silence of n2 is obeyed by nobody who does not trust B.
+    let args = cli(n3, &["silence", "n2", "--for", "1h", "--reason", "hush"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = client(&refs, &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    wait_for(
+        "n3 obeys its own operator's silence",
+        DEADLINE,
+        async || {
+            let listed = get_json(cluster.nodes[n3].api, "/api/v1/silences", HTTP)
+                .await
+                .map_err(|e| e.to_string())?;
+            match listed.as_array().is_some_and(|a| a.len() == 1) {
+                true => Ok(()),
+                false => Err(format!("{listed}")),
+            }
+        },
+    )
+    .await;
+    // A key n3 writes after its silence: once a node has it, it has the silence too (a
+    // node's state travels in the order of its versions).
+    let args = cli(n3, &["publish", "after-silence", "1"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(client(&refs, &[]).await.status.success());
+    for i in [n1, n2, n4] {
+        let api = cluster.nodes[i].api;
+        wait_for("the others hear n3's silence", DEADLINE, async || {
+            let got = get_json(api, "/api/v1/kv/after-silence", HTTP)
+                .await
+                .map_err(|e| e.to_string())?;
+            match got.to_string().contains("n3") {
+                true => Ok(()),
+                false => Err(format!("{got}")),
+            }
+        })
+        .await;
+    }
+    for i in [n1, n2, n4] {
+        let listed = get_json(cluster.nodes[i].api, "/api/v1/silences", HTTP)
+            .await
+            .expect("silences");
+        assert_eq!(listed, serde_json::json!([]), "node {i} obeys B's silence");
+    }
+
+    // Operator A, trusted by n2, from n1: obeyed once.
+    let args = cli(n1, &["restart", "n2:app"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = client(&refs, &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let after = running_pid(api2, "app", Some(before)).await;
+    assert_eq!(running_pid(api2, "app", None).await, after);
+    let ledger = cluster.nodes[n2].data_dir.join("directives.json");
+    assert!(ledger.exists(), "n2 records the commands it ran");
 }

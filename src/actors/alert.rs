@@ -30,6 +30,8 @@ pub struct AlertArgs {
     pub settle: Duration,
     pub rules: Rules,
     pub sinks: Vec<SinkSpec>,
+    /// Whose silences it obeys.
+    pub trust: crate::secure::directive::Trust,
     pub data_dir: PathBuf,
     pub gossip: Handle<GossipMsg>,
     pub view: Snapshots,
@@ -128,7 +130,8 @@ impl Actor for AlertActor {
             args.rules,
             persisted.clone(),
             args.clock.now(),
-        );
+        )
+        .trusting(args.trust.clone());
         Ok(AlertState {
             args,
             core,

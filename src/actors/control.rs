@@ -19,6 +19,8 @@ use crate::election::ViewSnapshot;
 use crate::gossip::MemberView;
 use crate::keys::control::Answer;
 use crate::keys::{Command, Run};
+use crate::secure::directive::{Authority, Ledger};
+use crate::secure::operator::Directive;
 use crate::supervision::manager::{ControlInfo, ManagerMsg};
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::{Clock, NodeName};
@@ -39,6 +41,10 @@ pub struct ControlArgs {
     pub services: Handle<ManagerMsg>,
     pub view: Snapshots,
     pub clock: Clock,
+    /// Whose commands it obeys.
+    pub authority: std::sync::Arc<Authority>,
+    /// Where the ledger of commands run is kept.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub enum ControlMsg {
@@ -55,6 +61,8 @@ pub struct ControlState {
     /// Whether each service's requirements were met at the last look.
     met: HashMap<String, bool>,
     placer: Placer,
+    /// The signed commands run here, by issuer (saved before each one runs).
+    ledger: Ledger,
     _ticker: AbortOnDrop<()>,
 }
 
@@ -70,7 +78,16 @@ impl Actor for ControlActor {
         myself: ActorRef<ControlMsg>,
         args: ControlArgs,
     ) -> Result<ControlState, ActorProcessingErr> {
+        // A ledger that cannot be read is moved aside: starting without it could let a
+        // command captured before run once more, but only within its issuer's window.
+        let path = args.data_dir.join(crate::secure::directive::LEDGER_FILE);
+        let ledger = Ledger::load(&args.data_dir).unwrap_or_else(|e| {
+            let aside = crate::statefile::move_aside(&path);
+            tracing::error!(error = %e, moved_to = ?aside.as_ref().ok(), "cannot read the ledger of commands run; starting without it");
+            None
+        });
         Ok(ControlState {
+            ledger: ledger.unwrap_or_default(),
             args,
             busy: HashSet::new(),
             met: HashMap::new(),
@@ -116,8 +133,11 @@ impl ControlState {
             self.put(key, None);
         }
         let busy = self.busy.clone();
-        for cmd in remote::pending(views, me, &|id| busy.contains(id), now) {
-            self.run_remote(myself, cmd);
+        for cmd in remote::pending(views, me, &|id| busy.contains(id)) {
+            match self.obey(&cmd) {
+                Ok(()) => self.run_remote(myself, cmd),
+                Err(why) => self.refuse(&cmd, why, now),
+            }
         }
         let Some(manager) = self.args.services.get() else {
             return;
@@ -131,6 +151,43 @@ impl ControlState {
         };
         self.requirements(myself, &manager, &info, views);
         self.placement(myself, &manager, &info, view, me);
+    }
+
+    /// Whether this node obeys `cmd`: sealed by an operator it trusts, and fresh by its
+    /// issuer's numbering. A command obeyed is recorded in the ledger, on disk, before it
+    /// runs, so it never runs twice, not even across a restart.
+    fn obey(&mut self, cmd: &remote::Pending) -> Result<(), String> {
+        let key = format!("{}{}", crate::keys::COMMAND_PREFIX, cmd.id);
+        let directive = Directive {
+            cluster: &self.args.authority.trust.cluster,
+            issuer: &cmd.from,
+            key: &key,
+            content: &cmd.content,
+        };
+        let trust = &self.args.authority.trust;
+        let op = trust
+            .check(&directive, cmd.seal.as_ref())
+            .map_err(|r| r.to_string())?;
+        let seq = cmd.seal.as_ref().map_or(0, |s| s.seq);
+        self.ledger
+            .fresh(&op, &cmd.from, seq)
+            .map_err(|r| r.to_string())?;
+        self.ledger.ran(&op, &cmd.from, seq);
+        self.ledger
+            .save(&self.args.data_dir)
+            .map_err(|e| format!("refused: cannot record it before running it ({e})"))
+    }
+
+    /// Answers a command this node does not obey, saying why (once: the answer ends it).
+    fn refuse(&self, cmd: &remote::Pending, why: String, now: crate::types::Time) {
+        tracing::warn!(id = %cmd.id, from = %cmd.from, service = %cmd.service, action = cmd.command.as_str(), why = %why, "refused a command from another node");
+        let answer = Answer {
+            ok: false,
+            message: why,
+            at: now.as_millis(),
+        };
+        let (key, value) = remote::encode_answer(&cmd.id, &answer);
+        self.put(key, Some(value));
     }
 
     /// Runs a command addressed to this node and answers it in gossip.

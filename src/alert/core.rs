@@ -45,6 +45,7 @@ use crate::events::SinkResult;
 use crate::gossip::MemberView;
 use crate::keys::ALERT_PREFIX;
 use crate::keys::alert::Stage;
+use crate::secure::directive::Trust;
 use crate::types::{NodeName, Time};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +91,8 @@ pub struct AlertCore {
     last_gc: Time,
     /// What could have been forgotten at the last look.
     gc_candidates: BTreeSet<String>,
+    /// Whose silences it obeys.
+    trust: Trust,
 }
 
 /// What an alert actor keeps on disk.
@@ -103,6 +106,12 @@ pub struct Persisted {
 }
 
 impl AlertCore {
+    /// The same core, obeying the silences of the operators `trust` names (none by default).
+    pub fn trusting(mut self, trust: Trust) -> AlertCore {
+        self.trust = trust;
+        self
+    }
+
     /// A core starting at `now` with what an earlier life persisted.
     pub fn new(
         me: NodeName,
@@ -127,6 +136,7 @@ impl AlertCore {
             started: now,
             last_gc: now,
             gc_candidates: BTreeSet::new(),
+            trust: Trust::default(),
         }
     }
 
@@ -157,7 +167,7 @@ impl AlertCore {
     /// silenced ones left out.
     pub fn open(&self, now: Time, view: &[MemberView]) -> Vec<Incident> {
         let log = self.log(view);
-        let silences = silences(view);
+        let silences = silences(view, &self.trust);
         self.with_latched(incidents(view, &log, now, &self.rules))
             .into_iter()
             .filter(|i| !log.is_sent(&i.id))
@@ -207,7 +217,7 @@ impl AlertCore {
             }
         }
         let leading = snapshot.is_leader(&self.me);
-        let silences = silences(view);
+        let silences = silences(view, &self.trust);
         let derived = incidents(view, &log, now, &self.rules);
         for i in derived.iter().filter(|i| i.kind.is_change()) {
             // A silenced change is not latched (its silence may end within the latch).

@@ -24,6 +24,8 @@ use super::log::Log;
 use crate::gossip::{MemberView, Status};
 use crate::keys::alert::Stage;
 use crate::keys::{SILENCE_PREFIX, TEST_PREFIX};
+use crate::secure::directive::Trust;
+use crate::secure::operator::{Directive, Seal};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -442,18 +444,45 @@ fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
     out
 }
 
-/// A silence as gossiped: who set it, until when, why.
+/// A silence as gossiped: who set it, until when, why, and the operator's seal that makes
+/// other hosts obey it (SECURITY.md, "Command another host").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Silence {
     pub target: String,
     pub by: NodeName,
     pub until: Time,
     pub reason: String,
+    pub seal: Option<Seal>,
 }
 
 impl Silence {
     pub fn value(&self) -> String {
-        json!({ "until": self.until.0, "reason": self.reason }).to_string()
+        json!({ "until": self.until.0, "reason": self.reason, "seal": self.seal }).to_string()
+    }
+
+    /// What its seal covers: the gossip key, then this content.
+    pub fn content(&self) -> String {
+        format!("{}\n{}", self.until.0, self.reason)
+    }
+
+    /// Its gossip key.
+    pub fn key(&self) -> String {
+        format!("{SILENCE_PREFIX}{}", self.target)
+    }
+
+    /// The directive its seal is checked against.
+    pub fn directive<'a>(
+        &'a self,
+        cluster: &'a str,
+        key: &'a str,
+        content: &'a str,
+    ) -> Directive<'a> {
+        Directive {
+            cluster,
+            issuer: self.by.as_str(),
+            key,
+            content,
+        }
     }
 
     /// True if it hides `incident` at `now`.
@@ -470,8 +499,10 @@ impl Silence {
     }
 }
 
-/// Every silence gossiped by any member (expired ones included).
-pub fn silences(view: &[MemberView]) -> Vec<Silence> {
+/// Every silence gossiped by any member (expired ones included) that this host obeys: sealed
+/// by an operator `trust` names. Others are left out, so a key holder without an operator key
+/// cannot hide an incident.
+pub fn silences(view: &[MemberView], trust: &Trust) -> Vec<Silence> {
     let mut out = Vec::new();
     for m in view {
         for (k, v) in &m.kv {
@@ -484,7 +515,7 @@ pub fn silences(view: &[MemberView]) -> Vec<Silence> {
             let Some(until) = value.get("until").and_then(Value::as_u64) else {
                 continue;
             };
-            out.push(Silence {
+            let silence = Silence {
                 target: target.to_string(),
                 by: m.name.clone(),
                 until: Time(until),
@@ -493,7 +524,15 @@ pub fn silences(view: &[MemberView]) -> Vec<Silence> {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
-            });
+                seal: value
+                    .get("seal")
+                    .and_then(|s| serde_json::from_value(s.clone()).ok()),
+            };
+            let content = silence.content();
+            let directive = silence.directive(&trust.cluster, k, &content);
+            if trust.check(&directive, silence.seal.as_ref()).is_ok() {
+                out.push(silence);
+            }
         }
     }
     out

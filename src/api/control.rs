@@ -76,12 +76,18 @@ pub(super) async fn remote_command(
         )));
     }
     let id = remote::new_id(ctx.name.as_str());
-    let cmd = RemoteCommand {
+    let now = ctx.clock.now().as_millis();
+    let mut cmd = RemoteCommand {
         to: node.clone(),
         service: service.clone(),
         action: action.clone(),
-        at: ctx.clock.now().as_millis(),
+        at: now,
+        seal: None,
     };
+    // The target runs it only if an operator it trusts sealed it.
+    let key = format!("{}{id}", crate::keys::COMMAND_PREFIX);
+    let seal = ctx.authority.seal(&key, &cmd.content(), now);
+    cmd.seal = Some(seal.map_err(|e| ApiError::Forbidden(e.to_string()))?);
     let (key, value) = remote::encode(&id, &cmd);
     put(&ctx, key.clone(), Some(value)).await?;
     let answer = wait_answer(&ctx, &node, &id, timeout).await;

@@ -80,6 +80,6 @@ async fn overview(State(ctx): State<Ctx>) -> Answer {
         "services": json::cluster_services(&views, &ctx.name, &local),
         "alerts": json::alerts(&views),
         "incidents": json::open_incidents(&views, now),
-        "silences": json::silences(&views, now),
+        "silences": json::silences(&views, &ctx.authority.trust, now),
     })))
 }

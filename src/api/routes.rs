@@ -7,7 +7,7 @@ use crate::actors::gossip::GossipMsg;
 use crate::actors::store::StoreMsg;
 use crate::alert::incident::Silence;
 use crate::events::EventLog;
-use crate::keys::{Command, SILENCE_PREFIX, TEST_PREFIX};
+use crate::keys::{Command, TEST_PREFIX};
 use crate::secure::Gate;
 use crate::supervision::manager::ManagerMsg;
 use crate::task::Handle;
@@ -38,6 +38,8 @@ pub(super) struct Ctx {
     pub events: EventLog,
     pub clock: Clock,
     pub data_dir: std::path::PathBuf,
+    /// Whose directives this node obeys; seals what it issues to other hosts.
+    pub authority: std::sync::Arc<crate::secure::directive::Authority>,
 }
 
 impl Ctx {
@@ -236,7 +238,11 @@ async fn alert_test(State(ctx): State<Ctx>) -> Answer {
 /// `GET /api/v1/silences`: the silences in force.
 async fn silences(State(ctx): State<Ctx>) -> Answer {
     let views = ask(&ctx, GossipMsg::Members).await?;
-    Ok(axum::Json(json::silences(&views, ctx.clock.now())))
+    Ok(axum::Json(json::silences(
+        &views,
+        &ctx.authority.trust,
+        ctx.clock.now(),
+    )))
 }
 
 /// `POST /api/v1/silences` with `{"target": "node[:service]", "for": "2h", "reason": "..."}`.
@@ -255,18 +261,20 @@ async fn silence(State(ctx): State<Ctx>, axum::Json(body): axum::Json<Value>) ->
     })?;
     let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
     let now = ctx.clock.now();
-    let silence = Silence {
+    let mut silence = Silence {
         target: target.to_string(),
         by: ctx.name.clone(),
         until: now + duration,
         reason: reason.to_string(),
+        seal: None,
     };
-    put(
-        &ctx,
-        format!("{SILENCE_PREFIX}{target}"),
-        Some(silence.value()),
-    )
-    .await?;
+    // Every host, this one included, obeys only a silence an operator sealed.
+    let key = silence.key();
+    let seal = ctx
+        .authority
+        .seal(&key, &silence.content(), now.as_millis());
+    silence.seal = Some(seal.map_err(|e| ApiError::Forbidden(e.to_string()))?);
+    put(&ctx, key, Some(silence.value())).await?;
     Ok(axum::Json(json!({
         "target": target, "until": silence.until.to_rfc3339(), "reason": reason,
     })))

@@ -196,6 +196,10 @@ Install, e.g.:
         /// Write the key to FILE (refused if FILE exists) instead of printing it.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Make an operator key (Ed25519) instead: the private key goes to --out (required),
+        /// the public key, for control.operators, is printed.
+        #[arg(long, requires = "out")]
+        operator: bool,
     },
     /// The daemon's gossip keyring: rotate the cluster key while the cluster runs.
     Keys {

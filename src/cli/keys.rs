@@ -9,7 +9,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `keygen [--out FILE]`.
-pub fn keygen(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub fn keygen(out: Option<PathBuf>, operator: bool) -> anyhow::Result<ExitCode> {
+    if operator {
+        let out = out.context("--operator needs --out FILE")?;
+        let key = crate::secure::operator::OperatorKey::generate();
+        key.write_new(&out)?;
+        println!("{}", key.id());
+        eprintln!(
+            "wrote the operator key to {} (mode 0600); the line above is its public key: list \
+             it in control.operators on every host that should obey it, and set \
+             control.operator_key_file = {:?} on the hosts you command from",
+            out.display(),
+            out.display().to_string()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let key = crate::secure::Key::generate();
     let Some(out) = out else {
         println!("{}", key.encode());

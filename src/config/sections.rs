@@ -3,8 +3,8 @@
 
 use super::walk::{Table, Walker};
 use super::{
-    AlertsConfig, ApiConfig, Config, ConfigErrors, GossipConfig, MetricsConfig, NodeConfig,
-    Problem, ProblemKind, StoreConfig, SupervisionConfig, schema, sinks,
+    AlertsConfig, ApiConfig, Config, ConfigErrors, ControlConfig, GossipConfig, MetricsConfig,
+    NodeConfig, Problem, ProblemKind, StoreConfig, SupervisionConfig, schema, sinks,
 };
 use crate::types::NodeName;
 use config::{Environment, File, FileFormat, Value, ValueKind};
@@ -118,6 +118,7 @@ pub(super) fn build(
     let gossip = gossip(&mut w, &sections, base.as_deref());
     let metrics = metrics(&mut w, &sections, base.as_deref());
     let api = api(&mut w, &sections);
+    let control = control(&mut w, &sections, base.as_deref());
     let supervision = supervision(&mut w, &sections, base.as_deref());
     let store = store(&mut w, &sections);
     let alerts = alerts(&mut w, &sections, base.as_deref());
@@ -129,6 +130,7 @@ pub(super) fn build(
             gossip,
             metrics,
             api,
+            control,
             supervision,
             store,
             alerts,
@@ -319,6 +321,32 @@ fn api(w: &mut Walker, s: &Sections<'_>) -> ApiConfig {
     ApiConfig {
         listen: read(w, s, "api", "listen", d.listen, Walker::socket_addr),
         insecure: read(w, s, "api", "insecure", d.insecure, Walker::bool),
+    }
+}
+
+fn control(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> ControlConfig {
+    let operators = read(w, s, "control", "operators", Vec::new(), |w, v, key| {
+        let mut ids = Vec::new();
+        for (i, text) in w.strings(v, key)?.iter().enumerate() {
+            match crate::secure::operator::OperatorId::parse(text) {
+                Ok(id) => ids.push(id),
+                Err(e) => w.problem(
+                    v,
+                    &format!("{key}[{i}]"),
+                    ProblemKind::BadValue,
+                    e.to_string(),
+                ),
+            }
+        }
+        Some(ids)
+    });
+    let operator_key_file = read(w, s, "control", "operator_key_file", None, |w, v, key| {
+        let path = optional(w, v, key, Walker::path)?;
+        Some(path.map(|p| beside_file(p, v, base)))
+    });
+    ControlConfig {
+        operators,
+        operator_key_file,
     }
 }
 

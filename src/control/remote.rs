@@ -20,13 +20,17 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// An answer stays in the target's state this long (the issuer has stopped waiting by then).
 pub const RESULT_KEEP: Duration = Duration::from_secs(120);
 
-/// A command this node should run: its id, who issued it and what.
+/// A command this node should run: its id, who issued it and what, and its seal (checked
+/// by the caller against what this node trusts: `secure::directive`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pending {
     pub id: String,
     pub from: String,
     pub service: String,
     pub command: Command,
+    /// What the seal covers besides the gossip key (`cmd.<id>`).
+    pub content: String,
+    pub seal: Option<crate::secure::operator::Seal>,
 }
 
 pub fn parse_action(action: &str) -> Option<Command> {
@@ -70,13 +74,14 @@ pub fn answer_of(target: &MemberView, id: &str) -> Option<Answer> {
     serde_json::from_str(raw).ok()
 }
 
-/// The commands addressed to `me` in the live members' states that it has not answered,
-/// does not run already (`running`), and that are not older than [`MAX_AGE`] by `now`.
+/// The commands addressed to `me` in the live members' states that it has not answered and
+/// does not run already (`running`). Whether one is fresh is not judged by comparing clocks
+/// (hosts may be an hour apart) but by its issuer's sequence number (`secure::directive`);
+/// an issuer deletes its command once answered, or after 2 × [`MAX_AGE`] by its own clock.
 pub fn pending(
     views: &[MemberView],
     me: &MemberView,
     running: &dyn Fn(&str) -> bool,
-    now: Time,
 ) -> Vec<Pending> {
     let mut out = Vec::new();
     for view in views.iter().filter(|v| crate::election::is_live(v)) {
@@ -87,7 +92,6 @@ pub fn pending(
             if cmd.to != me.name.as_str()
                 || me.kv.contains_key(&format!("{RESULT_PREFIX}{id}"))
                 || running(id)
-                || now.as_millis().abs_diff(cmd.at) > MAX_AGE.as_millis() as u64
             {
                 continue;
             }
@@ -97,8 +101,10 @@ pub fn pending(
             out.push(Pending {
                 id: id.to_string(),
                 from: view.name.to_string(),
+                content: cmd.content(),
                 service: cmd.service,
                 command,
+                seal: cmd.seal,
             });
         }
     }
@@ -145,11 +151,12 @@ mod tests {
             service: "db".into(),
             action: action.into(),
             at,
+            seal: None,
         }
     }
 
     #[test]
-    fn a_command_is_run_once_only_by_its_target_and_only_while_fresh() {
+    fn a_command_is_offered_once_only_to_its_target_while_its_issuer_is_live() {
         let now = Time(100_000);
         let issuer = view(
             "a",
@@ -172,23 +179,30 @@ mod tests {
         );
         let me = view("b", Status::Alive, vec![answered]);
         let views = vec![issuer.clone(), me.clone()];
-        let got = pending(&views, &me, &|_| false, now);
+        let got = pending(&views, &me, &|_| false);
+        let offered = |id: &str, command| Pending {
+            id: id.into(),
+            from: "a".into(),
+            service: "db".into(),
+            command,
+            content: format!("b\ndb\n{}", command.as_str()),
+            seal: None,
+        };
+        // a-4 is old by the target's clock: it is still offered (its seal's number decides).
         assert_eq!(
             got,
-            vec![Pending {
-                id: "a-1".into(),
-                from: "a".into(),
-                service: "db".into(),
-                command: Command::Restart
-            }]
+            vec![
+                offered("a-1", Command::Restart),
+                offered("a-4", Command::Stop)
+            ]
         );
-        assert!(pending(&views, &me, &|id| id == "a-1", now).is_empty());
+        assert!(pending(&views, &me, &|id| id == "a-1" || id == "a-4").is_empty());
         // A down issuer's commands are not run.
         let down = vec![
             view("a", Status::Down, issuer.kv.into_iter().collect()),
             me.clone(),
         ];
-        assert!(pending(&down, &me, &|_| false, now).is_empty());
+        assert!(pending(&down, &me, &|_| false).is_empty());
         assert_eq!(answer_of(&me, "a-5").map(|a| a.ok), Some(true));
         assert_eq!(
             old_answers(&me, Time(99_600 + 121_000)),

@@ -13,6 +13,16 @@ pub struct RemoteCommand {
     pub action: String,
     /// When it was issued (ms, the issuer's clock).
     pub at: u64,
+    /// The operator's seal, without which no host runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<crate::secure::operator::Seal>,
+}
+
+impl RemoteCommand {
+    /// What its seal covers besides its gossip key: target, service and action.
+    pub fn content(&self) -> String {
+        format!("{}\n{}\n{}", self.to, self.service, self.action)
+    }
 }
 
 /// The target's answer.

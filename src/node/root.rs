@@ -92,6 +92,8 @@ pub(crate) struct NodeArgs {
     pub services: ServiceCtx,
     /// The API's bearer token.
     pub token: std::sync::Arc<String>,
+    /// Whose directives this node obeys, and its operator key if it has one.
+    pub authority: std::sync::Arc<crate::secure::directive::Authority>,
     /// Makes the API's routes from the node's handles.
     pub routes: Routes,
 }
@@ -440,6 +442,7 @@ impl NodeState {
                         ..Rules::default()
                     },
                     sinks: config.alerts.sinks.clone(),
+                    trust: self.args.authority.trust.clone(),
                     data_dir: config.node.data_dir.clone(),
                     gossip: w.gossip.clone(),
                     view: w.view.clone(),
@@ -457,6 +460,8 @@ impl NodeState {
                     services: w.services.clone(),
                     view: w.view.clone(),
                     clock,
+                    authority: self.args.authority.clone(),
+                    data_dir: self.args.config.node.data_dir.clone(),
                 };
                 let (control, _) =
                     Actor::spawn_linked(None, ControlActor, args, supervisor).await?;
@@ -489,6 +494,7 @@ impl NodeState {
                         clock,
                         data_dir: self.args.config.node.data_dir.clone(),
                         token: self.args.token.clone(),
+                        authority: self.args.authority.clone(),
                     }),
                 };
                 let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor).await?;
