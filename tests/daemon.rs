@@ -1595,7 +1595,7 @@ async fn a_stranger_on_loopback_cannot_join_a_node_on_defaults_and_a_host_given_
     let friend = cluster.add("friend", "friend", vec![seed]);
     cluster.nodes[friend].key_file = Some(copy);
     cluster.restart(friend).await;
-    let names = vec!["n1".to_string(), "friend".to_string()];
+    let names = ["n1".to_string(), "friend".to_string()];
     for i in [n1, friend] {
         let api = cluster.nodes[i].api;
         wait_for("n1 and friend see each other", DEADLINE, async || {
