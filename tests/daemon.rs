@@ -1532,8 +1532,22 @@ async fn a_node_with_the_wrong_key_is_refused_and_changes_nothing() {
     // Same cluster name, its own key: it asks n1 to join and gossips at it.
     cluster.key = Some(nbwatch::secure::Key::generate().encode());
     let intruder = cluster.start("intruder", vec![n1]).await;
-    let api = cluster.nodes[0].api;
-    wait_for("n1 drops the intruder's frames", DEADLINE, async || {
+    refused_and_unchanged(&cluster, cluster.nodes[0].api, dropped, &before, intruder).await;
+    let log = cluster.nodes[intruder].stderr_text();
+    assert!(log.contains("without our cluster key"), "{log}");
+}
+
+/// Waits until the node whose API is `api` has dropped three more frames that do not open
+/// than `dropped` (the outsider's), then checks that the other nodes' views are still
+/// `before` and that the outsider knows only itself.
+async fn refused_and_unchanged(
+    cluster: &Cluster,
+    api: SocketAddr,
+    dropped: u64,
+    before: &[Vec<String>],
+    outsider: usize,
+) {
+    wait_for("the outsider's frames are dropped", DEADLINE, async || {
         let seen = counter(&stats(api).await?, "dropped_auth");
         if seen >= dropped + 3 {
             Ok(())
@@ -1542,16 +1556,14 @@ async fn a_node_with_the_wrong_key_is_refused_and_changes_nothing() {
         }
     })
     .await;
-    let mut after = views(&cluster).await;
-    let intruder_view = after.remove(intruder);
+    let mut after = views(cluster).await;
+    let outsider_view = after.remove(outsider);
     assert_eq!(after, before, "the cluster's views changed");
     assert_eq!(
-        intruder_view.len(),
+        outsider_view.len(),
         1,
-        "the intruder learned of {intruder_view:?}"
+        "the outsider learned of {outsider_view:?}"
     );
-    let log = cluster.nodes[intruder].stderr_text();
-    assert!(log.contains("without our cluster key"), "{log}");
 }
 
 /// The quick start's attack: a local user runs a daemon of their own on built-in security
@@ -1570,23 +1582,7 @@ async fn a_stranger_on_loopback_cannot_join_a_node_on_defaults_and_a_host_given_
     let stranger = cluster.add("stranger", "stranger", vec![seed]);
     cluster.nodes[stranger].own_key = true;
     cluster.restart(stranger).await;
-    wait_for("n1 drops the stranger's frames", DEADLINE, async || {
-        let seen = counter(&stats(api).await?, "dropped_auth");
-        if seen >= dropped + 3 {
-            Ok(())
-        } else {
-            Err(format!("dropped_auth {seen}"))
-        }
-    })
-    .await;
-    let mut after = views(&cluster).await;
-    let stranger_view = after.remove(stranger);
-    assert_eq!(after, before, "n1's view changed");
-    assert_eq!(
-        stranger_view.len(),
-        1,
-        "the stranger learned of {stranger_view:?}"
-    );
+    refused_and_unchanged(&cluster, api, dropped, &before, stranger).await;
 
     // Joining means being given the key: a copy of n1's own key file.
     let copy = cluster.dir.path().join("given.key");
