@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "keys",
             "events",
             "task",
+            "text",
             "config",
             "statefile",
         ],

@@ -2557,3 +2557,139 @@ async fn a_data_dir_holding_a_state_file_from_a_newer_nbwatch_is_refused_at_star
         r#"{"format":99,"seen":[],"own":{}}"#
     );
 }
+
+/// What another host (or a local user of the API) could write into a value or a reason: clear
+/// the screen, retitle the window, overwrite the line, fake a line, reverse the rest.
+const TERMINAL_CONTROLS: &str = "\x1b[2J\x1b]0;owned\x07ok\rFAKE\nnbwatch: fake line\u{202e}end";
+
+/// True if `out` holds any character a terminal would act on (a newline ends a line and is
+/// let through; the rest of C0, DEL, C1 and the bidi controls are not).
+fn acts_on_a_terminal(out: &str) -> bool {
+    out.chars()
+        .any(|c| c != '\n' && nbwatch::text::needs_escape(c))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_values_and_reasons_reach_a_terminal_as_escapes_and_json_unchanged() {
+    let mut cluster = Cluster::new();
+    cluster.start("n1", Vec::new()).await;
+    let api = cluster.nodes[0].api.to_string();
+    let tok = cluster.nodes[0].token_file();
+    let shown = "\\x1b[2J\\x1b]0;owned\\x07ok\\rFAKE\\nnbwatch: fake line\\u{202e}end";
+
+    let mut sub = tokio::process::Command::new(BIN)
+        .args(["subscribe", "t/", "--api", &api])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn subscribe");
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().expect("stdout"));
+    let publish = ["publish", "t/v", TERMINAL_CONTROLS, "--api", &api];
+    let out = client(&[&publish[..], &["--token-file", &tok]].concat(), &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(!acts_on_a_terminal(&text(&out.stdout)), "{out:?}");
+
+    let got = client(&["get", "t/v", "--api", &api], &[]).await;
+    let stdout = text(&got.stdout);
+    assert!(got.status.success(), "{got:?}");
+    assert!(
+        !acts_on_a_terminal(&stdout),
+        "get printed raw controls: {stdout:?}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "a header and one row: {stdout:?}"
+    );
+    assert!(stdout.contains(shown), "{stdout:?}");
+    let got = client(&["get", "t/v", "--json", "--api", &api], &[]).await;
+    let parsed: Value = serde_json::from_slice(&got.stdout).expect("get --json is JSON");
+    assert_eq!(
+        parsed[0]["value"], TERMINAL_CONTROLS,
+        "JSON keeps the exact string"
+    );
+
+    let line = {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        tokio::time::timeout(DEADLINE, lines.read_line(&mut line))
+            .await
+            .expect("subscribe prints the value")
+            .expect("read");
+        line
+    };
+    assert!(
+        !acts_on_a_terminal(&line) && line.ends_with(&format!("t/v = {shown}\n")),
+        "subscribe printed {line:?}"
+    );
+    let _ = sub.kill().await;
+
+    let silence = [
+        "silence",
+        "n1",
+        "--for",
+        "1m",
+        "--reason",
+        TERMINAL_CONTROLS,
+    ];
+    let out = client(
+        &[&silence[..], &["--api", &api, "--token-file", &tok]].concat(),
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let listed = client(&["silences", "--api", &api], &[]).await;
+    let stdout = text(&listed.stdout);
+    assert!(
+        !acts_on_a_terminal(&stdout),
+        "silences printed raw controls: {stdout:?}"
+    );
+    assert!(stdout.contains(shown), "{stdout:?}");
+    let listed = client(&["silences", "--json", "--api", &api], &[]).await;
+    let parsed: Value = serde_json::from_slice(&listed.stdout).expect("silences --json is JSON");
+    assert_eq!(parsed[0]["reason"], TERMINAL_CONTROLS, "{parsed:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_and_service_names_with_control_characters_are_refused_by_check_config_and_run() {
+    let mut cluster = Cluster::new();
+    let marker = cluster.dir.path().join("ran");
+    write_tree(
+        &cluster,
+        "evil",
+        &format!(
+            "name = \"tv\\u001b[2J\"\n[[children]]\nname = \"db\\rx\\nnbwatch: ok\"\n\
+             command = [\"/bin/sh\", \"-c\", \"touch {}; exec sleep 1000\"]\n",
+            marker.display()
+        ),
+    );
+    let i = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[i].write_config();
+    let config = cluster.nodes[i].config.to_string_lossy().into_owned();
+    let out = client(&["check-config", "--config", &config], &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for key in [": name:", ": children[0].name:"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("evil.toml") && l.contains(key)),
+            "no line naming evil.toml and {key}:\n{stderr}"
+        );
+    }
+    assert!(!acts_on_a_terminal(&stderr), "{stderr:?}");
+
+    let status = match cluster.nodes[i].start(Ports::pick()).await {
+        Started::Exited(status) => status,
+        Started::Ready => panic!("the daemon started with a control character in a name"),
+    };
+    assert_eq!(status.code(), Some(1));
+    let stderr = cluster.nodes[i].stderr_text();
+    assert!(
+        stderr.contains("evil.toml") && stderr.contains("children[0].name"),
+        "{stderr}"
+    );
+    assert!(!acts_on_a_terminal(&stderr), "{stderr:?}");
+    assert!(!marker.exists(), "a service started from a refused tree");
+}
