@@ -114,6 +114,10 @@ pub struct NodeParts {
     pub data_dir: std::path::PathBuf,
     /// The bearer token changes need.
     pub token: Arc<String>,
+    /// Where the API listens (the bound address), and the other host names a request's
+    /// `Host` may name (`api.allowed_hosts`).
+    pub api_addr: std::net::SocketAddr,
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Makes the HTTP API's routes from a node's parts. The API is a layer above the node: the

@@ -2693,3 +2693,73 @@ async fn tree_and_service_names_with_control_characters_are_refused_by_check_con
     assert!(!acts_on_a_terminal(&stderr), "{stderr:?}");
     assert!(!marker.exists(), "a service started from a refused tree");
 }
+
+/// Sends `request` as it is on a new connection to `api` and reads the answer until the
+/// server closes (every request here says `Connection: close`).
+async fn raw_http(api: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(api).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(HTTP, stream.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {request:?}"))
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_only_requests_addressed_to_it_so_a_rebound_name_reads_nothing() {
+    let mut cluster = Cluster::new();
+    cluster.extra = "allowed_hosts = [\"nbwatch.test\"]\n".to_string(); // inside [api]
+    let i = cluster.start("n1", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let token =
+        nbwatch::secure::token::read(Path::new(&cluster.nodes[i].token_file())).expect("token");
+    let get = |host: &str| {
+        format!("GET /api/v1/members HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        &format!("evil.example:{}", api.port()),
+    ] {
+        let answer = raw_http(api, &get(host)).await;
+        assert!(answer.starts_with("HTTP/1.1 421"), "{host}: {answer}");
+        assert!(
+            answer.contains("api.allowed_hosts") && !answer.contains("\"n1\""),
+            "{host}: {answer}"
+        );
+    }
+    // Refused before the token is looked at: a rebinding page learns nothing, even with it.
+    let post = format!(
+        "POST /api/v1/reload HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    assert!(raw_http(api, &post).await.starts_with("HTTP/1.1 421"));
+    // The dashboard too.
+    let page = "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    assert!(raw_http(api, page).await.starts_with("HTTP/1.1 421"));
+
+    for host in [
+        api.to_string(),
+        "127.0.0.1".to_string(),
+        format!("localhost:{}", api.port()),
+        "nbwatch.test".to_string(),
+        "NBWatch.Test.:8443".to_string(),
+    ] {
+        let answer = raw_http(api, &get(&host)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+        assert!(answer.contains("\"n1\""), "{host}: {answer}");
+    }
+    // No Host at all (an HTTP/1.0 tool): no browser sends that, so it is answered.
+    let old = raw_http(api, "GET /api/v1/members HTTP/1.0\r\n\r\n").await;
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+    // The CLI's own client, as every command uses it.
+    let out = client(&["members", "--api", &api.to_string()], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+}

@@ -476,6 +476,7 @@ impl NodeState {
             }
             Child::Api => {
                 let listener = self.args.api.try_clone()?;
+                let api_addr = listener.local_addr()?;
                 let args = HttpArgs {
                     listener: tokio::net::TcpListener::from_std(listener)?,
                     router: (self.args.routes)(NodeParts {
@@ -489,6 +490,8 @@ impl NodeState {
                         clock,
                         data_dir: self.args.config.node.data_dir.clone(),
                         token: self.args.token.clone(),
+                        api_addr,
+                        allowed_hosts: self.args.config.api.allowed_hosts.clone(),
                     }),
                 };
                 let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor).await?;
