@@ -34,6 +34,7 @@ pub mod election;
 pub mod events;
 pub mod gossip;
 pub mod keys;
+pub mod lograte;
 pub mod node;
 pub mod probe;
 pub mod secure;

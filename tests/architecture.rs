@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "events",
             "task",
             "text",
+            "lograte",
             "config",
             "statefile",
         ],

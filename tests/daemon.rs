@@ -2763,3 +2763,56 @@ async fn the_api_answers_only_requests_addressed_to_it_so_a_rebound_name_reads_n
     let out = client(&["members", "--api", &api.to_string()], &[]).await;
     assert!(out.status.success(), "{out:?}");
 }
+
+/// The `closed=N` counts of the rate-limited "closed a join connection" lines in `log`.
+fn closed_join_counts(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("closed a join connection"))
+        .map(|l| {
+            let at = l.find("closed=").expect("a closed= field") + "closed=".len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().expect("a count")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connections_to_the_gossip_port_costs_one_log_line_per_ten_seconds() {
+    const FLOOD: u64 = 2_000;
+    let mut cluster = Cluster::new();
+    let i = cluster.start("n1", Vec::new()).await;
+    let gossip = cluster.nodes[i].gossip;
+    let started = Instant::now();
+    // Connect and hang up at once, 100 at a time: nothing is ever sent.
+    for _ in 0..FLOOD / 100 {
+        let batch: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(tokio::net::TcpStream::connect(gossip)))
+            .collect();
+        for connect in batch {
+            drop(connect.await.expect("task").expect("connect"));
+        }
+    }
+    // Keep knocking until a line reports the whole flood (the next one, ten seconds on).
+    let node = &cluster.nodes[i];
+    let counts = wait_for(
+        "a line counts every closed connection",
+        DEADLINE,
+        async || {
+            drop(tokio::net::TcpStream::connect(gossip).await);
+            let counts = closed_join_counts(&node.stderr_text());
+            match counts.iter().sum::<u64>() > FLOOD {
+                true => Ok(counts),
+                false => Err(format!("{counts:?}")),
+            }
+        },
+    )
+    .await;
+    let periods = started.elapsed().as_secs() / 10 + 1;
+    assert!(
+        counts.len() as u64 <= periods,
+        "{} lines in {periods} periods of 10 s: {counts:?}",
+        counts.len()
+    );
+    let api = node.api;
+    assert!(cluster.nodes[i].exited().is_none() && members(api).await.is_ok());
+}
