@@ -2816,3 +2816,34 @@ async fn a_flood_of_connections_to_the_gossip_port_costs_one_log_line_per_ten_se
     let api = node.api;
     assert!(cluster.nodes[i].exited().is_none() && members(api).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_to_the_api_are_closed_after_five_seconds_and_others_are_answered_meanwhile()
+ {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cluster = Cluster::new();
+    let i = cluster.start("n1", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let opened = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut stream = tokio::net::TcpStream::connect(api).await.expect("connect");
+        stream.write_all(b"GET /api/v1/mem").await.expect("send");
+        slow.push(stream);
+    }
+    let out = client(&["members", "--api", &api.to_string()], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("n1"), "{out:?}");
+    for stream in &mut slow {
+        let mut sink = Vec::new();
+        // The end (EOF or a reset) is what counts, not what came before it.
+        let _end = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut sink))
+            .await
+            .expect("the daemon closes a connection that never finished its request");
+    }
+    let closed = opened.elapsed();
+    assert!(
+        closed >= Duration::from_millis(4_900) && closed < DEADLINE,
+        "closed after {closed:?}"
+    );
+}
