@@ -8,6 +8,7 @@
 mod control;
 mod dashboard;
 mod history;
+pub mod host;
 pub mod json;
 mod keys;
 mod metrics;
@@ -69,8 +70,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The API's router for a node: every route, behind the token check.
+/// The API's router for a node: every route, behind the token check, behind the `Host` check
+/// (the outermost layer, so a request for another host learns nothing, not even 401).
 pub fn router(parts: NodeParts) -> axum::Router {
+    let hosts = std::sync::Arc::new(host::Hosts::new(parts.api_addr, &parts.allowed_hosts));
     routes::router(routes::Ctx {
         name: parts.name,
         gossip: parts.gossip,
@@ -87,4 +90,5 @@ pub fn router(parts: NodeParts) -> axum::Router {
         parts.token,
         token::require,
     ))
+    .layer(axum::middleware::from_fn_with_state(hosts, host::require))
 }

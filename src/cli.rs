@@ -51,7 +51,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("nbwatch: {e:#}");
+            // An error may quote what the daemon or a file said: shown, not obeyed.
+            eprintln!("nbwatch: {}", crate::text::visible(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -130,7 +131,7 @@ fn explain(e: ClientError) -> anyhow::Error {
 /// Config problems, one per line, on stderr.
 fn print_problems(problems: &[crate::config::Problem]) {
     for problem in problems {
-        eprintln!("{problem}");
+        eprintln!("{}", crate::text::visible(&problem.to_string()));
     }
 }
 

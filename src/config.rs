@@ -117,6 +117,10 @@ pub struct ApiConfig {
     /// Allows a non-loopback `listen` without TLS (which nbwatch does not implement): the
     /// bearer token then crosses the network in clear.
     pub insecure: bool,
+    /// Host names, besides the listen address, `localhost` and the loopback addresses, that a
+    /// request's `Host` may name (lower case; see `api::host`): the names a reverse proxy or
+    /// an ssh tunnel reaches the API by.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Who may act on this host from another one (SECURITY.md, "Command another host").
@@ -381,6 +385,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: DEFAULT_API_LISTEN,
             insecure: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! * [`sim`] — a seeded, in-process simulator that drives the real cores in virtual time.
 //! * [`node`] — the actor tree of a running daemon; [`api`] — its HTTP API; [`cli`] — the
 //!   `nbwatch` command line (the daemon and the client commands), the top layer.
+//! * [`text`] — strings from elsewhere made safe for a terminal.
 //! * [`config`] — the typed configuration; [`probe`] — host metrics and host probes.
 //! * [`supervision`] — Erlang-style supervision trees of local services.
 //! * [`election`] — the leader of this node's view; [`alert`] — the gossiped alert log that
@@ -33,6 +34,7 @@ pub mod election;
 pub mod events;
 pub mod gossip;
 pub mod keys;
+pub mod lograte;
 pub mod node;
 pub mod probe;
 pub mod secure;
@@ -42,6 +44,7 @@ pub mod statefile;
 pub mod store;
 pub mod supervision;
 pub mod task;
+pub mod text;
 pub mod transport;
 pub mod types;
 pub mod watch;

@@ -116,6 +116,10 @@ pub struct NodeParts {
     pub token: Arc<String>,
     /// Whose directives this node obeys; seals what its API issues to other hosts.
     pub authority: Arc<crate::secure::directive::Authority>,
+    /// Where the API listens (the bound address), and the other host names a request's
+    /// `Host` may name (`api.allowed_hosts`).
+    pub api_addr: std::net::SocketAddr,
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Makes the HTTP API's routes from a node's parts. The API is a layer above the node: the

@@ -28,12 +28,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The cluster name when `gossip.cluster` is not set.
 pub const DEFAULT_CLUSTER: &str = "nbwatch";
 /// At most one warning about dropped frames per this period.
-pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+pub const DROP_LOG_EVERY: Duration = crate::lograte::EVERY;
 
 /// The binding of an answer to its request: the request's nonce (empty without a key).
 pub type Binding = Vec<u8>;
@@ -70,12 +70,6 @@ struct Counters {
     wire_bytes_received: AtomicU64,
 }
 
-/// Rate-limited warning state: when the last warning went out and what was dropped since.
-struct DropLog {
-    last: Option<Instant>,
-    since: u64,
-}
-
 /// Seals what a node sends and opens what it receives on the gossip port. Shared by the gossip
 /// actor's socket tasks and the history back-fill (one per node, kept across actor restarts so
 /// the sequence numbers only grow).
@@ -88,7 +82,8 @@ pub struct Gate {
     keys: Option<RwLock<Keyed>>,
     replay: Mutex<replay::Replay>,
     counters: Counters,
-    drops: Mutex<DropLog>,
+    /// Rate-limited warnings about what was dropped.
+    drops: crate::lograte::Limit,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,10 +114,7 @@ impl Gate {
             keys: ring.map(|ring| RwLock::new(Keyed { ring, file })),
             replay: Mutex::default(),
             counters: Counters::default(),
-            drops: Mutex::new(DropLog {
-                last: None,
-                since: 0,
-            }),
+            drops: crate::lograte::Limit::new(DROP_LOG_EVERY),
         }
     }
 
@@ -205,23 +197,15 @@ impl Gate {
     }
 
     fn log_drop(&self, from: SocketAddr, kind: Kind, why: &str) {
-        let mut log = lock(&self.drops);
-        log.since += 1;
-        let now = Instant::now();
-        if log
-            .last
-            .is_some_and(|t| now.duration_since(t) < DROP_LOG_EVERY)
-        {
+        let Some(dropped) = self.drops.note() else {
             return;
-        }
+        };
         tracing::warn!(
-            %from, ?kind, reason = why, dropped = log.since,
+            %from, ?kind, reason = why, dropped,
             "dropped gossip that is not from this cluster (counted in /api/v1/stats; \
              at most one such warning every {}s)",
             DROP_LOG_EVERY.as_secs()
         );
-        log.last = Some(now);
-        log.since = 0;
     }
 
     /// Seals a datagram (the bytes `wire::encode` made).

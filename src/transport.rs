@@ -16,6 +16,7 @@
 //! not open is dropped here, before any decoding, and never reaches the actor. Each TCP
 //! connection carries one sealed request and one sealed answer bound to it.
 
+use crate::lograte;
 use crate::secure::{Gate, OVERHEAD};
 use crate::types::{Clock, Incarnation, NodeName};
 use crate::wire::{self, Envelope, ExchangeError, Frame, FrameReadError, Message};
@@ -213,21 +214,34 @@ pub async fn read_datagrams(
 
 /// Accepts join requests (answered by `inbox`) and history page requests (answered from the
 /// store in `data_dir`) until the task is dropped.
+///
+/// Anyone who can reach the port can open connections that end without an exchange, as fast
+/// as he likes: those are logged at most once every [`lograte::EVERY`], with the count since
+/// the last line, as the gate's dropped frames are.
 pub async fn serve_joins(
     listener: TcpListener,
     inbox: impl Inbox,
     data_dir: std::path::PathBuf,
     gate: Arc<Gate>,
 ) {
+    let closed = Arc::new(lograte::Limit::new(lograte::EVERY));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let inbox = inbox.clone();
                 let data_dir = data_dir.clone();
                 let gate = gate.clone();
+                let closed = closed.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = answer_one(stream, peer, &inbox, data_dir, &gate).await {
-                        tracing::info!(%peer, reason = %why, "closed a join connection");
+                    if let Err(why) = answer_one(stream, peer, &inbox, data_dir, &gate).await
+                        && let Some(count) = closed.note()
+                    {
+                        tracing::info!(
+                            %peer, reason = %why, closed = count,
+                            "closed a join connection (at most one such line every {}s; \
+                             `closed` counts those since the last)",
+                            lograte::EVERY.as_secs()
+                        );
                     }
                 });
             }

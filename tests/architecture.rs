@@ -23,6 +23,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "keys",
             "events",
             "task",
+            "text",
+            "lograte",
             "config",
             "statefile",
         ],

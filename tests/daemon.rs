@@ -2772,3 +2772,297 @@ async fn a_host_obeys_a_command_or_silence_from_another_host_only_under_a_truste
     let ledger = cluster.nodes[n2].data_dir.join("directives.json");
     assert!(ledger.exists(), "n2 records the commands it ran");
 }
+
+/// What another host (or a local user of the API) could write into a value or a reason: clear
+/// the screen, retitle the window, overwrite the line, fake a line, reverse the rest.
+const TERMINAL_CONTROLS: &str = "\x1b[2J\x1b]0;owned\x07ok\rFAKE\nnbwatch: fake line\u{202e}end";
+
+/// True if `out` holds any character a terminal would act on (a newline ends a line and is
+/// let through; the rest of C0, DEL, C1 and the bidi controls are not).
+fn acts_on_a_terminal(out: &str) -> bool {
+    out.chars()
+        .any(|c| c != '\n' && nbwatch::text::needs_escape(c))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_values_and_reasons_reach_a_terminal_as_escapes_and_json_unchanged() {
+    let mut cluster = Cluster::new();
+    // A silence is sealed by an operator, so the node holds (and trusts) one.
+    let (_, operator) = cluster.operator("a");
+    let n1 = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[n1].extra = operator;
+    cluster.restart(n1).await;
+    let api = cluster.nodes[0].api.to_string();
+    let tok = cluster.nodes[0].token_file();
+    let shown = "\\x1b[2J\\x1b]0;owned\\x07ok\\rFAKE\\nnbwatch: fake line\\u{202e}end";
+
+    let mut sub = tokio::process::Command::new(BIN)
+        .args(["subscribe", "t/", "--api", &api])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn subscribe");
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().expect("stdout"));
+    let publish = ["publish", "t/v", TERMINAL_CONTROLS, "--api", &api];
+    let out = client(&[&publish[..], &["--token-file", &tok]].concat(), &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(!acts_on_a_terminal(&text(&out.stdout)), "{out:?}");
+
+    let got = client(&["get", "t/v", "--api", &api], &[]).await;
+    let stdout = text(&got.stdout);
+    assert!(got.status.success(), "{got:?}");
+    assert!(
+        !acts_on_a_terminal(&stdout),
+        "get printed raw controls: {stdout:?}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "a header and one row: {stdout:?}"
+    );
+    assert!(stdout.contains(shown), "{stdout:?}");
+    let got = client(&["get", "t/v", "--json", "--api", &api], &[]).await;
+    let parsed: Value = serde_json::from_slice(&got.stdout).expect("get --json is JSON");
+    assert_eq!(
+        parsed[0]["value"], TERMINAL_CONTROLS,
+        "JSON keeps the exact string"
+    );
+
+    let line = {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        tokio::time::timeout(DEADLINE, lines.read_line(&mut line))
+            .await
+            .expect("subscribe prints the value")
+            .expect("read");
+        line
+    };
+    assert!(
+        !acts_on_a_terminal(&line) && line.ends_with(&format!("t/v = {shown}\n")),
+        "subscribe printed {line:?}"
+    );
+    let _ = sub.kill().await;
+
+    let silence = [
+        "silence",
+        "n1",
+        "--for",
+        "1m",
+        "--reason",
+        TERMINAL_CONTROLS,
+    ];
+    let out = client(
+        &[&silence[..], &["--api", &api, "--token-file", &tok]].concat(),
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let listed = client(&["silences", "--api", &api], &[]).await;
+    let stdout = text(&listed.stdout);
+    assert!(
+        !acts_on_a_terminal(&stdout),
+        "silences printed raw controls: {stdout:?}"
+    );
+    assert!(stdout.contains(shown), "{stdout:?}");
+    let listed = client(&["silences", "--json", "--api", &api], &[]).await;
+    let parsed: Value = serde_json::from_slice(&listed.stdout).expect("silences --json is JSON");
+    assert_eq!(parsed[0]["reason"], TERMINAL_CONTROLS, "{parsed:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_and_service_names_with_control_characters_are_refused_by_check_config_and_run() {
+    let mut cluster = Cluster::new();
+    let marker = cluster.dir.path().join("ran");
+    write_tree(
+        &cluster,
+        "evil",
+        &format!(
+            "name = \"tv\\u001b[2J\"\n[[children]]\nname = \"db\\rx\\nnbwatch: ok\"\n\
+             command = [\"/bin/sh\", \"-c\", \"touch {}; exec sleep 1000\"]\n",
+            marker.display()
+        ),
+    );
+    let i = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[i].write_config();
+    let config = cluster.nodes[i].config.to_string_lossy().into_owned();
+    let out = client(&["check-config", "--config", &config], &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for key in [": name:", ": children[0].name:"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("evil.toml") && l.contains(key)),
+            "no line naming evil.toml and {key}:\n{stderr}"
+        );
+    }
+    assert!(!acts_on_a_terminal(&stderr), "{stderr:?}");
+
+    let status = match cluster.nodes[i].start(Ports::pick()).await {
+        Started::Exited(status) => status,
+        Started::Ready => panic!("the daemon started with a control character in a name"),
+    };
+    assert_eq!(status.code(), Some(1));
+    let stderr = cluster.nodes[i].stderr_text();
+    assert!(
+        stderr.contains("evil.toml") && stderr.contains("children[0].name"),
+        "{stderr}"
+    );
+    assert!(!acts_on_a_terminal(&stderr), "{stderr:?}");
+    assert!(!marker.exists(), "a service started from a refused tree");
+}
+
+/// Sends `request` as it is on a new connection to `api` and reads the answer until the
+/// server closes (every request here says `Connection: close`).
+async fn raw_http(api: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(api).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(HTTP, stream.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {request:?}"))
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_only_requests_addressed_to_it_so_a_rebound_name_reads_nothing() {
+    let mut cluster = Cluster::new();
+    cluster.extra = "allowed_hosts = [\"nbwatch.test\"]\n".to_string(); // inside [api]
+    let i = cluster.start("n1", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let token =
+        nbwatch::secure::token::read(Path::new(&cluster.nodes[i].token_file())).expect("token");
+    let get = |host: &str| {
+        format!("GET /api/v1/members HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        &format!("evil.example:{}", api.port()),
+    ] {
+        let answer = raw_http(api, &get(host)).await;
+        assert!(answer.starts_with("HTTP/1.1 421"), "{host}: {answer}");
+        assert!(
+            answer.contains("api.allowed_hosts") && !answer.contains("\"n1\""),
+            "{host}: {answer}"
+        );
+    }
+    // Refused before the token is looked at: a rebinding page learns nothing, even with it.
+    let post = format!(
+        "POST /api/v1/reload HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    assert!(raw_http(api, &post).await.starts_with("HTTP/1.1 421"));
+    // The dashboard too.
+    let page = "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    assert!(raw_http(api, page).await.starts_with("HTTP/1.1 421"));
+
+    for host in [
+        api.to_string(),
+        "127.0.0.1".to_string(),
+        format!("localhost:{}", api.port()),
+        "nbwatch.test".to_string(),
+        "NBWatch.Test.:8443".to_string(),
+    ] {
+        let answer = raw_http(api, &get(&host)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+        assert!(answer.contains("\"n1\""), "{host}: {answer}");
+    }
+    // No Host at all (an HTTP/1.0 tool): no browser sends that, so it is answered.
+    let old = raw_http(api, "GET /api/v1/members HTTP/1.0\r\n\r\n").await;
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+    // The CLI's own client, as every command uses it.
+    let out = client(&["members", "--api", &api.to_string()], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The `closed=N` counts of the rate-limited "closed a join connection" lines in `log`.
+fn closed_join_counts(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("closed a join connection"))
+        .map(|l| {
+            let at = l.find("closed=").expect("a closed= field") + "closed=".len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().expect("a count")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connections_to_the_gossip_port_costs_one_log_line_per_ten_seconds() {
+    const FLOOD: u64 = 2_000;
+    let mut cluster = Cluster::new();
+    let i = cluster.start("n1", Vec::new()).await;
+    let gossip = cluster.nodes[i].gossip;
+    let started = Instant::now();
+    // Connect and hang up at once, 100 at a time: nothing is ever sent.
+    for _ in 0..FLOOD / 100 {
+        let batch: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(tokio::net::TcpStream::connect(gossip)))
+            .collect();
+        for connect in batch {
+            drop(connect.await.expect("task").expect("connect"));
+        }
+    }
+    // Keep knocking until a line reports the whole flood (the next one, ten seconds on).
+    let node = &cluster.nodes[i];
+    let counts = wait_for(
+        "a line counts every closed connection",
+        DEADLINE,
+        async || {
+            drop(tokio::net::TcpStream::connect(gossip).await);
+            let counts = closed_join_counts(&node.stderr_text());
+            match counts.iter().sum::<u64>() > FLOOD {
+                true => Ok(counts),
+                false => Err(format!("{counts:?}")),
+            }
+        },
+    )
+    .await;
+    let periods = started.elapsed().as_secs() / 10 + 1;
+    assert!(
+        counts.len() as u64 <= periods,
+        "{} lines in {periods} periods of 10 s: {counts:?}",
+        counts.len()
+    );
+    let api = node.api;
+    assert!(cluster.nodes[i].exited().is_none() && members(api).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_to_the_api_are_closed_after_five_seconds_and_others_are_answered_meanwhile()
+ {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cluster = Cluster::new();
+    let i = cluster.start("n1", Vec::new()).await;
+    let api = cluster.nodes[i].api;
+    let opened = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut stream = tokio::net::TcpStream::connect(api).await.expect("connect");
+        stream.write_all(b"GET /api/v1/mem").await.expect("send");
+        slow.push(stream);
+    }
+    let out = client(&["members", "--api", &api.to_string()], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("n1"), "{out:?}");
+    for stream in &mut slow {
+        let mut sink = Vec::new();
+        // The end (EOF or a reset) is what counts, not what came before it.
+        let _end = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut sink))
+            .await
+            .expect("the daemon closes a connection that never finished its request");
+    }
+    let closed = opened.elapsed();
+    assert!(
+        closed >= Duration::from_millis(4_900) && closed < DEADLINE,
+        "closed after {closed:?}"
+    );
+}

@@ -1,7 +1,10 @@
 //! `HttpActor`: owns the task of an HTTP server, so the NodeActor supervises the API like any
 //! other child: if the server dies the actor fails and is restarted on the same listening
 //! socket. What the server answers (the routes) is given to it ready-made: the shell knows
-//! nothing of the API above it.
+//! nothing of the API above it. How connections are served, with a head timeout and a cap on
+//! connections, is [`serve`].
+
+pub mod serve;
 
 use crate::task::AbortOnDrop;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -35,11 +38,8 @@ impl Actor for HttpActor {
     ) -> Result<HttpState, ActorProcessingErr> {
         let addr = args.listener.local_addr()?;
         let server = tokio::spawn(async move {
-            let why = match axum::serve(args.listener, args.router).await {
-                Ok(()) => "the server stopped".to_string(),
-                Err(e) => e.to_string(),
-            };
-            let _ = myself.cast(HttpMsg::ServerExited(why));
+            serve::serve(args.listener, args.router, serve::LIMITS).await;
+            let _ = myself.cast(HttpMsg::ServerExited("the server stopped".to_string()));
         });
         tracing::info!(%addr, "API listening");
         Ok(HttpState {

@@ -3,6 +3,7 @@
 
 use super::client::Client;
 use super::{explain, print_json, table};
+use crate::text::visible;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -86,7 +87,8 @@ pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
             a.iter()
                 .find(|e| e["id"] == id.as_str() && e["state"] == "sent")
         }) {
-            println!("{id}: sent by {}", entry["by"].as_str().unwrap_or("?"));
+            let line = format!("{id}: sent by {}", entry["by"].as_str().unwrap_or("?"));
+            println!("{}", visible(&line));
             return Ok(ExitCode::SUCCESS);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -111,10 +113,11 @@ pub async fn silence(
         .post("/api/v1/silences", &body)
         .await
         .map_err(explain)?;
-    println!(
+    let line = format!(
         "{target}: silenced until {}",
         answer["until"].as_str().unwrap_or("?")
     );
+    println!("{}", visible(&line));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 use super::app::{App, AppValue, Change};
 use super::client::Client;
 use super::{explain, print_json, table};
+use crate::text::visible;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,10 +21,11 @@ pub async fn publish(
 ) -> anyhow::Result<ExitCode> {
     let app = App::from(client.clone());
     let answer = app.publish(key, value, ttl).await.map_err(explain)?;
-    match answer["expires"].as_str() {
-        Some(x) => println!("{key} = {value} (expires {x})"),
-        None => println!("{key} = {value}"),
-    }
+    let line = match answer["expires"].as_str() {
+        Some(x) => format!("{key} = {value} (expires {x})"),
+        None => format!("{key} = {value}"),
+    };
+    println!("{}", visible(&line));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,7 +59,7 @@ pub async fn subscribe(client: &Client, prefix: &str, json: bool) -> anyhow::Res
             Ok(c) => c,
             Err(e) if first => return Err(explain(e)),
             Err(e) => {
-                eprintln!("nbwatch: {:#}", explain(e));
+                eprintln!("nbwatch: {}", visible(&format!("{:#}", explain(e))));
                 tokio::time::sleep(SUBSCRIBE_POLL * 4).await;
                 continue;
             }
@@ -67,11 +69,15 @@ pub async fn subscribe(client: &Client, prefix: &str, json: bool) -> anyhow::Res
         for change in changes {
             let line = match (&change, json) {
                 (Change::Set(v), true) => app_json(v).to_string(),
-                (Change::Set(v), false) => format!("{} {} {} = {}", v.at, v.node, v.key, v.value),
+                (Change::Set(v), false) => {
+                    visible(&format!("{} {} {} = {}", v.at, v.node, v.key, v.value)).into_owned()
+                }
                 (Change::Gone { node, key }, true) => {
                     serde_json::json!({ "node": node, "key": key, "gone": true }).to_string()
                 }
-                (Change::Gone { node, key }, false) => format!("- {node} {key} (gone)"),
+                (Change::Gone { node, key }, false) => {
+                    visible(&format!("- {node} {key} (gone)")).into_owned()
+                }
             };
             // A closed pipe (`| head`) ends the subscription.
             if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {

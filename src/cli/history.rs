@@ -2,6 +2,7 @@
 
 use super::client::Client;
 use super::{explain, print_json, query, table};
+use crate::text::visible;
 use anyhow::Context;
 use std::io::Write;
 use std::process::ExitCode;
@@ -72,7 +73,7 @@ pub async fn events(
         let value = match client.get(&query(after)).await {
             Ok(value) => value,
             Err(e) => {
-                eprintln!("nbwatch: {:#}", explain(e));
+                eprintln!("nbwatch: {}", visible(&format!("{:#}", explain(e))));
                 continue;
             }
         };

@@ -3,6 +3,7 @@
 
 use super::client::Client;
 use super::{explain, print_json, query, table};
+use crate::text::visible;
 use crate::types::Time;
 use anyhow::Context;
 use std::process::ExitCode;
@@ -85,10 +86,11 @@ pub async fn act(
     let pid = value["status"]["pid"]
         .as_u64()
         .map_or(String::new(), |p| format!(" (pid {p})"));
-    match node {
-        Some(node) => println!("{node}:{service}: {state}{pid}"),
-        None => println!("{service}: {state}{pid}"),
-    }
+    let line = match node {
+        Some(node) => format!("{node}:{service}: {state}{pid}"),
+        None => format!("{service}: {state}{pid}"),
+    };
+    println!("{}", visible(&line));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -106,7 +108,7 @@ pub async fn reload(client: &Client) -> anyhow::Result<ExitCode> {
             .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
             .unwrap_or_default();
         if !names.is_empty() {
-            println!("{what}: {}", names.join(", "));
+            println!("{what}: {}", visible(&names.join(", ")));
         }
     }
     println!("reloaded");

@@ -8,6 +8,7 @@
 
 use super::table::{format_age, render_table};
 use crate::keys::sample::format_trimmed;
+use crate::text::visible;
 use crate::types::Time;
 use serde_json::Value;
 
@@ -73,9 +74,11 @@ fn paint(table: &str, columns: &[&str]) -> String {
     out
 }
 
+/// A field for people: a string is shown through [`visible`], so it cannot reach the
+/// terminal as control characters.
 fn text(v: &Value, key: &str) -> String {
     match &v[key] {
-        Value::String(s) => s.clone(),
+        Value::String(s) => visible(s).into_owned(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
         _ => "-".to_string(),
@@ -136,7 +139,7 @@ pub fn render_status(overview: &Value, colour: bool) -> Status {
         text(overview, "version"),
         overview["leader"]
             .as_str()
-            .unwrap_or("none (no live member)"),
+            .map_or("none (no live member)".into(), visible),
     ));
     out.push_str(&format!(
         "{} {up} of {} up\n\n",

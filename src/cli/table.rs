@@ -1,12 +1,15 @@
-//! Aligned tables for people; scripts use `--json`.
+//! Aligned tables for people; scripts use `--json`. Every cell is shown through
+//! [`visible`]: a value from another host cannot move the cursor or fake a line.
 
 use crate::keys::sample::format_trimmed;
+use crate::text::visible;
 use crate::types::Time;
 use serde_json::Value;
 use std::time::Duration;
 
 /// Columns padded to their widest cell, two spaces apart, no trailing spaces. Rows shorter than
-/// the header get empty cells; longer rows keep their extra cells.
+/// the header get empty cells; longer rows keep their extra cells. Control characters in a
+/// cell are shown as escapes ([`visible`]).
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let columns = rows
         .iter()
@@ -15,8 +18,9 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         .max()
         .unwrap_or(0);
     let mut widths = vec![0usize; columns];
-    let all_rows: Vec<Vec<&str>> = std::iter::once(headers.to_vec())
+    let all_rows: Vec<Vec<std::borrow::Cow<'_, str>>> = std::iter::once(headers.to_vec())
         .chain(rows.iter().map(|r| r.iter().map(String::as_str).collect()))
+        .map(|r| r.into_iter().map(visible).collect())
         .collect();
     for row in &all_rows {
         for (i, cell) in row.iter().enumerate() {
@@ -27,7 +31,7 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     for row in &all_rows {
         let mut line = String::new();
         for (i, width) in widths.iter().enumerate() {
-            let cell = row.get(i).copied().unwrap_or("");
+            let cell = row.get(i).map_or("", |c| c.as_ref());
             if i > 0 {
                 line.push_str("  ");
             }
@@ -48,10 +52,11 @@ pub fn render_events(events: &[Value]) -> String {
 
 /// One event per line, unaligned: what `events --follow` prints as events arrive.
 pub fn event_line(event: &Value) -> String {
-    event_rows(std::slice::from_ref(event))
+    let line = event_rows(std::slice::from_ref(event))
         .pop()
         .unwrap_or_default()
-        .join("  ")
+        .join("  ");
+    visible(&line).into_owned()
 }
 
 fn event_rows(events: &[Value]) -> Vec<Vec<String>> {
@@ -264,6 +269,16 @@ mod tests {
         let rows = vec![vec!["häus".to_string(), "1".to_string()]];
         let out = render_table(&["A", "B"], &rows);
         assert_eq!(out, "A     B\nhäus  1\n");
+    }
+
+    #[test]
+    fn a_cell_cannot_move_the_cursor_or_start_a_line() {
+        let rows = vec![vec!["\x1b[2Jx".to_string(), "a\rb\nc".to_string()]];
+        let out = render_table(&["A", "B"], &rows);
+        assert_eq!(out, "A         B\n\\x1b[2Jx  a\\rb\\nc\n");
+        let event =
+            serde_json::json!({"at": "t", "node": "n\x1b]0;x\x07", "kind": "k", "detail": "d\n"});
+        assert_eq!(event_line(&event), "t  n\\x1b]0;x\\x07  k  d\\n");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("metrics", &["interval", "probes"]),
-    ("api", &["listen", "insecure"]),
+    ("api", &["listen", "insecure", "allowed_hosts"]),
     ("control", &["operators", "operator_key_file"]),
     ("supervision", &["trees", "log_max_bytes", "log_keep"]),
     ("store", &["raw_retention", "rollup_retention", "backfill"]),

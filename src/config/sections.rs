@@ -321,6 +321,7 @@ fn api(w: &mut Walker, s: &Sections<'_>) -> ApiConfig {
     ApiConfig {
         listen: read(w, s, "api", "listen", d.listen, Walker::socket_addr),
         insecure: read(w, s, "api", "insecure", d.insecure, Walker::bool),
+        allowed_hosts: read(w, s, "api", "allowed_hosts", d.allowed_hosts, host_names),
     }
 }
 
@@ -348,6 +349,30 @@ fn control(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> ControlConf
         operators,
         operator_key_file,
     }
+}
+
+/// A list of host names (`api.allowed_hosts`), lower-cased; an element that is not a bare
+/// host name (letters, digits, '-', '_' and '.'; no port, no scheme) is reported at its index.
+fn host_names(w: &mut Walker, v: &Value, key: &str) -> Option<Vec<String>> {
+    let names = w.strings(v, key)?;
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let bare = name.trim_end_matches('.').to_ascii_lowercase();
+        let ok = !bare.is_empty()
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            out.push(bare);
+        } else {
+            let message = format!(
+                "{name:?} is not a host name; expected a bare name like \"nbwatch.home.arpa\" \
+                 (no port, no scheme)"
+            );
+            w.problem(v, &format!("{key}[{i}]"), ProblemKind::BadValue, message);
+        }
+    }
+    Some(out)
 }
 
 fn supervision(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> SupervisionConfig {

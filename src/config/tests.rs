@@ -810,3 +810,26 @@ fn an_https_webhook_is_refused_with_a_way_out() {
     assert_eq!(p.key, "alerts.sinks[0].url");
     assert!(p.message.contains("http:// relay"), "{}", p.message);
 }
+
+#[test]
+fn api_allowed_hosts_are_bare_lower_case_names_and_a_bad_one_is_named_by_index() {
+    let (_file, result) = load_text(
+        "[api]\nallowed_hosts = [\"NBWatch.Home.Arpa.\", \"mythbox\"]\n",
+        &[],
+    );
+    let config = result.expect("config");
+    assert_eq!(config.api.allowed_hosts, ["nbwatch.home.arpa", "mythbox"]);
+    let (_file, result) = load_text("[node]\nname = \"x\"\n", &[]);
+    assert!(result.expect("config").api.allowed_hosts.is_empty());
+    let (_file, result) = load_text(
+        "[api]\nallowed_hosts = [\"ok\", \"evil.example:80\", \"http://x\"]\n",
+        &[],
+    );
+    let keys: Vec<String> = problems(result).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["api.allowed_hosts[1]", "api.allowed_hosts[2]"]);
+    let (_file, result) = load_text("", &[("NBWATCH_API__ALLOWED_HOSTS", "a.lan, b.lan")]);
+    assert_eq!(
+        result.expect("config").api.allowed_hosts,
+        ["a.lan", "b.lan"]
+    );
+}

@@ -481,6 +481,7 @@ impl NodeState {
             }
             Child::Api => {
                 let listener = self.args.api.try_clone()?;
+                let api_addr = listener.local_addr()?;
                 let args = HttpArgs {
                     listener: tokio::net::TcpListener::from_std(listener)?,
                     router: (self.args.routes)(NodeParts {
@@ -495,6 +496,8 @@ impl NodeState {
                         data_dir: self.args.config.node.data_dir.clone(),
                         token: self.args.token.clone(),
                         authority: self.args.authority.clone(),
+                        api_addr,
+                        allowed_hosts: self.args.config.api.allowed_hosts.clone(),
                     }),
                 };
                 let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor).await?;

@@ -16,10 +16,11 @@
 use super::logfile::{LogSettings, RotatingLog};
 use super::policy::Exit;
 use super::reaper::{self, Tracked};
-use super::spec::{ServiceSpec, Shutdown};
+use super::spec::{ServiceSpec, Shutdown, usable_name};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 /// The variable that tags every process of one run of one service.
@@ -41,6 +42,10 @@ pub enum ProcessError {
         #[source]
         source: std::io::Error,
     },
+    /// A name that cannot be a log file's name; the config refuses these, so this is a
+    /// second line in case one arrives another way.
+    #[error("the service name {0:?} cannot name a log file")]
+    Name(String),
     #[error("unknown {what} {name:?}")]
     Identity { what: &'static str, name: String },
     #[error("cannot wait for the service")]
@@ -112,6 +117,15 @@ fn identity(
     Ok((user, gid))
 }
 
+/// `<dir>/<name>.log`, for a name the config accepts ([`usable_name`]): one plain file name
+/// in `dir`, never a path elsewhere or a name with control characters.
+pub(crate) fn log_path(dir: &Path, name: &str) -> Result<PathBuf, ProcessError> {
+    if !usable_name(name) {
+        return Err(ProcessError::Name(name.to_string()));
+    }
+    Ok(dir.join(format!("{name}.log")))
+}
+
 impl ServiceProcess {
     /// Starts `spec` with its stdout and stderr appended to its rotated log, tagged with
     /// `instance` (unique per start).
@@ -120,7 +134,7 @@ impl ServiceProcess {
         logs: &LogSettings,
         instance: &str,
     ) -> Result<ServiceProcess, ProcessError> {
-        let path = logs.dir.join(format!("{}.log", spec.name));
+        let path = log_path(&logs.dir, &spec.name)?;
         let log_error = |source| ProcessError::Log {
             path: path.display().to_string(),
             source,

@@ -259,6 +259,16 @@ fn tables<'t>(w: &mut Walker, t: &'t Table, prefix: &str, key: &str) -> Vec<(Str
     out
 }
 
+/// A service's name becomes the name of its log file (`<name>.log`) and both names are shown on
+/// every host's terminal: no path separator, no ':' (it splits `NODE:SERVICE`), no spaces and
+/// nothing a terminal acts on ([`crate::text::needs_escape`]: ESC, CR, LF, NUL, bidi
+/// overrides, ...).
+pub fn usable_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains([':', ' ', '/', '\\'])
+        && !name.chars().any(crate::text::needs_escape)
+}
+
 fn name(w: &mut Walker, t: &Table, prefix: &str) -> Option<String> {
     let key = join(prefix, "name");
     let name = w.field(t, prefix, "name", Walker::string);
@@ -268,8 +278,10 @@ fn name(w: &mut Walker, t: &Table, prefix: &str) -> Option<String> {
             w.report(&key, ProblemKind::MissingName, message);
             None
         }
-        Some(n) if n.is_empty() || n.contains([':', ' ', '/']) => {
-            let message = format!("\"{n}\" is not a usable name (no spaces, ':' or '/')");
+        Some(n) if !usable_name(&n) => {
+            let message = format!(
+                "{n:?} is not a usable name (no spaces, ':', '/', '\\' or control characters)"
+            );
             w.report(&key, ProblemKind::BadValue, message);
             None
         }

@@ -203,3 +203,35 @@ async fn user_and_group_are_applied_and_unknown_ones_are_refused() {
     let err = start(&spec, dir.path()).expect_err("unknown user");
     assert!(err.to_string().contains("no-such-user-here"), "{err}");
 }
+
+#[test]
+fn a_name_that_is_not_one_plain_file_name_never_becomes_a_log_path() {
+    let dir = Path::new("/var/lib/nbwatch/logs");
+    assert_eq!(
+        log_path(dir, "mythbackend").expect("a plain name"),
+        dir.join("mythbackend.log")
+    );
+    for bad in [
+        "../../etc/cron.d/x",
+        "a/b",
+        "x\u{1b}[2J",
+        "a\nb",
+        "",
+        "nul\0",
+    ] {
+        assert!(
+            matches!(log_path(dir, bad), Err(ProcessError::Name(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_service_whose_name_is_a_path_is_not_started_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    let spec = sh("../escaped", "echo hi");
+    assert!(matches!(start(&spec, &logs), Err(ProcessError::Name(_))));
+    assert!(!dir.path().join("escaped.log").exists());
+    assert!(!logs.exists());
+}

@@ -294,6 +294,37 @@ placement = "any"
     assert_eq!(problems[0].key, "placement.failover", "{problems:#?}");
 }
 
+#[test]
+fn names_with_control_characters_or_path_separators_are_refused_at_their_key() {
+    for bad in [
+        "x\u{1b}[2J",
+        "a\nb",
+        "a\rb",
+        "nul\u{0}",
+        "del\u{7f}",
+        "rtl\u{202e}gol",
+        "..\\x",
+        "a/b",
+    ] {
+        let quoted = toml::Value::String(bad.to_string()).to_string();
+        let text =
+            format!("name = {quoted}\n[[children]]\nname = {quoted}\ncommand = [\"/bin/true\"]\n");
+        let (tree, problems) = parse(&text);
+        assert!(tree.is_none(), "{bad:?} was accepted");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["name", "children[0].name"], "{bad:?}: {problems:#?}");
+        for p in &problems {
+            assert_eq!(p.file, "supervisors/tv.toml", "{p:?}");
+            let shown = p.to_string();
+            assert!(
+                !shown.chars().any(crate::text::needs_escape),
+                "the problem itself carries the raw name: {shown:?}"
+            );
+        }
+    }
+    assert!(usable_name("mythbackend") && usable_name("web-1.2_x") && usable_name("häus"));
+}
+
 /// Each problem as the operator reads it.
 fn shown(text: &str) -> Vec<String> {
     let (tree, problems) = parse(text);
@@ -324,7 +355,8 @@ fn problems_keep_their_wording_key_and_order() {
         "BadDuration backoff.initial: bad duration \"x\" (expected number at 0); expected a \
          number and a unit, like \"500ms\", \"5s\" or \"2m\"",
         "WrongType backoff.max: expected a string",
-        "BadValue children[0].name: \"a b\" is not a usable name (no spaces, ':' or '/')",
+        "BadValue children[0].name: \"a b\" is not a usable name (no spaces, ':', '/', '\\' or \
+         control characters)",
         "WrongType children[0].command: every element must be a string",
         "BadValue children[0].restart: unknown restart \"sometimes\"; expected permanent, \
          transient, temporary",
