@@ -18,6 +18,8 @@
 //!   `node.data_dir` is state, not part of the config, so it stays relative to the current
 //!   directory.
 
+pub mod bounds;
+pub mod exposure;
 mod files;
 mod host;
 mod schema;
@@ -281,6 +283,14 @@ impl Config {
         config.supervision.trees = data_dir.join(DEFAULT_TREES);
         config.metrics.probes = data_dir.join(DEFAULT_PROBES);
         config
+    }
+}
+
+impl Config {
+    /// What this config would expose to the network ([`exposure::exposure`]): the config's
+    /// validation and the node's start both refuse on it.
+    pub fn exposure(&self) -> Vec<exposure::Exposure> {
+        exposure::exposure(&self.api, &self.gossip)
     }
 }
 

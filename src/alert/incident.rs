@@ -22,6 +22,7 @@
 
 use super::log::Log;
 use crate::gossip::{MemberView, Status};
+use crate::keys::alert::SilenceValue;
 use crate::keys::alert::Stage;
 use crate::keys::{SILENCE_PREFIX, TEST_PREFIX};
 use crate::types::{NodeName, Time};
@@ -421,6 +422,7 @@ fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
             let Some(at) = key
                 .strip_prefix(TEST_PREFIX)
                 .and_then(|t| t.parse::<u64>().ok())
+                .filter(|at| Time::checked(*at).is_ok())
             else {
                 continue;
             };
@@ -453,7 +455,11 @@ pub struct Silence {
 
 impl Silence {
     pub fn value(&self) -> String {
-        json!({ "until": self.until.0, "reason": self.reason }).to_string()
+        SilenceValue {
+            until: self.until,
+            reason: self.reason.clone(),
+        }
+        .encode()
     }
 
     /// True if it hides `incident` at `now`.
@@ -478,21 +484,14 @@ pub fn silences(view: &[MemberView]) -> Vec<Silence> {
             let Some(target) = k.strip_prefix(SILENCE_PREFIX) else {
                 continue;
             };
-            let Ok(value) = serde_json::from_str::<Value>(v) else {
-                continue;
-            };
-            let Some(until) = value.get("until").and_then(Value::as_u64) else {
+            let Ok(value) = SilenceValue::parse(v) else {
                 continue;
             };
             out.push(Silence {
                 target: target.to_string(),
                 by: m.name.clone(),
-                until: Time(until),
-                reason: value
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                until: value.until,
+                reason: value.reason,
             });
         }
     }
