@@ -101,7 +101,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             duration,
             reason,
-        } => alerts::silence(&client(Change)?, &target, &duration, &reason).await,
+        } => alerts::silence(&client(Change)?, &target, duration, &reason).await,
         Command::Silences { json } => alerts::silences(&client(Read)?, json).await,
         Command::Keys { action } => keys::keys(&client(Change)?, action).await,
         Command::Events {

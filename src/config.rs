@@ -18,6 +18,8 @@
 //!   `node.data_dir` is state, not part of the config, so it stays relative to the current
 //!   directory.
 
+pub mod bounds;
+pub mod exposure;
 mod files;
 mod host;
 mod schema;
@@ -301,6 +303,14 @@ impl Config {
         // (a key each node makes for itself) has tests of its own.
         config.gossip.insecure = true;
         config
+    }
+}
+
+impl Config {
+    /// What this config would expose to the network ([`exposure::exposure`]): the config's
+    /// validation and the node's start both refuse on it.
+    pub fn exposure(&self) -> Vec<exposure::Exposure> {
+        exposure::exposure(&self.api)
     }
 }
 

@@ -22,8 +22,10 @@ pub mod alert;
 pub mod control;
 pub mod probe;
 pub mod sample;
+#[cfg(test)]
+mod tests;
 
-use crate::types::Time;
+use crate::types::{Time, TimeOutOfRange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -67,6 +69,71 @@ pub const LEFT_KEY: &str = "left";
 /// The newest wire version a node speaks (absent: a build before versioned wires, which
 /// speaks version 1).
 pub const WIRE_KEY: &str = "wire";
+
+/// Why a gossiped value is not read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a value this version reads (another shape, or a newer format): readers skip it.
+    #[error("not a value this version reads ({0})")]
+    Malformed(String),
+    /// A time past [`Time::MAX`]: refused where it arrives ([`check`]), never formatted.
+    #[error("{field}: {source}")]
+    Time {
+        field: &'static str,
+        source: TimeOutOfRange,
+    },
+}
+
+/// `ms` as the time of `field`, if it is at most [`Time::MAX`].
+pub(crate) fn time(field: &'static str, ms: u64) -> Result<Time, ValueError> {
+    Time::checked(ms).map_err(|source| ValueError::Time { field, source })
+}
+
+/// The check gossip makes before it takes an entry of another node's state: an entry whose
+/// codec finds a time past [`Time::MAX`] in it (a silence `until`, an application value's
+/// `x`, a command's `at`, ...) is refused, so no handler ever has to format it. Values that
+/// do not parse pass: a newer release may write a shape this one does not know, and every
+/// reader already skips what it cannot read.
+pub fn check(key: &str, value: &str) -> Result<(), ValueError> {
+    let read = if let Some(at) = key.strip_prefix(TEST_PREFIX) {
+        at.parse::<u64>()
+            .map_err(|e| ValueError::Malformed(e.to_string()))
+            .and_then(|ms| time("the test alert's time", ms).map(drop))
+    } else if key.starts_with(SILENCE_PREFIX) {
+        alert::SilenceValue::parse(value).map(drop)
+    } else if key.starts_with(ALERT_PREFIX) {
+        alert::AlertEntry::parse(value).map(drop)
+    } else if key.starts_with(APP_PREFIX) {
+        control::Stored::parse(value).map(drop)
+    } else if key.starts_with(COMMAND_PREFIX) {
+        control::RemoteCommand::parse(value).map(drop)
+    } else if key.starts_with(RESULT_PREFIX) {
+        control::Answer::parse(value).map(drop)
+    } else if let Some(name) = key.strip_prefix(SERVICE_PREFIX) {
+        parse_status(name, value).map(drop)
+    } else if key.starts_with(SUSPECT_PREFIX) {
+        parse_sighting_time(value).map(drop)
+    } else if key == BOOT_KEY {
+        sample::parse_boot(value).map(drop)
+    } else {
+        Ok(())
+    };
+    match read {
+        Err(e @ ValueError::Time { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The last-heard time of a suspicion's value, `"<incarnation>:<last_heard_ms>"`.
+pub fn parse_sighting_time(value: &str) -> Result<Time, ValueError> {
+    let (_, heard) = value
+        .split_once(':')
+        .ok_or_else(|| ValueError::Malformed("no ':'".into()))?;
+    let ms = heard
+        .parse::<u64>()
+        .map_err(|e| ValueError::Malformed(e.to_string()))?;
+    time("last heard", ms)
+}
 
 /// The entries of `kv` whose keys start with `prefix`, with the prefix taken off. The state is
 /// ordered by key, so this is a range, not a scan.
@@ -138,27 +205,38 @@ pub fn gossip_key(name: &str) -> String {
 }
 
 /// A status read back from another node's gossiped `svc.<name>` value (see [`gossip_value`]);
-/// `None` if it does not parse.
+/// `None` if it does not parse or its time is out of range ([`parse_status`] says which).
 pub fn from_gossip(name: &str, value: &str) -> Option<ServiceStatus> {
-    let v: serde_json::Value = serde_json::from_str(value).ok()?;
-    let state = match v["state"].as_str()? {
+    parse_status(name, value).ok()
+}
+
+/// [`from_gossip`], saying why not.
+pub fn parse_status(name: &str, value: &str) -> Result<ServiceStatus, ValueError> {
+    let malformed = |why: &str| ValueError::Malformed(why.to_string());
+    let v: serde_json::Value =
+        serde_json::from_str(value).map_err(|e| ValueError::Malformed(e.to_string()))?;
+    let since = time("since", v["since"].as_u64().unwrap_or(0))?;
+    let state = match v["state"].as_str().ok_or_else(|| malformed("no state"))? {
         "starting" => ServiceState::Starting,
         "running" => ServiceState::Running,
         "stopping" => ServiceState::Stopping,
         "stopped" => ServiceState::Stopped,
         "restarting" => ServiceState::Restarting,
         "failed" => ServiceState::Failed,
-        _ => return None,
+        other => return Err(malformed(&format!("unknown state {other:?}"))),
     };
-    Some(ServiceStatus {
+    Ok(ServiceStatus {
         name: name.to_string(),
-        tree: v["tree"].as_str()?.to_string(),
+        tree: v["tree"]
+            .as_str()
+            .ok_or_else(|| malformed("no tree"))?
+            .to_string(),
         state,
         pid: v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()),
         restarts: v["restarts"].as_u64().unwrap_or(0) as u32,
         last_exit: v["last_exit"].as_str().map(str::to_string),
         health: v["health"].as_str().unwrap_or("unknown").to_string(),
-        since: Time(v["since"].as_u64().unwrap_or(0)),
+        since,
     })
 }
 

@@ -237,7 +237,9 @@ pub async fn start(
     let api_addr = sockets.api.local_addr().map_err(NodeError::Socket)?;
     let advertise = config.gossip.advertise_addr(udp_addr);
     let name = config.node.name.clone();
-    let gate = gate(&config, udp_addr, api_addr)?;
+    // Before anything in the data dir (or the key) is read or created.
+    crate::statefile::check_data_dir(&config.node.data_dir)?;
+    let gate = gate(&config, udp_addr)?;
     let token = crate::secure::token::load_or_create(&config.node.data_dir).map_err(|source| {
         NodeError::Token {
             path: crate::secure::token::path(&config.node.data_dir),
@@ -254,7 +256,6 @@ pub async fn start(
         .map_err(|problems| NodeError::Trees(lines(problems)))?;
     let host_probes = load_host_probes(&config.metrics.probes)
         .map_err(|problems| NodeError::HostProbes(lines(problems)))?;
-    crate::statefile::check_data_dir(&config.node.data_dir)?;
     // Before this run's services start: what a kill -9'd predecessor left running goes.
     crate::supervision::leftovers::sweep(&config.node.data_dir);
     let clock = Clock::new();
@@ -325,19 +326,12 @@ pub async fn start(
 /// with the key this node made in its data dir, or plaintext when `gossip.insecure` asks for
 /// it. Also refuses a non-loopback API without `api.insecure` (the token would cross the
 /// network in clear; nbwatch has no TLS).
-fn gate(
-    config: &Config,
-    gossip: SocketAddr,
-    api: SocketAddr,
-) -> Result<crate::secure::Gate, NodeError> {
+fn gate(config: &Config, gossip: SocketAddr) -> Result<crate::secure::Gate, NodeError> {
     use crate::config::GossipKey;
     use crate::secure::{Gate, Keyring};
-    if !api.ip().is_loopback() && !config.api.insecure {
-        return Err(NodeError::Insecure(format!(
-            "api.listen {api} is not a loopback address and nbwatch's API has no TLS: the \
-             token and every answer would cross the network in clear. Keep the API on \
-             127.0.0.1 (reach it over ssh), or set api.insecure = true to accept that"
-        )));
+    // The same verdict the config's validation gave (a config built in code comes here only).
+    if let Some(e) = config.exposure().into_iter().next() {
+        return Err(NodeError::Insecure(e.to_string()));
     }
     let file = match config.gossip_key() {
         GossipKey::File(file) => file,

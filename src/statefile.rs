@@ -11,8 +11,11 @@
 //!
 //! A file in its first format carries no header, so the files of every earlier build are read
 //! as they are. [`check_data_dir`] runs before a node starts: a file from a newer build stops
-//! the start, naming the file and both formats. (A base module: the keyring's reader in
+//! the start, naming the file and both formats, and so does a data dir or state file that
+//! another user could have prepared ([`access`]). (A base module: the keyring's reader in
 //! `secure` and the store's use it alike.)
+
+pub mod access;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +23,12 @@ use serde_json::Value;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The API's bearer token.
+pub const API_TOKEN: &str = "api.token";
+/// The history database (SQLite keeps `-wal` and `-shm` files beside it).
+pub const HISTORY: &str = "history.db";
+/// The services this daemon started, for the next one to clean up.
+pub const SERVICES_RUN: &str = "services.run";
 /// The node's incarnation.
 pub const INCARNATION: &str = "incarnation";
 /// The alert actor's memory of what was sent.
@@ -50,6 +59,14 @@ pub enum StateFileError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot create the data dir {path}: {source}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
 }
 
 /// The header line of a text state file of `kind` in `format`.
@@ -175,8 +192,27 @@ pub fn move_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(aside)
 }
 
-/// Refuses to start on a data dir holding a state file from a newer build.
+/// Refuses to start on a data dir that someone else could have prepared (see [`access`]) or
+/// that holds a state file from a newer build. Creates the data dir (mode 0750) if it is not
+/// there yet.
 pub fn check_data_dir(data_dir: &Path) -> Result<(), StateFileError> {
+    access::create_data_dir(data_dir).map_err(|source| StateFileError::Create {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    access::check_state(data_dir)?;
+    let history = |suffix: &str| format!("{HISTORY}{suffix}");
+    for name in [
+        API_TOKEN,
+        ALERTS_SENT,
+        INCARNATION,
+        SERVICES_RUN,
+        &history(""),
+        &history("-wal"),
+        &history("-shm"),
+    ] {
+        access::check_state(&data_dir.join(name))?;
+    }
     let sent = data_dir.join(ALERTS_SENT);
     if let Ok(text) = std::fs::read_to_string(&sent)
         && let Ok(value) = serde_json::from_str::<Value>(&text)
@@ -306,6 +342,63 @@ mod tests {
         .unwrap();
         let err = check_data_dir(dir.path()).unwrap_err();
         assert!(err.to_string().contains(ALERTS_SENT), "{err}");
+    }
+
+    #[test]
+    fn a_data_dir_others_could_have_prepared_is_refused_and_a_new_one_is_made_0750() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("new").join("data");
+        check_data_dir(&dir).expect("a new data dir");
+        assert_eq!(mode(&dir), access::DATA_DIR_MODE);
+
+        chmod(&dir, 0o777);
+        let err = check_data_dir(&dir).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{} has mode 0777", dir.display())),
+            "{err}"
+        );
+        chmod(&dir, 0o755);
+        check_data_dir(&dir).expect("readable by others is allowed");
+
+        // A planted token that anyone could have written.
+        let token = dir.join(API_TOKEN);
+        std::fs::write(&token, "planted\n").unwrap();
+        chmod(&token, 0o666);
+        let err = check_data_dir(&dir).unwrap_err();
+        assert!(
+            matches!(&err, StateFileError::Access(access::AccessError::Writable { path, .. }) if *path == token),
+            "{err}"
+        );
+        chmod(&token, 0o600);
+        check_data_dir(&dir).expect("a private token");
+
+        if !nix::unistd::geteuid().is_root() {
+            println!("skipped the ownership half: only root can chown to uid 65534");
+            return;
+        }
+        let nobody = Some(nix::unistd::Uid::from_raw(65534));
+        for planted in [ALERTS_SENT, INCARNATION, SERVICES_RUN, HISTORY, API_TOKEN] {
+            let file = dir.join(planted);
+            std::fs::write(&file, "").unwrap();
+            chmod(&file, 0o600);
+            nix::unistd::chown(&file, nobody, None).unwrap();
+            let err = check_data_dir(&dir).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{} is owned by uid 65534", file.display())),
+                "{err}"
+            );
+            std::fs::remove_file(&file).unwrap();
+        }
+        nix::unistd::chown(&dir, nobody, None).unwrap();
+        let err = check_data_dir(&dir).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
     }
 
     #[test]

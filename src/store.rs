@@ -32,6 +32,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set the mode of {}: {source}", .path.display())]
+    Mode {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the history database {}: {source}", .path.display())]
     Open {
         path: PathBuf,

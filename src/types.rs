@@ -6,6 +6,10 @@
 //! daemon feeds the wall clock as it was at start plus a monotonic elapsed time, so it never
 //! steps backwards while the daemon runs, and `last_heard` values are comparable across hosts.
 
+pub mod duration;
+#[cfg(test)]
+mod tests;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -63,15 +67,36 @@ impl fmt::Display for Incarnation {
 #[serde(transparent)]
 pub struct Version(pub u64);
 
-/// Milliseconds since the Unix epoch (see the module doc).
+/// Milliseconds since the Unix epoch (see the module doc). Any `u64` can arrive from another
+/// node, so a time read from outside is checked with [`Time::checked`] (at most [`Time::MAX`]),
+/// and [`Time::to_rfc3339`] renders even an unchecked one without panicking.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
 pub struct Time(pub u64);
 
+/// A time past [`Time::MAX`]: refused wherever a time is read from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} ms after 1970 is past 9999-12-31T23:59:59.999Z, the latest time nbwatch accepts \
+     (RFC 3339 has four-digit years)"
+)]
+pub struct TimeOutOfRange(pub u64);
+
 impl Time {
     pub const ZERO: Time = Time(0);
+    /// The latest time nbwatch accepts or shows, 9999-12-31T23:59:59.999Z: the last instant
+    /// RFC 3339's four-digit years (and `humantime::format_rfc3339_millis`) can write.
+    pub const MAX: Time = Time(253_402_300_799_999);
+
+    /// `ms` as a time, if it is at most [`Time::MAX`].
+    pub fn checked(ms: u64) -> Result<Time, TimeOutOfRange> {
+        match ms <= Time::MAX.0 {
+            true => Ok(Time(ms)),
+            false => Err(TimeOutOfRange(ms)),
+        }
+    }
 
     pub fn from_millis(ms: u64) -> Time {
         Time(ms)
@@ -90,8 +115,13 @@ impl Time {
             .unwrap_or_default();
         Time(d.as_millis() as u64)
     }
-    /// RFC 3339 UTC with milliseconds, as every JSON time in the contract.
+    /// RFC 3339 UTC with milliseconds, as every JSON time in the contract. Total: a time past
+    /// [`Time::MAX`] (which no checked input yields) reads `out of range (N ms after 1970)`
+    /// instead of panicking, as humantime's formatter would.
     pub fn to_rfc3339(self) -> String {
+        if self > Time::MAX {
+            return format!("out of range ({} ms after 1970)", self.0);
+        }
         let t = std::time::UNIX_EPOCH + Duration::from_millis(self.0);
         humantime::format_rfc3339_millis(t).to_string()
     }
@@ -99,8 +129,10 @@ impl Time {
 
 impl std::ops::Add<Duration> for Time {
     type Output = Time;
+    /// Saturating: a sum past `u64::MAX` milliseconds is `u64::MAX` (and renders as out of range).
     fn add(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(d.as_millis() as u64))
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Time(self.0.saturating_add(ms))
     }
 }
 

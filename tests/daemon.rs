@@ -1648,6 +1648,171 @@ async fn a_replayed_datagram_is_ignored() {
     assert_eq!(counter(&s, "dropped_auth"), 0, "{s}");
 }
 
+/// An `Ack` from `name` carrying its own state: `entries` as versions 1, 2, ...
+fn state_from(name: &str, addr: SocketAddr, entries: &[(String, String)]) -> Vec<u8> {
+    use nbwatch::types::{Incarnation, Time, Version};
+    use nbwatch::wire::{Beat, Envelope, KvEntry, Message, NodeDelta};
+    let beat = Beat::at(Time::wall_now());
+    let entries: Vec<KvEntry> = entries
+        .iter()
+        .zip(1..)
+        .map(|((key, value), v)| KvEntry {
+            key: key.clone(),
+            version: Version(v),
+            value: Some(value.clone()),
+        })
+        .collect();
+    let delta = NodeDelta {
+        node: name.into(),
+        incarnation: Incarnation(1),
+        addr,
+        beat,
+        from: Version(0),
+        to: Version(entries.len() as u64),
+        entries,
+    };
+    nbwatch::wire::encode(&Envelope {
+        from: name.into(),
+        incarnation: Incarnation(1),
+        beat,
+        msg: Message::Ack {
+            deltas: vec![delta],
+        },
+    })
+    .expect("encode")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_future_times_are_refused_from_the_cli_the_api_and_gossip_and_break_no_reader() {
+    let mut cluster = Cluster::new();
+    let key = nbwatch::secure::Key::generate().encode();
+    cluster.key = Some(key.clone());
+    cluster.start("n1", Vec::new()).await;
+    let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
+    let (api_s, tok) = (api.to_string(), cluster.nodes[0].token_file());
+
+    // From the CLI and the API: refused, saying what and the limit.
+    let out = client(
+        &[
+            "silence",
+            "n1",
+            "--for",
+            "9000y",
+            "--api",
+            &api_s,
+            "--token-file",
+            &tok,
+        ],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("\"9000y\" is longer than 100y"),
+        "{out:?}"
+    );
+    let token = std::fs::read_to_string(&tok).expect("token");
+    let body = serde_json::json!({"value": "3", "ttl": "8000y"});
+    let refused =
+        nbwatch::cli::client::post_json(api, "/api/v1/kv/k", &body, Some(token.trim()), HTTP)
+            .await
+            .expect_err("a TTL of 8000y is refused");
+    assert_eq!(
+        refused.api_message().as_deref(),
+        Some("ttl: \"8000y\" is longer than 100y, the longest duration nbwatch accepts"),
+        "{refused}"
+    );
+    let body = serde_json::json!({"target": "n1", "for": "9000y"});
+    let refused =
+        nbwatch::cli::client::post_json(api, "/api/v1/silences", &body, Some(token.trim()), HTTP)
+            .await
+            .expect_err("a silence of 9000y is refused");
+    assert!(
+        refused.to_string().contains("longer than 100y"),
+        "{refused}"
+    );
+
+    // From gossip: a key holder announces far-future times in every kind of timed value.
+    let far = u64::MAX / 2;
+    let entries: Vec<(String, String)> = vec![
+        (
+            "silence.n1".into(),
+            format!(r#"{{"until":{far},"reason":"forever"}}"#),
+        ),
+        ("app.k".into(), format!(r#"{{"v":"3","t":1,"x":{far}}}"#)),
+        ("app.t".into(), format!(r#"{{"v":"4","t":{far}}}"#)),
+        (
+            "alert.node_down:n1:1".into(),
+            format!(r#"{{"st":"sent","at":{far}}}"#),
+        ),
+        (
+            "svc.db".into(),
+            format!(r#"{{"tree":"t","state":"running","since":{far}}}"#),
+        ),
+        (format!("alerttest.{far}"), "1".into()),
+        ("app.fine".into(), r#"{"v":"5","t":1}"#.into()),
+    ];
+    let ghost = test_gate(&key, "ghost");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let from = socket.local_addr().expect("address");
+    let datagram = ghost.seal_datagram(&state_from("ghost", from, &entries));
+    socket.send_to(&datagram, gossip).await.expect("send");
+    wait_for("n1 has ghost's state", DEADLINE, async || {
+        match get_json(api, "/api/v1/kv/fine", HTTP).await {
+            Ok(v) if v[0]["node"] == "ghost" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let log = cluster.nodes[0].stderr_text();
+    for key in [
+        "silence.n1",
+        "app.k",
+        "app.t",
+        "alert.node_down:n1:1",
+        "svc.db",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("refused a gossiped value") && l.contains(key)),
+            "{key} not refused: {log}"
+        );
+    }
+
+    // Every reader still answers, and none shows a refused value.
+    for path in [
+        "/api/v1/overview",
+        "/api/v1/silences",
+        "/api/v1/members",
+        "/api/v1/alerts",
+        "/api/v1/services?all=true",
+        "/api/v1/kv",
+    ] {
+        let answer = get_json(api, path, HTTP).await;
+        assert!(answer.is_ok(), "{path} does not answer: {answer:?}");
+        let shown = format!("{answer:?}");
+        assert!(
+            !shown.contains("forever") && !shown.contains("out of range"),
+            "{path}: {shown}"
+        );
+    }
+    let page = client(&["status", "--api", &api_s], &[]).await;
+    assert!(page.status.success(), "{page:?}");
+    let silences = client(&["silences", "--json", "--api", &api_s], &[]).await;
+    assert!(silences.status.success(), "{silences:?}");
+    assert!(!text(&silences.stdout).contains("forever"), "{silences:?}");
+    let got = client(&["get", "k", "--api", &api_s], &[]).await;
+    assert_eq!(got.status.code(), Some(1), "{got:?}");
+    assert!(
+        text(&got.stderr).contains("no host publishes \"k\""),
+        "{got:?}"
+    );
+    let dashboard = client(&["status", "--json", "--api", &api_s], &[]).await;
+    assert!(dashboard.status.success(), "{dashboard:?}");
+}
+
 /// Kinds of hostile datagram, each a few thousand times over.
 fn hostile(
     i: u64,
@@ -2048,7 +2213,14 @@ impl SmallDisk {
     fn mount(dir: &Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(dir).expect("mount point");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "nbwatch-test"])
+            // A tmpfs root is 1777 unless told: a data dir others can write is refused.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0750"),
+                "nbwatch-test",
+            ])
             .arg(dir)
             .output()
             .expect("run mount");
@@ -3065,4 +3237,141 @@ async fn slow_connections_to_the_api_are_closed_after_five_seconds_and_others_ar
         closed >= Duration::from_millis(4_900) && closed < DEADLINE,
         "closed after {closed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_and_run_refuse_the_same_configs_with_the_same_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let base = format!(
+        "[node]\nname = \"n1\"\ndata_dir = {}\n",
+        toml::Value::String(data.to_string_lossy().into_owned())
+    );
+    let loopback = "[gossip]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
+    let cases = [
+        (
+            "[gossip]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"0.0.0.0:0\"\n",
+            "api.listen",
+        ),
+        (
+            "[gossip]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"[::ffff:10.1.2.3]:0\"\n",
+            "api.listen",
+        ),
+        (
+            &format!("{loopback}[metrics]\ninterval = \"1ms\"\n"),
+            "metrics.interval",
+        ),
+        (
+            "[gossip]\nlisten = \"127.0.0.1:0\"\ninterval = \"1ns\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+            "gossip.interval",
+        ),
+        (
+            &format!("{loopback}[store]\nraw_retention = \"0s\"\n"),
+            "store.raw_retention",
+        ),
+        (
+            &format!("{loopback}[supervision]\nlog_keep = 4000000000\n"),
+            "supervision.log_keep",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&file, format!("{base}{text}")).expect("write");
+        let file = file.to_string_lossy().to_string();
+        let checked = client(&["check-config", "--config", &file], &[]).await;
+        let ran = client(&["run", "--config", &file], &[]).await;
+        assert_eq!(checked.status.code(), Some(1), "{text}: {checked:?}");
+        assert_eq!(ran.status.code(), Some(1), "{text}: {ran:?}");
+        let said = format!("{file}: {key}: ");
+        let line = |out: &std::process::Output| {
+            text_of_line(&out.stderr, &said).unwrap_or_else(|| panic!("{said}…: {out:?}"))
+        };
+        assert_eq!(line(&checked), line(&ran), "{text}");
+    }
+    // An IPv4-mapped loopback address is loopback to both.
+    let file = dir.path().join("mapped.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{base}[gossip]\nlisten = \"[::ffff:127.0.0.1]:0\"\n[api]\nlisten = \"[::ffff:127.0.0.1]:0\"\n"
+        ),
+    )
+    .expect("write");
+    let file = file.to_string_lossy().to_string();
+    let checked = client(&["check-config", "--config", &file], &[]).await;
+    assert!(checked.status.success(), "{checked:?}");
+}
+
+/// The first line of `bytes` that starts with `prefix`.
+fn text_of_line(bytes: &[u8], prefix: &str) -> Option<String> {
+    text(bytes)
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_or_key_file_others_could_have_prepared_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("cluster.key");
+    let quote = |p: &Path| toml::Value::String(p.to_string_lossy().into_owned()).to_string();
+    let config = dir.path().join("n1.toml");
+    let write_config = |key_file: bool| {
+        let key_line = if key_file {
+            format!("key_file = {}\n", quote(&key))
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"n1\"\ndata_dir = {}\n[gossip]\nlisten = \"127.0.0.1:0\"\n\
+                 {key_line}[api]\nlisten = \"127.0.0.1:0\"\n",
+                quote(&data)
+            ),
+        )
+        .expect("write the config");
+    };
+    let path = config.to_string_lossy().to_string();
+
+    // A data dir made in advance, writable by everyone, with a token planted in it.
+    write_config(false);
+    std::fs::create_dir(&data).expect("mkdir");
+    chmod(&data, 0o777);
+    std::fs::write(data.join("api.token"), "planted\n").expect("plant");
+    let ran = client(&["run", "--config", &path], &[]).await;
+    assert_eq!(ran.status.code(), Some(1), "{ran:?}");
+    let said = format!("{} has mode 0777", data.display());
+    assert!(text(&ran.stderr).contains(&said), "{ran:?}");
+    chmod(&data, 0o750);
+    chmod(&data.join("api.token"), 0o666);
+    let ran = client(&["run", "--config", &path], &[]).await;
+    assert_eq!(ran.status.code(), Some(1), "{ran:?}");
+    let said = format!("{} has mode 0666", data.join("api.token").display());
+    assert!(text(&ran.stderr).contains(&said), "{ran:?}");
+
+    // A key file others can read: refused by check-config and run alike, naming it and its mode.
+    std::fs::remove_file(data.join("api.token")).expect("rm");
+    write_config(true);
+    std::fs::write(
+        &key,
+        format!("{}\n", nbwatch::secure::Key::generate().encode()),
+    )
+    .expect("key");
+    chmod(&key, 0o644);
+    let said = format!("{} has mode 0644", key.display());
+    let checked = client(&["check-config", "--config", &path], &[]).await;
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    assert!(text(&checked.stderr).contains(&said), "{checked:?}");
+    let ran = client(&["run", "--config", &path], &[]).await;
+    assert_eq!(ran.status.code(), Some(1), "{ran:?}");
+    assert!(text(&ran.stderr).contains(&said), "{ran:?}");
+    chmod(&key, 0o600);
+    let checked = client(&["check-config", "--config", &path], &[]).await;
+    assert!(checked.status.success(), "{checked:?}");
 }

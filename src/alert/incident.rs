@@ -22,6 +22,7 @@
 
 use super::log::Log;
 use crate::gossip::{MemberView, Status};
+use crate::keys::alert::SilenceValue;
 use crate::keys::alert::Stage;
 use crate::keys::{SILENCE_PREFIX, TEST_PREFIX};
 use crate::secure::directive::Trust;
@@ -423,6 +424,7 @@ fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
             let Some(at) = key
                 .strip_prefix(TEST_PREFIX)
                 .and_then(|t| t.parse::<u64>().ok())
+                .filter(|at| Time::checked(*at).is_ok())
             else {
                 continue;
             };
@@ -457,7 +459,12 @@ pub struct Silence {
 
 impl Silence {
     pub fn value(&self) -> String {
-        json!({ "until": self.until.0, "reason": self.reason, "seal": self.seal }).to_string()
+        SilenceValue {
+            until: self.until,
+            reason: self.reason.clone(),
+            seal: self.seal.clone(),
+        }
+        .encode()
     }
 
     /// What its seal covers: the gossip key, then this content.
@@ -509,24 +516,15 @@ pub fn silences(view: &[MemberView], trust: &Trust) -> Vec<Silence> {
             let Some(target) = k.strip_prefix(SILENCE_PREFIX) else {
                 continue;
             };
-            let Ok(value) = serde_json::from_str::<Value>(v) else {
-                continue;
-            };
-            let Some(until) = value.get("until").and_then(Value::as_u64) else {
+            let Ok(value) = SilenceValue::parse(v) else {
                 continue;
             };
             let silence = Silence {
                 target: target.to_string(),
                 by: m.name.clone(),
-                until: Time(until),
-                reason: value
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                seal: value
-                    .get("seal")
-                    .and_then(|s| serde_json::from_value(s.clone()).ok()),
+                until: value.until,
+                reason: value.reason,
+                seal: value.seal,
             };
             let content = silence.content();
             let directive = silence.directive(&trust.cluster, k, &content);

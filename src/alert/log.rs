@@ -44,7 +44,7 @@ pub fn entry_value(stage: Stage, at: Time, sinks: &[SinkResult], alert: Option<&
 }
 
 fn parse_entry(m: &MemberView, value: &str) -> Option<Entry> {
-    let e = AlertEntry::parse(value)?;
+    let e = AlertEntry::parse(value).ok()?;
     Some(Entry {
         by: m.name.clone(),
         stage: e.stage,

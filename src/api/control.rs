@@ -50,9 +50,8 @@ pub(super) async fn remote_command(
     }
     let timeout = match params.get("timeout") {
         None => REMOTE_TIMEOUT,
-        Some(t) => humantime::parse_duration(t).map_err(|e| {
-            ApiError::BadRequest(format!("timeout: \"{t}\" is not a duration ({e})"))
-        })?,
+        Some(t) => crate::types::duration::parse(t)
+            .map_err(|e| ApiError::BadRequest(format!("timeout: {e}")))?,
     };
     if node == ctx.name.as_str() {
         return super::routes::local_command(&ctx, service, &action).await;
@@ -203,18 +202,18 @@ pub(super) async fn kv_put(
             "the body must be {\"value\": \"...\"} (and optionally \"ttl\": \"30s\")".into(),
         ));
     };
-    let ttl =
-        match body.get("ttl") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(t)) => Some(humantime::parse_duration(t).map_err(|e| {
-                ApiError::BadRequest(format!("ttl: \"{t}\" is not a duration ({e})"))
-            })?),
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "ttl: {other} is not a duration like \"30s\""
-                )));
-            }
-        };
+    let ttl = match body.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(
+            crate::types::duration::parse(t)
+                .map_err(|e| ApiError::BadRequest(format!("ttl: {e}")))?,
+        ),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "ttl: {other} is not a duration like \"30s\""
+            )));
+        }
+    };
     let now = ctx.clock.now();
     let (gossip_key, stored) =
         appdata::encode(&key, value, ttl, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -43,11 +43,8 @@ fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<()
 
 /// `since=DUR` (humantime, "2h") as the time that long before `now`.
 pub fn parse_since(text: &str, now: Time) -> Result<Time, ApiError> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "since: \"{text}\" is not a duration ({e}); write it like 30s, 15m, 2h or 7d"
-        ))
-    })?;
+    let d = crate::types::duration::parse(text)
+        .map_err(|e| ApiError::BadRequest(format!("since: {e}")))?;
     Ok(Time::from_millis(
         now.as_millis().saturating_sub(d.as_millis() as u64),
     ))
@@ -158,15 +155,13 @@ pub(super) async fn history(
     };
     let step = params
         .get("step")
-        .map(|text| match humantime::parse_duration(text.trim()) {
+        .map(|text| match crate::types::duration::parse(text) {
             Ok(step) if step >= MIN_STEP => Ok(step),
             Ok(_) => Err(ApiError::BadRequest(format!(
                 "step: \"{text}\" is shorter than {}",
                 humantime::format_duration(MIN_STEP)
             ))),
-            Err(e) => Err(ApiError::BadRequest(format!(
-                "step: \"{text}\" is not a duration ({e}); write it like 10s, 5m or 1h"
-            ))),
+            Err(e) => Err(ApiError::BadRequest(format!("step: {e}"))),
         })
         .transpose()?;
     let metric = params.get("metric").cloned();

@@ -254,11 +254,8 @@ async fn silence(State(ctx): State<Ctx>, axum::Json(body): axum::Json<Value>) ->
         )));
     }
     let duration = body.get("for").and_then(Value::as_str).unwrap_or("");
-    let duration = humantime::parse_duration(duration).map_err(|e| {
-        ApiError::Failed(format!(
-            "\"for\": {duration:?} is not a duration like \"2h\" ({e})"
-        ))
-    })?;
+    let duration = crate::types::duration::parse(duration)
+        .map_err(|e| ApiError::Failed(format!("\"for\": {e}")))?;
     let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
     let now = ctx.clock.now();
     let mut silence = Silence {

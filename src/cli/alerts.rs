@@ -105,9 +105,10 @@ pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
 pub async fn silence(
     client: &Client,
     target: &str,
-    duration: &str,
+    duration: Duration,
     reason: &str,
 ) -> anyhow::Result<ExitCode> {
+    let duration = format!("{}ms", duration.as_millis());
     let body = serde_json::json!({ "target": target, "for": duration, "reason": reason });
     let answer = client
         .post("/api/v1/silences", &body)

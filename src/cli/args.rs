@@ -4,7 +4,7 @@
 //! them only with a migration note. Types here carry no `///` comment of their own where clap
 //! would turn it into help text.
 
-use super::query::parse_duration;
+use crate::types::duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,21 +88,21 @@ pub enum Command {
         /// SERVICE, or NODE:SERVICE for a service of another node.
         service: String,
         /// How long to wait for another node's answer.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        #[arg(long, value_parser = duration::parse, default_value = "60s")]
         timeout: Duration,
     },
     /// Stop a service, here or on NODE; no strategy restarts it until it is started again.
     Stop {
         /// SERVICE, or NODE:SERVICE.
         service: String,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        #[arg(long, value_parser = duration::parse, default_value = "60s")]
         timeout: Duration,
     },
     /// Start a service that was stopped (or whose tree failed), here or on NODE.
     Start {
         /// SERVICE, or NODE:SERVICE.
         service: String,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        #[arg(long, value_parser = duration::parse, default_value = "60s")]
         timeout: Duration,
     },
     /// Publish a value from this host for every host to read (application data).
@@ -110,7 +110,7 @@ pub enum Command {
         key: String,
         value: String,
         /// Expire the value everywhere after this long.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = duration::parse)]
         ttl: Option<Duration>,
     },
     /// Every host's value of KEY.
@@ -133,7 +133,7 @@ pub enum Command {
     /// Recorded events of the cluster, oldest first (from this host's history).
     Events {
         /// Only events of the last DUR (e.g. 30m, 2h, 7d).
-        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", value_parser = duration::parse)]
         since: Option<Duration>,
         /// Only events about this node.
         #[arg(long, value_name = "NAME")]
@@ -153,7 +153,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         metric: Option<String>,
         /// Samples of the last DUR (e.g. 30m, 24h, 30d); default 1h.
-        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", value_parser = duration::parse)]
         since: Option<Duration>,
         /// Print the JSON array as the API returns it.
         #[arg(long)]
@@ -170,9 +170,9 @@ pub enum Command {
     /// Silence alerts about a node (NODE) or one service (NODE:SERVICE) for a while.
     Silence {
         target: String,
-        /// How long, e.g. 2h or 30m.
-        #[arg(long = "for", value_name = "DUR")]
-        duration: String,
+        /// How long, e.g. 2h or 30m (at most 100y).
+        #[arg(long = "for", value_name = "DUR", value_parser = duration::parse)]
+        duration: Duration,
         #[arg(long, default_value = "")]
         reason: String,
     },

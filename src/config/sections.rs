@@ -122,6 +122,14 @@ pub(super) fn build(
     let supervision = supervision(&mut w, &sections, base.as_deref());
     let store = store(&mut w, &sections);
     let alerts = alerts(&mut w, &sections, base.as_deref());
+    // After the sections: whether a listen address may be used depends on other keys.
+    for e in super::exposure::exposure(&api) {
+        let (section, key) = e.key().split_once('.').unwrap_or(("", e.key()));
+        match sections.value(section, key) {
+            Some(v) => w.problem(v, e.key(), ProblemKind::BadValue, e.to_string()),
+            None => w.report(e.key(), ProblemKind::BadValue, e.to_string()),
+        }
+    }
 
     match name {
         Some(name) if w.problems.is_empty() => Ok(Config {
@@ -243,10 +251,14 @@ fn node(w: &mut Walker, s: &Sections<'_>) -> NodeConfig {
 
 fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig {
     let d = GossipConfig::default();
-    let interval = read(w, s, "gossip", "interval", d.interval, |w, v, key| {
-        let interval = w.duration(v, key)?;
-        w.more_than_zero(v, key, interval)
-    });
+    let interval = read(
+        w,
+        s,
+        "gossip",
+        "interval",
+        d.interval,
+        Walker::bounded_duration,
+    );
     let key_file = read(w, s, "gossip", "key_file", None, |w, v, key| {
         let path = optional(w, v, key, Walker::path)?;
         Some(path.map(|p| beside_file(p, v, base)))
@@ -311,7 +323,14 @@ pub(super) fn beside_file(path: PathBuf, v: &Value, base: Option<&Path>) -> Path
 fn metrics(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> MetricsConfig {
     let d = MetricsConfig::default();
     MetricsConfig {
-        interval: read(w, s, "metrics", "interval", d.interval, Walker::duration),
+        interval: read(
+            w,
+            s,
+            "metrics",
+            "interval",
+            d.interval,
+            Walker::bounded_duration,
+        ),
         probes: folder(w, s, ("metrics", "probes"), &d.probes, base),
     }
 }
@@ -385,9 +404,16 @@ fn supervision(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> Supervi
             "supervision",
             "log_max_bytes",
             d.log_max_bytes,
-            Walker::u32,
+            Walker::bounded_u32,
         ),
-        log_keep: read(w, s, "supervision", "log_keep", d.log_keep, Walker::u32),
+        log_keep: read(
+            w,
+            s,
+            "supervision",
+            "log_keep",
+            d.log_keep,
+            Walker::bounded_u32,
+        ),
     }
 }
 
@@ -418,7 +444,7 @@ fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
             "store",
             "raw_retention",
             d.raw_retention,
-            Walker::duration,
+            Walker::bounded_duration,
         ),
         rollup_retention: read(
             w,
@@ -426,9 +452,16 @@ fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
             "store",
             "rollup_retention",
             d.rollup_retention,
-            Walker::duration,
+            Walker::bounded_duration,
         ),
-        backfill: read(w, s, "store", "backfill", d.backfill, Walker::duration),
+        backfill: read(
+            w,
+            s,
+            "store",
+            "backfill",
+            d.backfill,
+            Walker::bounded_duration,
+        ),
     }
 }
 
@@ -441,7 +474,7 @@ fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig
             "alerts",
             "flap_threshold",
             d.flap_threshold,
-            Walker::u32,
+            Walker::bounded_u32,
         ),
         flap_window: read(
             w,
@@ -449,9 +482,9 @@ fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig
             "alerts",
             "flap_window",
             d.flap_window,
-            Walker::duration,
+            Walker::bounded_duration,
         ),
-        repeat: read(w, s, "alerts", "repeat", d.repeat, Walker::duration),
+        repeat: read(w, s, "alerts", "repeat", d.repeat, Walker::bounded_duration),
         sinks: read(w, s, "alerts", "sinks", d.sinks, |w, v, k| {
             sinks::sinks(w, v, k, base)
         }),

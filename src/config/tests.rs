@@ -833,3 +833,93 @@ fn api_allowed_hosts_are_bare_lower_case_names_and_a_bad_one_is_named_by_index()
         ["a.lan", "b.lan"]
     );
 }
+
+#[test]
+fn every_duration_and_count_key_has_a_floor_and_a_ceiling_named_with_file_and_key() {
+    // (section, key, a value refused, a value accepted at the bound)
+    let table: [(&str, &str, &str, &str); 17] = [
+        ("gossip", "interval", "\"1ns\"", "\"10ms\""),
+        ("gossip", "interval", "\"2m\"", "\"1m\""),
+        ("gossip", "interval", "\"0s\"", "\"1s\""),
+        ("metrics", "interval", "\"1ms\"", "\"1s\""),
+        ("metrics", "interval", "\"2d\"", "\"0s\""),
+        ("store", "raw_retention", "\"0s\"", "\"1h\""),
+        ("store", "rollup_retention", "\"59m\"", "\"100y\""),
+        ("store", "rollup_retention", "\"9000y\"", "\"365d\""),
+        ("store", "backfill", "\"1s\"", "\"0s\""),
+        ("store", "backfill", "\"400d\"", "\"366d\""),
+        ("alerts", "flap_window", "\"1s\"", "\"10s\""),
+        ("alerts", "repeat", "\"1s\"", "\"0s\""),
+        ("alerts", "repeat", "\"31d\"", "\"1m\""),
+        ("alerts", "flap_threshold", "1", "0"),
+        ("alerts", "flap_threshold", "1001", "2"),
+        ("supervision", "log_keep", "1000000", "100"),
+        ("supervision", "log_max_bytes", "100", "4096"),
+    ];
+    for (section, key, refused, accepted) in table {
+        let (file, result) = load_text(&format!("[{section}]\n{key} = {refused}\n"), &[]);
+        let p = only_problem(result);
+        let full = format!("{section}.{key}");
+        assert_eq!(
+            (p.key.as_str(), p.kind),
+            (full.as_str(), ProblemKind::BadValue)
+        );
+        let shown = p.to_string();
+        let path = file.path().display().to_string();
+        assert!(
+            shown.starts_with(&format!("{path}: {full}: ")) && shown.contains("out of range")
+                || shown.contains("longer than 100y"),
+            "{shown}"
+        );
+        let (_, result) = load_text(&format!("[{section}]\n{key} = {accepted}\n"), &[]);
+        assert!(result.is_ok(), "{full} = {accepted}: {result:?}");
+    }
+    // From the environment the variable is named instead.
+    let (_, result) = load_text("", &[("NBWATCH_METRICS__INTERVAL", "1ms")]);
+    let p = only_problem(result);
+    assert_eq!(p.file, ENVIRONMENT);
+    assert!(
+        p.message.contains("from 1s to 1day") && p.message.contains("NBWATCH_METRICS__INTERVAL"),
+        "{p}"
+    );
+    // Every bound in the table is one a user can write and is ordered.
+    for b in bounds::DURATIONS {
+        assert!(
+            b.min <= b.max && b.max <= crate::types::duration::MAX,
+            "{b:?}"
+        );
+    }
+}
+
+#[test]
+fn an_exposed_api_is_a_problem_of_the_config_itself_and_gossip_on_any_address_is_sealed() {
+    for (text, key) in [
+        ("[api]\nlisten = \"0.0.0.0:7711\"\n", "api.listen"),
+        ("[api]\nlisten = \"[::]:7711\"\n", "api.listen"),
+        ("[api]\nlisten = \"[::ffff:10.0.0.1]:7711\"\n", "api.listen"),
+    ] {
+        let (_, result) = load_text(text, &[]);
+        let p = only_problem(result);
+        assert_eq!(
+            (p.key.as_str(), p.kind),
+            (key, ProblemKind::BadValue),
+            "{text}"
+        );
+        assert!(p.message.contains("insecure = true"), "{p}");
+    }
+    // Loopback in every spelling, or asked for: accepted.
+    for text in [
+        "[api]\nlisten = \"[::ffff:127.0.0.1]:7711\"\n[gossip]\nlisten = \"[::ffff:127.0.0.1]:7710\"\n",
+        "[api]\nlisten = \"[::1]:7711\"\n[gossip]\nlisten = \"127.0.0.2:7710\"\n",
+        "[api]\nlisten = \"0.0.0.0:7711\"\ninsecure = true\n",
+        "[gossip]\nlisten = \"0.0.0.0:7710\"\ninsecure = true\n",
+        "[gossip]\nlisten = \"0.0.0.0:7710\"\nkey_file = \"k\"\n",
+        // No key file: the node seals with the key it makes in its data dir.
+        "[gossip]\nlisten = \"0.0.0.0:7710\"\n",
+    ] {
+        let (_, result) = load_text(text, &[]);
+        assert!(result.is_ok(), "{text}: {result:?}");
+    }
+    let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+    assert!(exposure::is_loopback(mapped));
+}

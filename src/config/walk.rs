@@ -9,6 +9,7 @@
 
 use super::schema;
 use super::{DEFAULTS, ENVIRONMENT, Problem, ProblemKind};
+use crate::types::duration::DurationError;
 use config::{Map, Value, ValueKind};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -293,11 +294,15 @@ impl Walker {
             self.wrong_type(v, key, expected);
             return None;
         };
-        match humantime::parse_duration(s.trim()) {
+        match crate::types::duration::parse(s) {
             Ok(d) => Some(d),
-            Err(e) => {
-                let message = format!("bad duration \"{s}\" ({e}); expected {form}");
+            Err(DurationError::Unparsable { reason, .. }) => {
+                let message = format!("bad duration \"{s}\" ({reason}); expected {form}");
                 self.problem(v, key, ProblemKind::BadDuration, message);
+                None
+            }
+            Err(e @ DurationError::TooLong { .. }) => {
+                self.problem(v, key, ProblemKind::BadValue, e.to_string());
                 None
             }
         }

@@ -9,9 +9,9 @@
 //! deletes its own when they expire (the control actor does that every tick).
 
 use crate::gossip::MemberView;
+use crate::keys::control::Stored;
 use crate::keys::{APP_PREFIX, with_prefix};
 use crate::types::Time;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The longest KEY, in bytes.
@@ -33,19 +33,11 @@ pub enum AppDataError {
     ValueTooLong(usize),
     #[error("the TTL must be more than zero")]
     ZeroTtl,
-}
-
-/// What travels in the gossip value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stored {
-    #[serde(rename = "v")]
-    pub value: String,
-    /// When it was published (ms since the epoch, the publisher's clock).
-    #[serde(rename = "t")]
-    pub at: u64,
-    /// When it expires (ms since the epoch, the publisher's clock); absent: never.
-    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<u64>,
+    #[error(
+        "the TTL is longer than {}, the longest duration nbwatch accepts",
+        crate::types::duration::MAX_TEXT
+    )]
+    LongTtl,
 }
 
 /// One value as `get` and `subscribe` show it.
@@ -93,10 +85,13 @@ pub fn encode(
     if ttl == Some(Duration::ZERO) {
         return Err(AppDataError::ZeroTtl);
     }
+    if ttl.is_some_and(|t| t > crate::types::duration::MAX) {
+        return Err(AppDataError::LongTtl);
+    }
     let stored = Stored {
         value: value.to_string(),
         at: now.as_millis(),
-        expires: ttl.map(|t| now.as_millis().saturating_add(t.as_millis() as u64)),
+        expires: ttl.map(|t| (now + t).as_millis()),
     };
     let json = serde_json::to_string(&stored).expect("a string and numbers serialize");
     Ok((format!("{APP_PREFIX}{key}"), json))
@@ -110,7 +105,7 @@ pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
     for view in views {
         for (rest, raw) in with_prefix(&view.kv, &full) {
             let key = format!("{prefix}{rest}");
-            let Ok(stored) = serde_json::from_str::<Stored>(raw) else {
+            let Ok(stored) = Stored::parse(raw) else {
                 continue;
             };
             if stored.expires.is_some_and(|x| x <= now.as_millis()) {
@@ -133,7 +128,7 @@ pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
 pub fn expired(me: &MemberView, now: Time) -> Vec<String> {
     with_prefix(&me.kv, APP_PREFIX)
         .filter(|(_, raw)| {
-            serde_json::from_str::<Stored>(raw)
+            Stored::parse(raw)
                 .ok()
                 .and_then(|s| s.expires)
                 .is_some_and(|x| x <= now.as_millis())

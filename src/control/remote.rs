@@ -71,7 +71,7 @@ pub fn encode_answer(id: &str, answer: &Answer) -> (String, String) {
 /// The answer to command `id` in `target`'s state, if there is one yet.
 pub fn answer_of(target: &MemberView, id: &str) -> Option<Answer> {
     let raw = target.kv.get(&format!("{RESULT_PREFIX}{id}"))?;
-    serde_json::from_str(raw).ok()
+    Answer::parse(raw).ok()
 }
 
 /// The commands addressed to `me` in the live members' states that it has not answered and
@@ -86,7 +86,7 @@ pub fn pending(
     let mut out = Vec::new();
     for view in views.iter().filter(|v| crate::election::is_live(v)) {
         for (id, raw) in with_prefix(&view.kv, COMMAND_PREFIX) {
-            let Ok(cmd) = serde_json::from_str::<RemoteCommand>(raw) else {
+            let Ok(cmd) = RemoteCommand::parse(raw) else {
                 continue;
             };
             if cmd.to != me.name.as_str()
@@ -115,7 +115,7 @@ pub fn pending(
 pub fn old_answers(me: &MemberView, now: Time) -> Vec<String> {
     with_prefix(&me.kv, RESULT_PREFIX)
         .filter(|(_, raw)| {
-            serde_json::from_str::<Answer>(raw)
+            Answer::parse(raw)
                 .map(|a| now.as_millis().saturating_sub(a.at) > RESULT_KEEP.as_millis() as u64)
                 .unwrap_or(true)
         })
@@ -128,7 +128,7 @@ pub fn old_answers(me: &MemberView, now: Time) -> Vec<String> {
 pub fn old_commands(me: &MemberView, now: Time) -> Vec<String> {
     with_prefix(&me.kv, COMMAND_PREFIX)
         .filter(|(_, raw)| {
-            serde_json::from_str::<RemoteCommand>(raw)
+            RemoteCommand::parse(raw)
                 .map(|c| now.as_millis().saturating_sub(c.at) > 2 * MAX_AGE.as_millis() as u64)
                 .unwrap_or(true)
         })

@@ -2,8 +2,22 @@
 //! answer (`res.<id>`) and a node's declaration of a placed tree (`tree.<name>`), each one
 //! serde type read and written only through here.
 
-use super::Run;
+use super::{Run, ValueError, time};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// `raw` as a `T`, its time (`at(&T)`, named `field`) checked.
+fn parse_timed<T: DeserializeOwned>(
+    raw: &str,
+    field: &'static str,
+    at: impl Fn(&T) -> Vec<u64>,
+) -> Result<T, ValueError> {
+    let value: T = serde_json::from_str(raw).map_err(|e| ValueError::Malformed(e.to_string()))?;
+    for ms in at(&value) {
+        time(field, ms)?;
+    }
+    Ok(value)
+}
 
 /// A command as it travels in the issuer's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +39,13 @@ impl RemoteCommand {
     }
 }
 
+impl RemoteCommand {
+    /// An error for a value that is not a command, or whose `at` is out of range.
+    pub fn parse(raw: &str) -> Result<RemoteCommand, ValueError> {
+        parse_timed(raw, "at", |c: &RemoteCommand| vec![c.at])
+    }
+}
+
 /// The target's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
@@ -32,6 +53,36 @@ pub struct Answer {
     pub message: String,
     /// When it was answered (ms, the target's clock).
     pub at: u64,
+}
+
+impl Answer {
+    /// An error for a value that is not an answer, or whose `at` is out of range.
+    pub fn parse(raw: &str) -> Result<Answer, ValueError> {
+        parse_timed(raw, "at", |a: &Answer| vec![a.at])
+    }
+}
+
+/// An application value as it travels in the publisher's state (`app.<key>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    #[serde(rename = "v")]
+    pub value: String,
+    /// When it was published (ms since the epoch, the publisher's clock).
+    #[serde(rename = "t")]
+    pub at: u64,
+    /// When it expires (ms since the epoch, the publisher's clock); absent: never.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
+impl Stored {
+    /// An error for a value that is not an application value, or whose `t` or `x` is out of
+    /// range.
+    pub fn parse(raw: &str) -> Result<Stored, ValueError> {
+        parse_timed(raw, "t or x", |s: &Stored| {
+            std::iter::once(s.at).chain(s.expires).collect()
+        })
+    }
 }
 
 /// A node's `tree.<name>` value.

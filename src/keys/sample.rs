@@ -2,7 +2,7 @@
 //! origin time, the boot time (`sys.boot`), and a host probe's perfdata (`probe.<name>`).
 //! The host probe writes them; the history, the API and the CLI read them, all through here.
 
-use super::{BOOT_KEY, METRICS_KEY, PROBE_PREFIX};
+use super::{BOOT_KEY, METRICS_KEY, PROBE_PREFIX, ValueError, time};
 use crate::types::Time;
 use serde_json::{Map, Number, Value};
 
@@ -122,6 +122,15 @@ pub fn parse_sample(value: &str, received: Time) -> (Vec<(&'static str, f64)>, O
     (metrics, at)
 }
 
+/// The boot time of a `sys.boot` value (Unix seconds).
+pub fn parse_boot(value: &str) -> Result<Time, ValueError> {
+    let secs = value
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| ValueError::Malformed(e.to_string()))?;
+    time("boot time", secs.saturating_mul(1000))
+}
+
 /// The names of the metrics a `sys` announcement carries, in order.
 pub fn sample_metric_names() -> impl Iterator<Item = &'static str> {
     FLOAT_KEYS.iter().map(|(name, _)| *name)
@@ -138,8 +147,8 @@ pub fn metrics_from_kv<'a>(
     let mut out = Map::new();
     for (key, value) in kv {
         if key == BOOT_KEY {
-            if let Ok(boot) = value.trim().parse::<u64>() {
-                let uptime = (now.as_millis() / 1000).saturating_sub(boot);
+            if let Ok(boot) = parse_boot(value) {
+                let uptime = now.since(boot).as_secs();
                 out.insert("uptime_s".to_string(), Value::from(uptime));
             }
         } else if key == METRICS_KEY {

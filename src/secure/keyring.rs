@@ -167,6 +167,8 @@ pub enum KeyError {
     Invalid(String),
     #[error(transparent)]
     Format(#[from] crate::statefile::StateFileError),
+    #[error(transparent)]
+    Access(#[from] crate::statefile::access::AccessError),
 }
 
 /// The keys a node opens with; the first is the one it seals with.
@@ -218,23 +220,15 @@ impl Keyring {
         Ok(Keyring { keys })
     }
 
-    /// Reads the keyring file at `path`. A file that others than its owner can read is
-    /// accepted with a warning: refusing would take a cluster down over a chmod.
+    /// Reads the keyring file at `path`. A file that is not the daemon's user's own, or that
+    /// anyone else could read or write, is refused (`statefile::access`): a key others may
+    /// have read is no secret, and one others may have written is not the cluster's.
     pub fn load(path: &Path) -> Result<Keyring, KeyError> {
+        crate::statefile::access::check_secret(path)?;
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    key_file = %path.display(),
-                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                    "the key file can be read by others than its owner: chmod 600 it"
-                );
-            }
-        }
         Keyring::parse(path, &text)
     }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// The token's file name in `data_dir`.
-pub const TOKEN_FILE: &str = "api.token";
+pub const TOKEN_FILE: &str = crate::statefile::API_TOKEN;
 
 /// Where the token of the node with this data dir is.
 pub fn path(data_dir: &Path) -> PathBuf {

@@ -80,7 +80,7 @@ pub fn rows(recorded: &RecordedEvent, me: &NodeName, out: &mut Vec<Row>) {
 /// records every alert sent in the cluster, once per incident (its key is the incident id, the
 /// same as when the sender records its own send).
 pub fn alert_row(at: Time, by: &NodeName, id: &str, value: &str) -> Option<EventRow> {
-    let entry = AlertEntry::parse(value)?;
+    let entry = AlertEntry::parse(value).ok()?;
     if entry.stage != Stage::Sent {
         return None;
     }

@@ -13,11 +13,14 @@
 
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 /// The database's name inside `data_dir`.
-pub const FILE_NAME: &str = "history.db";
+pub const FILE_NAME: &str = crate::statefile::HISTORY;
+/// Its mode: the daemon's user reads and writes, the data dir's group reads.
+pub const HISTORY_MODE: u32 = 0o640;
 
 /// One script per schema version: `MIGRATIONS[i]` takes the file from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -88,6 +91,14 @@ pub fn open_writer(data_dir: &Path) -> Result<Connection, StoreError> {
     })?;
     let path = data_dir.join(FILE_NAME);
     let mut conn = Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
+    // The daemon's user writes, its group may read (SECURITY.md); SQLite gives the -wal and
+    // -shm files the database's mode.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(HISTORY_MODE)).map_err(
+        |source| StoreError::Mode {
+            path: path.clone(),
+            source,
+        },
+    )?;
     configure(&conn).map_err(|e| StoreError::open(&path, e))?;
     migrate(&mut conn).map_err(|e| match e {
         StoreError::Sqlite(e) => StoreError::open(&path, e),

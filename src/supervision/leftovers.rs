@@ -13,7 +13,7 @@ use super::process::INSTANCE_VAR;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const FILE: &str = "services.run";
+const FILE: &str = crate::statefile::SERVICES_RUN;
 
 /// This process's run id: `<pid>.<unix ms when first asked>`.
 pub fn run_id() -> &'static str {

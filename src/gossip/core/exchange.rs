@@ -423,7 +423,7 @@ impl Core {
             return;
         };
         let old_beat = m.state.beat;
-        let applied = m.state.apply(d);
+        let applied = m.state.apply(&refuse_out_of_range(d));
         if m.state.beat > old_beat {
             m.state.beat = old_beat;
             self.see_beat(now, &d.node, d.beat, false, out);
@@ -508,4 +508,25 @@ impl Core {
         }
         self.note_news(now, Some(&name));
     }
+}
+
+/// `d` without the values [`crate::keys::check`] refuses (a time no formatter can write, from
+/// a buggy or hostile key holder): each is logged and taken as a deletion, so the version
+/// still advances, an older value of the key does not linger, and no reader ever sees it.
+fn refuse_out_of_range(d: &NodeDelta) -> std::borrow::Cow<'_, NodeDelta> {
+    let refused = |e: &crate::wire::KvEntry| {
+        let value = e.value.as_deref()?;
+        crate::keys::check(&e.key, value).err()
+    };
+    if !d.entries.iter().any(|e| refused(e).is_some()) {
+        return std::borrow::Cow::Borrowed(d);
+    }
+    let mut d = d.clone();
+    for entry in &mut d.entries {
+        if let Some(error) = refused(entry) {
+            tracing::warn!(node = %d.node, key = %entry.key, %error, "refused a gossiped value");
+            entry.value = None;
+        }
+    }
+    std::borrow::Cow::Owned(d)
 }

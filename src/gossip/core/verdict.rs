@@ -216,10 +216,10 @@ pub(super) fn is_protocol_key(key: &str) -> bool {
 }
 
 pub(super) fn parse_sighting(value: &str) -> Option<Sighting> {
-    let (inc, heard) = value.split_once(':')?;
+    let (inc, _) = value.split_once(':')?;
     Some(Sighting {
         incarnation: Incarnation(inc.parse().ok()?),
-        last_heard: Time(heard.parse().ok()?),
+        last_heard: crate::keys::parse_sighting_time(value).ok()?,
     })
 }
 

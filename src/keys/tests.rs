@@ -1,0 +1,142 @@
+//! Every time-carrying value another node can gossip: its codec refuses a time no formatter
+//! can write, and whatever gets past the codecs (or is read without [`check`]) never panics a
+//! reader or a JSON renderer.
+
+use super::*;
+use crate::gossip::{MemberView, Status};
+use proptest::prelude::*;
+
+/// The key and value of each time-carrying kind of entry, with `ms` as its time.
+fn timed_entries(ms: u64) -> Vec<(String, String)> {
+    vec![
+        (
+            format!("{SILENCE_PREFIX}n1"),
+            format!(r#"{{"until":{ms},"reason":"r"}}"#),
+        ),
+        (
+            format!("{APP_PREFIX}k"),
+            format!(r#"{{"v":"3","t":1000,"x":{ms}}}"#),
+        ),
+        (format!("{APP_PREFIX}t"), format!(r#"{{"v":"3","t":{ms}}}"#)),
+        (
+            format!("{COMMAND_PREFIX}n2-1"),
+            format!(r#"{{"to":"n1","service":"s","action":"stop","at":{ms}}}"#),
+        ),
+        (
+            format!("{RESULT_PREFIX}n1-1"),
+            format!(r#"{{"ok":true,"message":"m","at":{ms}}}"#),
+        ),
+        (
+            format!("{ALERT_PREFIX}node_down:n1:1"),
+            format!(r#"{{"st":"sent","at":{ms},"summary":{{"summary":"s"}}}}"#),
+        ),
+        (
+            format!("{SERVICE_PREFIX}db"),
+            format!(r#"{{"tree":"t","state":"failed","restarts":1,"health":"ok","since":{ms}}}"#),
+        ),
+        (format!("{TEST_PREFIX}{ms}"), "1".to_string()),
+        (format!("{SUSPECT_PREFIX}n1"), format!("1:{ms}")),
+        (BOOT_KEY.to_string(), ms.div_ceil(1000).to_string()),
+    ]
+}
+
+/// The operator the readers below trust, so a silence reaches the renderers.
+static OPERATOR: std::sync::LazyLock<crate::secure::operator::OperatorKey> =
+    std::sync::LazyLock::new(crate::secure::operator::OperatorKey::generate);
+
+fn trust() -> crate::secure::directive::Trust {
+    crate::secure::directive::Trust {
+        cluster: "nbwatch".into(),
+        operators: vec![OPERATOR.id()],
+    }
+}
+
+/// `entries` from `issuer`, with its silence sealed by [`OPERATOR`]: an unsealed silence is
+/// never read past the seal check, and the readers should see the far-future time.
+fn sealed(issuer: &str, entries: Vec<(String, String)>) -> Vec<(String, String)> {
+    use crate::alert::incident::Silence;
+    entries
+        .into_iter()
+        .map(
+            |(key, value)| match crate::keys::alert::SilenceValue::parse(&value) {
+                Ok(v) if key.starts_with(SILENCE_PREFIX) => {
+                    let mut silence = Silence {
+                        target: key[SILENCE_PREFIX.len()..].to_string(),
+                        by: issuer.into(),
+                        until: v.until,
+                        reason: v.reason,
+                        seal: None,
+                    };
+                    let content = silence.content();
+                    let seal = OPERATOR.seal(&silence.directive("nbwatch", &key, &content), 1);
+                    silence.seal = Some(seal);
+                    (key, silence.value())
+                }
+                _ => (key, value),
+            },
+        )
+        .collect()
+}
+
+fn view(name: &str, kv: Vec<(String, String)>) -> MemberView {
+    crate::control::test_view(name, Status::Alive, kv)
+}
+
+#[test]
+fn a_far_future_time_in_any_codec_is_refused_and_a_near_one_passes() {
+    let far = Time::MAX.0 + 1;
+    for (key, value) in timed_entries(far) {
+        let e = check(&key, &value).expect_err(&key);
+        assert!(
+            matches!(e, ValueError::Time { .. }) && e.to_string().contains("9999"),
+            "{key}: {e}"
+        );
+    }
+    for (key, value) in timed_entries(1_795_000_000_000) {
+        assert_eq!(check(&key, &value), Ok(()), "{key} = {value}");
+    }
+    // What does not parse passes (a newer shape); readers skip it as before.
+    assert_eq!(check("silence.n1", "not json"), Ok(()));
+    assert_eq!(check("app.k", r#"{"v":1}"#), Ok(()));
+}
+
+proptest! {
+    #[test]
+    fn any_gossiped_time_is_refused_past_the_bound_and_never_panics_a_reader(
+        ms in prop_oneof![any::<u64>(), 0..=Time::MAX.0, Time::MAX.0 - 5..=Time::MAX.0 + 5],
+        now in 0..=Time::MAX.0,
+    ) {
+        let entries = timed_entries(ms);
+        for (key, value) in &entries {
+            let refused = check(key, value).is_err();
+            // The boot time is whole seconds: its bound is the last whole second.
+            let bound = if key == BOOT_KEY { Time::MAX.0 - 999 } else { Time::MAX.0 };
+            prop_assert_eq!(refused, ms > bound, "{} = {}", key, value);
+        }
+        // Readers and renderers of every one, unchecked, at any `now`.
+        let views = vec![view("n2", sealed("n2", entries))];
+        let now = Time(now);
+        let _ = crate::api::json::silences(&views, &trust(), now);
+        let _ = crate::api::json::alerts(&views);
+        let _ = crate::api::json::open_incidents(&views, now);
+        let _ = crate::api::json::members(&views, None, now);
+        let _ = crate::api::json::cluster_services(&views, &"n1".into(), &[]);
+        for e in crate::control::appdata::entries(&views, "", now) {
+            let _ = (e.at.to_rfc3339(), e.expires.map(Time::to_rfc3339));
+        }
+        let _ = crate::control::appdata::expired(&views[0], now);
+        let _ = crate::control::remote::old_answers(&views[0], now);
+        let _ = crate::control::remote::old_commands(&views[0], now);
+        let read = crate::alert::incident::silences(&views, &trust());
+        // Its codec refuses a time past the bound, so that silence is skipped; the rest is read.
+        prop_assert_eq!(read.len(), usize::from(ms <= Time::MAX.0), "the sealed silence");
+        for s in read {
+            let _ = s.until.to_rfc3339();
+        }
+    }
+
+    #[test]
+    fn any_key_and_value_can_be_checked(key in any::<String>(), value in any::<String>()) {
+        let _ = check(&key, &value);
+    }
+}
