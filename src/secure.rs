@@ -20,10 +20,10 @@ pub mod token;
 #[cfg(test)]
 mod tests;
 
-pub use frame::{Kind, OVERHEAD, OpenError};
+pub use frame::{Kind, OVERHEAD, OpenError, To};
 pub use keyring::{Key, KeyError, KeyId, Keyring};
 
-use frame::Origin;
+use frame::{For, Origin};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +35,15 @@ pub const DEFAULT_CLUSTER: &str = "nbwatch";
 /// At most one warning about dropped frames per this period.
 pub const DROP_LOG_EVERY: Duration = crate::lograte::EVERY;
 
-/// The binding of an answer to its request: the request's nonce (empty without a key).
-pub type Binding = Vec<u8>;
+/// The binding of an answer to its request: the request's nonce (empty without a key), and
+/// the frame version the request came in, which its answer is sealed in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    nonce: Vec<u8>,
+    previous: bool,
+    /// The request was sealed to any node (a first contact), not to this one by name.
+    pub to_anyone: bool,
+}
 
 /// Counters of the gate, shown in `/api/v1/stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -75,6 +82,8 @@ struct Counters {
 /// the sequence numbers only grow).
 pub struct Gate {
     cluster: String,
+    /// This node's name: what a frame sealed for it names.
+    me: String,
     sender: u64,
     session: u64,
     seq_datagram: AtomicU64,
@@ -107,6 +116,7 @@ impl Gate {
             .map_or(1, |d| d.as_millis() as u64);
         Gate {
             cluster: cluster.to_string(),
+            me: me.to_string(),
             sender: frame::sender_id(me),
             session,
             seq_datagram: AtomicU64::new(0),
@@ -140,9 +150,9 @@ impl Gate {
         }
     }
 
-    fn seal(&self, kind: Kind, bind: &[u8], payload: &[u8]) -> (Vec<u8>, Binding) {
+    fn seal(&self, kind: Kind, to: To<'_>, bind: &[u8], payload: &[u8]) -> (Vec<u8>, Binding) {
         let Some(keyed) = self.ring() else {
-            return (payload.to_vec(), Vec::new());
+            return (payload.to_vec(), Binding::default());
         };
         let origin = match kind {
             // An answer is bound to its request; it needs no place in a window.
@@ -158,15 +168,22 @@ impl Gate {
             keyed.ring.primary(),
             &self.cluster,
             kind,
+            to,
             bind,
             origin,
             nonce,
             payload,
         );
-        (sealed, nonce.to_vec())
+        let binding = Binding {
+            nonce: nonce.to_vec(),
+            previous: to == To::Previous,
+            to_anyone: to == To::Anyone,
+        };
+        (sealed, binding)
     }
 
-    /// Opens a frame; `None` if it must be dropped (counted and logged here).
+    /// Opens a frame; `None` if it must be dropped (counted and logged here). A datagram
+    /// must be sealed for this node by name (or be a frame of the previous version).
     fn open(
         &self,
         kind: Kind,
@@ -175,25 +192,35 @@ impl Gate {
         bytes: &[u8],
     ) -> Option<(Vec<u8>, Binding)> {
         let Some(keyed) = self.ring() else {
-            return Some((bytes.to_vec(), Vec::new()));
+            return Some((bytes.to_vec(), Binding::default()));
         };
-        let opened = match frame::open(&keyed.ring, &self.cluster, kind, bind, bytes) {
+        let opened = frame::open(&keyed.ring, &self.cluster, kind, &self.me, bind, bytes);
+        drop(keyed);
+        let opened = match opened {
+            Ok(opened) if kind == Kind::Datagram && opened.to == For::Anyone => {
+                self.counters.dropped_auth.fetch_add(1, Ordering::Relaxed);
+                self.log_drop(from, kind, "a datagram not sealed for this node");
+                return None;
+            }
             Ok(opened) => opened,
             Err(why) => {
-                drop(keyed);
                 self.counters.dropped_auth.fetch_add(1, Ordering::Relaxed);
                 self.log_drop(from, kind, &why.to_string());
                 return None;
             }
         };
-        drop(keyed);
         if kind != Kind::Answer && !lock(&self.replay).accept(kind, opened.origin) {
             self.counters.dropped_replay.fetch_add(1, Ordering::Relaxed);
             self.log_drop(from, kind, "a replay (already seen, or too old)");
             return None;
         }
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
-        Some((opened.payload, opened.nonce.to_vec()))
+        let binding = Binding {
+            nonce: opened.nonce.to_vec(),
+            previous: opened.to == For::Previous,
+            to_anyone: opened.to == For::Anyone,
+        };
+        Some((opened.payload, binding))
     }
 
     fn log_drop(&self, from: SocketAddr, kind: Kind, why: &str) {
@@ -208,9 +235,9 @@ impl Gate {
         );
     }
 
-    /// Seals a datagram (the bytes `wire::encode` made).
-    pub fn seal_datagram(&self, payload: &[u8]) -> Vec<u8> {
-        let sealed = self.seal(Kind::Datagram, &[], payload).0;
+    /// Seals a datagram (the bytes `wire::encode` made) for `to`.
+    pub fn seal_datagram(&self, to: To<'_>, payload: &[u8]) -> Vec<u8> {
+        let sealed = self.seal(Kind::Datagram, to, &[], payload).0;
         self.counters
             .wire_bytes_sent
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
@@ -225,24 +252,30 @@ impl Gate {
         self.open(Kind::Datagram, &[], from, bytes).map(|(p, _)| p)
     }
 
-    /// Seals a TCP request body; the binding opens its answer.
-    pub fn seal_request(&self, payload: &[u8]) -> (Vec<u8>, Binding) {
-        self.seal(Kind::Request, &[], payload)
+    /// Seals a TCP request body for `to`; the binding opens its answer.
+    pub fn seal_request(&self, to: To<'_>, payload: &[u8]) -> (Vec<u8>, Binding) {
+        self.seal(Kind::Request, to, &[], payload)
     }
 
-    /// Opens a TCP request body; the binding seals the answer.
+    /// Opens a TCP request body; the binding seals the answer and says whether the request
+    /// was sealed for this node or for anyone (a first contact).
     pub fn open_request(&self, from: SocketAddr, bytes: &[u8]) -> Option<(Vec<u8>, Binding)> {
         self.open(Kind::Request, &[], from, bytes)
     }
 
-    /// Seals the answer to the request whose binding is `bind`.
-    pub fn seal_answer(&self, bind: &[u8], payload: &[u8]) -> Vec<u8> {
-        self.seal(Kind::Answer, bind, payload).0
+    /// Seals the answer to the request whose binding is `bind`, in the request's version.
+    pub fn seal_answer(&self, bind: &Binding, payload: &[u8]) -> Vec<u8> {
+        let to = match bind.previous {
+            true => To::Previous,
+            false => To::Anyone,
+        };
+        self.seal(Kind::Answer, to, &bind.nonce, payload).0
     }
 
     /// Opens the answer to our request (`bind` from [`Gate::seal_request`]).
-    pub fn open_answer(&self, from: SocketAddr, bind: &[u8], bytes: &[u8]) -> Option<Vec<u8>> {
-        self.open(Kind::Answer, bind, from, bytes).map(|(p, _)| p)
+    pub fn open_answer(&self, from: SocketAddr, bind: &Binding, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.open(Kind::Answer, &bind.nonce, from, bytes)
+            .map(|(p, _)| p)
     }
 
     pub fn stats(&self) -> GateStats {

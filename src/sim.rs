@@ -374,7 +374,7 @@ impl Sim {
         };
         let live = node.core.live_contacts();
         let messages = node.prober.messages(probe, &contact, &live);
-        for (to, msg) in messages {
+        for (to, _, msg) in messages {
             let node = &self.nodes[i];
             let env = Envelope::at(node.name.clone(), node.core.incarnation(), self.now, msg);
             match wire::encode(&env) {
@@ -407,7 +407,7 @@ impl Sim {
         while let Some(o) = work.pop_front() {
             let now = self.now;
             match o {
-                Output::Send { to, bytes } => self.transmit(i, to, bytes),
+                Output::Send { to, bytes, .. } => self.transmit(i, to, bytes),
                 Output::Join { seed, request } => {
                     let at = now + self.latency();
                     match self.by_addr.get(&seed).copied() {
@@ -445,6 +445,16 @@ impl Sim {
                 }
                 Output::WatchStop(peer) => {
                     self.nodes[i].watchers.remove(&peer);
+                }
+                Output::ProbeAnswered { peer, seq } => {
+                    if !self.nodes[i].prober.sent(seq) {
+                        continue;
+                    }
+                    let Some(w) = self.nodes[i].watchers.get_mut(&peer) else {
+                        continue;
+                    };
+                    let outs = w.handle(now, watch::Input::Alive(watch::Evidence::Answered));
+                    work.extend(self.watch_outputs(i, &peer, outs));
                 }
                 Output::Watch { peer, input } => {
                     let Some(w) = self.nodes[i].watchers.get_mut(&peer) else {

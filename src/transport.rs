@@ -17,7 +17,7 @@
 //! connection carries one sealed request and one sealed answer bound to it.
 
 use crate::lograte;
-use crate::secure::{Gate, OVERHEAD};
+use crate::secure::{Binding, Gate, OVERHEAD, To};
 use crate::types::{Clock, Incarnation, NodeName};
 use crate::wire::{self, Envelope, ExchangeError, Frame, FrameReadError, Message};
 use crate::wire::{MAX_DATAGRAM, MAX_FRAME};
@@ -143,21 +143,23 @@ impl Outbox {
         self.incarnation.store(incarnation.0, Ordering::Relaxed);
     }
 
-    /// Seals and sends a datagram the gossip core encoded, in the version `to` speaks.
-    pub async fn send(&self, to: SocketAddr, bytes: Vec<u8>) {
+    /// Seals a datagram the gossip core encoded for node `name` at `to` and sends it, in the
+    /// version that node speaks: sealed for it by name, or for a peer of the previous release
+    /// in the frame that release reads.
+    pub async fn send(&self, to: SocketAddr, name: &NodeName, bytes: Vec<u8>) {
         let version = self.dialects.toward(to);
-        let bytes = match version == wire::VERSION {
-            true => bytes,
-            false => wire::restamp(bytes, version),
+        let (bytes, seal_to) = match version == wire::VERSION {
+            true => (bytes, crate::secure::To::Node(name.as_str())),
+            false => (wire::restamp(bytes, version), crate::secure::To::Previous),
         };
-        let sealed = self.gate.seal_datagram(&bytes);
+        let sealed = self.gate.seal_datagram(seal_to, &bytes);
         if let Err(e) = self.socket.send_to(&sealed, to).await {
             tracing::debug!(%to, error = %e, "sending a datagram failed");
         }
     }
 
-    /// Sends a watcher's probe message.
-    pub async fn probe(&self, to: SocketAddr, msg: Message) {
+    /// Sends a watcher's probe message to node `name` at `to`.
+    pub async fn probe(&self, to: SocketAddr, name: &NodeName, msg: Message) {
         let incarnation = Incarnation(self.incarnation.load(Ordering::Relaxed));
         let env = Envelope::at(self.me.clone(), incarnation, self.clock.now(), msg);
         match wire::encode(&env) {
@@ -166,7 +168,7 @@ impl Outbox {
                     .bytes
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 self.probes.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.send(to, bytes).await;
+                self.send(to, name, bytes).await;
             }
             Err(e) => tracing::error!(%to, error = %e, "could not encode a probe"),
         }
@@ -275,6 +277,11 @@ async fn answer_one(
         wire::decode_frame(&body).map_err(|e| ExchangeError::MalformedRequest(e.to_string()))?;
     // The answer is written in the version the request was.
     let version = wire::version_of(&body).unwrap_or(wire::VERSION);
+    // Only a join may be a first contact (sealed for any node): anything else must name this
+    // node, so a request captured on its way to another node is not answered here.
+    if binding.to_anyone && !matches!(frame, Frame::JoinRequest { .. }) {
+        return Err(ExchangeError::NotForThisNode);
+    }
     if let Frame::HistoryRequest(request) = frame {
         let answer = crate::store::backfill::serve(data_dir, request).await;
         return send(&mut stream, gate, &binding, &answer, version).await;
@@ -296,7 +303,7 @@ async fn answer_one(
 async fn send(
     stream: &mut TcpStream,
     gate: &Gate,
-    binding: &[u8],
+    binding: &Binding,
     answer: &Frame,
     version: u8,
 ) -> Result<(), ExchangeError> {
@@ -312,13 +319,14 @@ async fn send(
     Ok(())
 }
 
-/// Asks `seed` to let us join: its answer, or why there is none.
+/// Asks `seed` to let us join: its answer, or why there is none. The seed is known only by
+/// its address, so the request is sealed for any node of the cluster (a first contact).
 pub async fn join(
     seed: SocketAddr,
     request: Frame,
     gate: Arc<Gate>,
 ) -> Result<Frame, ExchangeError> {
-    match tokio::time::timeout(JOIN_TIMEOUT, ask(&gate, seed, &request)).await {
+    match tokio::time::timeout(JOIN_TIMEOUT, ask(&gate, seed, None, &request)).await {
         Ok(answer) => answer,
         Err(_) => Err(ExchangeError::NoAnswer(
             humantime::format_duration(JOIN_TIMEOUT).to_string(),
@@ -326,17 +334,28 @@ pub async fn join(
     }
 }
 
-/// Sends one request to `seed` and reads its answer, both sealed by `gate`.
+/// Sends one request to `seed` (the node `name`, or any node when `None`: a first contact)
+/// and reads its answer, both sealed by `gate`.
 ///
 /// A peer that closes without a word may be an older release that does not read this
-/// build's version: the request is asked once more in the oldest version this build speaks.
-pub async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame, ExchangeError> {
-    match ask_in(gate, seed, request, wire::VERSION).await {
+/// build's version: the request is asked once more in the oldest version this build speaks,
+/// in the sealed frame that version reads.
+pub async fn ask(
+    gate: &Gate,
+    seed: SocketAddr,
+    name: Option<&NodeName>,
+    request: &Frame,
+) -> Result<Frame, ExchangeError> {
+    let to = match name {
+        Some(name) => To::Node(name.as_str()),
+        None => To::Anyone,
+    };
+    match ask_in(gate, seed, to, request, wire::VERSION).await {
         Err(
             first @ (ExchangeError::Read(FrameReadError::Length(_))
             | ExchangeError::ReadSealed(FrameReadError::Length(_))),
         ) if wire::OLDEST < wire::VERSION => {
-            match ask_in(gate, seed, request, wire::OLDEST).await {
+            match ask_in(gate, seed, To::Previous, request, wire::OLDEST).await {
                 Ok(answer) => {
                     tracing::info!(peer = %seed, version = wire::OLDEST, "a peer answered in an older wire version");
                     Ok(answer)
@@ -351,13 +370,14 @@ pub async fn ask(gate: &Gate, seed: SocketAddr, request: &Frame) -> Result<Frame
 async fn ask_in(
     gate: &Gate,
     seed: SocketAddr,
+    to: To<'_>,
     request: &Frame,
     version: u8,
 ) -> Result<Frame, ExchangeError> {
     let body =
         wire::encode_frame_body(request).map_err(|e| ExchangeError::Encode(e.to_string()))?;
     let body = wire::restamp(body, version);
-    let (sealed, binding) = gate.seal_request(&body);
+    let (sealed, binding) = gate.seal_request(to, &body);
     let bytes = wire::length_prefixed(&sealed);
     let mut stream = TcpStream::connect(seed)
         .await
@@ -464,7 +484,7 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = peer.local_addr().unwrap();
 
-        outbox.send(to, ping()).await;
+        outbox.send(to, &NodeName::from("b"), ping()).await;
         assert_eq!(
             received_version(&peer).await,
             wire::OLDEST,
@@ -472,18 +492,20 @@ mod tests {
         );
 
         dialects.note(to, wire::VERSION);
-        outbox.send(to, ping()).await;
+        outbox.send(to, &NodeName::from("b"), ping()).await;
         assert_eq!(received_version(&peer).await, wire::VERSION, "announced");
 
         dialects.note(to, wire::OLDEST);
-        outbox.send(to, ping()).await;
+        outbox.send(to, &NodeName::from("b"), ping()).await;
         assert_eq!(received_version(&peer).await, wire::OLDEST);
-        outbox.probe(to, Message::PingAck { seq: 2 }).await;
+        outbox
+            .probe(to, &NodeName::from("b"), Message::PingAck { seq: 2 })
+            .await;
         assert_eq!(received_version(&peer).await, wire::OLDEST, "probes too");
 
         // Upgraded: it speaks the new version, and is spoken to in it again.
         dialects.note(to, wire::VERSION);
-        outbox.send(to, ping()).await;
+        outbox.send(to, &NodeName::from("b"), ping()).await;
         assert_eq!(received_version(&peer).await, wire::VERSION);
     }
 
@@ -547,7 +569,7 @@ mod tests {
             incarnation: Incarnation(1),
             addr: "127.0.0.1:1".parse().unwrap(),
         };
-        let answer = ask(&Gate::plaintext(), at, &request).await;
+        let answer = ask(&Gate::plaintext(), at, None, &request).await;
         assert_eq!(
             answer,
             Ok(Frame::JoinRejected {
@@ -576,7 +598,7 @@ mod tests {
         for version in [wire::OLDEST, wire::VERSION] {
             let gate = Gate::plaintext();
             let body = wire::restamp(wire::encode_frame_body(&request).unwrap(), version);
-            let (sealed, _) = gate.seal_request(&body);
+            let (sealed, _) = gate.seal_request(To::Anyone, &body);
             let mut stream = TcpStream::connect(at).await.unwrap();
             stream
                 .write_all(&wire::length_prefixed(&sealed))

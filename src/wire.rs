@@ -16,9 +16,12 @@
 //!   speaks to a peer the version it last heard from that peer (see `transport::Dialects`),
 //!   its own by default, so an old host is only ever sent what it reads.
 //!
-//! Versions 1 and 2 have the same shapes: version 2 is the first that reads leniently and
-//! speaks the previous version, so [`restamp`] is all it takes to speak version 1. The
-//! golden frames of every version in the window (`tests/fixtures/wire/`) must decode.
+//! Versions 1, 2 and 3 have the same shapes: version 2 is the first that reads leniently and
+//! speaks the previous version, so [`restamp`] is all it takes to speak the previous one.
+//! Version 3 marks a host whose sealed frames name their receiver (`secure::frame`, version
+//! 2): a peer that speaks version 3 is sealed to by name, a peer that speaks version 2 (0.2.0)
+//! in the frame it reads. Version 1 (before 0.2.0) is outside the window. The golden frames
+//! of every version in the window (`tests/fixtures/wire/`) must decode.
 
 use crate::types::{Incarnation, NodeName, Time, Version};
 use serde::{Deserialize, Serialize};
@@ -27,9 +30,9 @@ use std::net::SocketAddr;
 pub mod lenient;
 
 /// The version this build writes.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The oldest version this build still reads and speaks.
-pub const OLDEST: u8 = 1;
+pub const OLDEST: u8 = 2;
 /// `N`, `B`, `W` and the protocol version.
 pub const MAGIC: [u8; 4] = [b'N', b'B', b'W', VERSION];
 /// Largest datagram we send or accept.
@@ -443,6 +446,8 @@ pub enum ExchangeError {
     MalformedRequest(String),
     #[error("not a join request")]
     NotAJoinRequest,
+    #[error("a request other than a join, sealed for any node instead of this one")]
+    NotForThisNode,
     #[error("no request within {0}")]
     NoRequest(String),
     #[error("no answer within {0}")]

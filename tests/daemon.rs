@@ -1619,7 +1619,7 @@ async fn a_replayed_datagram_is_ignored() {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let datagram = ghost.seal_datagram(&ping_from("ghost", 7));
+    let datagram = ghost.seal_datagram(nbwatch::secure::To::Node("n1"), &ping_from("ghost", 7));
     socket.send_to(&datagram, gossip).await.expect("send");
     let mut buf = vec![0u8; 2048];
     let (n, from) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
@@ -1646,6 +1646,82 @@ async fn a_replayed_datagram_is_ignored() {
     let s = stats(api).await.expect("stats");
     assert_eq!(counter(&s, "datagrams_received"), received, "{s}");
     assert_eq!(counter(&s, "dropped_auth"), 0, "{s}");
+}
+
+/// A frame captured on its way to one node is worth nothing at another: every datagram and
+/// every request but a join names its receiver in what the seal authenticates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datagram_or_history_request_sealed_for_another_node_is_refused() {
+    use nbwatch::secure::To;
+    use nbwatch::wire::{Frame, PageRequest};
+    let mut cluster = Cluster::new();
+    let key = nbwatch::secure::Key::generate().encode();
+    cluster.key = Some(key.clone());
+    cluster.start("n1", Vec::new()).await;
+    let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
+    let ghost = test_gate(&key, "ghost");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+
+    // A ping sealed for n2 (as if captured on its way there) and sent to n1: dropped
+    // before decoding, counted, never answered.
+    let for_n2 = ghost.seal_datagram(To::Node("n2"), &ping_from("ghost", 1));
+    socket.send_to(&for_n2, gossip).await.expect("send");
+    wait_for("n1 drops the ping sealed for n2", DEADLINE, async || {
+        let s = stats(api).await?;
+        match counter(&s, "dropped_auth") {
+            1 => Ok(()),
+            n => Err(format!("dropped_auth {n}: {s}")),
+        }
+    })
+    .await;
+    // The same ping sealed for n1 is answered, and that answer is the first thing back.
+    let for_n1 = ghost.seal_datagram(To::Node("n1"), &ping_from("ghost", 2));
+    socket.send_to(&for_n1, gossip).await.expect("send");
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
+        .await
+        .expect("n1 answers")
+        .expect("recv");
+    let answer = ghost.open_datagram(from, &buf[..n]).expect("opens");
+    assert_eq!(
+        nbwatch::wire::decode(&answer).expect("decodes").msg,
+        nbwatch::wire::Message::PingAck { seq: 2 },
+        "only the ping sealed for n1 was answered"
+    );
+
+    // A history request sealed for n2 gets no page from n1; one for n1 does. A request for
+    // anyone (a first contact) is only ever a join.
+    let request = Frame::HistoryRequest(PageRequest {
+        since: nbwatch::types::Time(0),
+        samples_after: None,
+        events_after: None,
+    });
+    let body = nbwatch::wire::encode_frame_body(&request).expect("encode");
+    for to in [To::Node("n2"), To::Anyone] {
+        let (sealed, _) = ghost.seal_request(to, &body);
+        let mut stream = tokio::net::TcpStream::connect(gossip)
+            .await
+            .expect("connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(&nbwatch::wire::length_prefixed(&sealed))
+            .await
+            .expect("send the request");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("n1 closes the connection");
+        assert!(
+            read.is_err() || answer.is_empty(),
+            "{to:?}: n1 answered {} bytes",
+            answer.len()
+        );
+    }
+    let n1: nbwatch::types::NodeName = "n1".into();
+    let page = nbwatch::transport::ask(&ghost, gossip, Some(&n1), &request).await;
+    assert!(matches!(page, Ok(Frame::HistoryPage(_))), "{page:?}");
 }
 
 /// An `Ack` from `name` carrying its own state: `entries` as versions 1, 2, ...
@@ -1757,7 +1833,10 @@ async fn far_future_times_are_refused_from_the_cli_the_api_and_gossip_and_break_
         .await
         .expect("bind");
     let from = socket.local_addr().expect("address");
-    let datagram = ghost.seal_datagram(&state_from("ghost", from, &entries));
+    let datagram = ghost.seal_datagram(
+        nbwatch::secure::To::Node("n1"),
+        &state_from("ghost", from, &entries),
+    );
     socket.send_to(&datagram, gossip).await.expect("send");
     wait_for("n1 has ghost's state", DEADLINE, async || {
         match get_json(api, "/api/v1/kv/fine", HTTP).await {
@@ -1842,14 +1921,14 @@ fn hostile(
         // A well-formed plaintext message that would say something if it were believed.
         2 => ping_from("n2", i as u32),
         // Sealed by a node of another key.
-        3 => outsider.seal_datagram(&ping_from("n2", i as u32)),
+        3 => outsider.seal_datagram(nbwatch::secure::To::Node("n1"), &ping_from("n2", i as u32)),
         // Sealed by a key holder but malformed inside: decoding after decryption must hold.
         _ => {
             if i.is_multiple_of(2) {
                 bytes.splice(0..0, b"NBW\x01".iter().copied());
             }
             bytes.truncate(nbwatch::wire::MAX_DATAGRAM + 8);
-            insider.seal_datagram(&bytes)
+            insider.seal_datagram(nbwatch::secure::To::Node("n1"), &bytes)
         }
     }
 }
@@ -2019,7 +2098,8 @@ async fn a_key_rotation_across_three_running_nodes_loses_no_membership() {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let stale = test_gate(&old.encode(), "n2").seal_datagram(&ping_from("n2", 1));
+    let stale = test_gate(&old.encode(), "n2")
+        .seal_datagram(nbwatch::secure::To::Node("n1"), &ping_from("n2", 1));
     socket
         .send_to(&stale, cluster.nodes[0].gossip)
         .await

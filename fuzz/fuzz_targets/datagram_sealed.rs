@@ -16,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut bytes = Vec::with_capacity(rest.len() + 8);
     if mode & 1 == 1 {
-        bytes.extend_from_slice(&frame::MAGIC);
+        // Either version's magic: both are opened (the previous one within the window).
+        let magic = match mode & 2 {
+            0 => frame::MAGIC,
+            _ => frame::MAGIC_V1,
+        };
+        bytes.extend_from_slice(&magic);
         bytes.extend_from_slice(&KEY.id().0.to_be_bytes());
     }
     bytes.extend_from_slice(rest);
@@ -26,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         frame::Kind::Request,
         frame::Kind::Answer,
     ] {
-        assert!(frame::open(&ring, "fuzz", kind, &[], &bytes).is_err());
+        assert!(frame::open(&ring, "fuzz", kind, "me", &[], &bytes).is_err());
     }
     let gate = Gate::keyed("fuzz", "me", ring, None);
     let from = "127.0.0.1:1".parse().unwrap();

@@ -106,7 +106,15 @@ async fn from_some(
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed.as_millis());
     peers.shuffle(&mut rng);
     for (name, addr) in peers.into_iter().take(PEERS) {
-        match fetch(&peers_of.gate, addr, since, store).await {
+        match fetch(
+            &peers_of.gate,
+            &NodeName::from(name.as_str()),
+            addr,
+            since,
+            store,
+        )
+        .await
+        {
             Ok(f) => tracing::info!(
                 peer = %name, samples = f.samples, events = f.events, pages = f.pages,
                 since = %since, "history back-filled"
@@ -131,7 +139,7 @@ pub async fn from_returning(
     else {
         return;
     };
-    match fetch(&peers_of.gate, addr, since, &store).await {
+    match fetch(&peers_of.gate, &peer, addr, since, &store).await {
         Ok(f) => tracing::info!(
             peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
             since = %since, "history back-filled from a returning peer"
@@ -157,9 +165,11 @@ async fn live_peers(peers_of: &Peers) -> Vec<(String, SocketAddr)> {
     }
 }
 
-/// Fetches every page of `peer`'s history since `since` into `store`.
+/// Fetches every page of the history of node `name`, at `peer`, since `since` into `store`.
+/// The requests are sealed for that node by name, so no other node answers them.
 pub async fn fetch(
     gate: &Gate,
+    name: &NodeName,
     peer: SocketAddr,
     since: Time,
     store: &ActorRef<StoreMsg>,
@@ -173,9 +183,12 @@ pub async fn fetch(
     let mut fetched = Fetched::default();
     while !(samples_done && events_done) {
         let frame = Frame::HistoryRequest(request.clone());
-        let answer = tokio::time::timeout(PAGE_TIMEOUT, crate::transport::ask(gate, peer, &frame))
-            .await
-            .map_err(|_| BackfillError::NoPage(PAGE_TIMEOUT))??;
+        let answer = tokio::time::timeout(
+            PAGE_TIMEOUT,
+            crate::transport::ask(gate, peer, Some(name), &frame),
+        )
+        .await
+        .map_err(|_| BackfillError::NoPage(PAGE_TIMEOUT))??;
         let Frame::HistoryPage(page) = answer else {
             return Err(BackfillError::NotAPage);
         };

@@ -358,7 +358,7 @@ impl GossipState {
     async fn carry_out(&mut self, myself: &ActorRef<GossipMsg>, now: Time, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { to, bytes } => self.outbox.send(to, bytes).await,
+                Output::Send { to, name, bytes } => self.outbox.send(to, &name, bytes).await,
                 Output::Join { seed, request } => {
                     tracing::debug!(%seed, "asking a seed to join");
                     let gate = self.gate.clone();
@@ -376,6 +376,9 @@ impl GossipState {
                     input: WatchInput::Reset,
                 } => self.start_watching(peer),
                 Output::Watch { peer, input } => self.watch.cast(WatchMsg::Input(peer, input)),
+                Output::ProbeAnswered { peer, seq } => {
+                    self.watch.cast(WatchMsg::Answered(peer, seq))
+                }
                 Output::Event(event) => {
                     log_event(&event);
                     self.note_dialect(&event);

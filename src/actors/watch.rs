@@ -34,6 +34,8 @@ pub enum WatchMsg {
     Start(Contact),
     Stop(NodeName),
     Input(NodeName, Input),
+    /// The peer answered the probe numbered so (the watcher checks that it sent it).
+    Answered(NodeName, u32),
     /// The gossip actor was restarted: its new core starts its watchers afresh.
     StopAll,
 }
@@ -128,6 +130,11 @@ impl Actor for WatchSupervisor {
                     let _ = watcher.cast(WatcherMsg::Input(input));
                 }
             }
+            WatchMsg::Answered(peer, seq) => {
+                if let Some((_, watcher)) = state.watchers.get(&peer) {
+                    let _ = watcher.cast(WatcherMsg::Answered(seq));
+                }
+            }
             WatchMsg::StopAll => {
                 for (_, (_, watcher)) in std::mem::take(&mut state.watchers) {
                     watcher.stop(None);
@@ -194,6 +201,8 @@ struct WatcherState {
 /// carrying its token), and a reset that may bring the peer's new address.
 enum WatcherMsg {
     Input(Input),
+    /// An answer to the probe numbered so: an answer only if this watcher sent that probe.
+    Answered(u32),
     Reset(std::net::SocketAddr),
 }
 
@@ -216,8 +225,8 @@ impl WatcherState {
                             addr: m.addr,
                         })
                         .collect();
-                    for (to, msg) in self.prober.messages(probe, &self.peer, &live) {
-                        self.outbox.probe(to, msg).await;
+                    for (to, name, msg) in self.prober.messages(probe, &self.peer, &live) {
+                        self.outbox.probe(to, &name, msg).await;
                     }
                 }
                 Output::Verdict(verdict) => {
@@ -274,6 +283,13 @@ impl Actor for PeerWatcher {
     ) -> Result<(), ActorProcessingErr> {
         let input = match msg {
             WatcherMsg::Input(input) => input,
+            WatcherMsg::Answered(seq) if state.prober.sent(seq) => {
+                Input::Alive(crate::watch::Evidence::Answered)
+            }
+            WatcherMsg::Answered(seq) => {
+                tracing::debug!(peer = %state.peer.name, seq, "an answer to no probe sent lately: ignored");
+                return Ok(());
+            }
             WatcherMsg::Reset(addr) => {
                 state.peer.addr = addr;
                 Input::Reset

@@ -147,8 +147,10 @@ pub enum Input {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
+    /// A datagram for node `name` at `to` (sealed for that node by name).
     Send {
         to: SocketAddr,
+        name: NodeName,
         bytes: Vec<u8>,
     },
     /// Open a TCP connection to `seed`, send `request`, feed back the answer.
@@ -160,6 +162,13 @@ pub enum Output {
     WatchStart(NodeName),
     /// Stop the watcher of a peer that is down or left.
     WatchStop(NodeName),
+    /// `peer` answered the watcher's probe numbered `seq`, directly or through a relay: the
+    /// watcher takes it as an answer only if it sent a probe of that number lately
+    /// ([`watch::Prober::sent`]).
+    ProbeAnswered {
+        peer: NodeName,
+        seq: u32,
+    },
     /// An input for the watcher of `peer`.
     Watch {
         peer: NodeName,
@@ -220,6 +229,7 @@ struct Member {
 #[derive(Clone, Debug)]
 struct Relay {
     requester: SocketAddr,
+    requester_name: NodeName,
     seq: u32,
     target: NodeName,
     expires: Time,
@@ -228,6 +238,7 @@ struct Relay {
 /// Where a `Syn` came from and how to read it.
 struct Syn {
     from: SocketAddr,
+    name: NodeName,
     /// The sender's beat, against which the digest's ages are read.
     reference: Beat,
     complete: bool,
@@ -648,6 +659,7 @@ impl Core {
             } => {
                 let syn = Syn {
                     from,
+                    name: env.from.clone(),
                     reference: env.beat,
                     complete,
                     news,
@@ -663,17 +675,31 @@ impl Core {
                 self.apply_beats(now, env.beat, &beats, out);
                 let deltas = self.deltas_for(&wants, MAX_DATAGRAM - 64);
                 if !deltas.is_empty() {
-                    self.send(from, Message::Ack { deltas }, out);
+                    self.send(from, &env.from, Message::Ack { deltas }, out);
                 }
             }
             Message::Ack { deltas } => self.apply_deltas(now, &deltas, out),
-            Message::Ping { seq } => self.send(from, Message::PingAck { seq }, out),
-            Message::PingAck { seq } => {
-                if let Some(relay) = self.relays.remove(&seq)
-                    && relay.target == env.from
+            Message::Ping { seq } => self.send(from, &env.from, Message::PingAck { seq }, out),
+            // An answer counts only as the answer to a probe actually sent: a watcher's (it
+            // checks the number) or a ping this node relayed for another.
+            Message::PingAck { seq } if seq & watch::probe::WATCHER_SEQ != 0 => {
+                if self
+                    .members
+                    .get(&env.from)
+                    .is_some_and(|m| m.status.is_live())
                 {
+                    out.push(Output::ProbeAnswered {
+                        peer: env.from.clone(),
+                        seq,
+                    });
+                }
+            }
+            Message::PingAck { seq } => {
+                let relayed = self.relays.get(&seq).is_some_and(|r| r.target == env.from);
+                if relayed && let Some(relay) = self.relays.remove(&seq) {
                     self.send(
                         relay.requester,
+                        &relay.requester_name,
                         Message::IndirectAck {
                             seq: relay.seq,
                             target: env.from.clone(),
@@ -682,8 +708,9 @@ impl Core {
                         },
                         out,
                     );
+                    // The ping was ours: the target answered this node too.
+                    self.answered(&env.from, out);
                 }
-                self.answered(&env.from, out);
             }
             Message::PingReq {
                 seq,
@@ -695,23 +722,30 @@ impl Core {
                     my_seq,
                     Relay {
                         requester: from,
+                        requester_name: env.from.clone(),
                         seq,
-                        target,
+                        target: target.clone(),
                         expires: now + self.settings.watch.indirect_timeout * 2,
                     },
                 );
-                self.send(target_addr, Message::Ping { seq: my_seq }, out);
+                self.send(target_addr, &target, Message::Ping { seq: my_seq }, out);
             }
             Message::IndirectAck {
+                seq,
                 target,
                 incarnation,
                 beat,
-                ..
             } => {
                 let current = self.members.get(&target).map(|m| m.state.incarnation);
                 if current == Some(incarnation) {
                     self.see_beat(now, &target, beat, false, out);
-                    self.answered(&target, out);
+                    if self
+                        .members
+                        .get(&target)
+                        .is_some_and(|m| m.status.is_live())
+                    {
+                        out.push(Output::ProbeAnswered { peer: target, seq });
+                    }
                 }
             }
         }
@@ -840,12 +874,13 @@ impl Core {
             let to = self.members[&peer].state.addr;
             self.send(
                 to,
+                &peer,
                 Message::Ack {
                     deltas: vec![just_left.clone()],
                 },
                 out,
             );
-            self.send_news(to, &digest, out);
+            self.send_news(to, &peer, &digest, out);
         }
         self.leaving = true;
     }

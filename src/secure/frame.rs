@@ -1,16 +1,22 @@
 //! The sealed frame: what crosses the gossip port when the cluster has a key.
 //!
 //! ```text
-//! "NBE" 0x01 | key id (4, big-endian) | nonce (24) | ciphertext of [sender (8) | session (8) |
+//! "NBE" 0x02 | key id (4, big-endian) | nonce (24) | ciphertext of [sender (8) | session (8) |
 //! seq (8) | payload] | tag (16)
 //! ```
 //!
 //! The payload is the plaintext wire format (`wire::encode`, a frame body), unchanged. The
 //! associated data binds the magic, the key id, what the frame is (a datagram, a TCP request,
-//! a TCP answer), the cluster name and, for an answer, the nonce of the request it answers: a
-//! frame cannot be moved to another cluster, to another kind of exchange, or be passed off as
-//! the answer to another request. The nonce is random (XChaCha20's 24 bytes make collisions
-//! negligible), so no nonce state needs to survive a restart.
+//! a TCP answer), the cluster name, whom it is for (the receiver's node name, or nobody in
+//! particular for a first contact and an answer) and, for an answer, the nonce of the request
+//! it answers: a frame cannot be moved to another cluster, to another kind of exchange, to
+//! another receiver, or be passed off as the answer to another request. The nonce is random
+//! (XChaCha20's 24 bytes make collisions negligible), so no nonce state needs to survive a
+//! restart.
+//!
+//! Version 1 (`"NBE" 0x01`, the frame of 0.2.0) has the same layout and no receiver in its
+//! associated data; it is still sealed towards, and opened from, a peer of that release
+//! (a peer that speaks the previous wire version), and is dropped from the next release on.
 //!
 //! `sender`, `session` and `seq` feed the receiver's replay window ([`super::replay`]); they are
 //! inside the ciphertext, so an outsider sees neither who sends nor how much.
@@ -20,7 +26,9 @@ use chacha20poly1305::XNonce;
 use chacha20poly1305::aead::{AeadInOut, Generate};
 
 /// `N`, `B`, `E` (encrypted) and the version of this format.
-pub const MAGIC: [u8; 4] = *b"NBE\x01";
+pub const MAGIC: [u8; 4] = *b"NBE\x02";
+/// The previous version's magic: no receiver in the associated data.
+pub const MAGIC_V1: [u8; 4] = *b"NBE\x01";
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Magic, key id and nonce.
@@ -37,6 +45,29 @@ pub enum Kind {
     Datagram = 0,
     Request = 1,
     Answer = 2,
+}
+
+/// Whom a frame is for, as its sender names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum To<'a> {
+    /// The node of this name: no other node opens it.
+    Node(&'a str),
+    /// Any node of the cluster: a first contact with a seed known only by its address (the
+    /// join request) and an answer (bound to its request instead).
+    Anyone,
+    /// A version 1 frame, for a peer of the previous release.
+    Previous,
+}
+
+/// Whom an opened frame was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum For {
+    /// This node, by name.
+    Me,
+    /// Any node ([`To::Anyone`]).
+    Anyone,
+    /// A version 1 frame: it names nobody.
+    Previous,
 }
 
 /// Who sealed a frame and where it is in that sender's sequence.
@@ -57,6 +88,7 @@ pub struct Opened {
     pub origin: Origin,
     pub nonce: [u8; NONCE_LEN],
     pub payload: Vec<u8>,
+    pub to: For,
 }
 
 /// Why a frame did not open. All of them mean "not from a key holder of this cluster": the
@@ -69,7 +101,10 @@ pub enum OpenError {
     NotSealed,
     #[error("sealed with key {0}, which is not in the keyring")]
     UnknownKey(KeyId),
-    #[error("failed authentication (wrong key, wrong cluster name, or altered)")]
+    #[error(
+        "failed authentication (wrong key, wrong cluster name, sealed for another node, or \
+         altered)"
+    )]
     Forged,
 }
 
@@ -83,13 +118,28 @@ pub fn sender_id(name: &str) -> u64 {
     h
 }
 
-fn aad(key: KeyId, kind: Kind, cluster: &str, bind: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(4 + 4 + 1 + 2 + cluster.len() + bind.len());
-    aad.extend_from_slice(&MAGIC);
+/// The associated data. `to` is `None` for a version 1 frame (no receiver), `Some("")` for
+/// one sealed to anyone, `Some(name)` for one sealed to that node.
+fn aad(
+    magic: [u8; 4],
+    key: KeyId,
+    kind: Kind,
+    cluster: &str,
+    to: Option<&str>,
+    bind: &[u8],
+) -> Vec<u8> {
+    let field = |aad: &mut Vec<u8>, text: &str| {
+        aad.extend_from_slice(&(text.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        aad.extend_from_slice(text.as_bytes());
+    };
+    let mut aad = Vec::with_capacity(4 + 4 + 1 + 4 + cluster.len() + 64 + bind.len());
+    aad.extend_from_slice(&magic);
     aad.extend_from_slice(&key.0.to_be_bytes());
     aad.push(kind as u8);
-    aad.extend_from_slice(&(cluster.len().min(u16::MAX as usize) as u16).to_be_bytes());
-    aad.extend_from_slice(cluster.as_bytes());
+    field(&mut aad, cluster);
+    if let Some(to) = to {
+        field(&mut aad, to);
+    }
     aad.extend_from_slice(bind);
     aad
 }
@@ -99,25 +149,33 @@ pub fn random_nonce() -> [u8; NONCE_LEN] {
     <[u8; NONCE_LEN]>::generate()
 }
 
-/// Seals `payload` with `key`. `bind` is empty except for an answer (the request's nonce).
+/// Seals `payload` with `key` for `to`. `bind` is empty except for an answer (the request's
+/// nonce).
+#[allow(clippy::too_many_arguments)]
 pub fn seal(
     key: &Key,
     cluster: &str,
     kind: Kind,
+    to: To<'_>,
     bind: &[u8],
     origin: Origin,
     nonce: [u8; NONCE_LEN],
     payload: &[u8],
 ) -> Vec<u8> {
+    let (magic, to) = match to {
+        To::Node(name) => (MAGIC, Some(name)),
+        To::Anyone => (MAGIC, Some("")),
+        To::Previous => (MAGIC_V1, None),
+    };
     let mut out = Vec::with_capacity(OVERHEAD + payload.len());
-    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&magic);
     out.extend_from_slice(&key.id().0.to_be_bytes());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&origin.sender.to_be_bytes());
     out.extend_from_slice(&origin.session.to_be_bytes());
     out.extend_from_slice(&origin.seq.to_be_bytes());
     out.extend_from_slice(payload);
-    let aad = aad(key.id(), kind, cluster, bind);
+    let aad = aad(magic, key.id(), kind, cluster, to, bind);
     let tag = key
         .cipher
         .encrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut out[HEADER_LEN..]).into())
@@ -127,32 +185,47 @@ pub fn seal(
     out
 }
 
-/// Opens a sealed frame with whichever key of `ring` its key id names. Nothing of the frame
-/// is interpreted before the tag is checked, except the magic and the key id (to pick a key).
+/// Opens a sealed frame with whichever key of `ring` its key id names, as node `me`: a
+/// version 2 frame opens if it was sealed to `me` or to anyone ([`Opened::to`] says which; the
+/// caller decides what it accepts from anyone). Nothing of the frame is interpreted before
+/// the tag is checked, except the magic and the key id (to pick a key).
 pub fn open(
     ring: &Keyring,
     cluster: &str,
     kind: Kind,
+    me: &str,
     bind: &[u8],
     bytes: &[u8],
 ) -> Result<Opened, OpenError> {
     if bytes.len() < OVERHEAD {
         return Err(OpenError::TooShort(bytes.len()));
     }
-    if bytes[..4] != MAGIC {
-        return Err(OpenError::NotSealed);
-    }
+    let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    let candidates: &[(Option<&str>, For)] = match magic {
+        MAGIC => &[(Some(me), For::Me), (Some(""), For::Anyone)],
+        MAGIC_V1 => &[(None, For::Previous)],
+        _ => return Err(OpenError::NotSealed),
+    };
     let id = KeyId(u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
     let key = ring.find(id).ok_or(OpenError::UnknownKey(id))?;
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&bytes[8..HEADER_LEN]);
     let (body, tag) = bytes[HEADER_LEN..].split_at(bytes.len() - HEADER_LEN - TAG_LEN);
-    let mut plain = body.to_vec();
-    let aad = aad(id, kind, cluster, bind);
     let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| OpenError::Forged)?;
-    key.cipher
-        .decrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut plain[..]).into(), &tag)
-        .map_err(|_| OpenError::Forged)?;
+    let mut opened = None;
+    for &(to, says) in candidates {
+        let mut plain = body.to_vec();
+        let aad = aad(magic, id, kind, cluster, to, bind);
+        if key
+            .cipher
+            .decrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut plain[..]).into(), &tag)
+            .is_ok()
+        {
+            opened = Some((plain, says));
+            break;
+        }
+    }
+    let (mut plain, to) = opened.ok_or(OpenError::Forged)?;
     let word = |i: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&plain[i * 8..i * 8 + 8]);
@@ -169,5 +242,6 @@ pub fn open(
         origin,
         nonce,
         payload: plain,
+        to,
     })
 }

@@ -1,4 +1,4 @@
-use super::frame::{self, Kind, OVERHEAD, OpenError, Origin};
+use super::frame::{self, For, Kind, OVERHEAD, OpenError, Origin};
 use super::replay::{Replay, WINDOW};
 use super::*;
 use proptest::prelude::*;
@@ -26,13 +26,14 @@ fn a_sealed_frame_opens_with_the_same_key_and_cluster() {
         ring.primary(),
         "home",
         Kind::Datagram,
+        frame::To::Node("me"),
         &[],
         origin(1),
         [9; 24],
         b"hello",
     );
     assert_eq!(sealed.len(), OVERHEAD + 5);
-    let opened = frame::open(&ring, "home", Kind::Datagram, &[], &sealed).unwrap();
+    let opened = frame::open(&ring, "home", Kind::Datagram, "me", &[], &sealed).unwrap();
     assert_eq!(opened.payload, b"hello");
     assert_eq!(opened.origin, origin(1));
     assert_eq!(opened.key, key(1).id());
@@ -45,6 +46,7 @@ fn a_frame_does_not_open_with_another_key_cluster_kind_or_binding() {
         ring.primary(),
         "home",
         Kind::Request,
+        frame::To::Node("me"),
         b"",
         origin(1),
         [9; 24],
@@ -52,19 +54,19 @@ fn a_frame_does_not_open_with_another_key_cluster_kind_or_binding() {
     );
     let other = Keyring::single(key(2));
     assert_eq!(
-        frame::open(&other, "home", Kind::Request, &[], &sealed),
+        frame::open(&other, "home", Kind::Request, "me", &[], &sealed),
         Err(OpenError::UnknownKey(key(1).id()))
     );
     assert_eq!(
-        frame::open(&ring, "work", Kind::Request, &[], &sealed),
+        frame::open(&ring, "work", Kind::Request, "me", &[], &sealed),
         Err(OpenError::Forged)
     );
     assert_eq!(
-        frame::open(&ring, "home", Kind::Datagram, &[], &sealed),
+        frame::open(&ring, "home", Kind::Datagram, "me", &[], &sealed),
         Err(OpenError::Forged)
     );
     assert_eq!(
-        frame::open(&ring, "home", Kind::Request, b"bound", &sealed),
+        frame::open(&ring, "home", Kind::Request, "me", b"bound", &sealed),
         Err(OpenError::Forged)
     );
 }
@@ -73,10 +75,19 @@ fn a_frame_does_not_open_with_another_key_cluster_kind_or_binding() {
 fn a_key_with_the_same_id_but_other_bytes_is_still_refused() {
     // An attacker who forges the key id field gets no further than the tag.
     let ring = Keyring::single(key(1));
-    let mut sealed = frame::seal(&key(2), "c", Kind::Datagram, &[], origin(1), [0; 24], b"x");
+    let mut sealed = frame::seal(
+        &key(2),
+        "c",
+        Kind::Datagram,
+        frame::To::Node("me"),
+        &[],
+        origin(1),
+        [0; 24],
+        b"x",
+    );
     sealed[4..8].copy_from_slice(&key(1).id().0.to_be_bytes());
     assert_eq!(
-        frame::open(&ring, "c", Kind::Datagram, &[], &sealed),
+        frame::open(&ring, "c", Kind::Datagram, "me", &[], &sealed),
         Err(OpenError::Forged)
     );
 }
@@ -88,6 +99,7 @@ fn every_flipped_bit_is_detected() {
         ring.primary(),
         "c",
         Kind::Datagram,
+        frame::To::Node("me"),
         &[],
         origin(1),
         [5; 24],
@@ -97,12 +109,19 @@ fn every_flipped_bit_is_detected() {
         let mut bad = sealed.clone();
         bad[i] ^= 0x01;
         assert!(
-            frame::open(&ring, "c", Kind::Datagram, &[], &bad).is_err(),
+            frame::open(&ring, "c", Kind::Datagram, "me", &[], &bad).is_err(),
             "bit in byte {i}"
         );
     }
     assert_eq!(
-        frame::open(&ring, "c", Kind::Datagram, &[], &sealed[..OVERHEAD - 1]),
+        frame::open(
+            &ring,
+            "c",
+            Kind::Datagram,
+            "me",
+            &[],
+            &sealed[..OVERHEAD - 1]
+        ),
         Err(OpenError::TooShort(OVERHEAD - 1))
     );
 }
@@ -257,14 +276,14 @@ fn the_gate_drops_replays_and_strangers_and_counts_them() {
     let a = Gate::keyed("home", "a", ring.clone(), None);
     let b = Gate::keyed("home", "b", ring, None);
     let stranger = Gate::keyed("home", "x", Keyring::single(key(2)), None);
-    let d = a.seal_datagram(b"NBW\x01...");
+    let d = a.seal_datagram(To::Node("b"), b"NBW\x01...");
     assert_eq!(
         b.open_datagram(addr(), &d).as_deref(),
         Some(&b"NBW\x01..."[..])
     );
     assert_eq!(b.open_datagram(addr(), &d), None, "replayed");
     assert_eq!(
-        b.open_datagram(addr(), &stranger.seal_datagram(b"hi")),
+        b.open_datagram(addr(), &stranger.seal_datagram(To::Node("b"), b"hi")),
         None
     );
     assert_eq!(b.open_datagram(addr(), b"NBW\x01plaintext"), None);
@@ -273,7 +292,7 @@ fn the_gate_drops_replays_and_strangers_and_counts_them() {
     assert!(s.encrypted);
 
     // A TCP exchange: the answer opens only for the request it answers.
-    let (req, bind) = a.seal_request(b"request");
+    let (req, bind) = a.seal_request(To::Node("b"), b"request");
     let (body, server_bind) = b.open_request(addr(), &req).unwrap();
     assert_eq!(body, b"request");
     let answer = b.seal_answer(&server_bind, b"answer");
@@ -281,7 +300,7 @@ fn the_gate_drops_replays_and_strangers_and_counts_them() {
         a.open_answer(addr(), &bind, &answer).as_deref(),
         Some(&b"answer"[..])
     );
-    let (_, other_bind) = a.seal_request(b"another");
+    let (_, other_bind) = a.seal_request(To::Node("b"), b"another");
     assert_eq!(a.open_answer(addr(), &other_bind, &answer), None);
     assert_eq!(b.open_request(addr(), &req), None, "a replayed request");
 }
@@ -290,7 +309,7 @@ fn the_gate_drops_replays_and_strangers_and_counts_them() {
 fn a_plaintext_gate_passes_bytes_through() {
     let g = Gate::plaintext();
     assert!(!g.is_encrypted());
-    assert_eq!(g.seal_datagram(b"abc"), b"abc");
+    assert_eq!(g.seal_datagram(To::Anyone, b"abc"), b"abc");
     assert_eq!(
         g.open_datagram(addr(), b"abc").as_deref(),
         Some(&b"abc"[..])
@@ -303,7 +322,11 @@ fn a_rotation_keeps_both_sides_talking_at_every_step() {
     let (k1, k2) = (key(1), key(2));
     let a = Gate::keyed("c", "a", Keyring::single(k1.clone()), None);
     let b = Gate::keyed("c", "b", Keyring::single(k1.clone()), None);
-    let talk = |x: &Gate, y: &Gate| y.open_datagram(addr(), &x.seal_datagram(b"m")).is_some();
+    let talk = |x: &Gate, y: &Gate| {
+        let to = if std::ptr::eq(y, &a) { "a" } else { "b" };
+        y.open_datagram(addr(), &x.seal_datagram(To::Node(to), b"m"))
+            .is_some()
+    };
     for step in 0..4 {
         match step {
             1 => {
@@ -337,7 +360,7 @@ proptest! {
             bytes[..4].copy_from_slice(&frame::MAGIC);
             bytes[4..8].copy_from_slice(&key(1).id().0.to_be_bytes());
         }
-        prop_assert!(frame::open(&ring, "c", Kind::Datagram, &[], &bytes).is_err());
+        prop_assert!(frame::open(&ring, "c", Kind::Datagram, "me", &[], &bytes).is_err());
         let gate = Gate::keyed("c", "g", ring, None);
         prop_assert!(gate.open_datagram(addr(), &bytes).is_none());
     }
@@ -359,8 +382,94 @@ proptest! {
         if magic {
             payload.splice(0..0, crate::wire::MAGIC);
         }
-        let opened = b.open_datagram(addr(), &a.seal_datagram(&payload));
+        let opened = b.open_datagram(addr(), &a.seal_datagram(To::Node("b"), &payload));
         prop_assert_eq!(opened.as_deref(), Some(&payload[..]));
         let _ = crate::wire::decode(&payload);
     }
+}
+
+#[test]
+fn a_frame_opens_only_at_the_node_it_was_sealed_for_or_as_one_for_anyone() {
+    let ring = Keyring::single(key(1));
+    let seal = |to| {
+        frame::seal(
+            ring.primary(),
+            "c",
+            Kind::Datagram,
+            to,
+            &[],
+            origin(1),
+            [3; 24],
+            b"x",
+        )
+    };
+    let for_b = seal(frame::To::Node("b"));
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, "b", &[], &for_b).map(|o| o.to),
+        Ok(For::Me)
+    );
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, "c", &[], &for_b),
+        Err(OpenError::Forged),
+        "captured on its way to b, it does not open at c"
+    );
+    let anyone = seal(frame::To::Anyone);
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, "c", &[], &anyone).map(|o| o.to),
+        Ok(For::Anyone)
+    );
+    let previous = seal(frame::To::Previous);
+    assert_eq!(&previous[..4], &frame::MAGIC_V1);
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, "c", &[], &previous).map(|o| o.to),
+        Ok(For::Previous)
+    );
+    // The version byte is authenticated: a frame for b relabelled as version 1 does not open.
+    let mut relabelled = for_b.clone();
+    relabelled[..4].copy_from_slice(&frame::MAGIC_V1);
+    assert_eq!(
+        frame::open(&ring, "c", Kind::Datagram, "b", &[], &relabelled),
+        Err(OpenError::Forged)
+    );
+}
+
+#[test]
+fn the_gate_refuses_what_was_sealed_for_another_node_and_datagrams_for_anyone() {
+    let ring = Keyring::single(key(1));
+    let a = Gate::keyed("home", "a", ring.clone(), None);
+    let b = Gate::keyed("home", "b", ring.clone(), None);
+    let c = Gate::keyed("home", "c", ring, None);
+    // A datagram a sent to b, replayed to c: not fresh at c by c's window, but refused
+    // because it names b.
+    let d = a.seal_datagram(To::Node("b"), b"ping");
+    assert_eq!(c.open_datagram(addr(), &d), None);
+    assert_eq!(b.open_datagram(addr(), &d).as_deref(), Some(&b"ping"[..]));
+    // A datagram sealed for anyone is never taken.
+    assert_eq!(
+        c.open_datagram(addr(), &a.seal_datagram(To::Anyone, b"x")),
+        None
+    );
+    assert_eq!(c.stats().dropped_auth, 2);
+    // A request for b does not open at c; a first contact opens anywhere, flagged as such.
+    let (req, _) = a.seal_request(To::Node("b"), b"history");
+    assert_eq!(c.open_request(addr(), &req), None);
+    let (_, bind) = b.open_request(addr(), &req).unwrap();
+    assert!(!bind.to_anyone);
+    let (join, join_bind) = a.seal_request(To::Anyone, b"join");
+    let (_, server_bind) = c.open_request(addr(), &join).unwrap();
+    assert!(server_bind.to_anyone);
+    let answer = c.seal_answer(&server_bind, b"welcome");
+    assert_eq!(
+        a.open_answer(addr(), &join_bind, &answer).as_deref(),
+        Some(&b"welcome"[..])
+    );
+    // A peer of the previous release: asked in version 1, answered in version 1.
+    let (old, old_bind) = a.seal_request(To::Previous, b"join");
+    let (_, server_bind) = c.open_request(addr(), &old).unwrap();
+    let answer = c.seal_answer(&server_bind, b"welcome");
+    assert_eq!(&answer[..4], &frame::MAGIC_V1);
+    assert_eq!(
+        a.open_answer(addr(), &old_bind, &answer).as_deref(),
+        Some(&b"welcome"[..])
+    );
 }

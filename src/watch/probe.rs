@@ -4,7 +4,9 @@
 //!
 //! A watcher's probes carry sequence numbers with the high bit set: the gossip core numbers
 //! the pings it relays for others without it, so an answer to one can never be taken for an
-//! answer to the other.
+//! answer to the other. The prober remembers the numbers of its last [`REMEMBERED`] probes,
+//! and only an answer carrying one of them counts ([`Prober::sent`]): an answer replayed
+//! from long ago, or to a probe never sent, says nothing about the peer now.
 
 use super::core::Probe;
 use crate::types::NodeName;
@@ -16,6 +18,9 @@ use std::net::SocketAddr;
 
 /// The bit that marks a watcher's sequence numbers.
 pub const WATCHER_SEQ: u32 = 1 << 31;
+/// How many of its last probes' numbers a prober accepts answers to: a probe and its
+/// indirect retry, with room for answers that arrive late.
+pub const REMEMBERED: usize = 16;
 
 /// A member as a probe needs it: its name and where it listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +35,8 @@ pub struct Prober {
     seq: u32,
     helpers: usize,
     rng: SmallRng,
+    /// The numbers of the last [`REMEMBERED`] probes, newest last.
+    recent: std::collections::VecDeque<u32>,
 }
 
 impl Prober {
@@ -40,20 +47,31 @@ impl Prober {
             seq: rng.random(),
             helpers,
             rng,
+            recent: std::collections::VecDeque::with_capacity(REMEMBERED),
         }
     }
 
-    /// What to send for `probe` of `peer`; `live` are the live members the helpers are
-    /// drawn from (the peer itself and duplicates are skipped).
+    /// True if `seq` numbers one of the last probes this prober sent: only an answer to one
+    /// of those is evidence that the peer is alive.
+    pub fn sent(&self, seq: u32) -> bool {
+        self.recent.contains(&seq)
+    }
+
+    /// What to send for `probe` of `peer`, and to whom (address and name); `live` are the
+    /// live members the helpers are drawn from (the peer itself and duplicates are skipped).
     pub fn messages(
         &mut self,
         probe: Probe,
         peer: &Contact,
         live: &[Contact],
-    ) -> Vec<(SocketAddr, Message)> {
+    ) -> Vec<(SocketAddr, NodeName, Message)> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq | WATCHER_SEQ;
-        let mut out = vec![(peer.addr, Message::Ping { seq })];
+        if self.recent.len() == REMEMBERED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(seq);
+        let mut out = vec![(peer.addr, peer.name.clone(), Message::Ping { seq })];
         if probe == Probe::Indirect {
             let others: Vec<&Contact> = live.iter().filter(|c| c.name != peer.name).collect();
             let mut picked: Vec<&Contact> = Vec::with_capacity(self.helpers);
@@ -65,6 +83,7 @@ impl Prober {
             out.extend(picked.into_iter().map(|helper| {
                 (
                     helper.addr,
+                    helper.name.clone(),
                     Message::PingReq {
                         seq,
                         target: peer.name.clone(),
@@ -94,8 +113,8 @@ mod tests {
         let live: Vec<Contact> = (0..5).map(contact).collect();
         let out = p.messages(Probe::Direct, &contact(0), &live);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, contact(0).addr);
-        assert!(matches!(out[0].1, Message::Ping { seq } if seq & WATCHER_SEQ != 0));
+        assert_eq!((out[0].0, &out[0].1), (contact(0).addr, &contact(0).name));
+        assert!(matches!(out[0].2, Message::Ping { seq } if seq & WATCHER_SEQ != 0));
     }
 
     #[test]
@@ -104,12 +123,13 @@ mod tests {
         let live: Vec<Contact> = (0..6).map(contact).collect();
         let out = p.messages(Probe::Indirect, &contact(2), &live);
         assert_eq!(out.len(), 4);
-        let Message::Ping { seq } = out[0].1 else {
+        let Message::Ping { seq } = out[0].2 else {
             panic!("first a direct ping: {:?}", out[0]);
         };
         assert_eq!(out[0].0, contact(2).addr);
         let mut helpers: Vec<SocketAddr> = Vec::new();
-        for (to, msg) in &out[1..] {
+        for (to, name, msg) in &out[1..] {
+            assert!(live.iter().any(|c| c.addr == *to && c.name == *name));
             assert_eq!(
                 *msg,
                 Message::PingReq {
@@ -138,6 +158,27 @@ mod tests {
         let mut p = Prober::new(9, 0);
         let a = p.messages(Probe::Direct, &contact(0), &[]);
         let b = p.messages(Probe::Direct, &contact(0), &[]);
-        assert_ne!(a[0].1, b[0].1);
+        assert_ne!(a[0].2, b[0].2);
+    }
+
+    #[test]
+    fn only_the_numbers_of_its_last_probes_count_as_answers() {
+        let mut p = Prober::new(11, 2);
+        let live: Vec<Contact> = (0..4).map(contact).collect();
+        let seq_of = |out: &[(SocketAddr, NodeName, Message)]| match out[0].2 {
+            Message::Ping { seq } => seq,
+            ref other => panic!("{other:?}"),
+        };
+        let first = seq_of(&p.messages(Probe::Indirect, &contact(0), &live));
+        assert!(p.sent(first));
+        assert!(!p.sent(first.wrapping_add(1)), "a probe not sent yet");
+        assert!(!p.sent(first & !WATCHER_SEQ), "a relayed ping's number");
+        for _ in 1..REMEMBERED {
+            p.messages(Probe::Direct, &contact(0), &live);
+        }
+        assert!(p.sent(first), "still among the last {REMEMBERED}");
+        let last = seq_of(&p.messages(Probe::Direct, &contact(0), &live));
+        assert!(p.sent(last));
+        assert!(!p.sent(first), "forgotten after {REMEMBERED} newer probes");
     }
 }

@@ -16,6 +16,7 @@ impl Core {
             let to = self.members[peer].state.addr;
             self.send(
                 to,
+                peer,
                 Message::Syn {
                     digest: digest.clone(),
                     complete,
@@ -37,6 +38,7 @@ impl Core {
             let to = self.members[peer].state.addr;
             self.send(
                 to,
+                peer,
                 Message::Syn {
                     digest,
                     complete,
@@ -182,7 +184,7 @@ impl Core {
         }
         for peer in self.pick_live(fanout, None) {
             let to = self.members[&peer].state.addr;
-            self.send_news(to, &digest, out);
+            self.send_news(to, &peer, &digest, out);
         }
     }
 
@@ -190,6 +192,7 @@ impl Core {
     pub(super) fn send_news(
         &mut self,
         to: SocketAddr,
+        name: &NodeName,
         digest: &[DigestEntry],
         out: &mut Vec<Output>,
     ) {
@@ -198,10 +201,17 @@ impl Core {
             complete: false,
             news: true,
         };
-        self.send(to, msg, out);
+        self.send(to, name, msg, out);
     }
 
-    pub(super) fn send(&mut self, to: SocketAddr, msg: Message, out: &mut Vec<Output>) {
+    /// Encodes `msg` for node `name` at `to`.
+    pub(super) fn send(
+        &mut self,
+        to: SocketAddr,
+        name: &NodeName,
+        msg: Message,
+        out: &mut Vec<Output>,
+    ) {
         let counter = match &msg {
             Message::Syn { news: true, .. } => &mut self.stats.bytes_news,
             Message::Syn { .. } => &mut self.stats.bytes_syn,
@@ -220,7 +230,11 @@ impl Core {
                 *counter += bytes.len() as u64;
                 self.stats.bytes_sent += bytes.len() as u64;
                 self.stats.datagrams_sent += 1;
-                out.push(Output::Send { to, bytes });
+                out.push(Output::Send {
+                    to,
+                    name: name.clone(),
+                    bytes,
+                });
             }
             Err(e) => tracing::error!(%to, error = %e, "could not encode a datagram"),
         }
@@ -235,6 +249,7 @@ impl Core {
     ) {
         let Syn {
             from,
+            name,
             reference,
             complete,
             news,
@@ -309,6 +324,7 @@ impl Core {
         let deltas = self.deltas_for(&have, budget);
         self.send(
             from,
+            &name,
             Message::SynAck {
                 wants: sized_wants,
                 deltas,

@@ -204,3 +204,114 @@ fn down_comes_with_the_witnesses_and_a_last_heard_before_the_crash() {
         }
     }
 }
+
+/// A datagram `from` sends to `to_core`, at T0.
+fn datagram(c: &mut Core, from: &str, port: u16, msg: Message) -> Vec<Output> {
+    let bytes = wire::encode(&Envelope {
+        from: NodeName::from(from),
+        incarnation: Incarnation(1),
+        beat: Beat::at(T0),
+        msg,
+    })
+    .unwrap();
+    c.handle(
+        T0,
+        Input::Datagram {
+            from: addr(port),
+            bytes,
+        },
+    )
+}
+
+fn answered_b(out: &[Output]) -> bool {
+    out.iter().any(|o| {
+        matches!(o, Output::Watch { peer, input: watch::Input::Alive(watch::Evidence::Answered) } if peer.as_str() == "b")
+    })
+}
+
+#[test]
+fn a_ping_ack_counts_only_as_the_answer_to_a_probe_actually_sent() {
+    let mut a = core("a", 1);
+    a.handle(T0, Input::Tick);
+    for (name, port) in [("b", 2), ("c", 3)] {
+        let mut state = NodeState::new(Incarnation(1), addr(port));
+        state.write("x", Some("1".into()));
+        let delta = state.delta(&NodeName::from(name), Version(0), 1000);
+        datagram(
+            &mut a,
+            name,
+            port,
+            Message::Ack {
+                deltas: vec![delta],
+            },
+        );
+    }
+    assert_eq!(a.live_contacts().len(), 2, "b and c are members");
+    // An ack to a ping nobody sent: nothing.
+    let out = datagram(&mut a, "b", 2, Message::PingAck { seq: 5 });
+    assert!(!answered_b(&out), "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::ProbeAnswered { .. })),
+        "{out:?}"
+    );
+    // An ack numbered as a watcher's probe goes to the watcher with its number, which
+    // takes it only if it sent that probe (`watch::Prober::sent`).
+    let seq = 5 | watch::probe::WATCHER_SEQ;
+    let out = datagram(&mut a, "b", 2, Message::PingAck { seq });
+    assert!(!answered_b(&out), "{out:?}");
+    assert!(
+        out.contains(&Output::ProbeAnswered {
+            peer: NodeName::from("b"),
+            seq
+        }),
+        "{out:?}"
+    );
+    // A ping relayed for c: b's ack is answered to c, and is an answer here too.
+    let out = datagram(
+        &mut a,
+        "c",
+        3,
+        Message::PingReq {
+            seq: 77,
+            target: NodeName::from("b"),
+            target_addr: addr(2),
+        },
+    );
+    let relayed = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, name, bytes } if *to == addr(2) && name.as_str() == "b" => {
+                match wire::decode(bytes).map(|e| e.msg) {
+                    Ok(Message::Ping { seq }) => Some(seq),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .expect("a pings b for c, sealed for b by name");
+    // The same number from someone other than the target is no answer.
+    let out = datagram(&mut a, "c", 3, Message::PingAck { seq: relayed });
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Send { .. })),
+        "{out:?}"
+    );
+    let out = datagram(&mut a, "b", 2, Message::PingAck { seq: relayed });
+    assert!(answered_b(&out), "{out:?}");
+    let to_c = out.iter().find_map(|o| match o {
+        Output::Send { to, name, bytes } if *to == addr(3) && name.as_str() == "c" => {
+            wire::decode(bytes).ok().map(|e| e.msg)
+        }
+        _ => None,
+    });
+    assert!(
+        matches!(to_c, Some(Message::IndirectAck { seq: 77, .. })),
+        "{to_c:?}"
+    );
+    // Replayed: the relay is done, so nothing again.
+    let out = datagram(&mut a, "b", 2, Message::PingAck { seq: relayed });
+    assert!(
+        !answered_b(&out) && !out.iter().any(|o| matches!(o, Output::Send { .. })),
+        "{out:?}"
+    );
+}

@@ -199,7 +199,7 @@ impl Core {
                 );
                 // Tell the suspect at once, so that if it is alive it can refute quickly.
                 let (digest, _) = self.digest(now, true);
-                self.send_news(addr, &digest, out);
+                self.send_news(addr, &peer, &digest, out);
             }
             watch::Verdict::Clear => {
                 if self.own.value(&key).is_some() {
