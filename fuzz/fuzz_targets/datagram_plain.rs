@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let receiver = Gate::keyed("fuzz", "b", ring, None);
     let from = "127.0.0.1:1".parse().unwrap();
     let opened = receiver
-        .open_datagram(from, &sender.seal_datagram(data))
+        .open_datagram(from, &sender.seal_datagram(nbwatch::secure::To::Node("b"), data))
         .expect("a sealed datagram opens");
     assert_eq!(opened, data);
     if let Ok(env) = wire::decode(&opened) {

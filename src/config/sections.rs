@@ -229,9 +229,13 @@ fn node_name(w: &mut Walker, v: Option<&Value>, host_name: Option<String>) -> Op
         w.problem(v, KEY, ProblemKind::MissingName, message);
         return None;
     }
-    if name.contains(':') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Control characters and bidirectional overrides too: a node name reaches every
+    // operator's terminal through every host's tables.
+    let refused = |c: char| c.is_whitespace() || c.is_control() || crate::text::needs_escape(c);
+    if name.contains(':') || name.chars().any(refused) {
         let message = format!(
-            "bad name \"{name}\": no ':', spaces or control characters (commands take NODE:SERVICE)"
+            "bad name \"{}\": no ':', spaces or control characters (commands take NODE:SERVICE)",
+            crate::text::visible(&name)
         );
         w.problem(v, KEY, ProblemKind::BadValue, message);
         return None;

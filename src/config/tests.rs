@@ -426,6 +426,31 @@ fn an_empty_name_is_a_missing_name() {
 }
 
 #[test]
+fn a_node_name_with_control_or_bidi_characters_is_refused_and_shown_escaped() {
+    for (toml_name, shown) in [
+        ("\"a\\u001b[2Jb\"", "a\\x1b[2Jb"),
+        ("\"a\\u202eb\"", "a\\u{202e}b"),
+        ("\"a:b\"", "a:b"),
+        ("\"a b\"", "a b"),
+    ] {
+        let (_file, result) = load_text(&format!("[node]\nname = {toml_name}\n"), &[]);
+        let problem = only_problem(result);
+        assert_eq!(
+            (problem.key.as_str(), problem.kind),
+            ("node.name", ProblemKind::BadValue)
+        );
+        assert!(
+            problem.message.contains(&format!("bad name \"{shown}\"")),
+            "{problem}"
+        );
+        assert!(
+            !problem.message.chars().any(crate::text::needs_escape),
+            "{problem:?}"
+        );
+    }
+}
+
+#[test]
 fn a_syntax_error_names_the_line_and_column() {
     let (file, result) = load_text("[node]\nname = \"a\"\npriority = = 3\n", &[]);
     let problem = only_problem(result);

@@ -329,4 +329,28 @@ mod tests {
             Decision::Start
         );
     }
+
+    /// A key holder that is not the leader this host elected cannot hand a singleton over:
+    /// its `place.` entry neither stops the holder nor starts the node it names.
+    #[test]
+    fn a_handover_is_obeyed_only_from_the_leader_this_host_elected() {
+        let p = failover(&["a", "b"], true);
+        let place = |who: &str| (format!("{PLACE_PREFIX}tv"), who.to_string());
+        let views = vec![
+            node("a", Status::Alive, declares(&p, Run::Running)),
+            node("b", Status::Alive, declares(&p, Run::Idle)),
+            node("l", Status::Alive, vec![place("a")]),
+            node("x", Status::Alive, vec![place("b")]),
+        ];
+        assert_eq!(
+            decide(&views, "a", "tv", Some("l"), true),
+            Decision::Nothing
+        );
+        assert_eq!(
+            decide(&views, "b", "tv", Some("l"), false),
+            Decision::Nothing
+        );
+        // Only once the host's own election makes x the leader is x's word the placement.
+        assert_eq!(decide(&views, "a", "tv", Some("x"), true), Decision::Stop);
+    }
 }
