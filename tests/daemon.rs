@@ -3390,6 +3390,73 @@ fn text_of_line(bytes: &[u8], prefix: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// README's promise that the history is readable with `sqlite3`: by the data dir's group,
+/// while the daemon writes it (WAL), and by nobody else. Needs root (to be another user) and
+/// the `sqlite3` program; says so and passes without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dirs_group_reads_the_live_history_with_sqlite3_and_others_cannot() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("sqlite3").arg("-version").output().is_err()
+    {
+        println!("skipped: needs root and the sqlite3 program");
+        return;
+    }
+    let mut cluster = Cluster::new();
+    let i = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[i].own_key = true;
+    let data = cluster.nodes[i].data_dir.clone();
+    // The test's own folder is 0700; let others through it (not read it), as /var/lib is.
+    std::fs::set_permissions(cluster.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod the test folder");
+    // The data dir made as the packaging makes it: the daemon's user's, a group of readers
+    // (here nogroup, the primary group of nobody), setgid so the files it creates get it.
+    std::fs::create_dir(&data).expect("mkdir");
+    let nogroup = nix::unistd::Gid::from_raw(65534);
+    nix::unistd::chown(&data, None, Some(nogroup)).expect("chgrp");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o2750)).expect("chmod");
+    cluster.restart(i).await;
+    let api = cluster.nodes[i].api;
+    wait_for("the node records its own samples", DEADLINE, async || {
+        let s = get_json(api, "/api/v1/history/n1?metric=load1&since=1h", HTTP)
+            .await
+            .map_err(|e| e.to_string())?;
+        match s.as_array().is_some_and(|a| !a.is_empty()) {
+            true => Ok(()),
+            false => Err(format!("{s}")),
+        }
+    })
+    .await;
+    let db = data.join("history.db");
+    let read_as = |uid: u32, gid: u32| {
+        Command::new("sqlite3")
+            .arg(&db)
+            .arg("select count(*) > 0 from samples")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("run sqlite3")
+    };
+    let member = read_as(65534, 65534);
+    assert!(member.status.success(), "a member of the group: {member:?}");
+    assert_eq!(text(&member.stdout).trim(), "1", "{member:?}");
+    // Someone outside the group cannot even open it.
+    let outsider = read_as(65534, 65533);
+    assert!(
+        !outsider.status.success() || text(&outsider.stdout).trim() != "1",
+        "a user outside the group read the history: {outsider:?}"
+    );
+    // The daemon's secrets stay its own.
+    for secret in ["api.token", "cluster.key"] {
+        let mode = std::fs::metadata(data.join(secret))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{secret} has mode {mode:o}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_or_key_file_others_could_have_prepared_stops_the_start() {
     use std::os::unix::fs::PermissionsExt;
