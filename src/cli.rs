@@ -52,10 +52,26 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // An error may quote what the daemon or a file said: shown, not obeyed.
-            eprintln!("nbwatch: {}", crate::text::visible(&format!("{e:#}")));
+            eprintln!("nbwatch: {}", crate::text::visible(&chain(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause the text so far already
+/// says (most of nbwatch's errors quote their cause in their own message).
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.is_empty() {
+            text = said;
+        } else if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -143,6 +159,21 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_that_quotes_its_cause_is_shown_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad bytes");
+        let quoted = anyhow::Error::new(crate::secure::KeyError::Read {
+            path: "/k".into(),
+            source: io,
+        });
+        assert_eq!(
+            super::chain(&quoted),
+            "cannot read the key file /k: bad bytes"
+        );
+        let wrapped = anyhow::anyhow!("bad bytes").context("reading /k");
+        assert_eq!(super::chain(&wrapped), "reading /k: bad bytes");
+    }
+
     /// Layering: the cli is the top; no module below it may name it (or the old `client`).
     #[test]
     fn nothing_below_the_cli_imports_it() {

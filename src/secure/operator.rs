@@ -231,12 +231,28 @@ impl Sequence {
     /// The file this issuer's last number is kept in.
     pub const FILE: &'static str = "directive.seq";
 
+    /// Reads the last number. A file that is not one whole number and its newline (cut short
+    /// by a crash, or damaged) is said in the log and numbering goes on from the clock.
     pub fn open(data_dir: &Path) -> Sequence {
         let file = data_dir.join(Sequence::FILE);
-        let last = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
+        let last = match std::fs::read(&file) {
+            Err(_) => 0,
+            Ok(bytes) => match std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| t.strip_suffix('\n'))
+                .and_then(|t| t.parse::<u64>().ok())
+            {
+                Some(last) => last,
+                None => {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "directive.seq is cut short or damaged: directives are numbered from \
+                         the clock's milliseconds from now on"
+                    );
+                    0
+                }
+            },
+        };
         Sequence { file, last }
     }
 

@@ -18,6 +18,15 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let file = path(data_dir);
     match read(&file) {
+        Ok(token) if !is_made_here(&token) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} does not hold a token nbwatch made (64 hex digits): it may have been cut \
+                 short or damaged. Delete it and start again to make a new one (and give the \
+                 new one to whoever used the old)",
+                file.display()
+            ),
+        )),
         Ok(token) => {
             let mode = std::fs::metadata(&file)?.permissions().mode();
             if mode & 0o077 != 0 {
@@ -36,6 +45,12 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// True for what [`load_or_create`] writes: 32 bytes in hex. The daemon's own token file must
+/// hold one, so a file a crash cut short or a disk garbled never becomes a weaker token.
+fn is_made_here(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Reads a token file (the first line, trimmed); an empty one is an error.

@@ -35,9 +35,16 @@ fn path(data_dir: &Path) -> PathBuf {
 /// Returns the pids killed.
 pub fn sweep(data_dir: &Path) -> Vec<i32> {
     let mut killed = Vec::new();
-    if let Ok(previous) = std::fs::read_to_string(path(data_dir)) {
+    if let Ok(previous) = std::fs::read(path(data_dir)) {
+        let previous = String::from_utf8_lossy(&previous);
         let previous = previous.trim();
-        if previous != run_id() && !running(previous) {
+        if !is_run_id(previous) {
+            tracing::warn!(
+                file = %path(data_dir).display(), found = %crate::text::visible(previous),
+                "services.run does not hold a run id (cut short or damaged): service processes \
+                 a killed daemon left running, if any, are not looked for"
+            );
+        } else if previous != run_id() && !running(previous) {
             killed = kill_tagged(previous);
             if !killed.is_empty() {
                 tracing::warn!(
@@ -60,6 +67,17 @@ fn record(data_dir: &Path) -> std::io::Result<()> {
     let tmp = data_dir.join(format!("{FILE}.tmp"));
     std::fs::write(&tmp, run_id())?;
     std::fs::rename(tmp, path(data_dir))
+}
+
+/// True for what [`run_id`] makes: a pid, a dot and the milliseconds of a time after 2001 —
+/// so a file cut short is not taken for the id of another run.
+fn is_run_id(run: &str) -> bool {
+    let Some((pid, ms)) = run.split_once('.') else {
+        return false;
+    };
+    pid.parse::<u32>().is_ok()
+        && (13..=14).contains(&ms.len())
+        && ms.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether the daemon of `run` still runs: its pid is alive and is this program.
@@ -149,5 +167,22 @@ mod tests {
         assert!(!exits_within(&mut child, Duration::from_millis(300)));
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    #[test]
+    fn only_a_whole_run_id_is_taken_for_one() {
+        assert!(is_run_id(run_id()));
+        let id = run_id();
+        assert!(!is_run_id(&id[..id.len() / 2]), "cut short");
+        assert!(!is_run_id(&id[..id.len() - 1]), "one digit short");
+        for bad in [
+            "",
+            "12.",
+            ".1764744283123",
+            "x.1764744283123",
+            "1.17647442831a3",
+        ] {
+            assert!(!is_run_id(bad), "{bad:?}");
+        }
     }
 }
