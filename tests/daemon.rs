@@ -1415,6 +1415,104 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
     );
 }
 
+/// A leader killed in the middle of an alert: before its sink delivered it, the next leader
+/// sends it (none lost); after its sink accepted it but before `sent` was gossiped, the next
+/// leader sends it again — the one duplicate the alert protocol documents (`alert::core`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_alert_loses_nothing_and_duplicates_only_after_delivery() {
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    let held = cluster.dir.path().join("held.jsonl");
+    // n1's deliveries never arrive (it hangs before writing); n2's delivery of n5's death
+    // arrives and then hangs, so n2 never hears back from its sink. `exec sleep`: a sink
+    // orphaned by the kill can never write later.
+    let script = format!(
+        "json=$(cat)\n\
+         case \"$json\" in *'\"sent_by\":\"n1\"'*) printf '%s\\n' \"$json\" >> {held}; exec sleep 60;; esac\n\
+         printf '%s\\n' \"$json\" >> {file}\n\
+         case \"$json\" in *'\"sent_by\":\"n2\"'*'\"node\":\"n5\"'*|*'\"node\":\"n5\"'*'\"sent_by\":\"n2\"'*) exec sleep 60;; esac\n",
+        held = held.display(),
+        file = file.display()
+    );
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    cluster.extra = format!(
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", {}]\n",
+        quote(&script)
+    );
+    cluster.start_many(6).await;
+    let apis = |c: &Cluster, skip: &[&str]| -> Vec<SocketAddr> {
+        c.nodes
+            .iter()
+            .filter(|n| !skip.contains(&n.name.as_str()))
+            .map(|n| n.api)
+            .collect()
+    };
+
+    // Before delivery: n1 is sending n6's death when it is killed.
+    cluster.kill9("n6");
+    wait_for(
+        "n1 is delivering n6's death",
+        DEADLINE,
+        async || match sunk_ids(&held, "node_down:n6:").len() {
+            0 => Err("not yet".to_string()),
+            _ => Ok(()),
+        },
+    )
+    .await;
+    cluster.kill9("n1");
+    let live = apis(&cluster, &["n1", "n6"]);
+    sent_everywhere(&live, "node_down:n6:").await;
+    sent_everywhere(&live, "node_down:n1:").await;
+    let n6 = sunk_ids(&file, "node_down:n6:");
+    assert_eq!(n6.len(), 1, "{:#?}", sunk(&file));
+    assert_eq!(n6[0]["sent_by"], "n2", "the next leader sent it");
+    assert_eq!(
+        sunk_ids(&file, "node_down:n1:").len(),
+        1,
+        "{:#?}",
+        sunk(&file)
+    );
+
+    // After delivery: n2's sink took n5's death, then n2 is killed before it hears back.
+    cluster.kill9("n5");
+    wait_for(
+        "n2's sink delivered n5's death",
+        DEADLINE,
+        async || match sunk_ids(&file, "node_down:n5:").len() {
+            0 => Err("not yet".to_string()),
+            _ => Ok(()),
+        },
+    )
+    .await;
+    cluster.kill9("n2");
+    let live = apis(&cluster, &["n1", "n2", "n5", "n6"]);
+    sent_everywhere(&live, "node_down:n2:").await;
+    sent_everywhere(&live, "node_down:n5:").await;
+    let n5: Vec<Value> = sunk_ids(&file, "node_down:n5:");
+    let by: Vec<&str> = n5
+        .iter()
+        .map(|a| a["sent_by"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        by,
+        ["n2", "n3"],
+        "the documented duplicate, and no third: {:#?}",
+        sunk(&file)
+    );
+    assert_eq!(
+        sunk_ids(&file, "node_down:n2:").len(),
+        1,
+        "{:#?}",
+        sunk(&file)
+    );
+    // Nothing of what n1 held ever arrived.
+    assert!(
+        sunk(&file).iter().all(|a| a["sent_by"] != "n1"),
+        "{:#?}",
+        sunk(&file)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
     let mut cluster = Cluster::new();
