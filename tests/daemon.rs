@@ -3608,6 +3608,60 @@ async fn a_state_file_cut_short_or_garbled_is_refused_or_set_aside_by_name_never
     }
 }
 
+/// kill -9 while the history is being written, again and again: every sample the API had
+/// already shown is still there after the restart, and the file passes SQLite's integrity
+/// check at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_while_writing_its_history_loses_nothing_it_showed() {
+    let mut cluster = Cluster::new();
+    let i = cluster.start("n1", Vec::new()).await;
+    let samples = async |api: SocketAddr| -> Result<Vec<String>, String> {
+        match get_json(api, "/api/v1/history/n1?metric=load1&since=1h", HTTP).await {
+            Ok(Value::Array(list)) => Ok(list.iter().map(|s| s["at"].to_string()).collect()),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    let mut shown: Vec<String> = Vec::new();
+    for round in 1..=4 {
+        let api = cluster.nodes[i].api;
+        let want = shown.len() + 2;
+        let now = wait_for(
+            &format!("round {round}: new samples"),
+            DEADLINE,
+            async || {
+                let now = samples(api).await?;
+                match now.len() >= want {
+                    true => Ok(now),
+                    false => Err(format!("{} of {want}", now.len())),
+                }
+            },
+        )
+        .await;
+        for at in &shown {
+            assert!(
+                now.contains(at),
+                "round {round}: the sample at {at} is gone"
+            );
+        }
+        shown = now;
+        cluster.kill9("n1");
+        cluster.restart(i).await;
+    }
+    let api = cluster.nodes[i].api;
+    let after = samples(api).await.expect("history");
+    for at in &shown {
+        assert!(
+            after.contains(at),
+            "the sample at {at} is gone after the last kill"
+        );
+    }
+    cluster.nodes[i].signal(Signal::SIGTERM);
+    cluster.nodes[i].wait_exit(PROCESS_DEADLINE).await;
+    let conn = rusqlite::Connection::open(cluster.nodes[i].data_dir.join("history.db"))
+        .expect("open the history");
+    nbwatch::store::schema::integrity_check(&conn).expect("integrity_check is ok");
+}
+
 /// README's promise that the history is readable with `sqlite3`: by the data dir's group,
 /// while the daemon writes it (WAL), and by nobody else. Needs root (to be another user) and
 /// the `sqlite3` program; says so and passes without them.
