@@ -3662,6 +3662,61 @@ async fn a_daemon_killed_while_writing_its_history_loses_nothing_it_showed() {
     nbwatch::store::schema::integrity_check(&conn).expect("integrity_check is ok");
 }
 
+/// kill -9 right after a reload began: the restarted daemon runs the new trees, and none of
+/// the old life's processes is left beside their new copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_during_a_reload_comes_back_with_the_new_trees_and_no_second_copy() {
+    let mut cluster = Cluster::new();
+    // Durations no other test uses, so the processes can be counted by their command line.
+    let app = "[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"997.25\"]\n";
+    write_tree(&cluster, "web", &format!("name = \"web\"\n{app}"));
+    let i = cluster.start("n1", Vec::new()).await;
+    let old = running_pid(cluster.nodes[i].api, "app", None).await;
+    write_tree(
+        &cluster,
+        "web",
+        &format!(
+            "name = \"web\"\n{app}[[children]]\nname = \"worker\"\n\
+             command = [\"/bin/sleep\", \"997.5\"]\n"
+        ),
+    );
+    cluster.nodes[i].signal(Signal::SIGHUP);
+    cluster.kill9("n1");
+    cluster.restart(i).await;
+    let api = cluster.nodes[i].api;
+    let app_pid = running_pid(api, "app", Some(old)).await;
+    let worker = running_pid(api, "worker", None).await;
+    wait_for(
+        "the old life's app is gone",
+        PROCESS_DEADLINE,
+        async || match process_alive(old) {
+            false => Ok(()),
+            true => Err(format!("{old} still runs beside {app_pid}")),
+        },
+    )
+    .await;
+    assert!(process_alive(app_pid) && process_alive(worker));
+    // One process per service, whatever the reload had started before the kill.
+    let count = |arg: &str| {
+        let want = format!("/bin/sleep\0{arg}\0");
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .filter(|c| c == want.as_bytes())
+            .count()
+    };
+    wait_for(
+        "one copy of each service",
+        PROCESS_DEADLINE,
+        async || match (count("997.25"), count("997.5")) {
+            (1, 1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}
+
 /// README's promise that the history is readable with `sqlite3`: by the data dir's group,
 /// while the daemon writes it (WAL), and by nobody else. Needs root (to be another user) and
 /// the `sqlite3` program; says so and passes without them.
