@@ -5,6 +5,7 @@
 //! node's HTTP actor serves them, and is restarted like any other child. Handlers do not share state with the protocol: they ask the gossip actor (an RPC with a
 //! timeout) and shape the answer as the contract says ([`json`]).
 
+mod body;
 mod control;
 mod dashboard;
 mod history;
@@ -86,6 +87,7 @@ pub fn router(parts: NodeParts) -> axum::Router {
         data_dir: parts.data_dir,
         authority: parts.authority,
     })
+    .layer(axum::middleware::from_fn(body::read_whole))
     .layer(axum::middleware::from_fn_with_state(
         parts.token,
         token::require,

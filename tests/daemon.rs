@@ -3415,6 +3415,50 @@ async fn slow_connections_to_the_api_are_closed_after_five_seconds_and_others_ar
         closed >= Duration::from_millis(4_900) && closed < DEADLINE,
         "closed after {closed:?}"
     );
+
+    // A whole head with the token, then a body that never arrives: 408 after 5 s, not a
+    // slot held for as long as the client likes.
+    let token = std::fs::read_to_string(cluster.nodes[i].token_file()).expect("token");
+    let head = format!(
+        "POST /api/v1/kv/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"value\":",
+        token.trim()
+    );
+    let sent = Instant::now();
+    let mut trickle = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(api).await.expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("send");
+        trickle.push(stream);
+    }
+    for stream in &mut trickle {
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the daemon answers a body that never arrives");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(4_900) && waited < DEADLINE,
+        "answered after {waited:?}"
+    );
+    // A body announced larger than the limit is refused at once, unread.
+    let big = head.replace("Content-Length: 100", "Content-Length: 50000000");
+    let mut stream = tokio::net::TcpStream::connect(api).await.expect("connect");
+    stream.write_all(big.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the daemon answers a body too large");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let value = client(&["get", "slow", "--api", &api.to_string()], &[]).await;
+    assert!(
+        !text(&value.stdout).contains("slow"),
+        "nothing was written: {value:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

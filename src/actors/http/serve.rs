@@ -9,8 +9,8 @@
 //! once. Past the cap the server stops accepting: new connections wait in the kernel's accept
 //! queue and are served, in order, as slots free — a client waits rather than being refused,
 //! and while the slots are held by clients that send nothing, a slot frees within the header
-//! timeout. (Bodies and answers have no deadline of their own: a remote command waits for its
-//! answer as long as the caller asked.)
+//! timeout. A body's deadline is the API's own (`api::body`: 5 s, read before any handler);
+//! an answer has none (a remote command waits for its answer as long as the caller asked).
 
 use crate::lograte;
 use hyper_util::rt::{TokioIo, TokioTimer};
