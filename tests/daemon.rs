@@ -3711,8 +3711,13 @@ async fn a_daemon_killed_while_writing_its_history_loses_nothing_it_showed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_during_a_reload_comes_back_with_the_new_trees_and_no_second_copy() {
     let mut cluster = Cluster::new();
-    // Durations no other test uses, so the processes can be counted by their command line.
-    let app = "[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"997.25\"]\n";
+    // Durations no other test (nor an earlier run of this one) uses, so the processes can be
+    // counted by their command line; short, so what the run leaves behind ends soon.
+    let (app_arg, worker_arg) = (
+        format!("60.{}1", std::process::id()),
+        format!("60.{}2", std::process::id()),
+    );
+    let app = format!("[[children]]\nname = \"app\"\ncommand = [\"/bin/sleep\", \"{app_arg}\"]\n");
     write_tree(&cluster, "web", &format!("name = \"web\"\n{app}"));
     let i = cluster.start("n1", Vec::new()).await;
     let old = running_pid(cluster.nodes[i].api, "app", None).await;
@@ -3721,7 +3726,7 @@ async fn a_daemon_killed_during_a_reload_comes_back_with_the_new_trees_and_no_se
         "web",
         &format!(
             "name = \"web\"\n{app}[[children]]\nname = \"worker\"\n\
-             command = [\"/bin/sleep\", \"997.5\"]\n"
+             command = [\"/bin/sleep\", \"{worker_arg}\"]\n"
         ),
     );
     cluster.nodes[i].signal(Signal::SIGHUP);
@@ -3753,7 +3758,7 @@ async fn a_daemon_killed_during_a_reload_comes_back_with_the_new_trees_and_no_se
     wait_for(
         "one copy of each service",
         PROCESS_DEADLINE,
-        async || match (count("997.25"), count("997.5")) {
+        async || match (count(&app_arg), count(&worker_arg)) {
             (1, 1) => Ok(()),
             other => Err(format!("{other:?}")),
         },
