@@ -1704,31 +1704,47 @@ async fn a_stranger_on_loopback_cannot_join_a_node_on_defaults_and_a_host_given_
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_datagram_is_ignored() {
+/// One node sealed with a key the test made, and the test itself as a key holder called
+/// `ghost` with a UDP socket of its own.
+async fn a_node_and_a_key_holder() -> (Cluster, nbwatch::secure::Gate, tokio::net::UdpSocket) {
     let mut cluster = Cluster::new();
     let key = nbwatch::secure::Key::generate().encode();
     cluster.key = Some(key.clone());
     cluster.start("n1", Vec::new()).await;
-    let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
-
-    // A key holder pings n1 and reads its sealed answer.
-    let ghost = test_gate(&key, "ghost");
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let datagram = ghost.seal_datagram(nbwatch::secure::To::Node("n1"), &ping_from("ghost", 7));
-    socket.send_to(&datagram, gossip).await.expect("send");
+    (cluster, test_gate(&key, "ghost"), socket)
+}
+
+/// The next datagram `socket` receives, opened by `ghost` and decoded.
+async fn answer_to(
+    ghost: &nbwatch::secure::Gate,
+    socket: &tokio::net::UdpSocket,
+) -> nbwatch::wire::Message {
     let mut buf = vec![0u8; 2048];
     let (n, from) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
         .await
-        .expect("n1 answers the ping")
+        .expect("n1 answers")
         .expect("recv");
     let answer = ghost
         .open_datagram(from, &buf[..n])
-        .expect("n1's answer opens");
-    let answer = nbwatch::wire::decode(&answer).expect("decodes");
-    assert_eq!(answer.msg, nbwatch::wire::Message::PingAck { seq: 7 });
+        .expect("the answer opens");
+    nbwatch::wire::decode(&answer).expect("decodes").msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_datagram_is_ignored() {
+    let (cluster, ghost, socket) = a_node_and_a_key_holder().await;
+    let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
+
+    // A key holder pings n1 and reads its sealed answer.
+    let datagram = ghost.seal_datagram(nbwatch::secure::To::Node("n1"), &ping_from("ghost", 7));
+    socket.send_to(&datagram, gossip).await.expect("send");
+    assert_eq!(
+        answer_to(&ghost, &socket).await,
+        nbwatch::wire::Message::PingAck { seq: 7 }
+    );
     let received = counter(&stats(api).await.expect("stats"), "datagrams_received");
 
     // The same bytes again: dropped by the window, never reach the protocol.
@@ -1752,15 +1768,8 @@ async fn a_replayed_datagram_is_ignored() {
 async fn a_datagram_or_history_request_sealed_for_another_node_is_refused() {
     use nbwatch::secure::To;
     use nbwatch::wire::{Frame, PageRequest};
-    let mut cluster = Cluster::new();
-    let key = nbwatch::secure::Key::generate().encode();
-    cluster.key = Some(key.clone());
-    cluster.start("n1", Vec::new()).await;
+    let (cluster, ghost, socket) = a_node_and_a_key_holder().await;
     let (gossip, api) = (cluster.nodes[0].gossip, cluster.nodes[0].api);
-    let ghost = test_gate(&key, "ghost");
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
 
     // A ping sealed for n2 (as if captured on its way there) and sent to n1: dropped
     // before decoding, counted, never answered.
@@ -1777,14 +1786,8 @@ async fn a_datagram_or_history_request_sealed_for_another_node_is_refused() {
     // The same ping sealed for n1 is answered, and that answer is the first thing back.
     let for_n1 = ghost.seal_datagram(To::Node("n1"), &ping_from("ghost", 2));
     socket.send_to(&for_n1, gossip).await.expect("send");
-    let mut buf = vec![0u8; 2048];
-    let (n, from) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
-        .await
-        .expect("n1 answers")
-        .expect("recv");
-    let answer = ghost.open_datagram(from, &buf[..n]).expect("opens");
     assert_eq!(
-        nbwatch::wire::decode(&answer).expect("decodes").msg,
+        answer_to(&ghost, &socket).await,
         nbwatch::wire::Message::PingAck { seq: 2 },
         "only the ping sealed for n1 was answered"
     );
