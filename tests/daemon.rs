@@ -3769,6 +3769,79 @@ async fn a_daemon_killed_during_a_reload_comes_back_with_the_new_trees_and_no_se
     .await;
 }
 
+/// kill -9 in the middle of a back-fill: the restarted node fetches the window again and ends
+/// with every row exactly once (rows keep their keys, so a page fetched twice adds nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_a_back_fill_ends_with_every_row_once() {
+    const ROWS: i64 = 200_000;
+    let mut cluster = Cluster::new();
+    let b = cluster.start("b", Vec::new()).await;
+    cluster.nodes[b].signal(Signal::SIGTERM);
+    cluster.nodes[b].wait_exit(PROCESS_DEADLINE).await;
+    // b's record of a host long gone: many pages of samples in the back-fill window.
+    let start = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 3_600_000;
+    {
+        let mut conn = rusqlite::Connection::open(cluster.nodes[b].data_dir.join("history.db"))
+            .expect("open b's history");
+        let tx = conn.transaction().expect("begin");
+        tx.execute(
+            "INSERT INTO series (node, metric) VALUES ('ghost', 'load1')",
+            [],
+        )
+        .expect("series");
+        let series = tx.last_insert_rowid();
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO samples (series, at, value) VALUES (?1, ?2, ?3)")
+                .expect("prepare");
+            for k in 0..ROWS {
+                insert
+                    .execute(rusqlite::params![series, start + k * 10, (k % 7) as f64])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    cluster.restart(b).await;
+    let a = cluster.start("a", vec![cluster.nodes[b].gossip]).await;
+    let db = cluster.nodes[a].data_dir.join("history.db");
+    let count = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM samples JOIN series ON series.id = samples.series \
+                     WHERE series.node = 'ghost'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let partial = wait_for(
+        "a has part of the back-fill",
+        DEADLINE,
+        async || match count() {
+            0 => Err("nothing yet".to_string()),
+            n if n < ROWS => Ok(n),
+            n => Err(format!("all {n} already: too late to interrupt")),
+        },
+    )
+    .await;
+    cluster.kill9("a");
+    cluster.restart(a).await;
+    wait_for("a has every row", DEADLINE, async || match count() {
+        ROWS => Ok(()),
+        n => Err(format!("{n} of {ROWS} (after {partial} before the kill)")),
+    })
+    .await;
+    let conn = rusqlite::Connection::open(&db).expect("open a's history");
+    nbwatch::store::schema::integrity_check(&conn).expect("integrity_check is ok");
+}
+
 /// README's promise that the history is readable with `sqlite3`: by the data dir's group,
 /// while the daemon writes it (WAL), and by nobody else. Needs root (to be another user) and
 /// the `sqlite3` program; says so and passes without them.
