@@ -367,6 +367,15 @@ impl Cluster {
         self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
+    /// The API addresses of every node but those named in `skip`.
+    fn apis_except(&self, skip: &[&str]) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .filter(|n| !skip.contains(&n.name.as_str()))
+            .map(|n| n.api)
+            .collect()
+    }
+
     fn index(&self, name: &str) -> usize {
         self.nodes
             .iter()
@@ -1291,17 +1300,10 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
         file.display()
     );
     cluster.start_many(5).await;
-    let apis = |c: &Cluster, skip: &[&str]| -> Vec<SocketAddr> {
-        c.nodes
-            .iter()
-            .filter(|n| !skip.contains(&n.name.as_str()))
-            .map(|n| n.api)
-            .collect()
-    };
 
     // A follower dies: one alert, from the leader n1, with the contract's shape.
     cluster.kill9("n4");
-    sent_everywhere(&apis(&cluster, &["n4"]), "node_down:n4:").await;
+    sent_everywhere(&cluster.apis_except(&["n4"]), "node_down:n4:").await;
     let alerts = sunk_ids(&file, "node_down:n4:");
     assert_eq!(alerts.len(), 1, "{:#?}", sunk(&file));
     let a = &alerts[0];
@@ -1322,7 +1324,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
 
     // The leader dies: one alert for it, sent by the next leader n2.
     cluster.kill9("n1");
-    sent_everywhere(&apis(&cluster, &["n1", "n4"]), "node_down:n1:").await;
+    sent_everywhere(&cluster.apis_except(&["n1", "n4"]), "node_down:n1:").await;
     let alerts = sunk_ids(&file, "node_down:n1:");
     assert_eq!(alerts.len(), 1, "{:#?}", sunk(&file));
     assert_eq!(alerts[0]["sent_by"], "n2");
@@ -1330,7 +1332,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
     // n1 comes back: one node_up.
     let n1 = cluster.index("n1");
     cluster.restart(n1).await;
-    sent_everywhere(&apis(&cluster, &["n4"]), "node_up:n1:").await;
+    sent_everywhere(&cluster.apis_except(&["n4"]), "node_up:n1:").await;
     let ups = sunk_ids(&file, "node_up:n1:");
     assert_eq!(ups.len(), 1, "{:#?}", sunk(&file));
     assert_eq!(ups[0]["status"], "resolved");
@@ -1361,7 +1363,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
         text(&listed.stdout).contains("planned reboot"),
         "{listed:?}"
     );
-    for live in apis(&cluster, &["n3", "n4"]) {
+    for live in cluster.apis_except(&["n3", "n4"]) {
         wait_for(
             "everyone knows the silence",
             DEADLINE,
@@ -1373,7 +1375,7 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
         .await;
     }
     cluster.kill9("n3");
-    for live in apis(&cluster, &["n3", "n4"]) {
+    for live in cluster.apis_except(&["n3", "n4"]) {
         wait_for("n3 is down everywhere", DEADLINE, async || {
             let members = members(live).await?;
             match entry(&members, "n3") {
@@ -1440,13 +1442,6 @@ async fn a_leader_killed_mid_alert_loses_nothing_and_duplicates_only_after_deliv
         quote(&script)
     );
     cluster.start_many(6).await;
-    let apis = |c: &Cluster, skip: &[&str]| -> Vec<SocketAddr> {
-        c.nodes
-            .iter()
-            .filter(|n| !skip.contains(&n.name.as_str()))
-            .map(|n| n.api)
-            .collect()
-    };
 
     // Before delivery: n1 is sending n6's death when it is killed.
     cluster.kill9("n6");
@@ -1460,7 +1455,7 @@ async fn a_leader_killed_mid_alert_loses_nothing_and_duplicates_only_after_deliv
     )
     .await;
     cluster.kill9("n1");
-    let live = apis(&cluster, &["n1", "n6"]);
+    let live = cluster.apis_except(&["n1", "n6"]);
     sent_everywhere(&live, "node_down:n6:").await;
     sent_everywhere(&live, "node_down:n1:").await;
     let n6 = sunk_ids(&file, "node_down:n6:");
@@ -1485,7 +1480,7 @@ async fn a_leader_killed_mid_alert_loses_nothing_and_duplicates_only_after_deliv
     )
     .await;
     cluster.kill9("n2");
-    let live = apis(&cluster, &["n1", "n2", "n5", "n6"]);
+    let live = cluster.apis_except(&["n1", "n2", "n5", "n6"]);
     sent_everywhere(&live, "node_down:n2:").await;
     sent_everywhere(&live, "node_down:n5:").await;
     let n5: Vec<Value> = sunk_ids(&file, "node_down:n5:");
