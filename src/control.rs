@@ -27,6 +27,7 @@ pub(crate) fn test_view(
         incarnation: crate::types::Incarnation(1),
         last_heard: crate::types::Time(0),
         is_self: false,
+        clock_offset: None,
         kv: kv.into_iter().collect(),
     }
 }

@@ -119,6 +119,7 @@ mod tests {
             incarnation: Incarnation(1),
             last_heard: Time(0),
             is_self: false,
+            clock_offset: None,
             kv,
         }
     }

@@ -1,11 +1,13 @@
 //! Real hosts on one machine, real faults: network namespaces joined by a bridge, a real
-//! `nbwatch run` in each, nftables rules and signals as the faults (see `netns/harness.rs`).
-//! Needs root, iproute2 and nftables.
+//! `nbwatch run` in each, nftables rules, signals, CPU cgroup quotas and skewed wall clocks
+//! (libfaketime) as the faults (see `netns/harness.rs`). Needs root, iproute2, nftables and
+//! Debian's libfaketime.
 //!
 //! Each scenario checks, after its fault, what the seeds promise (see `netns/invariants.rs`):
 //! every live host records each incident with `last_heard` within 2 s of the moment of the
 //! fault; one alert per incident per side of a partition, never zero; the same incidents in
-//! every history once the network is whole; no false `down` under loss or a rolling restart;
+//! every history once the network is whole; no false `down` under loss, a rolling restart, a
+//! starved CPU or clocks an hour apart, where each host's times are right by its own clock;
 //! no orphaned service process. Each prints one `REPORT` line with its figures (BENCHMARKS.md,
 //! "Faults on a real network", is copied from them).
 //!
@@ -24,8 +26,8 @@ mod invariants;
 
 use harness::{Net, Side, ms, wall_ms};
 use invariants::{
-    Report, check_no_down, check_no_duplicate_alert, wait_alerted_once, wait_down_recorded,
-    wait_same_incidents,
+    Report, check_no_down, check_no_down_by_clocks, check_no_duplicate_alert, wait_alerted_once,
+    wait_down_recorded, wait_down_recorded_by_clocks, wait_same_incidents,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -40,6 +42,23 @@ fn all(net: &Net) -> Side {
 
 fn except(net: &Net, gone: &[usize]) -> Side {
     (0..net.len()).filter(|i| !gone.contains(i)).collect()
+}
+
+/// For `span`, looks at every host's members once every `every` (bounded) and fails at the
+/// first one that sees a member `down`.
+fn watch_no_down(net: &Net, hosts: &[usize], span: Duration, every: Duration) {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        for &i in hosts {
+            let down: Vec<Value> = net
+                .members(i)
+                .into_iter()
+                .filter(|m| m["state"] == "down")
+                .collect();
+            assert!(down.is_empty(), "n{i} sees a false down: {down:#?}");
+        }
+        std::thread::sleep(every.min(end - Instant::now().min(end)));
+    }
 }
 
 /// SIGTERM host `i`, wait until every other host has it `left`, and start it again (with
@@ -150,19 +169,7 @@ fn ten_percent_loss(tag: &str, scenario: &'static str, loss_for: Duration) {
     let since = wall_ms();
     let everyone = all(&net);
     net.loss(10);
-    let end = Instant::now() + loss_for;
-    // Bounded: one look every 5 s, each host asked once.
-    while Instant::now() < end {
-        for &i in &everyone {
-            let down: Vec<Value> = net
-                .members(i)
-                .into_iter()
-                .filter(|m| m["state"] == "down")
-                .collect();
-            assert!(down.is_empty(), "n{i} sees a false down: {down:#?}");
-        }
-        std::thread::sleep(Duration::from_secs(5).min(end - Instant::now().min(end)));
-    }
+    watch_no_down(&net, &everyone, loss_for, Duration::from_secs(5));
     net.heal();
     net.wait_all_alive(&everyone);
     report.suspicions = check_no_down(&net, &everyone, since);
@@ -398,19 +405,12 @@ fn i_a_one_way_cut_between_two_hosts_makes_no_one_down() {
     // n1 hears nothing from n2 (n2 -> n1 is cut), and the reverse direction works; n2's
     // heartbeats still reach n1 through the others, and its probes through them succeed.
     net.one_way(&[2], &[1]);
-    let end = Instant::now() + Duration::from_secs(30);
-    // Bounded: one look every 2 s.
-    while Instant::now() < end {
-        for &i in &everyone {
-            let down: Vec<Value> = net
-                .members(i)
-                .into_iter()
-                .filter(|m| m["state"] == "down")
-                .collect();
-            assert!(down.is_empty(), "n{i} sees a false down: {down:#?}");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    watch_no_down(
+        &net,
+        &everyone,
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+    );
     net.heal();
     report.suspicions = check_no_down(&net, &everyone, since);
     net.wait_no_orphans();
@@ -421,6 +421,169 @@ fn i_a_one_way_cut_between_two_hosts_makes_no_one_down() {
         "alerts without a failure: {:#?}",
         net.alerts()
     );
+    report.print();
+}
+
+#[test]
+fn j_a_host_starved_to_5_percent_of_a_core_for_60_s_is_called_down_by_no_one_and_accuses_no_one() {
+    let mut net = Net::new("j", N, "");
+    net.start_all();
+    let mut report = Report::new("j_cpu_quota_5pct_60s", &net);
+    let since = wall_ms();
+    let everyone = all(&net);
+    let starved = 3;
+    net.throttle(starved, Some(5));
+    let span = Duration::from_secs(60);
+    let mut hog = net.hog(starved, span);
+    let pollers = net.poll_api(starved, 4, span);
+    watch_no_down(&net, &everyone, span, Duration::from_secs(5));
+    let _ = hog.wait();
+    let mut answered = 0;
+    for (mut p, count) in pollers {
+        let _ = p.wait();
+        answered += std::fs::read_to_string(count)
+            .unwrap_or_default()
+            .lines()
+            .count();
+    }
+    println!("j: n{starved} answered {answered} API requests in {span:?}");
+    let held = net.throttled(starved);
+    net.throttle(starved, None);
+    let lifted = Instant::now();
+    net.wait_all_alive(&everyone);
+    let converged = lifted.elapsed();
+    println!(
+        "j: n{starved} held back {:.1} s by its quota in 60 s; converged {:.1} s after the lift",
+        held.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+    assert!(
+        held >= Duration::from_secs(1),
+        "the quota held n{starved} back only {held:?}: the scenario starved nothing"
+    );
+    assert!(
+        converged <= Duration::from_secs(30),
+        "the cluster took {converged:?} to converge after the quota was lifted"
+    );
+    report.suspicions = check_no_down(&net, &everyone, since);
+    net.wait_no_orphans();
+    report.alerts = check_no_duplicate_alert(&net, &[everyone]);
+    assert_eq!(
+        report.alerts,
+        0,
+        "alerts without a failure: {:#?}",
+        net.alerts()
+    );
+    report.print();
+}
+
+/// The hosts of scenario k whose wall clocks are off, and by how much (ms; libfaketime).
+const SKEWED: [(usize, i64); 3] = [(1, 3_600_000), (2, -3_600_000), (3, -300_000)];
+
+fn skew(i: usize) -> i64 {
+    SKEWED
+        .iter()
+        .find(|(h, _)| *h == i)
+        .map_or(0, |(_, ms)| *ms)
+}
+
+#[test]
+fn k_hosts_whose_clocks_are_an_hour_off_call_no_one_down_and_say_when_by_each_observers_clock() {
+    let mut net = Net::new("k", N, "");
+    for (i, ms) in SKEWED {
+        net.skew_clock(i, &format!("{:+}", ms / 1000));
+    }
+    net.start_all();
+    let mut report = Report::new("k_clocks_an_hour_off", &net);
+    let since = wall_ms();
+    let everyone = all(&net);
+    // Every observer's `last_heard` of every live member is a moment ago by its own clock.
+    for &i in &everyone {
+        net.wait_until(&format!("n{i} shows every last_heard on its clock"), || {
+            let now = wall_ms().saturating_add_signed(skew(i));
+            let m = net.members(i);
+            m.len() == N
+                && m.iter().all(|m| {
+                    ms(m, "last_heard")
+                        .is_some_and(|t| (-5_000..=1_000).contains(&(t as i64 - now as i64)))
+                })
+        });
+    }
+    // A value with a 20 s TTL published on the host an hour ahead is read, and expires, on
+    // each reader's clock: not at once (the reader an hour behind) nor an hour late.
+    let ahead = net.hosts[1].config.to_string_lossy().into_owned();
+    net.client(
+        1,
+        &["--config", &ahead, "publish", "job", "7", "--ttl", "20s"],
+    )
+    .expect("publish on n1");
+    for &i in &everyone {
+        net.wait_until(&format!("n{i} reads n1's job, expiring in 20 s"), || {
+            let now = wall_ms().saturating_add_signed(skew(i));
+            let Ok(out) = net.client(i, &["get", "job", "--json"]) else {
+                return false;
+            };
+            let list: Value = serde_json::from_str(&out).unwrap_or_default();
+            let expires = ms(&list[0], "expires").unwrap_or(0);
+            assert!(
+                (now..=now + 21_000).contains(&expires),
+                "n{i} reads job expiring at {expires}, {} ms from its now: {list}",
+                expires as i64 - now as i64
+            );
+            true
+        });
+    }
+    let published = Instant::now();
+    for &i in &everyone {
+        net.wait_until(&format!("n{i} no longer reads job"), || {
+            net.client(i, &["get", "job", "--json"]).is_err()
+        });
+    }
+    assert!(
+        published.elapsed() < Duration::from_secs(40),
+        "the 20 s value lived {:?}",
+        published.elapsed()
+    );
+    watch_no_down(
+        &net,
+        &everyone,
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    );
+    report.suspicions = check_no_down_by_clocks(&net, &everyone, since, skew);
+    // The host an hour ahead dies: each survivor says it stopped talking at the moment it
+    // died by the survivor's own clock, and it is alerted once.
+    let victim = 1;
+    let truth = wall_ms();
+    net.kill9(victim);
+    let others = except(&net, &[victim]);
+    let seen = wait_down_recorded_by_clocks(&net, victim, &others, truth, skew);
+    wait_alerted_once(&net, &seen.id, &others);
+    report.detection_ms.push(seen.detection_ms);
+    let alert = &net.alerts()[&seen.id][0];
+    let sender = net
+        .hosts
+        .iter()
+        .position(|h| alert["sent_by"] == h.name.as_str())
+        .unwrap_or_else(|| panic!("no sender in {alert}"));
+    // Its times are by its sender's clock: "since" the death, "at" a moment after it.
+    let on = truth.saturating_add_signed(skew(sender));
+    let (since_ms, at_ms) = (
+        ms(alert, "since").unwrap_or(0),
+        ms(alert, "at").unwrap_or(0),
+    );
+    assert!(
+        since_ms.abs_diff(on) <= invariants::LAST_HEARD_SLACK && (on..on + 30_000).contains(&at_ms),
+        "the alert from n{sender} is {} ms (since) and {} ms (at) from the death by its clock: \
+         {alert}",
+        since_ms as i64 - on as i64,
+        at_ms as i64 - on as i64
+    );
+    net.wait_all_alive(&others);
+    net.start(victim);
+    net.wait_all_alive(&everyone);
+    wait_alerted_once(&net, "node_up:n1:", &everyone);
+    report.alerts = check_no_duplicate_alert(&net, &[everyone]);
     report.print();
 }
 

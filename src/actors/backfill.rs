@@ -92,7 +92,8 @@ pub async fn after_refuting(
 ) {
     tokio::time::sleep(settle).await;
     let peers = live_peers(&peers_of).await;
-    from_some(&peers_of, &store, peers, since, since).await;
+    let from = widened(&peers_of, since).await;
+    from_some(&peers_of, &store, peers, from, since).await;
 }
 
 /// Fetches everything since `since` from up to [`PEERS`] of `peers`, picked at random.
@@ -139,6 +140,7 @@ pub async fn from_returning(
     else {
         return;
     };
+    let since = widened(&peers_of, since).await;
     match fetch(&peers_of.gate, &peer, addr, since, &store).await {
         Ok(f) => tracing::info!(
             peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
@@ -151,18 +153,35 @@ pub async fn from_returning(
 }
 
 async fn live_peers(peers_of: &Peers) -> Vec<(String, SocketAddr)> {
-    match peers_of
+    members(peers_of)
+        .await
+        .into_iter()
+        .filter(|m| !m.is_self && m.status == Status::Alive)
+        .map(|m| (m.name.0, m.addr))
+        .collect()
+}
+
+async fn members(peers_of: &Peers) -> Vec<crate::gossip::MemberView> {
+    peers_of
         .gossip
         .call(GossipMsg::Members, Some(Duration::from_secs(2)))
         .await
-    {
-        Some(views) => views
-            .into_iter()
-            .filter(|m| !m.is_self && m.status == Status::Alive)
-            .map(|m| (m.name.0, m.addr))
-            .collect(),
-        None => Vec::new(),
-    }
+        .unwrap_or_default()
+}
+
+/// `since` less the largest offset of a member's clock from ours past the tolerance: a
+/// peer's history keeps samples at their origin's clock and its own events at its clock, so
+/// asking from our `since` as it is would miss the rows of a host whose clock is behind.
+async fn widened(peers_of: &Peers, since: Time) -> Time {
+    let skew = members(peers_of)
+        .await
+        .iter()
+        .filter_map(|m| m.clock_offset)
+        .map(i64::unsigned_abs)
+        .filter(|o| *o > crate::gossip::core::clock::TOLERANCE.as_millis() as u64)
+        .max()
+        .unwrap_or(0);
+    Time(since.as_millis().saturating_sub(skew))
 }
 
 /// Fetches every page of the history of node `name`, at `peer`, since `since` into `store`.

@@ -507,7 +507,7 @@ impl Silence {
 }
 
 /// Every silence gossiped by any member (expired ones included) that this host obeys: sealed
-/// by an operator `trust` names. Others are left out, so a key holder without an operator key
+/// by an operator `trust` names, its end read on this host's clock. Others are left out, so a key holder without an operator key
 /// cannot hide an incident.
 pub fn silences(view: &[MemberView], trust: &Trust) -> Vec<Silence> {
     let mut out = Vec::new();
@@ -529,7 +529,12 @@ pub fn silences(view: &[MemberView], trust: &Trust) -> Vec<Silence> {
             let content = silence.content();
             let directive = silence.directive(&trust.cluster, k, &content);
             if trust.check(&directive, silence.seal.as_ref()).is_ok() {
-                out.push(silence);
+                // Its end is by its issuer's clock: read it on ours (after the seal check,
+                // which covers the time as written).
+                out.push(Silence {
+                    until: m.local(silence.until),
+                    ..silence
+                });
             }
         }
     }

@@ -192,6 +192,7 @@ mod tests {
             incarnation: Incarnation(3),
             last_heard: Time(1_700_000_000_123),
             is_self: false,
+            clock_offset: None,
             kv,
         }
     }

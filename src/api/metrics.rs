@@ -136,6 +136,20 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
     out.family(
+        "nbwatch_member_clock_offset_seconds",
+        "gauge",
+        "Each member's wall clock minus this node's, from its own datagrams (once it sent one).",
+    );
+    for m in s.views.iter().filter(|m| !m.is_self) {
+        if let Some(offset) = m.clock_offset {
+            out.sample(
+                "nbwatch_member_clock_offset_seconds",
+                &[("node", m.name.as_str())],
+                offset as f64 / 1000.0,
+            );
+        }
+    }
+    out.family(
         "nbwatch_is_leader",
         "gauge",
         "1 if this node leads its part of the cluster (it sends the alerts).",
@@ -395,6 +409,7 @@ mod tests {
             last_heard: Time(1_000),
             is_self: name == "a",
             kv: Default::default(),
+            clock_offset: None,
         }
     }
 
@@ -415,7 +430,10 @@ mod tests {
             },
             views: vec![
                 member("a", Status::Alive),
-                member("b", Status::Down),
+                MemberView {
+                    clock_offset: Some(-3_600_250),
+                    ..member("b", Status::Down)
+                },
                 member("c\"x", Status::Alive),
             ],
             leader: Some(NodeName::from("a")),
@@ -442,6 +460,7 @@ mod tests {
             "nbwatch_members{state=\"down\"} 1",
             "nbwatch_member_up{node=\"b\"} 0",
             "nbwatch_member_last_heard_seconds{node=\"a\"} 2.5",
+            "nbwatch_member_clock_offset_seconds{node=\"b\"} -3600.25",
             "nbwatch_gossip_sent_bytes_total 1234",
             "nbwatch_suspicions_raised_total 2",
             "nbwatch_gossip_dropped_unauthenticated_total 7",

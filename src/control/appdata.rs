@@ -97,8 +97,8 @@ pub fn encode(
     Ok((format!("{APP_PREFIX}{key}"), json))
 }
 
-/// Every live value in `views` whose KEY starts with `prefix`, as of `now`: expired values
-/// and values that do not parse are left out. Sorted by key, then node.
+/// Every live value in `views` whose KEY starts with `prefix`, as of `now`, with its times on
+/// this host's clock: expired values and values that do not parse are left out. Sorted by key, then node.
 pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
     let mut out = Vec::new();
     let full = format!("{APP_PREFIX}{prefix}");
@@ -108,15 +108,17 @@ pub fn entries(views: &[MemberView], prefix: &str, now: Time) -> Vec<Entry> {
             let Ok(stored) = Stored::parse(raw) else {
                 continue;
             };
-            if stored.expires.is_some_and(|x| x <= now.as_millis()) {
+            // Its times are by its publisher's clock: read them on ours.
+            let expires = stored.expires.map(|x| view.local(Time::from_millis(x)));
+            if expires.is_some_and(|x| x <= now) {
                 continue;
             }
             out.push(Entry {
                 node: view.name.to_string(),
                 key,
                 value: stored.value,
-                at: Time::from_millis(stored.at),
-                expires: stored.expires.map(Time::from_millis),
+                at: view.local(Time::from_millis(stored.at)),
+                expires,
             });
         }
     }
@@ -205,5 +207,32 @@ mod tests {
         assert_eq!(expired(&views[0], later), vec![k2]);
         assert!(expired(&views[1], later).is_empty());
         assert_eq!(entries(&views, "", now).len(), 3);
+    }
+
+    #[test]
+    fn a_ttl_set_by_a_host_whose_clock_is_an_hour_ahead_runs_on_the_readers_clock() {
+        const HOUR: u64 = 3_600_000;
+        let ours = Time(1_800_000_000_000);
+        let (k, v) = encode(
+            "job",
+            "7",
+            Some(Duration::from_secs(30)),
+            Time(ours.0 + HOUR),
+        )
+        .unwrap();
+        let mut ahead = view("ahead", &[(k, v)]);
+        // Before its offset is known the value already looks an hour from expiring...
+        assert_eq!(
+            entries(&[ahead.clone()], "", ours)[0].expires,
+            Some(Time(ours.0 + HOUR + 30_000))
+        );
+        // ...and once it is, it expires 30 s from now by our clock, not never or at once.
+        ahead.clock_offset = Some(HOUR as i64);
+        let got = entries(&[ahead.clone()], "", ours);
+        assert_eq!(
+            (got[0].at, got[0].expires),
+            (ours, Some(Time(ours.0 + 30_000)))
+        );
+        assert!(entries(&[ahead], "", Time(ours.0 + 30_000)).is_empty());
     }
 }

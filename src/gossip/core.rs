@@ -212,14 +212,28 @@ pub struct MemberView {
     pub last_heard: Time,
     pub is_self: bool,
     pub kv: BTreeMap<String, String>,
+    /// Its wall clock minus ours in milliseconds, once it has sent us a datagram itself
+    /// (see `clock`); times it wrote in its state are read through [`MemberView::local`].
+    pub clock_offset: Option<i64>,
+}
+
+impl MemberView {
+    /// `t`, a time this member wrote by its own clock (a TTL's end, a silence's end), as a
+    /// time by ours (see `clock::to_local`).
+    pub fn local(&self, t: Time) -> Time {
+        clock::to_local(self.clock_offset, t)
+    }
 }
 
 #[derive(Clone, Debug)]
 struct Member {
     state: NodeState,
     status: Status,
-    /// When this node last had a sign of life of it (its own beat time or a direct datagram).
+    /// When this node last had a sign of life of it (its own beat time or a direct datagram),
+    /// by our clock.
     last_heard: Time,
+    /// Its clock against ours, from its own datagrams.
+    clock: clock::PeerClock,
     /// When this node first saw a suspicion of the current incarnation.
     suspect_since: Option<Time>,
     /// When its state last changed in a way worth spreading early.
@@ -395,6 +409,7 @@ impl Core {
             last_heard: now,
             is_self: true,
             kv: self.own.live().map(|(k, v)| (k.into(), v.into())).collect(),
+            clock_offset: Some(0),
         }];
         views.extend(self.members.iter().map(|(name, m)| MemberView {
             name: name.clone(),
@@ -404,6 +419,7 @@ impl Core {
             last_heard: m.last_heard,
             is_self: false,
             kv: m.state.live().map(|(k, v)| (k.into(), v.into())).collect(),
+            clock_offset: m.clock.offset(),
         }));
         views.sort_by(|a, b| a.name.cmp(&b.name));
         views
@@ -776,8 +792,13 @@ impl Core {
         if m.state.incarnation != env.incarnation {
             return;
         }
-        // `last_heard` follows the sender's beat (its clock when it sent), not our receive time:
-        // a datagram still in flight when its sender died must not make it later than the death.
+        if m.clock.observe(now, env.beat.time()) {
+            let offset_s = m.clock.offset().unwrap_or(0) as f64 / 1000.0;
+            tracing::warn!(peer = %env.from, offset_s, "this peer's wall clock is off ours; its times are read on ours");
+        }
+        // `last_heard` follows the sender's beat (its clock when it sent, read on ours), not our
+        // receive time: a datagram still in flight when its sender died must not make it later
+        // than the death.
         self.see_beat(now, &env.from.clone(), env.beat, true, out);
     }
 
@@ -797,7 +818,7 @@ impl Core {
             return;
         }
         m.state.beat = beat;
-        m.last_heard = m.last_heard.max(beat.time().min(now));
+        m.last_heard = m.last_heard.max(m.clock.to_local(beat.time()).min(now));
         if !m.status.is_live() {
             return;
         }
@@ -886,6 +907,7 @@ impl Core {
     }
 }
 
+pub mod clock;
 mod exchange;
 mod verdict;
 

@@ -83,6 +83,26 @@ fn view(name: &str, kv: Vec<(String, String)>) -> MemberView {
 }
 
 #[test]
+fn a_silence_set_on_a_host_whose_clock_is_an_hour_ahead_ends_by_the_readers_clock() {
+    const HOUR: u64 = 3_600_000;
+    let ends = 1_795_000_000_000 + HOUR;
+    let entries = sealed(
+        "n2",
+        vec![(
+            format!("{SILENCE_PREFIX}n1"),
+            format!(r#"{{"until":{ends},"reason":"r"}}"#),
+        )],
+    );
+    let mut issuer = view("n2", entries);
+    issuer.clock_offset = Some(HOUR as i64);
+    let read = crate::alert::incident::silences(&[issuer], &trust());
+    // Its seal still holds (it covers the time as written) and it ends when it was meant to,
+    // on this host's clock.
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].until, Time(1_795_000_000_000));
+}
+
+#[test]
 fn a_far_future_time_in_any_codec_is_refused_and_a_near_one_passes() {
     let far = Time::MAX.0 + 1;
     for (key, value) in timed_entries(far) {
@@ -105,6 +125,7 @@ proptest! {
     fn any_gossiped_time_is_refused_past_the_bound_and_never_panics_a_reader(
         ms in prop_oneof![any::<u64>(), 0..=Time::MAX.0, Time::MAX.0 - 5..=Time::MAX.0 + 5],
         now in 0..=Time::MAX.0,
+        offset in prop_oneof![Just(None), any::<i64>().prop_map(Some)],
     ) {
         let entries = timed_entries(ms);
         for (key, value) in &entries {
@@ -114,7 +135,9 @@ proptest! {
             prop_assert_eq!(refused, ms > bound, "{} = {}", key, value);
         }
         // Readers and renderers of every one, unchecked, at any `now`.
-        let views = vec![view("n2", sealed("n2", entries))];
+        let mut views = vec![view("n2", sealed("n2", entries))];
+        // Its times are read on our clock, whatever it says the offset of its clock is.
+        views[0].clock_offset = offset;
         let now = Time(now);
         let _ = crate::api::json::silences(&views, &trust(), now);
         let _ = crate::api::json::alerts(&views);

@@ -1,8 +1,10 @@
 //! The multi-host harness: each host is a network namespace with its own `nbwatch run`, joined
 //! to the others by a veth pair on a bridge that lives in a namespace of its own, so no traffic
 //! leaves the namespaces a test makes. Faults are nftables rules inside the hosts (loss with
-//! `numgen random`, cuts by address) and signals to the daemons (kill -9, SIGSTOP/SIGCONT,
-//! SIGTERM and a start again). Needs root, `ip` (iproute2) and `nft` (nftables).
+//! `numgen random`, cuts by address), signals to the daemons (kill -9, SIGSTOP/SIGCONT,
+//! SIGTERM and a start again), a CPU cgroup quota with a busy loop and API pollers beside it,
+//! and wall clocks set off by libfaketime. Needs root, `ip` (iproute2), `nft` (nftables) and
+//! Debian's libfaketime.
 //!
 //! Every host runs one supervised service (`sleep`) tagged with the run's name in its
 //! environment, so that a service process left without its daemon is found (see
@@ -32,6 +34,19 @@ const PREFIX: &str = "nbw";
 const TAG: &str = "NBWATCH_NETNS_RUN";
 
 static SERIAL: Mutex<()> = Mutex::new(());
+/// Debian's libfaketime (package `libfaketime`).
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Where CPU cgroups are made: the v2 hierarchy if it has the `cpu` controller, else v1's.
+fn cpu_cgroup_root() -> PathBuf {
+    let v2 = Path::new("/sys/fs/cgroup");
+    let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+    if controllers.split_whitespace().any(|c| c == "cpu") {
+        let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+cpu");
+        return v2.to_path_buf();
+    }
+    v2.join("cpu")
+}
 
 pub fn run(args: &[&str]) -> Result<String, String> {
     let out = Command::new(args[0])
@@ -130,6 +145,13 @@ fn sweep_stale() {
             }
         }
     }
+    if let Ok(groups) = std::fs::read_dir(cpu_cgroup_root()) {
+        for g in groups.flatten() {
+            if gone(&g.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir(g.path());
+            }
+        }
+    }
     for (pid, tag) in tagged(PREFIX) {
         if gone(&tag) {
             let _ = run(&["kill", "-KILL", &pid.to_string()]);
@@ -141,9 +163,11 @@ pub struct Host {
     pub name: String,
     pub ns: String,
     pub ip: String,
-    config: PathBuf,
+    pub config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Extra environment of the daemon (a skewed clock: see [`Net::skew_clock`]).
+    env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -275,6 +299,7 @@ impl Net {
             config,
             log: self.dir.path().join(format!("n{i}.log")),
             child: None,
+            env: Vec::new(),
         });
         i
     }
@@ -306,6 +331,7 @@ impl Net {
             .args(["run", "--config"])
             .arg(&h.config)
             .env("RUST_LOG", "info")
+            .envs(h.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -569,6 +595,104 @@ impl Net {
         }
     }
 
+    /// From its next start, host `i`'s daemon reads a wall clock `offset` off (libfaketime's
+    /// `FAKETIME`, e.g. "+1h" or "-5m"), its monotonic clock untouched. Needs Debian's
+    /// `libfaketime`.
+    pub fn skew_clock(&mut self, i: usize, offset: &str) {
+        let lib = Path::new(FAKETIME_LIB);
+        assert!(
+            lib.exists(),
+            "{FAKETIME_LIB} is missing: install Debian's libfaketime"
+        );
+        self.hosts[i].env = vec![
+            ("LD_PRELOAD".into(), FAKETIME_LIB.into()),
+            ("FAKETIME".into(), offset.into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ("FAKETIME_DONT_RESET".into(), "1".into()),
+        ];
+    }
+
+    /// Limits host `i`'s daemon (and the services it starts from now on) to `percent` % of
+    /// one core, with a CPU cgroup's CFS quota (cgroup v2's `cpu.max`, or v1's
+    /// `cpu.cfs_quota_us`); `None` lifts the limit.
+    pub fn throttle(&self, i: usize, percent: Option<u32>) {
+        let pid = self.hosts[i].pid().expect("the daemon runs");
+        let group = cpu_cgroup_root().join(format!("{}h{i}", self.base));
+        std::fs::create_dir_all(&group).expect("create a CPU cgroup");
+        let v2 = group.join("cpu.max").exists();
+        let quota = match (percent, v2) {
+            (Some(p), true) => format!("{} 100000", p * 1000),
+            (Some(p), false) => (p * 1000).to_string(),
+            (None, true) => "max 100000".into(),
+            (None, false) => "-1".into(),
+        };
+        if !v2 {
+            std::fs::write(group.join("cpu.cfs_period_us"), "100000").expect("cgroup period");
+        }
+        let file = group.join(if v2 { "cpu.max" } else { "cpu.cfs_quota_us" });
+        std::fs::write(&file, quota).expect("cgroup quota");
+        std::fs::write(group.join("cgroup.procs"), pid.to_string()).expect("move into cgroup");
+    }
+
+    /// Starts a busy loop in host `i`'s CPU cgroup (see [`Net::throttle`]), competing with its
+    /// daemon for the quota as another program on a starved host would; it ends by itself
+    /// after `span`.
+    pub fn hog(&self, i: usize, span: Duration) -> Child {
+        let group = cpu_cgroup_root().join(format!("{}h{i}", self.base));
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec timeout {} sh -c 'while :; do :; done'",
+                group.display(),
+                span.as_secs().max(1)
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start a busy loop")
+    }
+
+    /// Starts `clients` loops that ask host `i`'s API for its members, one request after
+    /// the other, as a dashboard or a script polling it hard would; they end after `span`.
+    /// Returns the file each loop counts its answered requests in (one line each).
+    pub fn poll_api(&self, i: usize, clients: usize, span: Duration) -> Vec<(Child, PathBuf)> {
+        (0..clients)
+            .map(|c| {
+                let count = self.dir.path().join(format!("poll-{i}-{c}"));
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &self.hosts[i].ns, "timeout"])
+                    .arg(span.as_secs().max(1).to_string())
+                    .args(["sh", "-c"])
+                    .arg(format!(
+                        "while :; do {BIN} members --json --api 127.0.0.1:7711 >/dev/null \
+                         2>&1 && echo >> {}; done",
+                        count.display()
+                    ))
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("start an API poller");
+                (child, count)
+            })
+            .collect()
+    }
+
+    /// How long host `i`'s daemon was held back by its CPU quota so far (`throttled_usec` or
+    /// `throttled_time` of the cgroup's `cpu.stat`).
+    pub fn throttled(&self, i: usize) -> Duration {
+        let group = cpu_cgroup_root().join(format!("{}h{i}", self.base));
+        let stat = std::fs::read_to_string(group.join("cpu.stat")).unwrap_or_default();
+        stat.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                let v: u64 = v.trim().parse().ok()?;
+                match k {
+                    "throttled_usec" => Some(Duration::from_micros(v)),
+                    "throttled_time" => Some(Duration::from_nanos(v)),
+                    _ => None,
+                }
+            })
+            .unwrap_or_default()
+    }
+
     /// The alerts sent so far, by incident id.
     pub fn alerts(&self) -> BTreeMap<String, Vec<Value>> {
         let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -594,8 +718,9 @@ impl Drop for Net {
         for (pid, _) in self.services() {
             let _ = run(&["kill", "-KILL", &pid.to_string()]);
         }
-        for h in &self.hosts {
+        for (i, h) in self.hosts.iter().enumerate() {
             let _ = run(&["ip", "netns", "del", &h.ns]);
+            let _ = std::fs::remove_dir(cpu_cgroup_root().join(format!("{}h{i}", self.base)));
         }
         let _ = run(&["ip", "netns", "del", &self.bridge]);
     }

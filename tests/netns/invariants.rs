@@ -26,6 +26,19 @@ pub struct Seen {
 /// after `truth` (ms), and checks `last_heard` against it and that everyone names the same
 /// incident.
 pub fn wait_down_recorded(net: &Net, subject: usize, observers: &[usize], truth: u64) -> Seen {
+    wait_down_recorded_by_clocks(net, subject, observers, truth, |_| 0)
+}
+
+/// [`wait_down_recorded`] where host `i`'s wall clock reads `skew(i)` ms off the truth: each
+/// observer's record must be right by its own clock.
+pub fn wait_down_recorded_by_clocks(
+    net: &Net,
+    subject: usize,
+    observers: &[usize],
+    truth: u64,
+    skew: impl Fn(usize) -> i64,
+) -> Seen {
+    let on = |i: usize| truth.saturating_add_signed(skew(i));
     let name = net.hosts[subject].name.clone();
     let mut found: BTreeMap<usize, Value> = BTreeMap::new();
     net.wait_until(
@@ -39,7 +52,7 @@ pub fn wait_down_recorded(net: &Net, subject: usize, observers: &[usize], truth:
                     list.into_iter().find(|e| {
                         e["kind"] == "node_down"
                             && e["node"] == name.as_str()
-                            && ms(e, "at").is_some_and(|at| at >= truth)
+                            && ms(e, "at").is_some_and(|at| at >= on(i))
                     })
                 });
                 if let Some(e) = event {
@@ -54,12 +67,12 @@ pub fn wait_down_recorded(net: &Net, subject: usize, observers: &[usize], truth:
     for (i, e) in &found {
         let heard = ms(e, "last_heard").unwrap_or(0);
         assert!(
-            heard.abs_diff(truth) <= LAST_HEARD_SLACK,
-            "n{i} recorded {name} last heard {} ms from the truth: {e}",
-            heard as i64 - truth as i64
+            heard.abs_diff(on(*i)) <= LAST_HEARD_SLACK,
+            "n{i} recorded {name} last heard {} ms from the truth by its clock: {e}",
+            heard as i64 - on(*i) as i64
         );
         ids.insert(format!("node_down:{name}:{}", e["incarnation"]));
-        detection_ms = detection_ms.max(ms(e, "at").unwrap_or(0).saturating_sub(truth));
+        detection_ms = detection_ms.max(ms(e, "at").unwrap_or(0).saturating_sub(on(*i)));
     }
     assert_eq!(
         ids.len(),
@@ -170,8 +183,19 @@ pub fn wait_same_incidents(
 /// No host of `hosts` recorded a `node_down` at or after `since`. Returns the number of
 /// `node_suspect` events they recorded meanwhile (suspicions that were refuted).
 pub fn check_no_down(net: &Net, hosts: &[usize], since: u64) -> usize {
+    check_no_down_by_clocks(net, hosts, since, |_| 0)
+}
+
+/// [`check_no_down`] where host `i`'s wall clock reads `skew(i)` ms off the truth.
+pub fn check_no_down_by_clocks(
+    net: &Net,
+    hosts: &[usize],
+    since: u64,
+    skew: impl Fn(usize) -> i64,
+) -> usize {
     let mut suspicions = 0;
     for &i in hosts {
+        let since = since.saturating_add_signed(skew(i));
         let events = net
             .events(i)
             .unwrap_or_else(|| panic!("n{i} does not answer"));

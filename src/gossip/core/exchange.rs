@@ -488,6 +488,7 @@ impl Core {
                 state,
                 status: Status::Alive,
                 last_heard: Time::ZERO,
+                clock: Default::default(),
                 suspect_since: None,
                 news_at: Some(now),
             },

@@ -64,7 +64,9 @@ impl Core {
         {
             m.status = Status::Left;
             self.live_cache.set(None);
-            m.last_heard = m.last_heard.max(m.state.beat.time().min(now));
+            m.last_heard = m
+                .last_heard
+                .max(m.clock.to_local(m.state.beat.time()).min(now));
             out.push(Output::Event(ClusterEvent::NodeLeft {
                 node: node.clone(),
                 incarnation: m.state.incarnation,
@@ -117,7 +119,16 @@ impl Core {
 
     /// Derives the verdict on `node` from the suspicions of its current life.
     pub(super) fn judge(&mut self, now: Time, node: &NodeName, out: &mut Vec<Output>) {
-        let witnesses = self.witnesses(node);
+        // A witness's sighting is by its clock: read it on ours.
+        let witnesses: Vec<(NodeName, Sighting)> = self
+            .witnesses(node)
+            .into_iter()
+            .map(|(w, s)| {
+                let clock = self.members.get(&w).map(|m| m.clock).unwrap_or_default();
+                let last_heard = clock.to_local(s.last_heard).min(now);
+                (w, Sighting { last_heard, ..s })
+            })
+            .collect();
         let node_live = self.members.get(node).is_some_and(|m| m.status.is_live());
         let live_others = 1 + self.live_count() - usize::from(node_live);
         let settings = &self.settings;
