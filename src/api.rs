@@ -84,6 +84,7 @@ pub fn router(parts: NodeParts) -> axum::Router {
         view: parts.view,
         events: parts.events,
         clock: parts.clock,
+        patience: parts.patience,
         data_dir: parts.data_dir,
         authority: parts.authority,
     })

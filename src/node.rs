@@ -111,6 +111,8 @@ pub struct NodeParts {
     pub view: crate::actors::election::Snapshots,
     pub events: EventLog,
     pub clock: Clock,
+    /// This node's local health: a late node answers from the last published view.
+    pub patience: crate::watch::Patience,
     pub data_dir: std::path::PathBuf,
     /// The bearer token changes need.
     pub token: Arc<String>,

@@ -5,10 +5,12 @@
 //! the gossiped suspicions by the gossip core.
 
 pub mod core;
+pub mod health;
 pub mod phi;
 pub mod probe;
 
 pub use self::core::{
     Evidence, Input, Output, PeerWatch, Phase, Probe, Settings, TimerToken, Verdict,
 };
+pub use self::health::{LocalHealth, Patience};
 pub use self::probe::{Contact, Prober};

@@ -447,6 +447,15 @@ fn j_a_host_starved_to_5_percent_of_a_core_for_60_s_is_called_down_by_no_one_and
             .count();
     }
     println!("j: n{starved} answered {answered} API requests in {span:?}");
+    let raised: Vec<usize> = everyone
+        .iter()
+        .map(|&i| net.log(i).matches("suspecting a peer").count())
+        .collect();
+    println!(
+        "j: suspicions raised by each host: {raised:?}; n{starved} was late {} times",
+        net.log(starved).matches("this node is late").count()
+    );
+    assert_eq!(raised[starved], 0, "the starved n{starved} accused others");
     let held = net.throttled(starved);
     net.throttle(starved, None);
     let lifted = Instant::now();

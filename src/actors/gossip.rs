@@ -24,7 +24,7 @@ use crate::store::incarnation;
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::transport::{self as net, Dialects, Outbox};
 use crate::types::{Clock, Incarnation, NodeName, Time};
-use crate::watch::{Contact, Input as WatchInput};
+use crate::watch::{Contact, Input as WatchInput, LocalHealth, Patience};
 use crate::wire::{ExchangeError, Frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::hash::{BuildHasher, RandomState};
@@ -107,6 +107,8 @@ pub struct GossipArgs {
     pub election: Handle<ElectionMsg>,
     pub events: EventLog,
     pub known: KnownPeers,
+    /// Where this node's local health is published for the watchers and the API.
+    pub patience: Patience,
     pub on_fatal: FatalHook,
 }
 
@@ -138,6 +140,11 @@ pub struct GossipState {
     known: KnownPeers,
     data_dir: PathBuf,
     on_fatal: FatalHook,
+    /// This node's own lateness (Lifeguard's local health), measured on the ticks.
+    health: LocalHealth,
+    patience: Patience,
+    /// When the last tick was handled.
+    last_tick: Option<Time>,
     next_save: Time,
     /// What changed since the election actor was last told the view.
     view_changed: ViewChange,
@@ -207,6 +214,9 @@ impl Actor for GossipActor {
             known: args.known,
             data_dir: args.data_dir,
             on_fatal: args.on_fatal,
+            health: LocalHealth::default(),
+            patience: args.patience,
+            last_tick: None,
             next_save: Time::ZERO,
             view_changed: ViewChange::Members,
             next_view: Time::ZERO,
@@ -225,6 +235,7 @@ impl Actor for GossipActor {
         let outputs = match msg {
             GossipMsg::Core(input) => {
                 if matches!(input, Input::Tick) {
+                    state.note_tick(now);
                     state.maintain(now);
                 }
                 state.core.handle(now, input)
@@ -328,6 +339,33 @@ impl GossipState {
         }
     }
 
+    /// A tick is due every [`TICK`]: one that comes later than that by `health::LATE` means
+    /// this node is starved or its messages wait (its local health worsens); the score is
+    /// published for the watchers and the API, and its changes are logged.
+    fn note_tick(&mut self, now: Time) {
+        let late_by = self
+            .last_tick
+            .map_or(Duration::ZERO, |t| now.since(t).saturating_sub(TICK));
+        self.last_tick = Some(now);
+        self.update_health(now, |h| h.tick(now, late_by));
+    }
+
+    fn update_health(&mut self, now: Time, change: impl FnOnce(&mut LocalHealth)) {
+        let before = self.health.score();
+        change(&mut self.health);
+        let after = self.health.score();
+        self.patience.publish(&self.health);
+        if before == 0 && after > 0 {
+            tracing::warn!(
+                score = after, %now,
+                "this node is late (starved of CPU or its work piling up): it waits longer \
+                 before suspecting others and answers its API from the last view"
+            );
+        } else if before > 0 && after == 0 {
+            tracing::info!("this node is on time again");
+        }
+    }
+
     /// Housekeeping on a tick: reap finished join tasks, save the known members' addresses.
     fn maintain(&mut self, now: Time) {
         while self.joins.try_join_next().is_some() {}
@@ -396,8 +434,10 @@ impl GossipState {
                             "cannot store the new incarnation; a restart may start lower"
                         );
                     }
-                    // Refuted: the others doubted us, and their record of it is fetched.
+                    // Refuted: the others doubted us, and their record of it is fetched. That
+                    // they could not reach us in time also says we may be the late one.
                     self.store.cast(StoreMsg::Refuted);
+                    self.update_health(now, |h| h.refuted(now));
                 }
                 Output::Fatal(reason) => {
                     tracing::error!(%reason, "this node cannot go on");

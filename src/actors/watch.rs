@@ -17,7 +17,7 @@ use crate::supervision::policy::Intensity;
 use crate::task::Handle;
 use crate::transport::Outbox;
 use crate::types::{Clock, NodeName};
-use crate::watch::{Contact, Input, Output, PeerWatch, Prober, Settings};
+use crate::watch::{Contact, Input, Output, Patience, PeerWatch, Prober, Settings};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -42,6 +42,8 @@ pub enum WatchMsg {
 
 pub struct WatchArgs {
     pub settings: Settings,
+    /// This node's local health, published by the gossip actor.
+    pub patience: Patience,
     /// How many others an indirect probe asks.
     pub helpers: usize,
     pub clock: Clock,
@@ -68,6 +70,7 @@ impl WatchState {
             prober: Prober::new(RandomState::new().hash_one(&name), self.args.helpers),
             peer,
             settings: self.args.settings.clone(),
+            patience: self.args.patience.clone(),
             clock: self.args.clock,
             gossip: self.args.gossip.clone(),
             outbox: self.args.outbox.clone(),
@@ -180,6 +183,7 @@ impl Actor for WatchSupervisor {
 struct WatcherArgs {
     peer: Contact,
     settings: Settings,
+    patience: Patience,
     clock: Clock,
     gossip: Handle<GossipMsg>,
     outbox: Outbox,
@@ -190,6 +194,8 @@ struct WatcherArgs {
 struct WatcherState {
     peer: Contact,
     core: PeerWatch,
+    /// This node's own health: a late node waits longer before it suspects.
+    patience: Patience,
     clock: Clock,
     gossip: Handle<GossipMsg>,
     outbox: Outbox,
@@ -265,6 +271,7 @@ impl Actor for PeerWatcher {
         let mut state = WatcherState {
             peer: args.peer,
             core,
+            patience: args.patience,
             clock: args.clock,
             gossip: args.gossip,
             outbox: args.outbox,
@@ -295,6 +302,7 @@ impl Actor for PeerWatcher {
                 Input::Reset
             }
         };
+        state.core.set_patience(state.patience.factor());
         let outputs = state.core.handle(state.clock.now(), input);
         state.carry_out(&myself, outputs).await;
         Ok(())

@@ -1,9 +1,8 @@
 //! The control-plane routes: every node's services, commands to another node's services, and
 //! application data (see [`crate::control`]).
 
-use super::routes::{Answer, Ctx, ask, put};
+use super::routes::{Answer, Ctx, put, views};
 use super::{ApiError, json};
-use crate::actors::gossip::GossipMsg;
 use crate::control::{appdata, remote};
 use crate::election::is_live;
 use crate::keys::control::RemoteCommand;
@@ -23,7 +22,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// `GET /api/v1/services?all=true`: every node's services, from gossip (this node's from its
 /// supervisor); a node that is not live has its last known services marked `"stale": true`.
 pub(super) async fn all_services(ctx: &Ctx) -> Answer {
-    let views = ask(ctx, GossipMsg::Members).await?;
+    let views = views(ctx).await?;
     let mut out = Vec::new();
     for view in &views {
         let stale = !is_live(view);
@@ -56,7 +55,7 @@ pub(super) async fn remote_command(
     if node == ctx.name.as_str() {
         return super::routes::local_command(&ctx, service, &action).await;
     }
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     let Some(target) = views.iter().find(|v| v.name.as_str() == node) else {
         return Err(ApiError::Unknown(format!(
             "no node \"{node}\" in the cluster"
@@ -114,7 +113,7 @@ async fn wait_answer(
 ) -> Result<Option<crate::keys::control::Answer>, ApiError> {
     let end = tokio::time::Instant::now() + timeout;
     loop {
-        let views = ask(ctx, GossipMsg::Members).await?;
+        let views = views(ctx).await?;
         if let Some(target) = views.iter().find(|v| v.name.as_str() == node) {
             if let Some(a) = remote::answer_of(target, id) {
                 return Ok(Some(a));
@@ -135,7 +134,7 @@ async fn wait_answer(
 
 /// The status `node` announces for `service` now, as JSON (or null).
 async fn services_of(ctx: &Ctx, node: &str, service: &str) -> Value {
-    let Ok(views) = ask(ctx, GossipMsg::Members).await else {
+    let Ok(views) = views(ctx).await else {
         return Value::Null;
     };
     views
@@ -168,7 +167,7 @@ pub(super) async fn kv_list(State(ctx): State<Ctx>, Query(params): Params) -> An
         )));
     }
     let prefix = params.get("prefix").map_or("", String::as_str);
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     let list = appdata::entries(&views, prefix, ctx.clock.now());
     Ok(axum::Json(Value::Array(
         list.iter().map(app_entry).collect(),
@@ -178,7 +177,7 @@ pub(super) async fn kv_list(State(ctx): State<Ctx>, Query(params): Params) -> An
 /// `GET /api/v1/kv/{key}`: every host's live value of KEY (404 if none has one).
 pub(super) async fn kv_get(State(ctx): State<Ctx>, Path(key): Path<String>) -> Answer {
     appdata::check_key(&key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     let list: Vec<Value> = appdata::entries(&views, &key, ctx.clock.now())
         .iter()
         .filter(|e| e.key == key)

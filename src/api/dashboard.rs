@@ -9,8 +9,7 @@
 //! story, including the charts of a host that is down.
 
 use super::json;
-use super::routes::{Answer, Ctx, ask, ask_services_quick};
-use crate::actors::gossip::GossipMsg;
+use super::routes::{Answer, Ctx, ask_services_quick, views};
 use crate::supervision::manager::ManagerMsg;
 use axum::Router;
 use axum::extract::State;
@@ -61,7 +60,7 @@ async fn style() -> impl IntoResponse {
 /// down, services failed), "silences"}`; `nbwatch status` prints it. A node whose
 /// supervisor is restarting still answers, with its own services missing.
 async fn overview(State(ctx): State<Ctx>) -> Answer {
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     let leader = ctx.leader();
     let now = ctx.clock.now();
     let local = match ask_services_quick(&ctx, ManagerMsg::List).await {

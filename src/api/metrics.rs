@@ -7,7 +7,7 @@
 
 use super::ApiError;
 use super::json;
-use super::routes::{Ctx, ask, ask_services_quick};
+use super::routes::{Ctx, ask, ask_services_quick, views};
 use crate::actors::gossip::{GossipMsg, StatsSnapshot};
 use crate::gossip::{MemberView, Status};
 use crate::keys::{ServiceState, ServiceStatus};
@@ -42,11 +42,13 @@ pub struct Snapshot {
     pub now: Time,
     /// The leader the election actor published.
     pub leader: Option<NodeName>,
+    /// This node's local health score (0: on time; see `watch::health`).
+    pub health: u32,
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> {
     let stats = ask(&ctx, GossipMsg::Stats).await?;
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     let services = ask_services_quick(&ctx, ManagerMsg::List).await.ok();
     let dir = ctx.data_dir.clone();
     let store_files = tokio::task::spawn_blocking(move || store_files(&dir))
@@ -59,6 +61,7 @@ async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> 
         store_files,
         now: ctx.clock.now(),
         leader: ctx.leader(),
+        health: ctx.patience.score(),
     };
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot)))
 }
@@ -102,6 +105,13 @@ pub fn render(s: &Snapshot) -> String {
         "This node's incarnation; it rises at every restart.",
     );
     out.sample("nbwatch_incarnation", &[], s.stats.incarnation.0 as f64);
+    out.family(
+        "nbwatch_local_health_score",
+        "gauge",
+        "How late this node itself is (0: on time, up to 8); its watchers wait 1 + this times \
+         longer before suspecting a peer.",
+    );
+    out.sample("nbwatch_local_health_score", &[], f64::from(s.health));
 
     // Members.
     out.family(
@@ -449,6 +459,7 @@ mod tests {
             }]),
             store_files: vec![("history.db".into(), 4096)],
             now: Time(3_500),
+            health: 2,
         }
     }
 
@@ -465,6 +476,7 @@ mod tests {
             "nbwatch_suspicions_raised_total 2",
             "nbwatch_gossip_dropped_unauthenticated_total 7",
             "nbwatch_incarnation 4",
+            "nbwatch_local_health_score 2",
             "nbwatch_is_leader 1",
             "nbwatch_service_state{service=\"db\",tree=\"tv\",state=\"running\"} 1",
             "nbwatch_service_state{service=\"db\",tree=\"tv\",state=\"failed\"} 0",

@@ -37,6 +37,8 @@ pub(super) struct Ctx {
     pub view: Snapshots,
     pub events: EventLog,
     pub clock: Clock,
+    /// This node's local health (see `watch::health`).
+    pub patience: crate::watch::Patience,
     pub data_dir: std::path::PathBuf,
     /// Whose directives this node obeys; seals what it issues to other hosts.
     pub authority: std::sync::Arc<crate::secure::directive::Authority>,
@@ -98,6 +100,20 @@ async fn call<M: ractor::Message, T: Send + 'static>(
     }
 }
 
+/// Every member as the gossip actor knows it now. While this node is late (its local health,
+/// see `watch::health`), the view the election actor published last instead: its state at
+/// most a few hundred milliseconds older, its `last_heard` as of then. Readers of the API then
+/// take nothing from the gossip actor, which answers probes and gossip first.
+pub(super) async fn views(ctx: &Ctx) -> Result<Vec<crate::gossip::MemberView>, ApiError> {
+    if ctx.patience.is_late() {
+        let published = ctx.view.borrow().members.clone();
+        if !published.is_empty() {
+            return Ok(published);
+        }
+    }
+    ask(ctx, GossipMsg::Members).await
+}
+
 pub(super) async fn ask<T: Send + 'static>(
     ctx: &Ctx,
     msg: impl FnOnce(RpcReplyPort<T>) -> GossipMsg,
@@ -122,7 +138,7 @@ pub(super) async fn ask_services_quick<T: Send + 'static>(
 }
 
 async fn members(State(ctx): State<Ctx>) -> Answer {
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     Ok(axum::Json(json::members(
         &views,
         ctx.leader().as_ref(),
@@ -216,7 +232,7 @@ async fn reload(State(ctx): State<Ctx>) -> Answer {
 
 /// `GET /api/v1/alerts`: the cluster's alert log as this node sees it.
 async fn alerts(State(ctx): State<Ctx>) -> Answer {
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     Ok(axum::Json(json::alerts(&views)))
 }
 
@@ -237,7 +253,7 @@ async fn alert_test(State(ctx): State<Ctx>) -> Answer {
 
 /// `GET /api/v1/silences`: the silences in force.
 async fn silences(State(ctx): State<Ctx>) -> Answer {
-    let views = ask(&ctx, GossipMsg::Members).await?;
+    let views = views(&ctx).await?;
     Ok(axum::Json(json::silences(
         &views,
         &ctx.authority.trust,

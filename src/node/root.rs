@@ -34,6 +34,7 @@ use crate::supervision::spec::{TreeSpec, load_trees};
 use crate::task::Handle;
 use crate::transport::{Dialects, Outbox};
 use crate::types::Clock;
+use crate::watch::Patience;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -120,6 +121,9 @@ pub(crate) struct Wiring {
     pub known: KnownPeers,
     pub snapshots: SnapshotSender,
     pub view: Snapshots,
+    /// This node's local health: measured by the gossip actor, read by the watchers and the
+    /// API.
+    pub patience: Patience,
 }
 
 impl Wiring {
@@ -140,6 +144,7 @@ impl Wiring {
             known: KnownPeers::default(),
             snapshots,
             view,
+            patience: Patience::default(),
         }
     }
 
@@ -355,6 +360,7 @@ impl NodeState {
             Child::Watch => {
                 let args = WatchArgs {
                     settings: self.settings.watch.clone(),
+                    patience: w.patience.clone(),
                     helpers: self.settings.indirect_probes,
                     clock,
                     gossip: w.gossip.clone(),
@@ -392,6 +398,7 @@ impl NodeState {
                     election: w.election.clone(),
                     events: w.events.clone(),
                     known: w.known.clone(),
+                    patience: w.patience.clone(),
                     on_fatal: Arc::new(move |reason| {
                         let _ = node.cast(NodeMsg::Fatal(reason));
                     }),
@@ -493,6 +500,7 @@ impl NodeState {
                         view: w.view.clone(),
                         events: w.events.clone(),
                         clock,
+                        patience: w.patience.clone(),
                         data_dir: self.args.config.node.data_dir.clone(),
                         token: self.args.token.clone(),
                         authority: self.args.authority.clone(),

@@ -104,11 +104,13 @@ pub enum Output {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerToken(pub u64);
 
+/// Where the watcher is; a probe's phase keeps when it began, and its deadline is that plus
+/// the timeout times the current patience (see `set_patience`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Watching,
-    Direct { until: Time },
-    Indirect { until: Time },
+    Direct { since: Time },
+    Indirect { since: Time },
     Suspecting,
 }
 
@@ -121,6 +123,8 @@ pub struct PeerWatch {
     /// The timer armed last, and when it is due.
     armed: Option<(Time, TimerToken)>,
     tokens: u64,
+    /// This node's own local health multiplier (1: healthy; see `health`).
+    patience: u32,
 }
 
 impl PeerWatch {
@@ -138,7 +142,24 @@ impl PeerWatch {
             phase: Phase::Watching,
             armed: None,
             tokens: 0,
+            patience: 1,
         }
+    }
+
+    /// This node's local health multiplier (`health::Patience::factor`): a late node waits
+    /// that many times longer for answers before it suspects the peer, also for a probe under
+    /// way. Call before `handle`.
+    pub fn set_patience(&mut self, patience: u32) {
+        self.patience = patience.max(1);
+    }
+
+    fn deadline(&self) -> Option<Time> {
+        let (since, timeout) = match self.phase {
+            Phase::Direct { since } => (since, self.settings.probe_timeout),
+            Phase::Indirect { since } => (since, self.settings.indirect_timeout),
+            Phase::Watching | Phase::Suspecting => return None,
+        };
+        Some(since + timeout * self.patience)
     }
 
     /// Numbers this watcher's tokens from `base` on: a driver that keeps one timer queue for
@@ -207,13 +228,13 @@ impl PeerWatch {
     fn on_wake(&mut self, now: Time, out: &mut Vec<Output>) {
         match self.phase {
             Phase::Watching if now >= self.last_alive + self.phi.silence_to_threshold() => {
-                self.phase = Phase::Direct {
-                    until: now + self.settings.probe_timeout,
-                };
+                self.phase = Phase::Direct { since: now };
                 out.push(Output::Probe(Probe::Direct));
             }
-            Phase::Direct { until } if now >= until => self.start_indirect(now, out),
-            Phase::Indirect { until } if now >= until => {
+            Phase::Direct { .. } if self.deadline().is_some_and(|d| now >= d) => {
+                self.start_indirect(now, out)
+            }
+            Phase::Indirect { .. } if self.deadline().is_some_and(|d| now >= d) => {
                 self.phase = Phase::Suspecting;
                 out.push(Output::Verdict(Verdict::Suspect));
             }
@@ -222,16 +243,14 @@ impl PeerWatch {
     }
 
     fn start_indirect(&mut self, now: Time, out: &mut Vec<Output>) {
-        self.phase = Phase::Indirect {
-            until: now + self.settings.indirect_timeout,
-        };
+        self.phase = Phase::Indirect { since: now };
         out.push(Output::Probe(Probe::Indirect));
     }
 
     fn next_deadline(&self, now: Time) -> Option<Time> {
         match self.phase {
             Phase::Watching => Some((self.last_alive + self.phi.silence_to_threshold()).max(now)),
-            Phase::Direct { until } | Phase::Indirect { until } => Some(until),
+            Phase::Direct { .. } | Phase::Indirect { .. } => self.deadline(),
             Phase::Suspecting => None,
         }
     }

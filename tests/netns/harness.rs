@@ -571,6 +571,11 @@ impl Net {
         });
     }
 
+    /// Host `i`'s whole log.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.hosts[i].log).unwrap_or_default()
+    }
+
     /// The last lines of every host's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();

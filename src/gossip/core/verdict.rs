@@ -199,6 +199,7 @@ impl Core {
         match verdict {
             watch::Verdict::Suspect => {
                 self.stats.suspicions_raised += 1;
+                tracing::info!(%peer, "suspecting a peer: it answered no probe, direct or indirect");
                 let value = format!("{}:{}", incarnation.0, last_heard.as_millis());
                 self.write_own(now, &key, Some(value), out);
                 self.on_changed(

@@ -197,3 +197,29 @@ fn a_new_life_forgets_the_old_suspicion() {
     w.handle(t(11_000), Input::Reset);
     assert_eq!(w.phase(), Phase::Watching);
 }
+
+#[test]
+fn a_late_node_waits_its_patience_times_longer_before_it_suspects_even_mid_probe() {
+    // Healthy: the indirect stage started at 10_100 ends in a suspicion at 10_450.
+    let mut w = steady(1000, 10_000);
+    w.w.set_patience(3);
+    w.handle(t(10_100), Input::Unanswered);
+    let seen = run_timers(&mut w, 10_110, 11_500);
+    assert_eq!(seen, vec![(10_100 + 3 * 350, Step::Suspect)]);
+    // The node finds itself late in the middle of a probe: the probe under way waits longer.
+    let mut w = steady(1000, 10_000);
+    w.handle(t(10_100), Input::Unanswered);
+    assert!(run_timers(&mut w, 10_110, 10_300).is_empty());
+    w.w.set_patience(2);
+    let seen = run_timers(&mut w, 10_310, 11_000);
+    assert_eq!(seen, vec![(10_100 + 2 * 350, Step::Suspect)]);
+    // And once healthy again, a probe times out as before.
+    let mut w = steady(1000, 10_000);
+    w.w.set_patience(4);
+    w.w.set_patience(1);
+    w.handle(t(10_100), Input::Unanswered);
+    assert_eq!(
+        run_timers(&mut w, 10_110, 10_600),
+        vec![(10_450, Step::Suspect)]
+    );
+}
