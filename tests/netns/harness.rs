@@ -618,21 +618,27 @@ impl Net {
     }
 
     /// Limits host `i`'s daemon (and the services it starts from now on) to `percent` % of
-    /// one core, with a CPU cgroup's CFS quota (cgroup v2's `cpu.max`, or v1's
-    /// `cpu.cfs_quota_us`); `None` lifts the limit.
-    pub fn throttle(&self, i: usize, percent: Option<u32>) {
+    /// one core in every `period`, with a CPU cgroup's CFS quota (cgroup v2's `cpu.max`, or
+    /// v1's `cpu.cfs_quota_us`); `None` lifts the limit. The usual period is 100 ms (systemd's
+    /// `CPUQuota=`, docker's `--cpus`); a longer one freezes the daemon for longer stretches.
+    pub fn throttle(&self, i: usize, percent: Option<u32>, period: Duration) {
+        let period_us = period.as_micros() as u64;
         let pid = self.hosts[i].pid().expect("the daemon runs");
         let group = cpu_cgroup_root().join(format!("{}h{i}", self.base));
         std::fs::create_dir_all(&group).expect("create a CPU cgroup");
         let v2 = group.join("cpu.max").exists();
+        let quota = |p: u32| period_us * u64::from(p) / 100;
         let quota = match (percent, v2) {
-            (Some(p), true) => format!("{} 100000", p * 1000),
-            (Some(p), false) => (p * 1000).to_string(),
-            (None, true) => "max 100000".into(),
+            (Some(p), true) => format!("{} {period_us}", quota(p)),
+            (Some(p), false) => quota(p).to_string(),
+            (None, true) => format!("max {period_us}"),
             (None, false) => "-1".into(),
         };
         if !v2 {
-            std::fs::write(group.join("cpu.cfs_period_us"), "100000").expect("cgroup period");
+            // The quota first: a period shorter than the quota in place is refused.
+            let _ = std::fs::write(group.join("cpu.cfs_quota_us"), "-1");
+            std::fs::write(group.join("cpu.cfs_period_us"), period_us.to_string())
+                .expect("cgroup period");
         }
         let file = group.join(if v2 { "cpu.max" } else { "cpu.cfs_quota_us" });
         std::fs::write(&file, quota).expect("cgroup quota");
