@@ -7,9 +7,13 @@
 //! * [`remote`] — service commands addressed to another node (`cmd.<id>` / `res.<id>`).
 //! * [`deps`] — services that require services on other nodes.
 //! * [`placement`] — singleton trees that the leader places on one node and fails over.
+//! * [`pick`] — which hosts to send the next jobs to (`nbwatch pick`).
+//! * [`owner`] — which hosts own a key, by rendezvous hashing (`nbwatch owner`).
 
 pub mod appdata;
 pub mod deps;
+pub mod owner;
+pub mod pick;
 pub mod placement;
 pub mod remote;
 

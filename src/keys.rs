@@ -34,6 +34,10 @@ pub const MAX_ENTRY_LEN: usize = 1024;
 
 /// This node's announced leadership priority (`node.priority`).
 pub const PRIORITY_KEY: &str = "node.priority";
+/// This node's weight in the owners of keys (`node.weight`, `control::owner`).
+pub const WEIGHT_KEY: &str = "node.weight";
+/// How many CPUs the host has (for the load per core of `control::pick`).
+pub const CPUS_KEY: &str = "sys.cpus";
 /// A host probe's result: `probe.<name>`.
 pub const PROBE_PREFIX: &str = "probe.";
 /// The host metrics sample: the seven float metrics, space-separated, in the order of
