@@ -8,6 +8,7 @@
 mod body;
 mod control;
 mod dashboard;
+mod decide;
 mod history;
 pub mod host;
 pub mod json;

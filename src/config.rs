@@ -83,6 +83,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Lower leads first.
     pub priority: i64,
+    /// This host's share of the keys `nbwatch owner` places, relative to the others' (1).
+    pub weight: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -278,6 +280,7 @@ impl Config {
                 name,
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 priority: 0,
+                weight: 1.0,
             },
             gossip: GossipConfig::default(),
             metrics: MetricsConfig::default(),

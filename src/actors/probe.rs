@@ -3,14 +3,16 @@
 //! in the core, so a quiet host costs nothing on the wire.
 //!
 //! It also announces `node.priority` once at start: the leader is the live member with the
-//! lowest `(priority, name)`, and every node must see everyone's priority to agree on it.
+//! lowest `(priority, name)`, and every node must see everyone's priority to agree on it; and
+//! `node.weight` (its share of the keys `nbwatch owner` places) and `sys.cpus` (for the load
+//! per core `nbwatch pick` ranks hosts by).
 //!
 //! Host probes (plugins, see [`crate::probe::plugins`]) each run on a task of their own, every
 //! `interval` of their own, so a slow plugin delays neither the others nor the metrics; the
 //! task hands the outcome to the actor, which announces it as `probe.<name>`.
 
 use crate::actors::gossip::GossipMsg;
-use crate::keys::PRIORITY_KEY;
+use crate::keys::{CPUS_KEY, PRIORITY_KEY, WEIGHT_KEY};
 use crate::probe::metrics::Sampler;
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::supervision::health::{self, Outcome};
@@ -38,6 +40,8 @@ pub struct ProbeArgs {
     pub interval: Duration,
     pub data_dir: PathBuf,
     pub priority: i64,
+    /// `node.weight`.
+    pub weight: f64,
     /// Host probes to run, each on its own interval.
     pub plugins: Vec<HostProbeSpec>,
     pub gossip: Handle<GossipMsg>,
@@ -95,6 +99,9 @@ impl Actor for HostProbeActor {
             _plugins: plugins,
         };
         state.write(PRIORITY_KEY, args.priority.to_string()).await;
+        state.write(WEIGHT_KEY, args.weight.to_string()).await;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        state.write(CPUS_KEY, cpus.to_string()).await;
         Ok(state)
     }
 

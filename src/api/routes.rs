@@ -70,6 +70,8 @@ pub(super) fn router(ctx: Ctx) -> Router {
                 .post(super::control::kv_put)
                 .delete(super::control::kv_delete),
         )
+        .route("/api/v1/pick", get(super::decide::pick_hosts))
+        .route("/api/v1/owner/{*key}", get(super::decide::owner_of))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/test", post(alert_test))

@@ -250,6 +250,7 @@ fn node(w: &mut Walker, s: &Sections<'_>) -> NodeConfig {
         name: d.name,
         data_dir: read(w, s, "node", "data_dir", d.data_dir, Walker::path),
         priority: read(w, s, "node", "priority", d.priority, Walker::int),
+        weight: read(w, s, "node", "weight", d.weight, Walker::weight),
     }
 }
 

@@ -85,6 +85,7 @@ fn a_full_file_parses_into_the_right_types() {
 name = "mythbox"
 data_dir = "/srv/nbwatch"
 priority = -2
+weight = 2.5
 
 [gossip]
 listen = "0.0.0.0:7720"
@@ -140,6 +141,7 @@ to = ["me@example.org", "you@example.org"]
     assert_eq!(config.node.name, NodeName::new("mythbox"));
     assert_eq!(config.node.data_dir, Path::new("/srv/nbwatch"));
     assert_eq!(config.node.priority, -2);
+    assert_eq!(config.node.weight, 2.5);
     assert_eq!(config.gossip.listen, addr("0.0.0.0:7720"));
     assert_eq!(config.gossip.advertise, Some(addr("192.168.1.10:7720")));
     assert_eq!(config.gossip.seeds[0], addr("192.168.1.11:7710"));
@@ -947,4 +949,20 @@ fn an_exposed_api_is_a_problem_of_the_config_itself_and_gossip_on_any_address_is
     }
     let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
     assert!(exposure::is_loopback(mapped));
+}
+
+#[test]
+fn a_weight_must_be_a_positive_number() {
+    for (text, says) in [
+        ("weight = 0", "out of range"),
+        ("weight = -1.5", "out of range"),
+        ("weight = \"heavy\"", "a positive number"),
+    ] {
+        let (_file, result) = load_text(&format!("[node]\nname = \"a\"\n{text}\n"), &[]);
+        let all = problems(result);
+        let p = all.iter().find(|p| p.key == "node.weight").expect(text);
+        assert!(p.message.contains(says), "{text}: {}", p.message);
+    }
+    let (_file, result) = load_text("[node]\nname = \"a\"\nweight = 3\n", &[]);
+    assert_eq!(result.expect("an integer weight").node.weight, 3.0);
 }

@@ -253,6 +253,27 @@ impl Walker {
         n
     }
 
+    /// A positive number up to a million (an integer or a float).
+    pub(super) fn weight(&mut self, v: &Value, key: &str) -> Option<f64> {
+        let n = match &v.kind {
+            ValueKind::Float(f) => Some(*f),
+            ValueKind::I64(n) => Some(*n as f64),
+            ValueKind::U64(n) => Some(*n as f64),
+            ValueKind::String(s) if Walker::from_env(v) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let Some(n) = n else {
+            self.wrong_type(v, key, "a positive number");
+            return None;
+        };
+        if !(n > 0.0 && n <= 1e6) {
+            let message = format!("{n} is out of range (more than 0, at most 1000000)");
+            self.problem(v, key, ProblemKind::BadValue, message);
+            return None;
+        }
+        Some(n)
+    }
+
     pub(super) fn u32(&mut self, v: &Value, key: &str) -> Option<u32> {
         let n = self.int(v, key)?;
         match u32::try_from(n) {

@@ -414,6 +414,7 @@ impl NodeState {
                     interval: self.args.config.metrics.interval,
                     data_dir: self.args.config.node.data_dir.clone(),
                     priority: self.args.config.node.priority,
+                    weight: self.args.config.node.weight,
                     plugins: self.args.host_probes.clone(),
                     gossip: w.gossip.clone(),
                     clock,
