@@ -24,6 +24,11 @@ pub const CONFIG: &str = "[alerts]\nflap_threshold = 0\n";
 /// first quarter to the last. Everyone else restarts, which resets those figures.
 pub const LONG_LIVED: [usize; 2] = [0, 1];
 
+/// The shortest run whose figures are checked for flatness: RSS climbs for about half an
+/// hour, and a shorter run would compare one part of that climb with another. (In an hour,
+/// the second quarter still sees its end: 32 MB there, 36 MB in the last, within the bound.)
+pub const FLAT_AFTER: Duration = Duration::from_secs(40 * 60);
+
 /// The run's settings: `NBWATCH_SOAK_SECS` (default one hour), `NBWATCH_SOAK_SEED` (default
 /// a fixed one, so two runs of one build make the same schedule) and `NBWATCH_SOAK_OUT`
 /// (the CSV of samples; default under the target directory).
@@ -302,11 +307,13 @@ fn wal_max(samples: &[&Sample], from: f64, to: f64) -> u64 {
 /// Checks that nothing grows without bound, comparing the second quarter of the run (`q2`,
 /// start-up settled) with the last (`q4`), over quiet samples:
 ///
-/// * RSS of a daemon that lived through both: mean(q4) < 1.2 × mean(q2) + 2 MB. A healthy
-///   daemon's heap settles within minutes (caches sized by the 7 members, the event ring,
-///   SQLite's page cache); 20 % covers allocator noise and the 2 MB a partition's back-fill
-///   may hold for a while. A leak of even 1 kB per gossip round is 0.9 MB per quarter hour,
-///   per round of faults much more, and shows on top of that after 30 minutes.
+/// * RSS of a daemon that lived through both: mean(q4) < 1.2 × mean(q2) + 2 MB. Under this
+///   schedule the RSS climbs in steps, mostly at hangs and partitions (whose heals bring
+///   back-fills of thousands of samples at once), and levels off after about half an hour
+///   (from 20 MB to 36 MB in the run of BENCHMARKS.md, then flat for half an hour);
+///   20 % covers allocator noise and the 2 MB a back-fill may hold for a while. A leak of
+///   1 kB per gossip round is 0.9 MB per quarter hour, per round of faults much more, and
+///   shows on top of that over the 30 minutes between the quarters.
 /// * Open descriptors of such a daemon: mean(q4) ≤ mean(q2) + 4. The set is fixed (sockets,
 ///   the database and its WAL, the log, a service's pipes) plus a connection or two of a
 ///   back-fill or an API call in flight; a descriptor lost per fault round adds 10 or more.
@@ -314,15 +321,17 @@ fn wal_max(samples: &[&Sample], from: f64, to: f64) -> u64 {
 ///   whole): mean(q4) < 1.25 × mean(q2). The gossip carries the members, their metrics and
 ///   the alert log; a state that only grows (members never forgotten, an alert log never
 ///   pruned) makes every round longer.
-/// * history.db bytes per minute of each host over q4 ≤ 1.5 × that over q2 + 64 kB/min: the
-///   history grows by design (samples every second of seven hosts, events), linearly; a
-///   faster growth at the end means something is written again and again. The slack is
-///   SQLite's growth in whole pages at each checkpoint.
+/// * history.db bytes per minute of each host over q4 ≤ 1.5 × that over q2 + 16 kB/min: the
+///   history grows by design (samples every second of seven hosts, events: about 75 kB/min),
+///   linearly; a faster growth at the end means something is written again and again. The
+///   slack is SQLite's growth in whole pages at each checkpoint.
 /// * Its write-ahead log, largest in the second half ≤ 1.5 × largest in the first + 1 MB:
 ///   checkpoints keep it near 4 MB (1,000 pages); one that stopped would let it grow by
 ///   every write.
 ///
-/// Prints the figures (`LEAK` lines), then panics with every one that fails.
+/// Prints the figures (`LEAK` lines), then panics with every one that fails; in a run
+/// shorter than [`FLAT_AFTER`] it only prints them (its quarters would compare the warm-up
+/// with itself: a 10 minute run "fails" on RSS that is still climbing to its level).
 pub fn check_flat(samples: &[Sample], total: f64, seed: u64) {
     let (q2, q4) = ((total / 4.0, total / 2.0), (total * 0.75, total + 1.0));
     let quiet: Vec<&Sample> = samples.iter().filter(|s| s.window.is_some()).collect();
@@ -405,7 +414,7 @@ pub fn check_flat(samples: &[Sample], total: f64, seed: u64) {
                         "n{host} write-ahead log grew from at most {wal1} to {wal2} bytes"
                     ));
                 }
-                if h4 > h2 * 1.5 + 65_536.0 {
+                if h4 > h2 * 1.5 + 16_384.0 {
                     failures.push(format!(
                         "n{host} history grew {:.0} kB/min at the end, {:.0} kB/min before",
                         h4 / 1024.0,
@@ -420,6 +429,12 @@ pub fn check_flat(samples: &[Sample], total: f64, seed: u64) {
     }
     for line in &lines {
         println!("LEAK {line}");
+    }
+    if total < FLAT_AFTER.as_secs_f64() {
+        println!(
+            "LEAK not checked: a run of {total:.0} s; flatness needs {FLAT_AFTER:?} or more: {failures:#?}"
+        );
+        return;
     }
     assert!(
         failures.is_empty(),
