@@ -13,9 +13,16 @@
 //!
 //! The short scenarios run with `cargo test`; the long ones (a 30 s hang, 5 minutes of loss,
 //! a rolling restart) are ignored there and run with
-//! `cargo test --release --test netns -- --include-ignored --test-threads=1 --nocapture`.
+//! `cargo test --release --test netns -- --include-ignored --skip soak --test-threads=1 --nocapture`
+//! (`--skip soak` leaves out the soak).
 //! The rolling upgrade (`u_...`) also needs the previous release's binary in
 //! `NBWATCH_PREVIOUS` (README, "Upgrades").
+//!
+//! The soak (`s_...`, `netns/soak.rs`) runs those faults one after the other for an hour from
+//! a seeded schedule, checks each round as its scenario does, and samples every daemon's RSS,
+//! open descriptors, history size and gossip bytes to show that nothing grows:
+//! `cargo test --release --test netns -- --ignored soak --nocapture --test-threads=1`
+//! (`NBWATCH_SOAK_SECS`, `NBWATCH_SOAK_SEED`, `NBWATCH_SOAK_OUT`; BENCHMARKS.md has a run).
 //! Scenarios never overlap: each holds a global lock while its namespaces exist.
 
 mod common;
@@ -23,14 +30,18 @@ mod common;
 mod harness;
 #[path = "netns/invariants.rs"]
 mod invariants;
+#[path = "netns/soak.rs"]
+mod soak;
 
 use harness::{Net, Side, ms, wall_ms};
 use invariants::{
     Report, check_no_down, check_no_down_by_clocks, check_no_duplicate_alert, wait_alerted_once,
-    wait_down_recorded, wait_down_recorded_by_clocks, wait_same_incidents,
+    wait_down_recorded, wait_down_recorded_by_clocks, wait_new_alert_once, wait_same_incidents,
 };
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Hosts in most scenarios: a majority and a minority both have two witnesses or more.
@@ -661,4 +672,205 @@ fn u_a_rolling_upgrade_from_the_previous_release_makes_no_false_down_and_alerts_
     report.rows_compared = wait_same_incidents(&net, &everyone, since, &[incident].into());
     report.alerts = check_no_duplicate_alert(&net, &[everyone]);
     report.print();
+}
+
+/// What one soak round checks its new alerts against: the sides that may each alert an
+/// incident of the round once.
+type Sides = Vec<Side>;
+
+/// One round of the soak: the fault, then every check of the scenario above that makes the
+/// same fault, until the cluster is whole again. `known`: the alert ids before the round.
+/// Returns the sides of the round (a partition's two, else everyone).
+fn soak_round(
+    net: &mut Net,
+    fault: &soak::Fault,
+    known: &BTreeSet<String>,
+    report: &mut Report,
+    sampler: &mut soak::Sampler,
+    round: usize,
+) -> Sides {
+    use soak::Fault;
+    let since = wall_ms();
+    let everyone = all(net);
+    let up_once = |net: &Net, host: usize| {
+        let prefix = format!("node_up:{}:", net.hosts[host].name);
+        wait_new_alert_once(net, &prefix, &everyone, known);
+    };
+    let no_new_alert = |net: &Net| {
+        let new: Vec<String> = net
+            .alerts()
+            .into_keys()
+            .filter(|id| !known.contains(id))
+            .collect();
+        assert!(new.is_empty(), "alerts without an outage: {new:?}");
+    };
+    let sides = match fault {
+        Fault::Kill { victim } | Fault::Hang { victim, .. } => {
+            let victim = *victim;
+            let others = except(net, &[victim]);
+            let truth = wall_ms();
+            if let Fault::Hang { .. } = fault {
+                net.hang(victim);
+            } else {
+                net.kill9(victim);
+            }
+            let seen = wait_down_recorded(net, victim, &others, truth);
+            wait_alerted_once(net, &seen.id, &others);
+            report.detection_ms.push(seen.detection_ms);
+            if let Fault::Hang { secs, .. } = fault {
+                let until = truth + secs * 1000;
+                std::thread::sleep(Duration::from_millis(until.saturating_sub(wall_ms())));
+                net.resume(victim);
+            } else {
+                net.start(victim);
+            }
+            net.wait_all_alive(&everyone);
+            up_once(net, victim);
+            report.rows_compared += wait_same_incidents(net, &everyone, since, &[seen.id].into());
+            vec![everyone]
+        }
+        Fault::Partition { a, b } => {
+            let truth = wall_ms();
+            net.partition(a, b);
+            let mut expected = BTreeSet::new();
+            for (lost, seen_by) in [(b, a), (a, b)] {
+                for &subject in lost {
+                    let seen = wait_down_recorded(net, subject, seen_by, truth);
+                    wait_alerted_once(net, &seen.id, seen_by);
+                    report.detection_ms.push(seen.detection_ms);
+                    expected.insert(seen.id);
+                }
+            }
+            net.heal();
+            net.wait_all_alive(&everyone);
+            for host in 0..net.len() {
+                up_once(net, host);
+            }
+            report.rows_compared += wait_same_incidents(net, &everyone, since, &expected);
+            vec![a.clone(), b.clone()]
+        }
+        Fault::Loss { secs } => {
+            net.loss(10);
+            let end = Instant::now() + Duration::from_secs(*secs);
+            // Bounded: one look every 5 s, each host asked once.
+            while Instant::now() < end {
+                for &i in &everyone {
+                    let down: Vec<Value> = net
+                        .members(i)
+                        .into_iter()
+                        .filter(|m| m["state"] == "down")
+                        .collect();
+                    assert!(down.is_empty(), "n{i} sees a false down: {down:#?}");
+                }
+                sampler.sample_if_due(net, round, &[]);
+                std::thread::sleep(Duration::from_secs(5).min(end - Instant::now().min(end)));
+            }
+            net.heal();
+            net.wait_all_alive(&everyone);
+            report.suspicions += check_no_down(net, &everyone, since);
+            report.rows_compared += wait_same_incidents(net, &everyone, since, &BTreeSet::new());
+            no_new_alert(net);
+            vec![everyone]
+        }
+        Fault::Restart { victim } => {
+            stop_and_start_again(net, *victim);
+            net.wait_all_alive(&everyone);
+            report.suspicions += check_no_down(net, &everyone, since);
+            report.rows_compared += wait_same_incidents(net, &everyone, since, &BTreeSet::new());
+            no_new_alert(net);
+            vec![everyone]
+        }
+    };
+    net.wait_no_orphans();
+    sides
+}
+
+/// No incident of the whole run was alerted twice by one side: `sides_of` holds the sides of
+/// the round each incident was first alerted in (a partition's two; else everyone).
+fn check_each_alert_once(net: &Net, sides_of: &BTreeMap<String, Sides>) -> usize {
+    let everyone = vec![all(net)];
+    let alerts = net.alerts();
+    for (id, list) in &alerts {
+        for side in sides_of.get(id).unwrap_or(&everyone) {
+            let names: BTreeSet<&str> = side.iter().map(|i| net.hosts[*i].name.as_str()).collect();
+            let n = list
+                .iter()
+                .filter(|a| a["sent_by"].as_str().is_some_and(|s| names.contains(s)))
+                .count();
+            assert!(n <= 1, "{id} sent {n} times by {names:?}: {list:#?}");
+        }
+    }
+    alerts.values().map(Vec::len).sum()
+}
+
+/// The soak: an hour (`NBWATCH_SOAK_SECS`) of rounds from a seeded schedule
+/// (`NBWATCH_SOAK_SEED`, printed first), each one fault of scenarios a, b, c, d or f on a
+/// random host or split, checked as that scenario checks it, then 20–40 s of quiet. Each
+/// daemon's RSS, open descriptors, history size and gossip bytes are sampled after every round
+/// and every minute of quiet or loss, written to a CSV (`NBWATCH_SOAK_OUT`), and must stay flat
+/// from the second quarter of the run to the last (`netns/soak.rs`, `check_flat`).
+#[test]
+#[ignore = "long: a one-hour soak; run with --ignored soak (README)"]
+fn s_a_soak_of_kills_hangs_partitions_loss_and_restarts_keeps_every_invariant_and_leaks_nothing() {
+    let plan = soak::Plan::from_env();
+    println!(
+        "soak seed = {} for {} s",
+        plan.seed,
+        plan.duration.as_secs()
+    );
+    let mut net = Net::new("s", N, soak::CONFIG);
+    // Dropped before the net: the logs are copied before its folder goes.
+    let _logs = soak::KeepLogs::new(&net, &plan.out);
+    net.start_all();
+    let mut report = Report::new("s_soak", &net);
+    let mut rng = SmallRng::seed_from_u64(plan.seed);
+    let mut sampler = soak::Sampler::create(&plan.out);
+    let mut sides_of: BTreeMap<String, Sides> = BTreeMap::new();
+    let mut rounds: BTreeMap<&'static str, usize> = BTreeMap::new();
+    sampler.quiet(&net, 0, Duration::from_secs(30));
+    let mut round = 0;
+    while sampler.elapsed() < plan.duration {
+        round += 1;
+        let fault = soak::Fault::draw(&mut rng, N);
+        let quiet = Duration::from_secs(rng.random_range(20..=40));
+        println!(
+            "soak round {round} at {:.0} s: {fault:?}",
+            sampler.elapsed().as_secs_f64()
+        );
+        let known: BTreeSet<String> = net.alerts().into_keys().collect();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let sides = soak_round(&mut net, &fault, &known, &mut report, &mut sampler, round);
+            // Within the round's sides first; over the whole run at the end.
+            for id in net.alerts().into_keys().filter(|id| !known.contains(id)) {
+                sides_of.insert(id, sides.clone());
+            }
+            check_each_alert_once(&net, &sides_of);
+        }));
+        if let Err(e) = outcome {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!(
+                "soak seed = {}, round {round} ({fault:?}) failed: {why}",
+                plan.seed
+            );
+        }
+        let kind = match fault {
+            soak::Fault::Kill { .. } => "kill",
+            soak::Fault::Hang { .. } => "hang",
+            soak::Fault::Partition { .. } => "partition",
+            soak::Fault::Loss { .. } => "loss",
+            soak::Fault::Restart { .. } => "restart",
+        };
+        *rounds.entry(kind).or_default() += 1;
+        sampler.sample(&net, round, None, &[]);
+        sampler.quiet(&net, round, quiet);
+    }
+    report.alerts = check_each_alert_once(&net, &sides_of);
+    println!("soak seed = {}: {round} rounds {rounds:?}", plan.seed);
+    report.print();
+    let total = sampler.elapsed().as_secs_f64();
+    soak::check_flat(&sampler.samples, total, plan.seed);
 }

@@ -258,3 +258,47 @@ impl Report {
         );
     }
 }
+
+/// Waits until an incident whose id starts with `prefix` and is not in `known` (the ids
+/// alerted before) has been alerted by a host of `side`, checks that it is the only such
+/// incident and was sent once, and returns its id. For a host that fails again and again,
+/// where a prefix alone names every one of its outages.
+pub fn wait_new_alert_once(
+    net: &Net,
+    prefix: &str,
+    side: &[usize],
+    known: &BTreeSet<String>,
+) -> String {
+    let names: BTreeSet<String> = side.iter().map(|i| net.hosts[*i].name.clone()).collect();
+    let new = |alerts: BTreeMap<String, Vec<Value>>| -> BTreeMap<String, Vec<Value>> {
+        alerts
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(prefix) && !known.contains(id))
+            .map(|(id, list)| {
+                let by_side = list
+                    .into_iter()
+                    .filter(|a| a["sent_by"].as_str().is_some_and(|s| names.contains(s)))
+                    .collect::<Vec<_>>();
+                (id, by_side)
+            })
+            .filter(|(_, list)| !list.is_empty())
+            .collect()
+    };
+    net.wait_until(
+        &format!("a new {prefix} incident is alerted by one of {names:?}"),
+        || !new(net.alerts()).is_empty(),
+    );
+    let sent = new(net.alerts());
+    assert_eq!(
+        sent.len(),
+        1,
+        "more than one new {prefix} incident alerted: {sent:#?}"
+    );
+    let (id, list) = sent.into_iter().next().unwrap_or_default();
+    assert_eq!(
+        list.len(),
+        1,
+        "{id} alerted more than once by {names:?}: {list:#?}"
+    );
+    id
+}
