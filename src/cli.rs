@@ -24,6 +24,7 @@ mod alerts;
 mod appdata;
 mod connect;
 mod daemon;
+mod decide;
 mod history;
 mod keys;
 mod members;
@@ -106,6 +107,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             appdata::publish(&client(Change)?, &key, &value, ttl).await
         }
         Command::Get { key, json } => appdata::get(&client(Read)?, &key, json).await,
+        Command::Pick {
+            count,
+            by,
+            exclude,
+            json,
+        } => decide::pick(&client(Read)?, count, by.as_deref(), &exclude, json).await,
+        Command::Owner {
+            key,
+            replicas,
+            json,
+        } => decide::owner(&client(Read)?, &key, replicas, json).await,
         Command::Subscribe { prefix, json } => {
             appdata::subscribe(&client(Read)?, &prefix, json).await
         }

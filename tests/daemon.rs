@@ -3969,3 +3969,115 @@ async fn a_data_dir_or_key_file_others_could_have_prepared_stops_the_start() {
     let checked = client(&["check-config", "--config", &path], &[]).await;
     assert!(checked.status.success(), "{checked:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pick_and_owner_answer_from_every_hosts_view_and_refuse_bad_input_clearly() {
+    let mut cluster = Cluster::new();
+    cluster.start_many(3).await;
+    let apis: Vec<String> = cluster.nodes.iter().map(|n| n.api.to_string()).collect();
+    // Every host has announced its load (metrics every second) before anyone picks.
+    for api in &apis {
+        let api: SocketAddr = api.parse().expect("an address");
+        wait_for("every member's load is known", DEADLINE, async || {
+            let m = members(api).await?;
+            let known = m.len() == 3 && m.iter().all(|m| m["metrics"]["load1"].is_number());
+            known.then_some(()).ok_or_else(|| format!("{m:?}"))
+        })
+        .await;
+    }
+    let run = async |args: &[&str]| {
+        let out = client(args, &[]).await;
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out, json)
+    };
+    let (out, picked) = run(&["pick", "--count", "2", "--json", "--api", &apis[0]]).await;
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<&str> = picked
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|p| {
+            assert!(p["score"].is_number() && p["addr"].is_string(), "{p}");
+            p["node"].as_str().expect("a name")
+        })
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1]);
+    let (out, picked) = run(&[
+        "pick",
+        "--count",
+        "3",
+        "--exclude",
+        "n1,n3",
+        "--by",
+        "mem_used_pct",
+        "--json",
+        "--api",
+        &apis[1],
+    ])
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(picked.as_array().map(Vec::len), Some(1), "{picked}");
+    assert_eq!(picked[0]["node"], "n2");
+    let (out, _) = run(&["pick", "--by", "no_such_metric", "--api", &apis[0]]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("no live host reports no_such_metric"),
+        "{out:?}"
+    );
+    let (out, _) = run(&["pick", "--count", "0", "--api", &apis[0]]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("count: \"0\" is not a number from 1 to 1000"),
+        "{out:?}"
+    );
+    // Owners: the same on every host, for keys with slashes and spaces too.
+    let keys = ["user:42", "tv/recordings/2026", "a key with spaces"];
+    let owners_on = async |api: &str| {
+        let mut all = Vec::new();
+        for key in keys {
+            let (out, o) = run(&["owner", key, "--replicas", "2", "--json", "--api", api]).await;
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(o["key"], key, "{o}");
+            assert_eq!(o["owners"].as_array().map(Vec::len), Some(2), "{o}");
+            assert_eq!(o["owners"][0]["weight"], 1.0, "{o}");
+            all.push(o["owners"].clone());
+        }
+        all
+    };
+    let seen = owners_on(&apis[0]).await;
+    for api in &apis[1..] {
+        assert_eq!(owners_on(api).await, seen);
+    }
+    // n3 dies: once the others see it down, they agree again, and keys n3 did not own first
+    // keep their first owner.
+    cluster.kill9("n3");
+    for api in &apis[..2] {
+        let api: SocketAddr = api.parse().expect("an address");
+        wait_for("n3 is down", DEADLINE, async || {
+            let m = members(api).await?;
+            let down = entry(&m, "n3").is_some_and(|e| e["state"] == "down");
+            down.then_some(()).ok_or_else(|| format!("{m:?}"))
+        })
+        .await;
+    }
+    let after = owners_on(&apis[0]).await;
+    assert_eq!(owners_on(&apis[1]).await, after);
+    for (before, now) in seen.iter().zip(&after) {
+        assert!(
+            now.as_array()
+                .expect("owners")
+                .iter()
+                .all(|o| o["node"] != "n3")
+        );
+        if before[0]["node"] != "n3" {
+            assert_eq!(before[0]["node"], now[0]["node"]);
+        }
+    }
+    let addr: SocketAddr = apis[0].parse().expect("an address");
+    let err = get_json(addr, "/api/v1/owner/k?replicas=2&extra=1", HTTP)
+        .await
+        .expect_err("an unknown parameter is refused");
+    let message = err.api_message().unwrap_or_default();
+    assert!(message.contains("unknown parameter \"extra\""), "{err}");
+}

@@ -1,5 +1,8 @@
 //! Application data from a Rust program: publish this host's values and read every host's,
-//! through the local daemon's API (see [`crate::control::appdata`] for how they travel).
+//! through the local daemon's API (see [`crate::control::appdata`] for how they travel); and
+//! the local decisions made from the gossiped view: which hosts to send work to
+//! ([`App::pick`], `control::pick`) and which hosts own a key ([`App::owners`],
+//! `control::owner`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), nbwatch::cli::client::ClientError> {
@@ -44,7 +47,25 @@ impl AppValue {
     }
 }
 
-/// The local daemon's application data.
+/// A host to send work to, and its score (the metric's value; lower was better).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picked {
+    pub node: String,
+    /// Its gossip address.
+    pub addr: String,
+    pub score: f64,
+}
+
+/// An owner of a key (the first owns it first), with its weight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyOwner {
+    pub node: String,
+    /// Its gossip address.
+    pub addr: String,
+    pub weight: f64,
+}
+
+/// The local daemon's application data and decisions.
 #[derive(Clone, Debug)]
 pub struct App {
     client: Client,
@@ -107,6 +128,65 @@ impl App {
     pub async fn list(&self, prefix: &str) -> Result<Vec<AppValue>, ClientError> {
         let path = with_query("/api/v1/kv", &[("prefix", Some(prefix.to_string()))]);
         Ok(values(self.client.get(&path).await?))
+    }
+
+    /// `count` live hosts to send work to, least loaded by `by` (`None`: the load per core;
+    /// any gossiped metric or probe perfdata `<probe>.<label>`), none of `exclude`: the power
+    /// of two choices, so many programs picking at once spread their work.
+    pub async fn pick(
+        &self,
+        count: usize,
+        by: Option<&str>,
+        exclude: &[String],
+    ) -> Result<Vec<Picked>, ClientError> {
+        let path = with_query(
+            "/api/v1/pick",
+            &[
+                ("count", Some(count.to_string())),
+                ("by", by.map(str::to_string)),
+                ("exclude", (!exclude.is_empty()).then(|| exclude.join(","))),
+            ],
+        );
+        let answer = self.client.get(&path).await?;
+        Ok(answer
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        Some(Picked {
+                            node: p["node"].as_str()?.to_string(),
+                            addr: p["addr"].as_str()?.to_string(),
+                            score: p["score"].as_f64()?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The `replicas` live hosts that own `key` by weighted rendezvous hashing: every host
+    /// with the same view names the same ones.
+    pub async fn owners(&self, key: &str, replicas: usize) -> Result<Vec<KeyOwner>, ClientError> {
+        let parts: Vec<String> = key.split('/').map(encode).collect();
+        let path = with_query(
+            &format!("/api/v1/owner/{}", parts.join("/")),
+            &[("replicas", Some(replicas.to_string()))],
+        );
+        let answer = self.client.get(&path).await?;
+        Ok(answer["owners"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| {
+                        Some(KeyOwner {
+                            node: o["node"].as_str()?.to_string(),
+                            addr: o["addr"].as_str()?.to_string(),
+                            weight: o["weight"].as_f64()?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Follows the values under `prefix`: each call of [`Subscription::changes`] returns

@@ -113,6 +113,31 @@ pub enum Command {
         #[arg(long, value_parser = duration::parse)]
         ttl: Option<Duration>,
     },
+    /// The live hosts to send work to, least loaded first by two random choices (so many
+    /// hosts picking at once spread their work).
+    Pick {
+        /// How many hosts.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// The metric to rank by: load_per_core (default), load1, cpu_pct, mem_used_pct, ...
+        /// or a host probe's <probe>.<label>.
+        #[arg(long)]
+        by: Option<String>,
+        /// Hosts not to pick, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        exclude: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The live hosts that own KEY (weighted rendezvous hashing: every host answers the same).
+    Owner {
+        key: String,
+        /// How many owners.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every host's value of KEY.
     Get {
         key: String,
