@@ -6,6 +6,8 @@
 #   NBWATCH_BIN=path/to/nbwatch N=128 sh benchmarks/results/2026-12-03-overload/run.sh [RUN...]
 #
 # RUN is one of nbwatch-poll, foca, chitchat, nbwatch-nopoll (default: all, in that order).
+# POLL_THREADS (default 8) sets --poll-threads; TAG is appended to the file name (another
+# nbwatch build, another thread count).
 # peerbench is taken from benchmarks/peers/target/release (cargo build --release --locked).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,13 +20,13 @@ rate=${POLL_RATE:-300}
 common="--n $n --seconds $secs --hogs $hogs --settle ${SETTLE:-10} --converge-timeout ${CONVERGE:-120} --recover-timeout ${RECOVER:-120}"
 runs=${*:-nbwatch-poll foca chitchat nbwatch-nopoll}
 for run in $runs; do
-    out="$here/$run-n$n.txt"
+    out="$here/$run${TAG:-}-n$n.txt"
     if [ -f "$out" ] && grep -q "^| $(echo "$run" | cut -d- -f1) | $n |" "$out"; then
         echo "skip $run (done: $out)"
         continue
     fi
     case $run in
-    nbwatch-poll) args="--system nbwatch --metrics-interval 5 --poll-rate $rate --nbwatch-bin ${NBWATCH_BIN:?}" ;;
+    nbwatch-poll) args="--system nbwatch --metrics-interval 5 --poll-rate $rate --poll-threads ${POLL_THREADS:-8} --nbwatch-bin ${NBWATCH_BIN:?}" ;;
     nbwatch-nopoll) args="--system nbwatch --metrics-interval 5 --nbwatch-bin ${NBWATCH_BIN:?}" ;;
     foca) args="--system foca" ;;
     chitchat) args="--system chitchat --metrics-interval 5" ;;
