@@ -41,6 +41,6 @@ for run in $runs; do
         echo "# command: peerbench overload $args $common"
         "$pb" overload $args $common
         echo "# exit $? at $(date -u '+%H:%M:%S UTC')"
-    } 2>&1 | sed "s#${NBWATCH_BIN:-/nonexistent}#\$NBWATCH_BIN#g" > "$out"
+    } 2>&1 | sed -u "s#${NBWATCH_BIN:-/nonexistent}#\$NBWATCH_BIN#g" > "$out"
     tail -4 "$out"
 done
