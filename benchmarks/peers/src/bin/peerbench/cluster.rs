@@ -56,6 +56,9 @@ pub struct View {
     pub stats_t_ms: u64,
     /// Set on the first stats report (the socket is bound and serving).
     pub ready: bool,
+    /// chitchat / foca: every "down" line the member printed, as (unix ms, node). nbwatch
+    /// views are polled, so a down there is read from the daemon's history instead.
+    pub down_lines: Vec<(u64, String)>,
 }
 
 impl View {
@@ -112,6 +115,9 @@ pub struct Launcher {
     pub key_file: Option<PathBuf>,
     /// How often nbwatch pollers ask for /members.
     pub poll_every: Duration,
+    /// While set, nbwatch pollers send nothing (`overload` keeps its own requests out of the
+    /// load window).
+    pub paused: Arc<AtomicBool>,
 }
 
 /// A free loopback port for both UDP and TCP (bind port 0, read, release).
@@ -169,6 +175,7 @@ impl Launcher {
                     api,
                     view.clone(),
                     stop.clone(),
+                    self.paused.clone(),
                     self.poll_every,
                 );
                 Ok(Member {
@@ -235,6 +242,9 @@ fn read_lines(stdout: std::process::ChildStdout, view: Arc<Mutex<View>>) {
             view.stats_t_ms = t;
             view.ready = true;
         } else if let (Some(ev), Some(node)) = (v["event"].as_str(), v["node"].as_str()) {
+            if ev == "down" {
+                view.down_lines.push((t, node.to_string()));
+            }
             view.mark(node, ev == "up", t);
         }
     }
@@ -276,6 +286,26 @@ impl Cluster {
     /// Start `n` members: the first is the seed of the others. Waits for the
     /// seed to serve before starting the rest, then for full convergence.
     pub fn start(launcher: Launcher, n: usize, deadline: Duration) -> anyhow::Result<Self> {
+        let cluster = Self::launch(launcher, n)?;
+        let started = Instant::now();
+        if !wait_until(deadline, || converged(&cluster.members)) {
+            anyhow::bail!(
+                "cluster of {n} did not converge within {:?}; {}",
+                deadline,
+                cluster.describe_gaps()
+            );
+        }
+        eprintln!(
+            "# {} n={n}: converged {:.1} s after the last start",
+            cluster.launcher.system.label(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(cluster)
+    }
+
+    /// Start `n` members (the seed first, and serving, then the rest) without waiting for
+    /// them to find each other.
+    pub fn launch(launcher: Launcher, n: usize) -> anyhow::Result<Self> {
         let mut cluster = Cluster {
             launcher,
             members: Vec::new(),
@@ -293,20 +323,25 @@ impl Cluster {
             let m = cluster.spawn_fresh(&format!("n{i}"), &[seed_addr])?;
             cluster.members.push(m);
         }
-        let started = Instant::now();
-        if !wait_until(deadline, || converged(&cluster.members)) {
-            anyhow::bail!(
-                "cluster of {n} did not converge within {:?}; {}",
-                deadline,
-                cluster.describe_gaps()
-            );
-        }
-        eprintln!(
-            "# {} n={n}: converged {:.1} s after the last start",
-            cluster.launcher.system.label(),
-            started.elapsed().as_secs_f64()
-        );
         Ok(cluster)
+    }
+
+    /// How many (member, other member) pairs are not seen alive.
+    pub fn gap_count(&self) -> usize {
+        self.members
+            .iter()
+            .map(|m| {
+                let Ok(view) = m.view.lock() else {
+                    return self.members.len() - 1;
+                };
+                self.members
+                    .iter()
+                    .filter(|o| {
+                        o.name != m.name && !view.alive.get(&o.name).copied().unwrap_or(false)
+                    })
+                    .count()
+            })
+            .sum()
     }
 
     pub fn spawn_fresh(&self, name: &str, seeds: &[SocketAddr]) -> anyhow::Result<Member> {

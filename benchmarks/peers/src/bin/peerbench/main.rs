@@ -5,10 +5,12 @@
 //! peerbench detection --system nbwatch|chitchat|foca --n 16 --kills 20 [--seed S] [--nbwatch-bin PATH]
 //! peerbench bandwidth --system ... --n 16 --metrics-interval 0|5 --seconds 60
 //! peerbench rss       --system ... --n 64 [--seconds 30]
+//! peerbench overload  --system ... --n 128 --seconds 120 --hogs 2 [--poll-rate 300]
 //! ```
 
 mod cluster;
 mod nbwatch;
+mod overload;
 mod procfs;
 
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use rand::{RngExt, SeedableRng};
 
 use cluster::{Cluster, Launcher, System, converged, wait_until};
 
-struct Opts {
+pub struct Opts {
     command: String,
     system: System,
     n: usize,
@@ -36,6 +38,15 @@ struct Opts {
     /// nbwatch only: gossip without a key, sealed with one (`nbwatch keygen`), or one
     /// after the other in the same run.
     key: KeyMode,
+    /// overload: busy-loop processes during the window.
+    hogs: usize,
+    /// overload, nbwatch only: API requests per second in total during the window.
+    poll_rate: u64,
+    /// overload: threads that send those requests.
+    poll_threads: usize,
+    /// overload: deadline for the first convergence and for the one after the load.
+    converge_timeout: u64,
+    recover_timeout: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -48,12 +59,16 @@ enum KeyMode {
 fn parse() -> anyhow::Result<Opts> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
-    if !matches!(command.as_str(), "detection" | "bandwidth" | "rss") {
+    if !matches!(
+        command.as_str(),
+        "detection" | "bandwidth" | "rss" | "overload"
+    ) {
         anyhow::bail!(
-            "usage: peerbench detection|bandwidth|rss --system nbwatch|chitchat|foca --n N \
-             [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] [--seconds S] \
-             [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR] \
-             [--key off|on|both]"
+            "usage: peerbench detection|bandwidth|rss|overload --system nbwatch|chitchat|foca \
+             --n N [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] \
+             [--seconds S] [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR] \
+             [--key off|on|both] [--hogs H] [--poll-rate R] [--poll-threads T] \
+             [--converge-timeout S] [--recover-timeout S]"
         );
     }
     let exe_dir = std::env::current_exe()?
@@ -74,6 +89,11 @@ fn parse() -> anyhow::Result<Opts> {
         nbwatch_bin: PathBuf::from("../../target/release/nbwatch"),
         bin_dir: exe_dir,
         key: KeyMode::Off,
+        hogs: 0,
+        poll_rate: 0,
+        poll_threads: 8,
+        converge_timeout: 0,
+        recover_timeout: 120,
     };
     let mut system = None;
     while let Some(flag) = args.next() {
@@ -92,6 +112,11 @@ fn parse() -> anyhow::Result<Opts> {
             "--timeout" => o.timeout = value.parse()?,
             "--nbwatch-bin" => o.nbwatch_bin = value.into(),
             "--bin-dir" => o.bin_dir = value.into(),
+            "--hogs" => o.hogs = value.parse()?,
+            "--poll-rate" => o.poll_rate = value.parse()?,
+            "--poll-threads" => o.poll_threads = value.parse()?,
+            "--converge-timeout" => o.converge_timeout = value.parse()?,
+            "--recover-timeout" => o.recover_timeout = value.parse()?,
             "--key" => {
                 o.key = match value.as_str() {
                     "off" => KeyMode::Off,
@@ -109,10 +134,25 @@ fn parse() -> anyhow::Result<Opts> {
         "--key is for nbwatch bandwidth and rss runs"
     );
     anyhow::ensure!(o.n >= 2, "--n must be at least 2");
+    anyhow::ensure!(
+        o.poll_rate == 0 || (o.system == System::Nbwatch && o.command == "overload"),
+        "--poll-rate is for nbwatch overload runs (the peers have no API)"
+    );
+    anyhow::ensure!(o.poll_threads >= 1, "--poll-threads must be at least 1");
+    if o.converge_timeout == 0 {
+        o.converge_timeout = 60 + o.n as u64;
+    }
     Ok(o)
 }
 
 fn main() -> anyhow::Result<()> {
+    // `peerbench hog SECONDS`: the busy loop `overload` starts, one per hog.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("hog") {
+        let secs: u64 = args.next().unwrap_or_default().parse()?;
+        overload::hog(Duration::from_secs(secs));
+        return Ok(());
+    }
     let o = parse()?;
     if o.system == System::Nbwatch && !o.nbwatch_bin.exists() {
         anyhow::bail!(
@@ -175,12 +215,17 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
         run_dir: run_dir.clone(),
         metrics_interval: o.metrics_interval,
         cluster_size: o.n,
-        poll_every: if o.command == "detection" {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_secs(1)
+        poll_every: match o.command.as_str() {
+            "detection" => Duration::from_millis(50),
+            // Convergence only, at a resolution of 2 s; paused in the load window.
+            "overload" => Duration::from_secs(2),
+            _ => Duration::from_secs(1),
         },
+        paused: Default::default(),
     };
+    if o.command == "overload" {
+        return overload::run(launcher, o);
+    }
     let converge = Duration::from_secs(60 + o.n as u64);
     let cluster = Cluster::start(launcher, o.n, converge)?;
     match o.command.as_str() {

@@ -97,7 +97,11 @@ fn humantime_ms(s: &str) -> Option<u64> {
 
 /// GET `path` from `addr`; returns the body of a 200 response.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
-    let timeout = Duration::from_millis(1000);
+    http_get_within(addr, path, Duration::from_millis(1000))
+}
+
+/// [`http_get`] with `timeout` for the connect and for each read and write.
+pub fn http_get_within(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -148,17 +152,23 @@ fn dechunk(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Poll `/members` every `every` and `/stats` about once a second into `view`.
+/// Poll `/members` every `every` and `/stats` about once a second into `view`; nothing while
+/// `paused` is set.
 pub fn spawn_poller(
     me: String,
     api: SocketAddr,
     view: Arc<Mutex<View>>,
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     every: Duration,
 ) {
     std::thread::spawn(move || {
         let mut last_stats: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
+            if paused.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             let tick = Instant::now();
             if let Some(members) = fetch_members(api) {
                 let t = now_ms();
@@ -169,7 +179,11 @@ pub fn spawn_poller(
                     }
                 }
             }
-            let stats_due = last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            // `/stats` about once a second; with slow polls (`overload`, which needs no bytes)
+            // only until the first answer.
+            let stats_due = last_stats.is_none_or(|t| {
+                every < Duration::from_secs(2) && t.elapsed() >= Duration::from_secs(1)
+            });
             if stats_due && let Some((bytes, datagrams)) = fetch_stats(api) {
                 if let Ok(mut v) = view.lock() {
                     v.bytes_sent = bytes;
@@ -215,4 +229,30 @@ fn fetch_stats(api: SocketAddr) -> Option<(u64, u64)> {
         .as_u64()
         .or_else(|| s["bytes_sent"].as_u64())?;
     Some((bytes, s["datagrams_sent"].as_u64()?))
+}
+
+/// Every event in the daemon's history (`GET /api/v1/events?after=ID`, page by page).
+pub fn fetch_events(api: SocketAddr) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut all = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let body = http_get_within(
+            api,
+            &format!("/api/v1/events?after={after}"),
+            Duration::from_secs(15),
+        )?;
+        let serde_json::Value::Array(page) = serde_json::from_slice(&body)? else {
+            anyhow::bail!("/api/v1/events: not an array");
+        };
+        let Some(last) = page.last().and_then(|e| e["id"].as_i64()) else {
+            return Ok(all);
+        };
+        after = last;
+        all.extend(page);
+    }
+}
+
+/// "2026-11-22T15:30:09.120Z" as ms since the epoch.
+pub fn at_ms(s: &str) -> Option<u64> {
+    humantime_ms(s)
 }
