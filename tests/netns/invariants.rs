@@ -119,9 +119,14 @@ pub fn wait_alerted_once(net: &Net, id: &str, side: &[usize]) {
 /// No incident was alerted twice by one side (`sides` partition every host that ever ran).
 /// Returns how many alerts were sent.
 pub fn check_no_duplicate_alert(net: &Net, sides: &[Side]) -> usize {
+    check_no_duplicate_alert_by(net, |_| sides)
+}
+
+/// [`check_no_duplicate_alert`] with the sides of each incident (by id) of their own.
+pub fn check_no_duplicate_alert_by<'a>(net: &Net, sides_of: impl Fn(&str) -> &'a [Side]) -> usize {
     let alerts = net.alerts();
     for (id, list) in &alerts {
-        for side in sides {
+        for side in sides_of(id) {
             let names: BTreeSet<&str> = side.iter().map(|i| net.hosts[*i].name.as_str()).collect();
             let n = list
                 .iter()
