@@ -91,8 +91,8 @@ pub async fn after_refuting(
     settle: Duration,
 ) {
     tokio::time::sleep(settle).await;
-    let peers = live_peers(&peers_of).await;
-    let from = widened(&peers_of, since).await;
+    let views = members(&peers_of).await;
+    let (peers, from) = (live(&views), widened(&views, since));
     from_some(&peers_of, &store, peers, from, since).await;
 }
 
@@ -132,15 +132,15 @@ pub async fn from_returning(
     peer: NodeName,
     since: Time,
 ) {
-    let Some(addr) = live_peers(&peers_of)
-        .await
+    let views = members(&peers_of).await;
+    let since = widened(&views, since);
+    let Some(addr) = live(&views)
         .into_iter()
         .find(|(name, _)| name.as_str() == peer.as_str())
         .map(|(_, addr)| addr)
     else {
         return;
     };
-    let since = widened(&peers_of, since).await;
     match fetch(&peers_of.gate, &peer, addr, since, &store).await {
         Ok(f) => tracing::info!(
             peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
@@ -153,11 +153,15 @@ pub async fn from_returning(
 }
 
 async fn live_peers(peers_of: &Peers) -> Vec<(String, SocketAddr)> {
-    members(peers_of)
-        .await
-        .into_iter()
+    live(&members(peers_of).await)
+}
+
+/// The live peers of a view, by name and address.
+fn live(views: &[crate::gossip::MemberView]) -> Vec<(String, SocketAddr)> {
+    views
+        .iter()
         .filter(|m| !m.is_self && m.status == Status::Alive)
-        .map(|m| (m.name.0, m.addr))
+        .map(|m| (m.name.0.clone(), m.addr))
         .collect()
 }
 
@@ -172,9 +176,8 @@ async fn members(peers_of: &Peers) -> Vec<crate::gossip::MemberView> {
 /// `since` less the largest offset of a member's clock from ours past the tolerance: a
 /// peer's history keeps samples at their origin's clock and its own events at its clock, so
 /// asking from our `since` as it is would miss the rows of a host whose clock is behind.
-async fn widened(peers_of: &Peers, since: Time) -> Time {
-    let skew = members(peers_of)
-        .await
+fn widened(views: &[crate::gossip::MemberView], since: Time) -> Time {
+    let skew = views
         .iter()
         .filter_map(|m| m.clock_offset)
         .map(i64::unsigned_abs)
