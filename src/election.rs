@@ -3,6 +3,11 @@
 //! for moments after a change; the alert log (see [`crate::alert`]) is what makes one alert per
 //! incident safe despite that.
 //!
+//! Who sends alerts: the best-ranked live member that can deliver them ([`sender`]) — the
+//! leader when it has sinks, else the next in the same order that does. A node without sinks
+//! (or without their secret files) never sends, so an alert is never marked sent by a node
+//! that could not deliver it.
+//!
 //! [`Election`] is the sans-IO core: fed views, it says when the leader changed. [`leader`]
 //! is the one place the leader is computed; the election actor publishes each new view with
 //! its leader as a [`ViewSnapshot`], and everything else (alerts, control, API, dashboard,
@@ -10,7 +15,8 @@
 
 use crate::events::LeaderChanged;
 use crate::gossip::{MemberView, Status};
-use crate::keys::PRIORITY_KEY;
+use crate::keys::alert::sinks_ready;
+use crate::keys::{PRIORITY_KEY, SINKS_KEY};
 use crate::types::NodeName;
 
 /// A member's announced priority (`node.priority`); missing or unreadable counts as 0.
@@ -40,12 +46,34 @@ pub fn leader(views: &[MemberView]) -> Option<NodeName> {
         .map(|m| m.name.clone())
 }
 
+/// How many sinks a member announces it can deliver through.
+pub fn sinks(view: &MemberView) -> usize {
+    sinks_ready(view.kv.get(SINKS_KEY).map(String::as_str))
+}
+
+/// The live members that can deliver alerts, best-ranked first.
+pub fn senders(views: &[MemberView]) -> Vec<&MemberView> {
+    let mut live: Vec<&MemberView> = views
+        .iter()
+        .filter(|m| is_live(m) && sinks(m) > 0)
+        .collect();
+    live.sort_by_key(|m| rank(m));
+    live
+}
+
+/// The member that sends this view's alerts: the best-ranked live one with sinks.
+pub fn sender(views: &[MemberView]) -> Option<NodeName> {
+    senders(views).first().map(|m| m.name.clone())
+}
+
 /// One view of the cluster as this node has it, with its leader: what the election actor
 /// publishes whenever the view changes.
 #[derive(Clone, Debug, Default)]
 pub struct ViewSnapshot {
     pub members: Vec<MemberView>,
     pub leader: Option<NodeName>,
+    /// Who sends the alerts ([`sender`]).
+    pub sender: Option<NodeName>,
     /// This node's place in the order of leadership among the live members (0 leads), if it
     /// is live in this view.
     pub position: Option<usize>,
@@ -54,12 +82,14 @@ pub struct ViewSnapshot {
 impl ViewSnapshot {
     pub fn new(members: Vec<MemberView>) -> ViewSnapshot {
         let leader = leader(&members);
+        let sender = sender(&members);
         let mut live: Vec<_> = members.iter().filter(|m| is_live(m)).collect();
         live.sort_by_key(|m| rank(m));
         let position = live.iter().position(|m| m.is_self);
         ViewSnapshot {
             members,
             leader,
+            sender,
             position,
         }
     }
@@ -139,6 +169,27 @@ mod tests {
         ];
         assert_eq!(leader(&views), Some(NodeName::from("a")));
         assert_eq!(leader(&[view("a", Status::Down, None)]), None);
+    }
+
+    #[test]
+    fn alerts_are_sent_by_the_best_ranked_live_member_with_sinks() {
+        let with_sinks = |mut v: MemberView, n: &str| {
+            v.kv.insert(SINKS_KEY.to_string(), n.to_string());
+            v
+        };
+        let views = [
+            view("a", Status::Alive, None),
+            with_sinks(view("b", Status::Down, Some("-5")), "2"),
+            with_sinks(view("c", Status::Alive, None), "1"),
+            with_sinks(view("d", Status::Suspect, Some("1")), "1"),
+            with_sinks(view("e", Status::Alive, Some("-1")), "0"),
+        ];
+        let snapshot = ViewSnapshot::new(views.to_vec());
+        assert_eq!(snapshot.leader, Some(NodeName::from("e")));
+        assert_eq!(snapshot.sender, Some(NodeName::from("c")));
+        let order: Vec<&str> = senders(&views).iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(order, ["c", "d"]);
+        assert_eq!(sender(&views[..1]), None, "nobody has sinks");
     }
 
     #[test]

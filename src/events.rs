@@ -116,6 +116,16 @@ pub struct SinkResult {
     pub result: String,
 }
 
+impl SinkResult {
+    /// The result of a sink that accepted the alert.
+    pub const OK: &str = "ok";
+
+    /// Whether the sink accepted the alert.
+    pub fn accepted(&self) -> bool {
+        self.result == SinkResult::OK
+    }
+}
+
 /// An alert this node sent, for the events log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertSentEvent {

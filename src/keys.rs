@@ -12,6 +12,7 @@
 //! | `probe.<name>` | a host probe's last result ([`probe`]) | host probe |
 //! | `svc.<name>` | a service's status ([`ServiceStatus`]) | supervision |
 //! | `alert.<id>`, `alerttest.<id>`, `silence.<id>` | alert log entries, tests, silences | alerts |
+//! | `sinks` | how many sinks this node can deliver through | alerts |
 //! | `tree.<tree>`, `place.<tree>` | placed trees and the leader's placement | control |
 //! | `cmd.<id>`, `res.<id>` | cross-host commands and their answers | control |
 //! | `app.<key>` | application data | users |
@@ -52,6 +53,9 @@ pub const BOOT_KEY: &str = "sys.boot";
 pub const SERVICE_PREFIX: &str = "svc.";
 /// An alert log entry: `alert.<id>`.
 pub const ALERT_PREFIX: &str = "alert.";
+/// How many alert sinks this node can deliver through now (absent: none, or a build from
+/// before any node with sinks could send): who sends an alert ([`crate::election::sender`]).
+pub const SINKS_KEY: &str = "sinks";
 /// A test alert asked for: `alerttest.<at ms>`.
 pub const TEST_PREFIX: &str = "alerttest.";
 /// A silence: `silence.<node>` or `silence.<node>:<service>`.

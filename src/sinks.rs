@@ -49,6 +49,29 @@ fn label(spec: &SinkSpec, index: usize) -> String {
     format!("{kind}#{}", index + 1)
 }
 
+/// Why `spec` cannot deliver now, if it cannot: its secret file cannot be read, or its
+/// program is not there. A node announces how many of its sinks are ready, and only a node
+/// with one sends (see `crate::election::sender`).
+pub fn unready(spec: &SinkSpec) -> Option<String> {
+    match spec {
+        SinkSpec::Email {
+            auth: Some(auth), ..
+        } => auth.password().err().map(|e| e.to_string()),
+        SinkSpec::Exec { command } => {
+            let program = command.first()?;
+            let found = if program.contains('/') {
+                std::path::Path::new(program).is_file()
+            } else {
+                std::env::var_os("PATH").is_some_and(|path| {
+                    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+                })
+            };
+            (!found).then(|| format!("{program}: no such program"))
+        }
+        _ => None,
+    }
+}
+
 /// Delivers `alert` to every sink at once; returns each sink's final result, in the order of
 /// `sinks`.
 pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value, how: &Delivery) -> Vec<SinkResult> {
@@ -64,7 +87,7 @@ pub async fn deliver_all(sinks: &[SinkSpec], alert: &Value, how: &Delivery) -> V
                 i,
                 SinkResult {
                     sink,
-                    result: result.map_or_else(|e| e.to_string(), |()| "ok".to_string()),
+                    result: result.map_or_else(|e| e.to_string(), |()| SinkResult::OK.to_string()),
                 },
             ));
         }

@@ -23,6 +23,8 @@ struct Delivery {
     id: String,
     /// The sender died before it could write `sent` (the documented duplicate window).
     sender_died: bool,
+    /// Its sinks refused it.
+    refused: bool,
 }
 
 struct AlertSim {
@@ -34,6 +36,10 @@ struct AlertSim {
     rules: Rules,
     /// Partitions: from, until (None: still on), one side.
     partitions: Vec<(Time, Option<Time>, Vec<usize>)>,
+    /// How many sinks each node has (1 unless a test says otherwise).
+    sinks: Vec<usize>,
+    /// Nodes whose sinks refuse every alert for now.
+    refusing: std::collections::BTreeSet<usize>,
 }
 
 impl AlertSim {
@@ -42,19 +48,15 @@ impl AlertSim {
     }
 
     fn with_rules(seed: u64, n: usize, rules: Rules) -> AlertSim {
+        AlertSim::with_sinks(seed, &vec![1; n], rules)
+    }
+
+    /// A cluster of `sinks.len()` nodes, node `i` with `sinks[i]` sinks.
+    fn with_sinks(seed: u64, sinks: &[usize], rules: Rules) -> AlertSim {
         let settings = Settings::default();
-        let sim = Sim::cluster(seed, n, settings);
-        let cores = (0..n)
-            .map(|i| {
-                AlertCore::new(
-                    Sim::name(i),
-                    DEFAULT_SETTLE,
-                    rules,
-                    Persisted::default(),
-                    sim.now,
-                )
-                .trusting(trust())
-            })
+        let sim = Sim::cluster(seed, sinks.len(), settings);
+        let cores = (0..sinks.len())
+            .map(|i| alert_core(i, sinks[i], rules, Persisted::default(), sim.now))
             .collect();
         AlertSim {
             rules,
@@ -63,6 +65,8 @@ impl AlertSim {
             pending: Vec::new(),
             deliveries: Vec::new(),
             partitions: Vec::new(),
+            sinks: sinks.to_vec(),
+            refusing: Default::default(),
         }
     }
 
@@ -74,11 +78,17 @@ impl AlertSim {
         self.pending = waiting;
         for (_, i, id, alert, k) in done {
             if self.sim.is_up(i) {
-                let ok = [SinkResult {
+                let result = if self.refusing.contains(&i) {
+                    self.deliveries[k].refused = true;
+                    "HTTP/1.1 503 Service Unavailable"
+                } else {
+                    SinkResult::OK
+                };
+                let results = [SinkResult {
                     sink: "sim".into(),
-                    result: "ok".into(),
+                    result: result.into(),
                 }];
-                let outs = self.cores[i].delivered(now, &id, &alert, &ok);
+                let outs = self.cores[i].delivered(now, &id, &alert, &results);
                 self.apply(i, outs);
             } else {
                 self.deliveries[k].sender_died = true;
@@ -109,6 +119,7 @@ impl AlertSim {
                         by: i,
                         id: id.clone(),
                         sender_died: false,
+                        refused: false,
                     });
                     let k = self.deliveries.len() - 1;
                     self.pending.push((now + DELIVERY, i, id, alert, k));
@@ -128,16 +139,14 @@ impl AlertSim {
     /// A new node joins, with an alert core that remembers nothing.
     fn join(&mut self) {
         let joined = self.sim.add_node();
-        self.cores.push(
-            AlertCore::new(
-                Sim::name(joined),
-                DEFAULT_SETTLE,
-                self.rules,
-                Persisted::default(),
-                self.sim.now,
-            )
-            .trusting(trust()),
-        );
+        self.sinks.push(1);
+        self.cores.push(alert_core(
+            joined,
+            1,
+            self.rules,
+            Persisted::default(),
+            self.sim.now,
+        ));
     }
 
     /// A restarted node keeps what its alert actor persisted (the ids it knows were sent). It
@@ -147,14 +156,7 @@ impl AlertSim {
         let seed = self.live_seed(i);
         self.sim.restart(i, seed);
         let persisted = self.cores[i].persisted();
-        self.cores[i] = AlertCore::new(
-            Sim::name(i),
-            DEFAULT_SETTLE,
-            self.rules,
-            persisted,
-            self.sim.now,
-        )
-        .trusting(trust());
+        self.cores[i] = alert_core(i, self.sinks[i], self.rules, persisted, self.sim.now);
     }
 
     /// The first live node other than `i`, preferring one that `i` can reach now.
@@ -190,19 +192,20 @@ impl AlertSim {
         })
     }
 
-    /// How many times each incident id was delivered.
+    /// How many times each incident id was delivered (accepted by a sink).
     fn counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
-        for d in &self.deliveries {
+        for d in self.deliveries.iter().filter(|d| !d.refused) {
             *counts.entry(d.id.clone()).or_insert(0) += 1;
         }
         counts
     }
 
+    /// Deliveries of ids starting with `prefix` that a sink accepted.
     fn count(&self, prefix: &str) -> usize {
         self.deliveries
             .iter()
-            .filter(|d| d.id.starts_with(prefix))
+            .filter(|d| d.id.starts_with(prefix) && !d.refused)
             .count()
     }
 
@@ -214,6 +217,13 @@ impl AlertSim {
             self.sim.describe()
         )
     }
+}
+
+/// Node `i`'s alert core, with `sinks` sinks and what an earlier life persisted.
+fn alert_core(i: usize, sinks: usize, rules: Rules, persisted: Persisted, now: Time) -> AlertCore {
+    AlertCore::new(Sim::name(i), DEFAULT_SETTLE, rules, persisted, now)
+        .trusting(trust())
+        .delivering_through(sinks)
 }
 
 fn seeds(default: &[u64]) -> Vec<u64> {
@@ -773,5 +783,138 @@ fn an_outage_under_a_silence_no_trusted_operator_sealed_is_alerted() {
             "{}",
             s.explain()
         );
+    }
+}
+
+impl AlertSim {
+    /// The stage of node `i`'s own entry for the incident whose id starts with `prefix`.
+    fn stage_of(&self, i: usize, prefix: &str) -> Option<String> {
+        let me = self.sim.nodes[i]
+            .core
+            .members(self.sim.now)
+            .into_iter()
+            .find(|m| m.is_self)?;
+        let (_, value) = me
+            .kv
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("alert.{prefix}")))?;
+        let v: serde_json::Value = serde_json::from_str(value).ok()?;
+        Some(v["st"].as_str()?.to_string())
+    }
+
+    /// Every `alert.*` key in any live node's own state.
+    fn alert_keys(&self) -> Vec<String> {
+        (0..self.cores.len())
+            .filter(|&i| self.sim.is_up(i))
+            .flat_map(|i| self.sim.nodes[i].core.members(self.sim.now))
+            .filter(|m| m.is_self)
+            .flat_map(|m| m.kv.into_keys())
+            .filter(|k| k.starts_with("alert."))
+            .collect()
+    }
+}
+
+#[test]
+fn only_a_node_with_sinks_sends_and_when_it_dies_its_outage_waits_for_its_return() {
+    for seed in seeds(&[101, 102, 103]) {
+        // Five nodes; only n3 can deliver. n0 leads.
+        let mut s = AlertSim::with_sinks(seed, &[0, 0, 0, 1, 0], Rules::default());
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(1);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n1:"), 1, "{}", s.explain());
+        assert!(s.deliveries.iter().all(|d| d.by == 3), "{}", s.explain());
+        // The one with sinks dies: nobody can deliver, and nothing is marked sent. The leader
+        // holds the incident open.
+        s.sim.crash(3);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n3:"), 0, "{}", s.explain());
+        assert_eq!(
+            s.stage_of(0, "node_down:n3:").as_deref(),
+            Some("waiting"),
+            "{}",
+            s.explain()
+        );
+        // It comes back (a new life that remembers what it sent): its outage is sent once,
+        // then its return once.
+        s.restart(3);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n3:"), 1, "{}", s.explain());
+        assert_eq!(s.count("node_up:n3:"), 1, "{}", s.explain());
+        assert_eq!(s.stage_of(0, "node_down:n3:"), None, "{}", s.explain());
+        s.restart(1);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_up:n1:"), 1, "{}", s.explain());
+        assert!(s.deliveries.iter().all(|d| d.by == 3), "{}", s.explain());
+        assert!(s.counts().values().all(|&c| c == 1), "{}", s.explain());
+    }
+}
+
+#[test]
+fn a_sender_whose_sinks_refuse_passes_the_alert_on_and_nothing_is_sent_twice() {
+    for seed in seeds(&[111, 112]) {
+        // n0 and n2 have sinks; n0's refuse everything.
+        let mut s = AlertSim::with_sinks(seed, &[1, 0, 1, 0, 0, 0], Rules::default());
+        s.refusing.insert(0);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(5);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n5:"), 1, "{}", s.explain());
+        let tried: Vec<(usize, bool)> = s.deliveries.iter().map(|d| (d.by, d.refused)).collect();
+        assert_eq!(tried, [(0, true), (2, false)], "{}", s.explain());
+        // Past n0's retry, nothing more: it is sent.
+        s.run_for(nbwatch::alert::core::RETRY * 2);
+        assert_eq!(s.deliveries.len(), 2, "{}", s.explain());
+        // n0's `failed` entry went once n2's `sent` reached it.
+        assert_eq!(s.stage_of(0, "node_down:n5:"), None, "{}", s.explain());
+        assert_eq!(s.stage_of(2, "node_down:n5:").as_deref(), Some("sent"));
+    }
+}
+
+#[test]
+fn when_every_sink_refuses_the_incident_stays_open_and_is_sent_once_a_sink_accepts() {
+    for seed in seeds(&[121, 122]) {
+        let mut s = AlertSim::with_sinks(seed, &[1, 1, 0, 0, 0], Rules::default());
+        s.refusing.extend([0, 1]);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(4);
+        s.run_for(DETECT);
+        assert_eq!(s.count("node_down:n4:"), 0, "{}", s.explain());
+        assert!(s.deliveries.iter().all(|d| d.refused), "{}", s.explain());
+        assert_eq!(
+            s.stage_of(0, "node_down:n4:").as_deref(),
+            Some("failed"),
+            "{}",
+            s.explain()
+        );
+        // The receiver is back; within a retry the alert goes out, once.
+        s.refusing.clear();
+        s.run_for(nbwatch::alert::core::RETRY + DETECT);
+        assert_eq!(s.count("node_down:n4:"), 1, "{}", s.explain());
+        s.run_for(nbwatch::alert::core::RETRY * 2);
+        assert_eq!(s.count("node_down:n4:"), 1, "{}", s.explain());
+        assert!(
+            s.alert_keys()
+                .iter()
+                .all(|k| k.starts_with("alert.node_down:n4:")),
+            "{}",
+            s.explain()
+        );
+        assert_eq!(s.stage_of(0, "node_down:n4:").as_deref(), Some("sent"));
+        assert_eq!(s.stage_of(1, "node_down:n4:"), None, "{}", s.explain());
+    }
+}
+
+#[test]
+fn a_cluster_where_no_node_has_sinks_writes_no_alert_entries() {
+    for seed in seeds(&[131]) {
+        let mut s = AlertSim::with_sinks(seed, &[0; 4], Rules::default());
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(2);
+        s.run_for(DETECT);
+        s.sim.restart(2, 0);
+        s.run_for(DETECT);
+        assert!(s.deliveries.is_empty(), "{}", s.explain());
+        assert!(s.alert_keys().is_empty(), "{:?}", s.alert_keys());
     }
 }

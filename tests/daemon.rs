@@ -1417,6 +1417,125 @@ async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
     );
 }
 
+/// Sinks on one node of three, not the leader: that node sends every alert, once; when it is
+/// the one that dies, its outage waits (held open by the leader, which cannot deliver) and
+/// is sent once it is back, followed by its return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sinks_on_one_node_of_three_every_alert_is_delivered_once_also_that_nodes_own_death() {
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    let n1 = cluster.start("n1", Vec::new()).await;
+    let seed = vec![cluster.nodes[n1].gossip];
+    cluster.start("n2", seed.clone()).await;
+    cluster.extra = format!(
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
+    cluster.start("n3", seed).await;
+    let names = cluster.names();
+    for api in cluster.apis_except(&[]) {
+        wait_for("all three alive", DEADLINE, async || {
+            all_alive(api, &names).await
+        })
+        .await;
+    }
+    let api1 = cluster.nodes[n1].api;
+    wait_for(
+        "n1 knows n3 sends the alerts",
+        DEADLINE,
+        async || match get_json(api1, "/api/v1/overview", HTTP).await {
+            Ok(o) if o["leader"] == "n1" && o["sender"] == "n3" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+
+    // A node without sinks dies: n3 (not the leader) sends it, once; then its return.
+    cluster.kill9("n2");
+    sent_everywhere(&cluster.apis_except(&["n2"]), "node_down:n2:").await;
+    let n2 = cluster.index("n2");
+    cluster.restart(n2).await;
+    sent_everywhere(&cluster.apis_except(&[]), "node_up:n2:").await;
+
+    // The one with sinks dies: nobody can deliver, nothing is marked sent, and the leader
+    // holds the incident open.
+    cluster.kill9("n3");
+    for api in cluster.apis_except(&["n3"]) {
+        wait_for("n3's outage waits, unsent", DEADLINE, async || {
+            let o = get_json(api, "/api/v1/overview", HTTP)
+                .await
+                .map_err(|e| e.to_string())?;
+            let waiting = o["alerts"].as_array().is_some_and(|a| {
+                a.iter().any(|e| {
+                    e["state"] == "waiting"
+                        && e["by"] == "n1"
+                        && e["id"]
+                            .as_str()
+                            .is_some_and(|id| id.starts_with("node_down:n3:"))
+                })
+            });
+            let open = o["incidents"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["kind"] == "node_down" && i["node"] == "n3" && i["alerted"] == false)
+            });
+            if waiting && open && o["sender"].is_null() {
+                Ok(())
+            } else {
+                Err(format!("{o}"))
+            }
+        })
+        .await;
+    }
+    let status = client(&["status", "--api", &api1.to_string()], &[]).await;
+    assert_eq!(status.status.code(), Some(3), "{status:?}");
+    assert!(
+        text(&status.stdout).contains("no live node can send alerts"),
+        "{status:?}"
+    );
+    assert!(
+        sunk_ids(&file, "node_down:n3:").is_empty(),
+        "{:#?}",
+        sunk(&file)
+    );
+
+    // n3 is back: its outage goes out, then its return, each once.
+    let n3 = cluster.index("n3");
+    cluster.restart(n3).await;
+    sent_everywhere(&cluster.apis_except(&[]), "node_down:n3:").await;
+    sent_everywhere(&cluster.apis_except(&[]), "node_up:n3:").await;
+    let all = sunk(&file);
+    let mut ids: Vec<&str> = all.iter().filter_map(|a| a["id"].as_str()).collect();
+    ids.sort();
+    let kinds: Vec<String> = ids
+        .iter()
+        .map(|id| id.rsplit_once(':').map_or(*id, |(k, _)| k).to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["node_down:n2", "node_down:n3", "node_up:n2", "node_up:n3"],
+        "{all:#?}"
+    );
+    assert!(all.iter().all(|a| a["sent_by"] == "n3"), "{all:#?}");
+    let down = sunk_ids(&file, "node_down:n3:");
+    assert!(
+        down[0]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("n3 stopped talking at")),
+        "{down:#?}"
+    );
+    // The leader's waiting entry went once the incident was sent.
+    wait_for("n1 keeps no waiting entry", DEADLINE, async || {
+        let log = get_json(api1, "/api/v1/alerts", HTTP)
+            .await
+            .map_err(|e| e.to_string())?;
+        match log.as_array() {
+            Some(a) if a.iter().all(|e| e["state"] == "sent") => Ok(()),
+            _ => Err(format!("{log}")),
+        }
+    })
+    .await;
+}
+
 /// A leader killed in the middle of an alert: before its sink delivered it, the next leader
 /// sends it (none lost); after its sink accepted it but before `sent` was gossiped, the next
 /// leader sends it again — the one duplicate the alert protocol documents (`alert::core`).

@@ -5,6 +5,10 @@
 //!
 //! The ids known to be sent are kept in `<data_dir>/alerts-sent.json`, so a restarted node
 //! neither re-sends nor lets others re-send.
+//!
+//! Every [`READY_EVERY`] it looks again at which of its sinks can deliver (their secret files,
+//! their programs) and tells the core, which announces the count: only a node with a ready
+//! sink sends.
 
 use crate::actors::election::Snapshots;
 use crate::actors::gossip::GossipMsg;
@@ -24,6 +28,8 @@ use std::time::Duration;
 const SENT_FILE: &str = statefile::ALERTS_SENT;
 /// How often the core is stepped.
 pub const TICK: Duration = Duration::from_millis(200);
+/// How often the sinks' readiness is looked at again.
+pub const READY_EVERY: Duration = Duration::from_secs(10);
 
 pub struct AlertArgs {
     pub me: NodeName,
@@ -54,7 +60,25 @@ pub struct AlertState {
     core: AlertCore,
     /// What is on disk.
     saved: Persisted,
+    /// Sinks ready at the last look, and when that was.
+    ready: usize,
+    looked: std::time::Instant,
     _ticker: AbortOnDrop<()>,
+}
+
+/// How many of `sinks` can deliver now; says which cannot, and why, when `log` is set.
+fn ready_sinks(sinks: &[SinkSpec], log: bool) -> usize {
+    let mut ready = 0;
+    for (i, sink) in sinks.iter().enumerate() {
+        match crate::sinks::unready(sink) {
+            None => ready += 1,
+            Some(why) if log => {
+                tracing::warn!(sink = i + 1, %why, "this alert sink cannot deliver")
+            }
+            Some(_) => {}
+        }
+    }
+    ready
 }
 
 /// Format 1 had no `"format"` field; format 2 has the same fields.
@@ -123,6 +147,13 @@ impl Actor for AlertActor {
     ) -> Result<AlertState, ActorProcessingErr> {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
         warn_about_open_password_files(&args.sinks);
+        let ready = ready_sinks(&args.sinks, true);
+        if ready == 0 {
+            tracing::info!(
+                sinks = args.sinks.len(),
+                "no alert sink can deliver from this node: others with sinks send the alerts"
+            );
+        }
 
         let core = AlertCore::new(
             args.me.clone(),
@@ -131,11 +162,14 @@ impl Actor for AlertActor {
             persisted.clone(),
             args.clock.now(),
         )
-        .trusting(args.trust.clone());
+        .trusting(args.trust.clone())
+        .delivering_through(ready);
         Ok(AlertState {
             args,
             core,
             saved: persisted,
+            ready,
+            looked: std::time::Instant::now(),
             _ticker: ticker(myself, TICK, || AlertMsg::Tick),
         })
     }
@@ -149,19 +183,37 @@ impl Actor for AlertActor {
         let now = state.args.clock.now();
         match msg {
             AlertMsg::Tick => {
+                if state.looked.elapsed() >= READY_EVERY {
+                    state.looked = std::time::Instant::now();
+                    let ready = ready_sinks(&state.args.sinks, false);
+                    if ready != state.ready {
+                        tracing::info!(from = state.ready, to = ready, "alert sinks ready");
+                        ready_sinks(&state.args.sinks, true);
+                        state.ready = ready;
+                        state.core.set_sinks(ready);
+                    }
+                }
                 let view = state.args.view.borrow().clone();
                 let outputs = state.core.tick(now, &view);
                 state.carry_out(&myself, outputs);
             }
             AlertMsg::Delivered { id, alert, results } => {
+                let outputs = state.core.delivered(now, &id, &alert, &results);
+                state.carry_out(&myself, outputs);
+                if !results.iter().any(SinkResult::accepted) {
+                    tracing::warn!(
+                        %id, ?results, retry_in = ?crate::alert::core::RETRY,
+                        "no sink accepted the alert: it stays open"
+                    );
+                    state.save();
+                    return Ok(());
+                }
                 tracing::info!(%id, ?results, "alert sent");
                 let summary = alert
                     .get("summary")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                let outputs = state.core.delivered(now, &id, &alert, &results);
-                state.carry_out(&myself, outputs);
                 state.args.events.publish_node(
                     now,
                     NodeEvent::AlertSent(AlertSentEvent {

@@ -1,15 +1,23 @@
 //! The alert protocol of one node, sans-IO: fed this node's view of the cluster on every tick,
 //! it says which keys of its own gossiped state to write and which alerts to deliver.
 //!
-//! For each open incident (derived from the view, the same id on every host):
+//! Who sends is the best-ranked live member that can deliver ([`crate::election::sender`]):
+//! a node without sinks (or without their secret files) never claims, and never marks an
+//! alert sent. For each open incident (derived from the view, the same id on every host):
 //! 1. sent already (by anyone, or remembered as sent) — nothing to do;
-//! 2. this node leads (lowest `(priority, name)` among live members in its view) and no live
-//!    better-ranked member claims it, and no other live member is already `sending` it — it
-//!    writes a `claim`;
-//! 3. after a settle time, if it still leads and no better-ranked live claim and no live
-//!    `sending` has appeared, it writes `sending`, delivers, and writes `sent` with the
-//!    sinks' results;
-//! 4. a node that stops leading, or sees a better claim, withdraws its claim.
+//! 2. this node sends for the cluster (best-ranked live member with sinks, skipping those
+//!    whose sinks just refused this incident), no live better-ranked member claims it, and no
+//!    other live member is already `sending` it — it writes a `claim`;
+//! 3. after a settle time, if all that still holds, it writes `sending`, delivers, and writes
+//!    `sent` with the sinks' results if at least one sink accepted the alert — or `failed`
+//!    with them if none did: the incident stays open, the next member with sinks takes it, and
+//!    this node tries again after [`RETRY`] if it is still the one to;
+//! 4. a node that stops being the sender, or sees a better claim, withdraws its claim;
+//! 5. when no live member can deliver but some member has announced sinks (it is down, or
+//!    restarting), the leader writes `waiting`: the entry carries the incident, so it stays
+//!    open — and `status` says so — until a node with sinks is back and sends it. A cluster in
+//!    which no member has sinks writes nothing. A `waiting` or `failed` entry goes once the
+//!    incident is sent, or after `keep`.
 //!
 //! A claim by a member that is down is ignored: a new leader completes what a dead leader
 //! claimed but never sent. Each side of a partition has its own leader and sends once; when
@@ -39,12 +47,13 @@
 use super::incident::{
     Incident, Kind, Rules, flapping_since, incidents, sent_at, silences, subject_of,
 };
+use super::log::held_value;
 use super::log::{Entry, Log, entry_value};
-use crate::election::{ViewSnapshot, rank};
+use crate::election::{ViewSnapshot, is_live, rank};
 use crate::events::SinkResult;
 use crate::gossip::MemberView;
-use crate::keys::ALERT_PREFIX;
-use crate::keys::alert::Stage;
+use crate::keys::alert::{AlertEntry, Held, Stage};
+use crate::keys::{ALERT_PREFIX, SINKS_KEY};
 use crate::secure::directive::Trust;
 use crate::types::{NodeName, Time};
 use serde_json::Value;
@@ -59,6 +68,9 @@ pub const LATCH: Duration = Duration::from_secs(60);
 pub const GC_SETTLE: Duration = Duration::from_secs(600);
 /// How often the log is looked over for what can be forgotten.
 pub const GC_EVERY: Duration = Duration::from_secs(60);
+/// How long a node whose sinks all refused an alert waits before it tries again (others with
+/// sinks try first).
+pub const RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AlertOutput {
@@ -70,8 +82,16 @@ pub enum AlertOutput {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Mine {
-    Claimed { at: Time },
+    Claimed {
+        at: Time,
+    },
     Sending,
+    /// Every sink refused it at `at`.
+    Failed {
+        at: Time,
+    },
+    /// No live member could deliver it.
+    Waiting,
 }
 
 pub struct AlertCore {
@@ -93,6 +113,10 @@ pub struct AlertCore {
     gc_candidates: BTreeSet<String>,
     /// Whose silences it obeys.
     trust: Trust,
+    /// How many sinks this node can deliver through (0: it never sends).
+    sinks: usize,
+    /// This node's own `waiting` and `failed` entries (id → value), kept across restarts.
+    held: BTreeMap<String, String>,
 }
 
 /// What an alert actor keeps on disk.
@@ -103,6 +127,9 @@ pub struct Persisted {
     /// When each id of `seen` was first known sent, in ms (absent in older files: the start).
     #[serde(default)]
     pub seen_at: BTreeMap<String, u64>,
+    /// This node's `waiting` and `failed` entries (absent in older files: none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, String>,
 }
 
 impl AlertCore {
@@ -110,6 +137,18 @@ impl AlertCore {
     pub fn trusting(mut self, trust: Trust) -> AlertCore {
         self.trust = trust;
         self
+    }
+
+    /// The same core, able to deliver through `sinks` sinks.
+    pub fn delivering_through(mut self, sinks: usize) -> AlertCore {
+        self.sinks = sinks;
+        self
+    }
+
+    /// How many sinks this node can deliver through now (its sinks, or their secret files,
+    /// changed); announced at the next tick.
+    pub fn set_sinks(&mut self, sinks: usize) {
+        self.sinks = sinks;
     }
 
     /// A core starting at `now` with what an earlier life persisted.
@@ -121,15 +160,30 @@ impl AlertCore {
         now: Time,
     ) -> AlertCore {
         let known = |id: &String| Time(persisted.seen_at.get(id).copied().unwrap_or(now.0));
-        let remembered = (persisted.seen.iter())
+        let remembered: BTreeMap<String, Time> = (persisted.seen.iter())
             .chain(persisted.own.keys())
             .map(|id| (id.clone(), known(id)))
+            .collect();
+        // Held entries of an earlier life: published again, a failed one tried again later.
+        let mine = (persisted.held.iter())
+            .filter(|(id, _)| !remembered.contains_key(*id))
+            .filter_map(|(id, value)| {
+                let mine = match AlertEntry::parse(value).ok()?.stage {
+                    Stage::Failed => Mine::Failed { at: now },
+                    Stage::Waiting => Mine::Waiting,
+                    _ => return None,
+                };
+                Some((id.clone(), mine))
+            })
+            .collect::<BTreeMap<_, _>>();
+        let held = (persisted.held.into_iter())
+            .filter(|(id, _)| mine.contains_key(id))
             .collect();
         AlertCore {
             me,
             settle,
             rules,
-            mine: BTreeMap::new(),
+            mine,
             remembered,
             own: persisted.own,
             latched: BTreeMap::new(),
@@ -137,6 +191,8 @@ impl AlertCore {
             last_gc: now,
             gc_candidates: BTreeSet::new(),
             trust: Trust::default(),
+            sinks: 0,
+            held,
         }
     }
 
@@ -150,6 +206,7 @@ impl AlertCore {
                 .iter()
                 .map(|(id, t)| (id.clone(), t.0))
                 .collect(),
+            held: self.held.clone(),
         }
     }
 
@@ -216,7 +273,35 @@ impl AlertCore {
                 out.push(set(id, Some(value.clone())));
             }
         }
+        for (id, value) in &self.held {
+            if me.kv.get(&format!("{ALERT_PREFIX}{id}")) != Some(value) {
+                out.push(set(id, Some(value.clone())));
+            }
+        }
+        let announced = (self.sinks > 0).then(|| self.sinks.to_string());
+        if me.kv.get(SINKS_KEY) != announced.as_ref() {
+            out.push(AlertOutput::Set {
+                key: SINKS_KEY.to_string(),
+                value: announced,
+            });
+        }
         let leading = snapshot.is_leader(&self.me);
+        // Who can deliver, best-ranked first (this node by what it knows of itself now, as
+        // its announcement may not be in the view yet).
+        let mut senders: Vec<(i64, NodeName)> = view
+            .iter()
+            .filter(|m| is_live(m))
+            .filter(|m| {
+                if m.name == self.me {
+                    self.sinks > 0
+                } else {
+                    crate::election::sinks(m) > 0
+                }
+            })
+            .map(rank)
+            .collect();
+        senders.sort();
+        let anyone_has_sinks = self.sinks > 0 || view.iter().any(|m| crate::election::sinks(m) > 0);
         let silences = silences(view, &self.trust);
         let derived = incidents(view, &log, now, &self.rules);
         for i in derived.iter().filter(|i| i.kind.is_change()) {
@@ -256,11 +341,28 @@ impl AlertCore {
                 .iter()
                 .any(|e| e.stage == Stage::Claim && e.rank < my_rank);
             let someone_sending = others.iter().any(|e| e.stage == Stage::Sending);
-            let stand_down = !leading || better_claim || someone_sending;
+            // Members whose sinks just refused it are passed over while another can try.
+            let refused: BTreeSet<&NodeName> = (others.iter())
+                .filter(|e| e.stage == Stage::Failed)
+                .map(|e| &e.by)
+                .chain(matches!(self.mine.get(id), Some(Mine::Failed { .. })).then_some(&self.me))
+                .collect();
+            let sender = (senders.iter())
+                .find(|(_, name)| !refused.contains(name))
+                .or(senders.first())
+                .map(|(_, name)| name);
+            let stand_down = sender != Some(&self.me) || better_claim || someone_sending;
             match self.mine.get(id) {
                 None if !stand_down => {
                     self.mine.insert(id.clone(), Mine::Claimed { at: now });
                     out.push(set(id, Some(entry_value(Stage::Claim, now, &[], None))));
+                }
+                None if leading
+                    && senders.is_empty()
+                    && anyone_has_sinks
+                    && !log.entries(id).iter().any(|e| e.stage.holds()) =>
+                {
+                    self.hold(id, Stage::Waiting, now, &[], incident.held(), &mut out);
                 }
                 None => {}
                 Some(Mine::Claimed { .. }) if stand_down => {
@@ -274,7 +376,7 @@ impl AlertCore {
                         // A flapping subject's change is recorded, not sent.
                         let suppressed = [SinkResult {
                             sink: "flapping".into(),
-                            result: "suppressed".into(),
+                            result: SUPPRESSED.into(),
                         }];
                         let alert = incident.to_json(&self.me, now);
                         out.extend(self.delivered(now, id, &alert, &suppressed));
@@ -286,6 +388,18 @@ impl AlertCore {
                         id: id.clone(),
                         alert: incident.to_json(&self.me, now),
                     });
+                }
+                // Its turn again: the waiting entry is replaced by a claim (every host has the
+                // incident latched or held by now).
+                Some(Mine::Waiting) if !stand_down => {
+                    self.held.remove(id);
+                    self.mine.insert(id.clone(), Mine::Claimed { at: now });
+                    out.push(set(id, Some(entry_value(Stage::Claim, now, &[], None))));
+                }
+                Some(Mine::Failed { at }) if !stand_down && now.since(*at) >= RETRY => {
+                    self.held.remove(id);
+                    self.mine.insert(id.clone(), Mine::Claimed { at: now });
+                    out.push(set(id, Some(entry_value(Stage::Claim, now, &[], None))));
                 }
                 Some(_) => {}
             }
@@ -303,7 +417,46 @@ impl AlertCore {
             self.mine.remove(&id);
             out.push(set(&id, None));
         }
+        // Held entries go once their incident is sent (by anyone), or after `keep`.
+        let keep = self.rules.keep;
+        let done: Vec<String> = self
+            .held
+            .keys()
+            .filter(|id| {
+                self.remembered.contains_key(*id)
+                    || open
+                        .iter()
+                        .find(|i| &&i.id == id)
+                        .is_some_and(|i| now.since(i.since) >= keep)
+            })
+            .cloned()
+            .collect();
+        for id in done {
+            self.held.remove(&id);
+            self.mine.remove(&id);
+            out.push(set(&id, None));
+        }
         out
+    }
+
+    /// Writes a `waiting` or `failed` entry of this node that holds `held` open.
+    fn hold(
+        &mut self,
+        id: &str,
+        stage: Stage,
+        now: Time,
+        results: &[SinkResult],
+        held: Held,
+        out: &mut Vec<AlertOutput>,
+    ) {
+        let mine = match stage {
+            Stage::Failed => Mine::Failed { at: now },
+            _ => Mine::Waiting,
+        };
+        let value = held_value(stage, now, results, held);
+        self.mine.insert(id.to_string(), mine);
+        self.held.insert(id.to_string(), value.clone());
+        out.push(set(id, Some(value)));
     }
 
     /// Returns the ids forgotten.
@@ -385,7 +538,8 @@ impl AlertCore {
         derived
     }
 
-    /// The sinks are done with `id`: it is sent, with their results.
+    /// The sinks are done with `id`: it is sent, with their results, if at least one of them
+    /// accepted it; otherwise this node's entry says `failed` and holds the incident open.
     pub fn delivered(
         &mut self,
         now: Time,
@@ -393,12 +547,49 @@ impl AlertCore {
         alert: &Value,
         results: &[SinkResult],
     ) -> Vec<AlertOutput> {
+        let accepted = results
+            .iter()
+            .any(|r| r.accepted() || r.result == SUPPRESSED);
+        if !accepted && let Some(held) = held_of(alert) {
+            let mut out = Vec::new();
+            self.hold(id, Stage::Failed, now, results, held, &mut out);
+            return out;
+        }
         self.mine.remove(id);
+        self.held.remove(id);
         self.remembered.insert(id.to_string(), now);
         let value = entry_value(Stage::Sent, now, results, Some(alert));
         self.own.insert(id.to_string(), value.clone());
         vec![set(id, Some(value))]
     }
+}
+
+/// The result of a flapping subject's change: recorded, deliberately not sent.
+const SUPPRESSED: &str = "suppressed";
+
+/// What a `failed` entry carries of the alert this core built (`Incident::to_json`).
+fn held_of(alert: &Value) -> Option<Held> {
+    let text = |k: &str| alert.get(k).and_then(Value::as_str).map(str::to_string);
+    let since = humantime::parse_rfc3339_weak(&text("since")?).ok()?;
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    Some(Held {
+        kind: text("kind")?,
+        node: text("node")?,
+        service: text("service"),
+        since,
+        observers: (alert.get("observers").and_then(Value::as_array))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        summary: text("summary").unwrap_or_default(),
+    })
 }
 
 fn set(id: &str, value: Option<String>) -> AlertOutput {

@@ -12,6 +12,10 @@
 //!
 //! Silences (`silence.<target>` keys) hide incidents of their target until they expire.
 //!
+//! An incident no live node could deliver (a `waiting` entry) or whose sinks all refused it (a
+//! `failed` entry) is carried by that entry and derived from the log until it is sent, also
+//! once the view no longer shows it.
+//!
 //! Two rules work on the log itself, so they too come out the same on every host:
 //! * flapping — a subject (a node, or `node:service`) whose state changed (sent or suppressed
 //!   down/up incidents) `flap_threshold` times within `flap_window` is flapping: its further
@@ -22,8 +26,8 @@
 
 use super::log::Log;
 use crate::gossip::{MemberView, Status};
-use crate::keys::alert::SilenceValue;
 use crate::keys::alert::Stage;
+use crate::keys::alert::{Held, SilenceValue};
 use crate::keys::{SILENCE_PREFIX, TEST_PREFIX};
 use crate::secure::directive::Trust;
 use crate::secure::operator::{Directive, Seal};
@@ -140,6 +144,18 @@ impl Incident {
         match &self.service {
             Some(s) => format!("{}:{s}", self.node),
             None => self.node.to_string(),
+        }
+    }
+
+    /// What a `waiting` or `failed` entry carries of it.
+    pub fn held(&self) -> Held {
+        Held {
+            kind: self.kind.as_str().to_string(),
+            node: self.node.to_string(),
+            service: self.service.clone(),
+            since: self.since.0,
+            observers: self.observers.iter().map(NodeName::to_string).collect(),
+            summary: self.summary.clone(),
         }
     }
 
@@ -314,8 +330,41 @@ pub fn incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Ve
         }
         out.extend(reminders);
     }
+    let derived: BTreeSet<String> = out.iter().map(|i| i.id.clone()).collect();
+    out.extend(
+        held(log)
+            .into_iter()
+            .filter(|i| !derived.contains(&i.id) && !log.is_sent(&i.id)),
+    );
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out.dedup_by(|a, b| a.id == b.id);
+    out
+}
+
+/// The incidents the log's `waiting` and `failed` entries hold open, each once.
+fn held(log: &Log) -> Vec<Incident> {
+    let mut out: Vec<Incident> = Vec::new();
+    for (id, entries) in log.all() {
+        let Some(h) = entries.iter().find_map(|e| e.held.as_ref()) else {
+            continue;
+        };
+        let (Some(kind), Ok(since)) = (Kind::from_id(&h.kind), Time::checked(h.since)) else {
+            continue;
+        };
+        out.push(Incident {
+            id: id.to_string(),
+            kind,
+            node: NodeName::from(h.node.as_str()),
+            service: h.service.clone(),
+            since,
+            observers: h
+                .observers
+                .iter()
+                .map(|o| NodeName::from(o.as_str()))
+                .collect(),
+            summary: h.summary.clone(),
+        });
+    }
     out
 }
 

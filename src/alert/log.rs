@@ -1,6 +1,9 @@
 //! The alert log: the union of every member's `alert.<incident id>` keys, each the author's
-//! stage for that incident — `claim` (it leads and means to send), `sending` (settled; the
-//! sinks are being called), `sent` (with each sink's result). Every node writes only its own
+//! stage for that incident — `claim` (it sends for the cluster and means to send), `sending`
+//! (settled; the sinks are being called), `sent` (with each sink's result, at least one of
+//! which accepted it), `failed` (every sink it has refused it; retried) and `waiting` (no
+//! live member can deliver it). The last two carry the incident, which stays open until
+//! someone sends it. Every node writes only its own
 //! keys, so gossip merges the log without conflicts, also when a partition heals.
 //!
 //! A node also remembers (on disk, by its actor) every id it has seen `sent`: a restarted node
@@ -11,7 +14,7 @@ use crate::election::{is_live, rank};
 use crate::events::SinkResult;
 use crate::gossip::MemberView;
 use crate::keys::ALERT_PREFIX;
-use crate::keys::alert::{AlertEntry, Stage};
+use crate::keys::alert::{AlertEntry, Held, Stage};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +32,8 @@ pub struct Entry {
     pub sinks: Vec<SinkResult>,
     /// The alert as sent (on `sent` entries).
     pub alert: Option<Value>,
+    /// The incident it holds open (on `waiting` and `failed` entries).
+    pub held: Option<Held>,
 }
 
 /// The value of an `alert.<id>` key (see [`AlertEntry`]).
@@ -39,6 +44,19 @@ pub fn entry_value(stage: Stage, at: Time, sinks: &[SinkResult], alert: Option<&
         sinks: sinks.to_vec(),
         // Only what `alerts` shows and the others need: the rest is derived again.
         summary: alert.map(|a| a.get("summary").cloned().unwrap_or(Value::Null)),
+        held: None,
+    }
+    .encode()
+}
+
+/// The value of an `alert.<id>` key that holds `held` open (`waiting` or `failed`).
+pub fn held_value(stage: Stage, at: Time, sinks: &[SinkResult], held: Held) -> String {
+    AlertEntry {
+        stage,
+        at,
+        sinks: sinks.to_vec(),
+        summary: None,
+        held: Some(held.bounded()),
     }
     .encode()
 }
@@ -53,6 +71,7 @@ fn parse_entry(m: &MemberView, value: &str) -> Option<Entry> {
         rank: rank(m),
         sinks: e.sinks,
         alert: e.summary.map(|s| json!({ "summary": s })),
+        held: e.held,
     })
 }
 

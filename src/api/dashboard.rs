@@ -55,7 +55,8 @@ async fn style() -> impl IntoResponse {
 }
 
 /// `GET /api/v1/overview`: what the dashboard's tables show, from one view of the cluster:
-/// `{"node", "version", "now", "leader", "members" (as /api/v1/members), "services" (every
+/// `{"node", "version", "now", "leader", "sender" (who sends the alerts: the best-ranked live
+/// member with sinks; null: none can), "members" (as /api/v1/members), "services" (every
 /// node's, with `node_state`), "alerts" (as /api/v1/alerts), "incidents" (open now: members
 /// down, services failed), "silences"}`; `nbwatch status` prints it. A node whose
 /// supervisor is restarting still answers, with its own services missing.
@@ -75,6 +76,7 @@ async fn overview(State(ctx): State<Ctx>) -> Answer {
         "version": env!("CARGO_PKG_VERSION"),
         "now": now.to_rfc3339(),
         "leader": leader.as_ref().map(|l| l.as_str().to_string()),
+        "sender": crate::election::sender(&views).map(|s| s.to_string()),
         "members": json::members(&views, leader.as_ref(), now),
         "services": json::cluster_services(&views, &ctx.name, &local),
         "alerts": json::alerts(&views),

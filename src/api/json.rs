@@ -47,7 +47,8 @@ pub fn stats(snapshot: &StatsSnapshot) -> Value {
 }
 
 /// `GET /api/v1/alerts`: every incident of the gossiped alert log, with its furthest stage
-/// (`claim`, `sending`, `sent`), who is at it, when, and each sink's result.
+/// (`waiting`, `failed`, `claim`, `sending`, `sent`), who is at it, when, and each sink's
+/// result.
 pub fn alerts(views: &[MemberView]) -> Value {
     let log = Log::from_view(views, []);
     Value::Array(
@@ -65,7 +66,8 @@ pub fn alerts(views: &[MemberView]) -> Value {
                     "by": e.by.as_str(),
                     "at": e.at.to_rfc3339(),
                     "sinks": e.sinks.iter().map(|s| json!({"sink": s.sink, "result": s.result})).collect::<Vec<_>>(),
-                    "summary": e.alert.as_ref().and_then(|a| a.get("summary")).cloned(),
+                    "summary": e.alert.as_ref().and_then(|a| a.get("summary")).cloned()
+                        .or_else(|| entries.iter().find_map(|e| e.held.as_ref()).map(|h| Value::from(h.summary.clone()))),
                 }))
             })
             .collect(),

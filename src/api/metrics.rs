@@ -162,10 +162,17 @@ pub fn render(s: &Snapshot) -> String {
     out.family(
         "nbwatch_is_leader",
         "gauge",
-        "1 if this node leads its part of the cluster (it sends the alerts).",
+        "1 if this node leads its part of the cluster.",
     );
     let leads = s.leader.as_ref().is_some_and(|l| l.as_str() == me);
     out.sample("nbwatch_is_leader", &[], f(leads));
+    out.family(
+        "nbwatch_is_alert_sender",
+        "gauge",
+        "1 if this node sends the alerts of its part of the cluster (the best-ranked live member with sinks).",
+    );
+    let sends = crate::election::sender(&s.views).is_some_and(|l| l.as_str() == me);
+    out.sample("nbwatch_is_alert_sender", &[], f(sends));
 
     // Gossip.
     let g = &s.stats.stats;

@@ -69,8 +69,15 @@ pub async fn alerts(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `alerts test`: asks for a test alert, then waits until the leader has sent it.
+/// `alerts test`: asks for a test alert, then waits until the node that sends alerts has sent
+/// it (a sink accepted it).
 pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
+    let overview = client.get("/api/v1/overview").await?;
+    if overview.get("sender") == Some(&serde_json::Value::Null) {
+        anyhow::bail!(
+            "no live node can send alerts: none has an [[alerts.sinks]] entry that can deliver (its secret file readable, its program there)"
+        );
+    }
     let asked = client
         .post("/api/v1/alerts/test", &serde_json::json!({}))
         .await
@@ -79,7 +86,7 @@ pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
         .as_str()
         .context("no incident id in the answer")?
         .to_string();
-    eprintln!("test alert {id}: waiting for the leader to send it ...");
+    eprintln!("test alert {id}: waiting for the node that sends alerts to send it ...");
     let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
     loop {
         let log = client.get("/api/v1/alerts").await?;
@@ -92,13 +99,33 @@ pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if tokio::time::Instant::now() >= deadline {
+            let entry = log
+                .as_array()
+                .and_then(|a| a.iter().find(|e| e["id"] == id.as_str()));
+            let why = match entry {
+                Some(e) if e["state"] == "failed" => {
+                    format!(
+                        ": every sink of {} refused it ({})",
+                        text(e, "by"),
+                        visible(&e["sinks"].to_string())
+                    )
+                }
+                Some(e) if e["state"] == "waiting" => {
+                    ": no live node can deliver it (none has a ready sink)".to_string()
+                }
+                _ => String::new(),
+            };
             anyhow::bail!(
-                "{id} was not sent within {}",
+                "{id} was not sent within {}{why}",
                 humantime::format_duration(TEST_TIMEOUT)
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+fn text(v: &serde_json::Value, key: &str) -> String {
+    visible(v[key].as_str().unwrap_or("?")).into_owned()
 }
 
 /// `silence NODE[:SERVICE] --for DUR [--reason TEXT]`.

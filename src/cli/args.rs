@@ -256,7 +256,7 @@ pub enum KeysAction {
 
 #[derive(Subcommand)]
 pub enum AlertsAction {
-    /// Send a test alert through the cluster's leader and wait until it is sent.
+    /// Send a test alert through the node that sends alerts and wait until a sink accepted it.
     Test,
 }
 

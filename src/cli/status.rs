@@ -132,8 +132,14 @@ pub fn render_status(overview: &Value, colour: bool) -> Status {
             s.to_string()
         }
     };
+    // Who sends the alerts, when it is not the leader (older daemons do not say).
+    let sender = match (overview.get("sender"), overview["leader"].as_str()) {
+        (Some(Value::String(s)), Some(l)) if s != l => format!(", alerts sent by {}", visible(s)),
+        (Some(Value::Null), Some(_)) => ", no live node can send alerts (no sinks)".to_string(),
+        _ => String::new(),
+    };
     out.push_str(&format!(
-        "{} {} (nbwatch {}), leader {}\n",
+        "{} {} (nbwatch {}), leader {}{sender}\n",
         bold("node"),
         text(overview, "node"),
         text(overview, "version"),

@@ -1,7 +1,9 @@
 //! The codec of an alert log entry, the value of `alert.<incident id>`: the author's stage
-//! for that incident, when it wrote it, each sink's result and, once sent, the summary. The
-//! alert protocol writes and reads it; the history records every `sent` one. And the codec
-//! of a silence, the value of `silence.<target>`: until when, and why.
+//! for that incident, when it wrote it, each sink's result and, once sent, the summary; on an
+//! entry that holds an incident open (`waiting`, `failed`), the incident itself. The alert
+//! protocol writes and reads it; the history records every `sent` one. The codec of a
+//! silence, the value of `silence.<target>`: until when, and why. And the value of `sinks`:
+//! how many sinks a node can deliver through.
 
 use super::{ValueError, time};
 use crate::events::SinkResult;
@@ -9,8 +11,14 @@ use crate::secure::operator::Seal;
 use crate::types::Time;
 use serde_json::{Value, json};
 
+/// The stages of an entry, in the order `alerts` shows the furthest one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
+    /// Open, and no live member can deliver it: written by the leader so that the incident is
+    /// not lost until one can (a node with sinks that comes back).
+    Waiting,
+    /// The author tried every sink it has and none accepted it; it stays open.
+    Failed,
     Claim,
     Sending,
     Sent,
@@ -19,6 +27,8 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Waiting => "waiting",
+            Stage::Failed => "failed",
             Stage::Claim => "claim",
             Stage::Sending => "sending",
             Stage::Sent => "sent",
@@ -26,12 +36,59 @@ impl Stage {
     }
     pub fn parse(s: &str) -> Option<Stage> {
         match s {
+            "waiting" => Some(Stage::Waiting),
+            "failed" => Some(Stage::Failed),
             "claim" => Some(Stage::Claim),
             "sending" => Some(Stage::Sending),
             "sent" => Some(Stage::Sent),
             _ => None,
         }
     }
+
+    /// The stages whose entry holds its incident open until someone sends it.
+    pub fn holds(self) -> bool {
+        matches!(self, Stage::Waiting | Stage::Failed)
+    }
+}
+
+/// An incident as a `waiting` or `failed` entry carries it, so that every host (and a node
+/// with sinks that starts later) derives it even when the view no longer shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    pub kind: String,
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub since: u64,
+    #[serde(default)]
+    pub observers: Vec<String>,
+    pub summary: String,
+}
+
+impl Held {
+    /// At most this many observers and this many bytes of summary travel, so the entry fits
+    /// [`super::MAX_ENTRY_LEN`].
+    pub const MAX_OBSERVERS: usize = 8;
+    pub const MAX_SUMMARY: usize = 400;
+
+    /// The same, cut to what travels.
+    pub fn bounded(mut self) -> Held {
+        self.observers.truncate(Held::MAX_OBSERVERS);
+        if self.summary.len() > Held::MAX_SUMMARY {
+            let mut end = Held::MAX_SUMMARY;
+            while !self.summary.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.summary.truncate(end);
+            self.summary.push('…');
+        }
+        self
+    }
+}
+
+/// How many sinks the `sinks` value says a node can deliver through (unreadable: none).
+pub fn sinks_ready(value: Option<&str>) -> usize {
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// One `alert.<id>` value.
@@ -43,6 +100,8 @@ pub struct AlertEntry {
     pub sinks: Vec<SinkResult>,
     /// The alert's summary, on `sent` entries.
     pub summary: Option<Value>,
+    /// The incident, on `waiting` and `failed` entries.
+    pub held: Option<Held>,
 }
 
 impl AlertEntry {
@@ -58,6 +117,9 @@ impl AlertEntry {
         }
         if let Some(summary) = &self.summary {
             v["summary"] = summary.clone();
+        }
+        if let Some(held) = &self.held {
+            v["inc"] = serde_json::to_value(held).unwrap_or(Value::Null);
         }
         v.to_string()
     }
@@ -92,11 +154,24 @@ impl AlertEntry {
                     .collect()
             })
             .unwrap_or_default();
+        let held = match v.get("inc") {
+            None => None,
+            Some(inc) => {
+                let held: Held = serde_json::from_value(inc.clone())
+                    .map_err(|e| malformed(&format!("incident: {e}")))?;
+                time("since", held.since)?;
+                Some(held)
+            }
+        };
+        if stage.holds() && held.is_none() {
+            return Err(malformed("no incident"));
+        }
         Ok(AlertEntry {
             stage,
             at,
             sinks,
             summary: v.get("summary").cloned(),
+            held,
         })
     }
 }

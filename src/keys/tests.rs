@@ -31,6 +31,12 @@ fn timed_entries(ms: u64) -> Vec<(String, String)> {
             format!(r#"{{"st":"sent","at":{ms},"summary":{{"summary":"s"}}}}"#),
         ),
         (
+            format!("{ALERT_PREFIX}node_down:n2:1"),
+            format!(
+                r#"{{"st":"waiting","at":1000,"inc":{{"kind":"node_down","node":"n2","since":{ms},"summary":"s"}}}}"#
+            ),
+        ),
+        (
             format!("{SERVICE_PREFIX}db"),
             format!(r#"{{"tree":"t","state":"failed","restarts":1,"health":"ok","since":{ms}}}"#),
         ),
@@ -162,4 +168,32 @@ proptest! {
     fn any_key_and_value_can_be_checked(key in any::<String>(), value in any::<String>()) {
         let _ = check(&key, &value);
     }
+}
+
+#[test]
+fn a_held_incident_travels_whole_and_an_entry_that_holds_nothing_is_refused() {
+    use alert::{AlertEntry, Held, Stage};
+    let held = Held {
+        kind: "node_down".into(),
+        node: "n3".into(),
+        service: None,
+        since: 1_700_000_000_000,
+        observers: (0..20).map(|i| format!("n{i}")).collect(),
+        summary: "é".repeat(400),
+    }
+    .bounded();
+    assert_eq!(held.observers.len(), Held::MAX_OBSERVERS);
+    assert!(held.summary.len() <= Held::MAX_SUMMARY + '…'.len_utf8());
+    let entry = AlertEntry {
+        stage: Stage::Failed,
+        at: Time(5),
+        sinks: vec![],
+        summary: None,
+        held: Some(held),
+    };
+    let value = entry.encode();
+    assert!(format!("{ALERT_PREFIX}node_down:n3:1{value}").len() <= MAX_ENTRY_LEN);
+    assert_eq!(AlertEntry::parse(&value), Ok(entry));
+    assert!(AlertEntry::parse(r#"{"st":"waiting","at":5}"#).is_err());
+    assert!(Stage::Waiting < Stage::Claim && Stage::Failed < Stage::Sent);
 }
