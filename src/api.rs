@@ -14,6 +14,7 @@ pub mod host;
 pub mod json;
 mod keys;
 mod metrics;
+mod reach;
 mod routes;
 pub mod token;
 

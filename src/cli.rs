@@ -118,6 +118,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             replicas,
             json,
         } => decide::owner(&client(Read)?, &key, replicas, json).await,
+        Command::Unreachable { node, reason } => {
+            decide::unreachable(&client(Change)?, &node, &reason).await
+        }
+        Command::Reachability { json } => decide::reachability(&client(Read)?, json).await,
         Command::Subscribe { prefix, json } => {
             appdata::subscribe(&client(Read)?, &prefix, json).await
         }

@@ -32,6 +32,7 @@ pub(crate) fn test_view(
         last_heard: crate::types::Time(0),
         is_self: false,
         clock_offset: None,
+        reports: 0,
         kv: kv.into_iter().collect(),
     }
 }

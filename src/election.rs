@@ -150,6 +150,7 @@ mod tests {
             last_heard: Time(0),
             is_self: false,
             clock_offset: None,
+            reports: 0,
             kv,
         }
     }

@@ -18,10 +18,12 @@
 //! | `app.<key>` | application data | users |
 //! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
 //! | `wire` | the newest wire version the node speaks | gossip |
+//! | `unheard` | the live peers it has not heard directly of late | gossip |
 
 pub mod alert;
 pub mod control;
 pub mod probe;
+pub mod reach;
 pub mod sample;
 #[cfg(test)]
 mod tests;
@@ -56,6 +58,8 @@ pub const ALERT_PREFIX: &str = "alert.";
 /// How many alert sinks this node can deliver through now (absent: none, or a build from
 /// before any node with sinks could send): who sends an alert ([`crate::election::sender`]).
 pub const SINKS_KEY: &str = "sinks";
+/// The live peers a node has not heard directly of late ([`reach`]).
+pub const UNHEARD_KEY: &str = "unheard";
 /// A test alert asked for: `alerttest.<at ms>`.
 pub const TEST_PREFIX: &str = "alerttest.";
 /// A silence: `silence.<node>` or `silence.<node>:<service>`.

@@ -500,6 +500,14 @@ impl Sim {
         Ok(())
     }
 
+    /// An application on node `by` could not reach node `of` (`nbwatch unreachable`).
+    pub fn report(&mut self, by: usize, of: usize) {
+        if self.is_up(by) {
+            let peer = self.nodes[of].name.clone();
+            self.feed(by, Input::Report { peer });
+        }
+    }
+
     // ----- faults ---------------------------------------------------------------------------
 
     pub fn crash(&mut self, i: usize) {

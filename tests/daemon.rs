@@ -3658,7 +3658,9 @@ async fn a_state_file_cut_short_or_garbled_is_refused_or_set_aside_by_name_never
     let i = cluster.add("n1", "n1", Vec::new());
     cluster.nodes[i].own_key = true;
     let (_, operator) = cluster.operator("a");
-    cluster.nodes[i].extra = operator;
+    cluster.nodes[i].extra = format!(
+        "{operator}[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat > /dev/null\"]\n"
+    );
     cluster.restart(i).await;
     // What makes the rest of the state files: a sealed silence (the directive sequence) and a
     // test alert (the alerts sent).
@@ -4199,4 +4201,103 @@ async fn pick_and_owner_answer_from_every_hosts_view_and_refuse_bad_input_clearl
         .expect_err("an unknown parameter is refused");
     let message = err.api_message().unwrap_or_default();
     assert!(message.contains("unknown parameter \"extra\""), "{err}");
+}
+
+/// An application's reports that it could not reach a healthy host are counted and raise no
+/// suspicion; the reachability matrix has every host hearing every other; bad reports are
+/// refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_against_a_healthy_host_are_counted_and_suspect_nobody_and_everyone_hears_everyone()
+{
+    let mut cluster = Cluster::new();
+    cluster.start_many(3).await;
+    let n1 = cluster.index("n1");
+    let api = cluster.nodes[n1].api;
+    let (api_arg, tok) = (api.to_string(), cluster.nodes[n1].token_file());
+    let token = std::fs::read_to_string(&tok).expect("the API token");
+    let token = token.trim();
+    let body = serde_json::json!({ "reason": "connection refused" });
+    for _ in 0..99 {
+        let answer = nbwatch::cli::client::post_json(
+            api,
+            "/api/v1/reachability/n2",
+            &body,
+            Some(token),
+            HTTP,
+        )
+        .await
+        .expect("a report is taken");
+        assert_eq!(answer["node"], "n2");
+    }
+    let out = client(
+        &[
+            "unreachable",
+            "n2",
+            "--reason",
+            "timed out",
+            "--api",
+            &api_arg,
+            "--token-file",
+            &tok,
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("100 reports"), "{out:?}");
+    let m = members(api).await.expect("members");
+    assert_eq!(
+        entry(&m, "n2").map(|e| e["reports"].clone()),
+        Some(Value::from(100))
+    );
+    assert_eq!(
+        entry(&m, "n3").map(|e| e["reports"].clone()),
+        Some(Value::from(0))
+    );
+    // Nobody suspects n2: every view has it alive, and no suspicion was ever recorded.
+    for node in &cluster.nodes {
+        let m = members(node.api).await.expect("members");
+        assert_eq!(
+            entry(&m, "n2").map(|e| e["state"].clone()),
+            Some("alive".into())
+        );
+        let ev = events(node.api).await.expect("events");
+        assert!(
+            !ev.iter()
+                .any(|e| e["kind"] == "node_suspect" && e["node"] == "n2"),
+            "{ev:?}"
+        );
+    }
+    // Bad reports: an unknown host, this host, a reason that is not a string.
+    for (path, body, code) in [
+        ("/api/v1/reachability/nobody", serde_json::json!({}), 404),
+        ("/api/v1/reachability/n1", serde_json::json!({}), 400),
+        (
+            "/api/v1/reachability/n2",
+            serde_json::json!({"reason": 5}),
+            400,
+        ),
+    ] {
+        match nbwatch::cli::client::post_json(api, path, &body, Some(token), HTTP).await {
+            Err(nbwatch::cli::client::ClientError::Status { code: c, body }) => {
+                assert_eq!(c, code, "{path}: {body}");
+                assert!(body.contains("error"), "{body}");
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    // Every host says whom it has not heard; none is missing.
+    let out = client(&["reachability", "--json", "--api", &api_arg], &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let matrix: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = matrix["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{matrix}");
+    for row in rows {
+        assert_eq!(row["known"], true, "{row}");
+        assert_eq!(row["hears"].as_array().map(Vec::len), Some(2), "{row}");
+    }
+    let out = client(&["reachability", "--api", &api_arg], &[]).await;
+    let grid = text(&out.stdout);
+    assert!(grid.starts_with("FROM\\TO"), "{grid}");
+    assert!(!grid.contains("NO"), "{grid}");
 }

@@ -338,6 +338,10 @@ fn escape_text(s: &str) -> String {
         .replace('\u{a0}', "&nbsp;")
 }
 
+/// An alert sink that accepts every alert (only a node with a sink sends alerts).
+const SINK: &str =
+    "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat > /dev/null\"]\n";
+
 /// What the page shows: each member row's state, and each chart's number of points.
 struct Page {
     members: HashMap<String, String>,
@@ -347,6 +351,8 @@ struct Page {
     events: Vec<(String, String)>,
     /// (id, state) of each alert row.
     alerts: Vec<(String, String)>,
+    /// The rows of the reachability grid, by host.
+    reach: Vec<String>,
 }
 
 async fn load(profile: &Path, url: &str) -> Result<Page, String> {
@@ -381,6 +387,10 @@ impl Page {
                 .iter()
                 .map(|e| (attr(e, "data-alert"), attr(e, "data-state")))
                 .collect(),
+            reach: elements(dom, "data-reach")
+                .iter()
+                .map(|e| attr(e, "data-reach"))
+                .collect(),
         }
     }
 }
@@ -405,8 +415,11 @@ fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_down() {
     let mut cluster = Cluster::new();
+    // n1 has the one sink: it sends the alerts.
+    let sink =
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat > /dev/null\"]\n";
     cluster
-        .start_all(&[("n1", ""), ("n2", ""), ("n3", "")])
+        .start_all(&[("n1", sink), ("n2", ""), ("n3", "")])
         .await;
     let profile = cluster.path("chromium");
     let url = format!("http://{}/", cluster.nodes[0].api);
@@ -429,12 +442,13 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
                         .get(&format!("{n}:mem_used_pct"))
                         .is_some_and(|p| *p >= 2)
             });
-            if alive && charted && page.status == "ok" && page.members.len() == 3 {
+            let reach = page.reach == names;
+            if alive && charted && reach && page.status == "ok" && page.members.len() == 3 {
                 Ok(())
             } else {
                 Err(format!(
-                    "members {:?}, charts {:?}, status {}",
-                    page.members, page.charts, page.status
+                    "members {:?}, charts {:?}, reachability rows {:?}, status {}",
+                    page.members, page.charts, page.reach, page.status
                 ))
             }
         },
@@ -569,8 +583,9 @@ async fn metrics_parse_as_prometheus_text_and_status_names_what_is_wrong() {
     let trees = cluster.path("trees");
     std::fs::create_dir_all(&trees).expect("trees folder");
     std::fs::write(trees.join("demo.toml"), FAILING_TREE).expect("write the tree");
+    // n1 supervises the tree and has the one sink: it sends the alerts.
     let supervised = format!(
-        "[supervision]\ntrees = {}\n",
+        "[supervision]\ntrees = {}\n{SINK}",
         toml::Value::String(trees.to_string_lossy().into_owned())
     );
     cluster

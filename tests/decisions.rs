@@ -143,6 +143,7 @@ fn view_of(name: &str) -> MemberView {
         is_self: false,
         kv: BTreeMap::new(),
         clock_offset: None,
+        reports: 0,
     }
 }
 

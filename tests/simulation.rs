@@ -308,3 +308,116 @@ fn sweep_crashes_and_false_positives_over_many_seeds() {
 fn elapsed(sim: &Sim, since: Time) -> Duration {
     sim.now.since(since)
 }
+
+/// Whether any node's own state holds a suspicion of `of`.
+fn suspected(sim: &Sim, of: usize) -> bool {
+    let key = format!("sus.{}", Sim::name(of));
+    (0..sim.nodes.len()).any(|i| sim.nodes[i].core.value(&Sim::name(i), &key).is_some())
+}
+
+#[test]
+fn a_hundred_reports_against_a_healthy_host_raise_no_suspicion() {
+    for seed in seeds() {
+        let n = 8;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.run_for(secs(5));
+        for k in 0..100 {
+            // Two applications, on n1 and n2, report n3 every 50 ms.
+            sim.report(1 + k % 2, 3);
+            sim.run_for(Duration::from_millis(50));
+            assert!(
+                !suspected(&sim, 3),
+                "seed {seed}: n3 suspected after {k} reports"
+            );
+        }
+        sim.run_for(secs(5));
+        assert!(!suspected(&sim, 3), "seed {seed}");
+        assert!(sim.converged(), "seed {seed}:\n{}", sim.describe());
+        assert!(sim.down_events(3).is_empty(), "seed {seed}");
+    }
+}
+
+/// How long after `hang` every other node sees node 5 down, with applications on `reporters`
+/// reporting it right after it hung.
+fn hung_detection(seed: u64, reporters: &[usize]) -> Duration {
+    let n = 16;
+    let mut sim = Sim::cluster(seed, n, Settings::default());
+    sim.run_for(secs(10));
+    let at = sim.now;
+    sim.hang(5);
+    sim.run_for(Duration::from_millis(100));
+    for &r in reporters {
+        sim.report(r, 5);
+    }
+    let ok = sim.run_until(at + DETECTION_BOUND, |s| s.all_see(5, Status::Down, None));
+    assert!(ok, "seed {seed}: the hung node was not down");
+    elapsed(&sim, at)
+}
+
+#[test]
+fn reports_from_applications_make_a_hung_host_down_sooner() {
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for seed in 1..=10 {
+        without.push(hung_detection(seed, &[]));
+        with.push(hung_detection(seed, &[1, 2]));
+    }
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+    println!(
+        "hung host down everywhere, mean of 10 seeds: {:?} without reports, {:?} with two reporting applications",
+        mean(&without),
+        mean(&with)
+    );
+    assert!(mean(&with) < mean(&without), "{with:?} vs {without:?}");
+    for (seed, (w, wo)) in with.iter().zip(&without).enumerate() {
+        assert!(
+            w <= wo,
+            "seed {}: {w:?} with reports, {wo:?} without",
+            seed + 1
+        );
+    }
+}
+
+#[test]
+fn a_cut_between_two_hosts_shows_in_their_unheard_and_a_one_way_cut_on_one_side() {
+    for seed in seeds() {
+        let n = 6;
+        let mut sim = Sim::cluster(seed, n, Settings::default());
+        sim.run_for(secs(5));
+        sim.block(1, 2);
+        sim.block(2, 1);
+        sim.block(3, 4); // one way: n4 never hears n3, n3 hears n4
+        sim.run_for(nbwatch::gossip::core::reach::WINDOW + secs(10));
+        let unheard = |sim: &Sim, i: usize| {
+            sim.nodes[i]
+                .core
+                .value(&Sim::name(i), "unheard")
+                .map(str::to_string)
+        };
+        assert_eq!(unheard(&sim, 1).as_deref(), Some("n2"), "seed {seed}");
+        assert_eq!(unheard(&sim, 2).as_deref(), Some("n1"), "seed {seed}");
+        assert_eq!(unheard(&sim, 4).as_deref(), Some("n3"), "seed {seed}");
+        for i in [0, 3, 5] {
+            assert_eq!(unheard(&sim, i).as_deref(), Some(""), "seed {seed}: n{i}");
+        }
+        // And every node knows them all, by gossip.
+        assert_eq!(
+            sim.nodes[0].core.value(&Sim::name(1), "unheard"),
+            Some("n2"),
+            "seed {seed}"
+        );
+        for i in 0..n {
+            assert!(sim.down_events(i).is_empty(), "seed {seed}: n{i} down");
+        }
+        // Healed: heard again within the window.
+        sim.heal();
+        sim.run_for(nbwatch::gossip::core::reach::WINDOW);
+        for i in 0..n {
+            assert_eq!(
+                unheard(&sim, i).as_deref(),
+                Some(""),
+                "seed {seed}: n{i} after the heal"
+            );
+        }
+    }
+}

@@ -164,6 +164,11 @@ impl Actor for AlertActor {
         )
         .trusting(args.trust.clone())
         .delivering_through(ready);
+        // Said at once, not at the first tick: `alerts test` right after a start looks for it.
+        args.gossip.cast(GossipMsg::Put {
+            key: crate::keys::SINKS_KEY.to_string(),
+            value: (ready > 0).then(|| ready.to_string()),
+        });
         Ok(AlertState {
             args,
             core,

@@ -58,7 +58,7 @@ async fn style() -> impl IntoResponse {
 /// `{"node", "version", "now", "leader", "sender" (who sends the alerts: the best-ranked live
 /// member with sinks; null: none can), "members" (as /api/v1/members), "services" (every
 /// node's, with `node_state`), "alerts" (as /api/v1/alerts), "incidents" (open now: members
-/// down, services failed), "silences"}`; `nbwatch status` prints it. A node whose
+/// down, services failed), "silences", "reachability" (as /api/v1/reachability)}`; `nbwatch status` prints it. A node whose
 /// supervisor is restarting still answers, with its own services missing.
 async fn overview(State(ctx): State<Ctx>) -> Answer {
     let views = views(&ctx).await?;
@@ -82,5 +82,6 @@ async fn overview(State(ctx): State<Ctx>) -> Answer {
         "alerts": json::alerts(&views),
         "incidents": json::open_incidents(&views, now),
         "silences": json::silences(&views, &ctx.authority.trust, now),
+        "reachability": super::reach::reachability(&views),
     })))
 }

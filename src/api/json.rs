@@ -11,7 +11,8 @@ use crate::keys::{ServiceStatus, announced};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 
-/// `GET /api/v1/members`: every member, with `is_leader` on `leader` (the election actor's).
+/// `GET /api/v1/members`: every member, with `is_leader` on `leader` (the election actor's)
+/// and `reports`, the applications' reports on this host that they could not reach it.
 pub fn members(views: &[MemberView], leader: Option<&NodeName>, now: Time) -> Value {
     Value::Array(
         views
@@ -26,6 +27,7 @@ pub fn members(views: &[MemberView], leader: Option<&NodeName>, now: Time) -> Va
                     "incarnation": m.incarnation.0,
                     "last_heard": m.last_heard.to_rfc3339(),
                     "is_leader": leader == Some(&m.name),
+                    "reports": m.reports,
                     "metrics": metrics,
                 })
             })
@@ -195,6 +197,7 @@ mod tests {
             last_heard: Time(1_700_000_000_123),
             is_self: false,
             clock_offset: None,
+            reports: 0,
             kv,
         }
     }

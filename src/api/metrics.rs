@@ -427,6 +427,7 @@ mod tests {
             is_self: name == "a",
             kv: Default::default(),
             clock_offset: None,
+            reports: 0,
         }
     }
 
@@ -449,6 +450,7 @@ mod tests {
                 member("a", Status::Alive),
                 MemberView {
                     clock_offset: Some(-3_600_250),
+                    reports: 0,
                     ..member("b", Status::Down)
                 },
                 member("c\"x", Status::Alive),

@@ -72,6 +72,8 @@ pub(super) fn router(ctx: Ctx) -> Router {
         )
         .route("/api/v1/pick", get(super::decide::pick_hosts))
         .route("/api/v1/owner/{*key}", get(super::decide::owner_of))
+        .route("/api/v1/reachability", get(super::reach::matrix))
+        .route("/api/v1/reachability/{node}", post(super::reach::report))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/test", post(alert_test))

@@ -69,11 +69,24 @@ pub async fn alerts(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many times (200 ms apart) `alerts test` looks for a node that can send before it says
+/// there is none.
+const SENDER_LOOKS: usize = 15;
+
 /// `alerts test`: asks for a test alert, then waits until the node that sends alerts has sent
 /// it (a sink accepted it).
 pub async fn test(client: &Client) -> anyhow::Result<ExitCode> {
-    let overview = client.get("/api/v1/overview").await?;
-    if overview.get("sender") == Some(&serde_json::Value::Null) {
+    // A daemon that has just started may not have heard from the one with sinks yet.
+    let mut no_sender = true;
+    for _ in 0..SENDER_LOOKS {
+        let overview = client.get("/api/v1/overview").await?;
+        no_sender = overview.get("sender") == Some(&serde_json::Value::Null);
+        if !no_sender {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if no_sender {
         anyhow::bail!(
             "no live node can send alerts: none has an [[alerts.sinks]] entry that can deliver (its secret file readable, its program there)"
         );

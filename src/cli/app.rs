@@ -189,6 +189,17 @@ impl App {
             .unwrap_or_default())
     }
 
+    /// Tells this host that the application could not reach `node`: it probes it at once (a
+    /// report is evidence, never a verdict). Returns how many reports it has counted.
+    pub async fn unreachable(&self, node: &str, reason: &str) -> Result<u64, ClientError> {
+        let path = format!("/api/v1/reachability/{}", encode(node));
+        let answer = self
+            .client
+            .post(&path, &serde_json::json!({ "reason": reason }))
+            .await?;
+        Ok(answer["reports"].as_u64().unwrap_or(0))
+    }
+
     /// Follows the values under `prefix`: each call of [`Subscription::changes`] returns
     /// what was published, re-published or withdrawn since the previous call.
     pub fn subscribe(&self, prefix: &str) -> Subscription {

@@ -138,6 +138,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say that an application on this host could not reach NODE: it is probed at once (two
+    /// witnesses still decide whether it is down).
+    Unreachable {
+        node: String,
+        /// Why, for the log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Who hears whom directly: one row per live host (a one-way or partial cut shows here).
+    Reachability {
+        #[arg(long)]
+        json: bool,
+    },
     /// Every host's value of KEY.
     Get {
         key: String,

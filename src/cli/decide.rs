@@ -1,5 +1,6 @@
 //! `pick` and `owner`: the local decisions made from the gossiped view (see
-//! [`crate::control::pick`] and [`crate::control::owner`]).
+//! [`crate::control::pick`] and [`crate::control::owner`]); `unreachable` and `reachability`:
+//! what applications and hosts know of who reaches whom.
 
 use super::app::App;
 use super::client::Client;
@@ -68,4 +69,96 @@ pub async fn owner(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `unreachable NODE [--reason TEXT]`.
+pub async fn unreachable(client: &Client, node: &str, reason: &str) -> anyhow::Result<ExitCode> {
+    let app = App::from(client.clone());
+    let reports = app.unreachable(node, reason).await.map_err(explain)?;
+    let line = format!("{node}: probing it now ({reports} reports from applications here)");
+    println!("{}", visible(&line));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reachability [--json]`: a grid, `from` in rows and `to` in columns: `yes` (heard directly
+/// within the window), `NO`, `?` (the row's host does not say), `-` (itself).
+pub async fn reachability(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let value = client.get("/api/v1/reachability").await?;
+    if json {
+        print_json(&value)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_reachability(&value));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The grid of a reachability answer, and a line per row with more unheard hosts than fit.
+pub fn render_reachability(value: &serde_json::Value) -> String {
+    let names: Vec<&str> = (value["nodes"].as_array().into_iter().flatten())
+        .filter_map(|n| n.as_str())
+        .collect();
+    let mut headers = vec!["FROM\\TO"];
+    headers.extend(names.iter().copied());
+    let rows: Vec<Vec<String>> = (value["rows"].as_array().into_iter().flatten())
+        .map(|row| {
+            let from = row["node"].as_str().unwrap_or("?");
+            let unheard: Vec<&str> = (row["unheard"].as_array().into_iter().flatten())
+                .filter_map(|n| n.as_str())
+                .collect();
+            let mut cells = vec![visible(from).into_owned()];
+            for to in &names {
+                cells.push(
+                    if *to == from {
+                        "-"
+                    } else if row["known"] != true {
+                        "?"
+                    } else if unheard.contains(to) {
+                        "NO"
+                    } else {
+                        "yes"
+                    }
+                    .to_string(),
+                );
+            }
+            cells
+        })
+        .collect();
+    let mut out = super::table::render_table(&headers, &rows);
+    for row in value["rows"].as_array().into_iter().flatten() {
+        if let Some(more) = row["more"].as_u64().filter(|m| *m > 0) {
+            let from = row["node"].as_str().unwrap_or("?");
+            out.push_str(&format!("{}: {more} more hosts not heard\n", visible(from)));
+        }
+    }
+    out.push_str(&format!(
+        "(heard directly within the last {} s)\n",
+        value["window_s"].as_u64().unwrap_or(0)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_marks_who_does_not_hear_whom_and_who_does_not_say() {
+        let v = json!({"window_s": 120, "nodes": ["a", "b", "c"], "rows": [
+            {"node": "a", "known": true, "hears": ["b"], "unheard": ["c"], "more": 0},
+            {"node": "b", "known": true, "hears": ["a", "c"], "unheard": [], "more": 0},
+            {"node": "c", "known": false, "hears": [], "unheard": [], "more": 0}]});
+        let text = render_reachability(&v);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], ["FROM\\TO", "a", "b", "c"]);
+        assert_eq!(lines[1], ["a", "-", "yes", "NO"]);
+        assert_eq!(lines[2], ["b", "yes", "-", "yes"]);
+        assert_eq!(lines[3], ["c", "?", "?", "-"]);
+        assert!(
+            text.ends_with("(heard directly within the last 120 s)\n"),
+            "{text}"
+        );
+    }
 }

@@ -20,7 +20,7 @@
 
 use super::state::NodeState;
 use crate::events::ClusterEvent;
-use crate::keys::{LEFT_KEY, MAX_ENTRY_LEN, SUSPECT_PREFIX, WIRE_KEY};
+use crate::keys::{LEFT_KEY, MAX_ENTRY_LEN, SUSPECT_PREFIX, UNHEARD_KEY, WIRE_KEY};
 use crate::types::{Incarnation, NodeName, Time, Version};
 use crate::watch;
 use crate::wire::{
@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Keys reserved for the protocol itself.
-pub const RESERVED: [&str; 3] = [SUSPECT_PREFIX, LEFT_KEY, WIRE_KEY];
+pub const RESERVED: [&str; 4] = [SUSPECT_PREFIX, LEFT_KEY, WIRE_KEY, UNHEARD_KEY];
 /// A fresher heartbeat is worth answering a digest with only when it is this much fresher
 /// (in deciseconds): finer news of life costs bytes and tells phi nothing new.
 const BEAT_NEWS_MIN: u64 = 5;
@@ -143,6 +143,11 @@ pub enum Input {
     },
     /// Leave the cluster gracefully.
     Leave,
+    /// An application on this host could not reach `peer` (`nbwatch unreachable`): counted,
+    /// and its watcher probes it at once (never a verdict by itself).
+    Report {
+        peer: NodeName,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -215,6 +220,9 @@ pub struct MemberView {
     /// Its wall clock minus ours in milliseconds, once it has sent us a datagram itself
     /// (see `clock`); times it wrote in its state are read through [`MemberView::local`].
     pub clock_offset: Option<i64>,
+    /// Reports from applications on this host that could not reach it (`nbwatch
+    /// unreachable`), since this node started.
+    pub reports: u64,
 }
 
 impl MemberView {
@@ -238,6 +246,8 @@ struct Member {
     suspect_since: Option<Time>,
     /// When its state last changed in a way worth spreading early.
     news_at: Option<Time>,
+    /// Reports from applications on this host that could not reach it.
+    reports: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -292,6 +302,8 @@ pub struct Core {
     live_cache: std::cell::Cell<Option<usize>>,
     /// Member names in the order they were learned, for picking random ones cheaply.
     names: Vec<NodeName>,
+    /// Who this node hears directly.
+    reach: reach::Reach,
 }
 
 impl Core {
@@ -307,6 +319,8 @@ impl Core {
         // Every node says which wire version it speaks, so the others speak it to it.
         let mut own = NodeState::new(incarnation, addr);
         own.write(WIRE_KEY, Some(crate::wire::VERSION.to_string()));
+        // It hears everyone it knows of (nobody yet); the rounds keep it current.
+        own.write(UNHEARD_KEY, Some(String::new()));
         Core {
             me,
             settings,
@@ -330,6 +344,7 @@ impl Core {
             started: false,
             live_cache: std::cell::Cell::new(None),
             names: Vec::new(),
+            reach: reach::Reach::default(),
         }
     }
 
@@ -410,6 +425,7 @@ impl Core {
             is_self: true,
             kv: self.own.live().map(|(k, v)| (k.into(), v.into())).collect(),
             clock_offset: Some(0),
+            reports: 0,
         }];
         views.extend(self.members.iter().map(|(name, m)| MemberView {
             name: name.clone(),
@@ -420,6 +436,7 @@ impl Core {
             is_self: false,
             kv: m.state.live().map(|(k, v)| (k.into(), v.into())).collect(),
             clock_offset: m.clock.offset(),
+            reports: m.reports,
         }));
         views.sort_by(|a, b| a.name.cmp(&b.name));
         views
@@ -521,6 +538,17 @@ impl Core {
             Input::Verdict { peer, verdict } => self.on_verdict(now, peer, verdict, &mut out),
             Input::JoinAnswer { seed, answer } => self.on_join_answer(now, seed, answer, &mut out),
             Input::Leave => self.leave(now, &mut out),
+            Input::Report { peer } => {
+                if let Some(m) = self.members.get_mut(&peer) {
+                    m.reports += 1;
+                    if m.status.is_live() {
+                        out.push(Output::Watch {
+                            peer,
+                            input: watch::Input::Reported,
+                        });
+                    }
+                }
+            }
         }
         out
     }
@@ -786,6 +814,7 @@ impl Core {
     /// Any datagram from a node of the incarnation we know is a sign of life and an answer.
     fn heard_directly(&mut self, now: Time, env: &Envelope, out: &mut Vec<Output>) {
         self.awaiting.remove(&env.from);
+        self.reach.heard(now, &env.from);
         let Some(m) = self.members.get_mut(&env.from) else {
             return;
         };
@@ -909,6 +938,7 @@ impl Core {
 
 pub mod clock;
 mod exchange;
+pub mod reach;
 mod verdict;
 
 use verdict::is_protocol_key;

@@ -6,6 +6,10 @@
 //!      +----------------- answer from the peer (direct or through a relay) ------+ (Clear)
 //! ```
 //!
+//! A report from an application on this host (`Reported`) starts the direct probe at once, as
+//! if phi had crossed the threshold; a peer that answers is back to `Watching`, so reports
+//! against a healthy peer cost one ping each and raise nothing.
+//!
 //! A relayed heartbeat feeds phi but does not end a probe or a suspicion: only the peer itself
 //! (or a relay that reached it) can say "I am here" to us. A gossip exchange the peer left
 //! unanswered already was a failed direct contact, so it goes straight to the indirect stage,
@@ -67,6 +71,10 @@ pub enum Input {
     },
     /// The peer started a new life (higher incarnation): forget its history.
     Reset,
+    /// An application on this host could not reach the peer (`nbwatch unreachable`): evidence
+    /// that starts a direct probe at once, never a verdict by itself — the probe's answer, or
+    /// the usual probe stages and two witnesses, decide.
+    Reported,
     /// The timer of this token is due (a stale token is ignored).
     Wake(TimerToken),
 }
@@ -207,6 +215,13 @@ impl PeerWatch {
                 }
             }
             Input::SuspicionHeard { verify: false } => {}
+            // While a probe is under way (or the peer is suspected) a report adds nothing.
+            Input::Reported => {
+                if self.phase == Phase::Watching {
+                    self.phase = Phase::Direct { since: now };
+                    out.push(Output::Probe(Probe::Direct));
+                }
+            }
             Input::Reset => {
                 self.phi.clear();
                 self.last_alive = now;

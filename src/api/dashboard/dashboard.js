@@ -8,6 +8,7 @@ const CHART_POLL_MS = 10000;   // charts: history is recorded every few seconds
 const MAX_CHART_HOSTS = 32;    // a page of charts, not thousands
 const MAX_EVENTS = 30;
 const MAX_ALERTS = 20;
+const MAX_REACH_GRID = 32;     // hosts in the who-hears-whom grid; past that, only the gaps
 // Each window asks for about 120-170 averaged points.
 const WINDOWS = {
   "10m": { since: "10m", step: "5s", ms: 600e3 },
@@ -131,6 +132,35 @@ function renderAlerts(overview) {
     el("td", { class: "wrap" }, a.summary))));
 }
 
+// Who hears whom directly: a grid (rows hear columns) for a small cluster, and always a line
+// per host that does not hear some others, so a one-way or partial cut shows.
+function renderReach(overview) {
+  const r = overview.reachability || { nodes: [], rows: [], window_s: 0 };
+  const gaps = r.rows.filter((row) => row.known && (row.unheard.length > 0 || row.more > 0));
+  const unknown = r.rows.filter((row) => !row.known).map((row) => row.node);
+  let summary = gaps.length === 0
+    ? `Every live host hears every other directly (within ${r.window_s} s).`
+    : gaps.map((row) => `${row.node} does not hear ${row.unheard.join(", ")}` +
+        (row.more > 0 ? ` and ${row.more} more` : "")).join(" · ");
+  if (unknown.length > 0) summary += ` · ${unknown.join(", ")} do not say`;
+  document.getElementById("reach-summary").textContent = summary;
+  const table = document.getElementById("reach");
+  const names = r.nodes.length <= MAX_REACH_GRID ? r.nodes : [];
+  if (names.length === 0) {
+    table.tHead.replaceChildren();
+    table.tBodies[0].replaceChildren();
+    return;
+  }
+  table.tHead.replaceChildren(el("tr", {}, el("th", {}, "hears →"), ...names.map((n) => el("th", {}, n))));
+  replaceRows("reach", r.rows.map((row) =>
+    el("tr", { "data-reach": row.node },
+      el("th", {}, row.node),
+      ...names.map((n) => {
+        const word = n === row.node ? "-" : !row.known ? "?" : row.unheard.includes(n) ? "no" : "yes";
+        return el("td", { "data-to": n, class: word === "no" ? "s-down" : null }, word);
+      }))));
+}
+
 // The last MAX_EVENTS events: the last day's once, then only those recorded since (`after`
 // the newest id seen), so a busy history is not sent again every two seconds. Events from the
 // daemon's memory (no database) have no ids and are fetched whole each time.
@@ -185,6 +215,7 @@ async function poll() {
     renderMembers(overview, nowMs);
     renderServices(overview, nowMs);
     renderAlerts(overview);
+    renderReach(overview);
     renderEvents(await newEvents().catch(() => recentEvents));
     setStatus("ok", "updated " + clock(new Date(nowMs).toISOString()));
     if (chartTimer === null) refreshCharts();

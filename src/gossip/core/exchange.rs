@@ -7,6 +7,7 @@ impl Core {
         if self.leaving {
             return;
         }
+        self.reachability_round(now, out);
         let live = self.pick_live(self.settings.fanout, None);
         let (digest, complete) = self.digest(now, false);
         for peer in &live {
@@ -47,6 +48,26 @@ impl Core {
                 out,
             );
         }
+    }
+
+    /// Pings the live peers not heard directly for a while, and publishes the ones not heard
+    /// within the window (see [`super::reach`]).
+    fn reachability_round(&mut self, now: Time, out: &mut Vec<Output>) {
+        let live: Vec<NodeName> = (self.members.iter())
+            .filter(|(_, m)| m.status.is_live())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for peer in self.reach.due(now, &live) {
+            let to = self.members[&peer].state.addr;
+            let seq = self.next_seq();
+            self.send(to, &peer, Message::Ping { seq }, out);
+        }
+        let unheard = crate::keys::reach::encode(
+            &(self.reach.unheard(now).iter())
+                .map(NodeName::as_str)
+                .collect::<Vec<_>>(),
+        );
+        self.write_own(now, UNHEARD_KEY, Some(unheard), out);
     }
 
     /// A digest: this node first, then nodes with news (newest first), then random others,
@@ -471,6 +492,7 @@ impl Core {
         out: &mut Vec<Output>,
     ) {
         let previous = self.members.get(&name).map(|m| m.status);
+        let reports = self.members.get(&name).map_or(0, |m| m.reports);
         // Suspicions written by the old life are gone with it; suspicions *of* the old life
         // no longer count (they name the old incarnation).
         for by in self.suspicions.values_mut() {
@@ -491,6 +513,7 @@ impl Core {
                 clock: Default::default(),
                 suspect_since: None,
                 news_at: Some(now),
+                reports,
             },
         );
         self.withdraw_stale_suspicion(now, &name, out);

@@ -114,8 +114,8 @@ fn a_seed_gives_a_joiner_the_state_of_every_node() {
             let keys: Vec<&str> = members[0].entries.iter().map(|e| e.key.as_str()).collect();
             assert_eq!(
                 keys,
-                vec!["wire", "app.k"],
-                "the wire version it speaks, then its data"
+                vec!["wire", "unheard", "app.k"],
+                "the wire version it speaks, whom it does not hear, then its data"
             );
         }
         other => panic!("{other:?}"),

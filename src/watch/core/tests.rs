@@ -223,3 +223,28 @@ fn a_late_node_waits_its_patience_times_longer_before_it_suspects_even_mid_probe
         vec![(10_450, Step::Suspect)]
     );
 }
+
+#[test]
+fn a_report_probes_at_once_and_an_answer_ends_it_without_suspicion() {
+    let mut w = steady(1000, 10_000);
+    let out = w.handle(t(10_050), Input::Reported);
+    assert_eq!(verdicts(&out), vec![Step::Ping]);
+    // A second report while the probe is under way adds nothing.
+    assert!(verdicts(&w.handle(t(10_060), Input::Reported)).is_empty());
+    assert!(verdicts(&w.handle(t(10_100), Input::Alive(Evidence::Answered))).is_empty());
+    assert_eq!(w.phase(), Phase::Watching);
+    let seen = run_timers(&mut w, 10_100, 10_900);
+    assert!(seen.is_empty(), "{seen:?}");
+}
+
+#[test]
+fn a_report_about_a_silent_peer_suspects_it_a_probe_cycle_after_the_report() {
+    let mut w = steady(1000, 10_000);
+    w.handle(t(10_100), Input::Reported);
+    let seen = run_timers(&mut w, 10_100, 11_000);
+    // Without the report the first ping would come after 11,000 (the test above).
+    assert_eq!(
+        seen,
+        vec![(10_300, Step::PingIndirect), (10_650, Step::Suspect)]
+    );
+}
