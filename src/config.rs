@@ -104,7 +104,33 @@ pub struct GossipConfig {
     /// The cluster's name, part of every sealed frame's associated data: two clusters that
     /// share a key by mistake still cannot talk.
     pub cluster: String,
+    /// Finding the cluster on the LAN segment without seeds (`gossip.discover`); `None`: off.
+    pub discover: Option<Discover>,
 }
+
+/// `gossip.discover` and `gossip.discover_address`: how a node without live members looks for
+/// its cluster (see `crate::discover`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Discover {
+    pub mode: DiscoverMode,
+    /// Where beacons go, and the port every node listens on for them.
+    pub address: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoverMode {
+    Multicast,
+    Broadcast,
+}
+
+/// The default beacon address of each mode: an organisation-local multicast group, or the
+/// limited broadcast address; port 7712 either way.
+pub const DEFAULT_MULTICAST: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(239, 255, 77, 10)),
+    7712,
+);
+pub const DEFAULT_BROADCAST: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST), 7712);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricsConfig {
@@ -327,6 +353,7 @@ impl Default for GossipConfig {
             key_file: None,
             insecure: false,
             cluster: crate::secure::DEFAULT_CLUSTER.to_string(),
+            discover: None,
         }
     }
 }

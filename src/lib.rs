@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod discover;
 pub mod election;
 pub mod events;
 pub mod gossip;

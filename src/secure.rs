@@ -252,6 +252,17 @@ impl Gate {
         self.open(Kind::Datagram, &[], from, bytes).map(|(p, _)| p)
     }
 
+    /// Seals a discovery beacon (or its answer) for anyone who has the cluster's key.
+    pub fn seal_beacon(&self, payload: &[u8]) -> Vec<u8> {
+        self.seal(Kind::Beacon, To::Anyone, &[], payload).0
+    }
+
+    /// Opens a discovery beacon; `None`: not from this cluster (another key or cluster name),
+    /// or a replay.
+    pub fn open_beacon(&self, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.open(Kind::Beacon, &[], from, bytes).map(|(p, _)| p)
+    }
+
     /// Seals a TCP request body for `to`; the binding opens its answer.
     pub fn seal_request(&self, to: To<'_>, payload: &[u8]) -> (Vec<u8>, Binding) {
         self.seal(Kind::Request, to, &[], payload)

@@ -16,6 +16,8 @@
 //! not open is dropped here, before any decoding, and never reaches the actor. Each TCP
 //! connection carries one sealed request and one sealed answer bound to it.
 
+pub mod discover;
+
 use crate::lograte;
 use crate::secure::{Binding, Gate, OVERHEAD, To};
 use crate::types::{Clock, Incarnation, NodeName};

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "election",
             "alert",
             "control",
+            "discover",
             "supervision",
             "supervision::policy",
             "supervision::spec",

@@ -862,3 +862,79 @@ fn s_a_soak_of_kills_hangs_partitions_loss_and_restarts_keeps_every_invariant_an
     let total = sampler.elapsed().as_secs_f64();
     soak::check_flat(&sampler.samples, total, plan.seed);
 }
+
+/// Discovery (`gossip.discover`) in `mode`, with `address` as the beacon address on the first
+/// bridge (and `routed` on the second): n0 and n1 form a keyed cluster through their seeds;
+/// n2 has no seeds and finds it by itself; n3 has another cluster's key and finds nothing
+/// (its beacons are refused, and it refuses theirs); n4, on a second bridge reached only
+/// through a router, finds nothing either (a beacon has a TTL of 1 and no router forwards it)
+/// and joins once it is given a seed.
+fn discovery(scenario: &'static str, mode: &str, address: &str, routed: &str) {
+    let mut net = Net::new(scenario, 4, "");
+    let routed_host = net.add_routed_host();
+    let on = |addr: &str| format!("discover = \"{mode}\"\ndiscover_address = \"{addr}\"\n");
+    net.set_gossip(0, &["10.77.0.2:7710"], &on(address));
+    net.set_gossip(1, &["10.77.0.1:7710"], &on(address));
+    net.set_gossip(2, &[], &on(address));
+    net.set_gossip(3, &[], &on(address));
+    net.own_key(3);
+    net.set_gossip(routed_host, &[], &on(routed));
+    let since = wall_ms();
+    net.start(0);
+    net.start(1);
+    net.wait_all_alive(&[0, 1]);
+
+    // A host with no seeds but the key finds the cluster.
+    let started = Instant::now();
+    net.start(2);
+    net.wait_all_alive(&[0, 1, 2]);
+    let join_ms = started.elapsed().as_millis();
+    println!("JOIN scenario={scenario} mode={mode} join_ms={join_ms}");
+    assert!(
+        net.log(2).contains("discovered a member of the cluster"),
+        "{}",
+        net.log(2)
+    );
+
+    // Another cluster's host on the same bridge, and a host behind a router: for five
+    // seconds (five beacons each), neither finds anyone nor is found.
+    net.start(3);
+    net.start(routed_host);
+    net.wait_until("n0 refuses the other cluster's beacon", || {
+        net.log(0).contains("kind=Beacon")
+    });
+    let watched = Instant::now();
+    net.wait_until("five seconds of beacons", || {
+        watched.elapsed() >= Duration::from_secs(5)
+    });
+    for lonely in [3, routed_host] {
+        let m = net.members(lonely);
+        assert_eq!(m.len(), 1, "n{lonely} found someone: {m:?}");
+        assert!(
+            !net.log(lonely).contains("discovered a member"),
+            "{}",
+            net.log(lonely)
+        );
+    }
+    for i in 0..3 {
+        let m = net.members(i);
+        assert_eq!(m.len(), 3, "n{i} sees strangers: {m:?}");
+    }
+
+    // Given a seed, the routed host joins.
+    net.stop(routed_host);
+    net.set_gossip(routed_host, &["10.77.0.1:7710"], "");
+    net.start(routed_host);
+    net.wait_all_alive(&[0, 1, 2, routed_host]);
+    check_no_down(&net, &[0, 1, 2], since);
+}
+
+#[test]
+fn l_a_host_without_seeds_finds_its_cluster_by_multicast_and_no_other_cluster_or_subnet() {
+    discovery("l", "multicast", "239.255.77.10:7712", "239.255.77.10:7712");
+}
+
+#[test]
+fn m_a_host_without_seeds_finds_its_cluster_by_broadcast_and_no_other_cluster_or_subnet() {
+    discovery("m", "broadcast", "10.77.0.255:7712", "10.78.0.255:7712");
+}

@@ -109,6 +109,8 @@ pub struct GossipArgs {
     pub known: KnownPeers,
     /// Where this node's local health is published for the watchers and the API.
     pub patience: Patience,
+    /// Finding the cluster on the LAN segment (`gossip.discover`), if on.
+    pub discover: Option<crate::config::Discover>,
     pub on_fatal: FatalHook,
 }
 
@@ -150,6 +152,8 @@ pub struct GossipState {
     view_changed: ViewChange,
     next_view: Time,
     joins: JoinSet<()>,
+    /// True while this node knows no live member (discovery seeks then).
+    alone: Arc<std::sync::atomic::AtomicBool>,
     _tasks: Vec<AbortOnDrop<()>>,
 }
 
@@ -186,7 +190,7 @@ impl Actor for GossipActor {
             "gossip started"
         );
         args.outbox.set_incarnation(incarnation);
-        let tasks = vec![
+        let mut tasks = vec![
             AbortOnDrop(tokio::spawn(net::read_datagrams(
                 Arc::new(args.udp),
                 myself.clone(),
@@ -201,6 +205,34 @@ impl Actor for GossipActor {
             ))),
             ticker(myself.clone(), TICK, || GossipMsg::Core(Input::Tick)),
         ];
+        let alone = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        if let Some(spec) = args.discover {
+            match crate::transport::discover::bind(&spec, args.advertise) {
+                Ok(socket) => {
+                    tracing::info!(mode = ?spec.mode, address = %spec.address, "discovery on");
+                    let me = myself.clone();
+                    let seeker = crate::transport::discover::Seeker {
+                        spec,
+                        me: args.name.clone(),
+                        gossip: args.advertise,
+                        gate: args.gate.clone(),
+                        clock: args.clock,
+                        alone: alone.clone(),
+                    };
+                    tasks.push(AbortOnDrop(tokio::spawn(crate::transport::discover::run(
+                        socket,
+                        seeker,
+                        move |seed| {
+                            let _ = me.cast(GossipMsg::Core(Input::Discovered { seed }));
+                        },
+                    ))));
+                }
+                Err(e) => tracing::warn!(
+                    address = %spec.address, error = %e,
+                    "cannot listen for discovery beacons; running without discovery"
+                ),
+            }
+        }
         Ok(GossipState {
             core,
             outbox: args.outbox,
@@ -221,6 +253,7 @@ impl Actor for GossipActor {
             view_changed: ViewChange::Members,
             next_view: Time::ZERO,
             joins: JoinSet::new(),
+            alone,
             _tasks: tasks,
         })
     }
@@ -369,6 +402,10 @@ impl GossipState {
     /// Housekeeping on a tick: reap finished join tasks, save the known members' addresses.
     fn maintain(&mut self, now: Time) {
         while self.joins.try_join_next().is_some() {}
+        self.alone.store(
+            !self.core.knows_live_member(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let due = match self.view_changed {
             ViewChange::None => false,
             ViewChange::State => now >= self.next_view,

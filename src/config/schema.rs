@@ -14,6 +14,8 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "key_file",
             "insecure",
             "cluster",
+            "discover",
+            "discover_address",
         ],
     ),
     ("metrics", &["interval", "probes"]),

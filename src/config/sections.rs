@@ -3,8 +3,9 @@
 
 use super::walk::{Table, Walker};
 use super::{
-    AlertsConfig, ApiConfig, Config, ConfigErrors, ControlConfig, GossipConfig, MetricsConfig,
-    NodeConfig, Problem, ProblemKind, StoreConfig, SupervisionConfig, schema, sinks,
+    AlertsConfig, ApiConfig, Config, ConfigErrors, ControlConfig, Discover, DiscoverMode,
+    GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, StoreConfig, SupervisionConfig,
+    schema, sinks,
 };
 use crate::types::NodeName;
 use config::{Environment, File, FileFormat, Value, ValueKind};
@@ -284,7 +285,55 @@ fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig
         }
         Some(name)
     });
+    let mode = read(w, s, "gossip", "discover", None, |w, v, key| {
+        let word = w.string(v, key)?;
+        let mode = match word.as_str() {
+            "off" => None,
+            "multicast" => Some(DiscoverMode::Multicast),
+            "broadcast" => Some(DiscoverMode::Broadcast),
+            _ => {
+                let message = format!("{word:?} is not \"off\", \"multicast\" or \"broadcast\"");
+                w.problem(v, key, ProblemKind::BadValue, message);
+                return None;
+            }
+        };
+        if mode.is_some() && insecure {
+            let message = "discovery needs sealed gossip: with gossip.insecure = true any host \
+                           on the segment could answer the beacons; set a key_file instead"
+                .to_string();
+            w.problem(v, key, ProblemKind::BadValue, message);
+            return None;
+        }
+        Some(mode)
+    });
+    let address = read(w, s, "gossip", "discover_address", None, |w, v, key| {
+        let addr = optional(w, v, key, Walker::socket_addr)?;
+        let fits = match (addr, mode) {
+            (Some(a), Some(DiscoverMode::Multicast)) => match a.ip() {
+                std::net::IpAddr::V4(ip) => ip.is_multicast(),
+                std::net::IpAddr::V6(_) => false,
+            },
+            (Some(a), _) => a.is_ipv4() && a.port() != 0,
+            (None, _) => true,
+        };
+        if !fits {
+            let message = "an IPv4 multicast group and port with discover = \"multicast\", an \
+                           IPv4 broadcast address and port with \"broadcast\""
+                .to_string();
+            w.problem(v, key, ProblemKind::BadAddress, message);
+            return None;
+        }
+        Some(addr)
+    });
+    let discover = mode.map(|mode| Discover {
+        mode,
+        address: address.unwrap_or(match mode {
+            DiscoverMode::Multicast => super::DEFAULT_MULTICAST,
+            DiscoverMode::Broadcast => super::DEFAULT_BROADCAST,
+        }),
+    });
     GossipConfig {
+        discover,
         listen: read(
             w,
             s,

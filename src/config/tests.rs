@@ -966,3 +966,49 @@ fn a_weight_must_be_a_positive_number() {
     let (_file, result) = load_text("[node]\nname = \"a\"\nweight = 3\n", &[]);
     assert_eq!(result.expect("an integer weight").node.weight, 3.0);
 }
+
+#[test]
+fn discovery_is_off_by_default_and_needs_sealed_gossip_and_an_address_of_its_mode() {
+    let (_, result) = load_text("", &[]);
+    assert_eq!(result.expect("defaults").gossip.discover, None);
+    let (_, result) = load_text("[gossip]\ndiscover = \"multicast\"\n", &[]);
+    let d = result.expect("valid").gossip.discover.expect("on");
+    assert_eq!(
+        (d.mode, d.address),
+        (DiscoverMode::Multicast, DEFAULT_MULTICAST)
+    );
+    let (_, result) = load_text(
+        "[gossip]\ndiscover = \"broadcast\"\ndiscover_address = \"10.0.0.255:7799\"\n",
+        &[],
+    );
+    let d = result.expect("valid").gossip.discover.expect("on");
+    assert_eq!(
+        (d.mode, d.address),
+        (DiscoverMode::Broadcast, addr("10.0.0.255:7799"))
+    );
+    for (text, key, kind, says) in [
+        (
+            "[gossip]\ndiscover = \"mdns\"\n",
+            "gossip.discover",
+            ProblemKind::BadValue,
+            "\"multicast\"",
+        ),
+        (
+            "[gossip]\ndiscover = \"multicast\"\ninsecure = true\n",
+            "gossip.discover",
+            ProblemKind::BadValue,
+            "sealed",
+        ),
+        (
+            "[gossip]\ndiscover = \"multicast\"\ndiscover_address = \"10.0.0.255:7712\"\n",
+            "gossip.discover_address",
+            ProblemKind::BadAddress,
+            "multicast group",
+        ),
+    ] {
+        let (_, result) = load_text(text, &[]);
+        let p = only_problem(result);
+        assert_eq!((p.key.as_str(), p.kind), (key, kind), "{text}");
+        assert!(p.message.contains(says), "{p}");
+    }
+}

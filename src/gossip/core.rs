@@ -143,6 +143,11 @@ pub enum Input {
     },
     /// Leave the cluster gracefully.
     Leave,
+    /// Discovery found a member of this cluster at `seed` (see `crate::discover`): a node that
+    /// knows no live member joins through it; one that does ignores it.
+    Discovered {
+        seed: SocketAddr,
+    },
     /// An application on this host could not reach `peer` (`nbwatch unreachable`): counted,
     /// and its watcher probes it at once (never a verdict by itself).
     Report {
@@ -371,6 +376,11 @@ impl Core {
         })
     }
     /// The live members other than us: the helpers an indirect probe is drawn from.
+    /// Whether any other member is live (alive or suspect) in this node's view.
+    pub fn knows_live_member(&self) -> bool {
+        self.members.values().any(|m| m.status.is_live())
+    }
+
     pub fn live_contacts(&self) -> Vec<watch::Contact> {
         self.members
             .iter()
@@ -538,6 +548,19 @@ impl Core {
             Input::Verdict { peer, verdict } => self.on_verdict(now, peer, verdict, &mut out),
             Input::JoinAnswer { seed, answer } => self.on_join_answer(now, seed, answer, &mut out),
             Input::Leave => self.leave(now, &mut out),
+            Input::Discovered { seed } => {
+                if !self.knows_live_member() && seed != self.own.addr && !self.leaving {
+                    tracing::info!(%seed, "discovered a member of the cluster; joining through it");
+                    if !self.seeds.contains(&seed) {
+                        self.seeds.insert(0, seed);
+                    }
+                    self.joined = false;
+                    self.join_attempts =
+                        self.seeds.iter().position(|s| *s == seed).unwrap_or(0) as u32;
+                    self.next_join = Some(now);
+                    self.tick(now, &mut out);
+                }
+            }
             Input::Report { peer } => {
                 if let Some(m) = self.members.get_mut(&peer) {
                     m.reports += 1;

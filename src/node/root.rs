@@ -399,6 +399,7 @@ impl NodeState {
                     events: w.events.clone(),
                     known: w.known.clone(),
                     patience: w.patience.clone(),
+                    discover: config.gossip.discover,
                     on_fatal: Arc::new(move |reason| {
                         let _ = node.cast(NodeMsg::Fatal(reason));
                     }),

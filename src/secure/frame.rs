@@ -45,6 +45,9 @@ pub enum Kind {
     Datagram = 0,
     Request = 1,
     Answer = 2,
+    /// A discovery beacon or its answer (`crate::discover`), sealed for anyone of the
+    /// cluster: it cannot be passed off as gossip, nor gossip as a beacon.
+    Beacon = 3,
 }
 
 /// Whom a frame is for, as its sender names it.

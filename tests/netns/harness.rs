@@ -183,6 +183,8 @@ pub struct Net {
     bridge: String,
     pub hosts: Vec<Host>,
     extra: String,
+    /// Namespaces besides the hosts' and the bridge's (a router, a second bridge).
+    more_ns: Vec<String>,
     /// The file every host's exec sink appends its alerts to.
     pub sink: PathBuf,
     /// Held until the namespaces are gone (declared last: dropped after `Drop::drop`).
@@ -219,6 +221,7 @@ impl Net {
             bridge: bridge.clone(),
             hosts: Vec::new(),
             extra: extra.to_string(),
+            more_ns: Vec::new(),
             sink,
             _serial: serial,
         };
@@ -233,10 +236,104 @@ impl Net {
 
     /// Adds host `n<len>` (not started) and returns its index.
     pub fn add_host(&mut self) -> usize {
+        let bridge = self.bridge.clone();
+        let ip = format!("10.77.0.{}", self.hosts.len() + 1);
+        self.add_host_on(&bridge, &ip)
+    }
+
+    /// Adds host `n<len>` (not started) on a second bridge, 10.78.0.0/24, that the first
+    /// reaches only through a router namespace (IPv4 forwarding on, no multicast routing).
+    pub fn add_routed_host(&mut self) -> usize {
+        let (router, second) = (format!("{}rt", self.base), format!("{}b2", self.base));
+        if !self.more_ns.contains(&router) {
+            let first = self.bridge.clone();
+            must(&["ip", "netns", "add", &second]);
+            self.more_ns.push(second.clone());
+            must(&["ip", "-n", &second, "link", "add", "br0", "type", "bridge"]);
+            must(&["ip", "-n", &second, "link", "set", "br0", "up"]);
+            must(&["ip", "netns", "add", &router]);
+            self.more_ns.push(router.clone());
+            for (leg, peer, bridge, ip) in [
+                ("r0", "rp0", &first, "10.77.0.254/24"),
+                ("r1", "rp1", &second, "10.78.0.254/24"),
+            ] {
+                must(&[
+                    "ip", "-n", &router, "link", "add", leg, "type", "veth", "peer", "name", peer,
+                    "netns", bridge,
+                ]);
+                must(&["ip", "-n", bridge, "link", "set", peer, "master", "br0"]);
+                must(&["ip", "-n", bridge, "link", "set", peer, "up"]);
+                must(&["ip", "-n", &router, "addr", "add", ip, "dev", leg]);
+                must(&["ip", "-n", &router, "link", "set", leg, "up"]);
+            }
+            must(&[
+                "ip",
+                "netns",
+                "exec",
+                &router,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
+            for h in &self.hosts {
+                must(&[
+                    "ip",
+                    "-n",
+                    &h.ns,
+                    "route",
+                    "add",
+                    "10.78.0.0/24",
+                    "via",
+                    "10.77.0.254",
+                ]);
+            }
+        }
+        let ip = format!("10.78.0.{}", self.hosts.len() + 1);
+        let i = self.add_host_on(&second, &ip);
+        must(&[
+            "ip",
+            "-n",
+            &self.hosts[i].ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.78.0.254",
+        ]);
+        i
+    }
+
+    /// Rewrites host `i`'s `gossip.seeds` (before it starts) and adds `more` to its
+    /// `[gossip]` section (keys added by an earlier call stay).
+    pub fn set_gossip(&self, i: usize, seeds: &[&str], more: &str) {
+        let config = &self.hosts[i].config;
+        let text = std::fs::read_to_string(config).expect("config");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("seeds = "))
+            .expect("a seeds line")
+            .to_string();
+        let quoted: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+        let new = format!("seeds = [{}]\n{more}", quoted.join(", "));
+        std::fs::write(config, text.replacen(&line, new.trim_end(), 1)).expect("config");
+    }
+
+    /// Gives host `i` a cluster key of its own (another cluster's), before it starts.
+    pub fn own_key(&self, i: usize) {
+        let key_file = self.dir.path().join(format!("n{i}.key"));
+        let key = nbwatch::secure::Key::generate().encode();
+        nbwatch::secure::keyring::write_private(&key_file, key.as_bytes()).expect("write the key");
+        let config = &self.hosts[i].config;
+        let text = std::fs::read_to_string(config).expect("config");
+        let shared = self.dir.path().join("cluster.key").display().to_string();
+        let text = text.replacen(&shared, &key_file.display().to_string(), 1);
+        std::fs::write(config, text).expect("config");
+    }
+
+    fn add_host_on(&mut self, bridge: &str, ip: &str) -> usize {
         let i = self.hosts.len();
         let ns = format!("{}h{i}", self.base);
-        let ip = format!("10.77.0.{}", i + 1);
-        let bridge = self.bridge.clone();
+        let (ip, bridge) = (ip.to_string(), bridge.to_string());
         must(&["ip", "netns", "add", &ns]);
         let (a, b) = (format!("va{i}"), format!("vb{i}"));
         must(&[
@@ -734,5 +831,8 @@ impl Drop for Net {
             let _ = std::fs::remove_dir(cpu_cgroup_root().join(format!("{}h{i}", self.base)));
         }
         let _ = run(&["ip", "netns", "del", &self.bridge]);
+        for ns in &self.more_ns {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
     }
 }

@@ -315,3 +315,23 @@ fn a_ping_ack_counts_only_as_the_answer_to_a_probe_actually_sent() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_lone_node_joins_through_a_discovered_member_and_never_through_itself() {
+    let mut c = core("a", 1);
+    c.handle(T0, Input::Tick);
+    let out = c.handle(T0, Input::Discovered { seed: addr(2) });
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Join { seed, .. } if *seed == addr(2))),
+        "{out:?}"
+    );
+    // Its own address is never a seed.
+    let mut c = core("a", 1);
+    c.handle(T0, Input::Tick);
+    let out = c.handle(T0, Input::Discovered { seed: addr(1) });
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Join { .. })),
+        "{out:?}"
+    );
+}
