@@ -195,8 +195,13 @@ pub struct AlertsConfig {
 pub enum SinkSpec {
     /// Runs `command` (never empty) with the alert JSON on stdin.
     Exec { command: Vec<String> },
-    /// POSTs the alert to `url` (http only: an https receiver goes behind a local relay).
-    Webhook { url: String, format: WebhookFormat },
+    /// POSTs the alert to `url` (http only: an https receiver goes behind a local relay),
+    /// with `Authorization: Bearer <token>` when it has a `token_file`.
+    Webhook {
+        url: WebhookUrl,
+        format: WebhookFormat,
+        token_file: Option<PathBuf>,
+    },
     /// Mails the alert through the SMTP server at `host`:`port`; `from` and every `to` are
     /// valid mailboxes and `to` is never empty.
     Email {
@@ -210,6 +215,39 @@ pub enum SinkSpec {
     },
 }
 
+/// Where a webhook's URL is: in the config, or (a URL that is itself a secret, as Slack,
+/// Discord and Telegram URLs are) the first line of a file, read at each delivery and never
+/// written to a log or the alert log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookUrl {
+    Given(String),
+    File(PathBuf),
+}
+
+impl WebhookUrl {
+    /// The URL itself.
+    pub fn read(&self) -> Result<String, PasswordError> {
+        match self {
+            WebhookUrl::Given(url) => Ok(url.clone()),
+            WebhookUrl::File(path) => read_secret(path, "webhook URL"),
+        }
+    }
+
+    /// How logs and results name it: the URL, or the file it is kept in.
+    pub fn label(&self) -> String {
+        match self {
+            WebhookUrl::Given(url) => url.clone(),
+            WebhookUrl::File(path) => format!("the URL in {}", path.display()),
+        }
+    }
+}
+
+impl From<&str> for WebhookUrl {
+    fn from(url: &str) -> WebhookUrl {
+        WebhookUrl::Given(url.to_string())
+    }
+}
+
 /// An email sink's login: `username`, and the file whose first line is the password (read
 /// at each delivery, so a changed password needs no restart; never in the config itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,31 +259,40 @@ pub struct SmtpAuth {
 impl SmtpAuth {
     /// The password: the file's first line. The error names the file.
     pub fn password(&self) -> Result<String, PasswordError> {
-        let path = || self.password_file.clone();
-        let text = std::fs::read_to_string(&self.password_file).map_err(|source| {
-            PasswordError::Unreadable {
-                path: path(),
-                source,
-            }
-        })?;
-        let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
-        if password.is_empty() {
-            return Err(PasswordError::Empty { path: path() });
-        }
-        Ok(password.to_string())
+        read_secret(&self.password_file, "SMTP password")
     }
 }
 
-/// Why an email sink's password cannot be had.
+/// The first line of `path`, a secret (`what`: "SMTP password", "webhook URL", ...), read
+/// at each use so that a changed secret needs no restart. The error names the file, never
+/// its content.
+pub fn read_secret(path: &Path, what: &'static str) -> Result<String, PasswordError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PasswordError::Unreadable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let secret = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if secret.is_empty() {
+        return Err(PasswordError::Empty {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(secret.to_string())
+}
+
+/// Why a secret file (an SMTP password, a webhook's URL or token) cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    #[error("cannot read the SMTP password file {path}: {source}")]
+    #[error("cannot read the {what} file {path}: {source}")]
     Unreadable {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the SMTP password file {path} is empty")]
-    Empty { path: PathBuf },
+    #[error("the {what} file {path} is empty")]
+    Empty { what: &'static str, path: PathBuf },
 }
 
 /// Equal when the same thing went wrong with the same file (an I/O error compares by kind,
@@ -254,10 +301,12 @@ impl PartialEq for PasswordError {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (
-                PasswordError::Unreadable { path, source },
-                PasswordError::Unreadable { path: p, source: s },
+                PasswordError::Unreadable { path, source, .. },
+                PasswordError::Unreadable {
+                    path: p, source: s, ..
+                },
             ) => path == p && source.kind() == s.kind(),
-            (PasswordError::Empty { path }, PasswordError::Empty { path: p }) => path == p,
+            (PasswordError::Empty { path, .. }, PasswordError::Empty { path: p, .. }) => path == p,
             _ => false,
         }
     }

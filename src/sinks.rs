@@ -7,7 +7,7 @@
 //! SMTP 5xx answer, such as a wrong login or an unknown recipient; a webhook's 4xx other than
 //! 408 and 429) is not retried: the same request would be refused again.
 
-use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
+use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, read_secret};
 use crate::events::SinkResult;
 use crate::supervision::process::describe_exit;
 use crate::supervision::reaper;
@@ -57,6 +57,14 @@ pub fn unready(spec: &SinkSpec) -> Option<String> {
         SinkSpec::Email {
             auth: Some(auth), ..
         } => auth.password().err().map(|e| e.to_string()),
+        SinkSpec::Webhook {
+            url, token_file, ..
+        } => {
+            let token = token_file
+                .as_ref()
+                .and_then(|f| read_secret(f, "webhook token").err());
+            url.read().err().or(token).map(|e| e.to_string())
+        }
         SinkSpec::Exec { command } => {
             let program = command.first()?;
             let found = if program.contains('/') {
@@ -156,6 +164,9 @@ pub enum SinkError {
         server: String,
         source: PasswordError,
     },
+    /// A webhook's URL or token file cannot be read.
+    #[error("{0}")]
+    Secret(PasswordError),
 }
 
 impl SinkError {
@@ -206,12 +217,26 @@ pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(
 async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), SinkError> {
     match spec {
         SinkSpec::Exec { command } => exec(command, alert).await,
-        SinkSpec::Webhook { url, format } => {
+        SinkSpec::Webhook {
+            url,
+            format,
+            token_file,
+        } => {
             let body = match format {
                 WebhookFormat::Alertmanager => alertmanager(alert),
                 _ => alert.clone(),
             };
-            post(url, &body).await
+            let target = Target {
+                url: url.read().map_err(SinkError::Secret)?,
+                shown: url.label(),
+                token: match token_file {
+                    Some(file) => {
+                        Some(read_secret(file, "webhook token").map_err(SinkError::Secret)?)
+                    }
+                    None => None,
+                },
+            };
+            post(&target, &body).await
         }
         SinkSpec::Email {
             host,
@@ -498,9 +523,29 @@ fn split_url(url: &str) -> Result<(String, u16, String), SinkError> {
     Ok((host, port, path))
 }
 
+/// Where a webhook posts: the URL, how errors name it (itself, or the file of a secret one:
+/// a secret URL never reaches a log or the alert log), and the bearer token, if any.
+struct Target {
+    url: String,
+    shown: String,
+    token: Option<String>,
+}
+
 /// POSTs `body` as JSON; a 2xx answer is success, a 4xx other than 408 and 429 is permanent.
-async fn post(url: &str, body: &Value) -> Result<(), SinkError> {
-    let (host, port, path) = split_url(url)?;
+async fn post(target: &Target, body: &Value) -> Result<(), SinkError> {
+    let url = target.shown.as_str();
+    let (host, port, path) = split_url(&target.url).map_err(|e| match e {
+        SinkError::NotHttp { .. } => SinkError::NotHttp { url: url.into() },
+        SinkError::BadPort { port, .. } => SinkError::BadPort {
+            url: url.into(),
+            port,
+        },
+        _ => SinkError::NoHost { url: url.into() },
+    })?;
+    let authorization = target
+        .token
+        .as_ref()
+        .map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let io = |source| SinkError::Io {
         url: url.to_string(),
         source,
@@ -511,7 +556,7 @@ async fn post(url: &str, body: &Value) -> Result<(), SinkError> {
     let body = body.to_string();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\nUser-Agent: nbwatch\r\n\r\n{body}",
+         {authorization}Content-Length: {}\r\nConnection: close\r\nUser-Agent: nbwatch\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.map_err(io)?;

@@ -996,11 +996,14 @@ fn process_alive(pid: u64) -> bool {
 
 /// A service that logs its start and its SIGTERM to `file`, and keeps a setsid grandchild
 /// whose pid goes to `file.escapee`.
+/// A service that logs its start and its stop; the stop once, although a stop signals the
+/// process group and then every process of the service again (escapees included), so the
+/// shell may get SIGTERM twice.
 fn logging_service(name: &str, file: &Path) -> String {
     let f = file.display();
     format!(
         "[[children]]\nname = \"{name}\"\nshutdown = \"3s\"\n\
-         command = [\"/bin/sh\", \"-c\", \"trap 'echo stop {name} >> {f}; exit 0' TERM; \
+         command = [\"/bin/sh\", \"-c\", \"trap 'trap : TERM; echo stop {name} >> {f}; exit 0' TERM; \
          setsid sh -c 'echo $$ >> {f}.escapee; exec sleep 1000' & \
          echo start {name} >> {f}; while :; do sleep 0.05; done\"]\n"
     )

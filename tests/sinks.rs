@@ -2,7 +2,7 @@
 //! server written here, and sink scripts run by `/bin/sh`. Waits poll a condition with a
 //! deadline; the retry waits and attempt timeouts are shortened through [`Delivery`].
 
-use nbwatch::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat};
+use nbwatch::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, WebhookUrl};
 use nbwatch::sinks::{Delivery, deliver, deliver_all};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -59,6 +59,7 @@ enum Answer {
 struct Request {
     path: String,
     content_type: String,
+    authorization: Option<String>,
     body: Value,
 }
 
@@ -126,6 +127,7 @@ async fn serve_http(mut stream: TcpStream, answers: &[Answer], seen: &Mutex<Vec<
     let request = Request {
         path: head.split_whitespace().nth(1).unwrap_or("").to_string(),
         content_type: header("content-type").unwrap_or_default(),
+        authorization: header("authorization"),
         body: serde_json::from_slice(&data[head_end..head_end + length]).unwrap_or(Value::Null),
     };
     let answer = {
@@ -146,8 +148,9 @@ async fn serve_http(mut stream: TcpStream, answers: &[Answer], seen: &Mutex<Vec<
 
 fn webhook(url: &str, format: WebhookFormat) -> SinkSpec {
     SinkSpec::Webhook {
-        url: url.to_string(),
+        url: url.into(),
         format,
+        token_file: None,
     }
 }
 
@@ -163,6 +166,50 @@ async fn a_webhook_receives_the_contract_json() {
     assert_eq!(requests[0].path, "/hook");
     assert_eq!(requests[0].content_type, "application/json");
     assert_eq!(requests[0].body, alert());
+}
+
+#[tokio::test]
+async fn a_webhook_url_and_token_kept_in_files_are_read_at_each_delivery_and_never_shown() {
+    let hook = receiver(&[Answer::Status(200), Answer::Status(503)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url_file, token_file) = (dir.path().join("url"), dir.path().join("token"));
+    std::fs::write(&url_file, format!("{}\n", hook.url)).expect("write");
+    std::fs::write(&token_file, "s3cret\n").expect("write");
+    let spec = SinkSpec::Webhook {
+        url: WebhookUrl::File(url_file.clone()),
+        format: WebhookFormat::Json,
+        token_file: Some(token_file.clone()),
+    };
+    assert_eq!(nbwatch::sinks::unready(&spec), None);
+    deliver(&spec, &alert(), &quick(5000, &[]))
+        .await
+        .expect("delivered");
+    {
+        let requests = lock(&hook.requests);
+        assert_eq!(requests[0].authorization.as_deref(), Some("Bearer s3cret"));
+        assert_eq!(requests[0].body, alert());
+    }
+    // A refusal names the file, not the URL.
+    let err = deliver(&spec, &alert(), &quick(5000, &[]))
+        .await
+        .expect_err("503");
+    let text = err.to_string();
+    assert!(
+        text.contains("the URL in") && !text.contains(&hook.url),
+        "{text}"
+    );
+    // A token file gone: the sink cannot deliver, and says which file.
+    std::fs::remove_file(&token_file).expect("remove");
+    let why = nbwatch::sinks::unready(&spec).expect("unready");
+    assert!(why.contains("token"), "{why}");
+    let err = deliver(&spec, &alert(), &quick(5000, &[]))
+        .await
+        .expect_err("no token");
+    assert!(
+        err.to_string().contains(&token_file.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(hook.count(), 2);
 }
 
 #[tokio::test]

@@ -105,17 +105,27 @@ fn save_sent(path: &std::path::Path, ids: &Persisted) -> std::io::Result<()> {
     statefile::write_json(path, statefile::ALERTS_SENT_FORMAT, ids)
 }
 
-/// The SMTP password files of `sinks` that others can read, with their modes (SECURITY.md
-/// says 0600).
+/// The secret files of `sinks` (SMTP passwords, webhook URLs and tokens) that others can
+/// read, with their modes (SECURITY.md says 0600).
 fn open_password_files(sinks: &[SinkSpec]) -> Vec<(PathBuf, u32)> {
+    use crate::config::WebhookUrl;
     use std::os::unix::fs::PermissionsExt;
     sinks
         .iter()
-        .filter_map(|sink| match sink {
+        .flat_map(|sink| match sink {
             SinkSpec::Email {
                 auth: Some(auth), ..
-            } => Some(&auth.password_file),
-            _ => None,
+            } => vec![&auth.password_file],
+            SinkSpec::Webhook {
+                url, token_file, ..
+            } => {
+                let url = match url {
+                    WebhookUrl::File(f) => Some(f),
+                    WebhookUrl::Given(_) => None,
+                };
+                url.into_iter().chain(token_file).collect()
+            }
+            _ => Vec::new(),
         })
         .filter_map(|file| {
             let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
@@ -128,7 +138,7 @@ fn warn_about_open_password_files(sinks: &[SinkSpec]) {
     for (file, mode) in open_password_files(sinks) {
         tracing::warn!(
             file = %file.display(), mode = format!("{mode:o}"),
-            "the SMTP password file can be read by others; chmod 600 it"
+            "this secret file of an alert sink can be read by others; chmod 600 it"
         );
     }
 }

@@ -68,7 +68,8 @@ pub(super) async fn matrix(State(ctx): State<Ctx>) -> Answer {
 
 /// `{"window_s", "nodes": [live members], "rows": [{"node", "known", "hears": [...],
 /// "unheard": [...], "more"}]}`: one row per live member, from its `unheard`; `known` is
-/// false for a member that does not say (a build before it), whose row is empty.
+/// false for a member that does not say (a build before it), whose row is empty. `window_s`
+/// is the window at this cluster's size with the default gossip settings.
 pub fn reachability(views: &[MemberView]) -> Value {
     let live: Vec<&MemberView> = views.iter().filter(|m| is_live(m)).collect();
     let names: Vec<&str> = live.iter().map(|m| m.name.as_str()).collect();
@@ -88,7 +89,12 @@ pub fn reachability(views: &[MemberView]) -> Value {
         })
         .collect();
     json!({
-        "window_s": crate::gossip::core::reach::WINDOW.as_secs(),
+        "window_s": crate::gossip::core::reach::window(
+            names.len().saturating_sub(1),
+            crate::gossip::Settings::default().interval,
+            crate::gossip::Settings::default().fanout,
+        )
+        .as_secs(),
         "nodes": names,
         "rows": rows,
     })

@@ -32,7 +32,10 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
 /// Sink types and their keys (`type` included).
 pub(super) const SINKS: &[(&str, &[&str])] = &[
     ("exec", &["type", "command"]),
-    ("webhook", &["type", "url", "format"]),
+    (
+        "webhook",
+        &["type", "url", "url_file", "token_file", "format"],
+    ),
     (
         "email",
         &[

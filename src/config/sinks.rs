@@ -1,8 +1,11 @@
 //! `[[alerts.sinks]]`: a tagged union by `type`, read by hand so that a bad sink reports every
 //! mistake in it and the other sinks are still checked.
 
+use super::sections::beside_file;
 use super::walk::{Table, Walker};
-use super::{ProblemKind, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, schema};
+use super::{
+    ProblemKind, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, WebhookUrl, read_secret, schema,
+};
 use config::{Value, ValueKind};
 use std::path::Path;
 
@@ -72,28 +75,31 @@ fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<Sin
             Some(SinkSpec::Exec { command })
         }
         "webhook" => {
-            let url = field("url");
-            let url_key = format!("{key}.url");
-            let url = url.and_then(|u| w.non_empty(u, &url_key));
-            if let (Some(u), Some(url_value)) = (&url, table.get("url"))
-                && !u.starts_with("http://")
-            {
-                let message = if u.starts_with("https://") {
-                    format!(
-                        "\"{u}\": https webhooks are not supported; point the url at an \
-                         http:// relay on the LAN or loopback"
-                    )
-                } else {
-                    format!("bad url \"{u}\"; expected http://host[:port]/path")
-                };
-                w.problem(url_value, &url_key, ProblemKind::BadValue, message);
-                return None;
-            }
+            // Every mistake is reported, then the sink is refused if there was one.
+            let url = webhook_url(w, v, table, key, base);
             let format = match table.get("format") {
-                Some(f) => webhook_format(w, f, &format!("{key}.format"))?,
-                None => WebhookFormat::default(),
+                Some(f) => webhook_format(w, f, &format!("{key}.format")),
+                None => Some(WebhookFormat::default()),
             };
-            Some(SinkSpec::Webhook { url: url?, format })
+            let token_key = format!("{key}.token_file");
+            let token_file = match table.get("token_file") {
+                None => Some(None),
+                Some(t) => w.non_empty(t, &token_key).and_then(|name| {
+                    let file = beside_file(name.into(), t, base);
+                    match read_secret(&file, "webhook token") {
+                        Ok(_) => Some(Some(file)),
+                        Err(why) => {
+                            w.problem(t, &token_key, ProblemKind::BadValue, why.to_string());
+                            None
+                        }
+                    }
+                }),
+            };
+            Some(SinkSpec::Webhook {
+                url: url?,
+                format: format?,
+                token_file: token_file?,
+            })
         }
         _ => {
             let (smtp, from, to) = (field("smtp"), field("from"), field("to"));
@@ -148,6 +154,68 @@ fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<Sin
     }
 }
 
+/// A webhook's `url`, or its `url_file` (a URL that is itself a secret): exactly one; either
+/// way an http:// URL (the one in the file is checked now and at each delivery).
+fn webhook_url(
+    w: &mut Walker,
+    v: &Value,
+    table: &Table,
+    key: &str,
+    base: Option<&Path>,
+) -> Option<WebhookUrl> {
+    let (url_key, file_key) = (format!("{key}.url"), format!("{key}.url_file"));
+    let (given, value) = match (table.get("url"), table.get("url_file")) {
+        (Some(_), Some(f)) => {
+            let message = "give \"url\" or \"url_file\", not both".to_string();
+            w.problem(f, &file_key, ProblemKind::BadValue, message);
+            return None;
+        }
+        (None, None) => {
+            let message =
+                "missing key \"url\" (or \"url_file\", a file holding it) for a webhook sink"
+                    .to_string();
+            w.problem(v, &url_key, ProblemKind::MissingKey, message);
+            return None;
+        }
+        (Some(u), None) => {
+            let url = w.non_empty(u, &url_key)?;
+            (WebhookUrl::Given(url), u)
+        }
+        (None, Some(f)) => {
+            let file = beside_file(w.non_empty(f, &file_key)?.into(), f, base);
+            (WebhookUrl::File(file), f)
+        }
+    };
+    let where_key = match given {
+        WebhookUrl::Given(_) => &url_key,
+        WebhookUrl::File(_) => &file_key,
+    };
+    let url = match given.read() {
+        Ok(url) => url,
+        Err(why) => {
+            w.problem(value, where_key, ProblemKind::BadValue, why.to_string());
+            return None;
+        }
+    };
+    if !url.starts_with("http://") {
+        let shown = match &given {
+            WebhookUrl::Given(u) => format!("\"{u}\""),
+            WebhookUrl::File(_) => given.label(),
+        };
+        let message = if url.starts_with("https://") {
+            format!(
+                "{shown}: https webhooks are not supported; point the url at an http:// relay \
+                 on the LAN or loopback"
+            )
+        } else {
+            format!("bad url {shown}; expected http://host[:port]/path")
+        };
+        w.problem(value, where_key, ProblemKind::BadValue, message);
+        return None;
+    }
+    Some(given)
+}
+
 /// `username` and `password_file` of an email sink: both or neither; the file readable and
 /// not empty; never sent in clear text except to a relay on this host. `Some(None)`: no login.
 fn smtp_auth(
@@ -185,7 +253,7 @@ fn smtp_auth(
     };
     let auth = SmtpAuth {
         username,
-        password_file: super::sections::beside_file(file.into(), file_value, base),
+        password_file: beside_file(file.into(), file_value, base),
     };
     if let Err(why) = auth.password() {
         w.problem(

@@ -171,11 +171,13 @@ to = ["me@example.org", "you@example.org"]
             },
             SinkSpec::Webhook {
                 url: "http://example.org/hook".into(),
-                format: WebhookFormat::Alertmanager
+                format: WebhookFormat::Alertmanager,
+                token_file: None,
             },
             SinkSpec::Webhook {
                 url: "http://example.org/plain".into(),
-                format: WebhookFormat::Json
+                format: WebhookFormat::Json,
+                token_file: None,
             },
             SinkSpec::Email {
                 host: "mail.example.org".into(),
@@ -1011,4 +1013,57 @@ fn discovery_is_off_by_default_and_needs_sealed_gossip_and_an_address_of_its_mod
         assert_eq!((p.key.as_str(), p.kind), (key, kind), "{text}");
         assert!(p.message.contains(says), "{p}");
     }
+}
+
+#[test]
+fn a_webhook_url_and_token_can_be_kept_in_files_and_a_missing_or_bad_one_is_named_not_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().join("hook.url");
+    let token = dir.path().join("hook.token");
+    std::fs::write(&url, "http://127.0.0.1:9/secret-path\n").expect("write");
+    std::fs::write(&token, "t0ken\n").expect("write");
+    let text = format!(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nurl_file = \"{}\"\ntoken_file = \"{}\"\n",
+        url.display(),
+        token.display()
+    );
+    let (_, result) = load_text(&text, &[]);
+    assert_eq!(
+        result.expect("valid").alerts.sinks,
+        [SinkSpec::Webhook {
+            url: WebhookUrl::File(url.clone()),
+            format: WebhookFormat::Json,
+            token_file: Some(token.clone()),
+        }]
+    );
+    std::fs::write(&url, "https://hooks.example/T000/secret\n").expect("write");
+    let missing = dir.path().join("none.token");
+    let text = format!(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nurl_file = \"{}\"\ntoken_file = \"{}\"\n\
+         [[alerts.sinks]]\ntype = \"webhook\"\nurl = \"http://a/\"\nurl_file = \"x\"\n\
+         [[alerts.sinks]]\ntype = \"webhook\"\n",
+        url.display(),
+        missing.display()
+    );
+    let (_, result) = load_text(&text, &[]);
+    let all = problems(result);
+    let keys: Vec<&str> = all.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "alerts.sinks[0].url_file",
+            "alerts.sinks[0].token_file",
+            "alerts.sinks[1].url_file",
+            "alerts.sinks[2].url"
+        ],
+        "{all:#?}"
+    );
+    let text = all
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!text.contains("secret"), "a secret URL was shown: {text}");
+    assert!(text.contains("the URL in"), "{text}");
+    assert!(text.contains("none.token"), "{text}");
 }

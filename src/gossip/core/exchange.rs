@@ -53,17 +53,20 @@ impl Core {
     /// Pings the live peers not heard directly for a while, and publishes the ones not heard
     /// within the window (see [`super::reach`]).
     fn reachability_round(&mut self, now: Time, out: &mut Vec<Output>) {
-        let live: Vec<NodeName> = (self.members.iter())
-            .filter(|(_, m)| m.status.is_live())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for peer in self.reach.due(now, &live) {
+        let live = (self.members.iter()).filter(|(_, m)| m.status.is_live());
+        let window = super::reach::window(
+            live.clone().count(),
+            self.settings.interval,
+            self.settings.fanout,
+        );
+        let due = self.reach.due(now, live.map(|(n, _)| n), window);
+        for peer in due {
             let to = self.members[&peer].state.addr;
             let seq = self.next_seq();
             self.send(to, &peer, Message::Ping { seq }, out);
         }
         let unheard = crate::keys::reach::encode(
-            &(self.reach.unheard(now).iter())
+            &(self.reach.unheard(now, window).iter())
                 .map(NodeName::as_str)
                 .collect::<Vec<_>>(),
         );
