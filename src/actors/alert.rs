@@ -66,19 +66,19 @@ pub struct AlertState {
     _ticker: AbortOnDrop<()>,
 }
 
-/// How many of `sinks` can deliver now; says which cannot, and why, when `log` is set.
-fn ready_sinks(sinks: &[SinkSpec], log: bool) -> usize {
-    let mut ready = 0;
-    for (i, sink) in sinks.iter().enumerate() {
-        match crate::sinks::unready(sink) {
-            None => ready += 1,
-            Some(why) if log => {
-                tracing::warn!(sink = i + 1, %why, "this alert sink cannot deliver")
-            }
-            Some(_) => {}
-        }
+/// Why each of `sinks` that cannot deliver now cannot, by its number (1-based); the others
+/// are ready.
+fn unready_sinks(sinks: &[SinkSpec]) -> Vec<(usize, String)> {
+    (sinks.iter().enumerate())
+        .filter_map(|(i, sink)| Some((i + 1, crate::sinks::unready(sink)?)))
+        .collect()
+}
+
+/// Says which sinks cannot deliver, and why.
+fn log_unready(unready: &[(usize, String)]) {
+    for (sink, why) in unready {
+        tracing::warn!(sink, %why, "this alert sink cannot deliver");
     }
-    ready
 }
 
 /// Format 1 had no `"format"` field; format 2 has the same fields.
@@ -157,7 +157,9 @@ impl Actor for AlertActor {
     ) -> Result<AlertState, ActorProcessingErr> {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
         warn_about_open_password_files(&args.sinks);
-        let ready = ready_sinks(&args.sinks, true);
+        let unready = unready_sinks(&args.sinks);
+        log_unready(&unready);
+        let ready = args.sinks.len() - unready.len();
         if ready == 0 {
             tracing::info!(
                 sinks = args.sinks.len(),
@@ -200,10 +202,11 @@ impl Actor for AlertActor {
             AlertMsg::Tick => {
                 if state.looked.elapsed() >= READY_EVERY {
                     state.looked = std::time::Instant::now();
-                    let ready = ready_sinks(&state.args.sinks, false);
+                    let unready = unready_sinks(&state.args.sinks);
+                    let ready = state.args.sinks.len() - unready.len();
                     if ready != state.ready {
                         tracing::info!(from = state.ready, to = ready, "alert sinks ready");
-                        ready_sinks(&state.args.sinks, true);
+                        log_unready(&unready);
                         state.ready = ready;
                         state.core.set_sinks(ready);
                     }

@@ -65,11 +65,6 @@ impl Reach {
         self.peers.get_mut(peer).expect("just inserted")
     }
 
-    /// `peer` is down, left or started a new life: it starts over.
-    pub fn forget(&mut self, peer: &NodeName) {
-        self.peers.remove(peer);
-    }
-
     /// The live peers to ping now for reachability (the least recently heard first), and
     /// the ones `live` no longer lists forgotten.
     pub fn due<'a>(
