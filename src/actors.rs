@@ -9,5 +9,6 @@ pub mod election;
 pub mod gossip;
 pub mod http;
 pub mod probe;
+pub mod settings;
 pub mod store;
 pub mod watch;

@@ -16,6 +16,7 @@ mod keys;
 mod metrics;
 mod reach;
 mod routes;
+mod settings;
 pub mod token;
 
 use crate::node::NodeParts;
@@ -81,6 +82,8 @@ pub fn router(parts: NodeParts) -> axum::Router {
         name: parts.name,
         gossip: parts.gossip,
         services: parts.services,
+        control: parts.control,
+        settings: parts.settings,
         store: parts.store,
         gate: parts.gate,
         view: parts.view,

@@ -29,10 +29,11 @@ mod history;
 mod keys;
 mod members;
 mod services;
+mod settings;
 
 pub use args::Cli;
 
-use args::{AlertsAction, Command};
+use args::{AlertsAction, ClusterConfigAction, Command};
 use client::ClientError;
 use connect::{Access, Target};
 use std::process::ExitCode;
@@ -136,6 +137,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => alerts::silence(&client(Change)?, &target, duration, &reason).await,
         Command::Silences { json } => alerts::silences(&client(Read)?, json).await,
         Command::Keys { action } => keys::keys(&client(Change)?, action).await,
+        Command::ClusterConfig { action } => match action {
+            ClusterConfigAction::Push { file } => settings::push(&client(Change)?, &file).await,
+            ClusterConfigAction::Show { json } => settings::show(&client(Read)?, json).await,
+        },
         Command::Events {
             since,
             node,

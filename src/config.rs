@@ -19,6 +19,7 @@
 //!   directory.
 
 pub mod bounds;
+pub mod cluster;
 pub mod exposure;
 mod files;
 mod host;
@@ -31,6 +32,7 @@ pub(crate) mod walk;
 mod tests;
 
 use crate::types::NodeName;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -188,6 +190,9 @@ pub struct AlertsConfig {
     /// Reminders while an incident is open; zero = never.
     pub repeat: Duration,
     pub sinks: Vec<SinkSpec>,
+    /// The commands this node lets an `exec` sink run by name (`[alerts.commands]`): the
+    /// only commands the cluster settings can make it run without an operator's signature.
+    pub commands: BTreeMap<String, Vec<String>>,
 }
 
 /// Where alerts go, `[[alerts.sinks]]` by `type`. Only described here; the alert module sends.
@@ -195,6 +200,9 @@ pub struct AlertsConfig {
 pub enum SinkSpec {
     /// Runs `command` (never empty) with the alert JSON on stdin.
     Exec { command: Vec<String> },
+    /// An `exec` sink by `command_name`: runs the command this node declares under `name` in
+    /// `[alerts.commands]` ([`AlertsConfig::resolved`] turns it into an `Exec`).
+    Named { name: String },
     /// POSTs the alert to `url` (http only: an https receiver goes behind a local relay),
     /// with `Authorization: Bearer <token>` when it has a `token_file`.
     Webhook {
@@ -508,6 +516,7 @@ impl Default for AlertsConfig {
             flap_window: Duration::from_secs(600),
             repeat: Duration::ZERO,
             sinks: Vec::new(),
+            commands: BTreeMap::new(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! * [`placement`] — singleton trees that the leader places on one node and fails over.
 //! * [`pick`] — which hosts to send the next jobs to (`nbwatch pick`).
 //! * [`owner`] — which hosts own a key, by rendezvous hashing (`nbwatch owner`).
+//! * [`settings`] — the cluster settings document every host applies (`nbwatch cluster-config`).
 
 pub mod appdata;
 pub mod deps;
@@ -16,6 +17,7 @@ pub mod owner;
 pub mod pick;
 pub mod placement;
 pub mod remote;
+pub mod settings;
 
 /// A member as a view shows it, for the tests of the control plane's decisions.
 #[cfg(test)]

@@ -19,12 +19,14 @@
 //! | `sus.<node>`, `left` | suspicions, a graceful leave | gossip |
 //! | `wire` | the newest wire version the node speaks | gossip |
 //! | `unheard` | the live peers it has not heard directly of late | gossip |
+//! | `settings`, `settings.<i>` | the cluster settings it applies ([`settings`]) | control |
 
 pub mod alert;
 pub mod control;
 pub mod probe;
 pub mod reach;
 pub mod sample;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -127,6 +129,8 @@ pub fn check(key: &str, value: &str) -> Result<(), ValueError> {
         parse_sighting_time(value).map(drop)
     } else if key == BOOT_KEY {
         sample::parse_boot(value).map(drop)
+    } else if key == settings::KEY {
+        settings::check(value)
     } else {
         Ok(())
     };

@@ -105,6 +105,10 @@ pub struct NodeParts {
     pub name: NodeName,
     pub gossip: Handle<GossipMsg>,
     pub services: Handle<ManagerMsg>,
+    /// The control actor: cluster settings are pushed through it.
+    pub control: Handle<crate::actors::control::ControlMsg>,
+    /// The cluster settings this node applies.
+    pub settings: crate::actors::settings::AppliedSettings,
     pub store: Handle<crate::actors::store::StoreMsg>,
     pub gate: Arc<crate::secure::Gate>,
     /// The election actor's view snapshots: the one source of the leader.

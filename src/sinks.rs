@@ -42,7 +42,7 @@ impl Default for Delivery {
 /// several of a kind (`exec#2`).
 fn label(spec: &SinkSpec, index: usize) -> String {
     let kind = match spec {
-        SinkSpec::Exec { .. } => "exec",
+        SinkSpec::Exec { .. } | SinkSpec::Named { .. } => "exec",
         SinkSpec::Webhook { .. } => "webhook",
         SinkSpec::Email { .. } => "email",
     };
@@ -76,6 +76,9 @@ pub fn unready(spec: &SinkSpec) -> Option<String> {
             };
             (!found).then(|| format!("{program}: no such program"))
         }
+        SinkSpec::Named { name } => Some(format!(
+            "command \"{name}\" is not declared in this host's [alerts.commands]"
+        )),
         _ => None,
     }
 }
@@ -129,6 +132,9 @@ pub enum SinkError {
         /// The first line the command wrote to stderr, if any.
         stderr: String,
     },
+    /// An exec sink by a name this host does not declare in `[alerts.commands]`.
+    #[error("command \"{0}\" is not declared in this host's [alerts.commands]")]
+    Undeclared(String),
     #[error("{url}: only http:// webhooks are supported (use a local relay for https)")]
     NotHttp { url: String },
     #[error("{url}: bad port {port:?}")]
@@ -177,7 +183,10 @@ impl SinkError {
             SinkError::Answer { code, .. } => {
                 (400..500).contains(code) && ![408, 429].contains(code)
             }
-            SinkError::Address { .. } | SinkError::Mail(_) | SinkError::RefusedForGood(_) => true,
+            SinkError::Address { .. }
+            | SinkError::Mail(_)
+            | SinkError::RefusedForGood(_)
+            | SinkError::Undeclared(_) => true,
             SinkError::Smtp { source, .. } => source.is_permanent(),
             _ => false,
         }
@@ -217,6 +226,7 @@ pub async fn deliver(spec: &SinkSpec, alert: &Value, how: &Delivery) -> Result<(
 async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Result<(), SinkError> {
     match spec {
         SinkSpec::Exec { command } => exec(command, alert).await,
+        SinkSpec::Named { name } => Err(SinkError::Undeclared(name.clone())),
         SinkSpec::Webhook {
             url,
             format,

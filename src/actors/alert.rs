@@ -9,12 +9,18 @@
 //! Every [`READY_EVERY`] it looks again at which of its sinks can deliver (their secret files,
 //! their programs) and tells the core, which announces the count: only a node with a ready
 //! sink sends.
+//!
+//! Its rules and sinks are the node's own `[alerts]` with the cluster settings over them
+//! (`config::cluster`); when the control actor applies a new document, the next tick uses it,
+//! without a restart.
 
 use crate::actors::election::Snapshots;
 use crate::actors::gossip::GossipMsg;
+use crate::actors::settings::AppliedSettings;
 use crate::alert::core::{AlertCore, AlertOutput, Persisted};
 use crate::alert::incident::Rules;
-use crate::config::SinkSpec;
+use crate::config::{AlertsConfig, SinkSpec};
+use crate::control::settings::Applied;
 use crate::events::{AlertSentEvent, EventLog, NodeEvent, SinkResult};
 use crate::sinks::deliver_all;
 use crate::statefile;
@@ -34,8 +40,10 @@ pub const READY_EVERY: Duration = Duration::from_secs(10);
 pub struct AlertArgs {
     pub me: NodeName,
     pub settle: Duration,
-    pub rules: Rules,
-    pub sinks: Vec<SinkSpec>,
+    /// This node's own `[alerts]`.
+    pub local: AlertsConfig,
+    /// The cluster settings in force, over `local`.
+    pub cluster: AppliedSettings,
     /// Whose silences it obeys.
     pub trust: crate::secure::directive::Trust,
     pub data_dir: PathBuf,
@@ -60,6 +68,8 @@ pub struct AlertState {
     core: AlertCore,
     /// What is on disk.
     saved: Persisted,
+    /// The sinks in force.
+    sinks: Vec<SinkSpec>,
     /// Sinks ready at the last look, and when that was.
     ready: usize,
     looked: std::time::Instant,
@@ -134,6 +144,23 @@ fn open_password_files(sinks: &[SinkSpec]) -> Vec<(PathBuf, u32)> {
         .collect()
 }
 
+/// The rules and sinks in force: this node's `[alerts]` with the cluster settings over them;
+/// an exec sink of the cluster's naming a command this node does not declare is left out.
+fn in_force(local: &AlertsConfig, cluster: Option<&Applied>) -> (Rules, Vec<SinkSpec>) {
+    let alerts = local.with_cluster(cluster.map(|a| &a.settings.alerts));
+    let (sinks, left_out) = alerts.resolved();
+    for (sink, why) in left_out {
+        tracing::warn!(sink, %why, "this alert sink cannot deliver from this node");
+    }
+    let rules = Rules {
+        flap_threshold: alerts.flap_threshold,
+        flap_window: alerts.flap_window,
+        repeat: alerts.repeat,
+        ..Rules::default()
+    };
+    (rules, sinks)
+}
+
 fn warn_about_open_password_files(sinks: &[SinkSpec]) {
     for (file, mode) in open_password_files(sinks) {
         tracing::warn!(
@@ -153,16 +180,18 @@ impl Actor for AlertActor {
     async fn pre_start(
         &self,
         myself: ActorRef<AlertMsg>,
-        args: AlertArgs,
+        mut args: AlertArgs,
     ) -> Result<AlertState, ActorProcessingErr> {
         let persisted = load_sent(&args.data_dir.join(SENT_FILE));
-        warn_about_open_password_files(&args.sinks);
-        let unready = unready_sinks(&args.sinks);
+        let cluster = args.cluster.borrow_and_update().clone();
+        let (rules, sinks) = in_force(&args.local, cluster.as_deref());
+        warn_about_open_password_files(&sinks);
+        let unready = unready_sinks(&sinks);
         log_unready(&unready);
-        let ready = args.sinks.len() - unready.len();
+        let ready = sinks.len() - unready.len();
         if ready == 0 {
             tracing::info!(
-                sinks = args.sinks.len(),
+                sinks = sinks.len(),
                 "no alert sink can deliver from this node: others with sinks send the alerts"
             );
         }
@@ -170,7 +199,7 @@ impl Actor for AlertActor {
         let core = AlertCore::new(
             args.me.clone(),
             args.settle,
-            args.rules,
+            rules,
             persisted.clone(),
             args.clock.now(),
         )
@@ -185,6 +214,7 @@ impl Actor for AlertActor {
             args,
             core,
             saved: persisted,
+            sinks,
             ready,
             looked: std::time::Instant::now(),
             _ticker: ticker(myself, TICK, || AlertMsg::Tick),
@@ -200,10 +230,23 @@ impl Actor for AlertActor {
         let now = state.args.clock.now();
         match msg {
             AlertMsg::Tick => {
-                if state.looked.elapsed() >= READY_EVERY {
+                let changed = state.args.cluster.has_changed().unwrap_or(false);
+                if changed {
+                    let cluster = state.args.cluster.borrow_and_update().clone();
+                    let (rules, sinks) = in_force(&state.args.local, cluster.as_deref());
+                    tracing::info!(
+                        version = ?cluster.as_ref().map(|a| a.doc.version.to_string()),
+                        sinks = sinks.len(),
+                        "alert rules and sinks from the cluster settings"
+                    );
+                    warn_about_open_password_files(&sinks);
+                    state.core.set_rules(rules);
+                    state.sinks = sinks;
+                }
+                if changed || state.looked.elapsed() >= READY_EVERY {
                     state.looked = std::time::Instant::now();
-                    let unready = unready_sinks(&state.args.sinks);
-                    let ready = state.args.sinks.len() - unready.len();
+                    let unready = unready_sinks(&state.sinks);
+                    let ready = state.sinks.len() - unready.len();
                     if ready != state.ready {
                         tracing::info!(from = state.ready, to = ready, "alert sinks ready");
                         log_unready(&unready);
@@ -256,7 +299,7 @@ impl AlertState {
                 }
                 AlertOutput::Deliver { id, alert } => {
                     tracing::info!(%id, "sending alert");
-                    let sinks = self.args.sinks.clone();
+                    let sinks = self.sinks.clone();
                     let me = myself.clone();
                     // The task outlives a restart of this actor: a delivery is never cut off.
                     tokio::spawn(async move {

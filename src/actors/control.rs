@@ -13,7 +13,9 @@
 
 use crate::actors::election::Snapshots;
 use crate::actors::gossip::GossipMsg;
+use crate::actors::settings::{SettingsSender, SettingsShell};
 use crate::control::placement::{self, Decision, Placer};
+use crate::control::settings::{Applied, PushError};
 use crate::control::{appdata, deps, remote};
 use crate::election::ViewSnapshot;
 use crate::gossip::MemberView;
@@ -25,8 +27,9 @@ use crate::supervision::manager::{ControlInfo, ManagerMsg};
 use crate::task::{AbortOnDrop, Handle, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a service command may take (a stop waits for the service's shutdown grace).
@@ -43,8 +46,10 @@ pub struct ControlArgs {
     pub clock: Clock,
     /// Whose commands it obeys.
     pub authority: std::sync::Arc<Authority>,
-    /// Where the ledger of commands run is kept.
+    /// Where the ledger of commands run and the cluster settings are kept.
     pub data_dir: std::path::PathBuf,
+    /// Where the applied cluster settings go.
+    pub settings: SettingsSender,
 }
 
 pub enum ControlMsg {
@@ -52,6 +57,11 @@ pub enum ControlMsg {
     Tick,
     /// A task started for `key` (a command id, `svc:<name>` or `tree:<name>`) is done.
     Done(String),
+    /// Push a new cluster settings document from this node.
+    PushSettings {
+        text: String,
+        reply: RpcReplyPort<Result<Arc<Applied>, PushError>>,
+    },
 }
 
 pub struct ControlState {
@@ -63,6 +73,8 @@ pub struct ControlState {
     placer: Placer,
     /// The signed commands run here, by issuer (saved before each one runs).
     ledger: Ledger,
+    /// The cluster settings this node applies.
+    settings: SettingsShell,
     _ticker: AbortOnDrop<()>,
 }
 
@@ -86,8 +98,16 @@ impl Actor for ControlActor {
             tracing::error!(error = %e, moved_to = ?aside.as_ref().ok(), "cannot read the ledger of commands run; starting without it");
             None
         });
+        let settings = SettingsShell::start(
+            args.me.clone(),
+            args.authority.clone(),
+            args.data_dir.clone(),
+            args.gossip.clone(),
+            args.settings.clone(),
+        );
         Ok(ControlState {
             ledger: ledger.unwrap_or_default(),
+            settings,
             args,
             busy: HashSet::new(),
             met: HashMap::new(),
@@ -108,7 +128,12 @@ impl Actor for ControlActor {
             }
             ControlMsg::Tick => {
                 let view = state.args.view.borrow().clone();
+                state.settings.step(&view);
                 state.step(&myself, &view).await
+            }
+            ControlMsg::PushSettings { text, reply } => {
+                let now = state.args.clock.now().as_millis();
+                let _ = reply.send(state.settings.push(&text, now));
             }
         }
         Ok(())

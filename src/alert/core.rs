@@ -145,6 +145,11 @@ impl AlertCore {
         self
     }
 
+    /// Rules changed by the cluster settings: they hold from the next tick.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
     /// How many sinks this node can deliver through now (its sinks, or their secret files,
     /// changed); announced at the next tick.
     pub fn set_sinks(&mut self, sinks: usize) {

@@ -31,6 +31,10 @@ pub(super) struct Ctx {
     pub name: NodeName,
     pub gossip: Handle<GossipMsg>,
     pub services: Handle<ManagerMsg>,
+    /// The control actor: cluster settings are pushed through it.
+    pub control: Handle<crate::actors::control::ControlMsg>,
+    /// The cluster settings this node applies.
+    pub settings: crate::actors::settings::AppliedSettings,
     pub store: Handle<StoreMsg>,
     pub gate: std::sync::Arc<Gate>,
     /// The election actor's latest view: the one source of the leader.
@@ -75,6 +79,10 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/reachability", get(super::reach::matrix))
         .route("/api/v1/reachability/{node}", post(super::reach::report))
         .route("/api/v1/reload", post(reload))
+        .route(
+            "/api/v1/cluster-config",
+            get(super::settings::show).post(super::settings::push),
+        )
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/test", post(alert_test))
         .route("/api/v1/silences", get(silences).post(silence))

@@ -200,6 +200,20 @@ impl App {
         Ok(answer["reports"].as_u64().unwrap_or(0))
     }
 
+    /// The cluster settings document the daemon applies, as `GET /api/v1/cluster-config`
+    /// gives it (`version` null when none was ever pushed).
+    pub async fn cluster_config(&self) -> Result<Value, ClientError> {
+        self.client.get("/api/v1/cluster-config").await
+    }
+
+    /// Pushes a cluster settings document (TOML) from the daemon's host; every host applies
+    /// it as gossip spreads it. A bad document is refused with every problem.
+    pub async fn push_cluster_config(&self, content: &str) -> Result<Value, ClientError> {
+        (self.client)
+            .post("/api/v1/cluster-config", &json!({ "content": content }))
+            .await
+    }
+
     /// Follows the values under `prefix`: each call of [`Subscription::changes`] returns
     /// what was published, re-published or withdrawn since the previous call.
     pub fn subscribe(&self, prefix: &str) -> Subscription {

@@ -244,6 +244,22 @@ Install, e.g.:
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The cluster settings every host applies ([alerts] for now), spread by gossip.
+    ClusterConfig {
+        #[command(subcommand)]
+        action: ClusterConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterConfigAction {
+    /// Check FILE and push it from this host; every host applies it without a restart.
+    Push { file: PathBuf },
+    /// The document this host applies: version, author, time, signature, content.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

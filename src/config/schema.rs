@@ -25,13 +25,25 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("store", &["raw_retention", "rollup_retention", "backfill"]),
     (
         "alerts",
-        &["flap_threshold", "flap_window", "repeat", "sinks"],
+        &[
+            "flap_threshold",
+            "flap_window",
+            "repeat",
+            "sinks",
+            "commands",
+        ],
     ),
 ];
 
+/// The sections of the cluster settings document and their keys (`config::cluster`).
+pub(super) const CLUSTER_SECTIONS: &[(&str, &[&str])] = &[(
+    "alerts",
+    &["flap_threshold", "flap_window", "repeat", "sinks"],
+)];
+
 /// Sink types and their keys (`type` included).
 pub(super) const SINKS: &[(&str, &[&str])] = &[
-    ("exec", &["type", "command"]),
+    ("exec", &["type", "command", "command_name"]),
     (
         "webhook",
         &["type", "url", "url_file", "token_file", "format"],

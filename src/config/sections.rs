@@ -4,8 +4,8 @@
 use super::walk::{Table, Walker};
 use super::{
     AlertsConfig, ApiConfig, Config, ConfigErrors, ControlConfig, Discover, DiscoverMode,
-    GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, StoreConfig, SupervisionConfig,
-    schema, sinks,
+    GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, SinkSpec, StoreConfig,
+    SupervisionConfig, schema, sinks,
 };
 use crate::types::NodeName;
 use config::{Environment, File, FileFormat, Value, ValueKind};
@@ -521,7 +521,7 @@ fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
 
 fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig {
     let d = AlertsConfig::default();
-    AlertsConfig {
+    let alerts = AlertsConfig {
         flap_threshold: read(
             w,
             s,
@@ -540,7 +540,52 @@ fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig
         ),
         repeat: read(w, s, "alerts", "repeat", d.repeat, Walker::bounded_duration),
         sinks: read(w, s, "alerts", "sinks", d.sinks, |w, v, k| {
-            sinks::sinks(w, v, k, base)
+            sinks::sinks(w, v, k, sinks::Origin::Local(base))
         }),
+        commands: read(w, s, "alerts", "commands", d.commands, commands),
+    };
+    // A node's own exec sink by name must name one of its own commands.
+    if let Some(v) = s.value("alerts", "sinks") {
+        for (i, sink) in alerts.sinks.iter().enumerate() {
+            if let SinkSpec::Named { name } = sink
+                && !alerts.commands.contains_key(name)
+            {
+                let message = format!(
+                    "command \"{name}\" is not declared in [alerts.commands]{}",
+                    schema::hint(name, &names(&alerts.commands), false)
+                );
+                let key = format!("alerts.sinks[{i}].command_name");
+                w.problem(v, &key, ProblemKind::BadValue, message);
+            }
+        }
     }
+    alerts
+}
+
+fn names(commands: &std::collections::BTreeMap<String, Vec<String>>) -> Vec<&str> {
+    commands.keys().map(String::as_str).collect()
+}
+
+/// `[alerts.commands]`: a name for each command line (never empty) an exec sink may run by
+/// `command_name`.
+fn commands(
+    w: &mut Walker,
+    v: &Value,
+    key: &str,
+) -> Option<std::collections::BTreeMap<String, Vec<String>>> {
+    let table = w.table(v, key, "a table of command lines ([alerts.commands])")?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, line) in table {
+        let line_key = format!("{key}.{name}");
+        let Some(command) = w.strings(line, &line_key) else {
+            continue;
+        };
+        if command.first().is_none_or(|p| p.trim().is_empty()) {
+            let message = "empty command: give the program and its arguments".to_string();
+            w.problem(line, &line_key, ProblemKind::EmptyCommand, message);
+            continue;
+        }
+        out.insert(name.clone(), command);
+    }
+    Some(out)
 }

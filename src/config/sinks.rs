@@ -1,5 +1,10 @@
 //! `[[alerts.sinks]]`: a tagged union by `type`, read by hand so that a bad sink reports every
 //! mistake in it and the other sinks are still checked.
+//!
+//! The same sinks are read from a node's own config and from the cluster settings document
+//! ([`super::cluster`]), which differ in where a sink's files are: a node's own files are read
+//! now, relative to its config's folder; a cluster document's files are read on whichever
+//! host sends, so they must be absolute and are not looked for on the host that checks.
 
 use super::sections::beside_file;
 use super::walk::{Table, Walker};
@@ -7,13 +12,22 @@ use super::{
     ProblemKind, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, WebhookUrl, read_secret, schema,
 };
 use config::{Value, ValueKind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where the sinks being read are declared.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Origin<'a> {
+    /// A node's own config, in the folder given (if any): its files are read now.
+    Local(Option<&'a Path>),
+    /// The cluster settings document: its files are read by the host that sends.
+    Cluster,
+}
 
 pub(super) fn sinks(
     w: &mut Walker,
     v: &Value,
     key: &str,
-    base: Option<&Path>,
+    origin: Origin<'_>,
 ) -> Option<Vec<SinkSpec>> {
     let ValueKind::Array(items) = &v.kind else {
         w.wrong_type(v, key, "an array of tables ([[alerts.sinks]])");
@@ -21,14 +35,51 @@ pub(super) fn sinks(
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        if let Some(sink) = sink(w, item, &format!("{key}[{i}]"), base) {
+        if let Some(sink) = sink(w, item, &format!("{key}[{i}]"), origin) {
             out.push(sink);
         }
     }
     Some(out)
 }
 
-fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<SinkSpec> {
+/// A secret file's path at `key`: from a node's own config beside it and readable now, from
+/// the cluster document absolute (it is read on the host that sends).
+fn secret_file(
+    w: &mut Walker,
+    v: &Value,
+    key: &str,
+    origin: Origin<'_>,
+    what: &'static str,
+) -> Option<PathBuf> {
+    let name = w.non_empty(v, key)?;
+    match origin {
+        Origin::Local(base) => {
+            let file = beside_file(name.into(), v, base);
+            match read_secret(&file, what) {
+                Ok(_) => Some(file),
+                Err(why) => {
+                    w.problem(v, key, ProblemKind::BadValue, why.to_string());
+                    None
+                }
+            }
+        }
+        Origin::Cluster => {
+            let file = PathBuf::from(name);
+            if file.is_relative() {
+                let message = format!(
+                    "\"{}\" is relative: a file named in the cluster settings is read on the \
+                     host that sends, so give its absolute path",
+                    file.display()
+                );
+                w.problem(v, key, ProblemKind::BadValue, message);
+                return None;
+            }
+            Some(file)
+        }
+    }
+}
+
+fn sink(w: &mut Walker, v: &Value, key: &str, origin: Origin<'_>) -> Option<SinkSpec> {
     let table = w.table(v, key, "a table")?;
     let types: Vec<&str> = schema::SINKS.iter().map(|(t, _)| *t).collect();
     let Some(type_value) = table.get("type") else {
@@ -61,9 +112,32 @@ fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<Sin
     };
     match kind.as_str() {
         "exec" => {
-            let command = field("command");
             let command_key = format!("{key}.command");
-            let command = w.strings(command?, &command_key)?;
+            let command = match (table.get("command"), table.get("command_name")) {
+                (Some(_), Some(n)) => {
+                    let message = "give \"command\" or \"command_name\", not both".to_string();
+                    w.problem(
+                        n,
+                        &format!("{key}.command_name"),
+                        ProblemKind::BadValue,
+                        message,
+                    );
+                    return None;
+                }
+                (None, Some(n)) => {
+                    let name = w.non_empty(n, &format!("{key}.command_name"))?;
+                    return Some(SinkSpec::Named { name });
+                }
+                (Some(c), None) => c,
+                (None, None) => {
+                    let message = "missing key \"command\" (or \"command_name\", a command \
+                                   declared in [alerts.commands]) for an exec sink"
+                        .to_string();
+                    w.problem(v, &command_key, ProblemKind::MissingKey, message);
+                    return None;
+                }
+            };
+            let command = w.strings(command, &command_key)?;
             if command
                 .first()
                 .is_none_or(|program| program.trim().is_empty())
@@ -76,7 +150,7 @@ fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<Sin
         }
         "webhook" => {
             // Every mistake is reported, then the sink is refused if there was one.
-            let url = webhook_url(w, v, table, key, base);
+            let url = webhook_url(w, v, table, key, origin);
             let format = match table.get("format") {
                 Some(f) => webhook_format(w, f, &format!("{key}.format")),
                 None => Some(WebhookFormat::default()),
@@ -84,16 +158,7 @@ fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<Sin
             let token_key = format!("{key}.token_file");
             let token_file = match table.get("token_file") {
                 None => Some(None),
-                Some(t) => w.non_empty(t, &token_key).and_then(|name| {
-                    let file = beside_file(name.into(), t, base);
-                    match read_secret(&file, "webhook token") {
-                        Ok(_) => Some(Some(file)),
-                        Err(why) => {
-                            w.problem(t, &token_key, ProblemKind::BadValue, why.to_string());
-                            None
-                        }
-                    }
-                }),
+                Some(t) => secret_file(w, t, &token_key, origin, "webhook token").map(Some),
             };
             Some(SinkSpec::Webhook {
                 url: url?,
@@ -140,7 +205,7 @@ fn sink(w: &mut Walker, v: &Value, key: &str, base: Option<&Path>) -> Option<Sin
                     return None;
                 }
             }
-            let auth = smtp_auth(w, v, table, key, (server.as_ref(), tls), base);
+            let auth = smtp_auth(w, v, table, key, (server.as_ref(), tls), origin);
             let (host, port) = server?;
             Some(SinkSpec::Email {
                 host,
@@ -161,7 +226,7 @@ fn webhook_url(
     v: &Value,
     table: &Table,
     key: &str,
-    base: Option<&Path>,
+    origin: Origin<'_>,
 ) -> Option<WebhookUrl> {
     let (url_key, file_key) = (format!("{key}.url"), format!("{key}.url_file"));
     let (given, value) = match (table.get("url"), table.get("url_file")) {
@@ -182,7 +247,14 @@ fn webhook_url(
             (WebhookUrl::Given(url), u)
         }
         (None, Some(f)) => {
-            let file = beside_file(w.non_empty(f, &file_key)?.into(), f, base);
+            let file = match origin {
+                Origin::Local(base) => beside_file(w.non_empty(f, &file_key)?.into(), f, base),
+                // Read where it is sent from: only its place can be checked here.
+                Origin::Cluster => {
+                    return secret_file(w, f, &file_key, origin, "webhook URL")
+                        .map(WebhookUrl::File);
+                }
+            };
             (WebhookUrl::File(file), f)
         }
     };
@@ -224,7 +296,7 @@ fn smtp_auth(
     table: &Table,
     key: &str,
     (server, tls): (Option<&(String, u16)>, Option<SmtpTls>),
-    base: Option<&Path>,
+    origin: Origin<'_>,
 ) -> Option<Option<SmtpAuth>> {
     let (user_key, file_key) = (format!("{key}.username"), format!("{key}.password_file"));
     let username = match table.get("username") {
@@ -251,19 +323,25 @@ fn smtp_auth(
             return None;
         }
     };
+    let password_file = match origin {
+        Origin::Local(base) => {
+            let auth = SmtpAuth {
+                username: username.clone(),
+                password_file: beside_file(file.into(), file_value, base),
+            };
+            if let Err(why) = auth.password() {
+                let message = why.to_string();
+                w.problem(file_value, &file_key, ProblemKind::BadValue, message);
+                return None;
+            }
+            auth.password_file
+        }
+        Origin::Cluster => secret_file(w, file_value, &file_key, origin, "SMTP password")?,
+    };
     let auth = SmtpAuth {
         username,
-        password_file: beside_file(file.into(), file_value, base),
+        password_file,
     };
-    if let Err(why) = auth.password() {
-        w.problem(
-            file_value,
-            &file_key,
-            ProblemKind::BadValue,
-            why.to_string(),
-        );
-        return None;
-    }
     if let (Some(SmtpTls::Plain), Some((host, _))) = (tls, server)
         && !is_loopback(host)
     {

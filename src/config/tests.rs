@@ -1067,3 +1067,59 @@ fn a_webhook_url_and_token_can_be_kept_in_files_and_a_missing_or_bad_one_is_name
     assert!(text.contains("the URL in"), "{text}");
     assert!(text.contains("none.token"), "{text}");
 }
+
+#[test]
+fn a_host_declares_the_commands_an_exec_sink_may_run_by_name() {
+    let (_f, result) = load_text(
+        r#"
+        [alerts]
+        commands = { page = ["/usr/local/bin/page", "--urgent"] }
+        [[alerts.sinks]]
+        type = "exec"
+        command_name = "page"
+        "#,
+        &[],
+    );
+    let config = result.expect("valid");
+    assert_eq!(
+        config.alerts.sinks,
+        [SinkSpec::Named {
+            name: "page".into()
+        }]
+    );
+    assert_eq!(
+        config.alerts.commands["page"],
+        ["/usr/local/bin/page", "--urgent"]
+    );
+    let (sinks, left_out) = config.alerts.resolved();
+    assert!(left_out.is_empty());
+    assert_eq!(
+        sinks,
+        [SinkSpec::Exec {
+            command: vec!["/usr/local/bin/page".into(), "--urgent".into()]
+        }]
+    );
+
+    // A name it does not declare, and an empty command line: both said.
+    let (_f, result) = load_text(
+        r#"
+        [alerts]
+        commands = { pager = [] }
+        [[alerts.sinks]]
+        type = "exec"
+        command_name = "page"
+        "#,
+        &[],
+    );
+    let all = problems(result);
+    let keys: Vec<&str> = all.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["alerts.commands.pager", "alerts.sinks[0].command_name"],
+        "{all:#?}"
+    );
+    assert!(
+        all[1].message.contains("not declared in [alerts.commands]"),
+        "{all:#?}"
+    );
+}

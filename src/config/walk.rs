@@ -167,7 +167,7 @@ impl Walker {
     }
 
     /// Reports each key of `table` that is not in `known`, by name, in `message(name)`.
-    fn unknown_keys_by(
+    pub(super) fn unknown_keys_by(
         &mut self,
         table: &Table,
         prefix: &str,

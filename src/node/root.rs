@@ -19,9 +19,10 @@ use crate::actors::election::{ElectionMsg, SnapshotSender, Snapshots, snapshots}
 use crate::actors::gossip::{GossipActor, GossipArgs, GossipMsg, KnownPeers};
 use crate::actors::http::{HttpActor, HttpArgs};
 use crate::actors::probe::{HostProbeActor, ProbeArgs};
+use crate::actors::settings::SettingsSender;
 use crate::actors::store::{StoreActor, StoreArgs, StoreMsg};
 use crate::actors::watch::{WatchArgs, WatchMsg, WatchSupervisor};
-use crate::alert::{DEFAULT_SETTLE, Rules};
+use crate::alert::DEFAULT_SETTLE;
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::gossip::Settings;
@@ -121,6 +122,8 @@ pub(crate) struct Wiring {
     pub known: KnownPeers,
     pub snapshots: SnapshotSender,
     pub view: Snapshots,
+    /// The cluster settings this node applies: the control actor sends, others read.
+    pub settings: SettingsSender,
     /// This node's local health: measured by the gossip actor, read by the watchers and the
     /// API.
     pub patience: Patience,
@@ -129,6 +132,7 @@ pub(crate) struct Wiring {
 impl Wiring {
     pub(crate) fn new(gate: Arc<Gate>, outbox: Outbox, dialects: Dialects) -> Wiring {
         let (snapshots, view) = snapshots();
+        let (settings, _) = crate::actors::settings::channel();
         Wiring {
             gate,
             outbox,
@@ -144,6 +148,7 @@ impl Wiring {
             known: KnownPeers::default(),
             snapshots,
             view,
+            settings,
             patience: Patience::default(),
         }
     }
@@ -444,13 +449,8 @@ impl NodeState {
                 let args = AlertArgs {
                     me: config.node.name.clone(),
                     settle: DEFAULT_SETTLE.max(self.settings.interval),
-                    rules: Rules {
-                        flap_threshold: config.alerts.flap_threshold,
-                        flap_window: config.alerts.flap_window,
-                        repeat: config.alerts.repeat,
-                        ..Rules::default()
-                    },
-                    sinks: config.alerts.sinks.clone(),
+                    local: config.alerts.clone(),
+                    cluster: w.settings.subscribe(),
                     trust: self.args.authority.trust.clone(),
                     data_dir: config.node.data_dir.clone(),
                     gossip: w.gossip.clone(),
@@ -471,6 +471,7 @@ impl NodeState {
                     clock,
                     authority: self.args.authority.clone(),
                     data_dir: self.args.config.node.data_dir.clone(),
+                    settings: w.settings.clone(),
                 };
                 let (control, _) =
                     Actor::spawn_linked(None, ControlActor, args, supervisor).await?;
@@ -497,6 +498,8 @@ impl NodeState {
                         name: self.args.config.node.name.clone(),
                         gossip: w.gossip.clone(),
                         services: w.services.clone(),
+                        control: w.control.clone(),
+                        settings: w.settings.subscribe(),
                         store: w.store.clone(),
                         gate: w.gate.clone(),
                         view: w.view.clone(),

@@ -173,6 +173,11 @@ impl Authority {
         }
     }
 
+    /// Whether this node holds an operator key to seal with.
+    pub fn can_seal(&self) -> bool {
+        self.signer.is_some()
+    }
+
     /// Seals the directive at gossip `key` with `content`, issued by this node.
     pub fn seal(&self, key: &str, content: &str, now_ms: u64) -> Result<Seal, SealError> {
         let (op, seq) = self.signer.as_ref().ok_or(SealError::NoKey)?;
