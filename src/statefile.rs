@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `history.db` | schema version | SQLite's `user_version` | `store::schema::MIGRATIONS` |
 //! | `alerts-sent.json` | 2 | a `"format"` field (absent: 1) | 1 → 2: the field is added |
+//! | `cluster-settings.json` | 1 | a `"format"` field | none yet |
 //! | `incarnation` | 1 | a first line `# nbwatch incarnation format N` (absent: 1) | none yet |
 //! | the keyring (`gossip.key_file`) | 1 | a first line `# nbwatch keyring format N` (absent: 1) | none yet |
 //!
@@ -33,6 +34,9 @@ pub const SERVICES_RUN: &str = "services.run";
 pub const INCARNATION: &str = "incarnation";
 /// The alert actor's memory of what was sent.
 pub const ALERTS_SENT: &str = "alerts-sent.json";
+/// The cluster settings document this node applies (`control::settings`), and its format.
+pub const CLUSTER_SETTINGS: &str = "cluster-settings.json";
+pub const CLUSTER_SETTINGS_FORMAT: u32 = 1;
 /// Its format now.
 pub const ALERTS_SENT_FORMAT: u32 = 2;
 /// The incarnation file's format now.
@@ -205,6 +209,7 @@ pub fn check_data_dir(data_dir: &Path) -> Result<(), StateFileError> {
     for name in [
         API_TOKEN,
         ALERTS_SENT,
+        CLUSTER_SETTINGS,
         INCARNATION,
         SERVICES_RUN,
         &history(""),
@@ -213,12 +218,17 @@ pub fn check_data_dir(data_dir: &Path) -> Result<(), StateFileError> {
     ] {
         access::check_state(&data_dir.join(name))?;
     }
-    let sent = data_dir.join(ALERTS_SENT);
-    if let Ok(text) = std::fs::read_to_string(&sent)
-        && let Ok(value) = serde_json::from_str::<Value>(&text)
-        && let Ok(found) = json_format(&sent, &value)
-    {
-        refuse_newer(&sent, found, ALERTS_SENT_FORMAT)?;
+    for (name, supported) in [
+        (ALERTS_SENT, ALERTS_SENT_FORMAT),
+        (CLUSTER_SETTINGS, CLUSTER_SETTINGS_FORMAT),
+    ] {
+        let file = data_dir.join(name);
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(value) = serde_json::from_str::<Value>(&text)
+            && let Ok(found) = json_format(&file, &value)
+        {
+            refuse_newer(&file, found, supported)?;
+        }
     }
     let incarnation = data_dir.join(INCARNATION);
     if let Ok(text) = std::fs::read_to_string(&incarnation)

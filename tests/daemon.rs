@@ -4304,3 +4304,236 @@ async fn reports_against_a_healthy_host_are_counted_and_suspect_nobody_and_every
     assert!(grid.starts_with("FROM\\TO"), "{grid}");
     assert!(!grid.contains("NO"), "{grid}");
 }
+
+/// `nbwatch cluster-config show --json` on the node at `api`.
+async fn cluster_config(api: SocketAddr) -> Result<Value, String> {
+    get_json(api, "/api/v1/cluster-config", HTTP)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until every node at `apis` applies version `version` (`None`: none at all).
+async fn applied_everywhere(apis: &[SocketAddr], version: Option<&str>) {
+    for api in apis {
+        wait_for("the cluster settings are applied", DEADLINE, async || {
+            let c = cluster_config(*api).await?;
+            match c["version"].as_str() == version {
+                true => Ok(()),
+                false => Err(format!("{c}")),
+            }
+        })
+        .await;
+    }
+}
+
+/// Settings pushed from one host: a bad document or one with a command line is refused
+/// before it spreads; a good one reaches every host, gives the nodes that had no sink one
+/// (by a command each declares) without a restart, and a host restarted alone applies it
+/// before it has heard anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_settings_pushed_from_one_host_reach_every_host_and_survive_a_restart() {
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    // Every host declares a command an alert may run by name; none has a sink of its own.
+    cluster.extra = format!(
+        "[alerts.commands]\nsink = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
+    cluster.start_many(3).await;
+    let apis = cluster.apis_except(&[]);
+    let (api1, api3) = (cluster.nodes[0].api, cluster.nodes[2].api);
+    let push = async |doc: &str| {
+        let path = cluster.dir.path().join("settings.toml");
+        std::fs::write(&path, doc).expect("write the document");
+        let (api, tok) = (api3.to_string(), cluster.nodes[2].token_file());
+        let p = path.to_str().expect("a path");
+        let args = [
+            "cluster-config",
+            "push",
+            p,
+            "--api",
+            &api,
+            "--token-file",
+            &tok,
+        ];
+        let out = client(&args, &[]).await;
+        (out, path)
+    };
+    let show = client(&["cluster-config", "show", "--api", &api1.to_string()], &[]).await;
+    assert!(show.status.success(), "{show:?}");
+    assert!(
+        text(&show.stdout).contains("no cluster settings were pushed"),
+        "{show:?}"
+    );
+
+    // Every problem, against the file; nothing spreads.
+    let (out, path) = push("[alerts]\nrepeat = \"soon\"\nflap_treshold = 2\n[gossip]\n").await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    for key in ["alerts.repeat", "alerts.flap_treshold", "gossip"] {
+        assert!(
+            err.contains(&format!("{}: {key}: ", path.display())),
+            "{key}: {err}"
+        );
+    }
+    // A command line needs an operator's signature, and no host here has an operator key.
+    let (out, _) = push("[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\n").await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("gives a command line"),
+        "{out:?}"
+    );
+    applied_everywhere(&apis, None).await;
+
+    let (out, _) = push("[alerts]\nflap_threshold = 5\n[[alerts.sinks]]\ntype = \"exec\"\ncommand_name = \"sink\"\n").await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("by n3 (unsigned)"), "{out:?}");
+    let version = cluster_config(api3).await.expect("shown")["version"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    applied_everywhere(&apis, Some(&version)).await;
+    wait_for("every host applies it, n1 sends", DEADLINE, async || {
+        let c = cluster_config(api1).await?;
+        let o = get_json(api1, "/api/v1/overview", HTTP)
+            .await
+            .map_err(|e| e.to_string())?;
+        match c["applied_by"].as_array().map(Vec::len) == Some(3) && o["sender"] == "n1" {
+            true => Ok(()),
+            false => Err(format!("{c} {o}")),
+        }
+    })
+    .await;
+    let shown = client(&["cluster-config", "show", "--api", &api1.to_string()], &[]).await;
+    let shown = text(&shown.stdout);
+    assert!(shown.contains(&format!("version    {version}")), "{shown}");
+    assert!(
+        shown.contains("author     n3") && shown.contains("applied by 3 of 3"),
+        "{shown}"
+    );
+    assert!(shown.contains("command_name = \"sink\""), "{shown}");
+
+    // The sink the document gave the hosts delivers, once.
+    cluster.kill9("n2");
+    sent_everywhere(&cluster.apis_except(&["n2"]), "node_down:n2:").await;
+    let sent = sunk_ids(&file, "node_down:n2:");
+    assert_eq!(sent.len(), 1, "{:#?}", sunk(&file));
+    assert_eq!(sent[0]["sent_by"], "n1");
+
+    // n1 alone, its peers dead: it applies the saved document before it hears anyone.
+    cluster.kill9("n3");
+    cluster.kill9("n1");
+    assert!(
+        cluster.nodes[0]
+            .data_dir
+            .join("cluster-settings.json")
+            .is_file()
+    );
+    let n1 = cluster.index("n1");
+    cluster.restart(n1).await;
+    let c = cluster_config(api1).await.expect("shown");
+    assert_eq!(c["version"], version.as_str(), "{c}");
+    wait_for(
+        "n1 announces the sink the document gives it",
+        DEADLINE,
+        async || {
+            let o = get_json(api1, "/api/v1/overview", HTTP)
+                .await
+                .map_err(|e| e.to_string())?;
+            match o["sender"] == "n1" {
+                true => Ok(()),
+                false => Err(format!("{o}")),
+            }
+        },
+    )
+    .await;
+
+    // Its saved copy cut short (a damaged disk): it starts without it, keeps the damaged file
+    // aside, and has the document again from n3 as soon as they meet.
+    cluster.kill9("n1");
+    let saved = cluster.nodes[0].data_dir.join("cluster-settings.json");
+    let whole = std::fs::read(&saved).expect("saved");
+    std::fs::write(&saved, &whole[..whole.len() / 2]).expect("cut short");
+    cluster.restart(n1).await;
+    let n3 = cluster.index("n3");
+    cluster.restart(n3).await;
+    assert!(
+        cluster.nodes[0]
+            .data_dir
+            .join("cluster-settings.json.corrupt")
+            .is_file()
+    );
+    applied_everywhere(&[api1], Some(&version)).await;
+    assert!(
+        cluster.nodes[0]
+            .stderr_text()
+            .contains("cannot read the saved cluster settings")
+    );
+}
+
+/// A document that gives an exec sink a command line, signed with an operator key: applied
+/// where that key is trusted, refused (and said in the log) where it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_document_with_a_command_line_is_applied_only_where_its_signer_is_trusted() {
+    let mut cluster = Cluster::new();
+    let (_, a_section) = cluster.operator("a");
+    let n1 = cluster.add("n1", "n1", Vec::new());
+    cluster.nodes[n1].extra = a_section.clone();
+    cluster.restart(n1).await;
+    let seed = vec![cluster.nodes[n1].gossip];
+    let n2 = cluster.add("n2", "n2", seed.clone());
+    cluster.nodes[n2].extra = a_section;
+    let n3 = cluster.add("n3", "n3", seed);
+    for i in [n2, n3] {
+        cluster.restart(i).await;
+    }
+    let names = cluster.names();
+    for node in &cluster.nodes {
+        wait_for("all three alive", DEADLINE, async || {
+            all_alive(node.api, &names).await
+        })
+        .await;
+    }
+    let path = cluster.dir.path().join("settings.toml");
+    std::fs::write(
+        &path,
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\n",
+    )
+    .expect("write");
+    let (api, tok) = (
+        cluster.nodes[n1].api.to_string(),
+        cluster.nodes[n1].token_file(),
+    );
+    let out = client(
+        &[
+            "cluster-config",
+            "push",
+            path.to_str().expect("path"),
+            "--api",
+            &api,
+            "--token-file",
+            &tok,
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("signed by operator"), "{out:?}");
+    let version = cluster_config(cluster.nodes[n1].api).await.expect("shown")["version"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    applied_everywhere(&[cluster.nodes[n2].api], Some(&version)).await;
+    wait_for("n3 refuses it and says why", DEADLINE, async || {
+        let log = cluster.nodes[n3].stderr_text();
+        match log.contains("refused cluster settings") && log.contains("does not trust") {
+            true => Ok(()),
+            false => Err("not yet in n3's log".to_string()),
+        }
+    })
+    .await;
+    let c = cluster_config(cluster.nodes[n3].api).await.expect("shown");
+    assert!(c["version"].is_null(), "{c}");
+    let from_n1 = cluster_config(cluster.nodes[n1].api).await.expect("shown");
+    assert_eq!(from_n1["behind"], serde_json::json!(["n3"]), "{from_n1}");
+}

@@ -32,8 +32,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The applied document's file in the data dir, and its format.
-pub const FILE: &str = "cluster-settings.json";
-pub const FORMAT: u32 = 1;
+pub const FILE: &str = statefile::CLUSTER_SETTINGS;
+pub const FORMAT: u32 = statefile::CLUSTER_SETTINGS_FORMAT;
 /// The most refused versions remembered (each is logged once).
 const REMEMBER_REFUSED: usize = 64;
 
