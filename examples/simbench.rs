@@ -1,7 +1,10 @@
 //! Simulator figures for BENCHMARKS.md: bytes per second per node (liveness alone and with
 //! 5-second host metrics) and the time for one changed key to reach 99 % of the nodes.
 //!
-//! `cargo run --release --example simbench -- [--seed N] [--sizes 128,1000]`
+//! `cargo run --release --example simbench -- [--seed N] [--sizes 128,1000] [--seconds S]
+//! [--digest-budget BYTES] [--fanout N]` (`SIMBENCH_DETECTION=1`: kill → down instead;
+//! `SIMBENCH_BREAKDOWN=1`: bytes by kind of message on stderr). Sealed figures add the sealed
+//! frame's fixed overhead to every datagram.
 
 use nbwatch::gossip::core::Settings;
 use nbwatch::sim::Sim;
@@ -12,6 +15,8 @@ struct Args {
     seed: u64,
     sizes: Vec<usize>,
     seconds: u64,
+    /// The gossip settings, defaults unless a flag changes one (to try a profile).
+    settings: Settings,
 }
 
 fn args() -> Args {
@@ -19,6 +24,7 @@ fn args() -> Args {
         seed: 42,
         sizes: vec![128, 1000],
         seconds: 30,
+        settings: Settings::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -32,6 +38,10 @@ fn args() -> Args {
                     .collect()
             }
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            "--digest-budget" => {
+                a.settings.digest_budget = value.parse().expect("--digest-budget BYTES")
+            }
+            "--fanout" => a.settings.fanout = value.parse().expect("--fanout N"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -63,9 +73,11 @@ fn announce_metrics(sim: &mut Sim, round: u64) {
     }
 }
 
-fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> f64 {
+/// Bytes and datagrams sent per node per second.
+fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> (f64, f64) {
     let n = sim.nodes.len();
     let before = sim.bytes_sent();
+    let datagrams_before: u64 = sim.nodes.iter().map(|n| n.datagrams_sent).sum();
     let start = sim.now;
     let mut round = 0;
     while sim.now.since(start) < Duration::from_secs(seconds) {
@@ -79,7 +91,7 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> f64 
     let elapsed = sim.now.since(start).as_secs_f64();
     let total: u64 = before.iter().zip(&after).map(|(a, b)| b - a).sum();
     if std::env::var("SIMBENCH_BREAKDOWN").is_ok() {
-        let mut k = [0u64; 5];
+        let mut k = [0u64; 6];
         for node in &sim.nodes {
             let st = node.core.stats();
             for (slot, v) in k.iter_mut().zip([
@@ -87,22 +99,34 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> f64 
                 st.bytes_synack,
                 st.bytes_ack,
                 st.bytes_news,
-                st.bytes_probe + node.probe_bytes,
+                st.bytes_probe,
+                node.probe_bytes,
             ]) {
                 *slot += v;
             }
         }
         let sum: u64 = k.iter().sum();
         eprintln!(
-            "cumulative share: syn {:.0}% synack {:.0}% ack {:.0}% news {:.0}% probe {:.0}%",
+            "cumulative share: syn {:.0}% synack {:.0}% ack {:.0}% news {:.0}% pings and answers {:.0}% watchers' probes {:.0}%",
             100.0 * k[0] as f64 / sum as f64,
             100.0 * k[1] as f64 / sum as f64,
             100.0 * k[2] as f64 / sum as f64,
             100.0 * k[3] as f64 / sum as f64,
-            100.0 * k[4] as f64 / sum as f64
+            100.0 * k[4] as f64 / sum as f64,
+            100.0 * k[5] as f64 / sum as f64
         );
     }
-    total as f64 / n as f64 / elapsed
+    let datagrams: u64 = sim.nodes.iter().map(|n| n.datagrams_sent).sum::<u64>() - datagrams_before;
+    (
+        total as f64 / n as f64 / elapsed,
+        datagrams as f64 / n as f64 / elapsed,
+    )
+}
+
+/// What `bytes` and `datagrams` per second come to sealed with a cluster key: each datagram
+/// carries the sealed frame's fixed overhead.
+fn sealed((bytes, datagrams): (f64, f64)) -> f64 {
+    bytes + datagrams * nbwatch::secure::frame::OVERHEAD as f64
 }
 
 fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {
@@ -151,8 +175,8 @@ fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {
 }
 
 /// Kill → every survivor says down, in virtual time: p50, p99 over `kills` crashes.
-fn detection(seed: u64, n: usize, kills: usize) -> (Duration, Duration) {
-    let mut sim = Sim::cluster(seed, n, Settings::default());
+fn detection(seed: u64, n: usize, kills: usize, settings: &Settings) -> (Duration, Duration) {
+    let mut sim = Sim::cluster(seed, n, settings.clone());
     let mut times = Vec::new();
     for _ in 0..kills {
         sim.run_for(Duration::from_secs(5));
@@ -182,7 +206,7 @@ fn main() {
         println!("| N | detection p50 | detection p99 (virtual time, 20 kills) |");
         println!("|---|---|---|");
         for &n in &a.sizes {
-            let (p50, p99) = detection(a.seed, n, 20);
+            let (p50, p99) = detection(a.seed, n, 20, &a.settings);
             println!(
                 "| {n} | {:.2} s | {:.2} s |",
                 p50.as_secs_f64(),
@@ -196,18 +220,24 @@ fn main() {
         a.seed
     );
     println!(
-        "| N | bytes/s per node, liveness only | bytes/s per node, 5 s metrics | key to 99 % p50 | key to 99 % max |"
+        "| N | bytes/s per node, liveness only (sealed) | datagrams/s | bytes/s per node, 5 s metrics (sealed) | datagrams/s | key to 99 % p50 | key to 99 % max |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for &n in &a.sizes {
         let t = std::time::Instant::now();
-        let mut sim = Sim::cluster(a.seed, n, Settings::default());
+        let mut sim = Sim::cluster(a.seed, n, a.settings.clone());
         sim.run_for(Duration::from_secs(10));
         let idle = bytes_per_node_per_second(&mut sim, a.seconds, false);
         let busy = bytes_per_node_per_second(&mut sim, a.seconds, true);
         let (p50, max) = propagation(&mut sim, 10);
         println!(
-            "| {n} | {idle:.0} | {busy:.0} | {:.2} s | {:.2} s |",
+            "| {n} | {:.0} ({:.0}) | {:.1} | {:.0} ({:.0}) | {:.1} | {:.2} s | {:.2} s |",
+            idle.0,
+            sealed(idle),
+            idle.1,
+            busy.0,
+            sealed(busy),
+            busy.1,
             p50.as_secs_f64(),
             max.as_secs_f64()
         );

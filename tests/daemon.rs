@@ -4534,6 +4534,15 @@ async fn a_signed_document_with_a_command_line_is_applied_only_where_its_signer_
     .await;
     let c = cluster_config(cluster.nodes[n3].api).await.expect("shown");
     assert!(c["version"].is_null(), "{c}");
-    let from_n1 = cluster_config(cluster.nodes[n1].api).await.expect("shown");
-    assert_eq!(from_n1["behind"], serde_json::json!(["n3"]), "{from_n1}");
+    let api1 = cluster.nodes[n1].api;
+    wait_for("n1 sees n2 apply it and n3 not", DEADLINE, async || {
+        let c = cluster_config(api1).await?;
+        let done = c["applied_by"] == serde_json::json!(["n1", "n2"])
+            && c["behind"] == serde_json::json!(["n3"]);
+        match done {
+            true => Ok(()),
+            false => Err(format!("{c}")),
+        }
+    })
+    .await;
 }

@@ -1,6 +1,7 @@
 //! `HostProbeActor`: samples this host's metrics every `metrics.interval` and writes them into
-//! this node's gossiped state through the gossip actor. Writing an unchanged value is a no-op
-//! in the core, so a quiet host costs nothing on the wire.
+//! this node's gossiped state through the gossip actor. A sample whose figures stayed within
+//! the dead-band of the last one announced is kept back, up to [`KEEP_ALIVE`]
+//! (`HostMetrics::moved_from`), so a quiet host costs little on the wire.
 //!
 //! It also announces `node.priority` once at start: the leader is the live member with the
 //! lowest `(priority, name)`, and every node must see everyone's priority to agree on it; and
@@ -13,7 +14,7 @@
 
 use crate::actors::gossip::GossipMsg;
 use crate::keys::{CPUS_KEY, PRIORITY_KEY, WEIGHT_KEY};
-use crate::probe::metrics::Sampler;
+use crate::probe::metrics::{HostMetrics, KEEP_ALIVE, Sampler};
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
@@ -51,6 +52,10 @@ pub struct ProbeArgs {
 
 pub struct ProbeState {
     sampler: Option<Sampler>,
+    /// The last sample announced, and when.
+    announced: Option<(HostMetrics, std::time::Instant)>,
+    /// How long a sample within the dead-band is kept back.
+    keep_alive: Duration,
     gossip: Handle<GossipMsg>,
     clock: Clock,
     _ticker: Option<AbortOnDrop<()>>,
@@ -93,6 +98,8 @@ impl Actor for HostProbeActor {
         };
         let state = ProbeState {
             sampler,
+            announced: None,
+            keep_alive: KEEP_ALIVE.max(args.interval),
             gossip: args.gossip,
             clock: args.clock,
             _ticker: ticker,
@@ -118,9 +125,17 @@ impl Actor for HostProbeActor {
                 };
                 let mut metrics = sampler.sample();
                 metrics.at = state.clock.now();
+                // Within the dead-band and recent: not worth sending to every host.
+                if let Some((last, at)) = &state.announced
+                    && at.elapsed() < state.keep_alive
+                    && !metrics.moved_from(last)
+                {
+                    return Ok(());
+                }
                 for (key, value) in metrics.to_kv() {
                     state.write(&key, value).await;
                 }
+                state.announced = Some((metrics, std::time::Instant::now()));
             }
             ProbeMsg::Probed { key, outcome } => {
                 if outcome.health != health::Health::Ok {

@@ -156,7 +156,30 @@ fn disk_used_pct(path: &Path) -> Result<f64, ProbeError> {
     Ok(percent(used, used.saturating_add(avail)))
 }
 
+/// The longest a host keeps its sample to itself while its figures stay within the dead-band
+/// ([`HostMetrics::moved_from`]), so a quiet host is still seen fresh (`control::pick` calls
+/// a sample older than a minute stale).
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl HostMetrics {
+    /// Whether this sample moved far enough from `last` (the last one announced) to be
+    /// announced: a load average by more than 0.05 and 10 %, CPU by more than 5 points,
+    /// memory or swap by more than 1 point, disk by more than half a point. Every host
+    /// sends its samples to every other, so a quiet host's unchanged figures are kept back
+    /// until they move or [`KEEP_ALIVE`] has passed.
+    pub fn moved_from(&self, last: &HostMetrics) -> bool {
+        let load = |a: f64, b: f64| (a - b).abs() > 0.05_f64.max(0.1 * b.abs());
+        let points = |a: f64, b: f64, band: f64| (a - b).abs() > band;
+        load(self.load1, last.load1)
+            || load(self.load5, last.load5)
+            || load(self.load15, last.load15)
+            || points(self.cpu_pct, last.cpu_pct, 5.0)
+            || points(self.mem_used_pct, last.mem_used_pct, 1.0)
+            || points(self.swap_used_pct, last.swap_used_pct, 1.0)
+            || points(self.disk_used_pct, last.disk_used_pct, 0.5)
+            || self.boot_time != last.boot_time
+    }
+
     /// The gossip keys and values announcing this sample.
     pub fn to_kv(&self) -> Vec<(String, String)> {
         let values = [
@@ -182,6 +205,55 @@ mod tests {
         format_trimmed, metrics_from_kv, origin_token, parse_sample, resolve_origin,
     };
     use serde_json::Value;
+
+    #[test]
+    fn a_sample_is_announced_again_only_once_a_figure_left_its_dead_band() {
+        let last = HostMetrics {
+            load1: 0.5,
+            load5: 0.4,
+            load15: 0.3,
+            cpu_pct: 12.0,
+            mem_used_pct: 40.0,
+            swap_used_pct: 0.0,
+            disk_used_pct: 63.2,
+            uptime_s: 10,
+            boot_time: 1_790_000_000,
+            at: Time(1),
+        };
+        let quiet = HostMetrics {
+            load1: 0.53,
+            cpu_pct: 15.0,
+            mem_used_pct: 40.9,
+            uptime_s: 15,
+            at: Time(2),
+            ..last.clone()
+        };
+        assert!(!quiet.moved_from(&last));
+        for moved in [
+            HostMetrics {
+                load1: 0.6,
+                ..quiet.clone()
+            },
+            HostMetrics {
+                cpu_pct: 18.0,
+                ..quiet.clone()
+            },
+            HostMetrics {
+                mem_used_pct: 41.5,
+                ..quiet.clone()
+            },
+            HostMetrics {
+                disk_used_pct: 63.8,
+                ..quiet.clone()
+            },
+            HostMetrics {
+                boot_time: 1_790_000_100,
+                ..quiet.clone()
+            },
+        ] {
+            assert!(moved.moved_from(&last), "{moved:?}");
+        }
+    }
 
     #[test]
     fn sampling_this_machine_gives_plausible_values() {
