@@ -126,7 +126,7 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> (f64
 /// What `bytes` and `datagrams` per second come to sealed with a cluster key: each datagram
 /// carries the sealed frame's fixed overhead.
 fn sealed((bytes, datagrams): (f64, f64)) -> f64 {
-    bytes + datagrams * nbwatch::secure::frame::OVERHEAD as f64
+    bytes + datagrams * nbwatch::secure::frame::COMPACT_OVERHEAD as f64
 }
 
 fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {

@@ -146,13 +146,15 @@ impl Outbox {
     }
 
     /// Seals a datagram the gossip core encoded for node `name` at `to` and sends it, in the
-    /// version that node speaks: sealed for it by name, or for a peer of the previous release
-    /// in the frame that release reads.
+    /// version that node speaks: in the compact frame (wire 4 and later), sealed for it by
+    /// name in the frame 0.3 reads (wire 3), or in the frame of 0.2 (wire 2).
     pub async fn send(&self, to: SocketAddr, name: &NodeName, bytes: Vec<u8>) {
+        use crate::secure::To;
         let version = self.dialects.toward(to);
-        let (bytes, seal_to) = match version == wire::VERSION {
-            true => (bytes, crate::secure::To::Node(name.as_str())),
-            false => (wire::restamp(bytes, version), crate::secure::To::Previous),
+        let (bytes, seal_to) = match version {
+            wire::VERSION => (bytes, To::Compact(name.as_str())),
+            wire::NAMED => (wire::restamp(bytes, version), To::Node(name.as_str())),
+            _ => (wire::restamp(bytes, version), To::Previous),
         };
         let sealed = self.gate.seal_datagram(seal_to, &bytes);
         if let Err(e) = self.socket.send_to(&sealed, to).await {
@@ -496,6 +498,10 @@ mod tests {
         dialects.note(to, wire::VERSION);
         outbox.send(to, &NodeName::from("b"), ping()).await;
         assert_eq!(received_version(&peer).await, wire::VERSION, "announced");
+
+        dialects.note(to, wire::NAMED);
+        outbox.send(to, &NodeName::from("b"), ping()).await;
+        assert_eq!(received_version(&peer).await, wire::NAMED, "a 0.3 peer");
 
         dialects.note(to, wire::OLDEST);
         outbox.send(to, &NodeName::from("b"), ping()).await;

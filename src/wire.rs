@@ -16,12 +16,14 @@
 //!   speaks to a peer the version it last heard from that peer (see `transport::Dialects`),
 //!   its own by default, so an old host is only ever sent what it reads.
 //!
-//! Versions 1, 2 and 3 have the same shapes: version 2 is the first that reads leniently and
-//! speaks the previous version, so [`restamp`] is all it takes to speak the previous one.
+//! Versions 1 to 4 have the same shapes: version 2 is the first that reads leniently and
+//! speaks the previous version, so [`restamp`] is all it takes to speak an older one.
 //! Version 3 marks a host whose sealed frames name their receiver (`secure::frame`, version
-//! 2): a peer that speaks version 3 is sealed to by name, a peer that speaks version 2 (0.2.0)
-//! in the frame it reads. Version 1 (before 0.2.0) is outside the window. The golden frames
-//! of every version in the window (`tests/fixtures/wire/`) must decode.
+//! 2): a peer that speaks version 3 (0.3) is sealed to by name, a peer that speaks version 2
+//! (0.2.0) in the frame it reads. Version 4 marks a host that opens the compact frame
+//! (`secure::frame`, version 3: 24 bytes less per datagram), which its datagrams are sealed
+//! in. Version 1 (before 0.2.0) is outside the window. The golden frames of every version in
+//! the window (`tests/fixtures/wire/`) must decode.
 
 use crate::types::{Incarnation, NodeName, Time, Version};
 use serde::{Deserialize, Serialize};
@@ -30,7 +32,9 @@ use std::net::SocketAddr;
 pub mod lenient;
 
 /// The version this build writes.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
+/// The version of 0.3: sealed frames name their receiver, not yet in the compact frame.
+pub const NAMED: u8 = 3;
 /// The oldest version this build still reads and speaks.
 pub const OLDEST: u8 = 2;
 /// `N`, `B`, `W` and the protocol version.

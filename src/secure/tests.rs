@@ -473,3 +473,86 @@ fn the_gate_refuses_what_was_sealed_for_another_node_and_datagrams_for_anyone() 
         Some(&b"welcome"[..])
     );
 }
+
+#[test]
+fn a_compact_frame_carries_its_origin_in_its_nonce_and_costs_48_bytes() {
+    let ring = Keyring::single(key(1));
+    let real = Origin {
+        sender: frame::sender_id("a"),
+        session: 1_796_310_000_123,
+        seq: 41,
+    };
+    let seal = |to, origin, random: [u8; 24]| {
+        frame::seal(
+            ring.primary(),
+            "home",
+            Kind::Datagram,
+            to,
+            &[],
+            origin,
+            random,
+            b"hello",
+        )
+    };
+    let sealed = seal(frame::To::Compact("b"), real, [5; 24]);
+    assert_eq!(&sealed[..4], &frame::MAGIC_V3);
+    assert_eq!(sealed.len(), frame::COMPACT_OVERHEAD + 5);
+    assert_eq!(frame::COMPACT_OVERHEAD, OVERHEAD - 24);
+    let opened = frame::open(&ring, "home", Kind::Datagram, "b", &[], &sealed).unwrap();
+    assert_eq!(
+        (opened.payload.as_slice(), opened.origin),
+        (&b"hello"[..], real)
+    );
+    assert_eq!(opened.to, For::Me);
+    // The same origin sealed twice (a machine restored from a snapshot): other random bytes,
+    // so another nonce.
+    let again = seal(frame::To::Compact("b"), real, [6; 24]);
+    assert_ne!(sealed[8..32], again[8..32]);
+    // Only for the node it names; an altered nonce (another origin) does not open.
+    assert_eq!(
+        frame::open(&ring, "home", Kind::Datagram, "c", &[], &sealed),
+        Err(OpenError::Forged)
+    );
+    let mut renumbered = sealed.clone();
+    renumbered[21] ^= 1;
+    assert_eq!(
+        frame::open(&ring, "home", Kind::Datagram, "b", &[], &renumbered),
+        Err(OpenError::Forged)
+    );
+    // Relabelled as another version, it does not open either.
+    let mut relabelled = sealed.clone();
+    relabelled[..4].copy_from_slice(&frame::MAGIC);
+    assert!(frame::open(&ring, "home", Kind::Datagram, "b", &[], &relabelled).is_err());
+    // An origin the nonce cannot hold goes in the named frame (version 2), which opens too.
+    for origin in [
+        Origin {
+            seq: 1 << 32,
+            ..real
+        },
+        Origin {
+            session: 1 << 48,
+            ..real
+        },
+    ] {
+        let sealed = seal(frame::To::Compact("b"), origin, [5; 24]);
+        assert_eq!(&sealed[..4], &frame::MAGIC);
+        let opened = frame::open(&ring, "home", Kind::Datagram, "b", &[], &sealed).unwrap();
+        assert_eq!(opened.origin, origin);
+    }
+}
+
+#[test]
+fn a_compact_datagram_replayed_is_refused_by_the_window() {
+    let ring = Keyring::single(key(1));
+    let a = Gate::keyed("home", "a", ring.clone(), None);
+    let b = Gate::keyed("home", "b", ring, None);
+    let d = a.seal_datagram(To::Compact("b"), b"ping");
+    assert_eq!(&d[..4], &frame::MAGIC_V3);
+    assert_eq!(b.open_datagram(addr(), &d).as_deref(), Some(&b"ping"[..]));
+    assert_eq!(b.open_datagram(addr(), &d), None, "a replay");
+    let next = a.seal_datagram(To::Compact("b"), b"pong");
+    assert_eq!(
+        b.open_datagram(addr(), &next).as_deref(),
+        Some(&b"pong"[..])
+    );
+}
