@@ -1,7 +1,8 @@
 //! `HostProbeActor`: samples this host's metrics every `metrics.interval` and writes them into
 //! this node's gossiped state through the gossip actor. A sample whose figures stayed within
-//! the dead-band of the last one announced is kept back, up to [`KEEP_ALIVE`]
-//! (`HostMetrics::moved_from`), so a quiet host costs little on the wire.
+//! the dead-band of the last one announced is kept back, up to six intervals and 30 s
+//! (`HostMetrics::moved_from`, `metrics::keep_alive`), so a quiet host costs little on the
+//! wire.
 //!
 //! It also announces `node.priority` once at start: the leader is the live member with the
 //! lowest `(priority, name)`, and every node must see everyone's priority to agree on it; and
@@ -14,7 +15,7 @@
 
 use crate::actors::gossip::GossipMsg;
 use crate::keys::{CPUS_KEY, PRIORITY_KEY, WEIGHT_KEY};
-use crate::probe::metrics::{HostMetrics, KEEP_ALIVE, Sampler};
+use crate::probe::metrics::{HostMetrics, Sampler, keep_alive};
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
@@ -99,7 +100,7 @@ impl Actor for HostProbeActor {
         let state = ProbeState {
             sampler,
             announced: None,
-            keep_alive: KEEP_ALIVE.max(args.interval),
+            keep_alive: keep_alive(args.interval),
             gossip: args.gossip,
             clock: args.clock,
             _ticker: ticker,

@@ -158,8 +158,13 @@ fn disk_used_pct(path: &Path) -> Result<f64, ProbeError> {
 
 /// The longest a host keeps its sample to itself while its figures stay within the dead-band
 /// ([`HostMetrics::moved_from`]), so a quiet host is still seen fresh (`control::pick` calls
-/// a sample older than a minute stale).
+/// a sample older than a minute stale): six intervals, at most 30 s.
 pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a sample within the dead-band may be kept back at `interval`.
+pub fn keep_alive(interval: std::time::Duration) -> std::time::Duration {
+    (interval * 6).min(KEEP_ALIVE).max(interval)
+}
 
 impl HostMetrics {
     /// Whether this sample moved far enough from `last` (the last one announced) to be
@@ -229,6 +234,10 @@ mod tests {
             ..last.clone()
         };
         assert!(!quiet.moved_from(&last));
+        use std::time::Duration;
+        assert_eq!(keep_alive(Duration::from_secs(5)), KEEP_ALIVE);
+        assert_eq!(keep_alive(Duration::from_secs(1)), Duration::from_secs(6));
+        assert_eq!(keep_alive(Duration::from_secs(60)), Duration::from_secs(60));
         for moved in [
             HostMetrics {
                 load1: 0.6,
