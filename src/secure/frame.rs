@@ -219,65 +219,66 @@ pub fn seal(
     nonce: [u8; NONCE_LEN],
     payload: &[u8],
 ) -> Vec<u8> {
-    if let To::Compact(name) = to {
-        match compact_nonce(origin, &nonce) {
-            Some(nonce) => return seal_compact(key, cluster, kind, name, bind, nonce, payload),
-            None => {
-                return seal(
-                    key,
-                    cluster,
-                    kind,
-                    To::Node(name),
-                    bind,
-                    origin,
-                    nonce,
-                    payload,
-                );
-            }
-        }
+    let compact = match to {
+        To::Compact(name) => compact_nonce(origin, &nonce).map(|n| (name, n)),
+        _ => None,
+    };
+    if let Some((name, nonce)) = compact {
+        return encrypt(
+            key,
+            cluster,
+            kind,
+            (MAGIC_V3, Some(name)),
+            bind,
+            nonce,
+            &[payload],
+        );
     }
     let (magic, to) = match to {
+        // A compact frame whose origin does not fit its nonce goes in version 2.
         To::Node(name) | To::Compact(name) => (MAGIC, Some(name)),
         To::Anyone => (MAGIC, Some("")),
         To::Previous => (MAGIC_V1, None),
     };
-    let mut out = Vec::with_capacity(OVERHEAD + payload.len());
+    let mut origin_bytes = [0u8; ORIGIN_LEN];
+    origin_bytes[..8].copy_from_slice(&origin.sender.to_be_bytes());
+    origin_bytes[8..16].copy_from_slice(&origin.session.to_be_bytes());
+    origin_bytes[16..].copy_from_slice(&origin.seq.to_be_bytes());
+    encrypt(
+        key,
+        cluster,
+        kind,
+        (magic, to),
+        bind,
+        nonce,
+        &[&origin_bytes, payload],
+    )
+}
+
+/// A frame of `magic` for `to` (see [`aad`]): magic, key id and nonce, then `plain` (its
+/// pieces in order) encrypted, then the tag.
+fn encrypt(
+    key: &Key,
+    cluster: &str,
+    kind: Kind,
+    (magic, to): ([u8; 4], Option<&str>),
+    bind: &[u8],
+    nonce: [u8; NONCE_LEN],
+    plain: &[&[u8]],
+) -> Vec<u8> {
+    let len: usize = plain.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + len + TAG_LEN);
     out.extend_from_slice(&magic);
     out.extend_from_slice(&key.id().0.to_be_bytes());
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&origin.sender.to_be_bytes());
-    out.extend_from_slice(&origin.session.to_be_bytes());
-    out.extend_from_slice(&origin.seq.to_be_bytes());
-    out.extend_from_slice(payload);
+    for piece in plain {
+        out.extend_from_slice(piece);
+    }
     let aad = aad(magic, key.id(), kind, cluster, to, bind);
     let tag = key
         .cipher
         .encrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut out[HEADER_LEN..]).into())
         // Only a message over ~256 GiB can fail, and frames are capped far below that.
-        .unwrap_or_default();
-    out.extend_from_slice(&tag);
-    out
-}
-
-/// [`seal`] in the compact frame: `nonce` carries the origin.
-fn seal_compact(
-    key: &Key,
-    cluster: &str,
-    kind: Kind,
-    to: &str,
-    bind: &[u8],
-    nonce: [u8; NONCE_LEN],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(COMPACT_OVERHEAD + payload.len());
-    out.extend_from_slice(&MAGIC_V3);
-    out.extend_from_slice(&key.id().0.to_be_bytes());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(payload);
-    let aad = aad(MAGIC_V3, key.id(), kind, cluster, Some(to), bind);
-    let tag = key
-        .cipher
-        .encrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut out[HEADER_LEN..]).into())
         .unwrap_or_default();
     out.extend_from_slice(&tag);
     out
