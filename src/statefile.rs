@@ -37,6 +37,10 @@ pub const ALERTS_SENT: &str = "alerts-sent.json";
 /// The cluster settings document this node applies (`control::settings`), and its format.
 pub const CLUSTER_SETTINGS: &str = "cluster-settings.json";
 pub const CLUSTER_SETTINGS_FORMAT: u32 = 1;
+/// The signed commands this node ran (`secure::directive::Ledger`), and the last number this
+/// node gave a directive it issued (`secure::operator::Sequence`).
+pub const DIRECTIVES: &str = "directives.json";
+pub const DIRECTIVE_SEQ: &str = "directive.seq";
 /// Its format now.
 pub const ALERTS_SENT_FORMAT: u32 = 2;
 /// The incarnation file's format now.
@@ -210,6 +214,8 @@ pub fn check_data_dir(data_dir: &Path) -> Result<(), StateFileError> {
         API_TOKEN,
         ALERTS_SENT,
         CLUSTER_SETTINGS,
+        DIRECTIVES,
+        DIRECTIVE_SEQ,
         INCARNATION,
         SERVICES_RUN,
         &history(""),
@@ -387,6 +393,19 @@ mod tests {
         );
         chmod(&token, 0o600);
         check_data_dir(&dir).expect("a private token");
+
+        // The same for the cluster settings and the ledger and numbering of directives.
+        for name in [CLUSTER_SETTINGS, DIRECTIVES, DIRECTIVE_SEQ] {
+            let file = dir.join(name);
+            std::fs::write(&file, "planted\n").unwrap();
+            chmod(&file, 0o666);
+            let err = check_data_dir(&dir).unwrap_err();
+            assert!(
+                matches!(&err, StateFileError::Access(access::AccessError::Writable { path, .. }) if *path == file),
+                "{name}: {err}"
+            );
+            std::fs::remove_file(&file).unwrap();
+        }
 
         if !nix::unistd::geteuid().is_root() {
             println!("skipped the ownership half: only root can chown to uid 65534");

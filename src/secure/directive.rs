@@ -24,7 +24,7 @@ use std::path::Path;
 /// a command may be and still run.
 pub const WINDOW: u64 = 60_000;
 /// The ledger's file in the data dir, and its format.
-pub const LEDGER_FILE: &str = "directives.json";
+pub const LEDGER_FILE: &str = statefile::DIRECTIVES;
 pub const LEDGER_FORMAT: u32 = 1;
 
 /// Why a directive is not obeyed.

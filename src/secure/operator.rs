@@ -229,7 +229,7 @@ pub struct Sequence {
 
 impl Sequence {
     /// The file this issuer's last number is kept in.
-    pub const FILE: &'static str = "directive.seq";
+    pub const FILE: &'static str = crate::statefile::DIRECTIVE_SEQ;
 
     /// Reads the last number. A file that is not one whole number and its newline (cut short
     /// by a crash, or damaged) is said in the log and numbering goes on from the clock.

@@ -6,7 +6,7 @@
 //! | what | owner | mode |
 //! |---|---|---|
 //! | the data dir | the daemon's user (euid) | not writable by group or others (created 0750) |
-//! | its state files (`api.token`, `alerts-sent.json`, `cluster-settings.json`, `incarnation`, `services.run`, `history.db`) | the daemon's user | not writable by group or others |
+//! | its state files (`api.token`, `alerts-sent.json`, `cluster-settings.json`, `directives.json`, `directive.seq`, `incarnation`, `services.run`, `history.db`) | the daemon's user | not writable by group or others |
 //! | a key file (`gossip.key_file`) | the daemon's user | no bit for group or others (0600) |
 //!
 //! Root is no exception for ownership: a root daemon is exactly the one a planted file would
