@@ -38,6 +38,9 @@ pub struct SettingsShell {
     gossip: Handle<GossipMsg>,
     /// What was last published, how many parts it had, and when.
     published: Option<(Version, u32, Instant)>,
+    /// The view last looked at: an unchanged one has nothing new (the control actor ticks
+    /// every 200 ms, and reading every member's header each time is work for nothing).
+    looked: Option<Arc<ViewSnapshot>>,
 }
 
 impl SettingsShell {
@@ -78,6 +81,7 @@ impl SettingsShell {
             data_dir,
             gossip,
             published: None,
+            looked: None,
         };
         if let Some(a) = shell.adopter.applied().cloned() {
             shell.publish(&a, 0);
@@ -87,7 +91,11 @@ impl SettingsShell {
 
     /// Looks at the view: adopts a newer document, and publishes the applied one again if
     /// this node's state lost it.
-    pub fn step(&mut self, view: &ViewSnapshot) {
+    pub fn step(&mut self, view: &Arc<ViewSnapshot>) {
+        if self.looked.as_ref().is_some_and(|v| Arc::ptr_eq(v, view)) {
+            return;
+        }
+        self.looked = Some(view.clone());
         let step = self.adopter.step(&view.members, &self.authority.trust);
         for (version, from, why) in step.refused {
             tracing::warn!(%version, from = %from, why = %why, "refused cluster settings");
