@@ -21,7 +21,8 @@ use std::time::Duration;
 
 /// Virtual time starts here (a plausible wall clock, so heartbeats look like real ones).
 pub const EPOCH: Time = Time(1_800_000_000_000);
-const TICK: Duration = Duration::from_millis(50);
+/// How often [`Sim::run_until`] checks its condition.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -48,11 +49,14 @@ pub struct SimNode {
     pub datagrams_sent: u64,
     /// Of `bytes_sent`: the watchers' probes (the core counts the rest by kind).
     pub probe_bytes: u64,
+    /// When this node's next tick is due, as its gossip actor arms its alarm.
+    armed: Option<Time>,
 }
 
 #[derive(Debug)]
 enum Ev {
-    Tick,
+    /// Node `node`'s alarm armed for `at` (stale if it was armed again since).
+    Due { node: usize, at: Time },
     Deliver {
         to: usize,
         from: SocketAddr,
@@ -100,7 +104,7 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(seed: u64, settings: Settings) -> Sim {
-        let mut sim = Sim {
+        Sim {
             seed,
             now: EPOCH,
             nodes: Vec::new(),
@@ -117,9 +121,7 @@ impl Sim {
             keep_state_events: false,
             hung_wakes: Vec::new(),
             watcher_lives: 0,
-        };
-        sim.schedule(EPOCH, Ev::Tick);
-        sim
+        }
     }
 
     /// A cluster of `n` nodes named `n0`, `n1`, …, each joining through `n0`, all converged.
@@ -193,6 +195,7 @@ impl Sim {
             bytes_sent: 0,
             datagrams_sent: 0,
             probe_bytes: 0,
+            armed: None,
         });
         self.by_addr.insert(Self::addr_of(i), i);
         self.feed(i, Input::Tick);
@@ -246,21 +249,22 @@ impl Sim {
             if self.now >= deadline {
                 return false;
             }
-            let next = (self.now + TICK).min(deadline);
+            let next = (self.now + CHECK_EVERY).min(deadline);
             self.run_until_time(next);
         }
     }
 
     fn process(&mut self, ev: Ev) {
         match ev {
-            Ev::Tick => {
-                for i in 0..self.nodes.len() {
-                    if self.nodes[i].health == Health::Up {
-                        self.feed(i, Input::Tick);
-                    }
+            Ev::Due { node, at } => {
+                if self.nodes[node].armed != Some(at) {
+                    return;
                 }
-                let next = self.now + TICK;
-                self.schedule(next, Ev::Tick);
+                self.nodes[node].armed = None;
+                // A hung node ticks when it resumes; a crashed one when it restarts.
+                if self.nodes[node].health == Health::Up {
+                    self.feed(node, Input::Tick);
+                }
             }
             Ev::Deliver { to, from, bytes } => {
                 if self.nodes[to].health == Health::Up {
@@ -402,6 +406,16 @@ impl Sim {
         self.schedule(at, Ev::Deliver { to: j, from, bytes });
     }
 
+    /// After each input, node `i`'s alarm is moved to its core's next deadline, as the gossip
+    /// actor does: nodes tick when something is due, not at a fixed rate.
+    fn rearm(&mut self, i: usize) {
+        let due = self.nodes[i].core.next_deadline().max(self.now);
+        if self.nodes[i].armed.is_none_or(|armed| due != armed) {
+            self.nodes[i].armed = Some(due);
+            self.schedule(due, Ev::Due { node: i, at: due });
+        }
+    }
+
     fn carry_out(&mut self, i: usize, outputs: Vec<Output>) {
         let mut work: VecDeque<Output> = outputs.into();
         while let Some(o) = work.pop_front() {
@@ -472,6 +486,7 @@ impl Sim {
                 }
             }
         }
+        self.rearm(i);
     }
 
     fn record(&mut self, i: usize, e: ClusterEvent) {
@@ -521,6 +536,7 @@ impl Sim {
 
     pub fn resume(&mut self, i: usize) {
         self.nodes[i].health = Health::Up;
+        self.rearm(i);
         let wakes: Vec<_> = std::mem::take(&mut self.hung_wakes);
         let now = self.now;
         for (node, peer, token) in wakes {

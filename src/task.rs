@@ -1,5 +1,5 @@
 //! Small pieces every actor shell uses and nothing else: helper tasks that die with their
-//! owner ([`AbortOnDrop`]), tickers, and [`Handle`], the address of a sibling actor that
+//! owner ([`AbortOnDrop`]), tickers and alarms, and [`Handle`], the address of a sibling actor that
 //! stays valid when that sibling is restarted.
 //!
 //! Why a handle and not an `ActorRef`: the node restarts a child that dies, and the new child
@@ -8,6 +8,7 @@
 //! without being told. There is no registry of every actor: a handle is typed by one
 //! message type and names nothing else.
 
+use crate::types::{Clock, Time};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 use std::sync::{Arc, RwLock};
@@ -25,15 +26,23 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Casts `msg()` to `actor` every `period` (the first at once; a slow receiver delays the next
+/// Casts `msg()` to `actor` at once and then every `period` (a slow receiver delays the next
 /// tick instead of bunching them) until the actor is gone or the returned handle is dropped.
+/// After the first, the ticks fall on multiples of `period` of `clock`, so the node's tickers
+/// and its watchers' wakes (see `watch::Settings::wake_grid`) share instants and the process
+/// wakes once for all of them.
 pub fn ticker<M: Message>(
     actor: ActorRef<M>,
+    clock: Clock,
     period: Duration,
     msg: impl Fn() -> M + Send + 'static,
 ) -> AbortOnDrop<()> {
+    let second = second_tick(clock.now(), period);
     AbortOnDrop(tokio::spawn(async move {
-        let mut interval = tokio::time::interval(period);
+        if actor.cast(msg()).is_err() {
+            return;
+        }
+        let mut interval = tokio::time::interval_at(clock.instant_at(second).into(), period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
@@ -42,6 +51,72 @@ pub fn ticker<M: Message>(
             }
         }
     }))
+}
+
+/// When a ticker started at `now` ticks the second time: on a multiple of `period`, at least
+/// half a period after the first tick.
+fn second_tick(now: Time, period: Duration) -> Time {
+    let step = period.as_millis().max(1) as u64;
+    Time((now.0 + step / 2).div_ceil(step).saturating_mul(step))
+}
+
+/// The one timer of an actor that works by deadlines instead of a fixed tick: the actor
+/// [`arm`](Alarm::arm)s it with its next deadline after each message it handles, and when that
+/// time comes `msg(at)` is cast to it, with the time it was armed for (so the actor can tell
+/// how late it runs). Nothing wakes while nothing is due; moving the deadline costs no task.
+pub struct Alarm {
+    armed: tokio::sync::watch::Sender<Option<Time>>,
+    _task: AbortOnDrop<()>,
+}
+
+impl Alarm {
+    pub fn new<M: Message>(
+        actor: ActorRef<M>,
+        clock: Clock,
+        msg: impl Fn(Time) -> M + Send + 'static,
+    ) -> Alarm {
+        let (armed, mut deadline) = tokio::sync::watch::channel(None::<Time>);
+        let task = tokio::spawn(async move {
+            // The deadline last cast: the actor moves it on when it handles it, and until then
+            // it is not cast again.
+            let mut fired = None;
+            loop {
+                let at = *deadline.borrow_and_update();
+                match at {
+                    Some(at) if fired.is_none_or(|f| at > f) => {
+                        let sleep = tokio::time::sleep_until(clock.instant_at(at).into());
+                        tokio::select! {
+                            () = sleep => {
+                                if actor.cast(msg(at)).is_err() {
+                                    return;
+                                }
+                                fired = Some(at);
+                            }
+                            changed = deadline.changed() => if changed.is_err() { return },
+                        }
+                    }
+                    _ => {
+                        if deadline.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Alarm {
+            armed,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    /// Sets the deadline (a time already past: at once).
+    pub fn arm(&self, at: Time) {
+        self.armed.send_if_modified(|armed| {
+            let moved = *armed != Some(at);
+            *armed = Some(at);
+            moved
+        });
+    }
 }
 
 /// The current ref of one sibling actor, or nothing while it is being restarted. A message
@@ -112,5 +187,105 @@ impl<M: Message> Handle<M> {
             Ok(CallResult::Success(v)) => Some(v),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ractor::{Actor, ActorProcessingErr};
+    use tokio::sync::mpsc;
+
+    /// Passes every alarm it gets to the test.
+    struct Recorder;
+
+    impl Actor for Recorder {
+        type Msg = Time;
+        type State = mpsc::UnboundedSender<Time>;
+        type Arguments = mpsc::UnboundedSender<Time>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Time>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Time>,
+            at: Time,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = tx.send(at);
+            Ok(())
+        }
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Time>) -> Option<Time> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn an_alarm_fires_once_at_its_latest_deadline_and_again_only_when_moved_on() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (actor, handle) = Actor::spawn(None, Recorder, tx).await.unwrap();
+        let clock = Clock::new();
+        let alarm = Alarm::new(actor.clone(), clock, |at| at);
+        // Moved earlier before it fires: it fires once, at the earlier time, not before it.
+        let now = clock.now();
+        alarm.arm(now + Duration::from_secs(30));
+        alarm.arm(now + Duration::from_millis(40));
+        let fired = next(&mut rx).await.expect("the alarm never fired");
+        assert_eq!(fired, now + Duration::from_millis(40));
+        assert!(clock.now() >= fired);
+        // The same deadline again is not a new one.
+        alarm.arm(fired);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(150), rx.recv())
+                .await
+                .is_err(),
+            "fired twice for one deadline"
+        );
+        // A deadline already past fires at once.
+        let past = fired + Duration::from_millis(1);
+        alarm.arm(past);
+        assert_eq!(next(&mut rx).await, Some(past));
+        actor.stop(None);
+        handle.await.unwrap();
+    }
+
+    #[test]
+    fn ticks_after_the_first_fall_on_multiples_of_the_period() {
+        let period = Duration::from_millis(200);
+        assert_eq!(second_tick(Time(1_000), period), Time(1_200));
+        assert_eq!(second_tick(Time(1_099), period), Time(1_200));
+        assert_eq!(second_tick(Time(1_100), period), Time(1_200));
+        assert_eq!(second_tick(Time(1_101), period), Time(1_400));
+    }
+
+    #[tokio::test]
+    async fn a_ticker_ticks_at_once_and_then_every_period() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (actor, handle) = Actor::spawn(None, Recorder, tx).await.unwrap();
+        let clock = Clock::new();
+        let started = clock.now();
+        let _ticker = ticker(actor.clone(), clock, Duration::from_millis(20), move || {
+            clock.now()
+        });
+        let mut ticks = Vec::new();
+        for _ in 0..4 {
+            ticks.push(next(&mut rx).await.expect("no tick"));
+        }
+        assert!(ticks.windows(2).all(|w| w[1] > w[0]), "{ticks:?}");
+        assert!(
+            ticks[3] >= second_tick(started, Duration::from_millis(20)) + Duration::from_millis(40)
+        );
+        actor.stop(None);
+        handle.await.unwrap();
     }
 }

@@ -210,6 +210,7 @@ impl Actor for AlertActor {
             key: crate::keys::SINKS_KEY.to_string(),
             value: (ready > 0).then(|| ready.to_string()),
         });
+        let ticker = ticker(myself, args.clock, TICK, || AlertMsg::Tick);
         Ok(AlertState {
             args,
             core,
@@ -217,7 +218,7 @@ impl Actor for AlertActor {
             sinks,
             ready,
             looked: std::time::Instant::now(),
-            _ticker: ticker(myself, TICK, || AlertMsg::Tick),
+            _ticker: ticker,
         })
     }
 

@@ -105,6 +105,7 @@ impl Actor for ControlActor {
             args.gossip.clone(),
             args.settings.clone(),
         );
+        let ticker = ticker(myself, args.clock, TICK, || ControlMsg::Tick);
         Ok(ControlState {
             ledger: ledger.unwrap_or_default(),
             settings,
@@ -112,7 +113,7 @@ impl Actor for ControlActor {
             busy: HashSet::new(),
             met: HashMap::new(),
             placer: Placer::default(),
-            _ticker: ticker(myself, TICK, || ControlMsg::Tick),
+            _ticker: ticker,
         })
     }
 

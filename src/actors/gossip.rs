@@ -21,7 +21,7 @@ use crate::gossip::{Core, KvError, MemberView, Settings, Stats, Status};
 use crate::keys::WIRE_KEY;
 use crate::secure::Gate;
 use crate::store::incarnation;
-use crate::task::{AbortOnDrop, Handle, ticker};
+use crate::task::{AbortOnDrop, Alarm, Handle};
 use crate::transport::{self as net, Dialects, Outbox};
 use crate::types::{Clock, Incarnation, NodeName, Time};
 use crate::watch::{Contact, Input as WatchInput, LocalHealth, Patience};
@@ -35,17 +35,19 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 
-/// How often the core is ticked.
-pub const TICK: Duration = Duration::from_millis(50);
-/// How often, at most, the election actor is told the view when only state changed
-/// (membership changes are told on the next tick).
+/// How often, at most, the election actor is told the view when only state changed.
 const VIEW_EVERY: Duration = Duration::from_millis(200);
-/// How often the addresses of known members are saved for a restart.
-const SAVE_KNOWN_EVERY: Duration = Duration::from_secs(2);
+/// How long membership changes are collected before the election actor is told the view.
+const VIEW_SOON: Duration = Duration::from_millis(20);
+/// The shortest wait between two ticks when the core says something is still due after a
+/// tick (it should not be; this keeps a mistake from becoming a busy loop).
+const MIN_GAP: Duration = Duration::from_millis(10);
 
 pub enum GossipMsg {
-    /// An input for the core as it is: a tick, a datagram, a watcher's verdict, a join answer.
+    /// An input for the core as it is: a datagram, a watcher's verdict, a join answer.
     Core(Input),
+    /// The deadline armed for this time has come: tick the core and do the housekeeping.
+    Alarm(Time),
     /// A joiner asks over TCP (from the accept task).
     AnswerJoin {
         name: NodeName,
@@ -142,14 +144,14 @@ pub struct GossipState {
     known: KnownPeers,
     data_dir: PathBuf,
     on_fatal: FatalHook,
-    /// This node's own lateness (Lifeguard's local health), measured on the ticks.
+    /// This node's own lateness (Lifeguard's local health), measured on the alarms.
     health: LocalHealth,
     patience: Patience,
-    /// When the last tick was handled.
-    last_tick: Option<Time>,
-    next_save: Time,
-    /// What changed since the election actor was last told the view.
-    view_changed: ViewChange,
+    /// Woken at the core's next deadline (or the view's), never at a fixed rate.
+    alarm: Alarm,
+    /// When the election actor is to be told the view (something changed in it).
+    view_due: Option<Time>,
+    /// The earliest the view is told again for a change of state alone.
     next_view: Time,
     joins: JoinSet<()>,
     /// True while this node knows no live member (discovery seeks then).
@@ -203,8 +205,8 @@ impl Actor for GossipActor {
                 args.data_dir.clone(),
                 args.gate.clone(),
             ))),
-            ticker(myself.clone(), TICK, || GossipMsg::Core(Input::Tick)),
         ];
+        let alarm = Alarm::new(myself.clone(), args.clock, GossipMsg::Alarm);
         let alone = Arc::new(std::sync::atomic::AtomicBool::new(true));
         if let Some(spec) = args.discover {
             match crate::transport::discover::bind(&spec, args.advertise) {
@@ -248,9 +250,8 @@ impl Actor for GossipActor {
             on_fatal: args.on_fatal,
             health: LocalHealth::default(),
             patience: args.patience,
-            last_tick: None,
-            next_save: Time::ZERO,
-            view_changed: ViewChange::Members,
+            alarm,
+            view_due: Some(Time::ZERO),
             next_view: Time::ZERO,
             joins: JoinSet::new(),
             alone,
@@ -266,12 +267,11 @@ impl Actor for GossipActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.clock.now();
         let outputs = match msg {
-            GossipMsg::Core(input) => {
-                if matches!(input, Input::Tick) {
-                    state.note_tick(now);
-                    state.maintain(now);
-                }
-                state.core.handle(now, input)
+            GossipMsg::Core(input) => state.core.handle(now, input),
+            GossipMsg::Alarm(at) => {
+                state.note_lateness(now, now.since(at));
+                state.maintain(now);
+                state.core.handle(now, Input::Tick)
             }
             GossipMsg::AnswerJoin {
                 name,
@@ -345,6 +345,7 @@ impl Actor for GossipActor {
             }
         };
         state.carry_out(&myself, now, outputs).await;
+        state.rearm(&myself, now).await;
         Ok(())
     }
 }
@@ -372,15 +373,34 @@ impl GossipState {
         }
     }
 
-    /// A tick is due every [`TICK`]: one that comes later than that by `health::LATE` means
-    /// this node is starved or its messages wait (its local health worsens); the score is
-    /// published for the watchers and the API, and its changes are logged.
-    fn note_tick(&mut self, now: Time) {
-        let late_by = self
-            .last_tick
-            .map_or(Duration::ZERO, |t| now.since(t).saturating_sub(TICK));
-        self.last_tick = Some(now);
+    /// An alarm handled `late_by` after its deadline: `health::LATE` or more means this node
+    /// is starved or its messages wait (its local health worsens); the score is published for
+    /// the watchers and the API, and its changes are logged.
+    fn note_lateness(&mut self, now: Time, late_by: Duration) {
         self.update_health(now, |h| h.tick(now, late_by));
+    }
+
+    /// The next time anything is due: the core's next deadline or the view's.
+    fn due(&self) -> Time {
+        let core = self.core.next_deadline();
+        self.view_due.map_or(core, |v| v.min(core))
+    }
+
+    /// After each message: what is due already is done now, and the alarm is set for the
+    /// rest (an urgent piece of news goes out without waiting for a tick).
+    async fn rearm(&mut self, myself: &ActorRef<GossipMsg>, now: Time) {
+        for _ in 0..3 {
+            let due = self.due();
+            if due > now {
+                self.alarm.arm(due);
+                return;
+            }
+            self.maintain(now);
+            let outputs = self.core.handle(now, Input::Tick);
+            self.carry_out(myself, now, outputs).await;
+        }
+        tracing::debug!("something is still due after three ticks; looking again shortly");
+        self.alarm.arm(now + MIN_GAP);
     }
 
     fn update_health(&mut self, now: Time, change: impl FnOnce(&mut LocalHealth)) {
@@ -399,35 +419,32 @@ impl GossipState {
         }
     }
 
-    /// Housekeeping on a tick: reap finished join tasks, save the known members' addresses.
+    /// Housekeeping before a tick: reap finished join tasks, and when the view changed, tell
+    /// the election actor and keep the known members' addresses for a restart.
     fn maintain(&mut self, now: Time) {
         while self.joins.try_join_next().is_some() {}
         self.alone.store(
             !self.core.knows_live_member(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let due = match self.view_changed {
-            ViewChange::None => false,
-            ViewChange::State => now >= self.next_view,
-            ViewChange::Members => true,
-        };
-        if due {
-            self.view_changed = ViewChange::None;
+        if self.view_due.is_some_and(|due| now >= due) {
+            self.view_due = None;
             self.next_view = now + VIEW_EVERY;
-            self.election
-                .cast(ElectionMsg::View(self.core.members(now)));
+            let view = self.core.members(now);
+            self.known
+                .set(view.iter().filter(|m| !m.is_self).map(|m| m.addr).collect());
+            self.election.cast(ElectionMsg::View(view));
         }
-        if now >= self.next_save {
-            self.next_save = now + SAVE_KNOWN_EVERY;
-            let known = self
-                .core
-                .members(now)
-                .into_iter()
-                .filter(|m| !m.is_self)
-                .map(|m| m.addr)
-                .collect();
-            self.known.set(known);
-        }
+    }
+
+    /// The view changed: membership changes are told to the election actor soon, changes of
+    /// state alone at most every [`VIEW_EVERY`].
+    fn view_changed(&mut self, now: Time, event: &ClusterEvent) {
+        let due = match event {
+            ClusterEvent::StateChanged { .. } => self.next_view.max(now + VIEW_SOON),
+            _ => now + VIEW_SOON,
+        };
+        self.view_due = Some(self.view_due.map_or(due, |d| d.min(due)));
     }
 
     async fn carry_out(&mut self, myself: &ActorRef<GossipMsg>, now: Time, outputs: Vec<Output>) {
@@ -457,10 +474,7 @@ impl GossipState {
                 Output::Event(event) => {
                     log_event(&event);
                     self.note_dialect(&event);
-                    self.view_changed = self.view_changed.max(match event {
-                        ClusterEvent::StateChanged { .. } => ViewChange::State,
-                        _ => ViewChange::Members,
-                    });
+                    self.view_changed(now, &event);
                     self.events.publish(now, event);
                 }
                 Output::IncarnationChanged(inc) => {
@@ -483,15 +497,6 @@ impl GossipState {
             }
         }
     }
-}
-
-/// What changed in the view since the election actor last saw it; membership changes are
-/// told at once, state changes at most every [`VIEW_EVERY`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum ViewChange {
-    None,
-    State,
-    Members,
 }
 
 /// The transport hands datagrams and join requests to the gossip actor.

@@ -86,9 +86,11 @@ impl Actor for HostProbeActor {
                 }
             }
         };
-        let ticker = sampler
-            .as_ref()
-            .map(|_| ticker(myself.clone(), args.interval, || ProbeMsg::Sample));
+        let ticker = sampler.as_ref().map(|_| {
+            ticker(myself.clone(), args.clock, args.interval, || {
+                ProbeMsg::Sample
+            })
+        });
         let plugins = if args.interval.is_zero() {
             Vec::new()
         } else {

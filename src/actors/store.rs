@@ -116,7 +116,7 @@ impl Actor for StoreActor {
                 args.config.backfill,
             )))
         });
-        let ticker = ticker(myself, TICK, || StoreMsg::Tick);
+        let ticker = ticker(myself, args.clock, TICK, || StoreMsg::Tick);
         let now = args.clock.now();
         Ok(StoreState {
             args,

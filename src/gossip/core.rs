@@ -124,7 +124,8 @@ impl Status {
 
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// Time passes: run due rounds and timers. Call it often (every few tens of ms).
+    /// Time passes: run due rounds and timers. Call it at [`Core::next_deadline`] (calling it
+    /// more often does no harm).
     Tick,
     Datagram {
         from: SocketAddr,
@@ -293,6 +294,10 @@ pub struct Core {
     members: BTreeMap<NodeName, Member>,
     /// suspect -> suspecter -> what the suspecter said.
     suspicions: BTreeMap<NodeName, BTreeMap<NodeName, Sighting>>,
+    /// The earliest a suspect's timeout runs out with enough witnesses: exact after a tick
+    /// (which judges every suspect), only ever earlier between ticks (judging a suspicion as
+    /// it arrives); a suspicion withdrawn meanwhile makes it early, which costs one idle tick.
+    verdict_next: Option<Time>,
     next_round: Time,
     news_round: Option<Time>,
     news: BTreeSet<NodeName>,
@@ -338,6 +343,7 @@ impl Core {
             next_join: None,
             members: BTreeMap::new(),
             suspicions: BTreeMap::new(),
+            verdict_next: None,
             next_round: Time::ZERO,
             news_round: None,
             news: BTreeSet::new(),
@@ -587,6 +593,25 @@ impl Core {
         self.tick(now, out);
     }
 
+    /// When [`Input::Tick`] next has something to do: a join attempt, a round, a news
+    /// exchange, an exchange that went unanswered, or a verdict whose suspicion timeout runs
+    /// out. A time not after `now` means at once. Every input may move it earlier, so a
+    /// driver asks again after each one instead of ticking at a fixed rate.
+    pub fn next_deadline(&self) -> Time {
+        let join = self
+            .next_join
+            .filter(|_| !self.joined && !self.seeds.is_empty());
+        [
+            join,
+            self.news_round,
+            self.awaiting.values().min().copied(),
+            self.verdict_next,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.next_round, Time::min)
+    }
+
     // ----- rounds ---------------------------------------------------------------------------
 
     fn tick(&mut self, now: Time, out: &mut Vec<Output>) {
@@ -605,7 +630,8 @@ impl Core {
                 },
             });
         }
-        if now >= self.next_round {
+        let round = now >= self.next_round;
+        if round {
             self.next_round =
                 now + self.settings.interval.mul_f64(0.9) + self.jitter(self.settings.interval / 5);
             self.gossip_round(now, out);
@@ -632,9 +658,15 @@ impl Core {
             }
         }
         self.relays.retain(|_, r| r.expires > now);
-        let suspected: Vec<NodeName> = self.suspicions.keys().cloned().collect();
-        for node in suspected {
-            self.judge(now, &node, out);
+        // Suspicions are judged as they arrive; the rest is time: every suspect is judged
+        // again when a timeout runs out, and on every round in case the cluster shrank under
+        // one (fewer witnesses are then enough).
+        if round || self.verdict_next.is_some_and(|due| now >= due) {
+            self.verdict_next = None;
+            let suspected: Vec<NodeName> = self.suspicions.keys().cloned().collect();
+            for node in suspected {
+                self.judge(now, &node, out);
+            }
         }
     }
 

@@ -34,6 +34,11 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// How long the indirect probes (and the repeated direct ping) may take.
     pub indirect_timeout: Duration,
+    /// While nothing is amiss, a watcher's wake is put off to the next multiple of this (in
+    /// milliseconds of the clock): every watcher of a node then wakes at the same instants,
+    /// so a node watching hundreds of peers wakes a few times a second instead of once per
+    /// peer and beat. Probes under way keep their exact deadlines.
+    pub wake_grid: Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +50,7 @@ impl Default for Settings {
             first_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(200),
             indirect_timeout: Duration::from_millis(350),
+            wake_grid: Duration::from_millis(50),
         }
     }
 }
@@ -264,7 +270,10 @@ impl PeerWatch {
 
     fn next_deadline(&self, now: Time) -> Option<Time> {
         match self.phase {
-            Phase::Watching => Some((self.last_alive + self.phi.silence_to_threshold()).max(now)),
+            Phase::Watching => Some(on_grid(
+                (self.last_alive + self.phi.silence_to_threshold()).max(now),
+                self.settings.wake_grid,
+            )),
             Phase::Direct { .. } | Phase::Indirect { .. } => self.deadline(),
             Phase::Suspecting => None,
         }
@@ -279,6 +288,15 @@ impl PeerWatch {
             out.push(Output::WakeAt { at, token });
         }
     }
+}
+
+/// `t` put off to the next multiple of `grid` (itself if it is one; `grid` zero: `t`).
+fn on_grid(t: Time, grid: Duration) -> Time {
+    let step = grid.as_millis() as u64;
+    if step == 0 {
+        return t;
+    }
+    Time(t.0.div_ceil(step).saturating_mul(step))
 }
 
 #[cfg(test)]

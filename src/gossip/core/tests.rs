@@ -335,3 +335,72 @@ fn a_lone_node_joins_through_a_discovered_member_and_never_through_itself() {
         "{out:?}"
     );
 }
+
+/// A tick at any time before the core's next deadline has nothing to do.
+fn idle_until_due(c: &mut Core, now: Time) {
+    let due = c.next_deadline();
+    assert!(due > now, "due {due:?} is not after {now:?}");
+    let out = c.handle(now, Input::Tick);
+    assert!(out.is_empty(), "a tick before the deadline did {out:?}");
+    assert_eq!(c.next_deadline(), due);
+}
+
+#[test]
+fn a_core_ticked_only_at_its_deadlines_has_nothing_to_do_in_between_and_urgent_news_is_due_at_once()
+{
+    let mut sim = Sim::cluster(21, 5, Settings::default());
+    let now = sim.now;
+    let interval = Settings::default().interval;
+    let c = &mut sim.nodes[0].core;
+    idle_until_due(c, now);
+    // A round is never further away than its interval.
+    assert!(
+        c.next_deadline() <= now + interval.mul_f64(1.1),
+        "{:?}",
+        c.next_deadline()
+    );
+    // At the deadline something is done, and the next one is later.
+    let due = c.next_deadline();
+    c.handle(due, Input::Tick);
+    assert!(c.next_deadline() > due);
+    // A suspicion of our own is urgent news: due at once, not at the next round.
+    let later = Time(c.next_deadline().0 - 1);
+    let peer = NodeName::from("n3");
+    c.handle(
+        later,
+        Input::Verdict {
+            peer,
+            verdict: watch::Verdict::Suspect,
+        },
+    );
+    assert!(c.next_deadline() <= later, "{:?}", c.next_deadline());
+}
+
+#[test]
+fn a_suspicion_timeout_is_a_deadline_and_the_node_is_down_when_it_runs_out() {
+    let mut sim = Sim::cluster(22, 6, Settings::default());
+    sim.crash(5);
+    let suspected = sim.run_until(sim.now + Duration::from_secs(10), |s| {
+        s.nodes[0].core.status(&NodeName::from("n5")) == Some(Status::Suspect)
+            && s.nodes[0].core.witnesses(&NodeName::from("n5")).len() >= 2
+    });
+    assert!(suspected, "n0 never had two witnesses against n5");
+    let now = sim.now;
+    let c = &mut sim.nodes[0].core;
+    let due = c.next_deadline();
+    assert!(
+        due <= now + Settings::default().suspicion_max,
+        "the verdict is not a deadline: {due:?}"
+    );
+    // Ticks before it leave n5 suspect; the ticks at the deadlines make it down.
+    let mut at = now;
+    for _ in 0..1000 {
+        if c.status(&NodeName::from("n5")) != Some(Status::Suspect) {
+            break;
+        }
+        assert!(at <= now + Settings::default().suspicion_max, "never down");
+        at = c.next_deadline().max(at);
+        c.handle(at, Input::Tick);
+    }
+    assert_eq!(c.status(&NodeName::from("n5")), Some(Status::Down));
+}

@@ -117,7 +117,8 @@ impl Core {
             .unwrap_or_default()
     }
 
-    /// Derives the verdict on `node` from the suspicions of its current life.
+    /// Derives the verdict on `node` from the suspicions of its current life, and notes when
+    /// it is next due (`verdict_next`) if its witnesses are enough and only time is missing.
     pub(super) fn judge(&mut self, now: Time, node: &NodeName, out: &mut Vec<Output>) {
         // A witness's sighting is by its clock: read it on ours.
         let witnesses: Vec<(NodeName, Sighting)> = self
@@ -170,7 +171,9 @@ impl Core {
                 last_heard,
                 witnesses: names,
             }));
-        } else if m.status == Status::Alive {
+            return;
+        }
+        if m.status == Status::Alive {
             m.status = Status::Suspect;
             let incarnation = m.state.incarnation;
             out.push(Output::Event(ClusterEvent::NodeSuspect {
@@ -178,6 +181,10 @@ impl Core {
                 incarnation,
                 by: names,
             }));
+        }
+        if witnesses.len() >= required {
+            let due = since + timeout;
+            self.verdict_next = Some(self.verdict_next.map_or(due, |d| d.min(due)));
         }
     }
 

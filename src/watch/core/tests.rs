@@ -248,3 +248,30 @@ fn a_report_about_a_silent_peer_suspects_it_a_probe_cycle_after_the_report() {
         vec![(10_300, Step::PingIndirect), (10_650, Step::Suspect)]
     );
 }
+
+#[test]
+fn a_watcher_with_nothing_amiss_wakes_on_the_grid_and_a_probe_keeps_its_exact_deadlines() {
+    let mut w = steady(1000, 10_000);
+    let grid = Settings::default().wake_grid.as_millis() as u64;
+    assert!(
+        w.timers.iter().all(|(at, _)| at.0 % grid == 0),
+        "{:?}",
+        w.timers
+    );
+    // Silence: the ping starts on the grid, its timeouts run from it to the millisecond.
+    let seen = run_timers(&mut w, 10_000, 20_000);
+    let (ping_at, _) = seen[0];
+    assert_eq!(t(ping_at).0 % grid, 0, "{seen:?}");
+    assert_eq!(seen[1].0 - ping_at, 200);
+    assert_eq!(seen[2].0 - seen[1].0, 350);
+}
+
+#[test]
+fn a_time_goes_to_the_next_multiple_of_the_grid() {
+    let grid = Duration::from_millis(50);
+    assert_eq!(on_grid(Time(100), grid), Time(100));
+    assert_eq!(on_grid(Time(101), grid), Time(150));
+    assert_eq!(on_grid(Time(149), grid), Time(150));
+    assert_eq!(on_grid(Time(7), Duration::ZERO), Time(7));
+    assert_eq!(on_grid(Time(u64::MAX), grid), Time(u64::MAX));
+}
