@@ -56,8 +56,7 @@ pub fn ticker<M: Message>(
 /// When a ticker started at `now` ticks the second time: on a multiple of `period`, at least
 /// half a period after the first tick.
 fn second_tick(now: Time, period: Duration) -> Time {
-    let step = period.as_millis().max(1) as u64;
-    Time((now.0 + step / 2).div_ceil(step).saturating_mul(step))
+    (now + period / 2).on_grid(period)
 }
 
 /// The one timer of an actor that works by deadlines instead of a fixed tick: the actor

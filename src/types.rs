@@ -104,6 +104,15 @@ impl Time {
     pub fn as_millis(self) -> u64 {
         self.0
     }
+    /// `self` put off to the next multiple of `step` (itself if it is one; a zero `step`:
+    /// itself). Timers rounded so share instants: one wake serves them all.
+    pub fn on_grid(self, step: Duration) -> Time {
+        let step = step.as_millis() as u64;
+        if step == 0 {
+            return self;
+        }
+        Time(self.0.div_ceil(step).saturating_mul(step))
+    }
     /// `self - earlier`, or zero when `earlier` is later.
     pub fn since(self, earlier: Time) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))

@@ -93,3 +93,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_time_goes_to_the_next_multiple_of_the_grid() {
+    let grid = Duration::from_millis(50);
+    assert_eq!(Time(100).on_grid(grid), Time(100));
+    assert_eq!(Time(101).on_grid(grid), Time(150));
+    assert_eq!(Time(149).on_grid(grid), Time(150));
+    assert_eq!(Time(7).on_grid(Duration::ZERO), Time(7));
+    assert_eq!(Time(u64::MAX).on_grid(grid), Time(u64::MAX));
+}

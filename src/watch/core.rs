@@ -270,10 +270,11 @@ impl PeerWatch {
 
     fn next_deadline(&self, now: Time) -> Option<Time> {
         match self.phase {
-            Phase::Watching => Some(on_grid(
-                (self.last_alive + self.phi.silence_to_threshold()).max(now),
-                self.settings.wake_grid,
-            )),
+            Phase::Watching => Some(
+                (self.last_alive + self.phi.silence_to_threshold())
+                    .max(now)
+                    .on_grid(self.settings.wake_grid),
+            ),
             Phase::Direct { .. } | Phase::Indirect { .. } => self.deadline(),
             Phase::Suspecting => None,
         }
@@ -288,15 +289,6 @@ impl PeerWatch {
             out.push(Output::WakeAt { at, token });
         }
     }
-}
-
-/// `t` put off to the next multiple of `grid` (itself if it is one; `grid` zero: `t`).
-fn on_grid(t: Time, grid: Duration) -> Time {
-    let step = grid.as_millis() as u64;
-    if step == 0 {
-        return t;
-    }
-    Time(t.0.div_ceil(step).saturating_mul(step))
 }
 
 #[cfg(test)]

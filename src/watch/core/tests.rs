@@ -265,13 +265,3 @@ fn a_watcher_with_nothing_amiss_wakes_on_the_grid_and_a_probe_keeps_its_exact_de
     assert_eq!(seen[1].0 - ping_at, 200);
     assert_eq!(seen[2].0 - seen[1].0, 350);
 }
-
-#[test]
-fn a_time_goes_to_the_next_multiple_of_the_grid() {
-    let grid = Duration::from_millis(50);
-    assert_eq!(on_grid(Time(100), grid), Time(100));
-    assert_eq!(on_grid(Time(101), grid), Time(150));
-    assert_eq!(on_grid(Time(149), grid), Time(150));
-    assert_eq!(on_grid(Time(7), Duration::ZERO), Time(7));
-    assert_eq!(on_grid(Time(u64::MAX), grid), Time(u64::MAX));
-}
