@@ -1,6 +1,6 @@
 //! Small pieces every actor shell uses and nothing else: helper tasks that die with their
-//! owner ([`AbortOnDrop`]), tickers and alarms, and [`Handle`], the address of a sibling actor that
-//! stays valid when that sibling is restarted.
+//! owner ([`AbortOnDrop`]), tickers and alarms, and [`Handle`], the address of a sibling
+//! actor that stays valid when that sibling is restarted.
 //!
 //! Why a handle and not an `ActorRef`: the node restarts a child that dies, and the new child
 //! has a new ref. Each actor is given, at spawn, exactly the handles of the actors it sends

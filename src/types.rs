@@ -105,7 +105,7 @@ impl Time {
         self.0
     }
     /// `self` put off to the next multiple of `step` (itself if it is one; a zero `step`:
-    /// itself). Timers rounded so share instants: one wake serves them all.
+    /// itself). Timers put on one grid share instants, so one wake serves them all.
     pub fn on_grid(self, step: Duration) -> Time {
         let step = step.as_millis() as u64;
         if step == 0 {

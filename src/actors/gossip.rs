@@ -46,7 +46,8 @@ const MIN_GAP: Duration = Duration::from_millis(10);
 pub enum GossipMsg {
     /// An input for the core as it is: a datagram, a watcher's verdict, a join answer.
     Core(Input),
-    /// The deadline armed for this time has come: tick the core and do the housekeeping.
+    /// The deadline armed for this time has come: how late it is handled is noted, and what
+    /// is due is done as after any message.
     Alarm(Time),
     /// A joiner asks over TCP (from the accept task).
     AnswerJoin {
@@ -268,10 +269,10 @@ impl Actor for GossipActor {
         let now = state.clock.now();
         let outputs = match msg {
             GossipMsg::Core(input) => state.core.handle(now, input),
+            // What is due is done by `rearm` below, with whatever else is due by now.
             GossipMsg::Alarm(at) => {
                 state.note_lateness(now, now.since(at));
-                state.maintain(now);
-                state.core.handle(now, Input::Tick)
+                Vec::new()
             }
             GossipMsg::AnswerJoin {
                 name,
