@@ -2,7 +2,8 @@
 //! 5-second host metrics) and the time for one changed key to reach 99 % of the nodes.
 //!
 //! `cargo run --release --example simbench -- [--seed N] [--sizes 128,1000] [--seconds S]
-//! [--digest-budget BYTES] [--fanout N]` (`SIMBENCH_DETECTION=1`: kill → down instead;
+//! [--digest-budget BYTES] [--fanout N] [--interval-ms N] [--phi X] [--kills N] [--loss P] [--profile lean]`
+//! (`--profile` first: it sets every setting the other flags change) (`SIMBENCH_DETECTION=1`: kill → down instead;
 //! `SIMBENCH_BREAKDOWN=1`: bytes by kind of message on stderr). Sealed figures add the sealed
 //! frame's fixed overhead to every datagram.
 
@@ -15,6 +16,9 @@ struct Args {
     seed: u64,
     sizes: Vec<usize>,
     seconds: u64,
+    /// Kills per size for `SIMBENCH_DETECTION`, and the loss on every link then.
+    kills: usize,
+    loss: f64,
     /// The gossip settings, defaults unless a flag changes one (to try a profile).
     settings: Settings,
 }
@@ -24,6 +28,8 @@ fn args() -> Args {
         seed: 42,
         sizes: vec![128, 1000],
         seconds: 30,
+        kills: 20,
+        loss: 0.0,
         settings: Settings::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -38,10 +44,26 @@ fn args() -> Args {
                     .collect()
             }
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            "--kills" => a.kills = value.parse().expect("--kills N"),
+            "--loss" => a.loss = value.parse().expect("--loss 0.1"),
             "--digest-budget" => {
                 a.settings.digest_budget = value.parse().expect("--digest-budget BYTES")
             }
             "--fanout" => a.settings.fanout = value.parse().expect("--fanout N"),
+            "--phi" => a.settings.watch.phi_threshold = value.parse().expect("--phi X"),
+            "--profile" => {
+                let profile =
+                    nbwatch::gossip::Profile::parse(&value).expect("--profile default|lean");
+                a.settings = profile.settings(profile.interval());
+            }
+            "--interval-ms" => {
+                let ms = value.parse().expect("--interval-ms N");
+                let mut s = Settings::with_interval(Duration::from_millis(ms));
+                s.digest_budget = a.settings.digest_budget;
+                s.fanout = a.settings.fanout;
+                s.watch.phi_threshold = a.settings.watch.phi_threshold;
+                a.settings = s;
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -78,6 +100,10 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> (f64
     let n = sim.nodes.len();
     let before = sim.bytes_sent();
     let datagrams_before: u64 = sim.nodes.iter().map(|n| n.datagrams_sent).sum();
+    let breakdown = std::env::var("SIMBENCH_BREAKDOWN").is_ok();
+    if breakdown {
+        sim.tally = Some(Default::default());
+    }
     let start = sim.now;
     let mut round = 0;
     while sim.now.since(start) < Duration::from_secs(seconds) {
@@ -90,7 +116,14 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> (f64
     let after = sim.bytes_sent();
     let elapsed = sim.now.since(start).as_secs_f64();
     let total: u64 = before.iter().zip(&after).map(|(a, b)| b - a).sum();
-    if std::env::var("SIMBENCH_BREAKDOWN").is_ok() {
+    if let Some(tally) = sim.tally.take() {
+        let secs = sim.now.since(start).as_secs_f64() * n as f64;
+        let per: Vec<String> = (tally.iter())
+            .map(|(kind, count)| format!("{kind} {:.2}", *count as f64 / secs))
+            .collect();
+        eprintln!("datagrams/s per node by kind: {}", per.join(", "));
+    }
+    if breakdown {
         let mut k = [0u64; 6];
         for node in &sim.nodes {
             let st = node.core.stats();
@@ -174,10 +207,20 @@ fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {
     )
 }
 
-/// Kill → every survivor says down, in virtual time: p50, p99 over `kills` crashes.
-fn detection(seed: u64, n: usize, kills: usize, settings: &Settings) -> (Duration, Duration) {
+/// Kill → every survivor says down, in virtual time, under `loss` on every link: p50, p99
+/// over `kills` crashes, and how many times a node was declared down while it ran.
+fn detection(
+    seed: u64,
+    n: usize,
+    kills: usize,
+    loss: f64,
+    settings: &Settings,
+) -> (Duration, Duration, usize) {
     let mut sim = Sim::cluster(seed, n, settings.clone());
+    sim.loss = loss;
     let mut times = Vec::new();
+    // Per node, the spans it was dead: a down event outside them is a false one.
+    let mut dead: Vec<Vec<(Time, Time)>> = vec![Vec::new(); n];
     for _ in 0..kills {
         sim.run_for(Duration::from_secs(5));
         let victim = 1 + sim.random_index(n - 1);
@@ -188,6 +231,7 @@ fn detection(seed: u64, n: usize, kills: usize, settings: &Settings) -> (Duratio
         });
         assert!(ok, "seed {seed}: no detection in 30 s");
         times.push(sim.now.since(at));
+        dead[victim].push((at, sim.now + Duration::from_secs(1)));
         sim.restart(victim, 0);
         let back = sim.now + Duration::from_secs(30);
         assert!(
@@ -195,20 +239,31 @@ fn detection(seed: u64, n: usize, kills: usize, settings: &Settings) -> (Duratio
             "seed {seed}: no rejoin"
         );
     }
+    sim.run_for(Duration::from_secs(5));
+    let false_downs = (0..n)
+        .map(|i| {
+            (sim.down_events(i).iter())
+                .filter(|(_, at, ..)| !dead[i].iter().any(|(a, b)| a <= at && at <= b))
+                .count()
+        })
+        .sum();
     times.sort();
     let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
-    (times[times.len() / 2], p99)
+    (times[times.len() / 2], p99, false_downs)
 }
 
 fn main() {
     let a = args();
     if std::env::var("SIMBENCH_DETECTION").is_ok() {
-        println!("| N | detection p50 | detection p99 (virtual time, 20 kills) |");
-        println!("|---|---|---|");
+        println!(
+            "| N | detection p50 | detection p99 (virtual time, {} kills, loss {}) | false downs |",
+            a.kills, a.loss
+        );
+        println!("|---|---|---|---|");
         for &n in &a.sizes {
-            let (p50, p99) = detection(a.seed, n, 20, &a.settings);
+            let (p50, p99, false_downs) = detection(a.seed, n, a.kills, a.loss, &a.settings);
             println!(
-                "| {n} | {:.2} s | {:.2} s |",
+                "| {n} | {:.2} s | {:.2} s | {false_downs} |",
                 p50.as_secs_f64(),
                 p99.as_secs_f64()
             );
@@ -216,8 +271,12 @@ fn main() {
         return;
     }
     println!(
-        "simulator, seed {}, latency 0.2-5 ms, no loss, default settings",
-        a.seed
+        "simulator, seed {}, latency 0.2-5 ms, no loss, interval {:?}, fanout {}, digest budget {}, phi {}",
+        a.seed,
+        a.settings.interval,
+        a.settings.fanout,
+        a.settings.digest_budget,
+        a.settings.watch.phi_threshold
     );
     println!(
         "| N | bytes/s per node, liveness only (sealed) | datagrams/s | bytes/s per node, 5 s metrics (sealed) | datagrams/s | key to 99 % p50 | key to 99 % max |"

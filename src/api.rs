@@ -91,6 +91,7 @@ pub fn router(parts: NodeParts) -> axum::Router {
         clock: parts.clock,
         patience: parts.patience,
         data_dir: parts.data_dir,
+        pace: parts.pace,
         authority: parts.authority,
     })
     .layer(axum::middleware::from_fn(body::read_whole))

@@ -97,6 +97,9 @@ pub struct GossipConfig {
     pub advertise: Option<SocketAddr>,
     /// Names are resolved at load; empty means a new cluster.
     pub seeds: Vec<SocketAddr>,
+    /// `gossip.profile`: the protocol's settings by one word.
+    pub profile: crate::gossip::Profile,
+    /// Unset, the profile's interval.
     pub interval: Duration,
     /// The cluster key. Unset, gossip is still sealed, with the key the node keeps in its
     /// data dir (see [`Config::gossip_key`]).
@@ -406,7 +409,8 @@ impl Default for GossipConfig {
             listen: DEFAULT_PLAINTEXT_GOSSIP_LISTEN,
             advertise: None,
             seeds: Vec::new(),
-            interval: Duration::from_secs(1),
+            profile: crate::gossip::Profile::Default,
+            interval: crate::gossip::Profile::Default.interval(),
             key_file: None,
             insecure: false,
             cluster: crate::secure::DEFAULT_CLUSTER.to_string(),

@@ -118,6 +118,9 @@ pub struct NodeParts {
     /// This node's local health: a late node answers from the last published view.
     pub patience: crate::watch::Patience,
     pub data_dir: std::path::PathBuf,
+    /// The gossip interval and fanout (of `gossip.profile` and `gossip.interval`): the
+    /// reachability window follows them.
+    pub pace: (std::time::Duration, usize),
     /// The bearer token changes need.
     pub token: Arc<String>,
     /// Whose directives this node obeys; seals what its API issues to other hosts.

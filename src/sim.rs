@@ -11,7 +11,7 @@ use crate::gossip::KvError;
 use crate::gossip::core::{Core, Input, Output, Settings, Status};
 use crate::types::{Incarnation, NodeName, Time};
 use crate::watch::{self, PeerWatch, Prober};
-use crate::wire::{self, Envelope, Frame};
+use crate::wire::{self, Envelope, Frame, Message};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -98,6 +98,9 @@ pub struct Sim {
     /// Events not kept (state changes are many).
     pub keep_state_events: bool,
     hung_wakes: Vec<(usize, NodeName, watch::TimerToken)>,
+    /// When set, datagrams sent are counted by kind of message (`Ping`, `Syn`...), for the
+    /// benchmarks' breakdown (decoding every datagram once more costs time).
+    pub tally: Option<BTreeMap<String, u64>>,
     /// Watchers made so far: each numbers its timer tokens from its own base.
     watcher_lives: u64,
 }
@@ -120,6 +123,7 @@ impl Sim {
             trace_prefix: None,
             keep_state_events: false,
             hung_wakes: Vec::new(),
+            tally: None,
             watcher_lives: 0,
         }
     }
@@ -395,6 +399,18 @@ impl Sim {
     fn transmit(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
         self.nodes[i].bytes_sent += bytes.len() as u64;
         self.nodes[i].datagrams_sent += 1;
+        if let Some(tally) = &mut self.tally {
+            let kind = match wire::decode(&bytes).map(|env| env.msg) {
+                Ok(Message::Syn { news: true, .. }) => "news".to_string(),
+                Ok(msg) => format!("{msg:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("?")
+                    .to_string(),
+                Err(_) => "undecodable".to_string(),
+            };
+            *tally.entry(kind).or_default() += 1;
+        }
         let Some(&j) = self.by_addr.get(&to) else {
             return;
         };

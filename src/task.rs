@@ -53,6 +53,23 @@ pub fn ticker<M: Message>(
     }))
 }
 
+/// Casts `msg()` to `actor` each time `rx` sees a new value (values that come faster than
+/// the task runs are seen once, as the latest), until the actor or the sender is gone or the
+/// returned handle is dropped.
+pub fn on_change<T: Send + Sync + 'static, M: Message>(
+    mut rx: tokio::sync::watch::Receiver<T>,
+    actor: ActorRef<M>,
+    msg: impl Fn() -> M + Send + 'static,
+) -> AbortOnDrop<()> {
+    AbortOnDrop(tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            if actor.cast(msg()).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
 /// When a ticker started at `now` ticks the second time: on a multiple of `period`, at least
 /// half a period after the first tick.
 fn second_tick(now: Time, period: Duration) -> Time {
@@ -284,6 +301,26 @@ mod tests {
         assert!(
             ticks[3] >= second_tick(started, Duration::from_millis(20)) + Duration::from_millis(40)
         );
+        actor.stop(None);
+        handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_change_is_cast_each_time_the_value_changes_and_not_before() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (actor, handle) = Actor::spawn(None, Recorder, tx).await.unwrap();
+        let (values, watched) = tokio::sync::watch::channel(0u64);
+        let _task = on_change(watched, actor.clone(), || Time(7));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), rx.recv())
+                .await
+                .is_err(),
+            "cast before any change"
+        );
+        values.send(1).unwrap();
+        assert_eq!(next(&mut rx).await, Some(Time(7)));
+        values.send(2).unwrap();
+        assert_eq!(next(&mut rx).await, Some(Time(7)));
         actor.stop(None);
         handle.await.unwrap();
     }

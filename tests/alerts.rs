@@ -320,6 +320,58 @@ fn a_leader_that_dies_right_after_claiming_is_replaced_and_the_incident_still_se
 }
 
 #[test]
+fn a_claim_is_due_when_its_settle_time_runs_out_and_is_delivered_at_that_deadline() {
+    for seed in seeds(&[14]) {
+        let mut s = AlertSim::new(seed, 6);
+        s.run_for(Duration::from_secs(3));
+        assert_eq!(s.cores[0].next_deadline(), None, "no claim yet");
+        s.sim.crash(4);
+        let deadline = s.sim.now + DETECT;
+        // Step n0's core alone, on each 10 ms of virtual time, until it claims.
+        let claimed_at = loop {
+            assert!(s.sim.now < deadline, "n0 never claimed: {}", s.explain());
+            s.sim.run_for(Duration::from_millis(10));
+            let now = s.sim.now;
+            let view = ViewSnapshot::new(s.sim.nodes[0].core.members(now));
+            let outs = s.cores[0].tick(now, &view);
+            let claims = outs.iter().any(|o| matches!(o, AlertOutput::Set { key, .. } if key.starts_with("alert.node_down:n4:")));
+            s.apply(0, outs);
+            if claims {
+                break now;
+            }
+        };
+        let due = s.cores[0].next_deadline().expect("a claim waits");
+        assert_eq!(due, claimed_at + DEFAULT_SETTLE);
+        // A tick just before the deadline delivers nothing; one at the deadline delivers.
+        s.sim.run_until_time(Time(due.0 - 1));
+        let now = s.sim.now;
+        let early = s.cores[0].tick(now, &ViewSnapshot::new(s.sim.nodes[0].core.members(now)));
+        assert!(
+            !early
+                .iter()
+                .any(|o| matches!(o, AlertOutput::Deliver { .. })),
+            "{early:?}"
+        );
+        s.apply(0, early);
+        s.sim.run_until_time(due);
+        let now = s.sim.now;
+        let outs = s.cores[0].tick(now, &ViewSnapshot::new(s.sim.nodes[0].core.members(now)));
+        assert!(
+            outs.iter().any(
+                |o| matches!(o, AlertOutput::Deliver { id, .. } if id.starts_with("node_down:n4:"))
+            ),
+            "nothing delivered at the deadline: {outs:?}"
+        );
+        s.apply(0, outs);
+        assert_eq!(
+            s.cores[0].next_deadline(),
+            None,
+            "the claim became a delivery"
+        );
+    }
+}
+
+#[test]
 fn a_partition_sends_one_alert_per_side_and_nothing_again_after_the_heal() {
     for seed in seeds(&[11, 12, 13]) {
         let n = 9;

@@ -27,7 +27,18 @@ fn secs(s: u64) -> Duration {
 /// Crashes `victims` one after another under `loss` and checks each is down everywhere within
 /// the bound, that `last_heard` is no later than the crash, and that no live node went down.
 fn crash_scenario(seed: u64, n: usize, loss: f64, victims: usize) {
-    let mut sim = Sim::cluster(seed, n, Settings::default());
+    crash_scenario_with(seed, n, loss, victims, Settings::default(), DETECTION_BOUND);
+}
+
+fn crash_scenario_with(
+    seed: u64,
+    n: usize,
+    loss: f64,
+    victims: usize,
+    settings: Settings,
+    bound: Duration,
+) {
+    let mut sim = Sim::cluster(seed, n, settings);
     sim.loss = loss;
     sim.run_for(secs(10));
     let mut crashed = Vec::new();
@@ -41,12 +52,10 @@ fn crash_scenario(seed: u64, n: usize, loss: f64, victims: usize) {
         let at = sim.now;
         sim.crash(victim);
         crashed.push(victim);
-        let ok = sim.run_until(at + DETECTION_BOUND, |s| {
-            s.all_see(victim, Status::Down, None)
-        });
+        let ok = sim.run_until(at + bound, |s| s.all_see(victim, Status::Down, None));
         assert!(
             ok,
-            "seed {seed}: n{victim} crashed at loss {loss} was not down everywhere within {DETECTION_BOUND:?}"
+            "seed {seed}: n{victim} crashed at loss {loss} was not down everywhere within {bound:?}"
         );
         for (by, _, _, last_heard) in sim.down_events(victim) {
             assert!(
@@ -77,6 +86,40 @@ fn crash_scenario(seed: u64, n: usize, loss: f64, victims: usize) {
 fn every_crashed_node_is_down_at_every_live_node_within_the_bound_at_256_nodes() {
     for seed in seeds() {
         crash_scenario(seed, 256, 0.05, 3);
+    }
+}
+
+/// The lean profile's stated bound: it contacts fewer members less often, so a crash waits
+/// longer for its first witness.
+const LEAN_DETECTION_BOUND: Duration = Duration::from_secs(15);
+
+#[test]
+fn the_lean_profile_detects_crashes_without_false_downs_and_sends_a_fraction_of_the_bytes() {
+    let lean = nbwatch::gossip::Profile::Lean;
+    for seed in seeds() {
+        crash_scenario_with(
+            seed,
+            64,
+            0.10,
+            3,
+            lean.settings(lean.interval()),
+            LEAN_DETECTION_BOUND,
+        );
+        let bytes = |settings: Settings| {
+            let mut sim = Sim::cluster(seed, 64, settings);
+            sim.run_for(secs(10));
+            let before: u64 = sim.bytes_sent().iter().sum();
+            sim.run_for(secs(60));
+            sim.bytes_sent().iter().sum::<u64>() - before
+        };
+        let (default, lean) = (
+            bytes(Settings::default()),
+            bytes(lean.settings(lean.interval())),
+        );
+        assert!(
+            lean * 3 < default,
+            "seed {seed}: lean sent {lean} bytes in a minute, the default profile {default}"
+        );
     }
 }
 

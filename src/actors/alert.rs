@@ -1,7 +1,10 @@
-//! `AlertActor`: the alert protocol of a running node. Every [`TICK`] it steps the
-//! [`AlertCore`] with the latest view snapshot the election actor published (the core's
-//! settle times run even when nothing changes), writes the core's keys into the node's
-//! gossiped state and delivers its alerts to the sinks on tasks of their own.
+//! `AlertActor`: the alert protocol of a running node. It steps the [`AlertCore`] with the
+//! latest view snapshot the election actor published each time a new one comes, when the
+//! settle time of one of its claims runs out (the core's `next_deadline`), and every
+//! [`TICK`] for what is counted in seconds or minutes; it writes the core's keys into the
+//! node's gossiped state and delivers its alerts to the sinks on tasks of their own. So a
+//! `node_down` is claimed as soon as the view says so, and sent as soon as the settle time
+//! allows.
 //!
 //! The ids known to be sent are kept in `<data_dir>/alerts-sent.json`, so a restarted node
 //! neither re-sends nor lets others re-send.
@@ -24,7 +27,7 @@ use crate::control::settings::Applied;
 use crate::events::{AlertSentEvent, EventLog, NodeEvent, SinkResult};
 use crate::sinks::deliver_all;
 use crate::statefile;
-use crate::task::{AbortOnDrop, Handle, ticker};
+use crate::task::{AbortOnDrop, Alarm, Handle, on_change, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
@@ -32,8 +35,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const SENT_FILE: &str = statefile::ALERTS_SENT;
-/// How often the core is stepped.
-pub const TICK: Duration = Duration::from_millis(200);
+/// How often the core is stepped when no new view and no deadline has stepped it.
+pub const TICK: Duration = Duration::from_secs(1);
 /// How often the sinks' readiness is looked at again.
 pub const READY_EVERY: Duration = Duration::from_secs(10);
 
@@ -73,7 +76,10 @@ pub struct AlertState {
     /// Sinks ready at the last look, and when that was.
     ready: usize,
     looked: std::time::Instant,
+    /// Armed at the core's next deadline after each step.
+    alarm: Alarm,
     _ticker: AbortOnDrop<()>,
+    _on_view: AbortOnDrop<()>,
 }
 
 /// Why each of `sinks` that cannot deliver now cannot, by its number (1-based); the others
@@ -210,6 +216,8 @@ impl Actor for AlertActor {
             key: crate::keys::SINKS_KEY.to_string(),
             value: (ready > 0).then(|| ready.to_string()),
         });
+        let alarm = Alarm::new(myself.clone(), args.clock, |_| AlertMsg::Tick);
+        let on_view = on_change(args.view.clone(), myself.clone(), || AlertMsg::Tick);
         let ticker = ticker(myself, args.clock, TICK, || AlertMsg::Tick);
         Ok(AlertState {
             args,
@@ -218,7 +226,9 @@ impl Actor for AlertActor {
             sinks,
             ready,
             looked: std::time::Instant::now(),
+            alarm,
             _ticker: ticker,
+            _on_view: on_view,
         })
     }
 
@@ -258,6 +268,9 @@ impl Actor for AlertActor {
                 let view = state.args.view.borrow().clone();
                 let outputs = state.core.tick(now, &view);
                 state.carry_out(&myself, outputs);
+                if let Some(at) = state.core.next_deadline() {
+                    state.alarm.arm(at);
+                }
             }
             AlertMsg::Delivered { id, alert, results } => {
                 let outputs = state.core.delivered(now, &id, &alert, &results);

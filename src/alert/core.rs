@@ -238,6 +238,18 @@ impl AlertCore {
     }
 
     /// Steps the protocol with this node's latest view and its leader.
+    /// When the settle time of a claim of this node runs out next (`None`: no claim waits).
+    /// Everything else the core does on time is counted in seconds or minutes, so a shell
+    /// that ticks it at this deadline, on each new view and now and then has it on time.
+    pub fn next_deadline(&self) -> Option<Time> {
+        (self.mine.values())
+            .filter_map(|m| match m {
+                Mine::Claimed { at } => Some(*at + self.settle),
+                _ => None,
+            })
+            .min()
+    }
+
     pub fn tick(&mut self, now: Time, snapshot: &ViewSnapshot) -> Vec<AlertOutput> {
         let view = &snapshot.members[..];
         let mut out = Vec::new();

@@ -82,6 +82,6 @@ async fn overview(State(ctx): State<Ctx>) -> Answer {
         "alerts": json::alerts(&views),
         "incidents": json::open_incidents(&views, now),
         "silences": json::silences(&views, &ctx.authority.trust, now),
-        "reachability": super::reach::reachability(&views),
+        "reachability": super::reach::reachability(&views, ctx.pace),
     })))
 }

@@ -63,14 +63,17 @@ pub(super) async fn report(
 
 /// `GET /api/v1/reachability`.
 pub(super) async fn matrix(State(ctx): State<Ctx>) -> Answer {
-    Ok(axum::Json(reachability(&views(&ctx).await?)))
+    Ok(axum::Json(reachability(&views(&ctx).await?, ctx.pace)))
 }
 
 /// `{"window_s", "nodes": [live members], "rows": [{"node", "known", "hears": [...],
 /// "unheard": [...], "more"}]}`: one row per live member, from its `unheard`; `known` is
 /// false for a member that does not say (a build before it), whose row is empty. `window_s`
-/// is the window at this cluster's size with the default gossip settings.
-pub fn reachability(views: &[MemberView]) -> Value {
+/// is the window at this cluster's size with this node's gossip interval and fanout (`pace`).
+pub fn reachability(
+    views: &[MemberView],
+    (interval, fanout): (std::time::Duration, usize),
+) -> Value {
     let live: Vec<&MemberView> = views.iter().filter(|m| is_live(m)).collect();
     let names: Vec<&str> = live.iter().map(|m| m.name.as_str()).collect();
     let rows: Vec<Value> = live
@@ -91,8 +94,8 @@ pub fn reachability(views: &[MemberView]) -> Value {
     json!({
         "window_s": crate::gossip::core::reach::window(
             names.len().saturating_sub(1),
-            crate::gossip::Settings::default().interval,
-            crate::gossip::Settings::default().fanout,
+            interval,
+            fanout,
         )
         .as_secs(),
         "nodes": names,

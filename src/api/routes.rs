@@ -44,6 +44,8 @@ pub(super) struct Ctx {
     /// This node's local health (see `watch::health`).
     pub patience: crate::watch::Patience,
     pub data_dir: std::path::PathBuf,
+    /// The gossip interval and fanout (see `NodeParts::pace`).
+    pub pace: (std::time::Duration, usize),
     /// Whose directives this node obeys; seals what it issues to other hosts.
     pub authority: std::sync::Arc<crate::secure::directive::Authority>,
 }

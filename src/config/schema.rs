@@ -10,6 +10,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "listen",
             "advertise",
             "seeds",
+            "profile",
             "interval",
             "key_file",
             "insecure",

@@ -7,6 +7,7 @@ use super::{
     GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, SinkSpec, StoreConfig,
     SupervisionConfig, schema, sinks,
 };
+use crate::gossip::Profile;
 use crate::types::NodeName;
 use config::{Environment, File, FileFormat, Value, ValueKind};
 use std::path::{Path, PathBuf};
@@ -257,12 +258,22 @@ fn node(w: &mut Walker, s: &Sections<'_>) -> NodeConfig {
 
 fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig {
     let d = GossipConfig::default();
+    let profile = read(w, s, "gossip", "profile", d.profile, |w, v, key| {
+        let word = w.string(v, key)?;
+        let profile = Profile::parse(&word);
+        if profile.is_none() {
+            let names = Profile::NAMES.map(|n| format!("\"{n}\"")).join(" or ");
+            let message = format!("{word:?} is not a gossip profile ({names})");
+            w.problem(v, key, ProblemKind::BadValue, message);
+        }
+        profile
+    });
     let interval = read(
         w,
         s,
         "gossip",
         "interval",
-        d.interval,
+        profile.interval(),
         Walker::bounded_duration,
     );
     let key_file = read(w, s, "gossip", "key_file", None, |w, v, key| {
@@ -346,6 +357,7 @@ fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig
             optional(w, v, key, Walker::socket_addr)
         }),
         seeds: read(w, s, "gossip", "seeds", d.seeds, Walker::socket_addrs),
+        profile,
         interval,
         key_file,
         insecure,

@@ -344,6 +344,39 @@ command = []
 }
 
 #[test]
+fn the_lean_profile_sets_its_own_interval_unless_one_is_given() {
+    let (_f, result) = load_text("[gossip]\nprofile = \"lean\"\n", &[]);
+    let config = result.expect("lean loads");
+    assert_eq!(config.gossip.profile, crate::gossip::Profile::Lean);
+    assert_eq!(config.gossip.interval, Duration::from_secs(2));
+    let settings = config.gossip.profile.settings(config.gossip.interval);
+    assert_eq!((settings.fanout, settings.watch.phi_threshold), (1, 8.0));
+    let (_f, result) = load_text("[gossip]\nprofile = \"lean\"\ninterval = \"3s\"\n", &[]);
+    assert_eq!(
+        result.expect("loads").gossip.interval,
+        Duration::from_secs(3)
+    );
+    let (_f, result) = load_text("", &[("NBWATCH_GOSSIP__PROFILE", "default")]);
+    let config = result.expect("default loads");
+    assert_eq!(config.gossip.profile, crate::gossip::Profile::Default);
+    assert_eq!(config.gossip.interval, Duration::from_secs(1));
+}
+
+#[test]
+fn an_unknown_profile_names_the_known_ones() {
+    let (_f, result) = load_text("[gossip]\nprofile = \"thin\"\n", &[]);
+    let problem = only_problem(result);
+    assert_eq!(problem.key, "gossip.profile");
+    assert_eq!(problem.kind, ProblemKind::BadValue);
+    assert!(
+        problem
+            .message
+            .contains("\"thin\" is not a gossip profile (\"default\" or \"lean\")"),
+        "{problem:?}"
+    );
+}
+
+#[test]
 fn a_bad_duration_quotes_the_value_and_the_expected_form() {
     let (file, result) = load_text("[alerts]\nflap_window = \"10 mins please\"\n", &[]);
     let problem = only_problem(result);

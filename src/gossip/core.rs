@@ -79,7 +79,7 @@ impl Settings {
             news_fanout: 2,
             news_delay: interval / 40,
             answer_timeout: Duration::from_millis(250),
-            digest_budget: 400,
+            digest_budget: 200,
             indirect_probes: 3,
             expected_witnesses: 3,
             suspicion_min: Duration::from_millis(500),
@@ -95,6 +95,57 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings::with_interval(Duration::from_secs(1))
+    }
+}
+
+/// A set of gossip settings named by one word (`gossip.profile`).
+///
+/// * `default`: a round a second to two members with a digest of up to 200 bytes; a watcher
+///   probes its peer when phi reaches 3.
+/// * `lean`: for links where bytes cost more than seconds of detection. A round every two
+///   seconds to one member, the same digest, and a watcher probes only when phi reaches 8:
+///   about a sixth of the bytes, detection a second or so later (BENCHMARKS.md, "Profiles").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    #[default]
+    Default,
+    Lean,
+}
+
+impl Profile {
+    pub const NAMES: [&str; 2] = ["default", "lean"];
+
+    pub fn parse(word: &str) -> Option<Profile> {
+        match word {
+            "default" => Some(Profile::Default),
+            "lean" => Some(Profile::Lean),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Lean => "lean",
+        }
+    }
+
+    /// The gossip interval where `gossip.interval` is not set.
+    pub fn interval(self) -> Duration {
+        match self {
+            Profile::Default => Duration::from_secs(1),
+            Profile::Lean => Duration::from_secs(2),
+        }
+    }
+
+    /// The settings of this profile with rounds every `interval`.
+    pub fn settings(self, interval: Duration) -> Settings {
+        let mut s = Settings::with_interval(interval);
+        if self == Profile::Lean {
+            s.fanout = 1;
+            s.watch.phi_threshold = 8.0;
+        }
+        s
     }
 }
 

@@ -201,7 +201,8 @@ impl Actor for NodeActor {
         myself: ActorRef<NodeMsg>,
         args: NodeArgs,
     ) -> Result<NodeState, ActorProcessingErr> {
-        let settings = Settings::with_interval(args.config.gossip.interval);
+        let gossip = &args.config.gossip;
+        let settings = gossip.profile.settings(gossip.interval);
         let mut state = NodeState {
             args,
             settings,
@@ -507,6 +508,7 @@ impl NodeState {
                         clock,
                         patience: w.patience.clone(),
                         data_dir: self.args.config.node.data_dir.clone(),
+                        pace: (self.settings.interval, self.settings.fanout),
                         token: self.args.token.clone(),
                         authority: self.args.authority.clone(),
                         api_addr,

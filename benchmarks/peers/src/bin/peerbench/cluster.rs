@@ -113,6 +113,8 @@ pub struct Launcher {
     pub cluster_size: usize,
     /// nbwatch: the cluster key file every node's gossip is sealed with.
     pub key_file: Option<PathBuf>,
+    /// nbwatch: `gossip.profile`.
+    pub profile: String,
     /// How often nbwatch pollers ask for /members.
     pub poll_every: Duration,
     /// While set, nbwatch pollers send nothing (`overload` keeps its own requests out of the
@@ -157,6 +159,7 @@ impl Launcher {
                     self.metrics_interval,
                     api,
                     self.key_file.as_deref(),
+                    &self.profile,
                 )?;
                 let out_log = std::fs::OpenOptions::new()
                     .create(true)

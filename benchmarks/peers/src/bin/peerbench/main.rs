@@ -38,6 +38,8 @@ pub struct Opts {
     /// nbwatch only: gossip without a key, sealed with one (`nbwatch keygen`), or one
     /// after the other in the same run.
     key: KeyMode,
+    /// nbwatch only: `gossip.profile` ("default" or "lean").
+    profile: String,
     /// overload: busy-loop processes during the window.
     hogs: usize,
     /// overload, nbwatch only: API requests per second in total during the window.
@@ -67,7 +69,7 @@ fn parse() -> anyhow::Result<Opts> {
             "usage: peerbench detection|bandwidth|rss|overload --system nbwatch|chitchat|foca \
              --n N [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] \
              [--seconds S] [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR] \
-             [--key off|on|both] [--hogs H] [--poll-rate R] [--poll-threads T] \
+             [--key off|on|both] [--profile default|lean] [--hogs H] [--poll-rate R] [--poll-threads T] \
              [--converge-timeout S] [--recover-timeout S]"
         );
     }
@@ -89,6 +91,7 @@ fn parse() -> anyhow::Result<Opts> {
         nbwatch_bin: PathBuf::from("../../target/release/nbwatch"),
         bin_dir: exe_dir,
         key: KeyMode::Off,
+        profile: "default".to_string(),
         hogs: 0,
         poll_rate: 0,
         poll_threads: 8,
@@ -112,6 +115,7 @@ fn parse() -> anyhow::Result<Opts> {
             "--timeout" => o.timeout = value.parse()?,
             "--nbwatch-bin" => o.nbwatch_bin = value.into(),
             "--bin-dir" => o.bin_dir = value.into(),
+            "--profile" => o.profile = value,
             "--hogs" => o.hogs = value.parse()?,
             "--poll-rate" => o.poll_rate = value.parse()?,
             "--poll-threads" => o.poll_threads = value.parse()?,
@@ -132,6 +136,10 @@ fn parse() -> anyhow::Result<Opts> {
     anyhow::ensure!(
         o.key == KeyMode::Off || (o.system == System::Nbwatch && o.command != "detection"),
         "--key is for nbwatch bandwidth and rss runs"
+    );
+    anyhow::ensure!(
+        o.profile == "default" || o.system == System::Nbwatch,
+        "--profile is nbwatch's gossip.profile"
     );
     anyhow::ensure!(o.n >= 2, "--n must be at least 2");
     anyhow::ensure!(
@@ -209,6 +217,7 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
     };
     let launcher = Launcher {
         key_file,
+        profile: o.profile.clone(),
         system: o.system,
         bin_dir: o.bin_dir.clone(),
         nbwatch_bin: o.nbwatch_bin.clone(),
@@ -237,14 +246,24 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
 /// Set when a run completed but something in it failed (its logs are kept).
 static KEEP_RUN_DIR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// ` profile=lean` for an nbwatch run with a gossip profile other than the default.
+fn profile_note(o: &Opts) -> String {
+    if o.profile == "default" {
+        String::new()
+    } else {
+        format!(" profile={}", o.profile)
+    }
+}
+
 fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     println!(
-        "# detection: system={} n={} kills={} seed={} settle={} s",
+        "# detection: system={} n={} kills={} seed={} settle={} s{}",
         o.system.label(),
         o.n,
         o.kills,
         o.seed,
-        o.settle
+        o.settle,
+        profile_note(o)
     );
     let mut rng = StdRng::seed_from_u64(o.seed);
     let timeout = Duration::from_secs(o.timeout);
@@ -481,8 +500,11 @@ fn steady(cluster: Cluster, o: &Opts, keyed: bool) -> anyhow::Result<()> {
         (system, _) => system.label(),
     };
     println!(
-        "# {}: system={label} n={} metrics={metrics} window={} s still converged={whole}",
-        o.command, o.n, o.seconds
+        "# {}: system={label} n={} metrics={metrics} window={} s still converged={whole}{}",
+        o.command,
+        o.n,
+        o.seconds,
+        profile_note(o)
     );
     println!(
         "| system | N | metrics | bytes/s sent per node | datagrams/s per node | RSS per node | CPU per node (% of one core) | window |"

@@ -25,6 +25,7 @@ pub fn write_config(
     metrics_interval_s: u64,
     api: SocketAddr,
     key_file: Option<&Path>,
+    profile: &str,
 ) -> anyhow::Result<PathBuf> {
     // Without a key file the run is plaintext on purpose (a node given no key would make its
     // own, and nodes with different keys never meet).
@@ -36,7 +37,7 @@ pub fn write_config(
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let toml = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n\
-         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n{key_file}\n\
+         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\nprofile = \"{profile}\"\n{key_file}\n\
          [metrics]\ninterval = \"{metrics_interval_s}s\"\n\n\
          [api]\nlisten = \"{api}\"\n\n\
          [supervision]\ntrees = \"{}\"\n\n\
