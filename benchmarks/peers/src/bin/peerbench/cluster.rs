@@ -151,16 +151,7 @@ impl Launcher {
         match self.system {
             System::Nbwatch => {
                 let api = api.ok_or_else(|| anyhow::anyhow!("nbwatch needs an api address"))?;
-                let config = nbwatch::write_config(
-                    &self.run_dir,
-                    name,
-                    gossip,
-                    seeds,
-                    self.metrics_interval,
-                    api,
-                    self.key_file.as_deref(),
-                    &self.profile,
-                )?;
+                let config = nbwatch::write_config(self, name, gossip, seeds, api)?;
                 let out_log = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)

@@ -15,23 +15,27 @@ use std::time::{Duration, Instant};
 
 use peerbench::now_ms;
 
-use crate::cluster::View;
+use crate::cluster::{Launcher, View};
 
+/// The config file of node `name` of `launcher`'s cluster.
 pub fn write_config(
-    run_dir: &Path,
+    launcher: &Launcher,
     name: &str,
     gossip: SocketAddr,
     seeds: &[SocketAddr],
-    metrics_interval_s: u64,
     api: SocketAddr,
-    key_file: Option<&Path>,
-    profile: &str,
 ) -> anyhow::Result<PathBuf> {
+    let run_dir = launcher.run_dir.as_path();
+    let metrics_interval_s = launcher.metrics_interval;
+    let profile = &launcher.profile;
     // Without a key file the run is plaintext on purpose (a node given no key would make its
     // own, and nodes with different keys never meet).
-    let key_file = key_file.map_or("insecure = true\n".to_string(), |k| {
-        format!("key_file = \"{}\"\n", k.display())
-    });
+    let key_file = launcher
+        .key_file
+        .as_deref()
+        .map_or("insecure = true\n".to_string(), |k| {
+            format!("key_file = \"{}\"\n", k.display())
+        });
     let data_dir = run_dir.join(name);
     std::fs::create_dir_all(&data_dir)?;
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
