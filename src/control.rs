@@ -35,6 +35,6 @@ pub(crate) fn test_view(
         is_self: false,
         clock_offset: None,
         reports: 0,
-        kv: kv.into_iter().collect(),
+        kv: std::sync::Arc::new(kv.into_iter().collect()),
     }
 }

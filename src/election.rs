@@ -151,7 +151,7 @@ mod tests {
             is_self: false,
             clock_offset: None,
             reports: 0,
-            kv,
+            kv: kv.into(),
         }
     }
 
@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn alerts_are_sent_by_the_best_ranked_live_member_with_sinks() {
         let with_sinks = |mut v: MemberView, n: &str| {
-            v.kv.insert(SINKS_KEY.to_string(), n.to_string());
+            std::sync::Arc::make_mut(&mut v.kv).insert(SINKS_KEY.to_string(), n.to_string());
             v
         };
         let views = [

@@ -860,7 +860,7 @@ impl AlertSim {
             .filter(|&i| self.sim.is_up(i))
             .flat_map(|i| self.sim.nodes[i].core.members(self.sim.now))
             .filter(|m| m.is_self)
-            .flat_map(|m| m.kv.into_keys())
+            .flat_map(|m| m.kv.keys().cloned().collect::<Vec<_>>())
             .filter(|k| k.starts_with("alert."))
             .collect()
     }

@@ -110,7 +110,7 @@ fn owners_take_shares_within_two_percent_of_their_weights() {
     let views: Vec<MemberView> = (1..=5)
         .map(|w| {
             let mut m = view_of(&format!("w{w}"));
-            m.kv.insert(WEIGHT_KEY.into(), w.to_string());
+            std::sync::Arc::make_mut(&mut m.kv).insert(WEIGHT_KEY.into(), w.to_string());
             m
         })
         .collect();
@@ -141,7 +141,7 @@ fn view_of(name: &str) -> MemberView {
         incarnation: nbwatch::types::Incarnation(1),
         last_heard: nbwatch::types::Time(0),
         is_self: false,
-        kv: BTreeMap::new(),
+        kv: Default::default(),
         clock_offset: None,
         reports: 0,
     }

@@ -561,7 +561,7 @@ impl Silence {
 pub fn silences(view: &[MemberView], trust: &Trust) -> Vec<Silence> {
     let mut out = Vec::new();
     for m in view {
-        for (k, v) in &m.kv {
+        for (k, v) in m.kv.iter() {
             let Some(target) = k.strip_prefix(SILENCE_PREFIX) else {
                 continue;
             };

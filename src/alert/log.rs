@@ -89,7 +89,7 @@ impl Log {
     ) -> Log {
         let mut entries: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
         for m in view {
-            for (k, v) in &m.kv {
+            for (k, v) in m.kv.iter() {
                 let Some(id) = k.strip_prefix(ALERT_PREFIX) else {
                     continue;
                 };

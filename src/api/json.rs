@@ -198,7 +198,7 @@ mod tests {
             is_self: false,
             clock_offset: None,
             reports: 0,
-            kv,
+            kv: kv.into(),
         }
     }
 
@@ -232,8 +232,9 @@ mod tests {
         };
         let mut other = view("nas", Status::Down, None);
         let db = status("db", ServiceState::Running);
-        other.kv.insert(gossip_key("db"), gossip_value(&db));
-        other.kv.insert(gossip_key("junk"), "not json".into());
+        let kv = std::sync::Arc::make_mut(&mut other.kv);
+        kv.insert(gossip_key("db"), gossip_value(&db));
+        kv.insert(gossip_key("junk"), "not json".into());
         let mine = view("me", Status::Alive, None);
         let local = [status("web", ServiceState::Failed)];
         let json = cluster_services(&[mine, other], &NodeName::from("me"), &local);

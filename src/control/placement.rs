@@ -252,26 +252,47 @@ mod tests {
         assert_eq!(trees(&views), ["tv"]);
         // a down: b, at once (nobody else runs it).
         views[0].status = Status::Down;
-        views[1].kv = declares(&p, Run::Idle).into_iter().collect();
+        views[1].kv = declares(&p, Run::Idle)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         assert_eq!(assign(&views, "tv"), "b");
         // b runs it, a comes back: takeover, but b must stop first.
-        views[1].kv = declares(&p, Run::Running).into_iter().collect();
+        views[1].kv = declares(&p, Run::Running)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         views[0].status = Status::Alive;
         assert_eq!(assign(&views, "tv"), NOBODY);
-        views[1].kv = declares(&p, Run::Idle).into_iter().collect();
+        views[1].kv = declares(&p, Run::Idle)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         assert_eq!(assign(&views, "tv"), "a");
         // Without takeover b keeps it.
         let q = failover(&["a", "b", "c"], false);
         for v in &mut views[..3] {
-            v.kv = declares(&q, Run::Idle).into_iter().collect();
+            v.kv = declares(&q, Run::Idle)
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into();
         }
-        views[1].kv = declares(&q, Run::Running).into_iter().collect();
+        views[1].kv = declares(&q, Run::Running)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         assert_eq!(assign(&views, "tv"), "b");
         // Failed on a: it is skipped.
         for v in &mut views[..3] {
-            v.kv = declares(&p, Run::Idle).into_iter().collect();
+            v.kv = declares(&p, Run::Idle)
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into();
         }
-        views[0].kv = declares(&p, Run::Failed).into_iter().collect();
+        views[0].kv = declares(&p, Run::Failed)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         assert_eq!(assign(&views, "tv"), "b");
         // "any": by name among the declarers.
         let any = Placement {
@@ -302,15 +323,18 @@ mod tests {
             Decision::Nothing
         );
         assert_eq!(decide(&views, "b", "tv", Some("l"), true), Decision::Stop);
-        views[1].kv = declares(&p, Run::Idle).into_iter().collect();
+        views[1].kv = declares(&p, Run::Idle)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         assert_eq!(decide(&views, "a", "tv", Some("l"), false), Decision::Start);
         // An old leader's entry naming b is still visible: wait.
-        views[1].kv.insert(place("b").0, "b".into());
+        std::sync::Arc::make_mut(&mut views[1].kv).insert(place("b").0, "b".into());
         assert_eq!(
             decide(&views, "a", "tv", Some("l"), false),
             Decision::Nothing
         );
-        views[1].kv.remove(&place("b").0);
+        std::sync::Arc::make_mut(&mut views[1].kv).remove(&place("b").0);
         // No leader or no entry yet: nothing changes.
         assert_eq!(decide(&views, "a", "tv", None, false), Decision::Nothing);
         assert_eq!(

@@ -199,7 +199,11 @@ mod tests {
         assert!(pending(&views, &me, &|id| id == "a-1" || id == "a-4").is_empty());
         // A down issuer's commands are not run.
         let down = vec![
-            view("a", Status::Down, issuer.kv.into_iter().collect()),
+            view(
+                "a",
+                Status::Down,
+                issuer.kv.as_ref().clone().into_iter().collect(),
+            ),
             me.clone(),
         ];
         assert!(pending(&down, &me, &|_| false).is_empty());

@@ -273,7 +273,8 @@ pub struct MemberView {
     pub incarnation: Incarnation,
     pub last_heard: Time,
     pub is_self: bool,
-    pub kv: BTreeMap<String, String>,
+    /// Its live keys, shared with the core until they change (see `NodeState::shown`).
+    pub kv: std::sync::Arc<BTreeMap<String, String>>,
     /// Its wall clock minus ours in milliseconds, once it has sent us a datagram itself
     /// (see `clock`); times it wrote in its state are read through [`MemberView::local`].
     pub clock_offset: Option<i64>,
@@ -490,7 +491,7 @@ impl Core {
             incarnation: self.own.incarnation,
             last_heard: now,
             is_self: true,
-            kv: self.own.live().map(|(k, v)| (k.into(), v.into())).collect(),
+            kv: self.own.shown(),
             clock_offset: Some(0),
             reports: 0,
         }];
@@ -501,7 +502,7 @@ impl Core {
             incarnation: m.state.incarnation,
             last_heard: m.last_heard,
             is_self: false,
-            kv: m.state.live().map(|(k, v)| (k.into(), v.into())).collect(),
+            kv: m.state.shown(),
             clock_offset: m.clock.offset(),
             reports: m.reports,
         }));

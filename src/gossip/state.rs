@@ -9,6 +9,7 @@ use crate::types::{Incarnation, Version};
 use crate::wire::{Beat, KvEntry, NodeDelta};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -24,7 +25,11 @@ pub struct NodeState {
     pub beat: Beat,
     /// Every entry with a version up to this one has been applied.
     pub version: Version,
-    pub kv: BTreeMap<String, Entry>,
+    kv: BTreeMap<String, Entry>,
+    /// The live entries as a member view shows them, made on the first ask after a change
+    /// and shared by every view until the next one: a view of a hundred members is published
+    /// several times a second, and most members have not changed since the last.
+    shown: OnceLock<Arc<BTreeMap<String, String>>>,
 }
 
 /// What applying a delta changed.
@@ -41,7 +46,20 @@ impl NodeState {
             beat: Beat(0),
             version: Version(0),
             kv: BTreeMap::new(),
+            shown: OnceLock::new(),
         }
+    }
+
+    /// The live entries, shared (see `shown`).
+    pub fn shown(&self) -> Arc<BTreeMap<String, String>> {
+        (self.shown.get_or_init(|| {
+            Arc::new(
+                self.live()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        }))
+        .clone()
     }
 
     pub fn value(&self, key: &str) -> Option<&str> {
@@ -66,6 +84,7 @@ impl NodeState {
             return false;
         }
         self.version = Version(self.version.0 + 1);
+        self.shown.take();
         self.kv.insert(
             key.to_string(),
             Entry {
@@ -141,6 +160,7 @@ impl NodeState {
                 },
             );
             if previous.map(|p| p.value) != Some(entry.value.clone()) {
+                self.shown.take();
                 applied
                     .changed
                     .push((entry.key.clone(), entry.value.clone()));
@@ -202,6 +222,32 @@ mod tests {
             replica.apply(&owner.delta(&name, replica.version, 200));
         }
         assert_eq!(replica.live().count(), 50);
+    }
+
+    #[test]
+    fn the_shown_entries_are_shared_until_a_change() {
+        let name = NodeName::from("a");
+        let mut owner = NodeState::new(Incarnation(1), addr());
+        owner.write("x", Some("1".into()));
+        let first = owner.shown();
+        assert!(Arc::ptr_eq(&first, &owner.shown()), "unchanged: shared");
+        assert!(!owner.write("x", Some("1".into())));
+        assert!(
+            Arc::ptr_eq(&first, &owner.shown()),
+            "a write that changes nothing"
+        );
+        owner.write("y", Some("2".into()));
+        owner.write("x", None);
+        let second = owner.shown();
+        assert_eq!(
+            second.iter().collect::<Vec<_>>(),
+            [(&"y".to_string(), &"2".to_string())]
+        );
+        let mut replica = NodeState::new(Incarnation(1), addr());
+        let before = replica.shown();
+        replica.apply(&owner.delta(&name, Version(0), 1000));
+        assert!(before.is_empty(), "an earlier view keeps what it showed");
+        assert_eq!(replica.shown(), second);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Opts {
     key: KeyMode,
     /// nbwatch only: `gossip.profile` ("default" or "lean").
     profile: String,
+    /// detection, nbwatch only: how often each node's API is polled (the times come from the
+    /// nodes' `node_down` events, so this only says when to look).
+    poll_ms: u64,
     /// overload: busy-loop processes during the window.
     hogs: usize,
     /// overload, nbwatch only: API requests per second in total during the window.
@@ -69,7 +72,7 @@ fn parse() -> anyhow::Result<Opts> {
             "usage: peerbench detection|bandwidth|rss|overload --system nbwatch|chitchat|foca \
              --n N [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] \
              [--seconds S] [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR] \
-             [--key off|on|both] [--profile default|lean] [--hogs H] [--poll-rate R] [--poll-threads T] \
+             [--key off|on|both] [--profile default|lean] [--poll-ms MS] [--hogs H] [--poll-rate R] [--poll-threads T] \
              [--converge-timeout S] [--recover-timeout S]"
         );
     }
@@ -92,6 +95,7 @@ fn parse() -> anyhow::Result<Opts> {
         bin_dir: exe_dir,
         key: KeyMode::Off,
         profile: "default".to_string(),
+        poll_ms: 50,
         hogs: 0,
         poll_rate: 0,
         poll_threads: 8,
@@ -116,6 +120,7 @@ fn parse() -> anyhow::Result<Opts> {
             "--nbwatch-bin" => o.nbwatch_bin = value.into(),
             "--bin-dir" => o.bin_dir = value.into(),
             "--profile" => o.profile = value,
+            "--poll-ms" => o.poll_ms = value.parse()?,
             "--hogs" => o.hogs = value.parse()?,
             "--poll-rate" => o.poll_rate = value.parse()?,
             "--poll-threads" => o.poll_threads = value.parse()?,
@@ -225,7 +230,7 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
         metrics_interval: o.metrics_interval,
         cluster_size: o.n,
         poll_every: match o.command.as_str() {
-            "detection" => Duration::from_millis(50),
+            "detection" => Duration::from_millis(o.poll_ms),
             // Convergence only, at a resolution of 2 s; paused in the load window.
             "overload" => Duration::from_secs(2),
             _ => Duration::from_secs(1),
@@ -291,11 +296,25 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
             })
         });
         if detected {
+            // nbwatch: each survivor's own `node_down` event; the others: the first poll
+            // that saw it.
             let downs: Vec<u64> = survivors
                 .iter()
-                .filter_map(|s| s.view.lock().ok()?.down_at.get(&victim_name).copied())
+                .filter_map(|s| match (o.system, s.api) {
+                    (System::Nbwatch, Some(api)) => {
+                        nbwatch::down_event_at(api, &victim_name, t_kill)
+                    }
+                    _ => s.view.lock().ok()?.down_at.get(&victim_name).copied(),
+                })
                 .map(|t| t.saturating_sub(t_kill))
                 .collect();
+            if downs.len() < survivors.len() {
+                println!(
+                    "  warning: {} of {} survivors gave no time",
+                    survivors.len() - downs.len(),
+                    survivors.len()
+                );
+            }
             let all = downs.iter().copied().max().unwrap_or(0);
             let first = downs.iter().copied().min().unwrap_or(0);
             times_ms.push(all);
@@ -393,6 +412,12 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     println!(
         "detection = kill -9 until EVERY survivor reports the victim down; nearest-rank percentiles"
     );
+    if o.system == System::Nbwatch {
+        println!(
+            "(nbwatch: times from each survivor's node_down event, its `at`; APIs polled every {} ms)",
+            o.poll_ms
+        );
+    }
     println!(
         "| system | N | kills | settle | p50 | p99 | max | first survivor p50 | timeouts (>{} s) | seed |",
         o.timeout

@@ -27,7 +27,11 @@ pub fn write_config(
 ) -> anyhow::Result<PathBuf> {
     let run_dir = launcher.run_dir.as_path();
     let metrics_interval_s = launcher.metrics_interval;
-    let profile = &launcher.profile;
+    // Written only when not the default, so that builds older than the key still start.
+    let profile = match launcher.profile.as_str() {
+        "default" => String::new(),
+        other => format!("profile = \"{other}\"\n"),
+    };
     // Without a key file the run is plaintext on purpose (a node given no key would make its
     // own, and nodes with different keys never meet).
     let key_file = launcher
@@ -41,7 +45,7 @@ pub fn write_config(
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let toml = format!(
         "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n\
-         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\nprofile = \"{profile}\"\n{key_file}\n\
+         [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n{profile}{key_file}\n\
          [metrics]\ninterval = \"{metrics_interval_s}s\"\n\n\
          [api]\nlisten = \"{api}\"\n\n\
          [supervision]\ntrees = \"{}\"\n\n\
@@ -203,6 +207,24 @@ pub fn spawn_poller(
             }
         }
     });
+}
+
+/// When the node at `api` itself declared `victim` down, at or after `after_ms`: the `at`
+/// (ms) of its first such `node_down` event (`GET /api/v1/events`), by its own clock, which on
+/// one machine is the driver's. Detection times taken from these do not depend on how often
+/// the driver polls, so the polls can be slow enough not to load the machine.
+pub fn down_event_at(api: SocketAddr, victim: &str, after_ms: u64) -> Option<u64> {
+    let path = format!("/api/v1/events?since=10m&node={victim}");
+    let body = http_get_within(api, &path, Duration::from_secs(5)).ok()?;
+    let serde_json::Value::Array(events) = serde_json::from_slice(&body).ok()? else {
+        return None;
+    };
+    events
+        .iter()
+        .filter(|e| e["kind"] == "node_down" && e["node"] == victim)
+        .filter_map(|e| humantime_ms(e["at"].as_str()?))
+        .filter(|at| *at >= after_ms)
+        .min()
 }
 
 /// (name, state) of every entry of `GET /api/v1/members`.
