@@ -122,12 +122,27 @@ pub struct Launcher {
     pub paused: Arc<AtomicBool>,
 }
 
-/// A free loopback port for both UDP and TCP (bind port 0, read, release).
+/// A free loopback port for both UDP and TCP, below the kernel's ephemeral range and never
+/// the same twice in a run. A port bound to 0 comes from the ephemeral range, where the
+/// daemons' own outgoing connections (joins, API polls) take ports too: one handed out that
+/// way could be taken again before its node binds it (it happened at N = 128).
 pub fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0")?;
-        let port = udp.local_addr()?.port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const BASE: u32 = 10_000;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = low.saturating_sub(BASE).max(1_000);
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..1_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(BASE + start.wrapping_add(n) % span) else {
+            continue;
+        };
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return Ok(port);
         }
     }
