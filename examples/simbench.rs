@@ -53,8 +53,8 @@ fn args() -> Args {
             "--phi" => a.settings.watch.phi_threshold = value.parse().expect("--phi X"),
             "--profile" => {
                 let profile =
-                    nbwatch::gossip::Profile::parse(&value).expect("--profile default|lean");
-                a.settings = profile.settings(profile.interval());
+                    nbwatch::config::Profile::parse(&value).expect("--profile default|lean");
+                a.settings = Settings::profile(profile, profile.interval());
             }
             "--interval-ms" => {
                 let ms = value.parse().expect("--interval-ms N");

@@ -98,7 +98,7 @@ pub struct GossipConfig {
     /// Names are resolved at load; empty means a new cluster.
     pub seeds: Vec<SocketAddr>,
     /// `gossip.profile`: the protocol's settings by one word.
-    pub profile: crate::gossip::Profile,
+    pub profile: Profile,
     /// Unset, the profile's interval.
     pub interval: Duration,
     /// The cluster key. Unset, gossip is still sealed, with the key the node keeps in its
@@ -111,6 +111,49 @@ pub struct GossipConfig {
     pub cluster: String,
     /// Finding the cluster on the LAN segment without seeds (`gossip.discover`); `None`: off.
     pub discover: Option<Discover>,
+}
+
+/// `gossip.profile`: the gossip protocol's settings named by one word (the gossip core's
+/// `Settings::profile` says what each one sets).
+///
+/// * `default`: a round a second to two members with a digest of up to 200 bytes; a watcher
+///   probes its peer when phi reaches 3.
+/// * `lean`: for links where bytes cost more than seconds of detection. A round every two
+///   seconds to one member, the same digest, and a watcher probes only when phi reaches 8:
+///   about a fifth of the liveness bytes, and a longer tail of detection (BENCHMARKS.md,
+///   "Profiles").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    #[default]
+    Default,
+    Lean,
+}
+
+impl Profile {
+    pub const NAMES: [&str; 2] = ["default", "lean"];
+
+    pub fn parse(word: &str) -> Option<Profile> {
+        match word {
+            "default" => Some(Profile::Default),
+            "lean" => Some(Profile::Lean),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Lean => "lean",
+        }
+    }
+
+    /// The gossip interval where `gossip.interval` is not set.
+    pub fn interval(self) -> Duration {
+        match self {
+            Profile::Default => Duration::from_secs(1),
+            Profile::Lean => Duration::from_secs(2),
+        }
+    }
 }
 
 /// `gossip.discover` and `gossip.discover_address`: how a node without live members looks for
@@ -409,8 +452,8 @@ impl Default for GossipConfig {
             listen: DEFAULT_PLAINTEXT_GOSSIP_LISTEN,
             advertise: None,
             seeds: Vec::new(),
-            profile: crate::gossip::Profile::Default,
-            interval: crate::gossip::Profile::Default.interval(),
+            profile: Profile::Default,
+            interval: Profile::Default.interval(),
             key_file: None,
             insecure: false,
             cluster: crate::secure::DEFAULT_CLUSTER.to_string(),

@@ -6,4 +6,4 @@
 pub mod core;
 pub mod state;
 
-pub use self::core::{Core, KvError, MemberView, Profile, Settings, Stats, Status};
+pub use self::core::{Core, KvError, MemberView, Settings, Stats, Status};

@@ -95,14 +95,14 @@ const LEAN_DETECTION_BOUND: Duration = Duration::from_secs(15);
 
 #[test]
 fn the_lean_profile_detects_crashes_without_false_downs_and_sends_a_fraction_of_the_bytes() {
-    let lean = nbwatch::gossip::Profile::Lean;
+    let lean = nbwatch::config::Profile::Lean;
     for seed in seeds() {
         crash_scenario_with(
             seed,
             64,
             0.10,
             3,
-            lean.settings(lean.interval()),
+            Settings::profile(lean, lean.interval()),
             LEAN_DETECTION_BOUND,
         );
         let bytes = |settings: Settings| {
@@ -114,7 +114,7 @@ fn the_lean_profile_detects_crashes_without_false_downs_and_sends_a_fraction_of_
         };
         let (default, lean) = (
             bytes(Settings::default()),
-            bytes(lean.settings(lean.interval())),
+            bytes(Settings::profile(lean, lean.interval())),
         );
         assert!(
             lean * 3 < default,

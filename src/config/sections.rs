@@ -4,10 +4,9 @@
 use super::walk::{Table, Walker};
 use super::{
     AlertsConfig, ApiConfig, Config, ConfigErrors, ControlConfig, Discover, DiscoverMode,
-    GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, SinkSpec, StoreConfig,
+    GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, Profile, SinkSpec, StoreConfig,
     SupervisionConfig, schema, sinks,
 };
-use crate::gossip::Profile;
 use crate::types::NodeName;
 use config::{Environment, File, FileFormat, Value, ValueKind};
 use std::path::{Path, PathBuf};

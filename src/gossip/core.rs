@@ -19,6 +19,7 @@
 //! No I/O, no clock, no unseeded randomness: `handle(now, input) -> outputs`.
 
 use super::state::NodeState;
+use crate::config::Profile;
 use crate::events::ClusterEvent;
 use crate::keys::{LEFT_KEY, MAX_ENTRY_LEN, SUSPECT_PREFIX, UNHEARD_KEY, WIRE_KEY};
 use crate::types::{Incarnation, NodeName, Time, Version};
@@ -98,50 +99,13 @@ impl Default for Settings {
     }
 }
 
-/// A set of gossip settings named by one word (`gossip.profile`).
-///
-/// * `default`: a round a second to two members with a digest of up to 200 bytes; a watcher
-///   probes its peer when phi reaches 3.
-/// * `lean`: for links where bytes cost more than seconds of detection. A round every two
-///   seconds to one member, the same digest, and a watcher probes only when phi reaches 8:
-///   about a sixth of the bytes, detection a second or so later (BENCHMARKS.md, "Profiles").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Profile {
-    #[default]
-    Default,
-    Lean,
-}
-
-impl Profile {
-    pub const NAMES: [&str; 2] = ["default", "lean"];
-
-    pub fn parse(word: &str) -> Option<Profile> {
-        match word {
-            "default" => Some(Profile::Default),
-            "lean" => Some(Profile::Lean),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Default => "default",
-            Profile::Lean => "lean",
-        }
-    }
-
-    /// The gossip interval where `gossip.interval` is not set.
-    pub fn interval(self) -> Duration {
-        match self {
-            Profile::Default => Duration::from_secs(1),
-            Profile::Lean => Duration::from_secs(2),
-        }
-    }
-
-    /// The settings of this profile with rounds every `interval`.
-    pub fn settings(self, interval: Duration) -> Settings {
+impl Settings {
+    /// The settings of `profile` (`gossip.profile`; see [`Profile`]) with rounds every
+    /// `interval`: `lean` gossips with one member a round and probes a silent peer only when
+    /// phi reaches 8 instead of 3.
+    pub fn profile(profile: Profile, interval: Duration) -> Settings {
         let mut s = Settings::with_interval(interval);
-        if self == Profile::Lean {
+        if profile == Profile::Lean {
             s.fanout = 1;
             s.watch.phi_threshold = 8.0;
         }

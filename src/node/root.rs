@@ -202,7 +202,7 @@ impl Actor for NodeActor {
         args: NodeArgs,
     ) -> Result<NodeState, ActorProcessingErr> {
         let gossip = &args.config.gossip;
-        let settings = gossip.profile.settings(gossip.interval);
+        let settings = Settings::profile(gossip.profile, gossip.interval);
         let mut state = NodeState {
             args,
             settings,

@@ -404,3 +404,21 @@ fn a_suspicion_timeout_is_a_deadline_and_the_node_is_down_when_it_runs_out() {
     }
     assert_eq!(c.status(&NodeName::from("n5")), Some(Status::Down));
 }
+
+#[test]
+fn the_lean_profile_gossips_with_one_member_and_probes_later() {
+    use crate::config::Profile;
+    let default = Settings::profile(Profile::Default, Profile::Default.interval());
+    let lean = Settings::profile(Profile::Lean, Profile::Lean.interval());
+    assert_eq!(
+        (default.interval, default.fanout, default.digest_budget),
+        (Duration::from_secs(1), 2, 200)
+    );
+    assert_eq!(default.watch.phi_threshold, 3.0);
+    assert_eq!(
+        (lean.interval, lean.fanout, lean.digest_budget),
+        (Duration::from_secs(2), 1, 200)
+    );
+    assert_eq!(lean.watch.phi_threshold, 8.0);
+    assert_eq!(lean.watch.first_interval, Duration::from_secs(2));
+}
