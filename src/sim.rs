@@ -11,7 +11,7 @@ use crate::gossip::KvError;
 use crate::gossip::core::{Core, Input, Output, Settings, Status};
 use crate::types::{Incarnation, NodeName, Time};
 use crate::watch::{self, PeerWatch, Prober};
-use crate::wire::{self, Envelope, Frame, Message};
+use crate::wire::{self, Envelope, Frame};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -100,7 +100,7 @@ pub struct Sim {
     hung_wakes: Vec<(usize, NodeName, watch::TimerToken)>,
     /// When set, datagrams sent are counted by kind of message (`Ping`, `Syn`...), for the
     /// benchmarks' breakdown (decoding every datagram once more costs time).
-    pub tally: Option<BTreeMap<String, u64>>,
+    pub tally: Option<BTreeMap<&'static str, u64>>,
     /// Watchers made so far: each numbers its timer tokens from its own base.
     watcher_lives: u64,
 }
@@ -400,15 +400,7 @@ impl Sim {
         self.nodes[i].bytes_sent += bytes.len() as u64;
         self.nodes[i].datagrams_sent += 1;
         if let Some(tally) = &mut self.tally {
-            let kind = match wire::decode(&bytes).map(|env| env.msg) {
-                Ok(Message::Syn { news: true, .. }) => "news".to_string(),
-                Ok(msg) => format!("{msg:?}")
-                    .split([' ', '{', '('])
-                    .next()
-                    .unwrap_or("?")
-                    .to_string(),
-                Err(_) => "undecodable".to_string(),
-            };
+            let kind = wire::decode(&bytes).map_or("undecodable", |env| env.msg.kind());
             *tally.entry(kind).or_default() += 1;
         }
         let Some(&j) = self.by_addr.get(&to) else {

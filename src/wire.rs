@@ -187,6 +187,22 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// What kind of message this is, in a word (for counts by kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Syn { news: true, .. } => "news",
+            Message::Syn { .. } => "syn",
+            Message::SynAck { .. } => "synack",
+            Message::Ack { .. } => "ack",
+            Message::Ping { .. } => "ping",
+            Message::PingReq { .. } => "ping-req",
+            Message::PingAck { .. } => "ping-ack",
+            Message::IndirectAck { .. } => "indirect-ack",
+        }
+    }
+}
+
 /// Bulk messages over TCP.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Frame {

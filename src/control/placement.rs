@@ -239,6 +239,14 @@ mod tests {
         vec![declaration("tv", p, run)]
     }
 
+    /// [`declares`] as a member view holds its keys.
+    fn shown(
+        p: &Placement,
+        run: Run,
+    ) -> std::sync::Arc<std::collections::BTreeMap<String, String>> {
+        std::sync::Arc::new(declares(p, run).into_iter().collect())
+    }
+
     #[test]
     fn the_leader_names_the_first_live_candidate_and_hands_over_in_two_steps() {
         let p = failover(&["a", "b", "c"], true);
@@ -252,47 +260,26 @@ mod tests {
         assert_eq!(trees(&views), ["tv"]);
         // a down: b, at once (nobody else runs it).
         views[0].status = Status::Down;
-        views[1].kv = declares(&p, Run::Idle)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into();
+        views[1].kv = shown(&p, Run::Idle);
         assert_eq!(assign(&views, "tv"), "b");
         // b runs it, a comes back: takeover, but b must stop first.
-        views[1].kv = declares(&p, Run::Running)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into();
+        views[1].kv = shown(&p, Run::Running);
         views[0].status = Status::Alive;
         assert_eq!(assign(&views, "tv"), NOBODY);
-        views[1].kv = declares(&p, Run::Idle)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into();
+        views[1].kv = shown(&p, Run::Idle);
         assert_eq!(assign(&views, "tv"), "a");
         // Without takeover b keeps it.
         let q = failover(&["a", "b", "c"], false);
         for v in &mut views[..3] {
-            v.kv = declares(&q, Run::Idle)
-                .into_iter()
-                .collect::<std::collections::BTreeMap<_, _>>()
-                .into();
+            v.kv = shown(&q, Run::Idle);
         }
-        views[1].kv = declares(&q, Run::Running)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into();
+        views[1].kv = shown(&q, Run::Running);
         assert_eq!(assign(&views, "tv"), "b");
         // Failed on a: it is skipped.
         for v in &mut views[..3] {
-            v.kv = declares(&p, Run::Idle)
-                .into_iter()
-                .collect::<std::collections::BTreeMap<_, _>>()
-                .into();
+            v.kv = shown(&p, Run::Idle);
         }
-        views[0].kv = declares(&p, Run::Failed)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into();
+        views[0].kv = shown(&p, Run::Failed);
         assert_eq!(assign(&views, "tv"), "b");
         // "any": by name among the declarers.
         let any = Placement {
@@ -323,10 +310,7 @@ mod tests {
             Decision::Nothing
         );
         assert_eq!(decide(&views, "b", "tv", Some("l"), true), Decision::Stop);
-        views[1].kv = declares(&p, Run::Idle)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into();
+        views[1].kv = shown(&p, Run::Idle);
         assert_eq!(decide(&views, "a", "tv", Some("l"), false), Decision::Start);
         // An old leader's entry naming b is still visible: wait.
         std::sync::Arc::make_mut(&mut views[1].kv).insert(place("b").0, "b".into());
