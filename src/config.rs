@@ -130,21 +130,18 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub const NAMES: [&str; 2] = ["default", "lean"];
+    pub const ALL: [Profile; 2] = [Profile::Default, Profile::Lean];
 
-    pub fn parse(word: &str) -> Option<Profile> {
-        match word {
-            "default" => Some(Profile::Default),
-            "lean" => Some(Profile::Lean),
-            _ => None,
-        }
-    }
-
+    /// The word `gossip.profile` names it by.
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Default => "default",
             Profile::Lean => "lean",
         }
+    }
+
+    pub fn parse(word: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == word)
     }
 
     /// The gossip interval where `gossip.interval` is not set.

@@ -98,7 +98,7 @@ pub struct Sim {
     /// Events not kept (state changes are many).
     pub keep_state_events: bool,
     hung_wakes: Vec<(usize, NodeName, watch::TimerToken)>,
-    /// When set, datagrams sent are counted by kind of message (`Ping`, `Syn`...), for the
+    /// When set, datagrams sent are counted by kind of message (`wire::Message::kind`: `ping`, `syn`...), for the
     /// benchmarks' breakdown (decoding every datagram once more costs time).
     pub tally: Option<BTreeMap<&'static str, u64>>,
     /// Watchers made so far: each numbers its timer tokens from its own base.

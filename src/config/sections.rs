@@ -261,7 +261,9 @@ fn gossip(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> GossipConfig
         let word = w.string(v, key)?;
         let profile = Profile::parse(&word);
         if profile.is_none() {
-            let names = Profile::NAMES.map(|n| format!("\"{n}\"")).join(" or ");
+            let names = Profile::ALL
+                .map(|p| format!("\"{}\"", p.as_str()))
+                .join(" or ");
             let message = format!("{word:?} is not a gossip profile ({names})");
             w.problem(v, key, ProblemKind::BadValue, message);
         }

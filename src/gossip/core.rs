@@ -69,6 +69,18 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings of `profile` (`gossip.profile`; see [`Profile`]) with rounds every
+    /// `interval`: `lean` gossips with one member a round and probes a silent peer only when
+    /// phi reaches 8 instead of 3.
+    pub fn profile(profile: Profile, interval: Duration) -> Settings {
+        let mut s = Settings::with_interval(interval);
+        if profile == Profile::Lean {
+            s.fanout = 1;
+            s.watch.phi_threshold = 8.0;
+        }
+        s
+    }
+
     pub fn with_interval(interval: Duration) -> Settings {
         let watch = watch::Settings {
             first_interval: interval,
@@ -96,20 +108,6 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings::with_interval(Duration::from_secs(1))
-    }
-}
-
-impl Settings {
-    /// The settings of `profile` (`gossip.profile`; see [`Profile`]) with rounds every
-    /// `interval`: `lean` gossips with one member a round and probes a silent peer only when
-    /// phi reaches 8 instead of 3.
-    pub fn profile(profile: Profile, interval: Duration) -> Settings {
-        let mut s = Settings::with_interval(interval);
-        if profile == Profile::Lean {
-            s.fanout = 1;
-            s.watch.phi_threshold = 8.0;
-        }
-        s
     }
 }
 
