@@ -1,8 +1,10 @@
 //! The gossip protocol as a pure state machine: membership, versioned per-node state, and the
 //! cluster's verdict on each node (alive, suspect, down, left).
 //!
-//! * **Anti-entropy** (Scuttlebutt): every `interval` the node sends a digest of what it knows
-//!   to `fanout` random members; the answer carries what either side lacks. When a full digest
+//! * **Anti-entropy** (Scuttlebutt): `fanout` times an `interval` the node sends a digest of
+//!   what it knows to one member, the one the clock's schedule names (see [`schedule`]: every
+//!   member is contacted once a slot, by another each time, so an unanswered exchange finds a
+//!   crashed member within a slot); the answer carries what either side lacks. When a full digest
 //!   does not fit in a datagram, the digest is a sample: this node, nodes with recent news, then
 //!   random others. News (a changed key) also triggers an early, small *news* exchange, so a
 //!   change reaches everyone in a few hops instead of a few rounds.
@@ -47,6 +49,7 @@ const URGENT_ROUNDS: u8 = 3;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub interval: Duration,
+    /// Rounds per `interval`, each with one member.
     pub fanout: usize,
     pub news_fanout: usize,
     /// How long news is collected before an early exchange pushes it.
@@ -60,8 +63,8 @@ pub struct Settings {
     pub expected_witnesses: usize,
     pub suspicion_min: Duration,
     pub suspicion_max: Duration,
-    /// Chance per round of also sending a digest to one member we believe down, so a healed
-    /// partition or a resumed process is found again.
+    /// Chance per `interval` of also sending a digest to one member we believe down, so a
+    /// healed partition or a resumed process is found again.
     pub reconnect_chance: f64,
     pub join_backoff_min: Duration,
     pub join_backoff_max: Duration,
@@ -69,14 +72,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings of `profile` (`gossip.profile`; see [`Profile`]) with rounds every
-    /// `interval`: `lean` gossips with one member a round and probes a silent peer only when
-    /// phi reaches 8 instead of 3.
+    /// The settings of `profile` (`gossip.profile`; see [`Profile`]) for an `interval`:
+    /// `lean` gossips with one member an interval instead of two.
     pub fn profile(profile: Profile, interval: Duration) -> Settings {
         let mut s = Settings::with_interval(interval);
         if profile == Profile::Lean {
             s.fanout = 1;
-            s.watch.phi_threshold = 8.0;
         }
         s
     }
@@ -92,7 +93,7 @@ impl Settings {
             news_fanout: 2,
             news_delay: interval / 40,
             answer_timeout: Duration::from_millis(250),
-            digest_budget: 200,
+            digest_budget: 120,
             indirect_probes: 3,
             expected_witnesses: 3,
             suspicion_min: Duration::from_millis(500),
@@ -328,6 +329,8 @@ pub struct Core {
     names: Vec<NodeName>,
     /// Who this node hears directly.
     reach: reach::Reach,
+    /// How far into each slot this node's rounds run (see [`schedule`]).
+    phase: Duration,
 }
 
 impl Core {
@@ -369,6 +372,7 @@ impl Core {
             started: false,
             live_cache: std::cell::Cell::new(None),
             names: Vec::new(),
+            phase: Duration::ZERO,
             reach: reach::Reach::default(),
         }
     }
@@ -597,8 +601,8 @@ impl Core {
     }
 
     fn start(&mut self, now: Time, out: &mut Vec<Output>) {
-        let jitter = self.jitter(self.settings.interval);
-        self.next_round = now + jitter;
+        self.phase = self.jitter(self.slot_length());
+        self.next_round = schedule::next_round(now, self.slot_length(), self.phase);
         if self.seeds.is_empty() {
             self.joined = true;
         } else {
@@ -646,8 +650,7 @@ impl Core {
         }
         let round = now >= self.next_round;
         if round {
-            self.next_round =
-                now + self.settings.interval.mul_f64(0.9) + self.jitter(self.settings.interval / 5);
+            self.next_round = schedule::next_round(now, self.slot_length(), self.phase);
             self.gossip_round(now, out);
         }
         if let Some(at) = self.news_round
@@ -682,6 +685,11 @@ impl Core {
                 self.judge(now, &node, out);
             }
         }
+    }
+
+    /// A round every `interval / fanout`, each with one member (see [`schedule`]).
+    fn slot_length(&self) -> Duration {
+        self.settings.interval / self.settings.fanout.max(1) as u32
     }
 
     fn jitter(&mut self, span: Duration) -> Duration {
@@ -1008,6 +1016,7 @@ impl Core {
 pub mod clock;
 mod exchange;
 pub mod reach;
+pub mod schedule;
 mod verdict;
 
 use verdict::is_protocol_key;

@@ -44,7 +44,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            phi_threshold: 3.0,
+            phi_threshold: 8.0,
             phi_window: 64,
             phi_min_std: Duration::from_millis(100),
             first_interval: Duration::from_secs(1),

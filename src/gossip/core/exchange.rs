@@ -8,16 +8,15 @@ impl Core {
             return;
         }
         self.reachability_round(now, out);
-        let live = self.pick_live(self.settings.fanout, None);
         let (digest, complete) = self.digest(now, false);
-        for peer in &live {
+        if let Some(peer) = self.scheduled(now) {
             self.awaiting
                 .entry(peer.clone())
                 .or_insert(now + self.settings.answer_timeout);
-            let to = self.members[peer].state.addr;
+            let to = self.members[&peer].state.addr;
             self.send(
                 to,
-                peer,
+                &peer,
                 Message::Syn {
                     digest: digest.clone(),
                     complete,
@@ -33,7 +32,8 @@ impl Core {
             .map(|(n, _)| n.clone())
             .collect();
         if !down.is_empty()
-            && self.rng.random_bool(self.settings.reconnect_chance)
+            && (self.rng)
+                .random_bool(self.settings.reconnect_chance / self.settings.fanout.max(1) as f64)
             && let Some(peer) = down.choose(&mut self.rng)
         {
             let to = self.members[peer].state.addr;
@@ -48,6 +48,14 @@ impl Core {
                 out,
             );
         }
+    }
+
+    /// The member this round gossips with, on the schedule (see [`super::schedule`]).
+    fn scheduled(&self, now: Time) -> Option<NodeName> {
+        let live = (self.members.iter()).filter(|(_, m)| m.status.is_live());
+        let (ring, me) = schedule::ring(live.map(|(n, _)| n), &self.me);
+        let slot = schedule::slot(now, self.slot_length(), self.phase);
+        schedule::target(ring.len(), me, slot).map(|i| ring[i].clone())
     }
 
     /// Pings the live peers not heard directly for a while, and publishes the ones not heard

@@ -123,12 +123,12 @@ fn silence_leads_to_a_direct_ping_then_indirect_probes_then_suspicion() {
 #[test]
 fn an_answer_to_the_probe_ends_it_without_suspicion() {
     let mut w = steady(1000, 10_000);
-    let seen = run_timers(&mut w, 10_000, 11_400);
+    let seen = run_timers(&mut w, 10_000, 11_700);
     assert_eq!(
         seen.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
         vec![Step::Ping]
     );
-    let out = w.handle(t(11_450), Input::Alive(Evidence::Answered));
+    let out = w.handle(t(11_720), Input::Alive(Evidence::Answered));
     assert!(verdicts(&out).is_empty());
     assert_eq!(w.phase(), Phase::Watching);
 }
