@@ -2,7 +2,7 @@
 //! 5-second host metrics) and the time for one changed key to reach 99 % of the nodes.
 //!
 //! `cargo run --release --example simbench -- [--seed N] [--sizes 128,1000] [--seconds S]
-//! [--digest-budget BYTES] [--fanout N] [--interval-ms N] [--phi X] [--kills N] [--loss P] [--profile lean]`
+//! [--digest-budget BYTES] [--fanout N] [--interval-ms N] [--phi X] [--news-delay-ms N] [--kills N] [--loss P] [--profile lean]`
 //! (`--profile` first: it sets every setting the other flags change) (`SIMBENCH_DETECTION=1`: kill → down instead;
 //! `SIMBENCH_BREAKDOWN=1`: bytes by kind of message on stderr). Sealed figures add the sealed
 //! frame's fixed overhead to every datagram.
@@ -51,6 +51,10 @@ fn args() -> Args {
             }
             "--fanout" => a.settings.fanout = value.parse().expect("--fanout N"),
             "--phi" => a.settings.watch.phi_threshold = value.parse().expect("--phi X"),
+            "--news-delay-ms" => {
+                a.settings.news_delay =
+                    Duration::from_millis(value.parse().expect("--news-delay-ms N"))
+            }
             "--profile" => {
                 let profile =
                     nbwatch::config::Profile::parse(&value).expect("--profile default|lean");

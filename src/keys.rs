@@ -50,6 +50,11 @@ pub const PROBE_PREFIX: &str = "probe.";
 /// announcements). One packed key instead of one key per metric, because every host sends its
 /// sample to every other host: at 128 hosts this is about a third of the bytes.
 pub const METRICS_KEY: &str = "sys";
+/// Whether `key` holds a measurement a host republishes on a period (its metrics sample or a
+/// host probe's result), rather than a change someone waits for.
+pub fn is_sample(key: &str) -> bool {
+    key == METRICS_KEY || key.starts_with(PROBE_PREFIX)
+}
 /// The host's boot time (Unix seconds); uptime is derived from it, so it does not change from
 /// sample to sample.
 pub const BOOT_KEY: &str = "sys.boot";

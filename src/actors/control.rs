@@ -1,5 +1,6 @@
-//! `ControlActor`: carries out the control plane's decisions. Every [`TICK`] it reads the
-//! latest view snapshot the election actor published; it asks the supervision manager what this node declares (services with
+//! `ControlActor`: carries out the control plane's decisions. On every view snapshot the
+//! election actor publishes, and every [`TICK`] besides (for what only time changes), it reads
+//! the latest one; it asks the supervision manager what this node declares (services with
 //! requirements, placed trees), and then
 //!
 //! * deletes this node's expired application data, old command answers and old commands;
@@ -24,7 +25,7 @@ use crate::keys::{Command, Run};
 use crate::secure::directive::{Authority, Ledger};
 use crate::secure::operator::Directive;
 use crate::supervision::manager::{ControlInfo, ManagerMsg};
-use crate::task::{AbortOnDrop, Handle, ticker};
+use crate::task::{AbortOnDrop, Handle, on_change, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -35,8 +36,8 @@ use std::time::Duration;
 /// How long a service command may take (a stop waits for the service's shutdown grace).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the control plane looks at the view.
-pub const TICK: Duration = Duration::from_millis(200);
+/// How often the control plane looks at the view when no new one came.
+pub const TICK: Duration = Duration::from_secs(1);
 
 pub struct ControlArgs {
     pub me: NodeName,
@@ -76,6 +77,7 @@ pub struct ControlState {
     /// The cluster settings this node applies.
     settings: SettingsShell,
     _ticker: AbortOnDrop<()>,
+    _on_view: AbortOnDrop<()>,
 }
 
 pub struct ControlActor;
@@ -105,6 +107,7 @@ impl Actor for ControlActor {
             args.gossip.clone(),
             args.settings.clone(),
         );
+        let on_view = on_change(args.view.clone(), myself.clone(), || ControlMsg::Tick);
         let ticker = ticker(myself, args.clock, TICK, || ControlMsg::Tick);
         Ok(ControlState {
             ledger: ledger.unwrap_or_default(),
@@ -114,6 +117,7 @@ impl Actor for ControlActor {
             met: HashMap::new(),
             placer: Placer::default(),
             _ticker: ticker,
+            _on_view: on_view,
         })
     }
 

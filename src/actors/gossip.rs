@@ -37,6 +37,10 @@ use tokio::task::JoinSet;
 
 /// How often, at most, the election actor is told the view when only state changed.
 const VIEW_EVERY: Duration = Duration::from_millis(200);
+/// How often, at most, when only samples changed (`keys::is_sample`): at 128 hosts with 5 s
+/// metrics some sample changes every 40 ms, and every view told costs the actors that read
+/// it; a sample is seconds old by nature.
+const SAMPLES_EVERY: Duration = Duration::from_secs(1);
 /// How long membership changes are collected before the election actor is told the view.
 const VIEW_SOON: Duration = Duration::from_millis(20);
 /// The shortest wait between two ticks when the core says something is still due after a
@@ -152,8 +156,8 @@ pub struct GossipState {
     alarm: Alarm,
     /// When the election actor is to be told the view (something changed in it).
     view_due: Option<Time>,
-    /// The earliest the view is told again for a change of state alone.
-    next_view: Time,
+    /// When the election actor was last told the view.
+    last_view: Time,
     joins: JoinSet<()>,
     /// True while this node knows no live member (discovery seeks then).
     alone: Arc<std::sync::atomic::AtomicBool>,
@@ -253,7 +257,7 @@ impl Actor for GossipActor {
             patience: args.patience,
             alarm,
             view_due: Some(Time::ZERO),
-            next_view: Time::ZERO,
+            last_view: Time::ZERO,
             joins: JoinSet::new(),
             alone,
             _tasks: tasks,
@@ -430,7 +434,7 @@ impl GossipState {
         );
         if self.view_due.is_some_and(|due| now >= due) {
             self.view_due = None;
-            self.next_view = now + VIEW_EVERY;
+            self.last_view = now;
             let view = self.core.members(now);
             self.known
                 .set(view.iter().filter(|m| !m.is_self).map(|m| m.addr).collect());
@@ -439,11 +443,15 @@ impl GossipState {
     }
 
     /// The view changed: membership changes are told to the election actor soon, changes of
-    /// state alone at most every [`VIEW_EVERY`].
+    /// state alone at most every [`VIEW_EVERY`], of samples alone every [`SAMPLES_EVERY`].
     fn view_changed(&mut self, now: Time, event: &ClusterEvent) {
+        let soon = now + VIEW_SOON;
         let due = match event {
-            ClusterEvent::StateChanged { .. } => self.next_view.max(now + VIEW_SOON),
-            _ => now + VIEW_SOON,
+            ClusterEvent::StateChanged { key, .. } if crate::keys::is_sample(key) => {
+                soon.max(self.last_view + SAMPLES_EVERY)
+            }
+            ClusterEvent::StateChanged { .. } => soon.max(self.last_view + VIEW_EVERY),
+            _ => soon,
         };
         self.view_due = Some(self.view_due.map_or(due, |d| d.min(due)));
     }

@@ -27,8 +27,9 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How often buffered rows are written.
-pub const TICK: Duration = Duration::from_millis(500);
+/// How often buffered rows are written: each write is a transaction, synced to disk, and at
+/// 128 hosts with 5 s metrics a second holds about 25 samples.
+pub const TICK: Duration = Duration::from_secs(1);
 /// After a failed open or write, wait this long before the next attempt.
 pub const RETRY: Duration = Duration::from_secs(5);
 /// At most this many rows wait for the disk (about 20 MB); past it the oldest are dropped.

@@ -14,6 +14,7 @@ mod overload;
 mod procfs;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use peerbench::now_ms;
@@ -477,14 +478,27 @@ fn steady(cluster: Cluster, o: &Opts, keyed: bool) -> anyhow::Result<()> {
     let warmup = o.warmup.max(2 * o.metrics_interval);
     eprintln!("# warm-up {warmup} s, window {} s", o.seconds);
     std::thread::sleep(Duration::from_secs(warmup));
+    // nbwatch's pollers stop for the window (a `/members` of 128 members every second is a
+    // tenth of a daemon's CPU): its counters are read once at each end, straight from the API.
+    let nbwatch = o.system == System::Nbwatch;
+    if nbwatch {
+        cluster.launcher.paused.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(2));
+    }
     let snap = |c: &Cluster| -> Vec<(u64, u64, u64, Option<u64>)> {
         c.members
             .iter()
             .map(|m| {
-                let v = m.view.lock();
-                let (b, d, t) = v
-                    .map(|v| (v.bytes_sent, v.datagrams_sent, v.stats_t_ms))
-                    .unwrap_or_default();
+                let (b, d, t) = match m.api.filter(|_| nbwatch) {
+                    Some(api) => nbwatch::fetch_stats(api)
+                        .map(|(b, d)| (b, d, now_ms()))
+                        .unwrap_or_default(),
+                    None => m
+                        .view
+                        .lock()
+                        .map(|v| (v.bytes_sent, v.datagrams_sent, v.stats_t_ms))
+                        .unwrap_or_default(),
+                };
                 (b, d, t, procfs::cpu_ticks(m.pid()))
             })
             .collect()
@@ -494,6 +508,10 @@ fn steady(cluster: Cluster, o: &Opts, keyed: bool) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(o.seconds));
     let after = snap(&cluster);
     let wall = t0.elapsed().as_secs_f64();
+    if nbwatch {
+        cluster.launcher.paused.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(3));
+    }
     let whole = converged(&cluster.members);
     let n = cluster.members.len() as f64;
     let mut bps = 0.0;

@@ -247,7 +247,8 @@ fn fetch_members(api: SocketAddr) -> Option<Vec<(String, String)>> {
 }
 
 /// (bytes_sent, datagrams_sent) from `GET /api/v1/stats`.
-fn fetch_stats(api: SocketAddr) -> Option<(u64, u64)> {
+/// Bytes (on the wire) and datagrams the node at `api` has sent (`GET /api/v1/stats`).
+pub fn fetch_stats(api: SocketAddr) -> Option<(u64, u64)> {
     let body = http_get(api, "/api/v1/stats").ok()?;
     let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
     // What went on the wire (sealed frames included) where the daemon counts it; the
