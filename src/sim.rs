@@ -101,6 +101,9 @@ pub struct Sim {
     /// When set, datagrams sent are counted by kind of message (`wire::Message::kind`: `ping`, `syn`...), for the
     /// benchmarks' breakdown (decoding every datagram once more costs time).
     pub tally: Option<BTreeMap<&'static str, u64>>,
+    /// When set, every round's digest sent (a `Syn` that is not news): when, from and to
+    /// which node (indices).
+    pub rounds: Option<Vec<(Time, usize, usize)>>,
     /// Watchers made so far: each numbers its timer tokens from its own base.
     watcher_lives: u64,
 }
@@ -124,6 +127,7 @@ impl Sim {
             keep_state_events: false,
             hung_wakes: Vec::new(),
             tally: None,
+            rounds: None,
             watcher_lives: 0,
         }
     }
@@ -406,6 +410,11 @@ impl Sim {
         let Some(&j) = self.by_addr.get(&to) else {
             return;
         };
+        if let Some(rounds) = &mut self.rounds
+            && wire::decode(&bytes).is_ok_and(|env| env.msg.kind() == "syn")
+        {
+            rounds.push((self.now, i, j));
+        }
         if self.blocked.contains(&(i, j)) || self.rng.random_bool(self.loss) {
             return;
         }

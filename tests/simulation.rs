@@ -321,6 +321,52 @@ fn a_changed_key_reaches_every_node() {
     }
 }
 
+/// The rounds follow the clock's schedule: in each slot every member gets one round's digest,
+/// from another member each time, so over N - 1 slots every member hears from every other.
+/// (With random targets, 11 rounds would come from about 7 distinct members of 11.)
+#[test]
+fn every_member_gets_a_round_a_slot_each_from_another_member() {
+    for seed in seeds() {
+        let n = 12;
+        let settings = Settings::default();
+        let slot = settings.interval / settings.fanout as u32;
+        let mut sim = Sim::cluster(seed, n, settings);
+        sim.run_for(secs(5));
+        sim.rounds = Some(Vec::new());
+        let start = sim.now;
+        sim.run_for(slot * (n as u32 - 1));
+        let rounds = sim.rounds.take().unwrap_or_default();
+        for to in 0..n {
+            let mut from: Vec<usize> = (rounds.iter())
+                .filter(|(_, _, j)| *j == to)
+                .map(|(_, i, _)| *i)
+                .collect();
+            // The window starts at any phase of a node's slot: one round may fall either side.
+            assert!(
+                (n - 2..=n).contains(&from.len()),
+                "seed {seed}: n{to} got {} rounds in {} slots",
+                from.len(),
+                n - 1
+            );
+            from.sort();
+            from.dedup();
+            assert!(
+                from.len() >= n - 2 && !from.contains(&to),
+                "seed {seed}: n{to} heard rounds from only {from:?} since {start:?}"
+            );
+        }
+        // And each slot, no member gets two: the rounds of one slot are a rotation.
+        let mut per_slot: std::collections::BTreeMap<(u64, usize), usize> = Default::default();
+        for (at, _, to) in &rounds {
+            *per_slot
+                .entry((at.as_millis() / slot.as_millis() as u64, *to))
+                .or_default() += 1;
+        }
+        let twice = per_slot.values().filter(|c| **c > 1).count();
+        assert_eq!(twice, 0, "seed {seed}: a member got two rounds in one slot");
+    }
+}
+
 #[test]
 fn a_second_node_with_a_live_name_is_refused() {
     let mut sim = Sim::cluster(1, 4, Settings::default());
