@@ -31,9 +31,10 @@ impl Core {
             .filter(|(_, m)| m.status == Status::Down)
             .map(|(n, _)| n.clone())
             .collect();
+        // `fanout` rounds an interval share the interval's chance.
+        let chance = self.settings.reconnect_chance / self.settings.fanout.max(1) as f64;
         if !down.is_empty()
-            && (self.rng)
-                .random_bool(self.settings.reconnect_chance / self.settings.fanout.max(1) as f64)
+            && self.rng.random_bool(chance)
             && let Some(peer) = down.choose(&mut self.rng)
         {
             let to = self.members[peer].state.addr;

@@ -18,10 +18,10 @@ use std::time::Duration;
 /// A peer not heard directly for this long (at least) is unheard.
 pub const WINDOW: Duration = Duration::from_secs(120);
 
-/// The window for `live` peers gossiping every `interval` to `fanout` of them: at least
-/// [`WINDOW`], and long enough for three expected exchanges with each peer (each node starts
-/// `fanout` exchanges a round and answers as many, so a given pair meets about
-/// `2 × fanout / live` times a round).
+/// The window for `live` peers gossiping `fanout` times an `interval`: at least [`WINDOW`],
+/// and long enough for three expected exchanges with each peer (each node starts `fanout`
+/// exchanges an interval and answers as many, so a given pair meets about `2 × fanout / live`
+/// times an interval).
 pub fn window(live: usize, interval: Duration, fanout: usize) -> Duration {
     let rounds = 3.0 * live as f64 / (2.0 * fanout.max(1) as f64);
     WINDOW.max(interval.mul_f64(rounds))
