@@ -403,16 +403,16 @@ impl Sim {
     fn transmit(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
         self.nodes[i].bytes_sent += bytes.len() as u64;
         self.nodes[i].datagrams_sent += 1;
-        if let Some(tally) = &mut self.tally {
-            let kind = wire::decode(&bytes).map_or("undecodable", |env| env.msg.kind());
+        // Decoding every datagram once more costs time: only when counting.
+        let kind = (self.tally.is_some() || self.rounds.is_some())
+            .then(|| wire::decode(&bytes).map_or("undecodable", |env| env.msg.kind()));
+        if let (Some(tally), Some(kind)) = (&mut self.tally, kind) {
             *tally.entry(kind).or_default() += 1;
         }
         let Some(&j) = self.by_addr.get(&to) else {
             return;
         };
-        if let Some(rounds) = &mut self.rounds
-            && wire::decode(&bytes).is_ok_and(|env| env.msg.kind() == "syn")
-        {
+        if let (Some(rounds), Some("syn")) = (&mut self.rounds, kind) {
             rounds.push((self.now, i, j));
         }
         if self.blocked.contains(&(i, j)) || self.rng.random_bool(self.loss) {
