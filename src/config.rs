@@ -116,12 +116,12 @@ pub struct GossipConfig {
 /// `gossip.profile`: the gossip protocol's settings named by one word (the gossip core's
 /// `Settings::profile` says what each one sets).
 ///
-/// * `default`: a round a second to two members with a digest of up to 200 bytes; a watcher
-///   probes its peer when phi reaches 3.
-/// * `lean`: for links where bytes cost more than seconds of detection. A round every two
-///   seconds to one member, the same digest, and a watcher probes only when phi reaches 8:
-///   about a fifth of the liveness bytes, and a longer tail of detection (BENCHMARKS.md,
-///   "Profiles").
+/// * `default`: two rounds an interval (every half second), each with the member the
+///   clock's schedule names.
+/// * `lean`: for links where bytes cost more than seconds of detection. One round an
+///   interval, every two seconds: about a quarter of the liveness bytes, a slower median
+///   and a longer tail of detection, and a slower cold start (BENCHMARKS.md, "Scheduled
+///   rounds, fewer wakes").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Profile {
     #[default]
