@@ -203,12 +203,34 @@ pub struct ServiceStatus {
     pub health: String,
     /// When the state last changed.
     pub since: Time,
+    /// Where it sits in its tree and what it requires elsewhere (the graph's edges).
+    pub shape: Shape,
+}
+
+/// A service's place in the dependency graph: the supervisors above it, its tree's root
+/// first (`["tv", "web"]`; empty: directly under the root, `[tree]`), and the services on
+/// other nodes it requires (`"nas:postgres"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub path: Vec<String>,
+    pub requires: Vec<String>,
+}
+
+impl ServiceStatus {
+    /// The supervisors above this service, its tree's root first.
+    pub fn path(&self) -> Vec<&str> {
+        if self.shape.path.is_empty() {
+            vec![self.tree.as_str()]
+        } else {
+            self.shape.path.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// The compact form of a status in the node's gossiped state (`svc.<name>`): JSON of the
 /// fields other nodes need for a cluster-wide view.
 pub fn gossip_value(s: &ServiceStatus) -> String {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "tree": s.tree,
         "state": s.state.as_str(),
         "pid": s.pid,
@@ -216,8 +238,15 @@ pub fn gossip_value(s: &ServiceStatus) -> String {
         "last_exit": s.last_exit,
         "health": s.health,
         "since": s.since.0,
-    })
-    .to_string()
+    });
+    // The shape goes only where it says more than the tree, to keep the value small.
+    if s.shape.path.len() > 1 {
+        v["path"] = serde_json::Value::from(s.shape.path.join("/"));
+    }
+    if !s.shape.requires.is_empty() {
+        v["requires"] = serde_json::Value::from(s.shape.requires.clone());
+    }
+    v.to_string()
 }
 
 /// The gossip key of a service.
@@ -258,6 +287,15 @@ pub fn parse_status(name: &str, value: &str) -> Result<ServiceStatus, ValueError
         last_exit: v["last_exit"].as_str().map(str::to_string),
         health: v["health"].as_str().unwrap_or("unknown").to_string(),
         since,
+        shape: Shape {
+            path: v["path"]
+                .as_str()
+                .map(|p| p.split('/').map(str::to_string).collect())
+                .unwrap_or_default(),
+            requires: (v["requires"].as_array().into_iter().flatten())
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect(),
+        },
     })
 }
 

@@ -34,6 +34,7 @@ pub mod discover;
 pub mod election;
 pub mod events;
 pub mod gossip;
+pub mod graph;
 pub mod keys;
 pub mod lograte;
 pub mod node;

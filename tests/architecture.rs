@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "election",
             "alert",
             "control",
+            "graph",
             "discover",
             "supervision",
             "supervision::policy",

@@ -229,6 +229,7 @@ mod tests {
             last_exit: Some("exit 3".into()),
             health: "ok".into(),
             since: Time(1_700_000_000_000),
+            shape: Default::default(),
         };
         let mut other = view("nas", Status::Down, None);
         let db = status("db", ServiceState::Running);

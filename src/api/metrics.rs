@@ -465,6 +465,7 @@ mod tests {
                 last_exit: None,
                 health: "ok".into(),
                 since: Time(0),
+                shape: Default::default(),
             }]),
             store_files: vec![("history.db".into(), 4096)],
             now: Time(3_500),

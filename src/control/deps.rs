@@ -115,6 +115,7 @@ mod tests {
                     last_exit: None,
                     health: health.into(),
                     since: Time(0),
+                    shape: Default::default(),
                 };
                 (gossip_key("pg"), gossip_value(&s))
             })

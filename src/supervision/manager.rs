@@ -15,7 +15,7 @@ use super::supervisor::{
 };
 use crate::config::ConfigErrors;
 use crate::events::ServiceEventKind;
-use crate::keys::{Command, Run, ServiceState, ServiceStatus};
+use crate::keys::{Command, Run, ServiceState, ServiceStatus, Shape};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::path::PathBuf;
@@ -90,6 +90,33 @@ impl Tree {
             (None, false) => Run::Idle,
         }
     }
+}
+
+/// Every service of `sup` with its place in the graph: the supervisors above it (from `path`
+/// down) and its requirements.
+fn shapes(
+    sup: &super::spec::SupervisorSpec,
+    path: &mut Vec<String>,
+    out: &mut Vec<(String, Shape)>,
+) {
+    path.push(sup.name.clone());
+    for child in &sup.children {
+        match child {
+            ChildSpec::Service(s) => out.push((
+                s.name.clone(),
+                Shape {
+                    path: if path.len() > 1 {
+                        path.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    requires: s.requires.iter().map(ToString::to_string).collect(),
+                },
+            )),
+            ChildSpec::Supervisor(nested) => shapes(nested, path, out),
+        }
+    }
+    path.pop();
 }
 
 fn service_specs<'a>(sup: &'a super::spec::SupervisorSpec, out: &mut Vec<&'a ServiceSpec>) {
@@ -244,8 +271,18 @@ impl ManagerState {
 
     fn mark(&self, k: usize, state: ServiceState) {
         let tree = &self.trees[k];
+        self.declare_shapes(k);
         for service in tree.services() {
             self.ctx.board.set_state(&service, tree.name(), state);
+        }
+    }
+
+    /// Tells the board where each of tree `k`'s services sits (see [`Shape`]).
+    fn declare_shapes(&self, k: usize) {
+        let mut out = Vec::new();
+        shapes(&self.trees[k].spec.root, &mut Vec::new(), &mut out);
+        for (service, shape) in out {
+            self.ctx.board.shape(&service, shape);
         }
     }
 
@@ -437,6 +474,7 @@ impl ManagerState {
                     for gone in before.iter().filter(|s| !after.contains(s)) {
                         self.ctx.board.remove(gone);
                     }
+                    self.declare_shapes(k);
                     match self.trees[k].root.clone() {
                         Some(root) => {
                             let budget = supervisor_stop_budget(&spec.root) * 2;

@@ -2,7 +2,7 @@
 //! events it records. The supervisor actors write; the API, the CLI and gossip read.
 
 use crate::events::{ServiceEvent, ServiceEventKind};
-use crate::keys::{ServiceState, ServiceStatus};
+use crate::keys::{ServiceState, ServiceStatus, Shape};
 use crate::types::Time;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,8 @@ pub trait Publish: Send + Sync {
 #[derive(Clone)]
 pub struct Board {
     inner: Arc<Mutex<BTreeMap<String, ServiceStatus>>>,
+    /// Each declared service's place in the graph, set when its tree is loaded.
+    shapes: Arc<Mutex<BTreeMap<String, Shape>>>,
     publish: Arc<dyn Publish>,
     clock: crate::types::Clock,
 }
@@ -30,6 +32,7 @@ impl Board {
     pub fn new(clock: crate::types::Clock, publish: Arc<dyn Publish>) -> Board {
         Board {
             inner: Arc::default(),
+            shapes: Arc::default(),
             publish,
             clock,
         }
@@ -64,9 +67,13 @@ impl Board {
                     last_exit: None,
                     health: "unknown".to_string(),
                     since: now,
+                    shape: Default::default(),
                 });
             let before = entry.state;
             entry.tree = tree.to_string();
+            if let Some(shape) = lock(&self.shapes).get(name) {
+                entry.shape.clone_from(shape);
+            }
             f(entry);
             if entry.state != before {
                 entry.since = now;
@@ -96,7 +103,27 @@ impl Board {
         }
     }
 
+    /// Declares where `name` sits in its tree and what it requires; a service already listed
+    /// is published again if that changed.
+    pub fn shape(&self, name: &str, shape: Shape) {
+        lock(&self.shapes).insert(name.to_string(), shape.clone());
+        let changed = {
+            let mut map = lock(&self.inner);
+            match map.get_mut(name) {
+                Some(entry) if entry.shape != shape => {
+                    entry.shape = shape;
+                    Some(entry.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(status) = changed {
+            self.publish.status(&status);
+        }
+    }
+
     pub fn remove(&self, name: &str) {
+        lock(&self.shapes).remove(name);
         if lock(&self.inner).remove(name).is_some() {
             self.publish.removed(name);
         }
@@ -135,6 +162,7 @@ mod gossip_tests {
             last_exit: Some("exit 3".into()),
             health: "ok".into(),
             since: Time(1_234),
+            shape: Default::default(),
         };
         let kv: BTreeMap<String, String> = [
             (gossip_key("db"), gossip_value(&s)),
