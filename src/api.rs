@@ -9,6 +9,7 @@ mod body;
 mod control;
 mod dashboard;
 mod decide;
+pub mod graph;
 mod history;
 pub mod host;
 pub mod json;

@@ -25,6 +25,7 @@ mod appdata;
 mod connect;
 mod daemon;
 mod decide;
+mod graph;
 mod history;
 mod keys;
 mod members;
@@ -127,6 +128,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             decide::unreachable(&client(Change)?, &node, &reason).await
         }
         Command::Reachability { json } => decide::reachability(&client(Read)?, json).await,
+        Command::Graph { json, dot } => graph::graph(&client(Read)?, json, dot).await,
+        Command::Impact { vertex, json } => graph::impact(&client(Read)?, &vertex, json).await,
+        Command::Availability {
+            since,
+            simulate,
+            seed,
+            json,
+        } => graph::availability(&client(Read)?, &since, simulate, seed, json).await,
         Command::Subscribe { prefix, json } => {
             appdata::subscribe(&client(Read)?, &prefix, json).await
         }

@@ -370,19 +370,34 @@ fn held(log: &Log) -> Vec<Incident> {
 
 fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
     let mut out = Vec::new();
+    // What a down host takes with it on other hosts, through `requires` (built once).
+    let graph = (view.iter().any(|m| m.status == Status::Down))
+        .then(|| crate::graph::Graph::from_views(view));
     for m in view {
         match m.status {
             Status::Down => {
+                let elsewhere = (graph.as_ref())
+                    .map(|g| g.services_elsewhere(m.name.as_str()))
+                    .unwrap_or_default();
+                let takes = if elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it takes down {}", elsewhere.join(", "))
+                };
                 let observers: Vec<NodeName> = view
                     .iter()
                     .filter(|o| o.kv.contains_key(&format!("sus.{}", m.name)))
                     .map(|o| o.name.clone())
                     .collect();
                 let summary = if observers.is_empty() {
-                    format!("{} stopped talking at {}", m.name, clock(m.last_heard))
+                    format!(
+                        "{} stopped talking at {}{takes}",
+                        m.name,
+                        clock(m.last_heard)
+                    )
                 } else {
                     format!(
-                        "{} stopped talking at {} (confirmed by {})",
+                        "{} stopped talking at {} (confirmed by {}){takes}",
                         m.name,
                         clock(m.last_heard),
                         names(&observers)

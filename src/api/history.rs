@@ -25,7 +25,10 @@ pub const DEFAULT_HISTORY_SINCE: Duration = Duration::from_secs(3600);
 type Params = Query<HashMap<String, String>>;
 
 /// Refuses parameters other than `allowed`, so a typo is not silently ignored.
-fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(super) fn check_params(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
     let mut unknown: Vec<&str> = params
         .keys()
         .map(String::as_str)
@@ -50,7 +53,7 @@ pub fn parse_since(text: &str, now: Time) -> Result<Time, ApiError> {
     ))
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::UnknownNode(_) | StoreError::UnknownMetric { .. } => {
             ApiError::Unknown(e.to_string())
@@ -63,7 +66,7 @@ fn store_error(e: StoreError) -> ApiError {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Has the store write its buffer; true when everything it knew is on disk.
-async fn flush(ctx: &Ctx) -> bool {
+pub(super) async fn flush(ctx: &Ctx) -> bool {
     let Some(store) = ctx.store.get() else {
         return false;
     };
@@ -73,7 +76,7 @@ async fn flush(ctx: &Ctx) -> bool {
     )
 }
 
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     ctx: &Ctx,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<Option<T>, StoreError> {

@@ -79,6 +79,9 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/pick", get(super::decide::pick_hosts))
         .route("/api/v1/owner/{*key}", get(super::decide::owner_of))
         .route("/api/v1/reachability", get(super::reach::matrix))
+        .route("/api/v1/graph", get(super::graph::graph))
+        .route("/api/v1/impact/{*vertex}", get(super::graph::impact))
+        .route("/api/v1/availability", get(super::graph::availability))
         .route("/api/v1/reachability/{node}", post(super::reach::report))
         .route("/api/v1/reload", post(reload))
         .route(

@@ -151,6 +151,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The cluster as a dependency graph: hosts, their trees and services, supervision and
+    /// `requires` edges, and what each failure takes down.
+    Graph {
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// Graphviz output (`nbwatch graph --dot | dot -Tsvg > graph.svg`).
+        #[arg(long)]
+        dot: bool,
+    },
+    /// What stops working if VERTEX (a host, or NODE:SERVICE) fails, with the way each failure
+    /// goes.
+    Impact {
+        vertex: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Failures, MTBF, MTTR and availability of every host and service from the history, and
+    /// each service's availability with its dependencies.
+    Availability {
+        /// The window (from that long ago to now).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Also run the failure models for this many steps and compare.
+        #[arg(long)]
+        simulate: Option<u64>,
+        /// The simulation's seed (default: the time; the answer says which).
+        #[arg(long, requires = "simulate")]
+        seed: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every host's value of KEY.
     Get {
         key: String,

@@ -2,6 +2,7 @@
 //! runs on a read-only connection of its own (WAL lets it read while the StoreActor writes).
 
 use super::StoreError;
+use crate::graph::availability::Record;
 use crate::types::Time;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -57,6 +58,45 @@ pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<Value>, Sto
         out.push(value);
     }
     Ok(out)
+}
+
+/// The event kinds failure models are made of (see `graph::availability`).
+const FAILURE_KINDS: &str = "'node_down', 'node_up', 'node_joined', 'node_left', \
+     'service_exited', 'service_failed', 'service_started', 'service_restarted', \
+     'service_stopped'";
+
+/// The events failure models are made of, from `since` on, and for each host and service the
+/// last one before `since` (the state the window starts in), oldest first.
+pub fn failure_records(conn: &Connection, since: Time) -> Result<Vec<Record>, StoreError> {
+    let since = since.as_millis() as i64;
+    let columns = "e.at, e.node, e.kind, json_extract(e.json, '$.service'), e.detail, e.last_heard";
+    let sql = format!(
+        "SELECT {columns} FROM events e
+         WHERE e.at >= ?1 AND e.kind IN ({FAILURE_KINDS})
+         UNION ALL
+         SELECT {columns} FROM events e
+         JOIN (SELECT node, json_extract(json, '$.service') AS service, MAX(at) AS at
+               FROM events WHERE at < ?1 AND kind IN ({FAILURE_KINDS})
+               GROUP BY node, service) last
+           ON e.node = last.node AND e.at = last.at
+          AND json_extract(e.json, '$.service') IS last.service
+         WHERE e.kind IN ({FAILURE_KINDS})
+         ORDER BY 1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![since], |r| {
+        Ok(Record {
+            at: Time::from_millis(r.get::<_, i64>(0)?.max(0) as u64),
+            node: r.get(1)?,
+            kind: r.get(2)?,
+            service: r.get(3)?,
+            detail: r.get(4)?,
+            last_heard: r
+                .get::<_, Option<i64>>(5)?
+                .map(|t| Time::from_millis(t.max(0) as u64)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The samples of `node` since `since` (one metric or all), oldest first, as the contract's

@@ -6,6 +6,8 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod daemons;
+
 /// Polls `check` every 100 ms until it gives a value; panics with what it last saw once
 /// `deadline` has passed.
 pub async fn wait_for<T>(
