@@ -353,6 +353,10 @@ struct Page {
     alerts: Vec<(String, String)>,
     /// The rows of the reachability grid, by host.
     reach: Vec<String>,
+    /// Each vertex of the dependency graph: (failed by itself, taken down by another).
+    vertices: HashMap<String, (bool, bool)>,
+    /// The `requires` arrows drawn, as `from>to`.
+    requires: Vec<String>,
 }
 
 async fn load(profile: &Path, url: &str) -> Result<Page, String> {
@@ -391,6 +395,20 @@ impl Page {
                 .iter()
                 .map(|e| attr(e, "data-reach"))
                 .collect(),
+            vertices: elements(dom, "data-vertex")
+                .iter()
+                .map(|e| {
+                    let flag = |k: &str| attr(e, k) == "true";
+                    (
+                        attr(e, "data-vertex"),
+                        (flag("data-failed"), flag("data-down")),
+                    )
+                })
+                .collect(),
+            requires: elements(dom, "data-requires")
+                .iter()
+                .map(|e| attr(e, "data-requires"))
+                .collect(),
         }
     }
 }
@@ -418,8 +436,28 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
     // n1 has the one sink: it sends the alerts.
     let sink =
         "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat > /dev/null\"]\n";
+    // n3 runs pg, which n2's web requires: the graph draws the arrow, and n3's death takes
+    // both down.
+    let trees = |name: &str, tree: &str| {
+        let dir = cluster.path(&format!("{name}-trees"));
+        std::fs::create_dir_all(&dir).expect("trees folder");
+        std::fs::write(dir.join("t.toml"), tree).expect("tree");
+        format!(
+            "[supervision]\ntrees = {}\n",
+            toml::Value::String(dir.display().to_string())
+        )
+    };
+    let n2 = trees(
+        "n2",
+        "name = \"site\"\n[[children]]\nname = \"web\"\nrequires = [\"n3:pg\"]\n\
+         command = [\"sleep\", \"90\"]\n",
+    );
+    let n3 = trees(
+        "n3",
+        "name = \"db\"\n[[children]]\nname = \"pg\"\ncommand = [\"sleep\", \"90\"]\n",
+    );
     cluster
-        .start_all(&[("n1", sink), ("n2", ""), ("n3", "")])
+        .start_all(&[("n1", sink), ("n2", &n2), ("n3", &n3)])
         .await;
     let profile = cluster.path("chromium");
     // The last ten minutes, in 5 s buckets, where a fresh cluster's lines are. (The default
@@ -446,12 +484,21 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
                         .is_some_and(|p| *p >= 2)
             });
             let reach = page.reach == names;
-            if alive && charted && reach && page.status == "ok" && page.members.len() == 3 {
+            let graph = page.vertices.get("n2:web") == Some(&(false, false))
+                && page.vertices.contains_key("n3:pg")
+                && page.requires == ["n2:web>n3:pg"];
+            if alive && charted && reach && graph && page.status == "ok" && page.members.len() == 3
+            {
                 Ok(())
             } else {
                 Err(format!(
-                    "members {:?}, charts {:?}, reachability rows {:?}, status {}",
-                    page.members, page.charts, page.reach, page.status
+                    "members {:?}, charts {:?}, reachability rows {:?}, graph {:?} {:?}, status {}",
+                    page.members,
+                    page.charts,
+                    page.reach,
+                    page.vertices,
+                    page.requires,
+                    page.status
                 ))
             }
         },
@@ -473,12 +520,15 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
                 .alerts
                 .iter()
                 .any(|(id, state)| id.starts_with("node_down:n3:") && state == "sent");
-            if down && event && alert {
+            let graph = page.vertices.get("n3") == Some(&(true, false))
+                && page.vertices.get("n3:pg") == Some(&(false, true))
+                && page.vertices.get("n2:web") == Some(&(false, true));
+            if down && event && alert && graph {
                 Ok(page)
             } else {
                 Err(format!(
-                    "members {:?}, events {:?}, alerts {:?}",
-                    page.members, page.events, page.alerts
+                    "members {:?}, events {:?}, alerts {:?}, graph {:?}",
+                    page.members, page.events, page.alerts, page.vertices
                 ))
             }
         },

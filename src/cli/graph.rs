@@ -142,7 +142,7 @@ pub fn render_impact(value: &Value) -> String {
     let vertex = text(&value["vertex"]);
     let hits = value["impacted"].as_array().cloned().unwrap_or_default();
     if hits.is_empty() {
-        return visible(&format!("nothing else fails with {vertex}\n")).into_owned();
+        return format!("nothing else fails with {}\n", visible(&vertex));
     }
     let rows: Vec<Vec<String>> = (hits.iter())
         .map(|h| {
@@ -155,7 +155,7 @@ pub fn render_impact(value: &Value) -> String {
             .to_vec()
         })
         .collect();
-    let mut out = visible(&format!("if {vertex} fails, {} more fail:\n", hits.len())).into_owned();
+    let mut out = format!("if {} fails, {} more fail:\n", visible(&vertex), hits.len());
     out.push_str(&render_table(&["VERTEX", "KIND", "HOW"], &rows));
     out
 }

@@ -9,6 +9,7 @@ const MAX_CHART_HOSTS = 32;    // a page of charts, not thousands
 const MAX_EVENTS = 30;
 const MAX_ALERTS = 20;
 const MAX_REACH_GRID = 32;     // hosts in the who-hears-whom grid; past that, only the gaps
+const MAX_GRAPH_HOSTS = 24;    // columns of the dependency graph; past that, only the summary
 // Each window asks for about 120-170 averaged points.
 const WINDOWS = {
   "10m": { since: "10m", step: "5s", ms: 600e3 },
@@ -190,6 +191,86 @@ function renderEvents(events) {
     el("td", { class: "wrap" }, e.detail))));
 }
 
+// The dependency graph (/api/v1/graph): a column per host, its supervisors and services below
+// it indented by depth, `requires` as dashed arrows between services. A vertex that failed by
+// itself is red, one it takes down orange (`data-failed`, `data-down`).
+const COL_W = 210, ROW_H = 28, BOX_H = 22, TOP = 8;
+
+function renderGraph(graph) {
+  const root = document.getElementById("graph");
+  const vertices = graph.vertices || [];
+  const hosts = vertices.filter((v) => v.kind === "host");
+  const failed = vertices.filter((v) => v.failed).map((v) => v.id);
+  const down = vertices.filter((v) => !v.failed && v.down_by.length > 0);
+  document.getElementById("graph-summary").textContent = failed.length === 0
+    ? `${vertices.length} vertices, nothing failed.`
+    : `failed: ${failed.join(", ")} · taken down with them: ${down.map((v) => v.id).join(", ") || "nothing else"}`;
+  if (hosts.length > MAX_GRAPH_HOSTS) {
+    root.replaceChildren();
+    root.setAttribute("width", 0);
+    root.setAttribute("height", 0);
+    return;
+  }
+  const at = {};
+  let rows = 0;
+  hosts.forEach((h, col) => {
+    at[h.id] = { x: 8 + col * COL_W, y: TOP, depth: 0 };
+    let row = 1;
+    for (const v of vertices) {
+      if (v.kind === "host" || v.node !== h.node) continue;
+      const depth = v.kind === "supervisor" ? v.name.split("/").length : 0;
+      at[v.id] = { x: 8 + col * COL_W, y: TOP + row * ROW_H, depth };
+      row += 1;
+    }
+    rows = Math.max(rows, row);
+  });
+  // A service sits one step right of the supervisor above it.
+  for (const e of graph.edges || []) {
+    if (e.kind === "supervises" && at[e.to] && at[e.from] && at[e.to].depth === 0) {
+      at[e.to].depth = at[e.from].depth + 1;
+    }
+  }
+  const width = 16 + hosts.length * COL_W;
+  const height = TOP * 2 + rows * ROW_H;
+  const children = [svg("defs", {})];
+  children[0].append(svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
+    markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" }));
+  children[0].firstChild.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }));
+  const box = (v) => {
+    const p = at[v.id];
+    const x = p.x + p.depth * 14;
+    const w = COL_W - 24 - p.depth * 14;
+    const state = v.failed ? "failed" : v.down_by.length > 0 ? "down" : "ok";
+    const g = svg("g", { "data-vertex": v.id, "data-kind": v.kind, "data-failed": String(v.failed),
+      "data-down": String(!v.failed && v.down_by.length > 0), class: `v ${v.kind} g-${state}` });
+    g.append(svg("rect", { x, y: p.y, width: w, height: BOX_H, rx: v.kind === "service" ? 8 : 2 }));
+    const label = v.kind === "host" ? v.id : v.kind === "supervisor" ? v.name.split("/").pop() : v.name;
+    g.append(svg("text", { x: x + 6, y: p.y + 15 }, `${label} · ${v.state}`));
+    const tip = svg("title", {}, v.down_by.length > 0 ? `${v.id}: down with ${v.down_by.join(", ")}` : v.id);
+    g.append(tip);
+    return g;
+  };
+  for (const e of graph.edges || []) {
+    if (e.kind !== "requires" || !at[e.from] || !at[e.to]) continue;
+    const a = at[e.from], b = at[e.to];
+    const left = (p) => p.x + p.depth * 14, right = (p) => p.x + COL_W - 24;
+    const y1 = a.y + BOX_H / 2, y2 = b.y + BOX_H / 2;
+    // Leave from the side facing the other box; within one column, loop out on the right.
+    let x1, x2, dir1, dir2;
+    if (b.x > a.x) [x1, x2, dir1, dir2] = [right(a), left(b), 1, -1];
+    else if (b.x < a.x) [x1, x2, dir1, dir2] = [left(a), right(b), -1, 1];
+    else [x1, x2, dir1, dir2] = [right(a), right(b), 1, 1];
+    const bend = Math.max(30, Math.abs(x2 - x1) / 3);
+    children.push(svg("path", { d: `M${x1},${y1} C${x1 + dir1 * bend},${y1} ${x2 + dir2 * bend},${y2} ${x2},${y2}`,
+      class: "requires", "marker-end": "url(#arrow)", "data-requires": `${e.from}>${e.to}` }));
+  }
+  for (const v of vertices) if (at[v.id]) children.push(box(v));
+  root.setAttribute("width", width);
+  root.setAttribute("height", height);
+  root.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  root.replaceChildren(...children);
+}
+
 function setStatus(state, text) {
   const s = document.getElementById("status");
   s.dataset.status = state;
@@ -216,6 +297,7 @@ async function poll() {
     renderServices(overview, nowMs);
     renderAlerts(overview);
     renderReach(overview);
+    renderGraph(await getJson("/api/v1/graph").catch(() => ({ vertices: [], edges: [] })));
     renderEvents(await newEvents().catch(() => recentEvents));
     setStatus("ok", "updated " + clock(new Date(nowMs).toISOString()));
     if (chartTimer === null) refreshCharts();
