@@ -18,6 +18,7 @@
 //!   `node.data_dir` is state, not part of the config, so it stays relative to the current
 //!   directory.
 
+pub mod actions;
 pub mod bounds;
 pub mod cluster;
 pub mod exposure;
@@ -236,6 +237,54 @@ pub struct AlertsConfig {
     /// The commands this node lets an `exec` sink run by name (`[alerts.commands]`): the
     /// only commands the cluster settings can make it run without an operator's signature.
     pub commands: BTreeMap<String, Vec<String>>,
+    /// Remediation run once per incident and step (`[[alerts.actions]]`, see `actions`).
+    pub actions: Vec<ActionSpec>,
+}
+
+/// One step of remediation: on an incident of kind `on` (of `subject`, or any), once it has
+/// been open for `after`, the node that sends alerts runs `kind` — once for the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionSpec {
+    pub on: ActionOn,
+    /// A node, or `NODE:SERVICE` for `service_failed`; `None`: any.
+    pub subject: Option<String>,
+    pub after: Duration,
+    pub kind: ActionKind,
+}
+
+/// The incidents an action runs on: those that stay open until their subject is back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionOn {
+    NodeDown,
+    ServiceFailed,
+}
+
+impl ActionOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionOn::NodeDown => "node_down",
+            ActionOn::ServiceFailed => "service_failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    /// A Wake-on-LAN magic packet for the down host's MAC address, sent to `address`.
+    Wol { address: std::net::SocketAddr },
+    /// Runs `command` with the alert on stdin.
+    Exec { command: Vec<String> },
+    /// Runs the command declared under `name` in `[alerts.commands]`.
+    Named { name: String },
+}
+
+impl ActionKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionKind::Wol { .. } => "wol",
+            ActionKind::Exec { .. } | ActionKind::Named { .. } => "exec",
+        }
+    }
 }
 
 /// Where alerts go, `[[alerts.sinks]]` by `type`. Only described here; the alert module sends.
@@ -561,6 +610,7 @@ impl Default for AlertsConfig {
             repeat: Duration::ZERO,
             sinks: Vec::new(),
             commands: BTreeMap::new(),
+            actions: Vec::new(),
         }
     }
 }

@@ -131,7 +131,7 @@ fn read(w: &mut Walker, root: &Table) -> AlertsPatch {
 
 impl AlertsConfig {
     /// This node's alert settings with the cluster's over them: each key the document sets
-    /// replaces the node's own; `commands` stay the node's.
+    /// replaces the node's own; `commands` and `actions` stay the node's.
     pub fn with_cluster(&self, cluster: Option<&AlertsPatch>) -> AlertsConfig {
         let Some(c) = cluster else {
             return self.clone();
@@ -142,6 +142,7 @@ impl AlertsConfig {
             repeat: c.repeat.unwrap_or(self.repeat),
             sinks: c.sinks.clone().unwrap_or_else(|| self.sinks.clone()),
             commands: self.commands.clone(),
+            actions: self.actions.clone(),
         }
     }
 

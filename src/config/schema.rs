@@ -32,6 +32,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "repeat",
             "sinks",
             "commands",
+            "actions",
         ],
     ),
 ];

@@ -534,7 +534,7 @@ fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
 
 fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig {
     let d = AlertsConfig::default();
-    let alerts = AlertsConfig {
+    let mut alerts = AlertsConfig {
         flap_threshold: read(
             w,
             s,
@@ -556,7 +556,12 @@ fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig
             sinks::sinks(w, v, k, sinks::Origin::Local(base))
         }),
         commands: read(w, s, "alerts", "commands", d.commands, commands),
+        actions: d.actions,
     };
+    // After the commands: an exec action by name must name one of them.
+    alerts.actions = read(w, s, "alerts", "actions", Vec::new(), |w, v, k| {
+        super::actions::actions(w, v, k, &alerts.commands)
+    });
     // A node's own exec sink by name must name one of its own commands.
     if let Some(v) = s.value("alerts", "sinks") {
         for (i, sink) in alerts.sinks.iter().enumerate() {

@@ -1154,3 +1154,111 @@ fn a_host_declares_the_commands_an_exec_sink_may_run_by_name() {
         "{all:#?}"
     );
 }
+
+#[test]
+fn remediation_actions_are_read_with_their_defaults_and_every_mistake_named() {
+    use super::{ActionKind, ActionOn, ActionSpec};
+    let (_f, result) = load_text(
+        r#"
+        [alerts]
+        commands = { plug = ["/usr/local/bin/plug", "cycle"] }
+        [[alerts.actions]]
+        on = "node_down"
+        subject = "nas"
+        type = "wol"
+        [[alerts.actions]]
+        on = "node_down"
+        after = "2m"
+        type = "exec"
+        command_name = "plug"
+        [[alerts.actions]]
+        on = "service_failed"
+        after = "10s"
+        type = "wol"
+        address = "10.0.0.255:7"
+        "#,
+        &[],
+    );
+    let config = result.expect("valid");
+    assert_eq!(
+        config.alerts.actions,
+        [
+            ActionSpec {
+                on: ActionOn::NodeDown,
+                subject: Some("nas".into()),
+                after: Duration::ZERO,
+                kind: ActionKind::Wol {
+                    address: "255.255.255.255:9".parse().unwrap()
+                },
+            },
+            ActionSpec {
+                on: ActionOn::NodeDown,
+                subject: None,
+                after: Duration::from_secs(120),
+                kind: ActionKind::Named {
+                    name: "plug".into()
+                },
+            },
+            ActionSpec {
+                on: ActionOn::ServiceFailed,
+                subject: None,
+                after: Duration::from_secs(10),
+                kind: ActionKind::Wol {
+                    address: "10.0.0.255:7".parse().unwrap()
+                },
+            },
+        ]
+    );
+
+    let (_f, result) = load_text(
+        r#"
+        [[alerts.actions]]
+        on = "node_up"
+        type = "wol"
+        after = "soon"
+        [[alerts.actions]]
+        type = "reboot"
+        on = "node_down"
+        [[alerts.actions]]
+        on = "node_down"
+        type = "exec"
+        command_name = "nothing"
+        [[alerts.actions]]
+        on = "node_down"
+        type = "wol"
+        command = ["x"]
+        address = "nowhere"
+        [[alerts.actions]]
+        type = "exec"
+        "#,
+        &[],
+    );
+    let all = problems(result);
+    let keys: Vec<&str> = all.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "alerts.actions[0].on",
+            "alerts.actions[0].after",
+            "alerts.actions[1].type",
+            "alerts.actions[2].command_name",
+            "alerts.actions[3].command",
+            "alerts.actions[3].address",
+            "alerts.actions[4].on",
+            "alerts.actions[4].command",
+        ],
+        "{all:#?}"
+    );
+    assert!(
+        all[0].message.contains("node_down or service_failed"),
+        "{all:#?}"
+    );
+    assert!(
+        all[2].message.contains("unknown action type \"reboot\""),
+        "{all:#?}"
+    );
+    assert!(
+        all[3].message.contains("not declared in [alerts.commands]"),
+        "{all:#?}"
+    );
+}
