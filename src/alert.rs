@@ -4,8 +4,10 @@
 //!
 //! * [`incident`] — what is worth an alert, derived from a view (the same ids on every host);
 //! * [`log`] — the gossiped log of claims and sends;
-//! * [`core`] — the claim → settle → send → `sent` protocol, sans-IO.
+//! * [`core`] — the claim → settle → send → `sent` protocol, sans-IO;
+//! * [`action`] — remediation steps, run once through the same protocol.
 
+pub mod action;
 pub mod core;
 pub mod incident;
 pub mod log;

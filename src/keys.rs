@@ -43,6 +43,8 @@ pub const PRIORITY_KEY: &str = "node.priority";
 pub const WEIGHT_KEY: &str = "node.weight";
 /// How many CPUs the host has (for the load per core of `control::pick`).
 pub const CPUS_KEY: &str = "sys.cpus";
+/// This host's MAC address (`aa:bb:cc:dd:ee:ff`), for Wake-on-LAN by the others.
+pub const MAC_KEY: &str = "mac";
 /// A host probe's result: `probe.<name>`.
 pub const PROBE_PREFIX: &str = "probe.";
 /// The host metrics sample: the seven float metrics, space-separated, in the order of
@@ -62,6 +64,14 @@ pub const BOOT_KEY: &str = "sys.boot";
 pub const SERVICE_PREFIX: &str = "svc.";
 /// An alert log entry: `alert.<id>`.
 pub const ALERT_PREFIX: &str = "alert.";
+/// The alert-log entries of steps of remediation (`alert.action:...`).
+pub const ACTION_ENTRY_PREFIX: &str = "alert.action:";
+
+/// Keys whose changes go out at once, to more members than usual, like a suspicion: a step of
+/// remediation runs only once its running mark is out (see `alert::action`).
+pub fn is_urgent(key: &str) -> bool {
+    key.starts_with(ACTION_ENTRY_PREFIX)
+}
 /// How many alert sinks this node can deliver through now (absent: none, or a build from
 /// before any node with sinks could send): who sends an alert ([`crate::election::sender`]).
 pub const SINKS_KEY: &str = "sinks";

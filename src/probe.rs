@@ -2,5 +2,6 @@
 //! daemon itself (`metrics`) and the perfdata of Nagios plugins it runs on a schedule
 //! (`plugins`, defined in the `metrics.probes` folder).
 
+pub mod mac;
 pub mod metrics;
 pub mod plugins;

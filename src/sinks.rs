@@ -7,6 +7,8 @@
 //! SMTP 5xx answer, such as a wrong login or an unknown recipient; a webhook's 4xx other than
 //! 408 and 429) is not retried: the same request would be refused again.
 
+pub mod actions;
+
 use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, read_secret};
 use crate::events::SinkResult;
 use crate::supervision::process::describe_exit;

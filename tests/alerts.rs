@@ -2,7 +2,9 @@
 //! real alert core; a sink delivery takes a little virtual time, as a real one would. Each
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
+use nbwatch::actors::alert::MARK_SPREAD;
 use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules};
+use nbwatch::config::{ActionKind, ActionOn, ActionSpec};
 use nbwatch::election::ViewSnapshot;
 use nbwatch::events::SinkResult;
 use nbwatch::gossip::{Settings, Status};
@@ -13,6 +15,8 @@ use std::time::Duration;
 
 /// How long a sink takes to accept an alert.
 const DELIVERY: Duration = Duration::from_millis(200);
+/// How long a step of remediation runs.
+const ACTION: Duration = Duration::from_secs(3);
 /// How often each node's alert core is ticked.
 const STEP: Duration = Duration::from_millis(100);
 
@@ -40,6 +44,14 @@ struct AlertSim {
     sinks: Vec<usize>,
     /// Nodes whose sinks refuse every alert for now.
     refusing: std::collections::BTreeSet<usize>,
+    /// Remediation steps every node runs as the sender (`[[alerts.actions]]`).
+    actions: Vec<ActionSpec>,
+    /// Each step started: when, by whom, which.
+    runs: Vec<(Time, usize, String)>,
+    /// Steps running: done at, runner, id, alert.
+    running: Vec<(Time, usize, String, serde_json::Value)>,
+    /// Steps whose running mark is written, to start once it has had time to spread.
+    marked: Vec<(Time, usize, String, serde_json::Value)>,
 }
 
 impl AlertSim {
@@ -67,7 +79,30 @@ impl AlertSim {
             partitions: Vec::new(),
             sinks: sinks.to_vec(),
             refusing: Default::default(),
+            actions: Vec::new(),
+            runs: Vec::new(),
+            running: Vec::new(),
+            marked: Vec::new(),
         }
+    }
+
+    /// `n` nodes with one sink each, all running `actions`.
+    fn with_actions(seed: u64, n: usize, actions: Vec<ActionSpec>) -> AlertSim {
+        let mut s = AlertSim::new(seed, n);
+        let now = s.sim.now;
+        s.cores = (0..n)
+            .map(|i| alert_core(i, 1, s.rules, Persisted::default(), now).acting(actions.clone()))
+            .collect();
+        s.actions = actions;
+        s
+    }
+
+    /// How many times each step id started running.
+    fn run_count(&self, prefix: &str) -> usize {
+        self.runs
+            .iter()
+            .filter(|(_, _, id)| id.starts_with(prefix))
+            .count()
     }
 
     fn step(&mut self) {
@@ -92,6 +127,28 @@ impl AlertSim {
                 self.apply(i, outs);
             } else {
                 self.deliveries[k].sender_died = true;
+            }
+        }
+        let (start, waiting): (Vec<_>, Vec<_>) =
+            self.marked.drain(..).partition(|(due, ..)| *due <= now);
+        self.marked = waiting;
+        for (_, i, id, alert) in start {
+            if self.sim.is_up(i) {
+                self.runs.push((now, i, id.clone()));
+                self.running.push((now + ACTION, i, id, alert));
+            }
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.running.drain(..).partition(|(due, ..)| *due <= now);
+        self.running = waiting;
+        for (_, i, id, alert) in done {
+            if self.sim.is_up(i) {
+                let results = [SinkResult {
+                    sink: "wol".into(),
+                    result: SinkResult::OK.into(),
+                }];
+                let outs = self.cores[i].delivered(now, &id, &alert, &results);
+                self.apply(i, outs);
             }
         }
         for i in 0..self.cores.len() {
@@ -123,6 +180,10 @@ impl AlertSim {
                     });
                     let k = self.deliveries.len() - 1;
                     self.pending.push((now + DELIVERY, i, id, alert, k));
+                }
+                // As the alert actor does: the step starts once its mark had time to spread.
+                AlertOutput::Act { id, alert, .. } => {
+                    self.marked.push((now + MARK_SPREAD, i, id, alert));
                 }
             }
         }
@@ -156,7 +217,8 @@ impl AlertSim {
         let seed = self.live_seed(i);
         self.sim.restart(i, seed);
         let persisted = self.cores[i].persisted();
-        self.cores[i] = alert_core(i, self.sinks[i], self.rules, persisted, self.sim.now);
+        self.cores[i] = alert_core(i, self.sinks[i], self.rules, persisted, self.sim.now)
+            .acting(self.actions.clone());
     }
 
     /// The first live node other than `i`, preferring one that `i` can reach now.
@@ -968,5 +1030,112 @@ fn a_cluster_where_no_node_has_sinks_writes_no_alert_entries() {
         s.run_for(DETECT);
         assert!(s.deliveries.is_empty(), "{}", s.explain());
         assert!(s.alert_keys().is_empty(), "{:?}", s.alert_keys());
+    }
+}
+
+fn step(after: u64) -> ActionSpec {
+    ActionSpec {
+        on: ActionOn::NodeDown,
+        subject: None,
+        after: Duration::from_secs(after),
+        kind: ActionKind::Wol {
+            address: "10.0.0.255:9".parse().expect("an address"),
+        },
+    }
+}
+
+/// The id of node `i`'s own entry whose id starts with `prefix`, and its stage.
+fn own_entry(s: &AlertSim, i: usize, prefix: &str) -> Option<(String, String)> {
+    let me = s.sim.nodes[i]
+        .core
+        .members(s.sim.now)
+        .into_iter()
+        .find(|m| m.is_self)?;
+    let key = format!("alert.{prefix}");
+    let (k, v) = me.kv.iter().find(|(k, _)| k.starts_with(&key))?;
+    let stage = serde_json::from_str::<serde_json::Value>(v).ok()?["st"]
+        .as_str()?
+        .to_string();
+    Some((k["alert.".len()..].to_string(), stage))
+}
+
+#[test]
+fn each_step_of_a_down_host_runs_once_in_turn_and_its_return_cancels_the_rest() {
+    for seed in seeds(&[1, 2, 3]) {
+        let mut s = AlertSim::with_actions(seed, 8, vec![step(0), step(40)]);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(5);
+        s.run_for(DETECT);
+        let first = format!("action:0:node_down:{}:", Sim::name(5));
+        let second = format!("action:1:node_down:{}:", Sim::name(5));
+        assert_eq!(s.run_count(&first), 1, "{:?}\n{}", s.runs, s.explain());
+        assert_eq!(s.runs[0].1, 0, "run by the sender n0: {:?}", s.runs);
+        // Back before the second step is due: it never runs.
+        s.restart(5);
+        s.run_for(Duration::from_secs(60));
+        assert_eq!(s.run_count(&first), 1, "{:?}", s.runs);
+        assert_eq!(s.run_count(&second), 0, "{:?}", s.runs);
+        assert_eq!(s.count(&first), 0, "a step is not an alert to the sinks");
+        // The step's result is in the log as sent.
+        let sent = (0..8).any(|i| own_entry(&s, i, &first).is_some_and(|(_, st)| st == "sent"));
+        assert!(sent, "{}", s.explain());
+    }
+}
+
+#[test]
+fn a_runner_that_dies_after_its_running_mark_is_not_replaced_for_that_step() {
+    for seed in seeds(&[4, 5, 6]) {
+        let mut s = AlertSim::with_actions(seed, 8, vec![step(0)]);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(6);
+        let prefix = format!("action:0:node_down:{}:", Sim::name(6));
+        let until = s.sim.now + DETECT;
+        while s.run_count(&prefix) == 0 && s.sim.now < until {
+            s.run_for(STEP);
+        }
+        let runner = s.runs.first().map(|r| r.1).expect("the step ran");
+        // The runner dies while the step runs, its running mark written.
+        s.sim.crash(runner);
+        s.run_for(Duration::from_secs(60));
+        assert_eq!(s.run_count(&prefix), 1, "{:?}\n{}", s.runs, s.explain());
+        // The runner's own death has steps of its own, run once.
+        let runners = format!("action:0:node_down:{}:", Sim::name(runner));
+        assert_eq!(s.run_count(&runners), 1, "{:?}", s.runs);
+        // And a runner back from a restart does not run it again either.
+        s.restart(runner);
+        s.run_for(Duration::from_secs(30));
+        assert_eq!(s.run_count(&prefix), 1, "{:?}", s.runs);
+    }
+}
+
+#[test]
+fn a_runner_that_dies_before_its_running_mark_is_replaced_and_the_step_runs_once() {
+    for seed in seeds(&[7, 8, 9]) {
+        let mut s = AlertSim::with_actions(seed, 8, vec![step(0)]);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(6);
+        let prefix = format!("action:0:node_down:{}:", Sim::name(6));
+        let until = s.sim.now + DETECT;
+        let claimer = loop {
+            s.run_for(STEP);
+            assert!(s.sim.now < until, "no claim: {}", s.explain());
+            assert_eq!(s.run_count(&prefix), 0, "ran before its claim was seen");
+            if let Some(i) = (0..8).find(|&i| {
+                s.sim.is_up(i) && own_entry(&s, i, &prefix).is_some_and(|(_, st)| st == "claim")
+            }) {
+                break i;
+            }
+        };
+        // Dead within its settle time: no running mark, so the next sender runs the step.
+        s.sim.crash(claimer);
+        s.run_for(Duration::from_secs(60));
+        assert_eq!(s.run_count(&prefix), 1, "{:?}\n{}", s.runs, s.explain());
+        assert_ne!(
+            s.runs
+                .iter()
+                .find(|r| r.2.starts_with(&prefix))
+                .map(|r| r.1),
+            Some(claimer)
+        );
     }
 }

@@ -37,6 +37,9 @@ use std::time::Duration;
 const SENT_FILE: &str = statefile::ALERTS_SENT;
 /// How often the core is stepped when no new view and no deadline has stepped it.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How long a step of remediation waits, once its running mark is in this node's gossiped
+/// state, before it runs: time for the next news exchange to carry the mark to others.
+pub const MARK_SPREAD: Duration = Duration::from_millis(200);
 /// How often the sinks' readiness is looked at again.
 pub const READY_EVERY: Duration = Duration::from_secs(10);
 
@@ -210,7 +213,8 @@ impl Actor for AlertActor {
             args.clock.now(),
         )
         .trusting(args.trust.clone())
-        .delivering_through(ready);
+        .delivering_through(ready)
+        .acting(args.local.actions.clone());
         // Said at once, not at the first tick: `alerts test` right after a start looks for it.
         args.gossip.cast(GossipMsg::Put {
             key: crate::keys::SINKS_KEY.to_string(),
@@ -275,7 +279,8 @@ impl Actor for AlertActor {
             AlertMsg::Delivered { id, alert, results } => {
                 let outputs = state.core.delivered(now, &id, &alert, &results);
                 state.carry_out(&myself, outputs);
-                if !results.iter().any(SinkResult::accepted) {
+                let step = crate::alert::action::parse_id(&id).is_some();
+                if !step && !results.iter().any(SinkResult::accepted) {
                     tracing::warn!(
                         %id, ?results, retry_in = ?crate::alert::core::RETRY,
                         "no sink accepted the alert: it stays open"
@@ -310,6 +315,34 @@ impl AlertState {
             match o {
                 AlertOutput::Set { key, value } => {
                     self.args.gossip.cast(GossipMsg::Put { key, value });
+                }
+                AlertOutput::Act { id, action, alert } => {
+                    tracing::info!(%id, action = action.kind.as_str(), "running a step of remediation");
+                    let commands = self.args.local.commands.clone();
+                    let mac = (self.args.view.borrow().members.iter())
+                        .find(|m| alert["node"] == m.name.as_str())
+                        .and_then(|m| m.kv.get(crate::keys::MAC_KEY).cloned());
+                    let gossip = self.args.gossip.clone();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        // The running mark went to the gossip actor before this: an answer
+                        // from it says the mark is in this node's state. Then a moment for
+                        // the next news exchange to carry it to the others.
+                        if let Some(g) = gossip.get() {
+                            let _ = g.call(GossipMsg::Stats, Some(Duration::from_secs(2))).await;
+                        }
+                        tokio::time::sleep(MARK_SPREAD).await;
+                        let results = vec![
+                            crate::sinks::actions::run(
+                                &action.kind,
+                                &commands,
+                                &alert,
+                                mac.as_deref(),
+                            )
+                            .await,
+                        ];
+                        let _ = me.cast(AlertMsg::Delivered { id, alert, results });
+                    });
                 }
                 AlertOutput::Deliver { id, alert } => {
                     tracing::info!(%id, "sending alert");

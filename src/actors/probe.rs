@@ -6,15 +6,16 @@
 //!
 //! It also announces `node.priority` once at start: the leader is the live member with the
 //! lowest `(priority, name)`, and every node must see everyone's priority to agree on it; and
-//! `node.weight` (its share of the keys `nbwatch owner` places) and `sys.cpus` (for the load
-//! per core `nbwatch pick` ranks hosts by).
+//! `node.weight` (its share of the keys `nbwatch owner` places), `sys.cpus` (for the load
+//! per core `nbwatch pick` ranks hosts by) and `mac`, this host's MAC address (for the magic
+//! packet that wakes it, see `probe::mac`).
 //!
 //! Host probes (plugins, see [`crate::probe::plugins`]) each run on a task of their own, every
 //! `interval` of their own, so a slow plugin delays neither the others nor the metrics; the
 //! task hands the outcome to the actor, which announces it as `probe.<name>`.
 
 use crate::actors::gossip::GossipMsg;
-use crate::keys::{CPUS_KEY, PRIORITY_KEY, WEIGHT_KEY};
+use crate::keys::{CPUS_KEY, MAC_KEY, PRIORITY_KEY, WEIGHT_KEY};
 use crate::probe::metrics::{HostMetrics, Sampler, keep_alive};
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::supervision::health::{self, Outcome};
@@ -49,6 +50,8 @@ pub struct ProbeArgs {
     pub gossip: Handle<GossipMsg>,
     /// Stamps each sample with its origin time.
     pub clock: Clock,
+    /// The address the node advertises: its interface's MAC address is announced.
+    pub advertise: std::net::IpAddr,
 }
 
 pub struct ProbeState {
@@ -112,6 +115,10 @@ impl Actor for HostProbeActor {
         state.write(WEIGHT_KEY, args.weight.to_string()).await;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         state.write(CPUS_KEY, cpus.to_string()).await;
+        match crate::probe::mac::for_address(args.advertise) {
+            Some(mac) => state.write(MAC_KEY, mac).await,
+            None => tracing::debug!(address = %args.advertise, "no MAC address to announce"),
+        }
         Ok(state)
     }
 

@@ -49,6 +49,7 @@ use super::incident::{
 };
 use super::log::held_value;
 use super::log::{Entry, Log, entry_value};
+use crate::config::ActionSpec;
 use crate::election::{ViewSnapshot, is_live, rank};
 use crate::events::SinkResult;
 use crate::gossip::MemberView;
@@ -78,6 +79,13 @@ pub enum AlertOutput {
     Set { key: String, value: Option<String> },
     /// Send this alert to every sink; then call [`AlertCore::delivered`].
     Deliver { id: String, alert: Value },
+    /// Run this step of remediation (its running mark is written); then call
+    /// [`AlertCore::delivered`] with its result.
+    Act {
+        id: String,
+        action: ActionSpec,
+        alert: Value,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +125,8 @@ pub struct AlertCore {
     sinks: usize,
     /// This node's own `waiting` and `failed` entries (id → value), kept across restarts.
     held: BTreeMap<String, String>,
+    /// Remediation steps (`[[alerts.actions]]`, see [`super::action`]).
+    actions: Vec<ActionSpec>,
 }
 
 /// What an alert actor keeps on disk.
@@ -136,6 +146,12 @@ impl AlertCore {
     /// The same core, obeying the silences of the operators `trust` names (none by default).
     pub fn trusting(mut self, trust: Trust) -> AlertCore {
         self.trust = trust;
+        self
+    }
+
+    /// The same core, running `actions` as the node that sends.
+    pub fn acting(mut self, actions: Vec<ActionSpec>) -> AlertCore {
+        self.actions = actions;
         self
     }
 
@@ -198,6 +214,7 @@ impl AlertCore {
             trust: Trust::default(),
             sinks: 0,
             held,
+            actions: Vec::new(),
         }
     }
 
@@ -230,8 +247,10 @@ impl AlertCore {
     pub fn open(&self, now: Time, view: &[MemberView]) -> Vec<Incident> {
         let log = self.log(view);
         let silences = silences(view, &self.trust);
-        self.with_latched(incidents(view, &log, now, &self.rules))
-            .into_iter()
+        let derived = incidents(view, &log, now, &self.rules);
+        let steps = super::action::due(&derived, &self.actions, now);
+        (self.with_latched(derived).into_iter())
+            .chain(steps.into_iter().map(|(step, _)| step))
             .filter(|i| !log.is_sent(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
             .collect()
@@ -338,9 +357,11 @@ impl AlertCore {
         let remembered = &self.remembered;
         self.latched
             .retain(|id, (_, seen)| !remembered.contains_key(id) && now.since(*seen) < LATCH);
-        let open: Vec<Incident> = self
-            .with_latched(derived)
-            .into_iter()
+        // Steps of remediation: from incidents open in the view (not latched ones), so a
+        // subject that is back cancels the steps not yet run.
+        let steps = super::action::due(&derived, &self.actions, now);
+        let open: Vec<Incident> = (self.with_latched(derived).into_iter())
+            .chain(steps.iter().map(|(step, _)| step.clone()))
             .filter(|i| !self.remembered.contains_key(&i.id))
             .filter(|i| !silences.iter().any(|s| s.covers(i, now)))
             .collect();
@@ -353,6 +374,10 @@ impl AlertCore {
         };
         for incident in &open {
             let id = &incident.id;
+            // Its running mark (kept across restarts) is this node's: it ran here.
+            if self.own.contains_key(id) {
+                continue;
+            }
             let others = others(id);
             let better_claim = others
                 .iter()
@@ -368,13 +393,17 @@ impl AlertCore {
                 .find(|(_, name)| !refused.contains(name))
                 .or(senders.first())
                 .map(|(_, name)| name);
-            let stand_down = sender != Some(&self.me) || better_claim || someone_sending;
+            // A step is never run twice: a running mark by anyone, live or not, ends it.
+            let ran = incident.kind == Kind::Action
+                && (log.entries(id).iter()).any(|e| e.stage == Stage::Sending && e.by != self.me);
+            let stand_down = sender != Some(&self.me) || better_claim || someone_sending || ran;
             match self.mine.get(id) {
                 None if !stand_down => {
                     self.mine.insert(id.clone(), Mine::Claimed { at: now });
                     out.push(set(id, Some(entry_value(Stage::Claim, now, &[], None))));
                 }
                 None if leading
+                    && incident.kind != Kind::Action
                     && senders.is_empty()
                     && anyone_has_sinks
                     && !log.entries(id).iter().any(|e| e.stage.holds()) =>
@@ -400,11 +429,25 @@ impl AlertCore {
                         continue;
                     }
                     self.mine.insert(id.clone(), Mine::Sending);
-                    out.push(set(id, Some(entry_value(Stage::Sending, now, &[], None))));
-                    out.push(AlertOutput::Deliver {
-                        id: id.clone(),
-                        alert: incident.to_json(&self.me, now),
-                    });
+                    let mark = entry_value(Stage::Sending, now, &[], None);
+                    out.push(set(id, Some(mark.clone())));
+                    let step = (steps.iter()).find(|(s, _)| &s.id == id);
+                    match step.and_then(|(_, k)| Some((*k, self.actions.get(*k)?))) {
+                        Some((k, action)) => {
+                            // The running mark outlives a restart of this node: kept and
+                            // published again like a sent entry.
+                            self.own.insert(id.clone(), mark);
+                            out.push(AlertOutput::Act {
+                                id: id.clone(),
+                                action: action.clone(),
+                                alert: super::action::to_json(incident, action, k, &self.me, now),
+                            });
+                        }
+                        None => out.push(AlertOutput::Deliver {
+                            id: id.clone(),
+                            alert: incident.to_json(&self.me, now),
+                        }),
+                    }
                 }
                 // Its turn again: the waiting entry is replaced by a claim (every host has the
                 // incident latched or held by now).
@@ -567,7 +610,12 @@ impl AlertCore {
         let accepted = results
             .iter()
             .any(|r| r.accepted() || r.result == SUPPRESSED);
-        if !accepted && let Some(held) = held_of(alert) {
+        // A step of remediation ran, whatever came of it: it is done (run once, never again).
+        let step = super::action::parse_id(id).is_some();
+        if !accepted
+            && !step
+            && let Some(held) = held_of(alert)
+        {
             let mut out = Vec::new();
             self.hold(id, Stage::Failed, now, results, held, &mut out);
             return out;

@@ -48,6 +48,8 @@ pub enum Kind {
     Test,
     Flapping,
     Settled,
+    /// A step of remediation (see `alert::action`).
+    Action,
 }
 
 impl Kind {
@@ -60,6 +62,7 @@ impl Kind {
             Kind::Test => "test",
             Kind::Flapping => "flapping",
             Kind::Settled => "settled",
+            Kind::Action => "action",
         }
     }
 
@@ -80,6 +83,7 @@ impl Kind {
             "test" => Kind::Test,
             "flapping" => Kind::Flapping,
             "settled" => Kind::Settled,
+            "action" => Kind::Action,
             _ => return None,
         })
     }
@@ -88,7 +92,9 @@ impl Kind {
     pub fn status(self) -> &'static str {
         match self {
             Kind::NodeUp | Kind::ServiceUp | Kind::Settled => "resolved",
-            Kind::NodeDown | Kind::ServiceFailed | Kind::Test | Kind::Flapping => "firing",
+            Kind::NodeDown | Kind::ServiceFailed | Kind::Test | Kind::Flapping | Kind::Action => {
+                "firing"
+            }
         }
     }
 }
@@ -133,6 +139,9 @@ impl Default for Rules {
 /// last number).
 pub fn subject_of(id: &str) -> Option<String> {
     let id = id.split('#').next()?;
+    if let Some((_, base)) = super::action::parse_id(id) {
+        return subject_of(base);
+    }
     Kind::from_id(id)?;
     let rest = id.split_once(':')?.1;
     Some(rest.rsplit_once(':')?.0.to_string())
@@ -314,7 +323,7 @@ pub fn incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Ve
     if !rules.repeat.is_zero() {
         let mut reminders = Vec::new();
         for i in &out {
-            if i.kind.status() != "firing" || i.kind == Kind::Test {
+            if i.kind.status() != "firing" || matches!(i.kind, Kind::Test | Kind::Action) {
                 continue;
             }
             let Some(at) = sent_at(log, &i.id) else {

@@ -88,7 +88,8 @@ pub fn render_graph(value: &Value) -> String {
 /// A Graphviz digraph: hosts as boxes, supervisors as ellipses, services as rounded boxes;
 /// failed vertices red, vertices they take down orange; `requires` dashed.
 pub fn render_dot(value: &Value) -> String {
-    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let quote = |s: &str| format!("\"{}\"", escape(s));
     let mut out =
         String::from("digraph nbwatch {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
     for v in value["vertices"].as_array().into_iter().flatten() {
@@ -105,12 +106,12 @@ pub fn render_dot(value: &Value) -> String {
         } else {
             ""
         };
-        let label = format!("{id}\\n{}", text(&v["state"]));
+        // `\n` is Graphviz's line break: it goes between the escaped parts, not through them.
+        let label = format!("\"{}\\n{}\"", escape(id), escape(&text(&v["state"])));
         let _ = writeln!(
             out,
-            "  {} [shape={shape}, label={}{colour}];",
-            quote(id),
-            quote(&label)
+            "  {} [shape={shape}, label={label}{colour}];",
+            quote(id)
         );
     }
     for e in value["edges"].as_array().into_iter().flatten() {

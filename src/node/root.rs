@@ -425,6 +425,7 @@ impl NodeState {
                     plugins: self.args.host_probes.clone(),
                     gossip: w.gossip.clone(),
                     clock,
+                    advertise: self.args.advertise.ip(),
                 };
                 let (probe, _) =
                     Actor::spawn_linked(None, HostProbeActor, args, supervisor).await?;

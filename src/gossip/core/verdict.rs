@@ -230,8 +230,11 @@ impl Core {
     }
 }
 
+/// Keys whose change is urgent news (see `note_urgent_news`): suspicions and leaving, and the
+/// running mark of a step of remediation (`keys::is_urgent`), which must be out before the
+/// step runs.
 pub(super) fn is_protocol_key(key: &str) -> bool {
-    key.starts_with(SUSPECT_PREFIX) || key == LEFT_KEY
+    key.starts_with(SUSPECT_PREFIX) || key == LEFT_KEY || crate::keys::is_urgent(key)
 }
 
 pub(super) fn parse_sighting(value: &str) -> Option<Sighting> {

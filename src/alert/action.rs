@@ -1,0 +1,175 @@
+//! Remediation by the cluster: `[[alerts.actions]]` run on an open incident, once.
+//!
+//! Each configured action that matches an open `node_down` or `service_failed` (by kind, and
+//! by subject when it names one) is a **step** of it, due `after` the incident opened. A due
+//! step is an incident of its own, `action:<k>:<incident id>` (`k`: the action's place in the
+//! config), and goes through the alert log like any other: the node that sends alerts claims
+//! it, waits the settle time, writes `sending` — here the **running mark** — and only then runs
+//! it; the result is written `sent` ([`super::core`]).
+//!
+//! **At most once per incident and step.** Unlike an alert, a step whose running mark anyone
+//! wrote is never run again, by anyone — not when its runner dies (its state, mark included,
+//! stays in the others' views while it is down), not when it fails, not when the runner
+//! restarts (the mark is kept with its sent entries and published again). So a runner that
+//! dies after the mark and before the step ran leaves the step not run, never run twice;
+//! one that dies before the mark is replaced by the next sender.
+//!
+//! **Cancelled by a return.** Steps derive only from incidents open in the current view, not
+//! from latched ones: a host back before a step is due takes its steps with it, and a claim
+//! not yet marked running is withdrawn.
+
+use super::incident::{Incident, Kind};
+use crate::config::{ActionOn, ActionSpec};
+use crate::types::Time;
+use serde_json::{Value, json};
+
+/// The id of step `k` of incident `base`.
+pub fn step_id(k: usize, base: &str) -> String {
+    format!("action:{k}:{base}")
+}
+
+/// Step `k` and the incident id of an action id.
+pub fn parse_id(id: &str) -> Option<(usize, &str)> {
+    let rest = id.strip_prefix("action:")?;
+    let (k, base) = rest.split_once(':')?;
+    Some((k.parse().ok()?, base))
+}
+
+fn matches(action: &ActionSpec, incident: &Incident) -> bool {
+    let kind = match action.on {
+        ActionOn::NodeDown => Kind::NodeDown,
+        ActionOn::ServiceFailed => Kind::ServiceFailed,
+    };
+    if incident.kind != kind {
+        return false;
+    }
+    match &action.subject {
+        None => true,
+        Some(s) => *s == incident.subject() || *s == incident.node.as_str(),
+    }
+}
+
+/// The steps of `open` (incidents open in the current view) due at `now`, each with the index
+/// of its action.
+pub fn due(open: &[Incident], actions: &[ActionSpec], now: Time) -> Vec<(Incident, usize)> {
+    let mut out = Vec::new();
+    for base in open {
+        for (k, action) in actions.iter().enumerate() {
+            let at = base.since + action.after;
+            if !matches(action, base) || now < at {
+                continue;
+            }
+            out.push((
+                Incident {
+                    id: step_id(k, &base.id),
+                    kind: Kind::Action,
+                    node: base.node.clone(),
+                    service: base.service.clone(),
+                    since: at,
+                    observers: base.observers.clone(),
+                    summary: format!(
+                        "{} for {} ({}, {} after it began)",
+                        action.kind.as_str(),
+                        base.subject(),
+                        base.id,
+                        humantime::format_duration(action.after)
+                    ),
+                },
+                k,
+            ));
+        }
+    }
+    out
+}
+
+/// The alert JSON of step `k` (its `action` field says which) as `sent_by` runs it at `at`.
+pub fn to_json(
+    step: &Incident,
+    action: &ActionSpec,
+    k: usize,
+    sent_by: &crate::types::NodeName,
+    at: Time,
+) -> Value {
+    let mut v = step.to_json(sent_by, at);
+    let incident = parse_id(&step.id).map(|(_, base)| base.to_string());
+    v["action"] = json!({
+        "type": action.kind.as_str(),
+        "step": k,
+        "after": humantime::format_duration(action.after).to_string(),
+        "incident": incident,
+    });
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ActionKind;
+    use crate::types::NodeName;
+    use std::time::Duration;
+
+    fn incident(kind: Kind, node: &str, service: Option<&str>, since: u64) -> Incident {
+        Incident {
+            id: format!("{}:{node}:1", kind.as_str()),
+            kind,
+            node: NodeName::from(node),
+            service: service.map(str::to_string),
+            since: Time(since),
+            observers: Vec::new(),
+            summary: String::new(),
+        }
+    }
+
+    fn wol(on: ActionOn, subject: Option<&str>, after: u64) -> ActionSpec {
+        ActionSpec {
+            on,
+            subject: subject.map(str::to_string),
+            after: Duration::from_millis(after),
+            kind: ActionKind::Wol {
+                address: "10.0.0.255:9".parse().unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn steps_come_due_after_their_delay_for_the_kind_and_subject_they_name() {
+        let open = [
+            incident(Kind::NodeDown, "nas", None, 1_000),
+            incident(Kind::NodeDown, "tv", None, 1_000),
+            incident(Kind::ServiceFailed, "nas", Some("pg"), 1_000),
+        ];
+        let actions = [
+            wol(ActionOn::NodeDown, Some("nas"), 0),
+            wol(ActionOn::NodeDown, None, 5_000),
+            wol(ActionOn::ServiceFailed, Some("nas:pg"), 0),
+            wol(ActionOn::ServiceFailed, Some("tv"), 0),
+        ];
+        let ids = |now| -> Vec<String> {
+            due(&open, &actions, Time(now))
+                .into_iter()
+                .map(|(i, _)| i.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(1_000),
+            ["action:0:node_down:nas:1", "action:2:service_failed:nas:1"]
+        );
+        assert_eq!(
+            ids(6_000),
+            [
+                "action:0:node_down:nas:1",
+                "action:1:node_down:nas:1",
+                "action:1:node_down:tv:1",
+                "action:2:service_failed:nas:1"
+            ]
+        );
+        let (step, k) = due(&open, &actions, Time(6_000)).remove(1);
+        assert_eq!((step.kind, step.since, k), (Kind::Action, Time(6_000), 1));
+        assert_eq!(parse_id(&step.id), Some((1, "node_down:nas:1")));
+        let v = to_json(&step, &actions[1], 1, &NodeName::from("a"), Time(7_000));
+        assert_eq!(v["kind"], "action");
+        assert_eq!(v["action"]["type"], "wol");
+        assert_eq!(v["action"]["incident"], "node_down:nas:1");
+        assert_eq!(v["action"]["after"], "5s");
+    }
+}
