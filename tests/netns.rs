@@ -938,3 +938,184 @@ fn l_a_host_without_seeds_finds_its_cluster_by_multicast_and_no_other_cluster_or
 fn m_a_host_without_seeds_finds_its_cluster_by_broadcast_and_no_other_cluster_or_subnet() {
     discovery("m", "broadcast", "10.77.0.255:7712", "10.78.0.255:7712");
 }
+
+/// `[[alerts.actions]]` for every host: `actions` appended to the config.
+fn lines_of(file: &std::path::Path, prefix: &str) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+/// Host `i`'s alert log entry of the id starting with `prefix`: (state, by).
+fn log_entry(net: &Net, i: usize, prefix: &str) -> Option<(String, String, Value)> {
+    let list: Vec<Value> =
+        serde_json::from_str(&net.client(i, &["alerts", "--json"]).ok()?).ok()?;
+    let e = list
+        .into_iter()
+        .find(|e| e["id"].as_str().is_some_and(|id| id.starts_with(prefix)))?;
+    Some((
+        e["state"].as_str()?.to_string(),
+        e["by"].as_str()?.to_string(),
+        e,
+    ))
+}
+
+/// Watches for `span` that at most `most` lines start with `prefix` in `file`; the count.
+fn watch_at_most(file: &std::path::Path, prefix: &str, most: usize, span: Duration) -> usize {
+    let end = Instant::now() + span;
+    loop {
+        let n = lines_of(file, prefix);
+        assert!(n <= most, "{n} runs of {prefix}, at most {most} allowed");
+        if Instant::now() >= end {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn n_a_down_host_gets_one_magic_packet_on_the_bridge_and_one_command_and_a_return_cancels_nothing_run()
+ {
+    let work = tempfile::tempdir().expect("tempdir");
+    let runs = work.path().join("runs");
+    let actions = format!(
+        "[[alerts.actions]]\non = \"node_down\"\ntype = \"wol\"\naddress = \"10.77.0.255:9\"\n\
+         [[alerts.actions]]\non = \"node_down\"\nafter = \"2s\"\ntype = \"exec\"\n\
+         command = [\"/bin/sh\", \"-c\", \"echo \\\"$NBWATCH_ALERT_ID\\\" >> {}\"]\n",
+        runs.display()
+    );
+    let mut net = Net::new("n", 4, &actions);
+    let (mut tcpdump, pcap) = net.capture_wol();
+    net.start_all();
+    let victim = 3;
+    let mac = net.mac(victim);
+    let others = except(&net, &[victim]);
+    let truth = wall_ms();
+    net.kill9(victim);
+    let seen = wait_down_recorded(&net, victim, &others, truth);
+    wait_alerted_once(&net, &seen.id, &others);
+    let step = |k: usize| format!("action:{k}:{}", seen.id);
+    net.wait_until(
+        "the magic packet is on the bridge and the command ran",
+        || {
+            harness::magic_packets_for(&harness::pcap_packets(&pcap), &mac) >= 1
+                && lines_of(&runs, &step(1)) >= 1
+        },
+    );
+    // Nothing runs twice, though every host has the actions and the leader's view moves.
+    watch_at_most(&runs, &step(1), 1, Duration::from_secs(8));
+    let _ = tcpdump.kill();
+    let _ = tcpdump.wait();
+    let packets = harness::pcap_packets(&pcap);
+    assert_eq!(
+        harness::magic_packets_for(&packets, &mac),
+        1,
+        "{} datagrams to port 9",
+        packets.len()
+    );
+    for (k, sink) in [(0, "wol"), (1, "exec")] {
+        let (state, by, entry) = log_entry(&net, 0, &step(k)).expect("the step is in the log");
+        assert_eq!(state, "sent", "{entry}");
+        assert_ne!(by, "n3", "{entry}");
+        assert_eq!(
+            entry["sinks"],
+            serde_json::json!([{"sink": sink, "result": "ok"}]),
+            "{entry}"
+        );
+        assert_eq!(entry["node"], "n3", "{entry}");
+    }
+    net.start(victim);
+    net.wait_all_alive(&all(&net));
+    wait_alerted_once(&net, "node_up:n3:", &all(&net));
+    assert_eq!(
+        lines_of(&runs, "action:"),
+        1,
+        "only n3's exec step ever ran"
+    );
+}
+
+#[test]
+fn o_a_runner_killed_after_its_running_mark_is_not_replaced_and_the_step_runs_once_at_most() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let runs = work.path().join("runs");
+    let actions = format!(
+        "[[alerts.actions]]\non = \"node_down\"\ntype = \"exec\"\n\
+         command = [\"/bin/sh\", \"-c\", \"echo \\\"$NBWATCH_ALERT_ID\\\" >> {}; sleep 3\"]\n",
+        runs.display()
+    );
+    let mut net = Net::new("o", 5, &actions);
+    net.start_all();
+    let truth = wall_ms();
+    net.kill9(4);
+    let seen = wait_down_recorded(&net, 4, &except(&net, &[4]), truth);
+    let step = format!("action:0:{}", seen.id);
+    net.wait_until("the step runs", || lines_of(&runs, &step) >= 1);
+    // Its runner dies while it runs, after its running mark.
+    let (state, by, entry) = log_entry(&net, 1, &step).expect("the step is in the log");
+    assert_eq!(state, "sending", "{entry}");
+    let runner = net.hosts.iter().position(|h| h.name == by).expect("a host");
+    net.kill9(runner);
+    let survivors = except(&net, &[4, runner]);
+    wait_down_recorded(&net, runner, &survivors, wall_ms());
+    // The runner's own death has a step too, run by the next sender: then the first step
+    // has had every chance to be taken over, and was not.
+    let runners = format!("action:0:node_down:{by}:");
+    net.wait_until("the runner's own step runs", || {
+        lines_of(&runs, &runners) >= 1
+    });
+    assert_eq!(watch_at_most(&runs, &step, 1, Duration::from_secs(5)), 1);
+    assert_eq!(lines_of(&runs, &runners), 1);
+}
+
+#[test]
+fn p_a_runner_killed_before_its_running_mark_is_replaced_and_the_step_runs_once_at_most() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let runs = work.path().join("runs");
+    let actions = format!(
+        "[[alerts.actions]]\non = \"node_down\"\ntype = \"exec\"\n\
+         command = [\"/bin/sh\", \"-c\", \"echo \\\"$NBWATCH_ALERT_ID\\\" >> {}\"]\n",
+        runs.display()
+    );
+    let mut net = Net::new("p", 5, &actions);
+    net.start_all();
+    net.kill9(4);
+    let prefix = "action:0:node_down:n4:";
+    // Catch the claim within its settle time (a second) and kill the claimer then.
+    let end = Instant::now() + harness::DEADLINE;
+    let claimer = loop {
+        assert!(Instant::now() < end, "no claim seen\n{}", net.logs());
+        // Seen past its claim already (a slow poll): its runner is killed all the same, and
+        // the check below is then the one of a runner killed after its mark.
+        if let Some((_, by, _)) = log_entry(&net, 1, prefix) {
+            break by;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let c = net
+        .hosts
+        .iter()
+        .position(|h| h.name == claimer)
+        .expect("a host");
+    net.kill9(c);
+    let survivors = except(&net, &[4, c]);
+    wait_down_recorded(&net, c, &survivors, wall_ms());
+    let claimers = format!("action:0:node_down:{claimer}:");
+    net.wait_until("the claimer's own step runs", || {
+        lines_of(&runs, &claimers) >= 1
+    });
+    let n = watch_at_most(&runs, prefix, 1, Duration::from_secs(5));
+    let (state, by, entry) = log_entry(&net, survivors[0], prefix).expect("in the log");
+    if by == claimer {
+        // It marked the step running before it died: not replaced, whether it ran or not.
+        assert!(state == "sending" || state == "sent", "{entry}");
+    } else {
+        assert_eq!(
+            (state.as_str(), n),
+            ("sent", 1),
+            "replaced, run once: {entry}"
+        );
+    }
+    eprintln!("REPORT p claimer={claimer} replaced_by={by} runs={n}");
+}

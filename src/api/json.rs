@@ -58,7 +58,9 @@ pub fn alerts(views: &[MemberView]) -> Value {
             .filter_map(|(id, entries)| {
                 let e = entries.iter().max_by_key(|e| (e.stage, e.at))?;
                 let kind = id.split(':').next().unwrap_or("");
-                let node = id.split(':').nth(1).unwrap_or("");
+                // A step of remediation names its incident's node after its own number.
+                let about = crate::alert::action::parse_id(id).map_or(id, |(_, base)| base);
+                let node = about.split(':').nth(1).unwrap_or("");
                 Some(json!({
                     "id": id,
                     "kind": kind,

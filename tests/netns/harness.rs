@@ -801,6 +801,46 @@ impl Net {
             .unwrap_or_default()
     }
 
+    /// Starts capturing UDP datagrams to port 9 (Wake-on-LAN) on the bridge, into a pcap
+    /// file; returns once the capture listens. Stopped when the returned child is killed.
+    pub fn capture_wol(&self) -> (Child, PathBuf) {
+        let file = self.dir.path().join("wol.pcap");
+        let err = self.dir.path().join("tcpdump.err");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.bridge,
+                "tcpdump",
+                "-i",
+                "br0",
+                "-U",
+                "-n",
+                "-w",
+            ])
+            .arg(&file)
+            .args(["udp", "port", "9"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).expect("tcpdump's log"))
+            .spawn()
+            .expect("start tcpdump (Debian's tcpdump package)");
+        self.wait_until("tcpdump listens on the bridge", || {
+            std::fs::read_to_string(&err).is_ok_and(|t| t.contains("listening on"))
+        });
+        (child, file)
+    }
+
+    /// Host `i`'s MAC address, as its interface has it.
+    pub fn mac(&self, i: usize) -> String {
+        let text = must(&["ip", "-n", &self.hosts[i].ns, "-o", "link", "show", "eth0"]);
+        let mac = text
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC address in {text}"));
+        mac.to_string()
+    }
+
     /// The alerts sent so far, by incident id.
     pub fn alerts(&self) -> BTreeMap<String, Vec<Value>> {
         let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -835,4 +875,49 @@ impl Drop for Net {
             let _ = run(&["ip", "netns", "del", ns]);
         }
     }
+}
+
+/// The packets of a pcap file (the classic format tcpdump writes), each as its bytes.
+pub fn pcap_packets(file: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(file).unwrap_or_default();
+    if bytes.len() < 24 {
+        return Vec::new();
+    }
+    let little = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let u32_at = |at: usize| {
+        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = u32_at(at + 8) as usize;
+        let start = at + 16;
+        if start + len > bytes.len() {
+            break;
+        }
+        out.push(bytes[start..start + len].to_vec());
+        at = start + len;
+    }
+    out
+}
+
+/// How many of `packets` carry the Wake-on-LAN magic packet for `mac` (`aa:bb:...`).
+pub fn magic_packets_for(packets: &[Vec<u8>], mac: &str) -> usize {
+    let mac: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).expect("a MAC address"))
+        .collect();
+    let mut magic = vec![0xffu8; 6];
+    for _ in 0..16 {
+        magic.extend_from_slice(&mac);
+    }
+    packets
+        .iter()
+        .filter(|p| p.windows(magic.len()).any(|w| w == magic.as_slice()))
+        .count()
 }
