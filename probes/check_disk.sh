@@ -4,7 +4,7 @@
 # neither free nor used). Warning below WARN % free (default 20), critical below CRIT %
 # (default 10).
 #
-#   DISK OK - 42.3% free on / (25000 MB of 59000 MB) | free_pct=42.3%;20:;10:;0;100 free_mb=25000MB;;;0;59000
+#   DISK OK - 42.3% free on / (25000 MB of 59000 MB) | free_pct=42.3%;20:;10:;0;100 free=25000MB;;;0;59000
 set -f
 mount=${1:-/}
 warn=${2:-20}
@@ -34,7 +34,7 @@ awk -v used="$1" -v avail="$2" -v warn="$warn" -v crit="$crit" -v mount="$mount"
     status = "OK"; code = 0
     if (free < crit) { status = "CRITICAL"; code = 2 }
     else if (free < warn) { status = "WARNING"; code = 1 }
-    printf "DISK %s - %.1f%% free on %s (%.0f MB of %.0f MB) | free_pct=%.1f%%;%s:;%s:;0;100 free_mb=%.0fMB;;;0;%.0f\n", \
+    printf "DISK %s - %.1f%% free on %s (%.0f MB of %.0f MB) | free_pct=%.1f%%;%s:;%s:;0;100 free=%.0fMB;;;0;%.0f\n", \
         status, free, mount, avail / 1024, total / 1024, free, warn, crit, avail / 1024, total / 1024
     exit code
 }'

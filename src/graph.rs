@@ -203,7 +203,7 @@ impl Graph {
         self.index.get(id).map(|&i| &self.vertices[i])
     }
 
-    /// The vertices a failure of `id` reaches directly.
+    /// For each vertex, the vertices its failure reaches directly (see the module doc).
     fn carried_to(&self) -> BTreeMap<&str, Vec<&str>> {
         let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for e in &self.edges {

@@ -88,7 +88,16 @@ impl AlertSim {
 
     /// `n` nodes with one sink each, all running `actions`.
     fn with_actions(seed: u64, n: usize, actions: Vec<ActionSpec>) -> AlertSim {
-        let mut s = AlertSim::new(seed, n);
+        AlertSim::with_actions_and_rules(seed, n, actions, Rules::default())
+    }
+
+    fn with_actions_and_rules(
+        seed: u64,
+        n: usize,
+        actions: Vec<ActionSpec>,
+        rules: Rules,
+    ) -> AlertSim {
+        let mut s = AlertSim::with_rules(seed, n, rules);
         let now = s.sim.now;
         s.cores = (0..n)
             .map(|i| alert_core(i, 1, s.rules, Persisted::default(), now).acting(actions.clone()))
@@ -1137,5 +1146,22 @@ fn a_runner_that_dies_before_its_running_mark_is_replaced_and_the_step_runs_once
                 .map(|r| r.1),
             Some(claimer)
         );
+    }
+}
+
+#[test]
+fn a_step_run_for_a_host_down_longer_than_keep_is_not_forgotten_and_run_again() {
+    for seed in seeds(&[11, 12]) {
+        let rules = Rules {
+            keep: Duration::from_secs(1200),
+            ..Rules::default()
+        };
+        let mut s = AlertSim::with_actions_and_rules(seed, 6, vec![step(0)], rules);
+        s.run_for(Duration::from_secs(3));
+        s.sim.crash(4);
+        // Past the settle after a start, past `keep` and two looks at what can be forgotten.
+        s.run_for(Duration::from_secs(2_000));
+        let prefix = format!("action:0:node_down:{}:", Sim::name(4));
+        assert_eq!(s.run_count(&prefix), 1, "{:?}", s.runs);
     }
 }

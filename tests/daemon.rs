@@ -306,23 +306,42 @@ async fn a_node_sees_the_perfdata_of_another_nodes_host_probes() {
     std::fs::create_dir(&probes).expect("mkdir");
     std::fs::write(
         probes.join("answer.toml"),
-        "command = [\"sh\", \"-c\", \"echo 'WARNING - odd | answer=42 ratio=0.5%'; exit 1\"]\n\
+        "command = [\"sh\", \"-c\", \"echo 'WARNING - odd | answer=42 ratio=0.5% \
+         time=250ms;500;1000;0 size=3MB tiny=0.000103s'; exit 1\"]\n\
          interval = \"1s\"\n",
     )
     .expect("write");
     cluster.start_many(2).await;
     let api = cluster.nodes[cluster.index("n1")].api;
-    let metrics = wait_for("n1 has n2's probe metrics", DEADLINE, async || {
+    let n2 = wait_for("n1 has n2's probe metrics", DEADLINE, async || {
         let members = members(api).await?;
-        let m = entry(&members, "n2").map(|e| e["metrics"].clone());
-        match m {
-            Some(m) if m["answer.answer"].is_number() => Ok(m),
+        match entry(&members, "n2") {
+            Some(e) if e["metrics"]["answer.answer"].is_number() => Ok(e.clone()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
+    let metrics = &n2["metrics"];
     assert_eq!(metrics["answer.answer"], 42.0, "{metrics}");
     assert_eq!(metrics["answer.ratio"], 0.5, "{metrics}");
+    // In base units and in full: seconds, bytes (MB in 1024s), no rounding.
+    assert_eq!(metrics["answer.time"], 0.25, "{metrics}");
+    assert_eq!(metrics["answer.size"], 3_145_728.0, "{metrics}");
+    assert_eq!(metrics["answer.tiny"], 0.000103, "{metrics}");
+    let probe = &n2["probes"]["answer"];
+    assert_eq!(probe["health"], "warning", "{probe}");
+    let time = &probe["perfdata"]["time"];
+    assert_eq!(
+        (&time["unit"], &time["warn"], &time["crit"], &time["min"]),
+        (
+            &Value::from("s"),
+            &Value::from("0.5"),
+            &Value::from("1"),
+            &Value::from(0.0)
+        ),
+        "{probe}"
+    );
+    assert_eq!(probe["perfdata"]["ratio"]["unit"], "%", "{probe}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

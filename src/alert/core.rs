@@ -554,6 +554,9 @@ impl AlertCore {
             .into_iter()
             .map(|i| i.id)
             .collect();
+        // A step of remediation stays known run while its incident is open (a host down for
+        // longer than `keep`): forgotten, it would come due again.
+        old.retain(|id| super::action::parse_id(id).is_none_or(|(_, base)| !before.contains(base)));
         // Forgetting some may bring others back (a `node_up` without its `node_down`): those
         // stay, and the rest is checked again. Three rounds at most, then nothing this time.
         for _ in 0..3 {

@@ -11,8 +11,9 @@ use crate::keys::{ServiceStatus, announced};
 use crate::types::{NodeName, Time};
 use serde_json::{Value, json};
 
-/// `GET /api/v1/members`: every member, with `is_leader` on `leader` (the election actor's)
-/// and `reports`, the applications' reports on this host that they could not reach it.
+/// `GET /api/v1/members`: every member, with `is_leader` on `leader` (the election actor's),
+/// `reports`, the applications' reports on this host that they could not reach it, and
+/// `probes`, each host probe's health and perfdata (see `keys::probe::to_json`).
 pub fn members(views: &[MemberView], leader: Option<&NodeName>, now: Time) -> Value {
     Value::Array(
         views
@@ -20,6 +21,11 @@ pub fn members(views: &[MemberView], leader: Option<&NodeName>, now: Time) -> Va
             .map(|m| {
                 let metrics =
                     metrics_from_kv(m.kv.iter().map(|(k, v)| (k.as_str(), v.as_str())), now);
+                let probes: serde_json::Map<String, Value> =
+                    crate::keys::with_prefix(&m.kv, crate::keys::PROBE_PREFIX)
+                        .filter(|(name, _)| !name.is_empty())
+                        .map(|(name, v)| (name.to_string(), crate::keys::probe::to_json(v)))
+                        .collect();
                 json!({
                     "name": m.name.as_str(),
                     "addr": m.addr.to_string(),
@@ -29,6 +35,7 @@ pub fn members(views: &[MemberView], leader: Option<&NodeName>, now: Time) -> Va
                     "is_leader": leader == Some(&m.name),
                     "reports": m.reports,
                     "metrics": metrics,
+                    "probes": probes,
                 })
             })
             .collect(),

@@ -1,28 +1,166 @@
-//! `probe.<name>`: a host probe's last result, `"<health> <label>=<value> ..."` — the health
-//! word, then its perfdata, values with at most 3 decimals.
+//! `probe.<name>`: a host probe's last result, `"<health> <label>=<value><unit>;<warn>;<crit>;
+//! <min>;<max> ..."` — the health word, then its perfdata in Nagios syntax, in base units.
+//!
+//! **Base units.** A plugin's unit is turned into the base unit it scales: `us`, `µs` and `ms`
+//! into seconds (`250ms` is `0.25s`); `KB`, `MB`, `GB`, `TB` (and `KiB` ... `TiB`) into bytes,
+//! counted in 1024s as `check_disk` counts them (`3MB` is `3145728B`); `%` stays a percentage
+//! (0 to 100); `c` (a counter), no unit and any other unit stay as given. Thresholds (ranges
+//! such as `10:20`, `@10:20`, `~:5`) and bounds are scaled with their value.
+//!
+//! **Full precision.** Values are written as the shortest decimal that reads back as the same
+//! number (`time=0.000103s` stays `0.000103`); trailing empty fields are left out.
+//!
+//! A build before base units read only `label=<number>` items: it skips items with a unit or
+//! thresholds, until it is upgraded too.
 
 use super::MAX_ENTRY_LEN;
-use super::sample::format_trimmed;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Number, Value, json};
 
 /// Longest perfdata label announced (longer ones are cut).
 pub const MAX_LABEL: usize = 64;
 
-/// The value announcing a probe's `health` word and `perfdata` under `key`: labels without
-/// spaces or `=` (replaced by `_`) and cut to [`MAX_LABEL`] bytes; items that would make key
-/// and value exceed one gossip entry ([`MAX_ENTRY_LEN`]) are left out.
-pub fn encode<'a>(
-    key: &str,
-    health: &str,
-    perfdata: impl IntoIterator<Item = (&'a str, f64)>,
-) -> String {
+/// One perfdata item, in base units.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Item {
+    pub label: String,
+    pub value: f64,
+    /// `s`, `B`, `%`, `c`, empty, or a unit nbwatch does not scale.
+    pub unit: String,
+    /// Threshold ranges, as in Nagios (`10:20`, `@10:20`, `~:5`, `10`).
+    pub warn: Option<String>,
+    pub crit: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// The factor to the base unit of `unit`, and that unit.
+pub fn base_unit(unit: &str) -> (f64, &str) {
+    const K: f64 = 1024.0;
+    match unit {
+        "us" | "µs" => (1e-6, "s"),
+        "ms" => (1e-3, "s"),
+        "KB" | "KiB" => (K, "B"),
+        "MB" | "MiB" => (K * K, "B"),
+        "GB" | "GiB" => (K * K * K, "B"),
+        "TB" | "TiB" => (K * K * K * K, "B"),
+        other => (1.0, other),
+    }
+}
+
+/// `range` with each number multiplied by `factor`; `None` if it is not a range.
+fn scale_range(range: &str, factor: f64) -> Option<String> {
+    let (at, body) = match range.strip_prefix('@') {
+        Some(rest) => ("@", rest),
+        None => ("", range),
+    };
+    let side = |s: &str| -> Option<String> {
+        match s {
+            "" | "~" => Some(s.to_string()),
+            n => Some(number(
+                n.parse::<f64>().ok().filter(|v| v.is_finite())? * factor,
+            )),
+        }
+    };
+    let scaled = match body.split_once(':') {
+        Some((lo, hi)) => format!("{}:{}", side(lo)?, side(hi)?),
+        None if body.is_empty() => return None,
+        None => side(body)?,
+    };
+    Some(format!("{at}{scaled}"))
+}
+
+impl Item {
+    /// A plugin's item (`value` in `unit`, thresholds and bounds in the same unit) in base
+    /// units; a threshold that is not a range is left out.
+    pub fn from_plugin(
+        label: &str,
+        value: f64,
+        unit: &str,
+        warn: Option<&str>,
+        crit: Option<&str>,
+        min: Option<f64>,
+        max: Option<f64>,
+    ) -> Item {
+        let (factor, base) = base_unit(unit);
+        Item {
+            label: label.to_string(),
+            value: value * factor,
+            unit: base.to_string(),
+            warn: warn.and_then(|w| scale_range(w, factor)),
+            crit: crit.and_then(|c| scale_range(c, factor)),
+            min: min.map(|m| m * factor),
+            max: max.map(|m| m * factor),
+        }
+    }
+
+    /// `label=<value><unit>;warn;crit;min;max`, without trailing empty fields.
+    fn encode(&self, label: &str) -> String {
+        let mut fields = vec![
+            self.warn.clone().unwrap_or_default(),
+            self.crit.clone().unwrap_or_default(),
+            self.min.map(number).unwrap_or_default(),
+            self.max.map(number).unwrap_or_default(),
+        ];
+        while fields.last().is_some_and(String::is_empty) {
+            fields.pop();
+        }
+        let mut item = format!("{label}={}{}", number(self.value), self.unit);
+        for f in fields {
+            item.push(';');
+            item.push_str(&f);
+        }
+        item
+    }
+
+    /// An item of [`Item::encode`]; `None` if it does not read.
+    fn decode(item: &str) -> Option<Item> {
+        let (label, data) = item.split_once('=')?;
+        if label.is_empty() {
+            return None;
+        }
+        let mut fields = data.split(';');
+        let value_and_unit = fields.next()?;
+        let end = value_and_unit
+            .find(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.')))
+            .unwrap_or(value_and_unit.len());
+        let (n, unit) = value_and_unit.split_at(end);
+        let value = n.parse::<f64>().ok().filter(|v| v.is_finite())?;
+        let text = |f: Option<&str>| f.filter(|s| !s.is_empty()).map(str::to_string);
+        let num = |f: Option<&str>| {
+            f.and_then(|s| s.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+        };
+        Some(Item {
+            label: label.to_string(),
+            value,
+            unit: unit.to_string(),
+            warn: text(fields.next()),
+            crit: text(fields.next()),
+            min: num(fields.next()),
+            max: num(fields.next()),
+        })
+    }
+}
+
+/// The shortest decimal that reads back as `v` (0 for what is not finite).
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return "0".to_string();
+    }
+    let s = format!("{v}");
+    if s == "-0" { "0".to_string() } else { s }
+}
+
+/// The value announcing a probe's `health` word and `items` under `key`: labels without
+/// spaces, `=` or `;` (replaced by `_`) and cut to [`MAX_LABEL`] bytes; items that would make
+/// key and value exceed one gossip entry ([`MAX_ENTRY_LEN`]) are left out.
+pub fn encode(key: &str, health: &str, items: &[Item]) -> String {
     let budget = MAX_ENTRY_LEN.saturating_sub(key.len());
     let mut value = health.to_string();
-    for (label, number) in perfdata {
-        let mut label: String = label
-            .chars()
+    for it in items {
+        let mut label: String = (it.label.chars())
             .map(|c| {
-                if c.is_whitespace() || c == '=' {
+                if c.is_whitespace() || c == '=' || c == ';' {
                     '_'
                 } else {
                     c
@@ -36,7 +174,7 @@ pub fn encode<'a>(
             }
             label.truncate(cut);
         }
-        let item = format!(" {label}={}", format_trimmed(number, 3));
+        let item = format!(" {}", it.encode(&label));
         if value.len() + item.len() <= budget {
             value.push_str(&item);
         }
@@ -44,22 +182,131 @@ pub fn encode<'a>(
     value
 }
 
+/// The health word and the items of an announcement; items that do not read are skipped.
+pub fn decode(value: &str) -> (&str, Vec<Item>) {
+    let mut words = value.split_whitespace();
+    let health = words.next().unwrap_or("unknown");
+    (health, words.filter_map(Item::decode).collect())
+}
+
 /// Adds the perfdata of one `probe.<name>` announcement to a `metrics` object, as
-/// `"<name>.<label>": value`. Items that do not parse are skipped.
+/// `"<name>.<label>": value` (in base units).
 pub fn add_metrics(name: &str, value: &str, out: &mut Map<String, Value>) {
     if name.is_empty() {
         return;
     }
-    // The first word is the health.
-    for item in value.split_whitespace().skip(1) {
-        let Some((label, number)) = item.split_once('=') else {
-            continue;
-        };
-        if label.is_empty() {
-            continue;
+    for item in decode(value).1 {
+        if let Some(n) = Number::from_f64(item.value) {
+            out.insert(format!("{name}.{}", item.label), Value::Number(n));
         }
-        if let Some(n) = number.parse::<f64>().ok().and_then(Number::from_f64) {
-            out.insert(format!("{name}.{label}"), Value::Number(n));
+    }
+}
+
+/// One announcement as JSON: `{"health", "perfdata": {"<label>": {"value", "unit", "warn",
+/// "crit", "min", "max"}}}`.
+pub fn to_json(value: &str) -> Value {
+    let (health, items) = decode(value);
+    let perfdata: Map<String, Value> = (items.into_iter())
+        .map(|i| {
+            let v = json!({"value": i.value, "unit": i.unit, "warn": i.warn, "crit": i.crit,
+                           "min": i.min, "max": i.max});
+            (i.label, v)
+        })
+        .collect();
+    json!({"health": health, "perfdata": perfdata})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(
+        label: &str,
+        value: f64,
+        unit: &str,
+        t: [Option<&str>; 2],
+        b: [Option<f64>; 2],
+    ) -> Item {
+        Item::from_plugin(label, value, unit, t[0], t[1], b[0], b[1])
+    }
+
+    #[test]
+    fn units_become_base_units_with_their_thresholds_and_bounds() {
+        let table = [
+            (
+                item(
+                    "time",
+                    250.0,
+                    "ms",
+                    [Some("500"), Some("1000")],
+                    [Some(0.0), None],
+                ),
+                "time=0.25s;0.5;1;0",
+            ),
+            (
+                item("t", 0.000103, "s", [None, None], [None, None]),
+                "t=0.000103s",
+            ),
+            (
+                item(
+                    "used",
+                    3.0,
+                    "MB",
+                    [Some("10:20"), Some("@5:~")],
+                    [None, Some(100.0)],
+                ),
+                "used=3145728B;10485760:20971520;@5242880:~;;104857600",
+            ),
+            (
+                item(
+                    "free",
+                    42.5,
+                    "%",
+                    [Some("20:"), Some("~:10")],
+                    [Some(0.0), Some(100.0)],
+                ),
+                "free=42.5%;20:;~:10;0;100",
+            ),
+            (item("rx", 12.0, "c", [None, None], [None, None]), "rx=12c"),
+            (
+                item("lat", 2.0, "us", [Some("bad"), None], [None, None]),
+                "lat=0.000002s",
+            ),
+            (item("v", 3.3, "V", [None, None], [None, None]), "v=3.3V"),
+            (
+                item("big", 1.5, "TiB", [None, None], [None, None]),
+                "big=1649267441664B",
+            ),
+        ];
+        for (it, expected) in table {
+            let value = encode("probe.x", "ok", std::slice::from_ref(&it));
+            assert_eq!(value, format!("ok {expected}"));
+            let (health, back) = decode(&value);
+            assert_eq!(health, "ok");
+            assert_eq!(back[0].value, it.value, "{expected}");
+            assert_eq!(back[0].unit, it.unit, "{expected}");
+            assert_eq!(
+                (&back[0].warn, &back[0].crit),
+                (&it.warn, &it.crit),
+                "{expected}"
+            );
+            assert_eq!((back[0].min, back[0].max), (it.min, it.max), "{expected}");
         }
+    }
+
+    #[test]
+    fn metrics_and_json_read_the_base_units_and_skip_what_does_not_read() {
+        let value = "critical time=0.25s;0.5;1 free=42.5% junk bad=x% n=7";
+        let mut out = Map::new();
+        add_metrics("web", value, &mut out);
+        assert_eq!(
+            Value::Object(out),
+            json!({"web.time": 0.25, "web.free": 42.5, "web.n": 7.0})
+        );
+        let j = to_json(value);
+        assert_eq!(j["health"], "critical");
+        assert_eq!(j["perfdata"]["time"]["unit"], "s");
+        assert_eq!(j["perfdata"]["time"]["crit"], "1");
+        assert_eq!(j["perfdata"]["free"]["warn"], Value::Null);
     }
 }

@@ -9,8 +9,9 @@
 //! timeout = "10s"
 //! ```
 //!
-//! A probe's result is announced through gossip as `probe.<name>` = `"<health> <label>=<value>
-//! ..."`: the health and the perfdata, nothing else. The message stays local because it
+//! A probe's result is announced through gossip as `probe.<name>` = `"<health>
+//! <label>=<value><unit>;<warn>;<crit>;<min>;<max> ..."`: the health and the perfdata in base
+//! units (see [`crate::keys::probe`]), nothing else. The message stays local because it
 //! often carries a changing number ("42.3% free") that would cost a gossip round per change
 //! and tells other hosts nothing the perfdata does not. The value is cut, item by item, to
 //! fit one gossip entry.
@@ -159,6 +160,6 @@ fn command(w: &mut Walker, table: &Table, dir: &Path) -> Option<Vec<String>> {
 
 /// The gossip value announcing `outcome` under `key` (see [`crate::keys::probe`]).
 pub fn announcement(key: &str, outcome: &Outcome) -> String {
-    let perfdata = outcome.perfdata.iter().map(|p| (p.label.as_str(), p.value));
-    crate::keys::probe::encode(key, outcome.health.as_str(), perfdata)
+    let items: Vec<_> = outcome.perfdata.iter().map(|p| p.in_base_units()).collect();
+    crate::keys::probe::encode(key, outcome.health.as_str(), &items)
 }

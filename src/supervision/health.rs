@@ -59,12 +59,32 @@ impl Health {
     }
 }
 
-/// One perfdata item, `label=value[unit]`; the thresholds and bounds are not kept.
-#[derive(Clone, Debug, PartialEq)]
+/// One perfdata item, `label=value[unit][;warn;crit;min;max]`, as the plugin wrote it.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Perf {
     pub label: String,
     pub value: f64,
     pub unit: String,
+    /// Threshold ranges (`10:20`, `@10:20`, `~:5`), as written.
+    pub warn: Option<String>,
+    pub crit: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Perf {
+    /// The item in base units, as it is gossiped (see [`crate::keys::probe`]).
+    pub fn in_base_units(&self) -> crate::keys::probe::Item {
+        crate::keys::probe::Item::from_plugin(
+            &self.label,
+            self.value,
+            &self.unit,
+            self.warn.as_deref(),
+            self.crit.as_deref(),
+            self.min,
+            self.max,
+        )
+    }
 }
 
 /// What one run of a probe found.
@@ -142,7 +162,8 @@ fn parse_perfdata(text: &str) -> Vec<Perf> {
         if label.is_empty() {
             continue;
         }
-        let value_and_unit = data.split(';').next().unwrap_or("");
+        let mut fields = data.split(';');
+        let value_and_unit = fields.next().unwrap_or("");
         let number_end = value_and_unit
             .find(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.')))
             .unwrap_or(value_and_unit.len());
@@ -152,10 +173,21 @@ fn parse_perfdata(text: &str) -> Vec<Perf> {
             && value.is_finite()
             && !unit.contains(|c: char| c.is_ascii_digit())
         {
+            let text = |f: Option<&str>| f.filter(|s| !s.is_empty()).map(str::to_string);
+            let num = |f: Option<&str>| {
+                f.and_then(|s| s.parse::<f64>().ok())
+                    .filter(|v| v.is_finite())
+            };
+            let (warn, crit) = (text(fields.next()), text(fields.next()));
+            let (min, max) = (num(fields.next()), num(fields.next()));
             out.push(Perf {
                 label,
                 value,
                 unit: unit.to_string(),
+                warn,
+                crit,
+                min,
+                max,
             });
         }
     }

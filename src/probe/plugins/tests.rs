@@ -133,6 +133,7 @@ fn outcome(health: Health, perfdata: &[(&str, f64)]) -> Outcome {
                 label: label.to_string(),
                 value: *value,
                 unit: "%".to_string(),
+                ..Perf::default()
             })
             .collect(),
     }
@@ -148,13 +149,13 @@ fn an_announcement_is_the_health_and_the_perfdata() {
                 Health::Warning,
                 &[("free_pct", 12.34567), ("free_mb", 2048.0)],
             ),
-            "warning free_pct=12.346 free_mb=2048",
+            "warning free_pct=12.34567% free_mb=2048%",
         ),
         (
             outcome(Health::Critical, &[("free space", -1.5), ("a=b", 0.0)]),
-            "critical free_space=-1.5 a_b=0",
+            "critical free_space=-1.5% a_b=0%",
         ),
-        (outcome(Health::Unknown, &[("x", f64::NAN)]), "unknown x=0"),
+        (outcome(Health::Unknown, &[("x", f64::NAN)]), "unknown x=0%"),
     ];
     for (outcome, expected) in table {
         assert_eq!(announcement(key, &outcome), expected);
@@ -173,7 +174,7 @@ fn an_announcement_fits_one_gossip_entry() {
     assert!(
         items
             .iter()
-            .all(|i| i.len() == MAX_LABEL + "=123456.789".len())
+            .all(|i| i.len() == MAX_LABEL + "=123456.789%".len())
     );
 }
 
@@ -197,7 +198,12 @@ fn probe_perfdata_become_member_metrics_next_to_the_sys_metrics() {
         ("probe.".to_string(), "ok a=1".to_string()),
         ("app.thing".to_string(), "ok a=1".to_string()),
     ];
-    assert_eq!(kv[2].1, "warning free_pct=12.5 free_mb=2048");
+    // In base units, thresholds and bounds kept: 2048 MB are 2048 × 1024² bytes.
+    assert_eq!(
+        kv[2].1,
+        "warning free_pct=12.5%;20:;10:;0;100 free_mb=2147483648B"
+    );
+    assert_eq!(kv[3].1, "critical procs=0;;1:;0");
     let json = metrics_from_kv(
         kv.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         Time::from_millis(4_600_500),
@@ -206,7 +212,7 @@ fn probe_perfdata_become_member_metrics_next_to_the_sys_metrics() {
         "load1": 0.5, "load5": 1.25, "load15": 2.0, "cpu_pct": 12.3,
         "mem_used_pct": 41.0, "swap_used_pct": 0.0, "disk_used_pct": 87.6,
         "uptime_s": 3_600,
-        "disk_root.free_pct": 12.5, "disk_root.free_mb": 2048.0,
+        "disk_root.free_pct": 12.5, "disk_root.free_mb": 2_147_483_648.0,
         "sshd.procs": 0.0,
         "junk.2": 3.0,
     });
@@ -230,7 +236,7 @@ async fn check_disk_measures_the_root_file_system() {
     assert_ne!(outcome.health, Health::Unknown, "{outcome:?}");
     assert!(outcome.message.starts_with("DISK "), "{outcome:?}");
     let labels: Vec<&str> = outcome.perfdata.iter().map(|p| p.label.as_str()).collect();
-    assert_eq!(labels, ["free_pct", "free_mb"], "{outcome:?}");
+    assert_eq!(labels, ["free_pct", "free"], "{outcome:?}");
     let free = outcome.perfdata[0].value;
     assert!((0.0..=100.0).contains(&free), "{outcome:?}");
     assert_eq!(outcome.perfdata[0].unit, "%");

@@ -10,6 +10,24 @@ fn perf(label: &str, value: f64, unit: &str) -> Perf {
         label: label.to_string(),
         value,
         unit: unit.to_string(),
+        ..Perf::default()
+    }
+}
+
+/// `perf` with its thresholds and bounds.
+fn perf_t(
+    p: Perf,
+    warn: Option<&str>,
+    crit: Option<&str>,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Perf {
+    Perf {
+        warn: warn.map(str::to_string),
+        crit: crit.map(str::to_string),
+        min,
+        max,
+        ..p
     }
 }
 
@@ -52,14 +70,20 @@ fn plugin_output_becomes_a_message_and_perfdata() {
         (
             "DISK OK - 42% free | free=42%;20;10;0;100",
             "DISK OK - 42% free",
-            vec![perf("free", 42.0, "%")],
+            vec![perf_t(
+                perf("free", 42.0, "%"),
+                Some("20"),
+                Some("10"),
+                Some(0.0),
+                Some(100.0),
+            )],
         ),
         (
             "OK|a=1 b=2.5s;;;0 c=-3 d=10MB",
             "OK",
             vec![
                 perf("a", 1.0, ""),
-                perf("b", 2.5, "s"),
+                perf_t(perf("b", 2.5, "s"), None, None, Some(0.0), None),
                 perf("c", -3.0, ""),
                 perf("d", 10.0, "MB"),
             ],
@@ -85,7 +109,10 @@ fn plugin_output_becomes_a_message_and_perfdata() {
         (
             "CRIT | a=1;2;3 || b=2",
             "CRIT",
-            vec![perf("a", 1.0, ""), perf("b", 2.0, "")],
+            vec![
+                perf_t(perf("a", 1.0, ""), Some("2"), Some("3"), None, None),
+                perf("b", 2.0, ""),
+            ],
         ),
         ("x | ''=1 'a'=2", "x", vec![perf("a", 2.0, "")]),
         ("x | a=inf b=NaN c=1e3", "x", vec![]),
@@ -327,7 +354,14 @@ async fn exec_reports_each_exit_code_with_its_message_and_perfdata() {
         let outcome = check(&sh(&script), Duration::from_secs(5)).await;
         assert_eq!(outcome.health, health, "{outcome:?}");
         assert_eq!(outcome.message, format!("STATUS {code}"));
-        assert_eq!(outcome.perfdata, [perf("count", f64::from(code), "")]);
+        let count = perf_t(
+            perf("count", f64::from(code), ""),
+            Some("1"),
+            Some("2"),
+            None,
+            None,
+        );
+        assert_eq!(outcome.perfdata, [count]);
     }
 }
 
