@@ -239,6 +239,8 @@ pub struct AlertsConfig {
     pub commands: BTreeMap<String, Vec<String>>,
     /// Remediation run once per incident and step (`[[alerts.actions]]`, see `actions`).
     pub actions: Vec<ActionSpec>,
+    /// A host probe's `warning` opens an incident too (`probe_warning`), not only `critical`.
+    pub probe_warning: bool,
 }
 
 /// One step of remediation: on an incident of kind `on` (of `subject`, or any), once it has
@@ -611,6 +613,7 @@ impl Default for AlertsConfig {
             sinks: Vec::new(),
             commands: BTreeMap::new(),
             actions: Vec::new(),
+            probe_warning: false,
         }
     }
 }

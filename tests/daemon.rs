@@ -1157,6 +1157,63 @@ async fn a_tree_that_gives_up_is_alerted_once_per_node_and_its_recovery_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_host_probe_is_alerted_once_shown_in_members_and_status_and_its_end_once() {
+    let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    let flag = cluster.dir.path().join("full");
+    cluster.extra = format!(
+        "[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
+    // Every node runs this host probe: critical while the flag file exists.
+    let probes = cluster.dir.path().join("probes");
+    std::fs::create_dir(&probes).expect("mkdir");
+    std::fs::write(
+        probes.join("disk.toml"),
+        format!(
+            "command = [\"sh\", \"-c\", \"if test -e {}; then echo 'DISK CRITICAL | free_pct=3%;20:;10:'; \
+             exit 2; fi; echo 'DISK OK | free_pct=50%;20:;10:'\"]\ninterval = \"1s\"\n",
+            flag.display()
+        ),
+    )
+    .expect("probe");
+    cluster.start_many(2).await;
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    std::fs::write(&flag, "").expect("flag");
+    for node in ["n1", "n2"] {
+        let entry = sent_everywhere(&apis, &format!("probe_critical:{node}:disk:")).await;
+        assert_eq!(entry["by"], "n1", "{entry}");
+    }
+    let members = members(apis[1]).await.expect("members");
+    let n1 = entry(&members, "n1").expect("n1");
+    assert_eq!(n1["probes"]["disk"]["health"], "critical", "{n1}");
+    let status = client(&["status", "--json", "--api", &apis[0].to_string()], &[]).await;
+    assert_eq!(status.status.code(), Some(3), "{status:?}");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("json");
+    let open: Vec<&str> = (status["incidents"].as_array().into_iter().flatten())
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    assert_eq!(open, ["probe_critical", "probe_critical"], "{status}");
+    std::fs::remove_file(&flag).expect("rm flag");
+    for node in ["n1", "n2"] {
+        sent_everywhere(&apis, &format!("probe_ok:{node}:disk:")).await;
+        let problems = sunk_ids(&file, &format!("probe_critical:{node}:disk:"));
+        assert_eq!(problems.len(), 1, "{:#?}", sunk(&file));
+        assert_eq!(problems[0]["service"], "disk");
+        assert!(
+            problems[0]["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("free_pct=3%")),
+            "{:#?}",
+            problems[0]
+        );
+        let ends = sunk_ids(&file, &format!("probe_ok:{node}:disk:"));
+        assert_eq!(ends.len(), 1, "{:#?}", sunk(&file));
+        assert_eq!(ends[0]["status"], "resolved");
+    }
+}
+
 // ----- security (SECURITY.md): sealed gossip, the replay window, the API token -------------
 
 /// `GET /api/v1/stats` of the daemon at `api`.

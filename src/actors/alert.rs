@@ -165,6 +165,7 @@ fn in_force(local: &AlertsConfig, cluster: Option<&Applied>) -> (Rules, Vec<Sink
         flap_threshold: alerts.flap_threshold,
         flap_window: alerts.flap_window,
         repeat: alerts.repeat,
+        probe_warning: alerts.probe_warning,
         ..Rules::default()
     };
     (rules, sinks)

@@ -62,6 +62,8 @@ pub struct ProbeState {
     keep_alive: Duration,
     gossip: Handle<GossipMsg>,
     clock: Clock,
+    /// Each host probe's last health and since when it holds.
+    healths: std::collections::HashMap<String, (health::Health, crate::types::Time)>,
     _ticker: Option<AbortOnDrop<()>>,
     _plugins: Vec<AbortOnDrop<()>>,
 }
@@ -108,6 +110,7 @@ impl Actor for HostProbeActor {
             keep_alive: keep_alive(args.interval),
             gossip: args.gossip,
             clock: args.clock,
+            healths: Default::default(),
             _ticker: ticker,
             _plugins: plugins,
         };
@@ -151,7 +154,14 @@ impl Actor for HostProbeActor {
                 if outcome.health != health::Health::Ok {
                     tracing::debug!(%key, health = outcome.health.as_str(), message = %outcome.message, "host probe");
                 }
-                let value = plugins::announcement(&key, &outcome);
+                // When the probe came to this health: the start of an incident it may open.
+                let now = state.clock.now();
+                let since = match state.healths.get(&key) {
+                    Some((h, since)) if *h == outcome.health => *since,
+                    _ => now,
+                };
+                state.healths.insert(key.clone(), (outcome.health, since));
+                let value = plugins::announcement(&key, &outcome, Some(since));
                 state.write(&key, value).await;
             }
         }

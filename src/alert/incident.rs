@@ -50,6 +50,10 @@ pub enum Kind {
     Settled,
     /// A step of remediation (see `alert::action`).
     Action,
+    /// A host probe says critical (or warning, with `alerts.probe_warning`), and its end.
+    ProbeCritical,
+    ProbeWarning,
+    ProbeOk,
 }
 
 impl Kind {
@@ -63,6 +67,9 @@ impl Kind {
             Kind::Flapping => "flapping",
             Kind::Settled => "settled",
             Kind::Action => "action",
+            Kind::ProbeCritical => "probe_critical",
+            Kind::ProbeWarning => "probe_warning",
+            Kind::ProbeOk => "probe_ok",
         }
     }
 
@@ -70,7 +77,13 @@ impl Kind {
     pub fn is_change(self) -> bool {
         matches!(
             self,
-            Kind::NodeDown | Kind::NodeUp | Kind::ServiceFailed | Kind::ServiceUp
+            Kind::NodeDown
+                | Kind::NodeUp
+                | Kind::ServiceFailed
+                | Kind::ServiceUp
+                | Kind::ProbeCritical
+                | Kind::ProbeWarning
+                | Kind::ProbeOk
         )
     }
 
@@ -84,6 +97,9 @@ impl Kind {
             "flapping" => Kind::Flapping,
             "settled" => Kind::Settled,
             "action" => Kind::Action,
+            "probe_critical" => Kind::ProbeCritical,
+            "probe_warning" => Kind::ProbeWarning,
+            "probe_ok" => Kind::ProbeOk,
             _ => return None,
         })
     }
@@ -91,10 +107,14 @@ impl Kind {
     /// `firing` for a problem, `resolved` for its end.
     pub fn status(self) -> &'static str {
         match self {
-            Kind::NodeUp | Kind::ServiceUp | Kind::Settled => "resolved",
-            Kind::NodeDown | Kind::ServiceFailed | Kind::Test | Kind::Flapping | Kind::Action => {
-                "firing"
-            }
+            Kind::NodeUp | Kind::ServiceUp | Kind::Settled | Kind::ProbeOk => "resolved",
+            Kind::NodeDown
+            | Kind::ServiceFailed
+            | Kind::Test
+            | Kind::Flapping
+            | Kind::Action
+            | Kind::ProbeCritical
+            | Kind::ProbeWarning => "firing",
         }
     }
 }
@@ -122,6 +142,8 @@ pub struct Rules {
     pub repeat: Duration,
     /// How long a closed incident stays in the alert log (at least twice `flap_window`).
     pub keep: Duration,
+    /// A host probe's `warning` is an incident too (`probe_warning`), not only `critical`.
+    pub probe_warning: bool,
 }
 
 impl Default for Rules {
@@ -131,6 +153,7 @@ impl Default for Rules {
             flap_window: Duration::from_secs(600),
             repeat: Duration::ZERO,
             keep: KEEP,
+            probe_warning: false,
         }
     }
 }
@@ -271,7 +294,7 @@ pub fn flapping_since(log: &Log, subject: &str, now: Time, rules: &Rules) -> Opt
 
 /// Every incident in `view` (with `log` for resolutions, flapping and reminders), by id.
 pub fn incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Vec<Incident> {
-    let mut out = base_incidents(view, log, now);
+    let mut out = base_incidents(view, log, now, rules);
     let subjects: BTreeSet<String> = changes(log).into_keys().collect();
     for subject in &subjects {
         let (node, service) = match subject.split_once(':') {
@@ -377,7 +400,7 @@ fn held(log: &Log) -> Vec<Incident> {
     out
 }
 
-fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
+fn base_incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Vec<Incident> {
     let mut out = Vec::new();
     // What a down host takes with it on other hosts, through `requires` (built once).
     let graph = (view.iter().any(|m| m.status == Status::Down))
@@ -492,6 +515,9 @@ fn base_incidents(view: &[MemberView], log: &Log, now: Time) -> Vec<Incident> {
                 }
                 _ => {}
             }
+        }
+        if matches!(m.status, Status::Alive | Status::Suspect) {
+            probe_incidents(m, log, rules, &mut out);
         }
         for key in m.kv.keys() {
             let Some(at) = key
@@ -612,4 +638,149 @@ pub fn silences(view: &[MemberView], trust: &Trust) -> Vec<Silence> {
         }
     }
     out
+}
+
+/// The incidents of a live member's host probes: `probe_critical:<node>:<probe>:<since>` while
+/// one says critical (`probe_warning:...` for warning, with `rules.probe_warning`), and
+/// `probe_ok:<node>:<probe>:<since>` when it is ok again after one of them was sent. `since`
+/// is when the probe came to that health, by the member's clock, as it announced it.
+fn probe_incidents(m: &MemberView, log: &Log, rules: &Rules, out: &mut Vec<Incident>) {
+    use crate::keys::probe::decode;
+    for (probe, value) in crate::keys::with_prefix(&m.kv, crate::keys::PROBE_PREFIX) {
+        let announced = decode(value);
+        let Some(since) = announced.since else {
+            continue;
+        };
+        let items: Vec<String> = (announced.items.iter().take(3))
+            .map(|i| {
+                format!(
+                    "{}={}{}",
+                    i.label,
+                    crate::keys::probe::number(i.value),
+                    i.unit
+                )
+            })
+            .collect();
+        let shown = if items.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", items.join(" "))
+        };
+        let kind = match announced.health {
+            "critical" => Kind::ProbeCritical,
+            "warning" if rules.probe_warning => Kind::ProbeWarning,
+            "ok" => {
+                let problem = |id: &str| {
+                    service_since(id, Kind::ProbeCritical, &m.name, probe)
+                        .or_else(|| service_since(id, Kind::ProbeWarning, &m.name, probe))
+                };
+                let last = log
+                    .sent_ids()
+                    .filter_map(problem)
+                    .filter(|t| *t < since.0)
+                    .max();
+                let Some(last) = last else {
+                    continue;
+                };
+                let resolved = (log.sent_ids())
+                    .filter_map(|id| service_since(id, Kind::ProbeOk, &m.name, probe))
+                    .any(|t| t > last && t < since.0);
+                if !resolved {
+                    out.push(Incident {
+                        id: format!("probe_ok:{}:{probe}:{}", m.name, since.0),
+                        kind: Kind::ProbeOk,
+                        node: m.name.clone(),
+                        service: Some(probe.to_string()),
+                        since,
+                        observers: vec![m.name.clone()],
+                        summary: format!("probe {probe} on {} is ok again{shown}", m.name),
+                    });
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        out.push(Incident {
+            id: format!("{}:{}:{probe}:{}", kind.as_str(), m.name, since.0),
+            kind,
+            node: m.name.clone(),
+            service: Some(probe.to_string()),
+            since,
+            observers: vec![m.name.clone()],
+            summary: format!(
+                "probe {probe} on {} is {} since {}{shown}",
+                m.name,
+                announced.health,
+                clock(since)
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::test_view;
+
+    fn ids(view: &[MemberView], sent: &[&str], rules: &Rules) -> Vec<String> {
+        let sent: Vec<String> = sent.iter().map(|s| s.to_string()).collect();
+        let log = Log::from_view(view, sent.iter());
+        incidents(view, &log, Time(10_000), rules)
+            .into_iter()
+            .map(|i| i.id)
+            .collect()
+    }
+
+    fn host(status: Status, probe: &str) -> Vec<MemberView> {
+        vec![test_view(
+            "nas",
+            status,
+            [("probe.disk".to_string(), probe.to_string())],
+        )]
+    }
+
+    #[test]
+    fn a_critical_host_probe_is_an_incident_and_ok_again_its_end() {
+        let rules = Rules::default();
+        let critical = host(Status::Alive, "critical@5000 free_pct=8%;20:;10: free=1B");
+        assert_eq!(
+            ids(&critical, &[], &rules),
+            ["probe_critical:nas:disk:5000"]
+        );
+        let log = Log::from_view(&critical, std::iter::empty());
+        let i = &incidents(&critical, &log, Time(10_000), &rules)[0];
+        assert_eq!(
+            (i.kind, i.service.as_deref()),
+            (Kind::ProbeCritical, Some("disk"))
+        );
+        assert_eq!(
+            i.summary,
+            "probe disk on nas is critical since 00:00:05 (free_pct=8% free=1B)"
+        );
+        // Stale on a down host (its node_down says it all); no time: an older build's.
+        assert_eq!(
+            ids(&host(Status::Down, "critical@5000"), &[], &rules),
+            ["node_down:nas:1"]
+        );
+        assert!(ids(&host(Status::Alive, "critical x=1"), &[], &rules).is_empty());
+        // A warning only where the rules say so.
+        let warning = host(Status::Alive, "warning@6000 free_pct=15%");
+        assert!(ids(&warning, &[], &rules).is_empty());
+        let strict = Rules {
+            probe_warning: true,
+            ..rules
+        };
+        assert_eq!(ids(&warning, &[], &strict), ["probe_warning:nas:disk:6000"]);
+        // Ok again: its end, once the problem was sent, and only until that end is sent.
+        let ok = host(Status::Alive, "ok@7000 free_pct=30%");
+        assert!(ids(&ok, &[], &rules).is_empty());
+        let sent = ["probe_critical:nas:disk:5000"];
+        assert_eq!(ids(&ok, &sent, &rules), ["probe_ok:nas:disk:7000"]);
+        let ended = ["probe_critical:nas:disk:5000", "probe_ok:nas:disk:7000"];
+        assert!(ids(&host(Status::Alive, "ok@9000"), &ended, &rules).is_empty());
+        assert_eq!(
+            subject_of("probe_ok:nas:disk:7000").as_deref(),
+            Some("nas:disk")
+        );
+    }
 }

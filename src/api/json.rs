@@ -94,7 +94,12 @@ pub fn open_incidents(views: &[MemberView], now: Time) -> Value {
     Value::Array(
         incidents(views, &log, now, &Rules::default())
             .into_iter()
-            .filter(|i| matches!(i.kind, Kind::NodeDown | Kind::ServiceFailed))
+            .filter(|i| {
+                matches!(
+                    i.kind,
+                    Kind::NodeDown | Kind::ServiceFailed | Kind::ProbeCritical | Kind::ProbeWarning
+                )
+            })
             .map(|i| {
                 json!({
                     "id": i.id, "kind": i.kind.as_str(), "node": i.node.as_str(),

@@ -133,6 +133,28 @@ pub fn render(s: &Snapshot) -> String {
         out.sample("nbwatch_member_up", &[("node", m.name.as_str())], f(up));
     }
     out.family(
+        "nbwatch_probe_status",
+        "gauge",
+        "Each live member's host probes by the Nagios codes: 0 ok, 1 warning, 2 critical, \
+         3 unknown.",
+    );
+    for m in s
+        .views
+        .iter()
+        .filter(|m| matches!(m.status, Status::Alive | Status::Suspect))
+    {
+        for (probe, value) in crate::keys::with_prefix(&m.kv, crate::keys::PROBE_PREFIX) {
+            let code = match crate::keys::probe::decode(value).health {
+                "ok" => 0.0,
+                "warning" => 1.0,
+                "critical" => 2.0,
+                _ => 3.0,
+            };
+            let labels = [("node", m.name.as_str()), ("probe", probe)];
+            out.sample("nbwatch_probe_status", &labels, code);
+        }
+    }
+    out.family(
         "nbwatch_member_last_heard_seconds",
         "gauge",
         "Seconds since this node last heard of each member's heartbeat.",
@@ -447,7 +469,16 @@ mod tests {
                 },
             },
             views: vec![
-                member("a", Status::Alive),
+                MemberView {
+                    kv: std::sync::Arc::new(
+                        [(
+                            "probe.disk".to_string(),
+                            "critical@1000 free=1B".to_string(),
+                        )]
+                        .into(),
+                    ),
+                    ..member("a", Status::Alive)
+                },
                 MemberView {
                     clock_offset: Some(-3_600_250),
                     reports: 0,
@@ -492,6 +523,7 @@ mod tests {
             "nbwatch_service_state{service=\"db\",tree=\"tv\",state=\"failed\"} 0",
             "nbwatch_service_restarts_total{service=\"db\",tree=\"tv\"} 3",
             "nbwatch_store_size_bytes{file=\"history.db\"} 4096",
+            "nbwatch_probe_status{node=\"a\",probe=\"disk\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

@@ -143,6 +143,7 @@ impl AlertsConfig {
             sinks: c.sinks.clone().unwrap_or_else(|| self.sinks.clone()),
             commands: self.commands.clone(),
             actions: self.actions.clone(),
+            probe_warning: self.probe_warning,
         }
     }
 

@@ -33,6 +33,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "sinks",
             "commands",
             "actions",
+            "probe_warning",
         ],
     ),
 ];

@@ -557,6 +557,14 @@ fn alerts(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> AlertsConfig
         }),
         commands: read(w, s, "alerts", "commands", d.commands, commands),
         actions: d.actions,
+        probe_warning: read(
+            w,
+            s,
+            "alerts",
+            "probe_warning",
+            d.probe_warning,
+            Walker::bool,
+        ),
     };
     // After the commands: an exec action by name must name one of them.
     alerts.actions = read(w, s, "alerts", "actions", Vec::new(), |w, v, k| {

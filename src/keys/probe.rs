@@ -1,5 +1,7 @@
-//! `probe.<name>`: a host probe's last result, `"<health> <label>=<value><unit>;<warn>;<crit>;
-//! <min>;<max> ..."` — the health word, then its perfdata in Nagios syntax, in base units.
+//! `probe.<name>`: a host probe's last result, `"<health>@<since> <label>=<value><unit>;<warn>;
+//! <crit>;<min>;<max> ..."` — the health word and when the probe came to it (ms since the
+//! epoch, by the host's clock: the same incident id on every host, see `alert::incident`),
+//! then its perfdata in Nagios syntax, in base units.
 //!
 //! **Base units.** A plugin's unit is turned into the base unit it scales: `us`, `µs` and `ms`
 //! into seconds (`250ms` is `0.25s`); `KB`, `MB`, `GB`, `TB` (and `KiB` ... `TiB`) into bytes,
@@ -154,9 +156,17 @@ pub fn number(v: f64) -> String {
 /// The value announcing a probe's `health` word and `items` under `key`: labels without
 /// spaces, `=` or `;` (replaced by `_`) and cut to [`MAX_LABEL`] bytes; items that would make
 /// key and value exceed one gossip entry ([`MAX_ENTRY_LEN`]) are left out.
-pub fn encode(key: &str, health: &str, items: &[Item]) -> String {
+pub fn encode(
+    key: &str,
+    health: &str,
+    since: Option<crate::types::Time>,
+    items: &[Item],
+) -> String {
     let budget = MAX_ENTRY_LEN.saturating_sub(key.len());
-    let mut value = health.to_string();
+    let mut value = match since {
+        Some(t) => format!("{health}@{}", t.0),
+        None => health.to_string(),
+    };
     for it in items {
         let mut label: String = (it.label.chars())
             .map(|c| {
@@ -182,11 +192,33 @@ pub fn encode(key: &str, health: &str, items: &[Item]) -> String {
     value
 }
 
-/// The health word and the items of an announcement; items that do not read are skipped.
-pub fn decode(value: &str) -> (&str, Vec<Item>) {
+/// What an announcement says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Announced<'a> {
+    pub health: &'a str,
+    /// When the probe came to this health (absent from older builds' announcements).
+    pub since: Option<crate::types::Time>,
+    pub items: Vec<Item>,
+}
+
+/// An announcement; items that do not read are skipped.
+pub fn decode(value: &str) -> Announced<'_> {
     let mut words = value.split_whitespace();
-    let health = words.next().unwrap_or("unknown");
-    (health, words.filter_map(Item::decode).collect())
+    let first = words.next().unwrap_or("unknown");
+    let (health, since) = match first.split_once('@') {
+        Some((h, t)) => (
+            h,
+            t.parse::<u64>()
+                .ok()
+                .and_then(|t| crate::types::Time::checked(t).ok()),
+        ),
+        None => (first, None),
+    };
+    Announced {
+        health,
+        since,
+        items: words.filter_map(Item::decode).collect(),
+    }
 }
 
 /// Adds the perfdata of one `probe.<name>` announcement to a `metrics` object, as
@@ -195,17 +227,21 @@ pub fn add_metrics(name: &str, value: &str, out: &mut Map<String, Value>) {
     if name.is_empty() {
         return;
     }
-    for item in decode(value).1 {
+    for item in decode(value).items {
         if let Some(n) = Number::from_f64(item.value) {
             out.insert(format!("{name}.{}", item.label), Value::Number(n));
         }
     }
 }
 
-/// One announcement as JSON: `{"health", "perfdata": {"<label>": {"value", "unit", "warn",
-/// "crit", "min", "max"}}}`.
+/// One announcement as JSON: `{"health", "since", "perfdata": {"<label>": {"value", "unit",
+/// "warn", "crit", "min", "max"}}}`.
 pub fn to_json(value: &str) -> Value {
-    let (health, items) = decode(value);
+    let Announced {
+        health,
+        since,
+        items,
+    } = decode(value);
     let perfdata: Map<String, Value> = (items.into_iter())
         .map(|i| {
             let v = json!({"value": i.value, "unit": i.unit, "warn": i.warn, "crit": i.crit,
@@ -213,7 +249,7 @@ pub fn to_json(value: &str) -> Value {
             (i.label, v)
         })
         .collect();
-    json!({"health": health, "perfdata": perfdata})
+    json!({"health": health, "since": since.map(|t| t.to_rfc3339()), "perfdata": perfdata})
 }
 
 #[cfg(test)]
@@ -279,10 +315,11 @@ mod tests {
             ),
         ];
         for (it, expected) in table {
-            let value = encode("probe.x", "ok", std::slice::from_ref(&it));
+            let value = encode("probe.x", "ok", None, std::slice::from_ref(&it));
             assert_eq!(value, format!("ok {expected}"));
-            let (health, back) = decode(&value);
-            assert_eq!(health, "ok");
+            let read = decode(&value);
+            assert_eq!((read.health, read.since), ("ok", None));
+            let back = read.items;
             assert_eq!(back[0].value, it.value, "{expected}");
             assert_eq!(back[0].unit, it.unit, "{expected}");
             assert_eq!(
@@ -296,7 +333,7 @@ mod tests {
 
     #[test]
     fn metrics_and_json_read_the_base_units_and_skip_what_does_not_read() {
-        let value = "critical time=0.25s;0.5;1 free=42.5% junk bad=x% n=7";
+        let value = "critical@1764900000000 time=0.25s;0.5;1 free=42.5% junk bad=x% n=7";
         let mut out = Map::new();
         add_metrics("web", value, &mut out);
         assert_eq!(
@@ -305,6 +342,7 @@ mod tests {
         );
         let j = to_json(value);
         assert_eq!(j["health"], "critical");
+        assert_eq!(j["since"], "2025-12-05T02:00:00.000Z");
         assert_eq!(j["perfdata"]["time"]["unit"], "s");
         assert_eq!(j["perfdata"]["time"]["crit"], "1");
         assert_eq!(j["perfdata"]["free"]["warn"], Value::Null);

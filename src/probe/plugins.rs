@@ -158,8 +158,9 @@ fn command(w: &mut Walker, table: &Table, dir: &Path) -> Option<Vec<String>> {
     Some(words)
 }
 
-/// The gossip value announcing `outcome` under `key` (see [`crate::keys::probe`]).
-pub fn announcement(key: &str, outcome: &Outcome) -> String {
+/// The gossip value announcing `outcome` under `key` (see [`crate::keys::probe`]), its health
+/// held `since` then.
+pub fn announcement(key: &str, outcome: &Outcome, since: Option<crate::types::Time>) -> String {
     let items: Vec<_> = outcome.perfdata.iter().map(|p| p.in_base_units()).collect();
-    crate::keys::probe::encode(key, outcome.health.as_str(), &items)
+    crate::keys::probe::encode(key, outcome.health.as_str(), since, &items)
 }

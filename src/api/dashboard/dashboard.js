@@ -101,8 +101,22 @@ function renderMembers(overview, nowMs) {
       el("td", { "data-leader": m.is_leader ? "yes" : "no" }, m.is_leader ? "★ leader" : ""),
       el("td", { class: "num" }, fmt(m.metrics && m.metrics.load1, 2)),
       el("td", { class: "num" }, m.metrics && typeof m.metrics.mem_used_pct === "number" ? fmt(m.metrics.mem_used_pct, 1) + " %" : "-"),
-      el("td", { class: "num" }, m.incarnation));
+      el("td", { class: "num" }, m.incarnation),
+      el("td", { class: "wrap" }, ...probePills(m)));
   }));
+}
+
+// A host's probes: a pill per probe, its name and health, its perfdata in the tooltip.
+function probePills(m) {
+  const probes = Object.entries(m.probes || {});
+  if (probes.length === 0) return ["-"];
+  return probes.map(([name, p]) => {
+    const items = Object.entries(p.perfdata || {})
+      .map(([label, d]) => `${label}=${d.value}${d.unit}` + (d.warn || d.crit ? ` (warn ${d.warn || "-"}, crit ${d.crit || "-"})` : ""));
+    const e = el("span", { class: "pill s-" + p.health, "data-probe": `${m.name}:${name}`, "data-health": p.health,
+      title: items.join("\n") || p.health }, name);
+    return e;
+  });
 }
 
 function renderServices(overview, nowMs) {

@@ -158,7 +158,7 @@ fn an_announcement_is_the_health_and_the_perfdata() {
         (outcome(Health::Unknown, &[("x", f64::NAN)]), "unknown x=0%"),
     ];
     for (outcome, expected) in table {
-        assert_eq!(announcement(key, &outcome), expected);
+        assert_eq!(announcement(key, &outcome, None), expected);
     }
 }
 
@@ -167,7 +167,7 @@ fn an_announcement_fits_one_gossip_entry() {
     let key = "probe.many";
     let label = "l".repeat(200);
     let perfdata: Vec<(&str, f64)> = (0..100).map(|_| (label.as_str(), 123_456.789)).collect();
-    let value = announcement(key, &outcome(Health::Ok, &perfdata));
+    let value = announcement(key, &outcome(Health::Ok, &perfdata), None);
     assert!(key.len() + value.len() <= MAX_ENTRY_LEN, "{}", value.len());
     let items: Vec<&str> = value.split(' ').skip(1).collect();
     assert!(items.len() > 5, "{value}");
@@ -191,9 +191,12 @@ fn probe_perfdata_become_member_metrics_next_to_the_sys_metrics() {
         ("sys.boot".to_string(), "1000".to_string()),
         (
             "probe.disk_root".to_string(),
-            announcement("probe.disk_root", &disk),
+            announcement("probe.disk_root", &disk, None),
         ),
-        ("probe.sshd".to_string(), announcement("probe.sshd", &procs)),
+        (
+            "probe.sshd".to_string(),
+            announcement("probe.sshd", &procs, Some(Time::from_millis(1_000))),
+        ),
         ("probe.junk".to_string(), "ok =1 x=y z 2=3".to_string()),
         ("probe.".to_string(), "ok a=1".to_string()),
         ("app.thing".to_string(), "ok a=1".to_string()),
@@ -203,7 +206,7 @@ fn probe_perfdata_become_member_metrics_next_to_the_sys_metrics() {
         kv[2].1,
         "warning free_pct=12.5%;20:;10:;0;100 free_mb=2147483648B"
     );
-    assert_eq!(kv[3].1, "critical procs=0;;1:;0");
+    assert_eq!(kv[3].1, "critical@1000 procs=0;;1:;0");
     let json = metrics_from_kv(
         kv.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         Time::from_millis(4_600_500),
