@@ -357,6 +357,10 @@ struct Page {
     vertices: HashMap<String, (bool, bool)>,
     /// The `requires` arrows drawn, as `from>to`.
     requires: Vec<String>,
+    /// Each service row (`node:service`): shown stale (its host is down).
+    stale: HashMap<String, bool>,
+    /// Each chart's runs of joined points (more than one: a gap, an outage).
+    segments: HashMap<String, usize>,
 }
 
 async fn load(profile: &Path, url: &str) -> Result<Page, String> {
@@ -408,6 +412,17 @@ impl Page {
             requires: elements(dom, "data-requires")
                 .iter()
                 .map(|e| attr(e, "data-requires"))
+                .collect(),
+            stale: elements(dom, "data-service")
+                .iter()
+                .map(|e| (attr(e, "data-service"), attr(e, "data-stale") == "true"))
+                .collect(),
+            segments: elements(dom, "data-chart")
+                .iter()
+                .map(|e| {
+                    let n = attr(e, "data-segments").parse().unwrap_or(0);
+                    (attr(e, "data-chart"), n)
+                })
                 .collect(),
         }
     }
@@ -523,17 +538,25 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
             let graph = page.vertices.get("n3") == Some(&(true, false))
                 && page.vertices.get("n3:pg") == Some(&(false, true))
                 && page.vertices.get("n2:web") == Some(&(false, true));
-            if down && event && alert && graph {
+            // A dead host's services are not shown as running: they are stale.
+            let stale =
+                page.stale.get("n3:pg") == Some(&true) && page.stale.get("n2:web") == Some(&false);
+            if down && event && alert && graph && stale {
                 Ok(page)
             } else {
                 Err(format!(
-                    "members {:?}, events {:?}, alerts {:?}, graph {:?}",
-                    page.members, page.events, page.alerts, page.vertices
+                    "members {:?}, events {:?}, alerts {:?}, graph {:?}, stale {:?}",
+                    page.members, page.events, page.alerts, page.vertices, page.stale
                 ))
             }
         },
     )
     .await;
+    // A live host's line is one line: no false gap between samples held back as unchanged.
+    for n in ["n1", "n2"] {
+        let chart = format!("{n}:load1");
+        assert_eq!(page.segments.get(&chart), Some(&1), "{:?}", page.segments);
+    }
     // The survivors are still up, and the dead host's past is still charted.
     assert_eq!(page.members.get("n1").map(String::as_str), Some("alive"));
     assert_eq!(page.members.get("n2").map(String::as_str), Some("alive"));

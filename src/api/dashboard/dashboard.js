@@ -10,13 +10,18 @@ const MAX_EVENTS = 30;
 const MAX_ALERTS = 20;
 const MAX_REACH_GRID = 32;     // hosts in the who-hears-whom grid; past that, only the gaps
 const MAX_GRAPH_HOSTS = 24;    // columns of the dependency graph; past that, only the summary
-// Each window asks for about 120-170 averaged points.
+// Each window asks for about 120-240 averaged points. The default, an hour, in 15 s buckets,
+// so a fresh cluster's first minute already draws a line.
 const WINDOWS = {
-  "10m": { since: "10m", step: "5s", ms: 600e3 },
-  hour: { since: "1h", step: "30s", ms: 3600e3 },
-  day: { since: "24h", step: "10m", ms: 86400e3 },
-  week: { since: "7d", step: "1h", ms: 7 * 86400e3 },
+  "10m": { since: "10m", step: "5s", stepMs: 5e3, ms: 600e3 },
+  hour: { since: "1h", step: "15s", stepMs: 15e3, ms: 3600e3 },
+  day: { since: "24h", step: "10m", stepMs: 600e3, ms: 86400e3 },
+  week: { since: "7d", step: "1h", stepMs: 3600e3, ms: 7 * 86400e3 },
 };
+// Points further apart than this many buckets, and than a quiet host's longest silence (its
+// samples within the dead-band are held back up to 30 s), are not joined: the gap is an outage.
+const GAP_BUCKETS = 3;
+const GAP_MIN_MS = 45e3;
 const METRICS = [
   { key: "load1", label: "load (1 min)", cls: "load", max: null, unit: "" },
   { key: "mem_used_pct", label: "memory used", cls: "mem", max: 100, unit: "%" },
@@ -122,13 +127,15 @@ function probePills(m) {
 function renderServices(overview, nowMs) {
   replaceRows("services", overview.services.map((s) => {
     const stale = s.node_state === "down" || s.node_state === "left";
-    return el("tr", { "data-service": `${s.node}:${s.name}`, "data-state": s.state, class: stale ? "gone" : null,
-                      title: stale ? `${s.node} is ${s.node_state}: its last known state` : null },
+    // A down host's services are not known to run: their last word is shown as stale.
+    return el("tr", { "data-service": `${s.node}:${s.name}`, "data-state": s.state, "data-stale": String(stale),
+                      class: stale ? "gone" : null,
+                      title: stale ? `${s.node} is ${s.node_state}: last known ${s.state}, health ${s.health}` : null },
       el("td", {}, s.node),
       el("td", {}, s.name),
       el("td", {}, s.tree),
-      el("td", {}, pill(s.state)),
-      el("td", {}, pill(s.health || "unknown")),
+      el("td", {}, stale ? el("span", { class: "pill s-stale" }, `stale (${s.state})`) : pill(s.state)),
+      el("td", {}, stale ? "-" : pill(s.health || "unknown")),
       el("td", { class: "num" }, s.pid),
       el("td", { class: "num" }, s.restarts),
       el("td", {}, s.last_exit),
@@ -143,7 +150,7 @@ function renderAlerts(overview) {
     el("td", {}, a.id),
     el("td", {}, pill(a.state)),
     el("td", {}, a.sent_by || a.by),
-    el("td", {}, (a.sinks || []).map((s) => `${s.sink}: ${s.result}`).join("; ") || "-"),
+    el("td", { class: "sinks" }, (a.sinks || []).map((s) => `${s.sink}: ${s.result}`).join("; ") || "-"),
     el("td", { class: "wrap" }, a.summary))));
 }
 
@@ -371,10 +378,24 @@ function drawChart(chart, points, metric, win, nowMs) {
     chart.append(svg("text", { class: "empty", x: (L + W) / 2, y: H / 2, "text-anchor": "middle" }, "no samples in this window"));
     return;
   }
-  const coords = points.map((p) => `${x(p.t).toFixed(1)},${y(Math.min(p.v, top)).toFixed(1)}`);
-  const first = x(points[0].t).toFixed(1), last = x(points[points.length - 1].t).toFixed(1);
-  chart.append(svg("polygon", { class: "area", points: `${first},${y(0)} ${coords.join(" ")} ${last},${y(0)}` }));
-  chart.append(svg("polyline", { class: "line", points: coords.join(" ") }));
+  // One line per run of points; a silence longer than a few buckets (an outage) breaks it.
+  const segments = [];
+  for (const p of points) {
+    const run = segments[segments.length - 1];
+    if (run && p.t - run[run.length - 1].t <= Math.max(GAP_BUCKETS * win.stepMs, GAP_MIN_MS)) run.push(p);
+    else segments.push([p]);
+  }
+  chart.dataset.segments = String(segments.length);
+  for (const run of segments) {
+    const coords = run.map((p) => `${x(p.t).toFixed(1)},${y(Math.min(p.v, top)).toFixed(1)}`);
+    const first = x(run[0].t).toFixed(1), last = x(run[run.length - 1].t).toFixed(1);
+    chart.append(svg("polygon", { class: "area", points: `${first},${y(0)} ${coords.join(" ")} ${last},${y(0)}` }));
+    if (run.length === 1) {
+      chart.append(svg("circle", { class: "dot", cx: first, cy: y(Math.min(run[0].v, top)).toFixed(1), r: 1.5 }));
+    } else {
+      chart.append(svg("polyline", { class: "line", points: coords.join(" ") }));
+    }
+  }
   chart.append(svg("title", {}, `${metric.label}: ${points.length} points, last ${points[points.length - 1].v.toFixed(2)}${metric.unit}`));
 }
 
