@@ -7,6 +7,7 @@
 //! | `history.db` | schema version | SQLite's `user_version` | `store::schema::MIGRATIONS` |
 //! | `alerts-sent.json` | 2 | a `"format"` field (absent: 1) | 1 → 2: the field is added |
 //! | `cluster-settings.json` | 1 | a `"format"` field | none yet |
+//! | `probe-health.json` | 1 | a `"format"` field | none yet |
 //! | `incarnation` | 1 | a first line `# nbwatch incarnation format N` (absent: 1) | none yet |
 //! | the keyring (`gossip.key_file`) | 1 | a first line `# nbwatch keyring format N` (absent: 1) | none yet |
 //!
@@ -36,6 +37,10 @@ pub const INCARNATION: &str = "incarnation";
 pub const ALERTS_SENT: &str = "alerts-sent.json";
 /// The cluster settings document this node applies (`control::settings`), and its format.
 pub const CLUSTER_SETTINGS: &str = "cluster-settings.json";
+/// Each host probe's health and since when it holds, so a restart does not make a probe that
+/// stays critical a new incident.
+pub const PROBE_HEALTH: &str = "probe-health.json";
+pub const PROBE_HEALTH_FORMAT: u32 = 1;
 pub const CLUSTER_SETTINGS_FORMAT: u32 = 1;
 /// The signed commands this node ran (`secure::directive::Ledger`), and the last number this
 /// node gave a directive it issued (`secure::operator::Sequence`).

@@ -3,6 +3,7 @@
 //! test prints its seed on failure; `SIM_SEED=<n>` replays one.
 
 use nbwatch::actors::alert::MARK_SPREAD;
+use nbwatch::alert::action::key;
 use nbwatch::alert::{AlertCore, AlertOutput, DEFAULT_SETTLE, Persisted, Rules};
 use nbwatch::config::{ActionKind, ActionOn, ActionSpec};
 use nbwatch::election::ViewSnapshot;
@@ -1075,8 +1076,8 @@ fn each_step_of_a_down_host_runs_once_in_turn_and_its_return_cancels_the_rest() 
         s.run_for(Duration::from_secs(3));
         s.sim.crash(5);
         s.run_for(DETECT);
-        let first = format!("action:0:node_down:{}:", Sim::name(5));
-        let second = format!("action:1:node_down:{}:", Sim::name(5));
+        let first = format!("action:{}:node_down:{}:", key(&step(0)), Sim::name(5));
+        let second = format!("action:{}:node_down:{}:", key(&step(40)), Sim::name(5));
         assert_eq!(s.run_count(&first), 1, "{:?}\n{}", s.runs, s.explain());
         assert_eq!(s.runs[0].1, 0, "run by the sender n0: {:?}", s.runs);
         // Back before the second step is due: it never runs.
@@ -1097,7 +1098,7 @@ fn a_runner_that_dies_after_its_running_mark_is_not_replaced_for_that_step() {
         let mut s = AlertSim::with_actions(seed, 8, vec![step(0)]);
         s.run_for(Duration::from_secs(3));
         s.sim.crash(6);
-        let prefix = format!("action:0:node_down:{}:", Sim::name(6));
+        let prefix = format!("action:{}:node_down:{}:", key(&step(0)), Sim::name(6));
         let until = s.sim.now + DETECT;
         while s.run_count(&prefix) == 0 && s.sim.now < until {
             s.run_for(STEP);
@@ -1108,7 +1109,7 @@ fn a_runner_that_dies_after_its_running_mark_is_not_replaced_for_that_step() {
         s.run_for(Duration::from_secs(60));
         assert_eq!(s.run_count(&prefix), 1, "{:?}\n{}", s.runs, s.explain());
         // The runner's own death has steps of its own, run once.
-        let runners = format!("action:0:node_down:{}:", Sim::name(runner));
+        let runners = format!("action:{}:node_down:{}:", key(&step(0)), Sim::name(runner));
         assert_eq!(s.run_count(&runners), 1, "{:?}", s.runs);
         // And a runner back from a restart does not run it again either.
         s.restart(runner);
@@ -1123,7 +1124,7 @@ fn a_runner_that_dies_before_its_running_mark_is_replaced_and_the_step_runs_once
         let mut s = AlertSim::with_actions(seed, 8, vec![step(0)]);
         s.run_for(Duration::from_secs(3));
         s.sim.crash(6);
-        let prefix = format!("action:0:node_down:{}:", Sim::name(6));
+        let prefix = format!("action:{}:node_down:{}:", key(&step(0)), Sim::name(6));
         let until = s.sim.now + DETECT;
         let claimer = loop {
             s.run_for(STEP);
@@ -1161,7 +1162,7 @@ fn a_step_run_for_a_host_down_longer_than_keep_is_not_forgotten_and_run_again() 
         s.sim.crash(4);
         // Past the settle after a start, past `keep` and two looks at what can be forgotten.
         s.run_for(Duration::from_secs(2_000));
-        let prefix = format!("action:0:node_down:{}:", Sim::name(4));
+        let prefix = format!("action:{}:node_down:{}:", key(&step(0)), Sim::name(4));
         assert_eq!(s.run_count(&prefix), 1, "{:?}", s.runs);
     }
 }

@@ -939,35 +939,51 @@ fn m_a_host_without_seeds_finds_its_cluster_by_broadcast_and_no_other_cluster_or
     discovery("m", "broadcast", "10.77.0.255:7712", "10.78.0.255:7712");
 }
 
-/// `[[alerts.actions]]` for every host: `actions` appended to the config.
-fn lines_of(file: &std::path::Path, prefix: &str) -> usize {
+/// The runs a step's command wrote to `file` (one line each, its step id) of incidents whose
+/// id starts with `incident`.
+fn runs_of(file: &std::path::Path, incident: &str) -> usize {
     std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.starts_with(prefix))
+        .filter(|l| {
+            nbwatch::alert::action::parse_id(l).is_some_and(|(_, i)| i.starts_with(incident))
+        })
         .count()
 }
 
-/// Host `i`'s alert log entry of the id starting with `prefix`: (state, by).
-fn log_entry(net: &Net, i: usize, prefix: &str) -> Option<(String, String, Value)> {
-    let list: Vec<Value> =
-        serde_json::from_str(&net.client(i, &["alerts", "--json"]).ok()?).ok()?;
-    let e = list
-        .into_iter()
-        .find(|e| e["id"].as_str().is_some_and(|id| id.starts_with(prefix)))?;
-    Some((
-        e["state"].as_str()?.to_string(),
-        e["by"].as_str()?.to_string(),
-        e,
-    ))
+/// Host `i`'s alert log entries of the steps of incidents whose id starts with `incident`:
+/// (state, by, entry).
+fn log_steps(net: &Net, i: usize, incident: &str) -> Vec<(String, String, Value)> {
+    let Some(list) = net
+        .client(i, &["alerts", "--json"])
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    (list.into_iter())
+        .filter(|e| {
+            (e["id"].as_str())
+                .and_then(nbwatch::alert::action::parse_id)
+                .is_some_and(|(_, base)| base.starts_with(incident))
+        })
+        .filter_map(|e| {
+            let state = e["state"].as_str()?.to_string();
+            let by = e["by"].as_str()?.to_string();
+            Some((state, by, e))
+        })
+        .collect()
 }
 
-/// Watches for `span` that at most `most` lines start with `prefix` in `file`; the count.
-fn watch_at_most(file: &std::path::Path, prefix: &str, most: usize, span: Duration) -> usize {
+/// Watches for `span` that at most `most` runs of steps of `incident` are in `file`; the count.
+fn watch_at_most(file: &std::path::Path, incident: &str, most: usize, span: Duration) -> usize {
     let end = Instant::now() + span;
     loop {
-        let n = lines_of(file, prefix);
-        assert!(n <= most, "{n} runs of {prefix}, at most {most} allowed");
+        let n = runs_of(file, incident);
+        assert!(
+            n <= most,
+            "{n} runs of steps of {incident}, at most {most} allowed"
+        );
         if Instant::now() >= end {
             return n;
         }
@@ -996,16 +1012,15 @@ fn n_a_down_host_gets_one_magic_packet_on_the_bridge_and_one_command_and_a_retur
     net.kill9(victim);
     let seen = wait_down_recorded(&net, victim, &others, truth);
     wait_alerted_once(&net, &seen.id, &others);
-    let step = |k: usize| format!("action:{k}:{}", seen.id);
     net.wait_until(
         "the magic packet is on the bridge and the command ran",
         || {
             harness::magic_packets_for(&harness::pcap_packets(&pcap), &mac) >= 1
-                && lines_of(&runs, &step(1)) >= 1
+                && runs_of(&runs, &seen.id) >= 1
         },
     );
     // Nothing runs twice, though every host has the actions and the leader's view moves.
-    watch_at_most(&runs, &step(1), 1, Duration::from_secs(8));
+    watch_at_most(&runs, &seen.id, 1, Duration::from_secs(8));
     let _ = tcpdump.kill();
     let _ = tcpdump.wait();
     let packets = harness::pcap_packets(&pcap);
@@ -1015,25 +1030,26 @@ fn n_a_down_host_gets_one_magic_packet_on_the_bridge_and_one_command_and_a_retur
         "{} datagrams to port 9",
         packets.len()
     );
-    for (k, sink) in [(0, "wol"), (1, "exec")] {
-        let (state, by, entry) = log_entry(&net, 0, &step(k)).expect("the step is in the log");
+    let steps = log_steps(&net, 0, &seen.id);
+    let mut kinds: Vec<String> = Vec::new();
+    for (state, by, entry) in &steps {
         assert_eq!(state, "sent", "{entry}");
         assert_ne!(by, "n3", "{entry}");
-        assert_eq!(
-            entry["sinks"],
-            serde_json::json!([{"sink": sink, "result": "ok"}]),
-            "{entry}"
-        );
         assert_eq!(entry["node"], "n3", "{entry}");
+        assert_eq!(entry["sinks"][0]["result"], "ok", "{entry}");
+        kinds.push(
+            entry["sinks"][0]["sink"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        );
     }
+    kinds.sort();
+    assert_eq!(kinds, ["exec", "wol"], "{steps:?}");
     net.start(victim);
     net.wait_all_alive(&all(&net));
     wait_alerted_once(&net, "node_up:n3:", &all(&net));
-    assert_eq!(
-        lines_of(&runs, "action:"),
-        1,
-        "only n3's exec step ever ran"
-    );
+    assert_eq!(runs_of(&runs, ""), 1, "only n3's exec step ever ran");
 }
 
 #[test]
@@ -1050,10 +1066,12 @@ fn o_a_runner_killed_after_its_running_mark_is_not_replaced_and_the_step_runs_on
     let truth = wall_ms();
     net.kill9(4);
     let seen = wait_down_recorded(&net, 4, &except(&net, &[4]), truth);
-    let step = format!("action:0:{}", seen.id);
-    net.wait_until("the step runs", || lines_of(&runs, &step) >= 1);
+    let step = seen.id.clone();
+    net.wait_until("the step runs", || runs_of(&runs, &step) >= 1);
     // Its runner dies while it runs, after its running mark.
-    let (state, by, entry) = log_entry(&net, 1, &step).expect("the step is in the log");
+    let (state, by, entry) = log_steps(&net, 1, &step)
+        .pop()
+        .expect("the step is in the log");
     assert_eq!(state, "sending", "{entry}");
     let runner = net.hosts.iter().position(|h| h.name == by).expect("a host");
     net.kill9(runner);
@@ -1061,12 +1079,12 @@ fn o_a_runner_killed_after_its_running_mark_is_not_replaced_and_the_step_runs_on
     wait_down_recorded(&net, runner, &survivors, wall_ms());
     // The runner's own death has a step too, run by the next sender: then the first step
     // has had every chance to be taken over, and was not.
-    let runners = format!("action:0:node_down:{by}:");
+    let runners = format!("node_down:{by}:");
     net.wait_until("the runner's own step runs", || {
-        lines_of(&runs, &runners) >= 1
+        runs_of(&runs, &runners) >= 1
     });
     assert_eq!(watch_at_most(&runs, &step, 1, Duration::from_secs(5)), 1);
-    assert_eq!(lines_of(&runs, &runners), 1);
+    assert_eq!(runs_of(&runs, &runners), 1);
 }
 
 #[test]
@@ -1081,14 +1099,14 @@ fn p_a_runner_killed_before_its_running_mark_is_replaced_and_the_step_runs_once_
     let mut net = Net::new("p", 5, &actions);
     net.start_all();
     net.kill9(4);
-    let prefix = "action:0:node_down:n4:";
+    let prefix = "node_down:n4:";
     // Catch the claim within its settle time (a second) and kill the claimer then.
     let end = Instant::now() + harness::DEADLINE;
     let claimer = loop {
         assert!(Instant::now() < end, "no claim seen\n{}", net.logs());
         // Seen past its claim already (a slow poll): its runner is killed all the same, and
         // the check below is then the one of a runner killed after its mark.
-        if let Some((_, by, _)) = log_entry(&net, 1, prefix) {
+        if let Some((_, by, _)) = log_steps(&net, 1, prefix).pop() {
             break by;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -1101,12 +1119,14 @@ fn p_a_runner_killed_before_its_running_mark_is_replaced_and_the_step_runs_once_
     net.kill9(c);
     let survivors = except(&net, &[4, c]);
     wait_down_recorded(&net, c, &survivors, wall_ms());
-    let claimers = format!("action:0:node_down:{claimer}:");
+    let claimers = format!("node_down:{claimer}:");
     net.wait_until("the claimer's own step runs", || {
-        lines_of(&runs, &claimers) >= 1
+        runs_of(&runs, &claimers) >= 1
     });
     let n = watch_at_most(&runs, prefix, 1, Duration::from_secs(5));
-    let (state, by, entry) = log_entry(&net, survivors[0], prefix).expect("in the log");
+    let (state, by, entry) = log_steps(&net, survivors[0], prefix)
+        .pop()
+        .expect("in the log");
     if by == claimer {
         // It marked the step running before it died: not replaced, whether it ran or not.
         assert!(state == "sending" || state == "sent", "{entry}");

@@ -18,6 +18,7 @@ use crate::actors::gossip::GossipMsg;
 use crate::keys::{CPUS_KEY, MAC_KEY, PRIORITY_KEY, WEIGHT_KEY};
 use crate::probe::metrics::{HostMetrics, Sampler, keep_alive};
 use crate::probe::plugins::{self, HostProbeSpec};
+use crate::statefile;
 use crate::supervision::health::{self, Outcome};
 use crate::supervision::spec::ProbeTarget;
 use crate::task::{AbortOnDrop, Handle, ticker};
@@ -62,8 +63,9 @@ pub struct ProbeState {
     keep_alive: Duration,
     gossip: Handle<GossipMsg>,
     clock: Clock,
-    /// Each host probe's last health and since when it holds.
-    healths: std::collections::HashMap<String, (health::Health, crate::types::Time)>,
+    /// Each host probe's last health and since when it holds, kept in the data dir.
+    healths: Healths,
+    data_dir: PathBuf,
     _ticker: Option<AbortOnDrop<()>>,
     _plugins: Vec<AbortOnDrop<()>>,
 }
@@ -110,7 +112,8 @@ impl Actor for HostProbeActor {
             keep_alive: keep_alive(args.interval),
             gossip: args.gossip,
             clock: args.clock,
-            healths: Default::default(),
+            healths: load_healths(&args.data_dir),
+            data_dir: args.data_dir.clone(),
             _ticker: ticker,
             _plugins: plugins,
         };
@@ -156,16 +159,44 @@ impl Actor for HostProbeActor {
                 }
                 // When the probe came to this health: the start of an incident it may open.
                 let now = state.clock.now();
-                let since = match state.healths.get(&key) {
-                    Some((h, since)) if *h == outcome.health => *since,
+                let health = outcome.health.as_str().to_string();
+                let since = match state.healths.probes.get(&key) {
+                    Some((h, since)) if *h == health => crate::types::Time(*since),
                     _ => now,
                 };
-                state.healths.insert(key.clone(), (outcome.health, since));
+                if state.healths.probes.get(&key) != Some(&(health.clone(), since.0)) {
+                    state.healths.probes.insert(key.clone(), (health, since.0));
+                    let path = state.data_dir.join(statefile::PROBE_HEALTH);
+                    if let Err(e) =
+                        statefile::write_json(&path, statefile::PROBE_HEALTH_FORMAT, &state.healths)
+                    {
+                        tracing::warn!(file = %path.display(), error = %e, "cannot keep the probes' health: a restart makes a probe still critical a new incident");
+                    }
+                }
                 let value = plugins::announcement(&key, &outcome, Some(since));
                 state.write(&key, value).await;
             }
         }
         Ok(())
+    }
+}
+
+/// The probes' health and since when it holds (ms), by key (`probe-health.json`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Healths {
+    probes: std::collections::BTreeMap<String, (String, u64)>,
+}
+
+/// What an earlier life kept; a file that cannot be read is moved aside and forgotten.
+fn load_healths(data_dir: &std::path::Path) -> Healths {
+    let path = data_dir.join(statefile::PROBE_HEALTH);
+    match statefile::read_json(&path, statefile::PROBE_HEALTH_FORMAT, &[]) {
+        Ok(read) => read.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the probes' health; starting without it");
+            let _ = statefile::move_aside(&path);
+            Healths::default()
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Each configured action that matches an open `node_down` or `service_failed` (by kind, and
 //! by subject when it names one) is a **step** of it, due `after` the incident opened. A due
-//! step is an incident of its own, `action:<k>:<incident id>` (`k`: the action's place in the
-//! config), and goes through the alert log like any other: the node that sends alerts claims
+//! step is an incident of its own, `action:<key>:<incident id>` (`key`: a hash of the action's
+//! content, see [`key`]), and goes through the alert log like any other: the node that sends alerts claims
 //! it, waits the settle time, writes `sending` — here the **running mark** — and only then runs
 //! it; the result is written `sent` ([`super::core`]).
 //!
@@ -19,20 +19,43 @@
 //! not yet marked running is withdrawn.
 
 use super::incident::{Incident, Kind};
-use crate::config::{ActionOn, ActionSpec};
+use crate::config::{ActionKind, ActionOn, ActionSpec};
 use crate::types::Time;
 use serde_json::{Value, json};
 
-/// The id of step `k` of incident `base`.
-pub fn step_id(k: usize, base: &str) -> String {
-    format!("action:{k}:{base}")
+/// The name of `action` in its steps' ids: the same on every host that has the same action,
+/// and unchanged when the config is reordered (a place in the list would shift, and a step
+/// already run would be taken for another). FNV-1a (64 bits) of the action's content.
+pub fn key(action: &ActionSpec) -> String {
+    let kind = match &action.kind {
+        ActionKind::Wol { address } => format!("wol\u{1f}{address}"),
+        ActionKind::Exec { command } => format!("exec\u{1f}{}", command.join("\u{1f}")),
+        ActionKind::Named { name } => format!("named\u{1f}{name}"),
+    };
+    let text = format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{kind}",
+        action.on.as_str(),
+        action.subject.as_deref().unwrap_or(""),
+        action.after.as_millis()
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash >> 32)
 }
 
-/// Step `k` and the incident id of an action id.
-pub fn parse_id(id: &str) -> Option<(usize, &str)> {
+/// The id of the step of the action keyed `key` (see [`key`]) for incident `base`.
+pub fn step_id(key: &str, base: &str) -> String {
+    format!("action:{key}:{base}")
+}
+
+/// The action key and the incident id of a step's id.
+pub fn parse_id(id: &str) -> Option<(&str, &str)> {
     let rest = id.strip_prefix("action:")?;
-    let (k, base) = rest.split_once(':')?;
-    Some((k.parse().ok()?, base))
+    let (key, base) = rest.split_once(':')?;
+    (!key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit())).then_some((key, base))
 }
 
 fn matches(action: &ActionSpec, incident: &Incident) -> bool {
@@ -61,7 +84,7 @@ pub fn due(open: &[Incident], actions: &[ActionSpec], now: Time) -> Vec<(Inciden
             }
             out.push((
                 Incident {
-                    id: step_id(k, &base.id),
+                    id: step_id(&key(action), &base.id),
                     kind: Kind::Action,
                     node: base.node.clone(),
                     service: base.service.clone(),
@@ -82,11 +105,10 @@ pub fn due(open: &[Incident], actions: &[ActionSpec], now: Time) -> Vec<(Inciden
     out
 }
 
-/// The alert JSON of step `k` (its `action` field says which) as `sent_by` runs it at `at`.
+/// The alert JSON of a step of `action` (its `action` field says which) as `sent_by` runs it at `at`.
 pub fn to_json(
     step: &Incident,
     action: &ActionSpec,
-    k: usize,
     sent_by: &crate::types::NodeName,
     at: Time,
 ) -> Value {
@@ -94,7 +116,7 @@ pub fn to_json(
     let incident = parse_id(&step.id).map(|(_, base)| base.to_string());
     v["action"] = json!({
         "type": action.kind.as_str(),
-        "step": k,
+        "key": key(action),
         "after": humantime::format_duration(action.after).to_string(),
         "incident": incident,
     });
@@ -144,6 +166,7 @@ mod tests {
             wol(ActionOn::ServiceFailed, Some("nas:pg"), 0),
             wol(ActionOn::ServiceFailed, Some("tv"), 0),
         ];
+        let k: Vec<String> = actions.iter().map(key).collect();
         let ids = |now| -> Vec<String> {
             due(&open, &actions, Time(now))
                 .into_iter()
@@ -152,24 +175,35 @@ mod tests {
         };
         assert_eq!(
             ids(1_000),
-            ["action:0:node_down:nas:1", "action:2:service_failed:nas:1"]
+            [
+                format!("action:{}:node_down:nas:1", k[0]),
+                format!("action:{}:service_failed:nas:1", k[2])
+            ]
         );
         assert_eq!(
             ids(6_000),
             [
-                "action:0:node_down:nas:1",
-                "action:1:node_down:nas:1",
-                "action:1:node_down:tv:1",
-                "action:2:service_failed:nas:1"
+                format!("action:{}:node_down:nas:1", k[0]),
+                format!("action:{}:node_down:nas:1", k[1]),
+                format!("action:{}:node_down:tv:1", k[1]),
+                format!("action:{}:service_failed:nas:1", k[2])
             ]
         );
-        let (step, k) = due(&open, &actions, Time(6_000)).remove(1);
-        assert_eq!((step.kind, step.since, k), (Kind::Action, Time(6_000), 1));
-        assert_eq!(parse_id(&step.id), Some((1, "node_down:nas:1")));
-        let v = to_json(&step, &actions[1], 1, &NodeName::from("a"), Time(7_000));
+        let (step, i) = due(&open, &actions, Time(6_000)).remove(1);
+        assert_eq!((step.kind, step.since, i), (Kind::Action, Time(6_000), 1));
+        assert_eq!(parse_id(&step.id), Some((k[1].as_str(), "node_down:nas:1")));
+        let v = to_json(&step, &actions[1], &NodeName::from("a"), Time(7_000));
         assert_eq!(v["kind"], "action");
         assert_eq!(v["action"]["type"], "wol");
         assert_eq!(v["action"]["incident"], "node_down:nas:1");
+        assert_eq!(v["action"]["key"], k[1].as_str());
+        // Each action its own key, the same for the same content wherever it is listed.
+        let mut distinct = k.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4);
+        assert_eq!(key(&actions[3].clone()), k[3]);
+        assert_eq!(parse_id("action:zz:node_down:nas:1"), None);
         assert_eq!(v["action"]["after"], "5s");
     }
 }

@@ -432,15 +432,15 @@ impl AlertCore {
                     let mark = entry_value(Stage::Sending, now, &[], None);
                     out.push(set(id, Some(mark.clone())));
                     let step = (steps.iter()).find(|(s, _)| &s.id == id);
-                    match step.and_then(|(_, k)| Some((*k, self.actions.get(*k)?))) {
-                        Some((k, action)) => {
+                    match step.and_then(|(_, k)| self.actions.get(*k)) {
+                        Some(action) => {
                             // The running mark outlives a restart of this node: kept and
                             // published again like a sent entry.
                             self.own.insert(id.clone(), mark);
                             out.push(AlertOutput::Act {
                                 id: id.clone(),
                                 action: action.clone(),
-                                alert: super::action::to_json(incident, action, k, &self.me, now),
+                                alert: super::action::to_json(incident, action, &self.me, now),
                             });
                         }
                         None => out.push(AlertOutput::Deliver {

@@ -16,8 +16,11 @@ use std::time::Duration;
 
 /// The default window of `availability`.
 pub const DEFAULT_SINCE: Duration = Duration::from_secs(30 * 86_400);
-/// The most steps one `availability?simulate=` runs (a few seconds of one core).
+/// The most steps one `availability?simulate=` runs.
 pub const MAX_STEPS: u64 = 10_000_000;
+/// The most work one simulation may do, in steps times vertices: a few seconds of one core,
+/// whatever the size of the cluster.
+pub const MAX_WORK: u64 = 200_000_000;
 
 /// `GET /api/v1/graph`.
 pub(super) async fn graph(State(ctx): State<Ctx>) -> Answer {
@@ -101,6 +104,13 @@ pub(super) async fn availability(
     }
     let seed = number("seed")?.unwrap_or(now.as_millis());
     let g = Graph::from_views(&views(&ctx).await?);
+    let size = g.vertices.len().max(1) as u64;
+    if steps.is_some_and(|steps| steps.saturating_mul(size) > MAX_WORK) {
+        return Err(ApiError::BadRequest(format!(
+            "simulate: at most {} steps for a graph of {size} vertices",
+            MAX_WORK / size
+        )));
+    }
     flush(&ctx).await;
     let records = match read(&ctx, move |conn| query::failure_records(conn, since)).await {
         Ok(records) => records.unwrap_or_default(),

@@ -129,7 +129,10 @@ pub fn render_dot(value: &Value) -> String {
 
 /// `impact NODE[:SERVICE] [--json]`.
 pub async fn impact(client: &Client, vertex: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let value = (client.get(&format!("/api/v1/impact/{vertex}")).await).map_err(explain)?;
+    let value = (client
+        .get(&format!("/api/v1/impact/{}", escape(vertex)))
+        .await)
+        .map_err(explain)?;
     if json {
         print_json(&value)?;
     } else {
@@ -161,6 +164,19 @@ pub fn render_impact(value: &Value) -> String {
     out
 }
 
+/// `text` for a URL: every byte but letters, digits and `-._~:/` percent-encoded.
+fn escape(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// `availability [--since DUR] [--simulate STEPS] [--seed N] [--json]`.
 pub async fn availability(
     client: &Client,
@@ -169,7 +185,7 @@ pub async fn availability(
     seed: Option<u64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut path = format!("/api/v1/availability?since={since}");
+    let mut path = format!("/api/v1/availability?since={}", escape(since));
     if let Some(steps) = simulate {
         let _ = write!(path, "&simulate={steps}");
     }
@@ -350,6 +366,12 @@ mod tests {
         ));
         assert!(dot.contains("\"desk:web\" -> \"nas:pg\" [style=dashed"));
         assert_eq!(dot.matches(" -> ").count(), 3);
+    }
+
+    #[test]
+    fn what_goes_in_a_url_is_escaped() {
+        assert_eq!(escape("nas:pg"), "nas:pg");
+        assert_eq!(escape("a b+c&d"), "a%20b%2Bc%26d");
     }
 
     #[test]

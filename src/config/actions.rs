@@ -138,18 +138,34 @@ fn action(
         }
         None => Duration::ZERO,
     };
-    let kind = match kind? {
-        "wol" => {
-            let address = match table.get("address") {
-                Some(a) => w.socket_addr(a, &format!("{key}.address"))?,
-                None => WOL_ADDRESS.parse::<SocketAddr>().expect("a valid address"),
-            };
-            ActionKind::Wol { address }
-        }
-        _ => exec(w, v, table, key, commands)?,
+    let parsed = match kind {
+        Some("wol") => match table.get("address") {
+            Some(a) => w
+                .socket_addr(a, &format!("{key}.address"))
+                .map(|address| ActionKind::Wol { address }),
+            None => Some(ActionKind::Wol {
+                address: WOL_ADDRESS.parse::<SocketAddr>().expect("a valid address"),
+            }),
+        },
+        Some(_) => exec(w, v, table, key, commands),
+        None => None,
     };
+    // What could never do anything is refused: a magic packet wakes a host that is down, and
+    // a node_down's subject is a node.
+    let on = on?;
+    if kind == Some("wol") && on == ActionOn::ServiceFailed {
+        let message = "a wol action wakes a down host: it runs on \"node_down\"".to_string();
+        w.problem(v, &format!("{key}.on"), ProblemKind::BadValue, message);
+        return None;
+    }
+    if on == ActionOn::NodeDown && subject.as_deref().is_some_and(|s| s.contains(':')) {
+        let message = "the subject of a node_down action is a node, not NODE:SERVICE".to_string();
+        w.problem(v, &format!("{key}.subject"), ProblemKind::BadValue, message);
+        return None;
+    }
+    let kind = parsed?;
     Some(ActionSpec {
-        on: on?,
+        on,
         subject,
         after,
         kind,

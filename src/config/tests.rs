@@ -1172,7 +1172,8 @@ fn remediation_actions_are_read_with_their_defaults_and_every_mistake_named() {
         type = "exec"
         command_name = "plug"
         [[alerts.actions]]
-        on = "service_failed"
+        on = "node_down"
+        subject = "tv"
         after = "10s"
         type = "wol"
         address = "10.0.0.255:7"
@@ -1200,8 +1201,8 @@ fn remediation_actions_are_read_with_their_defaults_and_every_mistake_named() {
                 },
             },
             ActionSpec {
-                on: ActionOn::ServiceFailed,
-                subject: None,
+                on: ActionOn::NodeDown,
+                subject: Some("tv".into()),
                 after: Duration::from_secs(10),
                 kind: ActionKind::Wol {
                     address: "10.0.0.255:7".parse().unwrap()
@@ -1230,6 +1231,14 @@ fn remediation_actions_are_read_with_their_defaults_and_every_mistake_named() {
         address = "nowhere"
         [[alerts.actions]]
         type = "exec"
+        [[alerts.actions]]
+        on = "service_failed"
+        type = "wol"
+        [[alerts.actions]]
+        on = "node_down"
+        subject = "nas:pg"
+        type = "exec"
+        command = ["x"]
         "#,
         &[],
     );
@@ -1246,6 +1255,8 @@ fn remediation_actions_are_read_with_their_defaults_and_every_mistake_named() {
             "alerts.actions[3].address",
             "alerts.actions[4].on",
             "alerts.actions[4].command",
+            "alerts.actions[5].on",
+            "alerts.actions[6].subject",
         ],
         "{all:#?}"
     );

@@ -86,6 +86,8 @@ enum State {
 struct Track {
     state: State,
     start: Time,
+    /// When it last came back (or was first seen).
+    back: Time,
     model: Model,
 }
 
@@ -94,13 +96,16 @@ impl Track {
         Track {
             state: State::Up,
             start: first.max(from),
+            back: first,
             model: Model::default(),
         }
     }
 
     fn fail(&mut self, at: Time, since: Time, from: Time) {
         match self.state {
-            State::Up => self.state = State::Failed(since.min(at)),
+            // A `last_heard` before the subject was watched, or before its last return, is
+            // not failure time of this record.
+            State::Up => self.state = State::Failed(since.min(at).max(self.back)),
             State::Out(_) => {
                 self.end_out(at, from);
                 self.state = State::Failed(at);
@@ -124,6 +129,7 @@ impl Track {
             State::Up => {}
         }
         self.state = State::Up;
+        self.back = at;
     }
 
     fn out(&mut self, at: Time, from: Time) {

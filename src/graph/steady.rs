@@ -163,6 +163,8 @@ pub fn simulate(
     // Per component: the chance to fail and to be repaired in a step (0: never fails).
     let chances: Vec<(f64, f64)> = (ids.iter())
         .map(|id| match models.get(id).map(|m| (m.mtbf, m.mttr)) {
+            // Down the whole window (no up time between failures): fails at once, every time.
+            Some((Some(b), Some(r))) if b <= 0.0 && r > 0.0 => (1.0, (step / r).min(1.0)),
             Some((Some(b), Some(r))) if b > 0.0 && r > 0.0 => {
                 ((step / b).min(1.0), (step / r).min(1.0))
             }

@@ -35,22 +35,41 @@ pub struct Item {
     pub max: Option<f64>,
 }
 
-/// The factor to the base unit of `unit`, and that unit.
-pub fn base_unit(unit: &str) -> (f64, &str) {
-    const K: f64 = 1024.0;
-    match unit {
-        "us" | "µs" => (1e-6, "s"),
-        "ms" => (1e-3, "s"),
-        "KB" | "KiB" => (K, "B"),
-        "MB" | "MiB" => (K * K, "B"),
-        "GB" | "GiB" => (K * K * K, "B"),
-        "TB" | "TiB" => (K * K * K * K, "B"),
-        other => (1.0, other),
+/// How a value in some unit becomes one in its base unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scale {
+    /// Divided: `250ms` is 250 / 1000 (a division by a power of ten is exact where a
+    /// multiplication by 0.001 is not: 9 × 0.001 is 0.009000000000000001).
+    Down(f64),
+    /// Multiplied (powers of 1024 are exact).
+    Up(f64),
+}
+
+impl Scale {
+    pub fn apply(self, v: f64) -> f64 {
+        match self {
+            Scale::Down(d) => v / d,
+            Scale::Up(m) => v * m,
+        }
     }
 }
 
-/// `range` with each number multiplied by `factor`; `None` if it is not a range.
-fn scale_range(range: &str, factor: f64) -> Option<String> {
+/// How to scale `unit` to its base unit, and that unit.
+pub fn base_unit(unit: &str) -> (Scale, &str) {
+    const K: f64 = 1024.0;
+    match unit {
+        "us" | "µs" => (Scale::Down(1e6), "s"),
+        "ms" => (Scale::Down(1e3), "s"),
+        "KB" | "KiB" => (Scale::Up(K), "B"),
+        "MB" | "MiB" => (Scale::Up(K * K), "B"),
+        "GB" | "GiB" => (Scale::Up(K * K * K), "B"),
+        "TB" | "TiB" => (Scale::Up(K * K * K * K), "B"),
+        other => (Scale::Up(1.0), other),
+    }
+}
+
+/// `range` with each number scaled; `None` if it is not a range.
+fn scale_range(range: &str, factor: Scale) -> Option<String> {
     let (at, body) = match range.strip_prefix('@') {
         Some(rest) => ("@", rest),
         None => ("", range),
@@ -59,7 +78,7 @@ fn scale_range(range: &str, factor: f64) -> Option<String> {
         match s {
             "" | "~" => Some(s.to_string()),
             n => Some(number(
-                n.parse::<f64>().ok().filter(|v| v.is_finite())? * factor,
+                factor.apply(n.parse::<f64>().ok().filter(|v| v.is_finite())?),
             )),
         }
     };
@@ -86,12 +105,12 @@ impl Item {
         let (factor, base) = base_unit(unit);
         Item {
             label: label.to_string(),
-            value: value * factor,
+            value: factor.apply(value),
             unit: base.to_string(),
             warn: warn.and_then(|w| scale_range(w, factor)),
             crit: crit.and_then(|c| scale_range(c, factor)),
-            min: min.map(|m| m * factor),
-            max: max.map(|m| m * factor),
+            min: min.map(|m| factor.apply(m)),
+            max: max.map(|m| factor.apply(m)),
         }
     }
 

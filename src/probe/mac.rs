@@ -3,7 +3,8 @@
 //!
 //! The address is that of the interface holding the address the node advertises; when it
 //! advertises no particular interface's address (an unspecified or loopback address), the
-//! first interface by name, other than loopback, with a MAC address.
+//! first physical interface by name (one with a device: not a bridge or a veth) with a MAC
+//! address. An advertised address no interface holds (behind NAT) announces none.
 
 use std::net::IpAddr;
 
@@ -19,8 +20,16 @@ pub fn for_address(ip: IpAddr) -> Option<String> {
         .filter(|(_, data)| has_mac(data));
     let chosen = match named {
         Some(found) => Some(found),
+        // A physical interface (it has a device): not a bridge, veth or tunnel of containers.
         None if ip.is_unspecified() || ip.is_loopback() => {
-            (interfaces.iter()).find(|(name, data)| name.as_os_str() != "lo" && has_mac(data))
+            (interfaces.iter()).find(|(name, data)| {
+                name.as_os_str() != "lo"
+                    && has_mac(data)
+                    && std::path::Path::new("/sys/class/net")
+                        .join(name)
+                        .join("device")
+                        .exists()
+            })
         }
         None => None,
     };
