@@ -553,11 +553,17 @@ fn k_hosts_whose_clocks_are_an_hour_off_call_no_one_down_and_say_when_by_each_ob
             };
             let list: Value = serde_json::from_str(&out).unwrap_or_default();
             let expires = ms(&list[0], "expires").unwrap_or(0);
-            assert!(
-                (now..=now + 21_000).contains(&expires),
-                "n{i} reads job expiring at {expires}, {} ms from its now: {list}",
-                expires as i64 - now as i64
-            );
+            // A reader knows the writer's clock once the writer sent it a datagram itself
+            // (every member does within a few slots); until then it reads the writer's time
+            // as written, and the value may arrive first, relayed. So: right once it knows.
+            if !(now..=now + 21_000).contains(&expires) {
+                eprintln!(
+                    "n{i} reads job expiring at {expires}, {} ms from its now (not yet \
+                     knowing n1's clock?): {list}",
+                    expires as i64 - now as i64
+                );
+                return false;
+            }
             true
         });
     }
