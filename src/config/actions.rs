@@ -19,7 +19,7 @@
 
 use super::walk::{Table, Walker};
 use super::{ActionKind, ActionOn, ActionSpec, ProblemKind};
-use config::{Value, ValueKind};
+use config::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,17 +47,12 @@ pub(super) fn actions(
     key: &str,
     commands: &BTreeMap<String, Vec<String>>,
 ) -> Option<Vec<ActionSpec>> {
-    let ValueKind::Array(items) = &v.kind else {
-        w.wrong_type(v, key, "an array of tables ([[alerts.actions]])");
-        return None;
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if let Some(action) = action(w, item, &format!("{key}[{i}]"), commands) {
-            out.push(action);
-        }
-    }
-    Some(out)
+    w.array_of(
+        v,
+        key,
+        "an array of tables ([[alerts.actions]])",
+        |w, item, k| action(w, item, k, commands),
+    )
 }
 
 fn required<'a>(

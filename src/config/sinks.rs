@@ -11,7 +11,7 @@ use super::walk::{Table, Walker};
 use super::{
     ProblemKind, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, WebhookUrl, read_secret, schema,
 };
-use config::{Value, ValueKind};
+use config::Value;
 use std::path::{Path, PathBuf};
 
 /// Where the sinks being read are declared.
@@ -29,17 +29,12 @@ pub(super) fn sinks(
     key: &str,
     origin: Origin<'_>,
 ) -> Option<Vec<SinkSpec>> {
-    let ValueKind::Array(items) = &v.kind else {
-        w.wrong_type(v, key, "an array of tables ([[alerts.sinks]])");
-        return None;
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if let Some(sink) = sink(w, item, &format!("{key}[{i}]"), origin) {
-            out.push(sink);
-        }
-    }
-    Some(out)
+    w.array_of(
+        v,
+        key,
+        "an array of tables ([[alerts.sinks]])",
+        |w, item, k| sink(w, item, k, origin),
+    )
 }
 
 /// A secret file's path at `key`: from a node's own config beside it and readable now, from

@@ -406,6 +406,28 @@ impl Walker {
         self.non_empty(v, key).map(PathBuf::from)
     }
 
+    /// An array of tables (`[[name]]`, `expected` names it), each read by `each` with its
+    /// indexed key (`key[i]`); the items that do not read are left out, their problems said.
+    pub(super) fn array_of<T>(
+        &mut self,
+        v: &Value,
+        key: &str,
+        expected: &str,
+        mut each: impl FnMut(&mut Walker, &Value, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let ValueKind::Array(items) = &v.kind else {
+            self.wrong_type(v, key, expected);
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if let Some(read) = each(self, item, &format!("{key}[{i}]")) {
+                out.push(read);
+            }
+        }
+        Some(out)
+    }
+
     /// An array of strings; from the environment a comma-separated string. Bad elements are
     /// reported as `key[i]` and left out.
     pub(super) fn strings(&mut self, v: &Value, key: &str) -> Option<Vec<String>> {

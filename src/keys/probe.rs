@@ -91,26 +91,18 @@ fn scale_range(range: &str, factor: Scale) -> Option<String> {
 }
 
 impl Item {
-    /// A plugin's item (`value` in `unit`, thresholds and bounds in the same unit) in base
-    /// units; a threshold that is not a range is left out.
-    pub fn from_plugin(
-        label: &str,
-        value: f64,
-        unit: &str,
-        warn: Option<&str>,
-        crit: Option<&str>,
-        min: Option<f64>,
-        max: Option<f64>,
-    ) -> Item {
-        let (factor, base) = base_unit(unit);
+    /// This item (as a plugin wrote it: thresholds and bounds in its unit) in base units; a
+    /// threshold that is not a range is left out.
+    pub fn in_base_units(&self) -> Item {
+        let (factor, base) = base_unit(&self.unit);
         Item {
-            label: label.to_string(),
-            value: factor.apply(value),
+            label: self.label.clone(),
+            value: factor.apply(self.value),
             unit: base.to_string(),
-            warn: warn.and_then(|w| scale_range(w, factor)),
-            crit: crit.and_then(|c| scale_range(c, factor)),
-            min: min.map(|m| factor.apply(m)),
-            max: max.map(|m| factor.apply(m)),
+            warn: (self.warn.as_deref()).and_then(|w| scale_range(w, factor)),
+            crit: (self.crit.as_deref()).and_then(|c| scale_range(c, factor)),
+            min: self.min.map(|m| factor.apply(m)),
+            max: self.max.map(|m| factor.apply(m)),
         }
     }
 
@@ -282,7 +274,16 @@ mod tests {
         t: [Option<&str>; 2],
         b: [Option<f64>; 2],
     ) -> Item {
-        Item::from_plugin(label, value, unit, t[0], t[1], b[0], b[1])
+        let raw = Item {
+            label: label.to_string(),
+            value,
+            unit: unit.to_string(),
+            warn: t[0].map(str::to_string),
+            crit: t[1].map(str::to_string),
+            min: b[0],
+            max: b[1],
+        };
+        raw.in_base_units()
     }
 
     #[test]

@@ -59,33 +59,9 @@ impl Health {
     }
 }
 
-/// One perfdata item, `label=value[unit][;warn;crit;min;max]`, as the plugin wrote it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Perf {
-    pub label: String,
-    pub value: f64,
-    pub unit: String,
-    /// Threshold ranges (`10:20`, `@10:20`, `~:5`), as written.
-    pub warn: Option<String>,
-    pub crit: Option<String>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-}
-
-impl Perf {
-    /// The item in base units, as it is gossiped (see [`crate::keys::probe`]).
-    pub fn in_base_units(&self) -> crate::keys::probe::Item {
-        crate::keys::probe::Item::from_plugin(
-            &self.label,
-            self.value,
-            &self.unit,
-            self.warn.as_deref(),
-            self.crit.as_deref(),
-            self.min,
-            self.max,
-        )
-    }
-}
+/// One perfdata item, `label=value[unit][;warn;crit;min;max]`, as the plugin wrote it (the
+/// gossip codec's item, in the plugin's units until [`Perf::in_base_units`]).
+pub type Perf = crate::keys::probe::Item;
 
 /// What one run of a probe found.
 #[derive(Clone, Debug, PartialEq)]
