@@ -55,26 +55,6 @@ pub(super) fn actions(
     )
 }
 
-fn required<'a>(
-    w: &mut Walker,
-    v: &Value,
-    t: &'a Table,
-    key: &str,
-    name: &str,
-) -> Option<&'a Value> {
-    let found = t.get(name);
-    if found.is_none() {
-        let message = format!("missing key \"{name}\" for an action");
-        w.problem(
-            v,
-            &format!("{key}.{name}"),
-            ProblemKind::MissingKey,
-            message,
-        );
-    }
-    found
-}
-
 fn action(
     w: &mut Walker,
     v: &Value,
@@ -82,10 +62,23 @@ fn action(
     commands: &BTreeMap<String, Vec<String>>,
 ) -> Option<ActionSpec> {
     let table = w.table(v, key, "a table")?;
-    let type_value = required(w, v, table, key, "type");
-    let on_value = required(w, v, table, key, "on");
+    let present = |_: &mut Walker, v: &Value, _: &str| Some(v.clone());
+    let type_value = w.required(
+        table,
+        key,
+        "type",
+        "missing key \"type\" for an action",
+        present,
+    );
+    let on_value = w.required(
+        table,
+        key,
+        "on",
+        "missing key \"on\" for an action",
+        present,
+    );
     let type_key = format!("{key}.type");
-    let kind = type_value.and_then(|t| {
+    let kind = type_value.as_ref().and_then(|t| {
         w.choice(
             t,
             &type_key,
@@ -100,7 +93,7 @@ fn action(
             .map_or(&[][..], |(_, k)| k);
         w.unknown_keys(table, key, known, &format!("for a {kind} action"));
     }
-    let on = on_value.and_then(|o| {
+    let on = on_value.as_ref().and_then(|o| {
         let options = [
             ("node_down", ActionOn::NodeDown),
             ("service_failed", ActionOn::ServiceFailed),
