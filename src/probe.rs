@@ -5,3 +5,4 @@
 pub mod mac;
 pub mod metrics;
 pub mod plugins;
+pub mod process;

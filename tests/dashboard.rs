@@ -605,6 +605,39 @@ async fn scrape(api: SocketAddr) -> Result<prometheus_parse::Scrape, String> {
     prometheus_parse::Scrape::parse(lines).map_err(|e| format!("unparsable metrics: {e}\n{body}"))
 }
 
+/// What Debian's `promtool check metrics` (package `prometheus`) says of `text` on stdin:
+/// empty when it has nothing to say and exits 0.
+async fn promtool_check_metrics(text: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
+    let mut child = tokio::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {promtool}: {e}: install Debian's prometheus or set PROMTOOL")
+        });
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(text.as_bytes())
+        .await
+        .expect("write to promtool");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("promtool output");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        said
+    } else {
+        format!("{}: {said}", out.status)
+    }
+}
+
 /// A plain-text GET (the client library reads JSON only).
 async fn raw_get(api: SocketAddr, path: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -655,6 +688,16 @@ async fn metrics_parse_as_prometheus_text_and_status_names_what_is_wrong() {
     let trees = cluster.path("trees");
     std::fs::create_dir_all(&trees).expect("trees folder");
     std::fs::write(trees.join("demo.toml"), FAILING_TREE).expect("write the tree");
+    // Every node runs a host probe (the `probes` folder next to the configs) whose perfdata
+    // comes in units /metrics scales to base units.
+    let probes = cluster.path("probes");
+    std::fs::create_dir_all(&probes).expect("probes folder");
+    std::fs::write(
+        probes.join("web.toml"),
+        "command = [\"sh\", \"-c\", \"echo 'WEB OK | time=250ms;1;2 size=3MB up=99.5% n=7'\"]\n\
+         interval = \"1s\"\n",
+    )
+    .expect("write the probe");
     // n1 supervises the tree and has the one sink: it sends the alerts.
     let supervised = format!(
         "[supervision]\ntrees = {}\n{SINK}",
@@ -666,7 +709,7 @@ async fn metrics_parse_as_prometheus_text_and_status_names_what_is_wrong() {
     let api = cluster.nodes[0].api;
 
     // The tree gives up on `broken`; the leader (n1) alerts it.
-    let scrape1 = wait_for("n1's metrics show broken failed", DEADLINE, async || {
+    wait_for("n1's metrics show broken failed", DEADLINE, async || {
         let s = scrape(api).await?;
         let failed = [("service", "broken"), ("state", "failed")];
         match sample(&s, "nbwatch_service_state", &failed) {
@@ -675,6 +718,42 @@ async fn metrics_parse_as_prometheus_text_and_status_names_what_is_wrong() {
         }
     })
     .await;
+    // Every member's host figures and probe perfdata, in base units, and the daemon's own.
+    let scrape1 = wait_for("n1's metrics show every host", DEADLINE, async || {
+        let s = scrape(api).await?;
+        for node in ["n1", "n2", "n3"] {
+            let node = [("node", node)];
+            let probe = |label| [("node", node[0].1), ("probe", "web"), ("label", label)];
+            let figures = [
+                sample(&s, "nbwatch_node_load1", &node),
+                sample(&s, "nbwatch_node_memory_used_ratio", &node),
+                sample(&s, "nbwatch_node_boot_time_seconds", &node),
+                sample(&s, "nbwatch_probe_seconds", &probe("time")),
+                sample(&s, "nbwatch_probe_bytes", &probe("size")),
+                sample(&s, "nbwatch_probe_ratio", &probe("up")),
+            ];
+            if figures.iter().any(Option::is_none) {
+                return Err(format!("{node:?}: {figures:?}"));
+            }
+            let ratio = figures[1].unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&ratio), "memory ratio {ratio}");
+            assert_eq!(figures[3], Some(0.25), "250ms in seconds");
+            assert_eq!(figures[4], Some(3.0 * 1024.0 * 1024.0), "3MB in bytes");
+            assert_eq!(figures[5], Some(0.995), "99.5% as a ratio");
+        }
+        Ok(s)
+    })
+    .await;
+    let rss = sample(&scrape1, "process_resident_memory_bytes", &[]);
+    assert!(rss.is_some_and(|b| b > 1e6), "resident memory {rss:?}");
+    let cpu = sample(&scrape1, "process_cpu_seconds_total", &[]);
+    assert!(cpu.is_some_and(|s| s > 0.0), "cpu seconds {cpu:?}");
+    // The real promtool finds nothing to say about the whole text.
+    let body = raw_get(api, "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lint = promtool_check_metrics(&body).await;
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
     let restarts = sample(
         &scrape1,
         "nbwatch_service_restarts_total",

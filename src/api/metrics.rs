@@ -5,12 +5,15 @@
 //! its view of the cluster (member states, the alert log). The rendering is a pure function
 //! of a [`Snapshot`], tested without a node; the handler only gathers the snapshot.
 
+mod hosts;
+
 use super::ApiError;
 use super::json;
 use super::routes::{Ctx, ask, ask_services_quick, views};
 use crate::actors::gossip::{GossipMsg, StatsSnapshot};
 use crate::gossip::{MemberView, Status};
 use crate::keys::{ServiceState, ServiceStatus};
+use crate::probe::process::ProcessFigures;
 use crate::store::schema::FILE_NAME;
 use crate::supervision::manager::ManagerMsg;
 use crate::types::{NodeName, Time};
@@ -44,6 +47,8 @@ pub struct Snapshot {
     pub leader: Option<NodeName>,
     /// This node's local health score (0: on time; see `watch::health`).
     pub health: u32,
+    /// This daemon's own figures; `None` where `/proc` cannot be read.
+    pub process: Option<ProcessFigures>,
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> {
@@ -51,9 +56,14 @@ async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> 
     let views = views(&ctx).await?;
     let services = ask_services_quick(&ctx, ManagerMsg::List).await.ok();
     let dir = ctx.data_dir.clone();
-    let store_files = tokio::task::spawn_blocking(move || store_files(&dir))
-        .await
-        .unwrap_or_default();
+    let (store_files, process) = tokio::task::spawn_blocking(move || {
+        let process = ProcessFigures::read()
+            .inspect_err(|e| tracing::debug!(error = %e, "no process figures"))
+            .ok();
+        (store_files(&dir), process)
+    })
+    .await
+    .unwrap_or_default();
     let snapshot = Snapshot {
         stats,
         views,
@@ -62,6 +72,7 @@ async fn metrics(State(ctx): State<Ctx>) -> Result<impl IntoResponse, ApiError> 
         now: ctx.clock.now(),
         leader: ctx.leader(),
         health: ctx.patience.score(),
+        process,
     };
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot)))
 }
@@ -288,6 +299,12 @@ pub fn render(s: &Snapshot) -> String {
     for (file, bytes) in &s.store_files {
         out.sample(name, &[("file", file)], *bytes as f64);
     }
+
+    // Hosts, and this process.
+    hosts::render_hosts(&mut out, &s.views, s.now);
+    if let Some(process) = &s.process {
+        hosts::render_process(&mut out, process);
+    }
     out.text
 }
 
@@ -471,10 +488,17 @@ mod tests {
             views: vec![
                 MemberView {
                     kv: std::sync::Arc::new(
-                        [(
-                            "probe.disk".to_string(),
-                            "critical@1000 free=1B".to_string(),
-                        )]
+                        [
+                            ("probe.disk", "critical@1000 free=1B"),
+                            ("sys", "0.5 0.25 0.1 12.5 40 0 63.2 abc"),
+                            ("sys.boot", "1700000000"),
+                            (
+                                "probe.web",
+                                "ok@1000 time=0.25s;1;2 up=99.5%;90:;80:;0;100 hits=12c \
+                                 temp=40C n=3",
+                            ),
+                        ]
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
                         .into(),
                     ),
                     ..member("a", Status::Alive)
@@ -482,6 +506,9 @@ mod tests {
                 MemberView {
                     clock_offset: Some(-3_600_250),
                     reports: 0,
+                    kv: std::sync::Arc::new(
+                        [("sys".to_string(), "9 9 9 99 99 99 99".to_string())].into(),
+                    ),
                     ..member("b", Status::Down)
                 },
                 member("c\"x", Status::Alive),
@@ -501,6 +528,15 @@ mod tests {
             store_files: vec![("history.db".into(), 4096)],
             now: Time(3_500),
             health: 2,
+            process: Some(ProcessFigures {
+                cpu_seconds: 1.5,
+                resident_bytes: 9_000_000,
+                virtual_bytes: 100_000_000,
+                start_time_seconds: 1_700_000_100.25,
+                open_fds: 12,
+                max_fds: Some(1024),
+                threads: 5,
+            }),
         }
     }
 
@@ -524,9 +560,30 @@ mod tests {
             "nbwatch_service_restarts_total{service=\"db\",tree=\"tv\"} 3",
             "nbwatch_store_size_bytes{file=\"history.db\"} 4096",
             "nbwatch_probe_status{node=\"a\",probe=\"disk\"} 2",
+            "nbwatch_node_load1{node=\"a\"} 0.5",
+            "nbwatch_node_load15{node=\"a\"} 0.1",
+            "nbwatch_node_cpu_busy_ratio{node=\"a\"} 0.125",
+            "nbwatch_node_memory_used_ratio{node=\"a\"} 0.4",
+            "nbwatch_node_swap_used_ratio{node=\"a\"} 0",
+            "nbwatch_node_filesystem_used_ratio{node=\"a\"} 0.632",
+            "nbwatch_node_boot_time_seconds{node=\"a\"} 1700000000",
+            "nbwatch_probe_bytes{node=\"a\",probe=\"disk\",label=\"free\"} 1",
+            "nbwatch_probe_seconds{node=\"a\",probe=\"web\",label=\"time\"} 0.25",
+            "nbwatch_probe_ratio{node=\"a\",probe=\"web\",label=\"up\"} 0.995",
+            "nbwatch_probe_total{node=\"a\",probe=\"web\",label=\"hits\"} 12",
+            "nbwatch_probe_value{node=\"a\",probe=\"web\",label=\"temp\",unit=\"C\"} 40",
+            "nbwatch_probe_value{node=\"a\",probe=\"web\",label=\"n\",unit=\"\"} 3",
+            "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 9000000",
+            "process_start_time_seconds 1700000100.25",
+            "process_open_fds 12",
+            "process_max_fds 1024",
+            "process_threads 5",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
+        // A member that is down exports no host figures: they would read as current.
+        assert!(!text.contains("nbwatch_node_load1{node=\"b\"}"), "{text}");
         // A quote in a label value is escaped.
         assert!(
             text.contains("nbwatch_member_up{node=\"c\\\"x\"} 1"),
