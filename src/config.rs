@@ -304,6 +304,10 @@ pub enum SinkSpec {
         format: WebhookFormat,
         token_file: Option<PathBuf>,
     },
+    /// Posts the alert to every Alertmanager in `urls` (never empty; each an `http://` base
+    /// URL) at `/api/v2/alerts`, as Prometheus does, and posts open alerts again while they
+    /// stay open; accepted when at least one of them accepts it.
+    Alertmanager { urls: Vec<String> },
     /// Mails the alert through the SMTP server at `host`:`port`; `from` and every `to` are
     /// valid mailboxes and `to` is never empty.
     Email {

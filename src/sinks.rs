@@ -8,12 +8,13 @@
 //! 408 and 429) is not retried: the same request would be refused again.
 
 pub mod actions;
+pub mod alertmanager;
 
 use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, read_secret};
 use crate::events::SinkResult;
 use crate::supervision::process::describe_exit;
 use crate::supervision::reaper;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +48,7 @@ fn label(spec: &SinkSpec, index: usize) -> String {
         SinkSpec::Exec { .. } | SinkSpec::Named { .. } => "exec",
         SinkSpec::Webhook { .. } => "webhook",
         SinkSpec::Email { .. } => "email",
+        SinkSpec::Alertmanager { .. } => "alertmanager",
     };
     format!("{kind}#{}", index + 1)
 }
@@ -172,6 +174,9 @@ pub enum SinkError {
         server: String,
         source: PasswordError,
     },
+    /// Every Alertmanager of an `alertmanager` sink refused the alert or could not be reached.
+    #[error("every Alertmanager failed: {0}")]
+    EveryAlertmanager(String),
     /// A webhook's URL or token file cannot be read.
     #[error("{0}")]
     Secret(PasswordError),
@@ -235,7 +240,7 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Resu
             token_file,
         } => {
             let body = match format {
-                WebhookFormat::Alertmanager => alertmanager(alert),
+                WebhookFormat::Alertmanager => alertmanager::webhook_v4(alert),
                 _ => alert.clone(),
             };
             let target = Target {
@@ -250,6 +255,7 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Resu
             };
             post(&target, &body).await
         }
+        SinkSpec::Alertmanager { urls } => post_to_alertmanagers(urls, alert).await,
         SinkSpec::Email {
             host,
             port,
@@ -332,45 +338,43 @@ async fn exec(command: &[String], alert: &Value) -> Result<(), SinkError> {
     }
 }
 
-/// Alertmanager's webhook payload (version 4) for one alert.
-pub fn alertmanager(alert: &Value) -> Value {
-    let text = |k: &str| field(alert, k);
-    let mut labels = json!({
-        "alertname": text("kind"),
-        "node": text("node"),
-        "incident": text("id"),
-        "severity": if text("kind") == "test" { "info" } else { "critical" },
-    });
-    if let Some(service) = alert.get("service").and_then(Value::as_str) {
-        labels["service"] = Value::from(service);
+/// Posts `alert` to every Alertmanager at once: accepted when one of them accepts it (they
+/// share what they receive among themselves when clustered).
+pub async fn post_to_alertmanagers(urls: &[String], alert: &Value) -> Result<(), SinkError> {
+    let body = alertmanager::postable(alert);
+    let mut tasks = tokio::task::JoinSet::new();
+    for url in urls {
+        let target = Target {
+            url: alertmanager::alerts_url(url),
+            shown: url.clone(),
+            token: None,
+        };
+        let body = body.clone();
+        tasks.spawn(async move { post(&target, &body).await });
     }
-    let status = text("status");
-    let ends_at = if status == "resolved" {
-        text("at")
-    } else {
-        "0001-01-01T00:00:00Z".to_string()
-    };
-    let annotations = json!({ "summary": text("summary"), "sent_by": text("sent_by") });
-    json!({
-        "version": "4",
-        "groupKey": format!("{{}}:{{incident=\"{}\"}}", text("id")),
-        "truncatedAlerts": 0,
-        "status": status,
-        "receiver": "nbwatch",
-        "groupLabels": { "incident": text("id") },
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
-        "externalURL": "",
-        "alerts": [{
-            "status": status,
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": text("since"),
-            "endsAt": ends_at,
-            "generatorURL": "",
-            "fingerprint": fingerprint(&text("id")),
-        }],
-    })
+    let mut refusals = Vec::new();
+    let mut accepted = false;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => accepted = true,
+            Ok(Err(e)) => refusals.push(e),
+            Err(e) => refusals.push(SinkError::Io {
+                url: "alertmanager".into(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+    match (accepted, refusals.len()) {
+        (true, _) => Ok(()),
+        (false, 1) => Err(refusals.remove(0)),
+        (false, _) => Err(SinkError::EveryAlertmanager(
+            refusals
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
 }
 
 /// One SMTP server as an email sink sees it.
@@ -617,22 +621,5 @@ mod tests {
         );
         assert!(split_url("https://x/").is_err());
         assert!(split_url("http://:80/").is_err());
-    }
-
-    #[test]
-    fn the_alertmanager_shape_carries_labels_and_times() {
-        let alert = json!({"id": "node_down:a:3", "kind": "node_down", "status": "firing",
-            "node": "a", "service": null, "sent_by": "b", "at": "2026-11-22T15:30:09.120Z",
-            "since": "2026-11-22T15:30:02.004Z", "observers": ["b"], "summary": "a stopped"});
-        let am = alertmanager(&alert);
-        assert_eq!(am["version"], "4");
-        assert_eq!(am["status"], "firing");
-        let a = &am["alerts"][0];
-        assert_eq!(a["labels"]["alertname"], "node_down");
-        assert_eq!(a["labels"]["node"], "a");
-        assert_eq!(a["startsAt"], "2026-11-22T15:30:02.004Z");
-        assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
-        assert_eq!(a["annotations"]["summary"], "a stopped");
-        assert_eq!(a["fingerprint"].as_str().map(str::len), Some(16));
     }
 }

@@ -134,6 +134,13 @@ impl Time {
         let t = std::time::UNIX_EPOCH + Duration::from_millis(self.0);
         humantime::format_rfc3339_millis(t).to_string()
     }
+    /// The time an RFC 3339 text says (as [`Time::to_rfc3339`] writes it), if it reads and is
+    /// in range.
+    pub fn parse_rfc3339(text: &str) -> Option<Time> {
+        let t = humantime::parse_rfc3339_weak(text).ok()?;
+        let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        Time::checked(u64::try_from(ms).ok()?).ok()
+    }
 }
 
 impl std::ops::Add<Duration> for Time {

@@ -30,6 +30,8 @@ struct Delivery {
     sender_died: bool,
     /// Its sinks refused it.
     refused: bool,
+    /// The alert JSON given to the sinks.
+    alert: serde_json::Value,
 }
 
 struct AlertSim {
@@ -45,6 +47,8 @@ struct AlertSim {
     sinks: Vec<usize>,
     /// Nodes whose sinks refuse every alert for now.
     refusing: std::collections::BTreeSet<usize>,
+    /// What the sinks' results call the sink ("sim"; "alertmanager#1" for that sink).
+    sink_name: &'static str,
     /// Remediation steps every node runs as the sender (`[[alerts.actions]]`).
     actions: Vec<ActionSpec>,
     /// Each step started: when, by whom, which.
@@ -80,6 +84,7 @@ impl AlertSim {
             partitions: Vec::new(),
             sinks: sinks.to_vec(),
             refusing: Default::default(),
+            sink_name: "sim",
             actions: Vec::new(),
             runs: Vec::new(),
             running: Vec::new(),
@@ -130,7 +135,7 @@ impl AlertSim {
                     SinkResult::OK
                 };
                 let results = [SinkResult {
-                    sink: "sim".into(),
+                    sink: self.sink_name.into(),
                     result: result.into(),
                 }];
                 let outs = self.cores[i].delivered(now, &id, &alert, &results);
@@ -187,6 +192,7 @@ impl AlertSim {
                         id: id.clone(),
                         sender_died: false,
                         refused: false,
+                        alert: alert.clone(),
                     });
                     let k = self.deliveries.len() - 1;
                     self.pending.push((now + DELIVERY, i, id, alert, k));
@@ -323,6 +329,37 @@ fn a_crashed_follower_is_alerted_exactly_once_by_the_leader() {
 }
 
 #[test]
+fn an_open_alert_an_alertmanager_got_is_posted_again_by_the_sender_until_it_ends() {
+    let mut s = AlertSim::new(8, 6);
+    s.sink_name = "alertmanager#1";
+    s.run_for(Duration::from_secs(3));
+    let again = |s: &AlertSim, i: usize| {
+        let view = s.sim.nodes[i].core.members(s.sim.now);
+        s.cores[i].firing_posted(s.sim.now, &view)
+    };
+    assert!(again(&s, 0).is_empty());
+    s.sim.crash(4);
+    s.run_for(DETECT);
+    let down = format!("node_down:{}:", Sim::name(4));
+    assert_eq!(s.count(&down), 1, "{}", s.explain());
+    // Every host would post it again (the shell lets only the sender), as of now.
+    for i in [0, 1] {
+        let posted = again(&s, i);
+        assert_eq!(posted.len(), 1, "{posted:?}");
+        assert!(
+            posted[0]["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&down))
+        );
+        assert_eq!(posted[0]["at"], s.sim.now.to_rfc3339());
+    }
+    s.restart(4);
+    s.run_for(DETECT);
+    assert_eq!(s.count(&format!("node_up:{}:", Sim::name(4))), 1);
+    assert!(again(&s, 0).is_empty(), "{:?}", again(&s, 0));
+}
+
+#[test]
 fn a_crashed_leader_is_alerted_once_by_the_next_leader_and_its_return_once() {
     for seed in seeds(&[5, 6, 7]) {
         let mut s = AlertSim::new(seed, 10);
@@ -342,6 +379,22 @@ fn a_crashed_leader_is_alerted_once_by_the_next_leader_and_its_return_once() {
         let up = format!("node_up:{}:", Sim::name(0));
         assert_eq!(s.count(&up), 1, "{}", s.explain());
         assert_eq!(s.count(&down), 1, "down sent again: {}", s.explain());
+        // Its return names the incident it ends and when that one began, although another
+        // node sent that one (a receiver such as Alertmanager ends the same alert).
+        let (fired, ended) = (&s.deliveries[0], &s.deliveries[1]);
+        assert_ne!(fired.by, ended.by, "{}", s.explain());
+        assert_eq!(
+            ended.alert["resolves"],
+            fired.id.as_str(),
+            "{}",
+            ended.alert
+        );
+        assert_eq!(
+            ended.alert["firing_since"], fired.alert["since"],
+            "{}",
+            ended.alert
+        );
+        assert_eq!(fired.alert.get("resolves"), None, "{}", fired.alert);
         // n0 leads again and remembers; nothing more is sent.
         s.run_for(DETECT);
         assert_eq!(s.deliveries.len(), 2, "{}", s.explain());

@@ -57,6 +57,8 @@ pub struct AlertArgs {
     pub view: Snapshots,
     pub events: EventLog,
     pub clock: Clock,
+    /// This node's dashboard, which its alerts link to (`dashboard` in the alert JSON).
+    pub dashboard: String,
 }
 
 pub enum AlertMsg {
@@ -81,6 +83,8 @@ pub struct AlertState {
     looked: std::time::Instant,
     /// Armed at the core's next deadline after each step.
     alarm: Alarm,
+    /// When the open alerts were last posted again to the `alertmanager` sinks.
+    reposted: std::time::Instant,
     _ticker: AbortOnDrop<()>,
     _on_view: AbortOnDrop<()>,
 }
@@ -232,6 +236,7 @@ impl Actor for AlertActor {
             ready,
             looked: std::time::Instant::now(),
             alarm,
+            reposted: std::time::Instant::now(),
             _ticker: ticker,
             _on_view: on_view,
         })
@@ -273,6 +278,10 @@ impl Actor for AlertActor {
                 let view = state.args.view.borrow().clone();
                 let outputs = state.core.tick(now, &view);
                 state.carry_out(&myself, outputs);
+                if state.reposted.elapsed() >= crate::sinks::alertmanager::RESEND {
+                    state.reposted = std::time::Instant::now();
+                    state.post_again(now, &view.members);
+                }
                 if let Some(at) = state.core.next_deadline() {
                     state.alarm.arm(at);
                 }
@@ -345,8 +354,9 @@ impl AlertState {
                         let _ = me.cast(AlertMsg::Delivered { id, alert, results });
                     });
                 }
-                AlertOutput::Deliver { id, alert } => {
+                AlertOutput::Deliver { id, mut alert } => {
                     tracing::info!(%id, "sending alert");
+                    alert["dashboard"] = Value::from(self.args.dashboard.clone());
                     let sinks = self.sinks.clone();
                     let me = myself.clone();
                     // The task outlives a restart of this actor: a delivery is never cut off.
@@ -358,6 +368,40 @@ impl AlertState {
                 }
             }
         }
+    }
+
+    /// Posts the open alerts again to this node's `alertmanager` sinks, if it is the one
+    /// that sends (see `sinks::alertmanager`: Alertmanager ends an alert at its `endsAt`).
+    fn post_again(&self, now: crate::types::Time, view: &[crate::gossip::MemberView]) {
+        let urls: Vec<Vec<String>> = (self.sinks.iter())
+            .filter_map(|s| match s {
+                SinkSpec::Alertmanager { urls } => Some(urls.clone()),
+                _ => None,
+            })
+            .collect();
+        if urls.is_empty() || crate::election::sender(view).as_ref() != Some(&self.args.me) {
+            return;
+        }
+        let alerts = self.core.firing_posted(now, view);
+        if alerts.is_empty() {
+            return;
+        }
+        let dashboard = Value::from(self.args.dashboard.clone());
+        tokio::spawn(async move {
+            for mut alert in alerts {
+                alert["dashboard"] = dashboard.clone();
+                for urls in &urls {
+                    let posted = tokio::time::timeout(
+                        crate::sinks::ATTEMPT_TIMEOUT,
+                        crate::sinks::post_to_alertmanagers(urls, &alert),
+                    )
+                    .await;
+                    if !matches!(posted, Ok(Ok(()))) {
+                        tracing::warn!(id = %alert["id"], ?posted, "cannot post an open alert to Alertmanager again");
+                    }
+                }
+            }
+        });
     }
 
     fn save(&mut self) {

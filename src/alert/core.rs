@@ -256,6 +256,24 @@ impl AlertCore {
             .collect()
     }
 
+    /// The alerts an `alertmanager` sink posts again while they stay open (see
+    /// `sinks::alertmanager`): each firing incident of `view` that was sent with such a sink
+    /// among the results (accepted or not, so one that was down gets it now), as `me` would
+    /// send it at `now`. Tests and steps of remediation are not posted again.
+    pub fn firing_posted(&self, now: Time, view: &[MemberView]) -> Vec<Value> {
+        let log = self.log(view);
+        let posted = |id: &str| {
+            (log.entries(id).iter())
+                .filter(|e| e.stage == Stage::Sent)
+                .any(|e| e.sinks.iter().any(|s| s.sink.starts_with("alertmanager")))
+        };
+        (incidents(view, &log, now, &self.rules).into_iter())
+            .filter(|i| i.kind.status() == "firing" && !matches!(i.kind, Kind::Test | Kind::Action))
+            .filter(|i| posted(&i.id))
+            .map(|i| alert_of(&i, &log, &self.me, now))
+            .collect()
+    }
+
     /// Steps the protocol with this node's latest view and its leader.
     /// When the settle time of a claim of this node runs out next (`None`: no claim waits).
     /// Everything else the core does on time is counted in seconds or minutes, so a shell
@@ -424,7 +442,7 @@ impl AlertCore {
                             sink: "flapping".into(),
                             result: SUPPRESSED.into(),
                         }];
-                        let alert = incident.to_json(&self.me, now);
+                        let alert = alert_of(incident, &log, &self.me, now);
                         out.extend(self.delivered(now, id, &alert, &suppressed));
                         continue;
                     }
@@ -445,7 +463,7 @@ impl AlertCore {
                         }
                         None => out.push(AlertOutput::Deliver {
                             id: id.clone(),
-                            alert: incident.to_json(&self.me, now),
+                            alert: alert_of(incident, &log, &self.me, now),
                         }),
                     }
                 }
@@ -632,17 +650,25 @@ impl AlertCore {
     }
 }
 
+/// The alert JSON of `incident` as `me` sends it at `now`: the contract's fields and, on a
+/// resolution, the id of the incident it resolves (`resolves`) and when that one's problem
+/// began (`firing_since`), so a receiver such as Alertmanager sees the same alert end.
+fn alert_of(incident: &Incident, log: &Log, me: &NodeName, now: Time) -> Value {
+    let mut alert = incident.to_json(me, now);
+    if let Some((id, since)) = incident.resolves(log) {
+        alert["resolves"] = Value::from(id);
+        alert["firing_since"] = Value::from(since.to_rfc3339());
+    }
+    alert
+}
+
 /// The result of a flapping subject's change: recorded, deliberately not sent.
 const SUPPRESSED: &str = "suppressed";
 
 /// What a `failed` entry carries of the alert this core built (`Incident::to_json`).
 fn held_of(alert: &Value) -> Option<Held> {
     let text = |k: &str| alert.get(k).and_then(Value::as_str).map(str::to_string);
-    let since = humantime::parse_rfc3339_weak(&text("since")?).ok()?;
-    let since = since
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
+    let since = Time::parse_rfc3339(&text("since")?)?.0;
     Some(Held {
         kind: text("kind")?,
         node: text("node")?,

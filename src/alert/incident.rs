@@ -208,6 +208,59 @@ impl Incident {
     }
 }
 
+impl Incident {
+    /// The firing incident this one resolves (a `node_up` its `node_down`, a `service_up` its
+    /// `service_failed`, a `probe_ok` its `probe_critical` or `probe_warning`, a `settled`
+    /// its `flapping`): that incident's id and when its problem began, so a receiver sees the
+    /// same alert end. `None` for a firing incident, or when no sent one is found.
+    pub fn resolves(&self, log: &Log) -> Option<(String, Time)> {
+        let node = &self.node;
+        let before = |t: &u64| *t < self.since.0;
+        let id = match self.kind {
+            Kind::NodeUp => {
+                let inc = incarnation_of(&self.id, Kind::NodeUp, node)?;
+                let down = (log.sent_ids())
+                    .filter_map(|id| incarnation_of(id, Kind::NodeDown, node))
+                    .filter(|i| *i < inc)
+                    .max()?;
+                format!("node_down:{node}:{down}")
+            }
+            Kind::ServiceUp | Kind::ProbeOk => {
+                let name = self.service.as_deref()?;
+                let kinds: &[Kind] = match self.kind {
+                    Kind::ServiceUp => &[Kind::ServiceFailed],
+                    _ => &[Kind::ProbeCritical, Kind::ProbeWarning],
+                };
+                let (since, kind) = (log.sent_ids())
+                    .flat_map(|id| {
+                        (kinds.iter())
+                            .filter_map(move |k| Some((service_since(id, *k, node, name)?, *k)))
+                    })
+                    .filter(|(t, _)| before(t))
+                    .max()?;
+                format!("{}:{node}:{name}:{since}", kind.as_str())
+            }
+            Kind::Settled => {
+                let id = self.id.replacen("settled:", "flapping:", 1);
+                log.is_sent(&id).then_some(id)?
+            }
+            _ => return None,
+        };
+        // Its `since` as its sent entry says; else the one in its id (all but `node_down`
+        // carry it); else when it was sent.
+        let in_id = || {
+            (!id.starts_with("node_down:"))
+                .then(|| id.rsplit(':').next()?.parse::<u64>().ok())
+                .flatten()
+                .and_then(|t| Time::checked(t).ok())
+        };
+        let since = (log.firing_since(&id))
+            .or_else(in_id)
+            .or_else(|| log.sent_at(&id))?;
+        Some((id, since))
+    }
+}
+
 /// "15:30:02" (UTC) of a time.
 fn clock(t: Time) -> String {
     let s = t.to_rfc3339();

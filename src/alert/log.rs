@@ -34,6 +34,8 @@ pub struct Entry {
     pub alert: Option<Value>,
     /// The incident it holds open (on `waiting` and `failed` entries).
     pub held: Option<Held>,
+    /// When the problem began, on `sent` entries of firing incidents.
+    pub since: Option<Time>,
 }
 
 /// The value of an `alert.<id>` key (see [`AlertEntry`]).
@@ -45,6 +47,9 @@ pub fn entry_value(stage: Stage, at: Time, sinks: &[SinkResult], alert: Option<&
         // Only what `alerts` shows and the others need: the rest is derived again.
         summary: alert.map(|a| a.get("summary").cloned().unwrap_or(Value::Null)),
         held: None,
+        since: alert
+            .filter(|a| stage == Stage::Sent && a["status"] == "firing")
+            .and_then(|a| crate::types::Time::parse_rfc3339(a["since"].as_str()?)),
     }
     .encode()
 }
@@ -57,6 +62,7 @@ pub fn held_value(stage: Stage, at: Time, sinks: &[SinkResult], held: Held) -> S
         sinks: sinks.to_vec(),
         summary: None,
         held: Some(held.bounded()),
+        since: None,
     }
     .encode()
 }
@@ -72,6 +78,7 @@ fn parse_entry(m: &MemberView, value: &str) -> Option<Entry> {
         sinks: e.sinks,
         alert: e.summary.map(|s| json!({ "summary": s })),
         held: e.held,
+        since: e.since,
     })
 }
 
@@ -128,6 +135,21 @@ impl Log {
             .chain(self.remembered.iter().map(String::as_str))
             .collect();
         ids.into_iter()
+    }
+
+    /// When the problem of the sent incident `id` began, as its `sent` entries say.
+    pub fn firing_since(&self, id: &str) -> Option<Time> {
+        (self.entries(id).iter())
+            .filter(|e| e.stage == Stage::Sent)
+            .find_map(|e| e.since)
+    }
+
+    /// When the incident `id` was first sent, as its `sent` entries say.
+    pub fn sent_at(&self, id: &str) -> Option<Time> {
+        (self.entries(id).iter())
+            .filter(|e| e.stage == Stage::Sent)
+            .map(|e| e.at)
+            .min()
     }
 
     pub fn is_sent(&self, id: &str) -> bool {

@@ -51,6 +51,7 @@ pub(super) const SINKS: &[(&str, &[&str])] = &[
         "webhook",
         &["type", "url", "url_file", "token_file", "format"],
     ),
+    ("alertmanager", &["type", "urls"]),
     (
         "email",
         &[

@@ -161,6 +161,35 @@ fn sink(w: &mut Walker, v: &Value, key: &str, origin: Origin<'_>) -> Option<Sink
                 token_file: token_file?,
             })
         }
+        "alertmanager" => {
+            let urls_key = format!("{key}.urls");
+            let given = field("urls")?;
+            let urls = w.strings(given, &urls_key)?;
+            if urls.is_empty() {
+                let message = "no Alertmanager: give at least one base URL, such as \
+                               \"http://127.0.0.1:9093\""
+                    .to_string();
+                w.problem(given, &urls_key, ProblemKind::BadValue, message);
+                return None;
+            }
+            let mut good = true;
+            for (i, url) in urls.iter().enumerate() {
+                if !url.starts_with("http://") || url.len() <= "http://".len() {
+                    let message = format!(
+                        "bad Alertmanager URL \"{url}\"; expected its base URL, \
+                         http://host[:port][/prefix] (nbwatch posts to <url>/api/v2/alerts)"
+                    );
+                    w.problem(
+                        given,
+                        &format!("{urls_key}[{i}]"),
+                        ProblemKind::BadValue,
+                        message,
+                    );
+                    good = false;
+                }
+            }
+            good.then_some(SinkSpec::Alertmanager { urls })
+        }
         _ => {
             let (smtp, from, to) = (field("smtp"), field("from"), field("to"));
             let smtp_key = format!("{key}.smtp");

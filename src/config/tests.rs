@@ -1273,3 +1273,34 @@ fn remediation_actions_are_read_with_their_defaults_and_every_mistake_named() {
         "{all:#?}"
     );
 }
+
+#[test]
+fn an_alertmanager_sink_takes_one_or_more_http_base_urls() {
+    let text = "[[alerts.sinks]]\ntype = \"alertmanager\"\n\
+                urls = [\"http://127.0.0.1:9093\", \"http://am2:9093/am/\"]\n";
+    let (_, result) = load_text(text, &[]);
+    assert_eq!(
+        result.expect("valid").alerts.sinks,
+        [SinkSpec::Alertmanager {
+            urls: vec!["http://127.0.0.1:9093".into(), "http://am2:9093/am/".into()]
+        }]
+    );
+    let text = "[[alerts.sinks]]\ntype = \"alertmanager\"\nurls = []\n\
+                [[alerts.sinks]]\ntype = \"alertmanager\"\nurls = [\"http://a\", \"am:9093\"]\n\
+                [[alerts.sinks]]\ntype = \"alertmanager\"\nurl = \"http://a\"\n";
+    let (_, result) = load_text(text, &[]);
+    let all = problems(result);
+    let said: Vec<(&str, bool)> = (all.iter())
+        .map(|p| (p.key.as_str(), p.to_string().contains("Alertmanager")))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("alerts.sinks[0].urls", true),
+            ("alerts.sinks[1].urls[1]", true),
+            ("alerts.sinks[2].url", false),
+            ("alerts.sinks[2].urls", false),
+        ],
+        "{all:#?}"
+    );
+}

@@ -102,6 +102,11 @@ pub struct AlertEntry {
     pub summary: Option<Value>,
     /// The incident, on `waiting` and `failed` entries.
     pub held: Option<Held>,
+    /// When the problem began (the alert's `since`), on `sent` entries of firing incidents:
+    /// the alert that resolves it carries it, so that a receiver sees the same alert end
+    /// (`node_down`'s `last_heard` is not in its id, and is gone from the view once the host
+    /// is back). Absent from older builds' entries.
+    pub since: Option<Time>,
 }
 
 impl AlertEntry {
@@ -120,6 +125,9 @@ impl AlertEntry {
         }
         if let Some(held) = &self.held {
             v["inc"] = serde_json::to_value(held).unwrap_or(Value::Null);
+        }
+        if let Some(since) = self.since {
+            v["sn"] = Value::from(since.0);
         }
         v.to_string()
     }
@@ -166,12 +174,20 @@ impl AlertEntry {
         if stage.holds() && held.is_none() {
             return Err(malformed("no incident"));
         }
+        let since = match v.get("sn") {
+            None => None,
+            Some(sn) => Some(time(
+                "since",
+                sn.as_u64().ok_or_else(|| malformed("since"))?,
+            )?),
+        };
         Ok(AlertEntry {
             stage,
             at,
             sinks,
             summary: v.get("summary").cloned(),
             held,
+            since,
         })
     }
 }

@@ -190,10 +190,22 @@ fn a_held_incident_travels_whole_and_an_entry_that_holds_nothing_is_refused() {
         sinks: vec![],
         summary: None,
         held: Some(held),
+        since: None,
     };
     let value = entry.encode();
     assert!(format!("{ALERT_PREFIX}node_down:n3:1{value}").len() <= MAX_ENTRY_LEN);
     assert_eq!(AlertEntry::parse(&value), Ok(entry));
     assert!(AlertEntry::parse(r#"{"st":"waiting","at":5}"#).is_err());
+    // A sent entry of a firing incident carries when the problem began.
+    let sent = AlertEntry {
+        stage: Stage::Sent,
+        at: Time(9_000),
+        sinks: vec![],
+        summary: Some("a stopped".into()),
+        held: None,
+        since: Some(Time(4_000)),
+    };
+    assert_eq!(AlertEntry::parse(&sent.encode()), Ok(sent));
+    assert!(AlertEntry::parse(r#"{"st":"sent","at":5,"sn":"x"}"#).is_err());
     assert!(Stage::Waiting < Stage::Claim && Stage::Failed < Stage::Sent);
 }

@@ -459,6 +459,7 @@ impl NodeState {
                     view: w.view.clone(),
                     events: w.events.clone(),
                     clock,
+                    dashboard: dashboard_url(self.args.api.local_addr()?, self.args.advertise),
                 };
                 let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor).await?;
                 w.alerts.bind(Some(alerts.clone()));
@@ -524,4 +525,15 @@ impl NodeState {
         self.refs.insert(child, cell);
         Ok(())
     }
+}
+
+/// The link to this node's dashboard that its alerts carry: its API address, or with an API
+/// on every address (`0.0.0.0`, `::`) the gossip address's host and the API's port.
+fn dashboard_url(api: SocketAddr, advertise: SocketAddr) -> String {
+    let host = if api.ip().is_unspecified() {
+        advertise.ip()
+    } else {
+        api.ip()
+    };
+    format!("http://{}/", SocketAddr::new(host, api.port()))
 }

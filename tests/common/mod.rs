@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub mod daemons;
+pub mod receiver;
 
 /// Polls `check` every 100 ms until it gives a value; panics with what it last saw once
 /// `deadline` has passed.
