@@ -38,6 +38,7 @@ pub mod graph;
 pub mod keys;
 pub mod lograte;
 pub mod node;
+pub mod notify;
 pub mod probe;
 pub mod secure;
 pub mod sim;

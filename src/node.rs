@@ -202,6 +202,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let mut node = start(config, sockets, routes).await?;
+    let systemd = crate::notify::notifier();
+    systemd.ready("running");
+    let _watchdog = systemd.watchdog_every().map(|every| node.watchdog(every));
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot handle SIGHUP; reload with `nbwatch reload`");
@@ -215,7 +218,10 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            result = node.stopped() => return result,
+            result = node.stopped() => {
+                systemd.stopping();
+                return result;
+            }
             _ = hangup(&mut hangups) => {
                 tracing::info!("SIGHUP: reloading the supervision trees");
                 match node.reload().await {
@@ -226,6 +232,7 @@ pub async fn run(
             }
         }
     }
+    systemd.stopping();
     node.shutdown().await
 }
 
@@ -533,6 +540,23 @@ impl NodeHandle {
             Ok(CallResult::Success(v)) => Ok(v),
             _ => Err(NodeError::NotRunning),
         }
+    }
+
+    /// Says `WATCHDOG=1` to systemd every `every` while the gossip actor answers within
+    /// that time: a daemon whose actors hang is restarted by systemd. Stops when dropped.
+    fn watchdog(&self, every: Duration) -> crate::task::AbortOnDrop<()> {
+        let gossip = self.gossip.clone();
+        crate::task::AbortOnDrop(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(g) = gossip.get() else { continue };
+                if g.call(GossipMsg::Stats, Some(every)).await.is_ok() {
+                    crate::notify::notifier().watchdog();
+                }
+            }
+        }))
     }
 
     /// True until the node has stopped.

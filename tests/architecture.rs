@@ -53,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "transport",
             "sinks",
             "probe",
+            "notify",
             "sim",
             "supervision::process",
             "supervision::reaper",

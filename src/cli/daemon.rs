@@ -6,17 +6,26 @@ use crate::{config, node};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). The spans the actor library opens
+/// around every actor (`Actor{id="0.0"}:Actor{id="0.5"}:` before each line) are left out:
+/// they say which actor, by a number that means nothing to a reader, and every event names
+/// what it is about anyway.
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let no_actor_spans = filter_fn(|meta| !(meta.is_span() && meta.target().starts_with("ractor")));
+    let layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(no_actor_spans).with_filter(filter))
+        .init();
 }
 
 /// `run`: the daemon in the foreground until SIGTERM or SIGINT.

@@ -178,7 +178,13 @@ impl Actor for ManagerActor {
                 let _ = reply.send(result);
             }
             ManagerMsg::Reload(reply) => {
+                let systemd = crate::notify::notifier();
+                systemd.reloading();
                 let result = state.reload(&myself).await;
+                match &result {
+                    Ok(_) => systemd.ready("running"),
+                    Err(e) => systemd.ready(&format!("running; the last reload was refused: {e}")),
+                }
                 let _ = reply.send(result);
             }
             ManagerMsg::StopAll(reply) => {

@@ -48,6 +48,11 @@ impl Drop for Tracked {
 
 /// Starts `command`, with its pid registered before the reaper can see it.
 pub fn spawn(command: &mut tokio::process::Command) -> io::Result<Tracked> {
+    // systemd's notification socket is the daemon's: a child that wrote to it would speak
+    // for the daemon.
+    for var in crate::notify::VARIABLES {
+        command.env_remove(var);
+    }
     let mut owned = registry();
     let child = command.spawn()?;
     let pid = child.id();

@@ -105,6 +105,8 @@ pub struct Node {
     /// default); false runs plaintext on purpose (`gossip.insecure = true`), as most tests
     /// here do.
     pub own_key: bool,
+    /// Variables set in its environment (e.g. systemd's `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 /// How a start ended.
@@ -191,6 +193,7 @@ impl Node {
                 command.env_remove(key);
             }
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         ports.release();
         self.child = Some(command.spawn().expect("spawn nbwatch run"));
     }
@@ -291,6 +294,7 @@ impl Cluster {
             extra: self.extra.clone(),
             key_file,
             own_key: false,
+            env: Vec::new(),
         });
         self.nodes.len() - 1
     }
