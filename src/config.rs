@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod exposure;
 mod files;
 mod host;
+mod pem;
 mod schema;
 mod sections;
 mod sinks;
@@ -297,12 +298,17 @@ pub enum SinkSpec {
     /// An `exec` sink by `command_name`: runs the command this node declares under `name` in
     /// `[alerts.commands]` ([`AlertsConfig::resolved`] turns it into an `Exec`).
     Named { name: String },
-    /// POSTs the alert to `url` (http only: an https receiver goes behind a local relay),
-    /// with `Authorization: Bearer <token>` when it has a `token_file`.
+    /// POSTs the alert to `url` (http or https) in `format`, with the token of `token_file`
+    /// where the format puts one (`Authorization: Bearer <token>` for most).
     Webhook {
         url: WebhookUrl,
         format: WebhookFormat,
         token_file: Option<PathBuf>,
+        /// Who gets it where the format names a recipient: Telegram's `chat_id`, Pushover's
+        /// `user` key.
+        recipient: Option<String>,
+        /// More roots to trust for https, besides the system's.
+        ca_file: Option<PathBuf>,
     },
     /// Posts the alert to every Alertmanager in `urls` (never empty; each an `http://` base
     /// URL) at `/api/v2/alerts`, as Prometheus does, and posts open alerts again while they
@@ -442,7 +448,7 @@ impl SmtpTls {
     }
 }
 
-/// The body of a webhook POST.
+/// The body of a webhook POST: the contract's JSON, or what a receiver expects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WebhookFormat {
     /// The contract's alert JSON.
@@ -450,6 +456,58 @@ pub enum WebhookFormat {
     Json,
     /// Alertmanager's webhook payload.
     Alertmanager,
+    /// A message to an ntfy topic (the URL is the topic's).
+    Ntfy,
+    /// A Gotify message (the URL is the server's; the token is the application's).
+    Gotify,
+    /// A Slack or Mattermost incoming webhook.
+    Slack,
+    /// A Discord webhook.
+    Discord,
+    /// A Telegram bot's message (the token is the bot's; `chat_id` the recipient).
+    Telegram,
+    /// A Pushover message (the token is the application's; `user` the recipient).
+    Pushover,
+}
+
+impl WebhookFormat {
+    /// Every format by its name in the config.
+    pub const ALL: [(&'static str, WebhookFormat); 8] = [
+        ("json", WebhookFormat::Json),
+        ("alertmanager", WebhookFormat::Alertmanager),
+        ("ntfy", WebhookFormat::Ntfy),
+        ("gotify", WebhookFormat::Gotify),
+        ("slack", WebhookFormat::Slack),
+        ("discord", WebhookFormat::Discord),
+        ("telegram", WebhookFormat::Telegram),
+        ("pushover", WebhookFormat::Pushover),
+    ];
+
+    /// The URL a format posts to when the sink gives none (the public service's).
+    pub fn default_url(self) -> Option<&'static str> {
+        match self {
+            WebhookFormat::Telegram => Some("https://api.telegram.org"),
+            WebhookFormat::Pushover => Some("https://api.pushover.net/1/messages.json"),
+            _ => None,
+        }
+    }
+
+    /// The key naming the recipient, for the formats that need one.
+    pub fn recipient_key(self) -> Option<&'static str> {
+        match self {
+            WebhookFormat::Telegram => Some("chat_id"),
+            WebhookFormat::Pushover => Some("user"),
+            _ => None,
+        }
+    }
+
+    /// Whether the format cannot work without a `token_file`.
+    pub fn needs_token(self) -> bool {
+        matches!(
+            self,
+            WebhookFormat::Gotify | WebhookFormat::Telegram | WebhookFormat::Pushover
+        )
+    }
 }
 
 impl Config {

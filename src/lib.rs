@@ -48,6 +48,7 @@ pub mod store;
 pub mod supervision;
 pub mod task;
 pub mod text;
+pub mod tls;
 pub mod transport;
 pub mod types;
 pub mod watch;

@@ -9,8 +9,9 @@
 
 pub mod actions;
 pub mod alertmanager;
+pub mod formats;
 
-use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, read_secret};
+use crate::config::{PasswordError, SinkSpec, SmtpAuth, SmtpTls, read_secret};
 use crate::events::SinkResult;
 use crate::supervision::process::describe_exit;
 use crate::supervision::reaper;
@@ -139,8 +140,13 @@ pub enum SinkError {
     /// An exec sink by a name this host does not declare in `[alerts.commands]`.
     #[error("command \"{0}\" is not declared in this host's [alerts.commands]")]
     Undeclared(String),
-    #[error("{url}: only http:// webhooks are supported (use a local relay for https)")]
+    #[error("{url}: not an http:// or https:// URL")]
     NotHttp { url: String },
+    #[error("{url}: {source}")]
+    Tls {
+        url: String,
+        source: crate::tls::TlsError,
+    },
     #[error("{url}: bad port {port:?}")]
     BadPort { url: String, port: String },
     #[error("{url}: no host")]
@@ -238,22 +244,23 @@ async fn attempt_once(spec: &SinkSpec, alert: &Value, timeout: Duration) -> Resu
             url,
             format,
             token_file,
+            recipient,
+            ca_file,
         } => {
-            let body = match format {
-                WebhookFormat::Alertmanager => alertmanager::webhook_v4(alert),
-                _ => alert.clone(),
+            let token = match token_file {
+                Some(file) => Some(read_secret(file, "webhook token").map_err(SinkError::Secret)?),
+                None => None,
             };
-            let target = Target {
-                url: url.read().map_err(SinkError::Secret)?,
-                shown: url.label(),
-                token: match token_file {
-                    Some(file) => {
-                        Some(read_secret(file, "webhook token").map_err(SinkError::Secret)?)
-                    }
-                    None => None,
-                },
-            };
-            post(&target, &body).await
+            let given = url.read().map_err(SinkError::Secret)?;
+            let request = formats::request(
+                *format,
+                &given,
+                token.as_deref(),
+                recipient.as_deref(),
+                alert,
+            );
+            let shown = formats::shown(*format, &url.label());
+            post(&request, &shown, ca_file.as_deref()).await
         }
         SinkSpec::Alertmanager { urls } => post_to_alertmanagers(urls, alert).await,
         SinkSpec::Email {
@@ -341,16 +348,17 @@ async fn exec(command: &[String], alert: &Value) -> Result<(), SinkError> {
 /// Posts `alert` to every Alertmanager at once: accepted when one of them accepts it (they
 /// share what they receive among themselves when clustered).
 pub async fn post_to_alertmanagers(urls: &[String], alert: &Value) -> Result<(), SinkError> {
-    let body = alertmanager::postable(alert);
+    let body = alertmanager::postable(alert).to_string().into_bytes();
     let mut tasks = tokio::task::JoinSet::new();
     for url in urls {
-        let target = Target {
+        let request = formats::Request {
             url: alertmanager::alerts_url(url),
-            shown: url.clone(),
-            token: None,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.clone(),
         };
-        let body = body.clone();
-        tasks.spawn(async move { post(&target, &body).await });
+        let shown = url.clone();
+        tasks.spawn(async move { post(&request, &shown, None).await });
     }
     let mut refusals = Vec::new();
     let mut accepted = false;
@@ -513,12 +521,23 @@ fn fingerprint(id: &str) -> String {
     format!("{h:016x}")
 }
 
-/// `http://host[:port]/path` → (host, port, path).
-fn split_url(url: &str) -> Result<(String, u16, String), SinkError> {
-    let owned = || url.to_string();
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| SinkError::NotHttp { url: owned() })?;
+/// Where a URL points: `http(s)://host[:port]/path`.
+#[derive(Debug, PartialEq, Eq)]
+struct Place {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// The parts of `url`; errors name it as `shown` (a secret URL is never written out).
+fn split_url(url: &str, shown: &str) -> Result<Place, SinkError> {
+    let owned = || shown.to_string();
+    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(SinkError::NotHttp { url: owned() }),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
         None => (rest, "/".to_string()),
@@ -531,62 +550,70 @@ fn split_url(url: &str) -> Result<(String, u16, String), SinkError> {
                 port: p.to_string(),
             })?,
         ),
-        _ => (authority.to_string(), 80),
+        _ => (
+            authority
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            if https { 443 } else { 80 },
+        ),
     };
     if host.is_empty() {
         return Err(SinkError::NoHost { url: owned() });
     }
-    Ok((host, port, path))
+    Ok(Place {
+        https,
+        host,
+        port,
+        path,
+    })
 }
 
-/// Where a webhook posts: the URL, how errors name it (itself, or the file of a secret one:
-/// a secret URL never reaches a log or the alert log), and the bearer token, if any.
-struct Target {
-    url: String,
-    shown: String,
-    token: Option<String>,
-}
-
-/// POSTs `body` as JSON; a 2xx answer is success, a 4xx other than 408 and 429 is permanent.
-async fn post(target: &Target, body: &Value) -> Result<(), SinkError> {
-    let url = target.shown.as_str();
-    let (host, port, path) = split_url(&target.url).map_err(|e| match e {
-        SinkError::NotHttp { .. } => SinkError::NotHttp { url: url.into() },
-        SinkError::BadPort { port, .. } => SinkError::BadPort {
-            url: url.into(),
-            port,
-        },
-        _ => SinkError::NoHost { url: url.into() },
-    })?;
-    let authorization = target
-        .token
-        .as_ref()
-        .map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+/// POSTs `request`, over TLS for an https URL (trusting the system's roots and those of
+/// `ca_file`); a 2xx answer is success, a 4xx other than 408 and 429 is permanent. Errors name
+/// the URL as `shown`.
+async fn post(
+    request: &formats::Request,
+    shown: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<(), SinkError> {
+    let url = shown;
+    let place = split_url(&request.url, shown)?;
     let io = |source| SinkError::Io {
         url: url.to_string(),
         source,
     };
-    let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+    // Header values never carry a line break (a token file's, say).
+    let clean = |v: &str| v.replace(['\r', '\n'], "");
+    let headers: String = (request.headers.iter())
+        .map(|(k, v)| format!("{k}: {}\r\n", clean(v)))
+        .collect();
+    let mut bytes = format!(
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: {}\r\n{headers}Content-Length: {}\r\n\
+         Connection: close\r\nUser-Agent: nbwatch\r\n\r\n",
+        place.path,
+        place.host,
+        place.port,
+        request.content_type,
+        request.body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&request.body);
+    let tcp = tokio::net::TcpStream::connect((place.host.as_str(), place.port))
         .await
         .map_err(io)?;
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n\
-         {authorization}Content-Length: {}\r\nConnection: close\r\nUser-Agent: nbwatch\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
-        let n = stream.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let status_line = line.lines().next().unwrap_or("").to_string();
+    let status_line = if place.https {
+        let connector = crate::tls::client(ca_file).map_err(|source| SinkError::Tls {
+            url: url.to_string(),
+            source,
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(place.host.clone())
+            .map_err(|_| SinkError::NoHost { url: url.into() })?;
+        let stream = connector.connect(name, tcp).await.map_err(io)?;
+        exchange(stream, &bytes).await.map_err(io)?
+    } else {
+        exchange(tcp, &bytes).await.map_err(io)?
+    };
     let code: u16 = status_line
         .split_whitespace()
         .nth(1)
@@ -605,21 +632,59 @@ async fn post(target: &Target, body: &Value) -> Result<(), SinkError> {
     }
 }
 
+/// Writes `request` and reads the answer's status line.
+async fn exchange<S>(mut stream: S, request: &[u8]) -> std::io::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    Ok(line.lines().next().unwrap_or("").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls_split_into_host_port_and_path() {
+    fn urls_split_into_scheme_host_port_and_path() {
+        let place = |https, host: &str, port, path: &str| Place {
+            https,
+            host: host.into(),
+            port,
+            path: path.into(),
+        };
+        let split = |u| split_url(u, "shown").expect("a good URL");
         assert_eq!(
-            split_url("http://127.0.0.1:9093/api/hook").expect("ok"),
-            ("127.0.0.1".into(), 9093, "/api/hook".into())
+            split("http://127.0.0.1:9093/api/hook"),
+            place(false, "127.0.0.1", 9093, "/api/hook")
         );
         assert_eq!(
-            split_url("http://example.org").expect("ok"),
-            ("example.org".into(), 80, "/".into())
+            split("http://example.org"),
+            place(false, "example.org", 80, "/")
         );
-        assert!(split_url("https://x/").is_err());
-        assert!(split_url("http://:80/").is_err());
+        assert_eq!(
+            split("https://ntfy.sh/house"),
+            place(true, "ntfy.sh", 443, "/house")
+        );
+        assert_eq!(
+            split("https://[::1]:8443/x"),
+            place(true, "::1", 8443, "/x")
+        );
+        assert!(split_url("ftp://x/", "shown").is_err());
+        assert!(split_url("http://:80/", "shown").is_err());
+        // A secret URL is named as shown, never itself.
+        let e = split_url("https://h:x/secret", "the URL in f").expect_err("bad port");
+        assert!(!e.to_string().contains("secret"), "{e}");
     }
 }

@@ -54,6 +54,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sinks",
             "probe",
             "notify",
+            "tls",
             "sim",
             "supervision::process",
             "supervision::reaper",

@@ -3,7 +3,7 @@
 //! deadline; the retry waits and attempt timeouts are shortened through [`Delivery`].
 
 mod common;
-use common::receiver::{Answer, lock, receiver, shared};
+use common::receiver::{Answer, TestCa, lock, receiver, receiver_tls, shared};
 use nbwatch::config::{SinkSpec, SmtpAuth, SmtpTls, WebhookFormat, WebhookUrl};
 use nbwatch::sinks::{Delivery, deliver, deliver_all};
 use serde_json::{Value, json};
@@ -44,6 +44,8 @@ fn webhook(url: &str, format: WebhookFormat) -> SinkSpec {
         url: url.into(),
         format,
         token_file: None,
+        recipient: None,
+        ca_file: None,
     }
 }
 
@@ -72,6 +74,8 @@ async fn a_webhook_url_and_token_kept_in_files_are_read_at_each_delivery_and_nev
         url: WebhookUrl::File(url_file.clone()),
         format: WebhookFormat::Json,
         token_file: Some(token_file.clone()),
+        recipient: None,
+        ca_file: None,
     };
     assert_eq!(nbwatch::sinks::unready(&spec), None);
     deliver(&spec, &alert(), &quick(5000, &[]))
@@ -103,6 +107,131 @@ async fn a_webhook_url_and_token_kept_in_files_are_read_at_each_delivery_and_nev
         "{err}"
     );
     assert_eq!(hook.count(), 2);
+}
+
+#[tokio::test]
+async fn an_https_webhook_trusts_its_ca_file_and_refuses_a_certificate_it_cannot_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path());
+    let hook = receiver_tls(&[Answer::Status(200)], ca.acceptor()).await;
+    assert!(hook.url.starts_with("https://127.0.0.1:"), "{}", hook.url);
+    let trusting = SinkSpec::Webhook {
+        url: hook.url.as_str().into(),
+        format: WebhookFormat::Json,
+        token_file: None,
+        recipient: None,
+        ca_file: Some(ca.ca.clone()),
+    };
+    deliver(&trusting, &alert(), &quick(5000, &[]))
+        .await
+        .expect("delivered over TLS");
+    assert_eq!(lock(&hook.requests)[0].body, alert());
+    // The system's roots alone do not know the test CA: refused, nothing sent.
+    let err = deliver(
+        &webhook(&hook.url, WebhookFormat::Json),
+        &alert(),
+        &quick(5000, &[]),
+    )
+    .await
+    .expect_err("an unknown issuer");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(hook.count(), 1);
+}
+
+/// A webhook of `format` to `url` with the token `token` in a file of `dir`, trusting `ca`.
+fn phone(
+    dir: &std::path::Path,
+    format: WebhookFormat,
+    url: &str,
+    recipient: Option<&str>,
+    ca: &TestCa,
+) -> SinkSpec {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "t0k3n\n").expect("token");
+    SinkSpec::Webhook {
+        url: url.into(),
+        format,
+        token_file: Some(token_file),
+        recipient: recipient.map(str::to_string),
+        ca_file: Some(ca.ca.clone()),
+    }
+}
+
+#[tokio::test]
+async fn phone_formats_reach_an_https_receiver_in_the_shape_each_service_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path());
+    let hook = receiver_tls(&[Answer::Status(200)], ca.acceptor()).await;
+    let base = hook.url.trim_end_matches("/hook").to_string();
+    let how = quick(5000, &[]);
+    for (format, url, recipient) in [
+        (WebhookFormat::Ntfy, hook.url.clone(), None),
+        (WebhookFormat::Gotify, hook.url.clone(), None),
+        (WebhookFormat::Slack, hook.url.clone(), None),
+        (WebhookFormat::Discord, hook.url.clone(), None),
+        (WebhookFormat::Telegram, base.clone(), Some("-1001")),
+        (WebhookFormat::Pushover, hook.url.clone(), Some("u5er")),
+    ] {
+        let spec = phone(dir.path(), format, &url, recipient, &ca);
+        deliver(&spec, &alert(), &how)
+            .await
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+    }
+    let requests: Vec<_> = std::mem::take(&mut *lock(&hook.requests));
+    let title = "node_down: mythbox";
+    let summary = alert()["summary"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_default();
+    // ntfy: the message is the body; title, priority and tags are headers.
+    let ntfy = &requests[0];
+    assert_eq!(ntfy.path, "/hook");
+    assert_eq!(String::from_utf8_lossy(&ntfy.raw), summary);
+    assert_eq!(ntfy.header("title"), Some(title));
+    assert_eq!(ntfy.header("priority"), Some("high"));
+    assert_eq!(ntfy.authorization.as_deref(), Some("Bearer t0k3n"));
+    // Gotify: /message with the application token.
+    let gotify = &requests[1];
+    assert_eq!(gotify.path, "/hook/message");
+    assert_eq!(gotify.header("x-gotify-key"), Some("t0k3n"));
+    assert_eq!(
+        (
+            gotify.body["title"].as_str(),
+            gotify.body["priority"].as_i64()
+        ),
+        (Some(title), Some(8))
+    );
+    // Slack and Mattermost: text.
+    assert_eq!(requests[2].body["text"], format!("*{title}*\n{summary}"));
+    // Discord: content.
+    assert_eq!(
+        requests[3].body["content"],
+        format!("**{title}**\n{summary}")
+    );
+    // Telegram: the bot's token in the path, the chat as recipient.
+    let telegram = &requests[4];
+    assert_eq!(telegram.path, "/bott0k3n/sendMessage");
+    assert_eq!(telegram.body["chat_id"], "-1001");
+    assert_eq!(telegram.authorization, None);
+    // Pushover: application token and user key in the body.
+    let pushover = &requests[5];
+    assert_eq!(
+        (
+            pushover.body["token"].as_str(),
+            pushover.body["user"].as_str()
+        ),
+        (Some("t0k3n"), Some("u5er"))
+    );
+    assert_eq!(pushover.body["message"], summary.as_str());
+
+    // A Telegram error never shows the bot's token.
+    let closed = format!("http://{}", common::daemons::closed_port());
+    let spec = phone(dir.path(), WebhookFormat::Telegram, &closed, Some("1"), &ca);
+    let err = deliver(&spec, &alert(), &how).await.expect_err("refused");
+    assert!(
+        !err.to_string().contains("t0k3n") && err.to_string().contains("bot<token>"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

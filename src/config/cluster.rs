@@ -203,6 +203,8 @@ mod tests {
                     url: WebhookUrl::File("/etc/nbwatch/slack.url".into()),
                     format: WebhookFormat::Json,
                     token_file: None,
+                    recipient: None,
+                    ca_file: None,
                 },
                 SinkSpec::Named {
                     name: "page".into()

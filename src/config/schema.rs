@@ -49,7 +49,16 @@ pub(super) const SINKS: &[(&str, &[&str])] = &[
     ("exec", &["type", "command", "command_name"]),
     (
         "webhook",
-        &["type", "url", "url_file", "token_file", "format"],
+        &[
+            "type",
+            "url",
+            "url_file",
+            "token_file",
+            "format",
+            "chat_id",
+            "user",
+            "ca_file",
+        ],
     ),
     ("alertmanager", &["type", "urls"]),
     (

@@ -145,20 +145,43 @@ fn sink(w: &mut Walker, v: &Value, key: &str, origin: Origin<'_>) -> Option<Sink
         }
         "webhook" => {
             // Every mistake is reported, then the sink is refused if there was one.
-            let url = webhook_url(w, v, table, key, origin);
             let format = match table.get("format") {
                 Some(f) => webhook_format(w, f, &format!("{key}.format")),
                 None => Some(WebhookFormat::default()),
             };
+            let no_url = table.get("url").is_none() && table.get("url_file").is_none();
+            let url = match format.and_then(WebhookFormat::default_url) {
+                Some(public) if no_url => Some(WebhookUrl::Given(public.to_string())),
+                _ => webhook_url(w, v, table, key, origin),
+            };
             let token_key = format!("{key}.token_file");
             let token_file = match table.get("token_file") {
-                None => Some(None),
+                None => {
+                    if let Some(f) = format.filter(|f| f.needs_token()) {
+                        let message = format!(
+                            "missing key \"token_file\" for a {} webhook (a file whose first \
+                             line is its token)",
+                            format_name(f)
+                        );
+                        w.problem(v, &token_key, ProblemKind::MissingKey, message);
+                        None
+                    } else {
+                        Some(None)
+                    }
+                }
                 Some(t) => secret_file(w, t, &token_key, origin, "webhook token").map(Some),
+            };
+            let recipient = format.and_then(|f| recipient(w, v, table, key, f));
+            let ca_file = match table.get("ca_file") {
+                None => Some(None),
+                Some(c) => ca_file(w, c, &format!("{key}.ca_file"), origin).map(Some),
             };
             Some(SinkSpec::Webhook {
                 url: url?,
                 format: format?,
                 token_file: token_file?,
+                recipient: recipient?,
+                ca_file: ca_file?,
             })
         }
         "alertmanager" => {
@@ -293,23 +316,100 @@ fn webhook_url(
             return None;
         }
     };
-    if !url.starts_with("http://") {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
         let shown = match &given {
             WebhookUrl::Given(u) => format!("\"{u}\""),
             WebhookUrl::File(_) => given.label(),
         };
-        let message = if url.starts_with("https://") {
-            format!(
-                "{shown}: https webhooks are not supported; point the url at an http:// relay \
-                 on the LAN or loopback"
-            )
-        } else {
-            format!("bad url {shown}; expected http://host[:port]/path")
-        };
+        let message = format!("bad url {shown}; expected http(s)://host[:port]/path");
         w.problem(value, where_key, ProblemKind::BadValue, message);
         return None;
     }
     Some(given)
+}
+
+fn format_name(format: WebhookFormat) -> &'static str {
+    (WebhookFormat::ALL.iter())
+        .find(|(_, f)| *f == format)
+        .map_or("json", |(name, _)| name)
+}
+
+/// The recipient key of `format` (`chat_id` for Telegram, `user` for Pushover): required
+/// there, refused elsewhere. `Some(None)`: the format has none.
+fn recipient(
+    w: &mut Walker,
+    v: &Value,
+    table: &Table,
+    key: &str,
+    format: WebhookFormat,
+) -> Option<Option<String>> {
+    let wanted = format.recipient_key();
+    let mut good = true;
+    for other in ["chat_id", "user"] {
+        if Some(other) != wanted
+            && let Some(given) = table.get(other)
+        {
+            let message = format!(
+                "\"{other}\" is not used by a {} webhook",
+                format_name(format)
+            );
+            w.problem(
+                given,
+                &format!("{key}.{other}"),
+                ProblemKind::BadValue,
+                message,
+            );
+            good = false;
+        }
+    }
+    let Some(name) = wanted else {
+        return good.then_some(None);
+    };
+    let full = format!("{key}.{name}");
+    let Some(given) = table.get(name) else {
+        let message = format!(
+            "missing key \"{name}\" for a {} webhook (who gets the messages)",
+            format_name(format)
+        );
+        w.problem(v, &full, ProblemKind::MissingKey, message);
+        return None;
+    };
+    // A Telegram chat id is a number (negative for groups); written either way.
+    let text = match &given.kind {
+        config::ValueKind::I64(n) => Some(n.to_string()),
+        config::ValueKind::U64(n) => Some(n.to_string()),
+        _ => w.non_empty(given, &full),
+    }?;
+    good.then_some(Some(text))
+}
+
+/// A `ca_file`: PEM with at least one certificate; from a node's own config beside it and
+/// read now, from the cluster document absolute (read on the host that sends).
+fn ca_file(w: &mut Walker, v: &Value, key: &str, origin: Origin<'_>) -> Option<PathBuf> {
+    let name = w.non_empty(v, key)?;
+    let file = match origin {
+        Origin::Local(base) => beside_file(name.into(), v, base),
+        Origin::Cluster => {
+            let file = PathBuf::from(name);
+            if file.is_relative() {
+                let message = format!(
+                    "\"{}\" is relative: a file named in the cluster settings is read on the \
+                     host that sends, so give its absolute path",
+                    file.display()
+                );
+                w.problem(v, key, ProblemKind::BadValue, message);
+                return None;
+            }
+            return Some(file);
+        }
+    };
+    match super::pem::certificates(&file) {
+        Ok(_) => Some(file),
+        Err(why) => {
+            w.problem(v, key, ProblemKind::BadValue, why);
+            None
+        }
+    }
 }
 
 /// `username` and `password_file` of an email sink: both or neither; the file readable and
@@ -427,11 +527,7 @@ fn mailbox(w: &mut Walker, v: &Value, key: &str, text: String) -> Option<String>
 }
 
 fn webhook_format(w: &mut Walker, v: &Value, key: &str) -> Option<WebhookFormat> {
-    let options = [
-        ("json", WebhookFormat::Json),
-        ("alertmanager", WebhookFormat::Alertmanager),
-    ];
-    w.choice(v, key, &options, |other, choices| {
+    w.choice(v, key, &WebhookFormat::ALL, |other, choices| {
         let hint = schema::hint(other, choices, false);
         format!("unknown webhook format \"{other}\"{hint}")
     })

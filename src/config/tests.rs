@@ -173,11 +173,15 @@ to = ["me@example.org", "you@example.org"]
                 url: "http://example.org/hook".into(),
                 format: WebhookFormat::Alertmanager,
                 token_file: None,
+                recipient: None,
+                ca_file: None,
             },
             SinkSpec::Webhook {
                 url: "http://example.org/plain".into(),
                 format: WebhookFormat::Json,
                 token_file: None,
+                recipient: None,
+                ca_file: None,
             },
             SinkSpec::Email {
                 host: "mail.example.org".into(),
@@ -860,15 +864,15 @@ fn service_log_rotation_is_configurable_and_checked() {
 }
 
 #[test]
-fn an_https_webhook_is_refused_with_a_way_out() {
+fn a_webhook_url_that_is_not_http_or_https_is_refused() {
     let (_file, result) = load_text(
-        "[[alerts.sinks]]\ntype = \"webhook\"\nurl = \"https://example.org/hook\"\n",
+        "[[alerts.sinks]]\ntype = \"webhook\"\nurl = \"ftp://example.org/hook\"\n",
         &[],
     );
-    let errors = result.expect_err("https");
+    let errors = result.expect_err("ftp");
     let p = &errors.problems()[0];
     assert_eq!(p.key, "alerts.sinks[0].url");
-    assert!(p.message.contains("http:// relay"), "{}", p.message);
+    assert!(p.message.contains("expected http(s)://"), "{}", p.message);
 }
 
 #[test]
@@ -1065,9 +1069,11 @@ fn a_webhook_url_and_token_can_be_kept_in_files_and_a_missing_or_bad_one_is_name
             url: WebhookUrl::File(url.clone()),
             format: WebhookFormat::Json,
             token_file: Some(token.clone()),
+            recipient: None,
+            ca_file: None,
         }]
     );
-    std::fs::write(&url, "https://hooks.example/T000/secret\n").expect("write");
+    std::fs::write(&url, "ftp://hooks.example/T000/secret\n").expect("write");
     let missing = dir.path().join("none.token");
     let text = format!(
         "[[alerts.sinks]]\ntype = \"webhook\"\nurl_file = \"{}\"\ntoken_file = \"{}\"\n\
@@ -1303,4 +1309,65 @@ fn an_alertmanager_sink_takes_one_or_more_http_base_urls() {
         ],
         "{all:#?}"
     );
+}
+
+#[test]
+fn phone_webhooks_need_their_token_and_recipient_and_a_ca_file_must_hold_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("bot.token");
+    std::fs::write(&token, "123:abc\n").expect("write");
+    let text = format!(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nformat = \"telegram\"\ntoken_file = \"{}\"\n\
+         chat_id = -1001\n\
+         [[alerts.sinks]]\ntype = \"webhook\"\nformat = \"ntfy\"\nurl = \"https://ntfy.sh/house\"\n",
+        token.display()
+    );
+    let (_, result) = load_text(&text, &[]);
+    assert_eq!(
+        result.expect("valid").alerts.sinks,
+        [
+            SinkSpec::Webhook {
+                url: WebhookUrl::Given("https://api.telegram.org".into()),
+                format: WebhookFormat::Telegram,
+                token_file: Some(token.clone()),
+                recipient: Some("-1001".into()),
+                ca_file: None,
+            },
+            SinkSpec::Webhook {
+                url: WebhookUrl::Given("https://ntfy.sh/house".into()),
+                format: WebhookFormat::Ntfy,
+                token_file: None,
+                recipient: None,
+                ca_file: None,
+            },
+        ]
+    );
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").expect("write");
+    let text = format!(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nformat = \"pushover\"\n\
+         [[alerts.sinks]]\ntype = \"webhook\"\nformat = \"slack\"\nurl = \"https://h/x\"\nchat_id = 5\n\
+         [[alerts.sinks]]\ntype = \"webhook\"\nurl = \"https://h/x\"\nca_file = \"{}\"\n\
+         [[alerts.sinks]]\ntype = \"webhook\"\nformat = \"pager\"\nurl = \"https://h/x\"\n",
+        not_pem.display()
+    );
+    let (_, result) = load_text(&text, &[]);
+    let all = problems(result);
+    let keys: Vec<&str> = all.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "alerts.sinks[0].token_file",
+            "alerts.sinks[0].user",
+            "alerts.sinks[1].chat_id",
+            "alerts.sinks[2].ca_file",
+            "alerts.sinks[3].format",
+        ],
+        "{all:#?}"
+    );
+    assert!(
+        all[2].message.contains("not used by a slack webhook"),
+        "{all:#?}"
+    );
+    assert!(all[3].message.contains("no certificate"), "{all:#?}");
 }
