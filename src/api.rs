@@ -18,6 +18,7 @@ mod metrics;
 mod reach;
 mod routes;
 mod settings;
+pub mod targets;
 pub mod token;
 
 use crate::node::NodeParts;
@@ -76,10 +77,12 @@ impl IntoResponse for ApiError {
 }
 
 /// The API's router for a node: every route, behind the token check, behind the `Host` check
-/// (the outermost layer, so a request for another host learns nothing, not even 401).
+/// (the outermost layer, so a request for another host learns nothing, not even 401). For the
+/// read-only listener (`parts.read_only`), the GETs of [`routes::read_only`], without a token.
 pub fn router(parts: NodeParts) -> axum::Router {
     let hosts = std::sync::Arc::new(host::Hosts::new(parts.api_addr, &parts.allowed_hosts));
-    routes::router(routes::Ctx {
+    let read_only = parts.read_only;
+    let ctx = routes::Ctx {
         name: parts.name,
         gossip: parts.gossip,
         services: parts.services,
@@ -94,11 +97,18 @@ pub fn router(parts: NodeParts) -> axum::Router {
         data_dir: parts.data_dir,
         pace: parts.pace,
         authority: parts.authority,
-    })
-    .layer(axum::middleware::from_fn(body::read_whole))
-    .layer(axum::middleware::from_fn_with_state(
-        parts.token,
-        token::require,
-    ))
-    .layer(axum::middleware::from_fn_with_state(hosts, host::require))
+    };
+    if read_only {
+        // GETs only, no token; the Host check stays (a page elsewhere must not read it
+        // through a rebound name).
+        return routes::read_only(ctx)
+            .layer(axum::middleware::from_fn_with_state(hosts, host::require));
+    }
+    routes::router(ctx)
+        .layer(axum::middleware::from_fn(body::read_whole))
+        .layer(axum::middleware::from_fn_with_state(
+            parts.token,
+            token::require,
+        ))
+        .layer(axum::middleware::from_fn_with_state(hosts, host::require))
 }

@@ -186,18 +186,31 @@ pub struct MetricsConfig {
     pub interval: Duration,
     /// Folder of host probe definitions, already resolved (see the module doc).
     pub probes: PathBuf,
+    /// A second, read-only listener (`/metrics`, Prometheus service discovery, the
+    /// dashboard), which may bind the LAN: it takes no token and changes nothing.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
-    /// Allows a non-loopback `listen` without TLS (which nbwatch does not implement): the
-    /// bearer token then crosses the network in clear.
+    /// Allows a non-loopback `listen` without TLS: the bearer token then crosses the network
+    /// in clear.
     pub insecure: bool,
+    /// The API over TLS: the certificate chain (PEM, the server's first) and its key. With
+    /// both, a non-loopback `listen` needs no `insecure`.
+    pub tls: Option<ApiTls>,
     /// Host names, besides the listen address, `localhost` and the loopback addresses, that a
     /// request's `Host` may name (lower case; see `api::host`): the names a reverse proxy or
     /// an ssh tunnel reaches the API by.
     pub allowed_hosts: Vec<String>,
+}
+
+/// `api.tls_cert` and `api.tls_key`, both given, both readable PEM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Who may act on this host from another one (SECURITY.md, "Command another host").
@@ -623,6 +636,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             interval: Duration::from_secs(5),
             probes: PathBuf::from(DEFAULT_PROBES),
+            listen: None,
         }
     }
 }
@@ -639,6 +653,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: DEFAULT_API_LISTEN,
             insecure: false,
+            tls: None,
             allowed_hosts: Vec::new(),
         }
     }

@@ -45,6 +45,9 @@ pub const WEIGHT_KEY: &str = "node.weight";
 pub const CPUS_KEY: &str = "sys.cpus";
 /// This host's MAC address (`aa:bb:cc:dd:ee:ff`), for Wake-on-LAN by the others.
 pub const MAC_KEY: &str = "mac";
+/// Where this host's read-only listener (`metrics.listen`) is reached (`host:port`): what
+/// Prometheus' service discovery (`/api/v1/targets`) lists.
+pub const SCRAPE_KEY: &str = "scrape";
 /// A host probe's result: `probe.<name>`.
 pub const PROBE_PREFIX: &str = "probe.";
 /// The host metrics sample: the seven float metrics, space-separated, in the order of

@@ -129,19 +129,23 @@ pub struct NodeParts {
     /// `Host` may name (`api.allowed_hosts`).
     pub api_addr: std::net::SocketAddr,
     pub allowed_hosts: Vec<String>,
+    /// The routes of the read-only listener (`metrics.listen`): GETs that need no token.
+    pub read_only: bool,
 }
 
 /// Makes the HTTP API's routes from a node's parts. The API is a layer above the node: the
 /// node serves whatever routes it is given (see `daemon`, which gives it `api::router`).
 pub type Routes = Arc<dyn Fn(NodeParts) -> axum::Router + Send + Sync>;
 
-/// The node's three sockets, already bound. The gossip UDP socket and TCP listener must share
-/// one port (see [`bind`]).
+/// The node's sockets, already bound. The gossip UDP socket and TCP listener must share one
+/// port (see [`bind`]).
 #[derive(Debug)]
 pub struct Sockets {
     pub udp: UdpSocket,
     pub tcp: TcpListener,
     pub api: TcpListener,
+    /// The read-only listener of `metrics.listen`, if any.
+    pub metrics: Option<TcpListener>,
 }
 
 /// How a node ended, written by the NodeActor before it stops on its own.
@@ -161,8 +165,8 @@ impl ExitSlot {
     }
 }
 
-/// Binds `gossip.listen` (UDP, then TCP on the same port, also when the configured port is 0)
-/// and `api.listen`.
+/// Binds `gossip.listen` (UDP, then TCP on the same port, also when the configured port is 0),
+/// `api.listen` and `metrics.listen`.
 pub async fn bind(config: &Config) -> Result<Sockets, NodeError> {
     let listen = config.gossip.listen;
     let bind_err = |what, addr| move |source| NodeError::Bind { what, addr, source };
@@ -190,7 +194,20 @@ pub async fn bind(config: &Config) -> Result<Sockets, NodeError> {
     let api = TcpListener::bind(config.api.listen)
         .await
         .map_err(bind_err("API", config.api.listen))?;
-    Ok(Sockets { udp, tcp, api })
+    let metrics = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(bind_err("metrics", addr))?,
+        ),
+        None => None,
+    };
+    Ok(Sockets {
+        udp,
+        tcp,
+        api,
+        metrics,
+    })
 }
 
 /// Runs a node until `shutdown` completes (then it leaves the cluster gracefully and returns
@@ -264,6 +281,13 @@ pub async fn start(
     })?;
     let token = Arc::new(token);
     let authority = Arc::new(authority(&config)?);
+    let api_tls = match &config.api.tls {
+        Some(tls) => Some(
+            crate::tls::server(&tls.cert, &tls.key)
+                .map_err(|e| NodeError::Insecure(format!("api.tls_cert: {e}")))?,
+        ),
+        None => None,
+    };
     let lines = |problems: Vec<crate::config::Problem>| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         lines.join("\n")
@@ -309,6 +333,11 @@ pub async fn start(
         udp,
         tcp: sockets.tcp.into_std().map_err(NodeError::Socket)?,
         api: sockets.api.into_std().map_err(NodeError::Socket)?,
+        metrics: match sockets.metrics {
+            Some(l) => Some(l.into_std().map_err(NodeError::Socket)?),
+            None => None,
+        },
+        api_tls,
         clock,
         wiring: wiring.clone(),
         exit: exit.clone(),

@@ -66,9 +66,15 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 
 /// A client trusting the system's roots and those of `ca_file`.
 pub fn client(ca_file: Option<&Path>) -> Result<TlsConnector, TlsError> {
+    let files: Vec<PathBuf> = ca_file.map(Path::to_path_buf).into_iter().collect();
+    client_trusting(&files)
+}
+
+/// A client trusting the system's roots and every certificate of `files`.
+pub fn client_trusting(files: &[PathBuf]) -> Result<TlsConnector, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
-    if let Some(path) = ca_file {
+    for path in files {
         for cert in certificates(path)? {
             roots.add(cert).map_err(|source| TlsError::BadCertificate {
                 path: path.to_path_buf(),

@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 
 pub struct HttpArgs {
     pub listener: TcpListener,
+    /// TLS in front of HTTP (the API with `api.tls_cert`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub router: axum::Router,
 }
 
@@ -38,10 +40,10 @@ impl Actor for HttpActor {
     ) -> Result<HttpState, ActorProcessingErr> {
         let addr = args.listener.local_addr()?;
         let server = tokio::spawn(async move {
-            serve::serve(args.listener, args.router, serve::LIMITS).await;
+            serve::serve(args.listener, args.tls, args.router, serve::LIMITS).await;
             let _ = myself.cast(HttpMsg::ServerExited("the server stopped".to_string()));
         });
-        tracing::info!(%addr, "API listening");
+        tracing::info!(%addr, "listening");
         Ok(HttpState {
             server: Some(AbortOnDrop(server)),
         })

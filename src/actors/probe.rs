@@ -15,7 +15,7 @@
 //! task hands the outcome to the actor, which announces it as `probe.<name>`.
 
 use crate::actors::gossip::GossipMsg;
-use crate::keys::{CPUS_KEY, MAC_KEY, PRIORITY_KEY, WEIGHT_KEY};
+use crate::keys::{CPUS_KEY, MAC_KEY, PRIORITY_KEY, SCRAPE_KEY, WEIGHT_KEY};
 use crate::probe::metrics::{HostMetrics, Sampler, keep_alive};
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::statefile;
@@ -53,6 +53,8 @@ pub struct ProbeArgs {
     pub clock: Clock,
     /// The address the node advertises: its interface's MAC address is announced.
     pub advertise: std::net::IpAddr,
+    /// Where its read-only listener is reached, announced when it has one.
+    pub scrape: Option<std::net::SocketAddr>,
 }
 
 pub struct ProbeState {
@@ -121,6 +123,9 @@ impl Actor for HostProbeActor {
         state.write(WEIGHT_KEY, args.weight.to_string()).await;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         state.write(CPUS_KEY, cpus.to_string()).await;
+        if let Some(scrape) = args.scrape {
+            state.write(SCRAPE_KEY, scrape.to_string()).await;
+        }
         match crate::probe::mac::for_address(args.advertise) {
             Some(mac) => state.write(MAC_KEY, mac).await,
             None => tracing::debug!(address = %args.advertise, "no MAC address to announce"),

@@ -89,6 +89,7 @@ pub(super) fn router(ctx: Ctx) -> Router {
             get(super::settings::show).post(super::settings::push),
         )
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/targets", get(super::targets::targets))
         .route("/api/v1/alerts/test", post(alert_test))
         .route("/api/v1/silences", get(silences).post(silence))
         .merge(super::dashboard::router())
@@ -97,6 +98,23 @@ pub(super) fn router(ctx: Ctx) -> Router {
         .route("/api/v1/keys/install", post(super::keys::install))
         .route("/api/v1/keys/use", post(super::keys::use_key))
         .route("/api/v1/keys/remove", post(super::keys::remove))
+        .fallback(not_found)
+        .with_state(ctx)
+}
+
+/// The routes of the read-only listener (`metrics.listen`): what Prometheus and a dashboard
+/// on another machine read, GETs only, with no token; anything else is 404.
+pub(super) fn read_only(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/api/v1/members", get(members))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/events", get(super::history::events))
+        .route("/api/v1/history/{node}", get(super::history::history))
+        .route("/api/v1/graph", get(super::graph::graph))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/targets", get(super::targets::targets))
+        .merge(super::dashboard::router())
+        .merge(super::metrics::router())
         .fallback(not_found)
         .with_state(ctx)
 }

@@ -6,7 +6,6 @@
 
 use crate::types::duration;
 use clap::{Parser, Subcommand, ValueEnum};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,9 +39,10 @@ pub struct Cli {
     /// The config file (run, check-config; client commands read api.listen from it).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The daemon's API address (client commands).
+    /// The daemon's API address (client commands): IP:PORT, or https://IP:PORT for an API
+    /// with TLS (trusting the system's roots and NBWATCH_CA_FILE).
     #[arg(long, global = true, value_name = "ADDR")]
-    pub api: Option<SocketAddr>,
+    pub api: Option<super::connect::ApiAddr>,
     /// The daemon's API token file (commands that change something). Default: the
     /// `NBWATCH_TOKEN` variable, else `api.token` in the data_dir of `--config`.
     #[arg(long, global = true, value_name = "FILE")]

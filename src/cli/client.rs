@@ -80,6 +80,8 @@ pub struct Client {
     addr: SocketAddr,
     token: Option<String>,
     timeout: Duration,
+    /// TLS, for an API with `api.tls_cert`.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl std::fmt::Debug for Client {
@@ -89,6 +91,7 @@ impl std::fmt::Debug for Client {
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -100,7 +103,14 @@ impl Client {
             addr,
             token: None,
             timeout: DEFAULT_TIMEOUT,
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to the API, trusting what `tls` trusts.
+    pub fn with_tls(mut self, tls: tokio_rustls::TlsConnector) -> Client {
+        self.tls = Some(tls);
+        self
     }
 
     /// The API token sent with changes (when the daemon requires one).
@@ -125,17 +135,35 @@ impl Client {
 
     /// `GET path`, parsed as JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        get_json(self.addr, path, self.timeout).await
+        self.request("GET", path, None, None).await
     }
 
     /// `POST path` with a JSON body and the token, parsed as JSON.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        post_json(self.addr, path, body, self.token.as_deref(), self.timeout).await
+        let body = body.to_string();
+        self.request("POST", path, Some(&body), self.token.as_deref())
+            .await
     }
 
     /// `DELETE path` with the token, parsed as JSON.
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        delete_json(self.addr, path, self.token.as_deref(), self.timeout).await
+        self.request("DELETE", path, None, self.token.as_deref())
+            .await
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let wire = Wire {
+            addr: self.addr,
+            timeout: self.timeout,
+            tls: self.tls.as_ref(),
+        };
+        request_json(&wire, method, path, body, bearer).await
     }
 }
 
@@ -145,7 +173,12 @@ pub async fn get_json(
     path: &str,
     timeout: Duration,
 ) -> Result<Value, ClientError> {
-    request_json(addr, "GET", path, None, None, timeout).await
+    let wire = Wire {
+        addr,
+        timeout,
+        tls: None,
+    };
+    request_json(&wire, "GET", path, None, None).await
 }
 
 /// `POST path` with a JSON body and optionally `Authorization: Bearer ...`; parse the answer as
@@ -158,7 +191,12 @@ pub async fn post_json(
     timeout: Duration,
 ) -> Result<Value, ClientError> {
     let body = body.to_string();
-    request_json(addr, "POST", path, Some(&body), bearer, timeout).await
+    let wire = Wire {
+        addr,
+        timeout,
+        tls: None,
+    };
+    request_json(&wire, "POST", path, Some(&body), bearer).await
 }
 
 /// `DELETE path`, optionally with `Authorization: Bearer ...`; parse the answer as JSON.
@@ -168,17 +206,29 @@ pub async fn delete_json(
     bearer: Option<&str>,
     timeout: Duration,
 ) -> Result<Value, ClientError> {
-    request_json(addr, "DELETE", path, None, bearer, timeout).await
+    let wire = Wire {
+        addr,
+        timeout,
+        tls: None,
+    };
+    request_json(&wire, "DELETE", path, None, bearer).await
+}
+
+/// Where and how a request goes.
+struct Wire<'a> {
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&'a tokio_rustls::TlsConnector>,
 }
 
 async fn request_json(
-    addr: SocketAddr,
+    wire: &Wire<'_>,
     method: &str,
     path: &str,
     body: Option<&str>,
     bearer: Option<&str>,
-    timeout: Duration,
 ) -> Result<Value, ClientError> {
+    let (addr, timeout) = (wire.addr, wire.timeout);
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ClientError::InvalidPath(path.to_string()));
     }
@@ -187,7 +237,7 @@ async fn request_json(
         return Err(ClientError::InvalidToken);
     }
     let request = http::encode_request(addr, method, path, body, bearer);
-    let exchange = http::exchange(addr, request.as_bytes());
+    let exchange = http::exchange(addr, request.as_bytes(), wire.tls);
     let response = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| ClientError::Timeout { addr, timeout })??;

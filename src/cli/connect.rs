@@ -21,9 +21,33 @@ pub enum Access {
     Change,
 }
 
+/// Where the API is: `host:port`, or `https://host:port` for an API with TLS (`http://` is
+/// accepted too). The host is an IP address; a TLS certificate must name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiAddr {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl std::str::FromStr for ApiAddr {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<ApiAddr, Self::Err> {
+        let s = s.trim();
+        let (tls, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => (false, s),
+        };
+        Ok(ApiAddr {
+            addr: rest.trim_end_matches('/').parse()?,
+            tls,
+        })
+    }
+}
+
 /// The global options that say where the daemon is, and the environment they fall back on.
 pub struct Target {
-    pub api: Option<SocketAddr>,
+    pub api: Option<ApiAddr>,
     pub config: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     /// The process environment, taken once: `NBWATCH_API`, `NBWATCH_TOKEN` and the
@@ -48,7 +72,7 @@ impl OnceConfig<'_> {
 impl Target {
     /// The options and the environment of this process.
     pub fn from_process(
-        api: Option<SocketAddr>,
+        api: Option<ApiAddr>,
         config: Option<PathBuf>,
         token_file: Option<PathBuf>,
     ) -> Target {
@@ -84,11 +108,33 @@ impl Target {
                 }
             },
         };
-        let client = Client::new(self.addr(&config)?);
+        let api = self.addr(&config)?;
+        let mut client = Client::new(api.addr);
+        if api.tls {
+            client = client.with_tls(self.tls(&config)?);
+        }
         Ok(match token {
             Some(token) => client.with_token(token),
             None => client,
         })
+    }
+
+    /// What the client trusts for an API with TLS: the system's roots, the certificates of
+    /// `NBWATCH_CA_FILE`, and those of `api.tls_cert` of `--config` (a chain that ends with
+    /// its CA is then enough).
+    fn tls(&self, config: &OnceConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
+        let mut files: Vec<PathBuf> = self
+            .var("NBWATCH_CA_FILE")
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        if self.config.is_some()
+            && let Ok(config) = config.get()
+            && let Some(tls) = &config.api.tls
+        {
+            files.push(tls.cert.clone());
+        }
+        crate::tls::client_trusting(&files).context("cannot set up TLS to the API")
     }
 
     fn var(&self, name: &str) -> Option<&str> {
@@ -98,8 +144,9 @@ impl Target {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `--api`, else `NBWATCH_API`, else `api.listen` of `--config`, else the default.
-    fn addr(&self, config: &OnceConfig) -> anyhow::Result<SocketAddr> {
+    /// `--api`, else `NBWATCH_API`, else `api.listen` of `--config` (TLS with `api.tls_cert`),
+    /// else the default.
+    fn addr(&self, config: &OnceConfig) -> anyhow::Result<ApiAddr> {
         if let Some(addr) = self.api {
             return Ok(addr);
         }
@@ -110,14 +157,20 @@ impl Target {
         }
         if let Some(path) = &self.config {
             return match config.get() {
-                Ok(config) => Ok(config.api.listen),
+                Ok(config) => Ok(ApiAddr {
+                    addr: config.api.listen,
+                    tls: config.api.tls.is_some(),
+                }),
                 Err(errors) => {
                     super::print_problems(errors.problems());
                     anyhow::bail!("cannot read api.listen from {}", path.display())
                 }
             };
         }
-        Ok(DEFAULT_API_LISTEN)
+        Ok(ApiAddr {
+            addr: DEFAULT_API_LISTEN,
+            tls: false,
+        })
     }
 
     /// `NBWATCH_TOKEN`, else `--token-file`, else `api.token` in the data_dir of `--config`
@@ -179,6 +232,13 @@ mod tests {
         let mut t = target(&[("NBWATCH_API", " 127.0.0.1:7001 ")]);
         t.config = Some(file);
         t.api = Some("127.0.0.1:7000".parse().expect("addr"));
+        assert!(!t.api.is_some_and(|a| a.tls));
+        assert_eq!(
+            "https://127.0.0.1:7000/"
+                .parse::<ApiAddr>()
+                .map(|a| (a.addr.port(), a.tls)),
+            Ok((7000, true))
+        );
         let addr = |t: &Target| t.client(Access::Read).expect("client").addr().to_string();
         assert_eq!(addr(&t), "127.0.0.1:7000");
         t.api = None;

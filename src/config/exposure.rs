@@ -1,4 +1,4 @@
-//! What a config would expose to the network: the API off loopback. One function decides it,
+//! What a config would expose to the network: the API off loopback without TLS. One function decides it,
 //! for `check-config` (through the config's validation) and for the node's start alike, so the
 //! two never disagree. Gossip has no such rule: it is sealed unless `gossip.insecure = true`
 //! asks for plaintext, on any address (see `Config::gossip_key`).
@@ -10,9 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Exposure {
     #[error(
-        "api.listen {0} is not a loopback address and nbwatch's API has no TLS: the token and \
-         every answer would cross the network in clear. Keep the API on 127.0.0.1 (reach it \
-         over ssh), or set api.insecure = true to accept that"
+        "api.listen {0} is not a loopback address and the API has no TLS: the token and every \
+         answer would cross the network in clear. Keep the API on 127.0.0.1 (reach it over \
+         ssh, or read from another machine through metrics.listen), give it a certificate \
+         (api.tls_cert, api.tls_key), or set api.insecure = true to accept that"
     )]
     OpenApi(SocketAddr),
 }
@@ -35,7 +36,7 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 /// What `api` would expose.
 pub fn exposure(api: &ApiConfig) -> Vec<Exposure> {
     let mut out = Vec::new();
-    if !is_loopback(api.listen.ip()) && !api.insecure {
+    if !is_loopback(api.listen.ip()) && !api.insecure && api.tls.is_none() {
         out.push(Exposure::OpenApi(api.listen));
     }
     out

@@ -19,8 +19,11 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "discover_address",
         ],
     ),
-    ("metrics", &["interval", "probes"]),
-    ("api", &["listen", "insecure", "allowed_hosts"]),
+    ("metrics", &["interval", "probes", "listen"]),
+    (
+        "api",
+        &["listen", "insecure", "allowed_hosts", "tls_cert", "tls_key"],
+    ),
     ("control", &["operators", "operator_key_file"]),
     ("supervision", &["trees", "log_max_bytes", "log_keep"]),
     ("store", &["raw_retention", "rollup_retention", "backfill"]),

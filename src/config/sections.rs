@@ -3,7 +3,7 @@
 
 use super::walk::{Table, Walker};
 use super::{
-    AlertsConfig, ApiConfig, Config, ConfigErrors, ControlConfig, Discover, DiscoverMode,
+    AlertsConfig, ApiConfig, ApiTls, Config, ConfigErrors, ControlConfig, Discover, DiscoverMode,
     GossipConfig, MetricsConfig, NodeConfig, Problem, ProblemKind, Profile, SinkSpec, StoreConfig,
     SupervisionConfig, schema, sinks,
 };
@@ -118,7 +118,7 @@ pub(super) fn build(
     let node = node(&mut w, &sections);
     let gossip = gossip(&mut w, &sections, base.as_deref());
     let metrics = metrics(&mut w, &sections, base.as_deref());
-    let api = api(&mut w, &sections);
+    let api = api(&mut w, &sections, base.as_deref());
     let control = control(&mut w, &sections, base.as_deref());
     let supervision = supervision(&mut w, &sections, base.as_deref());
     let store = store(&mut w, &sections);
@@ -399,15 +399,51 @@ fn metrics(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> MetricsConf
             Walker::bounded_duration,
         ),
         probes: folder(w, s, ("metrics", "probes"), &d.probes, base),
+        listen: read(w, s, "metrics", "listen", None, |w, v, key| {
+            optional(w, v, key, Walker::socket_addr)
+        }),
     }
 }
 
-fn api(w: &mut Walker, s: &Sections<'_>) -> ApiConfig {
+fn api(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> ApiConfig {
     let d = ApiConfig::default();
     ApiConfig {
         listen: read(w, s, "api", "listen", d.listen, Walker::socket_addr),
         insecure: read(w, s, "api", "insecure", d.insecure, Walker::bool),
+        tls: api_tls(w, s, base),
         allowed_hosts: read(w, s, "api", "allowed_hosts", d.allowed_hosts, host_names),
+    }
+}
+
+/// `api.tls_cert` and `api.tls_key`: both or neither, each a PEM file that reads (a relative
+/// path is beside the config file).
+fn api_tls(w: &mut Walker, s: &Sections<'_>, base: Option<&Path>) -> Option<ApiTls> {
+    let file = |w: &mut Walker, name: &str, check: fn(&Path) -> Result<(), String>| {
+        read(w, s, "api", name, None, |w, v, key| {
+            let Some(path) = optional(w, v, key, Walker::path)?.map(|p| beside_file(p, v, base))
+            else {
+                return Some(None);
+            };
+            match check(&path) {
+                Ok(()) => Some(Some(path)),
+                Err(why) => {
+                    w.problem(v, key, ProblemKind::BadValue, why);
+                    None
+                }
+            }
+        })
+    };
+    let cert = file(w, "tls_cert", |p| super::pem::certificates(p).map(drop));
+    let key = file(w, "tls_key", super::pem::private_key);
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(ApiTls { cert, key }),
+        // A key given but unusable is a problem of its own already.
+        _ if s.value("api", "tls_cert").is_some() == s.value("api", "tls_key").is_some() => None,
+        _ => {
+            let message = "give both api.tls_cert and api.tls_key, or neither".to_string();
+            w.report("api.tls_key", ProblemKind::MissingKey, message);
+            None
+        }
     }
 }
 

@@ -1371,3 +1371,60 @@ fn phone_webhooks_need_their_token_and_recipient_and_a_ca_file_must_hold_certifi
     );
     assert!(all[3].message.contains("no certificate"), "{all:#?}");
 }
+
+#[test]
+fn an_api_with_tls_may_listen_off_loopback_and_its_files_must_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1",
+        ])
+        .args(["-subj", "/CN=nas"])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let text = format!(
+        "[api]\nlisten = \"0.0.0.0:7711\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+         [metrics]\nlisten = \"0.0.0.0:9711\"\n",
+        cert.display(),
+        key.display()
+    );
+    let (_, result) = load_text(&text, &[]);
+    let config = result.expect("valid");
+    assert_eq!(
+        config.api.tls,
+        Some(ApiTls {
+            cert: cert.clone(),
+            key: key.clone()
+        })
+    );
+    assert_eq!(config.metrics.listen, Some(addr("0.0.0.0:9711")));
+    // One without the other, a key file that is a certificate, no TLS off loopback.
+    let text = format!(
+        "[api]\nlisten = \"0.0.0.0:7711\"\ntls_cert = \"{}\"\n",
+        cert.display()
+    );
+    let keys: Vec<String> = problems(load_text(&text, &[]).1)
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(keys, ["api.tls_key", "api.listen"]);
+    let text = format!(
+        "[api]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        cert.display()
+    );
+    let p = only_problem(load_text(&text, &[]).1);
+    assert_eq!(p.key, "api.tls_key");
+    assert!(p.message.contains("no private key"), "{p:?}");
+}

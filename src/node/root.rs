@@ -65,6 +65,8 @@ pub enum Child {
     Alerts,
     Election,
     Api,
+    /// The read-only listener (`metrics.listen`), when configured.
+    Metrics,
 }
 
 pub(crate) enum NodeMsg {
@@ -84,6 +86,10 @@ pub(crate) struct NodeArgs {
     pub udp: std::net::UdpSocket,
     pub tcp: std::net::TcpListener,
     pub api: std::net::TcpListener,
+    /// The read-only listener, if `metrics.listen` is set.
+    pub metrics: Option<std::net::TcpListener>,
+    /// The API's TLS, if `api.tls_cert` is set.
+    pub api_tls: Option<tokio_rustls::TlsAcceptor>,
     pub clock: Clock,
     pub wiring: Wiring,
     pub exit: ExitSlot,
@@ -166,7 +172,7 @@ impl Wiring {
                 self.events.set_recorder(None);
                 self.store.bind(None);
             }
-            Child::Probe | Child::Api => {}
+            Child::Probe | Child::Api | Child::Metrics => {}
         }
     }
 }
@@ -221,7 +227,11 @@ impl Actor for NodeActor {
             Child::Alerts,
             Child::Election,
             Child::Api,
+            Child::Metrics,
         ] {
+            if child == Child::Metrics && state.args.metrics.is_none() {
+                continue;
+            }
             if let Err(why) = state.spawn(&myself, child).await {
                 // Children already started are linked to an actor that will never run.
                 for cell in state.refs.values() {
@@ -426,6 +436,9 @@ impl NodeState {
                     gossip: w.gossip.clone(),
                     clock,
                     advertise: self.args.advertise.ip(),
+                    scrape: (self.args.metrics.as_ref())
+                        .and_then(|l| l.local_addr().ok())
+                        .map(|a| reachable(a, self.args.advertise)),
                 };
                 let (probe, _) =
                     Actor::spawn_linked(None, HostProbeActor, args, supervisor).await?;
@@ -459,7 +472,12 @@ impl NodeState {
                     view: w.view.clone(),
                     events: w.events.clone(),
                     clock,
-                    dashboard: dashboard_url(self.args.api.local_addr()?, self.args.advertise),
+                    dashboard: dashboard_url(
+                        self.args.api.local_addr()?,
+                        self.args.api_tls.is_some(),
+                        (self.args.metrics.as_ref()).and_then(|l| l.local_addr().ok()),
+                        self.args.advertise,
+                    ),
                 };
                 let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor).await?;
                 w.alerts.bind(Some(alerts.clone()));
@@ -492,11 +510,16 @@ impl NodeState {
                 w.election.bind(Some(election.clone()));
                 election.get_cell()
             }
-            Child::Api => {
-                let listener = self.args.api.try_clone()?;
+            Child::Api | Child::Metrics => {
+                let read_only = child == Child::Metrics;
+                let listener = match (read_only, &self.args.metrics) {
+                    (true, Some(l)) => l.try_clone()?,
+                    _ => self.args.api.try_clone()?,
+                };
                 let api_addr = listener.local_addr()?;
                 let args = HttpArgs {
                     listener: tokio::net::TcpListener::from_std(listener)?,
+                    tls: (!read_only).then(|| self.args.api_tls.clone()).flatten(),
                     router: (self.args.routes)(NodeParts {
                         name: self.args.config.node.name.clone(),
                         gossip: w.gossip.clone(),
@@ -515,6 +538,7 @@ impl NodeState {
                         authority: self.args.authority.clone(),
                         api_addr,
                         allowed_hosts: self.args.config.api.allowed_hosts.clone(),
+                        read_only,
                     }),
                 };
                 let (api, _) = Actor::spawn_linked(None, HttpActor, args, supervisor).await?;
@@ -527,13 +551,29 @@ impl NodeState {
     }
 }
 
-/// The link to this node's dashboard that its alerts carry: its API address, or with an API
-/// on every address (`0.0.0.0`, `::`) the gossip address's host and the API's port.
-fn dashboard_url(api: SocketAddr, advertise: SocketAddr) -> String {
-    let host = if api.ip().is_unspecified() {
-        advertise.ip()
+/// Where a listener bound to `addr` is reached from elsewhere: on every address (`0.0.0.0`,
+/// `::`), the gossip address's host and the listener's port.
+fn reachable(addr: SocketAddr, advertise: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(advertise.ip(), addr.port())
     } else {
-        api.ip()
-    };
-    format!("http://{}/", SocketAddr::new(host, api.port()))
+        addr
+    }
+}
+
+/// The link to this node's dashboard that its alerts carry: the read-only listener when it
+/// has one (it can be opened from another machine), else the API (https with TLS).
+fn dashboard_url(
+    api: SocketAddr,
+    tls: bool,
+    metrics: Option<SocketAddr>,
+    advertise: SocketAddr,
+) -> String {
+    match metrics {
+        Some(m) => format!("http://{}/", reachable(m, advertise)),
+        None => {
+            let scheme = if tls { "https" } else { "http" };
+            format!("{scheme}://{}/", reachable(api, advertise))
+        }
+    }
 }

@@ -37,8 +37,14 @@ pub const LIMITS: Limits = Limits {
     max_connections: 64,
 };
 
-/// Serves `router` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, router: axum::Router, limits: Limits) {
+/// Serves `router` on `listener` (behind `tls`, if given) until the task is dropped. A TLS
+/// handshake must end within the head timeout too.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    limits: Limits,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let failed_accepts = lograte::Limit::new(lograte::EVERY);
     loop {
@@ -58,12 +64,30 @@ pub async fn serve(listener: TcpListener, router: axum::Router, limits: Limits) 
             }
         };
         let service = TowerToHyperService::new(router.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
-            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+            let served = match tls {
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            http.serve_connection(TokioIo::new(stream), service).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "a TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "an API connection ended with an error");
             }
         });

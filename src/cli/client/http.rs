@@ -73,16 +73,34 @@ pub(super) struct Response {
     pub(super) body: Vec<u8>,
 }
 
-pub(super) async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<Response, ClientError> {
+/// A connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// One request and its answer, over TLS when `tls` is given (the certificate must name the
+/// address's IP).
+pub(super) async fn exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<Response, ClientError> {
     let io = |source| ClientError::Io { addr, source };
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
             ClientError::NotRunning { addr }
         } else {
             io(e)
         }
     })?;
+    let mut stream: Box<dyn Io> = match tls {
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Box::new(tls.connect(name, tcp).await.map_err(io)?)
+        }
+        None => Box::new(tcp),
+    };
     stream.write_all(request).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut reader = Reader {
         stream,
         buf: Vec::new(),
@@ -110,7 +128,7 @@ struct Head {
 }
 
 struct Reader {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     /// Bytes received and not yet consumed.
     buf: Vec<u8>,
     eof: bool,

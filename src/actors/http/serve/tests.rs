@@ -14,7 +14,7 @@ async fn server(limits: Limits) -> (SocketAddr, crate::task::AbortOnDrop<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let router = axum::Router::new().route("/ok", axum::routing::get(async || "ok"));
-    let task = tokio::spawn(serve(listener, router, limits));
+    let task = tokio::spawn(serve(listener, None, router, limits));
     (addr, crate::task::AbortOnDrop(task))
 }
 
