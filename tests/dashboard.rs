@@ -479,6 +479,9 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
     // window, an hour in 30 s buckets, shows a second point only once the samples span a
     // bucket boundary, which need not happen within the deadline.)
     let url = format!("http://{}/#10m", cluster.nodes[0].api);
+    // An outage in n3's past, as n1 recorded it: samples from 8 to 5 minutes ago, then none
+    // until the cluster started. Its chart must break there instead of joining the two.
+    record_past_run(&cluster.path("n1").join("history.db"), "n3", "load1");
 
     let names = ["n1", "n2", "n3"];
     wait_for(
@@ -557,6 +560,13 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
         let chart = format!("{n}:load1");
         assert_eq!(page.segments.get(&chart), Some(&1), "{:?}", page.segments);
     }
+    // The outage in n3's past breaks its line in two.
+    assert_eq!(
+        page.segments.get("n3:load1"),
+        Some(&2),
+        "{:?}",
+        page.segments
+    );
     // The survivors are still up, and the dead host's past is still charted.
     assert_eq!(page.members.get("n1").map(String::as_str), Some("alive"));
     assert_eq!(page.members.get("n2").map(String::as_str), Some("alive"));
@@ -581,6 +591,40 @@ async fn the_dashboard_shows_every_member_with_charts_and_a_killed_node_turning_
         bytes.len()
     );
     eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+/// Writes into a running daemon's history (`db`) samples of `node`'s `metric` every 10 s from
+/// 8 to 5 minutes ago: a run of the past followed by an outage.
+fn record_past_run(db: &Path, node: &str, metric: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let mut conn = rusqlite::Connection::open(db).expect("open the history");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    let tx = conn.transaction().expect("begin");
+    tx.execute(
+        "INSERT OR IGNORE INTO series (node, metric) VALUES (?1, ?2)",
+        [node, metric],
+    )
+    .expect("series");
+    let series: i64 = tx
+        .query_row(
+            "SELECT id FROM series WHERE node = ?1 AND metric = ?2",
+            [node, metric],
+            |r| r.get(0),
+        )
+        .expect("series id");
+    for k in 0..=18 {
+        let at = now - 8 * 60_000 + k * 10_000;
+        tx.execute(
+            "INSERT OR IGNORE INTO samples (series, at, value) VALUES (?1, ?2, ?3)",
+            rusqlite::params![series, at, 0.5],
+        )
+        .expect("sample");
+    }
+    tx.commit().expect("commit");
 }
 
 /// A tree whose `broken` service exits at once: one restart is allowed, the second exit makes
