@@ -6,6 +6,7 @@ pub mod alert;
 pub mod backfill;
 pub mod control;
 pub mod election;
+pub mod export;
 pub mod gossip;
 pub mod http;
 pub mod probe;

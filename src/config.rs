@@ -238,6 +238,9 @@ pub struct StoreConfig {
     pub raw_retention: Duration,
     pub rollup_retention: Duration,
     pub backfill: Duration,
+    /// A Prometheus remote-write receiver this host exports its own samples and events to
+    /// (`export`); an http:// or https:// URL.
+    pub remote_write: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -677,6 +680,7 @@ impl Default for StoreConfig {
             raw_retention: DAY * 7,
             rollup_retention: DAY * 365,
             backfill: DAY,
+            remote_write: None,
         }
     }
 }

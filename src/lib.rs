@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod discover;
 pub mod election;
 pub mod events;
+pub mod export;
 pub mod gossip;
 pub mod graph;
 pub mod keys;

@@ -572,7 +572,7 @@ fn split_url(url: &str, shown: &str) -> Result<Place, SinkError> {
 /// POSTs `request`, over TLS for an https URL (trusting the system's roots and those of
 /// `ca_file`); a 2xx answer is success, a 4xx other than 408 and 429 is permanent. Errors name
 /// the URL as `shown`.
-async fn post(
+pub async fn post(
     request: &formats::Request,
     shown: &str,
     ca_file: Option<&std::path::Path>,

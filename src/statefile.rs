@@ -40,6 +40,9 @@ pub const CLUSTER_SETTINGS: &str = "cluster-settings.json";
 /// Each host probe's health and since when it holds, so a restart does not make a probe that
 /// stays critical a new incident.
 pub const PROBE_HEALTH: &str = "probe-health.json";
+/// Where the export to `store.remote_write` stands (`actors::export`).
+pub const EXPORT_CURSOR: &str = "export-cursor.json";
+pub const EXPORT_CURSOR_FORMAT: u32 = 1;
 pub const PROBE_HEALTH_FORMAT: u32 = 1;
 pub const CLUSTER_SETTINGS_FORMAT: u32 = 1;
 /// The signed commands this node ran (`secure::directive::Ledger`), and the last number this

@@ -55,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "probe",
             "notify",
             "tls",
+            "export",
             "sim",
             "supervision::process",
             "supervision::reaper",

@@ -210,3 +210,138 @@ async fn the_api_over_tls_answers_the_cli_and_refuses_plain_http() {
     assert!(text(&out.stderr).contains("certificate"), "{out:?}");
     assert!(get_json(api, "/api/v1/members", HTTP).await.is_err());
 }
+
+/// A Prometheus receiving remote writes, on `web`, keeping its data in `dir/tsdb`.
+fn prometheus_receiver(dir: &std::path::Path, web: SocketAddr) -> Killed {
+    let config = dir.join("receiver.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
+    let binary = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("receiver.log"))
+        .expect("log");
+    Killed(
+        Command::new(&binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {binary}: {e}: install Debian's prometheus")),
+    )
+}
+
+/// The value of a PromQL query at `at` (Unix seconds) that gives one number.
+async fn promql_number(web: SocketAddr, query: &str, at: f64) -> Result<f64, String> {
+    let escaped: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let path = format!("/api/v1/query?query={escaped}&time={at:.3}");
+    let answer = get_json(web, &path, HTTP)
+        .await
+        .map_err(|e| e.to_string())?;
+    answer["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_samples_reach_a_real_prometheus_by_remote_write_and_survive_its_restart() {
+    let mut cluster = Cluster::new();
+    let web = free_port();
+    let dir = cluster.dir.path().to_path_buf();
+    let mut receiver = Some(prometheus_receiver(&dir, web));
+    cluster.extra = format!("[store]\nremote_write = \"http://{web}/api/v1/write\"\n");
+    cluster.start_many(1).await;
+    let db = cluster.nodes[0].data_dir.join("history.db");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+    };
+    // Every series of n1's samples, counted over `range` seconds up to `at`.
+    let count = async |range: u64, at: f64| -> Result<f64, String> {
+        let mut total = 0.0;
+        for name in [
+            "load1",
+            "load5",
+            "load15",
+            "cpu_busy_ratio",
+            "memory_used_ratio",
+        ]
+        .into_iter()
+        .chain(["swap_used_ratio", "filesystem_used_ratio"])
+        {
+            let query = format!("count_over_time(nbwatch_node_{name}{{node=\"n1\"}}[{range}s])");
+            total += promql_number(web, &query, at).await?;
+        }
+        Ok(total)
+    };
+    wait_for(
+        "Prometheus has n1's first samples",
+        DEADLINE,
+        async || match count(3600, now()).await? {
+            n if n >= 14.0 => Ok(()),
+            n => Err(format!("{n} samples")),
+        },
+    )
+    .await;
+
+    // The receiver goes away for a while and comes back on the same data.
+    drop(receiver.take());
+    let outage = now();
+    // Long enough for two samples even of a quiet host (a sample within the dead-band is
+    // held back at most six intervals).
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    receiver = Some(prometheus_receiver(&dir, web));
+    let cut = now();
+    // What n1 recorded of itself up to the cut, outage included, is what Prometheus has.
+    let recorded = || -> f64 {
+        let conn = rusqlite::Connection::open(&db).expect("open the history");
+        conn.query_row(
+            "SELECT COUNT(*) FROM samples JOIN series ON series.id = samples.series
+             WHERE series.node = 'n1' AND samples.at <= ?1 AND series.metric IN
+             ('load1', 'load5', 'load15', 'cpu_pct', 'mem_used_pct', 'swap_used_pct',
+              'disk_used_pct')",
+            [(cut * 1000.0) as i64],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("count") as f64
+    };
+    let (sent, stored) = wait_for(
+        "Prometheus caught up with the outage",
+        DEADLINE * 2,
+        async || {
+            let stored = count(3600, cut).await.unwrap_or(0.0);
+            let sent = recorded();
+            if stored == sent {
+                Ok((sent, stored))
+            } else {
+                Err(format!("{stored} of {sent}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(sent, stored);
+    eprintln!("samples recorded and in Prometheus: {sent}");
+    let in_outage = count((cut - outage).ceil() as u64, cut)
+        .await
+        .expect("outage samples");
+    assert!(
+        in_outage >= 7.0,
+        "samples taken while the receiver was down: {in_outage}"
+    );
+    drop(receiver);
+}

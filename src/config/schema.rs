@@ -26,7 +26,15 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("control", &["operators", "operator_key_file"]),
     ("supervision", &["trees", "log_max_bytes", "log_keep"]),
-    ("store", &["raw_retention", "rollup_retention", "backfill"]),
+    (
+        "store",
+        &[
+            "raw_retention",
+            "rollup_retention",
+            "backfill",
+            "remote_write",
+        ],
+    ),
     (
         "alerts",
         &[

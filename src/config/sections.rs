@@ -565,6 +565,24 @@ fn store(w: &mut Walker, s: &Sections<'_>) -> StoreConfig {
             d.backfill,
             Walker::bounded_duration,
         ),
+        remote_write: read(w, s, "store", "remote_write", None, |w, v, key| {
+            let Some(url) = optional(w, v, key, Walker::string)? else {
+                return Some(None);
+            };
+            let host = (url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://")))
+            .map(|rest| rest.split('/').next().unwrap_or(""));
+            if host.is_none_or(str::is_empty) {
+                let message = format!(
+                    "bad remote-write URL \"{url}\"; expected http(s)://host:port/path, such \
+                     as http://prometheus:9090/api/v1/write"
+                );
+                w.problem(v, key, ProblemKind::BadValue, message);
+                return None;
+            }
+            Some(Some(url))
+        }),
     }
 }
 

@@ -1428,3 +1428,21 @@ fn an_api_with_tls_may_listen_off_loopback_and_its_files_must_read() {
     assert_eq!(p.key, "api.tls_key");
     assert!(p.message.contains("no private key"), "{p:?}");
 }
+
+#[test]
+fn remote_write_takes_an_http_or_https_url() {
+    let (_, result) = load_text(
+        "[store]\nremote_write = \"http://prometheus:9090/api/v1/write\"\n",
+        &[],
+    );
+    assert_eq!(
+        result.expect("valid").store.remote_write.as_deref(),
+        Some("http://prometheus:9090/api/v1/write")
+    );
+    for bad in ["prometheus:9090", "https:///x"] {
+        let text = format!("[store]\nremote_write = \"{bad}\"\n");
+        let p = only_problem(load_text(&text, &[]).1);
+        assert_eq!(p.key, "store.remote_write");
+        assert!(p.message.contains("remote-write URL"), "{p:?}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::actors::control::ControlMsg;
 use crate::actors::control::{ControlActor, ControlArgs};
 use crate::actors::election::{ElectionActor, ElectionArgs};
 use crate::actors::election::{ElectionMsg, SnapshotSender, Snapshots, snapshots};
+use crate::actors::export::{ExportActor, ExportArgs};
 use crate::actors::gossip::{GossipActor, GossipArgs, GossipMsg, KnownPeers};
 use crate::actors::http::{HttpActor, HttpArgs};
 use crate::actors::probe::{HostProbeActor, ProbeArgs};
@@ -67,6 +68,8 @@ pub enum Child {
     Api,
     /// The read-only listener (`metrics.listen`), when configured.
     Metrics,
+    /// The export to `store.remote_write`, when configured.
+    Export,
 }
 
 pub(crate) enum NodeMsg {
@@ -172,7 +175,7 @@ impl Wiring {
                 self.events.set_recorder(None);
                 self.store.bind(None);
             }
-            Child::Probe | Child::Api | Child::Metrics => {}
+            Child::Probe | Child::Api | Child::Metrics | Child::Export => {}
         }
     }
 }
@@ -228,8 +231,11 @@ impl Actor for NodeActor {
             Child::Election,
             Child::Api,
             Child::Metrics,
+            Child::Export,
         ] {
-            if child == Child::Metrics && state.args.metrics.is_none() {
+            if (child == Child::Metrics && state.args.metrics.is_none())
+                || (child == Child::Export && state.args.config.store.remote_write.is_none())
+            {
                 continue;
             }
             if let Err(why) = state.spawn(&myself, child).await {
@@ -509,6 +515,16 @@ impl NodeState {
                     Actor::spawn_linked(None, ElectionActor, args, supervisor).await?;
                 w.election.bind(Some(election.clone()));
                 election.get_cell()
+            }
+            Child::Export => {
+                let args = ExportArgs {
+                    me: self.args.config.node.name.clone(),
+                    data_dir: self.args.config.node.data_dir.clone(),
+                    url: (self.args.config.store.remote_write.clone()).unwrap_or_default(),
+                    clock,
+                };
+                let (export, _) = Actor::spawn_linked(None, ExportActor, args, supervisor).await?;
+                export.get_cell()
             }
             Child::Api | Child::Metrics => {
                 let read_only = child == Child::Metrics;

@@ -265,3 +265,54 @@ fn known_node(conn: &Connection, node: &str) -> Result<Vec<String>, StoreError> 
     }
     Ok(metrics)
 }
+
+/// Where an export stands: the last sample sent (its time in ms and metric: samples are
+/// ordered by both) and the last event sent (its id).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportCursor {
+    pub at: i64,
+    pub metric: String,
+    pub event: i64,
+}
+
+/// What a host owns in the history and exports (`store.remote_write`): its own samples after
+/// `cursor` and up to `until` (ms), and its own events after the cursor's, oldest first, at
+/// most `limit` of each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Owned {
+    /// (metric, at in ms, value).
+    pub samples: Vec<(String, i64, f64)>,
+    /// (id, at in ms, kind).
+    pub events: Vec<(i64, i64, String)>,
+}
+
+pub fn owned(
+    conn: &Connection,
+    node: &str,
+    cursor: &ExportCursor,
+    until: i64,
+    limit: usize,
+) -> Result<Owned, StoreError> {
+    let limit = limit as i64;
+    let mut stmt = conn.prepare_cached(
+        "SELECT series.metric, samples.at, samples.value FROM samples
+         JOIN series ON series.id = samples.series
+         WHERE series.node = ?1 AND samples.at <= ?3
+           AND (samples.at > ?2 OR (samples.at = ?2 AND series.metric > ?4))
+         ORDER BY samples.at, series.metric LIMIT ?5",
+    )?;
+    let samples = stmt
+        .query_map(params![node, cursor.at, until, cursor.metric, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, kind FROM events WHERE node = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let events = stmt
+        .query_map(params![node, cursor.event, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Owned { samples, events })
+}

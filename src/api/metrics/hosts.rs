@@ -10,57 +10,10 @@
 
 use super::Exposition;
 use crate::gossip::{MemberView, Status};
-use crate::keys::sample::parse_sample;
+use crate::keys::sample::{HOST_SERIES, parse_sample};
 use crate::keys::{BOOT_KEY, METRICS_KEY, PROBE_PREFIX};
 use crate::probe::process::ProcessFigures;
 use crate::types::Time;
-
-/// The series of a gossiped metric: (metric in the `sys` sample, series name, divisor to its
-/// base unit, help).
-pub const HOST_SERIES: [(&str, &str, f64, &str); 7] = [
-    (
-        "load1",
-        "nbwatch_node_load1",
-        1.0,
-        "1-minute load average of each live member.",
-    ),
-    (
-        "load5",
-        "nbwatch_node_load5",
-        1.0,
-        "5-minute load average of each live member.",
-    ),
-    (
-        "load15",
-        "nbwatch_node_load15",
-        1.0,
-        "15-minute load average of each live member.",
-    ),
-    (
-        "cpu_pct",
-        "nbwatch_node_cpu_busy_ratio",
-        100.0,
-        "Share of CPU time busy (0-1, all CPUs) between a member's last two samples.",
-    ),
-    (
-        "mem_used_pct",
-        "nbwatch_node_memory_used_ratio",
-        100.0,
-        "Share of each live member's memory in use (0-1).",
-    ),
-    (
-        "swap_used_pct",
-        "nbwatch_node_swap_used_ratio",
-        100.0,
-        "Share of each live member's swap in use (0-1; 0 without swap).",
-    ),
-    (
-        "disk_used_pct",
-        "nbwatch_node_filesystem_used_ratio",
-        100.0,
-        "Share of the file system holding each live member's data dir in use (0-1, as df counts).",
-    ),
-];
 
 /// The series of probe perfdata by base unit: (unit, series name, divisor, type, help).
 const PROBE_SERIES: [(&str, &str, f64, &str, &str); 4] = [
