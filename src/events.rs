@@ -46,6 +46,15 @@ pub enum ClusterEvent {
         node: NodeName,
         incarnation: Incarnation,
     },
+    /// Two representatives of the upper layer could not reach zone `zone` (see
+    /// `gossip::core::zones`): the whole zone is dead or cut off from this one.
+    ZoneUnreachable {
+        zone: String,
+        last_heard: Time,
+    },
+    ZoneReachable {
+        zone: String,
+    },
     /// A key of some node's state changed (`None`: deleted).
     StateChanged {
         node: NodeName,
@@ -404,6 +413,27 @@ impl RecordedEvent {
                 incarnation,
                 format!("left the cluster (incarnation {incarnation})"),
             ),
+            ClusterEvent::ZoneUnreachable { zone, last_heard } => Described {
+                at: self.at,
+                node: NodeName::from(format!("zone:{zone}").as_str()),
+                kind: "zone_unreachable",
+                detail: format!(
+                    "zone {zone} unreachable, last heard {}",
+                    last_heard.to_rfc3339()
+                ),
+                incarnation: None,
+                last_heard: Some(*last_heard),
+                extra: vec![("zone", json!(zone))],
+            },
+            ClusterEvent::ZoneReachable { zone } => Described {
+                at: self.at,
+                node: NodeName::from(format!("zone:{zone}").as_str()),
+                kind: "zone_reachable",
+                detail: format!("zone {zone} reachable again"),
+                incarnation: None,
+                last_heard: None,
+                extra: vec![("zone", json!(zone))],
+            },
             ClusterEvent::StateChanged { .. } => return None,
         })
     }

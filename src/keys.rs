@@ -27,6 +27,7 @@ pub mod probe;
 pub mod reach;
 pub mod sample;
 pub mod settings;
+pub mod zone;
 #[cfg(test)]
 mod tests;
 
@@ -135,6 +136,8 @@ pub fn check(key: &str, value: &str) -> Result<(), ValueError> {
         alert::SilenceValue::parse(value).map(drop)
     } else if key.starts_with(ALERT_PREFIX) {
         alert::AlertEntry::parse(value).map(drop)
+    } else if key.starts_with(zone::ZONES_PREFIX) {
+        zone::Published::parse(value).map(drop)
     } else if key.starts_with(APP_PREFIX) {
         control::Stored::parse(value).map(drop)
     } else if key.starts_with(COMMAND_PREFIX) {

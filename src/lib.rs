@@ -54,3 +54,4 @@ pub mod transport;
 pub mod types;
 pub mod watch;
 pub mod wire;
+pub mod zone;

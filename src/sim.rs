@@ -51,6 +51,9 @@ pub struct SimNode {
     pub probe_bytes: u64,
     /// When this node's next tick is due, as its gossip actor arms its alarm.
     armed: Option<Time>,
+    /// When this node last made its zone's summary (see `crate::zone`), as its gossip actor
+    /// does with each view.
+    summarized: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -106,6 +109,9 @@ pub struct Sim {
     pub rounds: Option<Vec<(Time, usize, usize)>>,
     /// Watchers made so far: each numbers its timer tokens from its own base.
     watcher_lives: u64,
+    /// The zone of each node by index (`node.zone`); a node past its end is in the default
+    /// zone.
+    pub zones: Vec<String>,
 }
 
 impl Sim {
@@ -129,7 +135,42 @@ impl Sim {
             tally: None,
             rounds: None,
             watcher_lives: 0,
+            zones: Vec::new(),
         }
+    }
+
+    /// `zones` zones of `per_zone` nodes each (node `i` in zone `z<i % zones>`), every node
+    /// joining through node 0, all converged within their zones.
+    pub fn zoned(seed: u64, zones: usize, per_zone: usize, settings: Settings) -> Sim {
+        let mut sim = Sim::new(seed, settings);
+        let n = zones * per_zone;
+        sim.zones = (0..n).map(|i| format!("z{}", i % zones)).collect();
+        sim.add_node();
+        let spacing = Duration::from_millis(if n <= 256 { 20 } else { 50 });
+        for _ in 1..n {
+            sim.add_node();
+            sim.run_for(spacing);
+        }
+        let deadline = sim.now + Duration::from_secs(300);
+        let ok = sim.run_until(deadline, |s| s.converged());
+        assert!(
+            ok,
+            "seed {seed}: {zones} zones of {per_zone} did not converge in 300 s:\n{}",
+            sim.describe()
+        );
+        sim
+    }
+
+    /// The zone of node `i`.
+    pub fn zone(&self, i: usize) -> &str {
+        (self.zones.get(i).map(String::as_str)).unwrap_or(crate::keys::zone::DEFAULT_ZONE)
+    }
+
+    /// Whether node `by` reads zone `zone` as reachable (`None`: it knows no such zone).
+    pub fn zone_reachable(&self, by: usize, zone: &str) -> Option<bool> {
+        (self.nodes[by].core.zones().into_iter())
+            .find(|v| v.summary.zone == zone)
+            .map(|v| v.reachable)
     }
 
     /// A cluster of `n` nodes named `n0`, `n1`, …, each joining through `n0`, all converged.
@@ -181,12 +222,16 @@ impl Sim {
             vec![Self::addr_of(0)]
         };
         let seed = self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let settings = Settings {
+            zone: self.zone(i).to_string(),
+            ..self.settings.clone()
+        };
         let core = Core::new(
             name.clone(),
             Self::addr_of(i),
             Incarnation(1),
             seeds,
-            self.settings.clone(),
+            settings,
             seed,
         );
         self.nodes.push(SimNode {
@@ -204,6 +249,7 @@ impl Sim {
             datagrams_sent: 0,
             probe_bytes: 0,
             armed: None,
+            summarized: None,
         });
         self.by_addr.insert(Self::addr_of(i), i);
         self.feed(i, Input::Tick);
@@ -271,6 +317,7 @@ impl Sim {
                 self.nodes[node].armed = None;
                 // A hung node ticks when it resumes; a crashed one when it restarts.
                 if self.nodes[node].health == Health::Up {
+                    self.summarize(node);
                     self.feed(node, Input::Tick);
                 }
             }
@@ -421,6 +468,21 @@ impl Sim {
         let at = self.now + self.latency();
         let from = self.nodes[i].addr;
         self.schedule(at, Ev::Deliver { to: j, from, bytes });
+    }
+
+    /// The zone's publisher makes its zone's summary about once a second, as its gossip actor
+    /// does with each new view.
+    fn summarize(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if n.summarized.is_some_and(|t| now.since(t) < Duration::from_secs(1))
+            || !n.core.is_publisher()
+        {
+            return;
+        }
+        n.summarized = Some(now);
+        let summary = crate::zone::summarize(&n.core.members(now), now);
+        n.core.adopt_summary(now, summary);
     }
 
     /// After each input, node `i`'s alarm is moved to its core's next deadline, as the gossip
@@ -627,15 +689,17 @@ impl Sim {
     /// Every up node sees every up node alive.
     pub fn converged(&self) -> bool {
         let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
+        // Each node sees its own zone (every node, without zones).
+        let peers = |a: usize| up.iter().filter(move |&&b| self.zone(b) == self.zone(a));
         // Cheap test first: each up node must see exactly as many alive as there are up nodes.
         if up
             .iter()
-            .any(|&a| self.nodes[a].core.alive_count() != up.len() - 1)
+            .any(|&a| self.nodes[a].core.alive_count() != peers(a).count() - 1)
         {
             return false;
         }
         up.iter()
-            .all(|&a| up.iter().all(|&b| self.status(a, b) == Some(Status::Alive)))
+            .all(|&a| peers(a).all(|&b| self.status(a, b) == Some(Status::Alive)))
     }
 
     /// Every up node other than `of` (in `among`, if given) sees `of` as `status`.

@@ -22,7 +22,8 @@
 //! 2): a peer that speaks version 3 (0.3) is sealed to by name, a peer that speaks version 2
 //! (0.2.0) in the frame it reads. Version 4 marks a host that opens the compact frame
 //! (`secure::frame`, version 3: 24 bytes less per datagram), which its datagrams are sealed
-//! in. Version 1 (before 0.2.0) is outside the window. The golden frames of every version in
+//! in. Version 5 adds [`Message::Zones`], the upper layer of zones; the other shapes are those
+//! of version 4. Version 1 (before 0.2.0) is outside the window. The golden frames of every version in
 //! the window (`tests/fixtures/wire/`) must decode.
 
 use crate::types::{Incarnation, NodeName, Time, Version};
@@ -32,7 +33,10 @@ use std::net::SocketAddr;
 pub mod lenient;
 
 /// The version this build writes.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
+/// The first version with zones ([`Message::Zones`]); an older host drops that message as
+/// malformed, so zones need every representative at this version.
+pub const ZONED: u8 = 5;
 /// The version of 0.3: sealed frames name their receiver, not yet in the compact frame.
 pub const NAMED: u8 = 3;
 /// The oldest version this build still reads and speaks.
@@ -142,6 +146,33 @@ pub struct NodeDelta {
     pub entries: Vec<KvEntry>,
 }
 
+/// One line of a zone digest: a zone, the version of its summary the sender holds (0: none),
+/// and how old the freshest sign of life of the zone the sender knows is (see [`BeatAge`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneDigest(pub String, pub u32, pub BeatAge);
+
+/// What a zone's representatives tell the other zones about it (see `gossip::core::zones`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneSummary {
+    pub zone: String,
+    /// Seconds since the beat epoch when it was made (at least one more than the previous):
+    /// the newer version wins.
+    pub version: u32,
+    /// Its representatives and where they listen.
+    pub reps: Vec<(NodeName, SocketAddr)>,
+    pub total: u32,
+    pub up: u32,
+    pub suspect: u32,
+    pub down: u32,
+    /// Down members (the first few by name) with the beat they were last heard at.
+    pub down_names: Vec<(NodeName, Beat)>,
+    pub leader: Option<NodeName>,
+    /// Open incidents: members down and services failed.
+    pub incidents: u32,
+    /// Per metric of the host sample: name, min, mean, max, and how many members had it.
+    pub metrics: Vec<(String, f32, f32, f32, u32)>,
+}
+
 /// Variants go on the wire under one-letter names (MessagePack spells out variant names).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -185,6 +216,17 @@ pub enum Message {
         incarnation: Incarnation,
         beat: Beat,
     },
+    /// The upper layer of zones, between representatives (version [`ZONED`]): the sender's
+    /// zone, its zone digest, summaries the receiver lacks, the zones the sender suspects;
+    /// `reply`: the receiver answers with what the sender lacks.
+    #[serde(rename = "z")]
+    Zones {
+        zone: String,
+        digest: Vec<ZoneDigest>,
+        summaries: Vec<ZoneSummary>,
+        suspects: Vec<String>,
+        reply: bool,
+    },
 }
 
 impl Message {
@@ -199,6 +241,7 @@ impl Message {
             Message::PingReq { .. } => "ping-req",
             Message::PingAck { .. } => "ping-ack",
             Message::IndirectAck { .. } => "indirect-ack",
+            Message::Zones { .. } => "zones",
         }
     }
 }

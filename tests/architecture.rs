@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "control",
             "graph",
             "discover",
+            "zone",
             "supervision",
             "supervision::policy",
             "supervision::spec",

@@ -510,3 +510,123 @@ fn a_cut_between_two_hosts_shows_in_their_unheard_and_a_one_way_cut_on_one_side(
         }
     }
 }
+
+// ----- zones ------------------------------------------------------------------------------
+
+/// Nodes of zone `z` in a `Sim::zoned` of `zones` zones.
+fn zone_nodes(sim: &Sim, z: &str) -> Vec<usize> {
+    (0..sim.nodes.len()).filter(|&i| sim.zone(i) == z).collect()
+}
+
+/// Every up node reads every zone in `zones` with `reachable`.
+fn all_read(sim: &Sim, zones: &[&str], reachable: bool, among: &[usize]) -> bool {
+    among.iter().filter(|&&i| sim.is_up(i)).all(|&i| {
+        zones
+            .iter()
+            .all(|z| sim.zone_reachable(i, z) == Some(reachable))
+    })
+}
+
+#[test]
+fn each_host_knows_its_zone_in_full_and_every_zone_by_its_summary() {
+    for seed in seeds() {
+        let mut sim = Sim::zoned(seed, 3, 5, Settings::default());
+        let all: Vec<usize> = (0..15).collect();
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            all_read(s, &["z0", "z1", "z2"], true, &all)
+                && all.iter().all(|&i| {
+                    (s.nodes[i].core.zones().iter()).all(|v| v.summary.total == 5)
+                })
+        });
+        assert!(ok, "seed {seed}: the zones' summaries did not reach every host");
+        for i in 0..15 {
+            let members = sim.nodes[i].core.members(sim.now);
+            assert_eq!(members.len(), 5, "seed {seed}: n{i} knows {members:?}");
+            assert!(members.iter().all(|m| sim.zone(
+                (0..15).find(|&j| sim.nodes[j].name == m.name).unwrap()
+            ) == sim.zone(i)));
+            for view in sim.nodes[i].core.zones() {
+                assert_eq!(
+                    (view.summary.total, view.summary.up),
+                    (5, 5),
+                    "seed {seed}: n{i} reads {view:?}"
+                );
+                assert_eq!(view.summary.reps.len(), 3);
+                assert!(view.summary.leader.is_some());
+            }
+        }
+        // A host that crashes is down in its zone, and counted down in the others' summary.
+        let victim = zone_nodes(&sim, "z1")[4];
+        sim.crash(victim);
+        let ok = sim.run_until(sim.now + secs(60), |s| {
+            (0..15).filter(|&i| s.is_up(i)).all(|i| {
+                s.nodes[i].core.zones().iter().any(|v| {
+                    v.summary.zone == "z1"
+                        && v.summary.down == 1
+                        && v.summary.down_names[0].0 == s.nodes[victim].name
+                })
+            })
+        });
+        assert!(ok, "seed {seed}: the down host did not reach every zone's summary");
+        for i in zone_nodes(&sim, "z0") {
+            assert!(
+                sim.down_events(victim).iter().all(|(by, ..)| *by != i),
+                "seed {seed}: n{i} of another zone declared n{victim} down itself"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
+    for seed in seeds() {
+        let mut sim = Sim::zoned(seed, 4, 4, Settings::default());
+        let all: Vec<usize> = (0..16).collect();
+        let zones = ["z0", "z1", "z2", "z3"];
+        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &zones, true, &all));
+        assert!(ok, "seed {seed}: the zones did not reach every host");
+        sim.run_for(secs(5));
+        let cut = zone_nodes(&sim, "z2");
+        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
+        let at = sim.now;
+        sim.partition(&cut, &rest);
+        let ok = sim.run_until(at + secs(10), |s| all_read(s, &["z2"], false, &rest));
+        assert!(ok, "seed {seed}: the cut zone was not unreachable everywhere in 10 s");
+        eprintln!("seed {seed}: the cut zone was unreachable everywhere after {:?}", elapsed(&sim, at));
+        let ok = sim.run_until(at + secs(10), |s| {
+            all_read(s, &["z0", "z1", "z3"], false, &cut)
+        });
+        assert!(ok, "seed {seed}: the cut zone did not see the others unreachable");
+        // No host declared a host of another zone down: one zone event, not a storm.
+        for i in 0..16 {
+            for (by, ..) in sim.down_events(i) {
+                assert_eq!(sim.zone(by), sim.zone(i), "seed {seed}: n{by} downed n{i}");
+            }
+        }
+        for &i in &rest {
+            assert!(all_read(&sim, &["z0", "z1", "z3"], true, &[i]), "seed {seed}: n{i}");
+        }
+        sim.heal();
+        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &zones, true, &all));
+        assert!(ok, "seed {seed}: the zones did not come back after the heal");
+    }
+}
+
+#[test]
+fn a_host_joining_through_a_seed_in_another_zone_joins_its_own() {
+    for seed in seeds() {
+        let mut sim = Sim::zoned(seed, 2, 3, Settings::default());
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            all_read(s, &["z0", "z1"], true, &(0..6).collect::<Vec<_>>())
+        });
+        assert!(ok, "seed {seed}: the zones did not reach every host");
+        // Node 6 is in zone z0 and its seed (node 0) too; node 7 in z1 joins through node 0.
+        sim.zones.extend(["z1".to_string(), "z1".to_string()]);
+        let a = sim.add_node();
+        let b = sim.add_node();
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            s.nodes[a].core.members(s.now).len() == 5 && s.nodes[b].core.members(s.now).len() == 5
+        });
+        assert!(ok, "seed {seed}: the joiners did not join zone z1:\n{}", sim.describe());
+    }
+}

@@ -438,6 +438,9 @@ impl GossipState {
             let view = self.core.members(now);
             self.known
                 .set(view.iter().filter(|m| !m.is_self).map(|m| m.addr).collect());
+            // This zone's summary, for the upper layer (taken only by the zone's publisher).
+            let summary = crate::zone::summarize(&view, now);
+            self.core.adopt_summary(now, summary);
             self.election.cast(ElectionMsg::View(view));
         }
     }
@@ -562,6 +565,10 @@ fn log_event(event: &ClusterEvent) {
         ClusterEvent::NodeLeft { node, incarnation } => {
             tracing::info!(%node, %incarnation, "node left")
         }
+        ClusterEvent::ZoneUnreachable { zone, last_heard } => {
+            tracing::warn!(%zone, %last_heard, "zone unreachable")
+        }
+        ClusterEvent::ZoneReachable { zone } => tracing::info!(%zone, "zone reachable"),
         ClusterEvent::StateChanged { node, key, value } => {
             tracing::trace!(%node, %key, ?value, "state changed")
         }

@@ -23,6 +23,7 @@
 use super::state::NodeState;
 use crate::config::Profile;
 use crate::events::ClusterEvent;
+use crate::keys::zone::{ZONE_KEY, ZONES_PREFIX};
 use crate::keys::{LEFT_KEY, MAX_ENTRY_LEN, SUSPECT_PREFIX, UNHEARD_KEY, WIRE_KEY};
 use crate::types::{Incarnation, NodeName, Time, Version};
 use crate::watch;
@@ -39,7 +40,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Keys reserved for the protocol itself.
-pub const RESERVED: [&str; 4] = [SUSPECT_PREFIX, LEFT_KEY, WIRE_KEY, UNHEARD_KEY];
+pub const RESERVED: [&str; 6] = [
+    SUSPECT_PREFIX,
+    LEFT_KEY,
+    WIRE_KEY,
+    UNHEARD_KEY,
+    ZONE_KEY,
+    ZONES_PREFIX,
+];
 /// A fresher heartbeat is worth answering a digest with only when it is this much fresher
 /// (in deciseconds): finer news of life costs bytes and tells phi nothing new.
 const BEAT_NEWS_MIN: u64 = 5;
@@ -69,6 +77,10 @@ pub struct Settings {
     pub join_backoff_min: Duration,
     pub join_backoff_max: Duration,
     pub watch: watch::Settings,
+    /// The zone this node is in (`node.zone`; see [`zones`]).
+    pub zone: String,
+    /// A zone with no sign of life for this long is asked directly, then suspected.
+    pub zone_timeout: Duration,
 }
 
 impl Settings {
@@ -102,6 +114,8 @@ impl Settings {
             join_backoff_min: Duration::from_secs(1),
             join_backoff_max: Duration::from_secs(30),
             watch,
+            zone: crate::keys::zone::DEFAULT_ZONE.to_string(),
+            zone_timeout: interval * 3,
         }
     }
 }
@@ -225,6 +239,8 @@ pub struct Stats {
     pub bytes_ack: u64,
     pub bytes_news: u64,
     pub bytes_probe: u64,
+    /// Bytes of the upper layer of zones.
+    pub bytes_zones: u64,
 }
 
 /// A member as shown by `nbwatch members`.
@@ -331,6 +347,10 @@ pub struct Core {
     reach: reach::Reach,
     /// How far into each slot this node's rounds run (see [`schedule`]).
     phase: Duration,
+    /// The upper layer of zones (see [`zones`]).
+    upper: zones::Upper,
+    /// Each zone's reachability as last reported in an event.
+    zone_reachable: BTreeMap<String, bool>,
 }
 
 impl Core {
@@ -348,6 +368,10 @@ impl Core {
         own.write(WIRE_KEY, Some(crate::wire::VERSION.to_string()));
         // It hears everyone it knows of (nobody yet); the rounds keep it current.
         own.write(UNHEARD_KEY, Some(String::new()));
+        // Hosts of the default zone write nothing, as before zones.
+        if settings.zone != crate::keys::zone::DEFAULT_ZONE {
+            own.write(ZONE_KEY, Some(settings.zone.clone()));
+        }
         Core {
             me,
             settings,
@@ -374,6 +398,8 @@ impl Core {
             names: Vec::new(),
             phase: Duration::ZERO,
             reach: reach::Reach::default(),
+            upper: zones::Upper::default(),
+            zone_reachable: BTreeMap::new(),
         }
     }
 
@@ -771,6 +797,23 @@ impl Core {
         if env.from == self.me {
             return;
         }
+        if let Message::Zones {
+            zone,
+            digest,
+            summaries,
+            suspects,
+            reply,
+        } = env.msg
+        {
+            if self.members.contains_key(&env.from) {
+                self.heard_directly(now, &env_header(&env.from, env.incarnation, env.beat), out);
+            }
+            let header = env_header(&env.from, env.incarnation, env.beat);
+            self.on_zones(
+                now, from, &header, zone, digest, summaries, suspects, reply, out,
+            );
+            return;
+        }
         self.heard_directly(now, &env, out);
         match env.msg {
             Message::Syn {
@@ -851,6 +894,7 @@ impl Core {
                 );
                 self.send(target_addr, &target, Message::Ping { seq: my_seq }, out);
             }
+            Message::Zones { .. } => {}
             Message::IndirectAck {
                 seq,
                 target,
@@ -954,6 +998,18 @@ impl Core {
                 self.join_attempts = 0;
                 tracing::info!(%seed, members = members.len(), "joined the cluster");
                 self.apply_deltas(now, &members, out);
+                // A seed in another zone: join this zone through its representatives.
+                let reps = self.own_zone_reps();
+                if !self.knows_live_member() && !reps.is_empty() && !reps.contains(&seed) {
+                    tracing::info!(zone = %self.settings.zone, "the seed is in another zone; joining this zone through its representatives");
+                    for r in reps.into_iter().rev() {
+                        self.seeds.retain(|s| *s != r);
+                        self.seeds.insert(0, r);
+                    }
+                    self.joined = false;
+                    self.join_attempts = 0;
+                    self.next_join = Some(now);
+                }
             }
             Ok(Frame::JoinRejected { reason }) => {
                 out.push(Output::Fatal(format!("seed {seed} refused us: {reason}")));
@@ -1018,6 +1074,7 @@ mod exchange;
 pub mod reach;
 pub mod schedule;
 mod verdict;
+pub mod zones;
 
 use verdict::is_protocol_key;
 
@@ -1032,4 +1089,15 @@ pub enum KvError {
     Reserved(String),
     #[error("{key:?} with its value is {len} bytes, more than the limit of {MAX_ENTRY_LEN}")]
     TooLarge { key: String, len: usize },
+}
+
+/// An envelope with no message: who sent it, in which life, how alive (for the handlers that
+/// read only that).
+fn env_header(from: &NodeName, incarnation: Incarnation, beat: Beat) -> Envelope {
+    Envelope {
+        from: from.clone(),
+        incarnation,
+        beat,
+        msg: Message::PingAck { seq: 0 },
+    }
 }

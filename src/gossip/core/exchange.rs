@@ -1,6 +1,7 @@
 //! The anti-entropy exchange: rounds, digests, news, and applying what peers send.
 
 use super::*;
+use super::zones;
 
 impl Core {
     pub(super) fn gossip_round(&mut self, now: Time, out: &mut Vec<Output>) {
@@ -49,6 +50,7 @@ impl Core {
                 out,
             );
         }
+        self.zones_round(now, out);
     }
 
     /// The member this round gossips with, on the schedule (see [`super::schedule`]).
@@ -250,6 +252,7 @@ impl Core {
             Message::Syn { .. } => &mut self.stats.bytes_syn,
             Message::SynAck { .. } => &mut self.stats.bytes_synack,
             Message::Ack { .. } => &mut self.stats.bytes_ack,
+            Message::Zones { .. } => &mut self.stats.bytes_zones,
             _ => &mut self.stats.bytes_probe,
         };
         let env = Envelope {
@@ -460,6 +463,14 @@ impl Core {
         if fresh_life {
             if d.from != Version(0) {
                 return; // we lack the start of this life; the next exchange asks for it
+            }
+            if let Some(zone) = zones::zone_of(d)
+                && zone != self.settings.zone
+            {
+                // Another zone's host: only what it says of the zones is taken.
+                let zone = zone.to_string();
+                self.learn_foreign(now, d, &zone, out);
+                return;
             }
             self.learn(
                 now,

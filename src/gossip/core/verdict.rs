@@ -57,6 +57,14 @@ impl Core {
                 }
             }
             self.judge(now, &suspect, out);
+        } else if let Some(zone) = key.strip_prefix(ZONES_PREFIX) {
+            let zone = zone.to_string();
+            // Every host keeps the summaries its zone publishes: a host that becomes a
+            // representative starts with them, and a stale one answers with the newest.
+            if let Some(p) = value.and_then(|v| crate::keys::zone::Published::parse(v).ok()) {
+                self.learn_summary(now, p.summary, out);
+            }
+            self.zone_published(&zone, out);
         } else if key == LEFT_KEY
             && value.is_some()
             && let Some(m) = self.members.get_mut(node)

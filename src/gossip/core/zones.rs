@@ -1,0 +1,615 @@
+//! Zones: the upper layer (the layers of GEMS).
+//!
+//! Within a zone the protocol of [`super`] runs in full; a node keeps no state of another
+//! zone's members (their deltas are not taken), only that zone's **summary**. The [`REPS`]
+//! first live members of a zone by name are its **representatives**. Every slot a
+//! representative exchanges a zone digest — per zone, the version of its summary and the age
+//! of the freshest sign of life of the zone — with a representative of another zone, in turn,
+//! and the two send each other the summaries the other lacks. A zone's freshest beat travels
+//! through these digests as a node's heartbeat does through the zone's.
+//!
+//! **Two witnesses across layers.** A representative with no sign of life of zone Z for
+//! `zone_timeout` asks each of Z's representatives directly; with no answer within twice
+//! `answer_timeout` it suspects Z and tells the others at once. Z is **unreachable** once two
+//! distinct representatives suspect it (one, where this node reaches no other representative)
+//! and no sign of life came since. A zone cut off alone sees every other zone unreachable: one
+//! zone event each, never a `node_down` per host, since no host watches another zone's hosts.
+//!
+//! **Into the zone.** The first representative (the publisher) writes `zones.<Z>` for every
+//! zone it knows, its own included, whenever that changes; every host reads the zones from
+//! these keys ([`Core::zones`]) and turns a change of reachability into one event. A zone's
+//! own summary is made by the shell (`crate::zone::summarize`, from the same view as the
+//! leader) and adopted by the publisher on a change of members, leader or incidents at once,
+//! and on a change of metrics beyond a dead-band at most every [`METRICS_EVERY`]: while
+//! nothing changes a summary costs nothing, however many zones there are.
+
+use super::*;
+use crate::keys::zone::{Published, ZONES_PREFIX};
+use crate::wire::{ZoneDigest, ZoneSummary};
+
+/// Representatives per zone.
+pub const REPS: usize = 3;
+/// A summary whose metrics alone changed is adopted at most this often.
+pub const METRICS_EVERY: Duration = Duration::from_secs(30);
+/// A metric's mean must move by more than this share (or 0.05 absolute) to count as changed.
+const DEAD_BAND: f32 = 0.1;
+/// Bytes of zone digest in one message; summaries fill the datagram up to its limit.
+const ZONE_DIGEST_BUDGET: usize = 700;
+/// Representatives a new suspicion is pushed to at once.
+const SUSPICION_PUSH: usize = 3;
+
+/// What this node knows of the upper layer (used while it is a representative; a node that
+/// is not keeps what it learned, so it starts warm when it becomes one).
+#[derive(Debug, Default)]
+pub(super) struct Upper {
+    summaries: BTreeMap<String, ZoneSummary>,
+    /// The freshest sign of life of each zone.
+    beats: BTreeMap<String, Beat>,
+    /// Representatives of each zone met directly, with their address (until a summary names
+    /// them, a joiner knows no other).
+    met: BTreeMap<String, BTreeMap<NodeName, SocketAddr>>,
+    /// zone -> the representatives that suspect it.
+    witnesses: BTreeMap<String, BTreeSet<NodeName>>,
+    /// Zones asked directly, and until when their answer is awaited.
+    probing: BTreeMap<String, Time>,
+    /// Zones found unreachable, with their last beat.
+    unreachable: BTreeMap<String, Beat>,
+    turn: u64,
+    /// What this node last wrote under `zones.<Z>`: the summary's version and reachability.
+    published: BTreeMap<String, (u32, bool)>,
+    /// When this zone's summary last changed by its metrics alone.
+    metrics_at: Option<Time>,
+}
+
+/// A zone as a host reads it from its zone's publications.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneView {
+    pub summary: ZoneSummary,
+    pub reachable: bool,
+    /// When it was last heard, while unreachable.
+    pub since: Option<Time>,
+    /// Who published it.
+    pub by: NodeName,
+}
+
+impl Core {
+    /// The zone this node is in.
+    pub fn zone(&self) -> &str {
+        &self.settings.zone
+    }
+
+    /// This zone's representatives as this node sees them: the first [`REPS`] live members by
+    /// name, this node included.
+    pub fn reps(&self) -> Vec<(NodeName, SocketAddr)> {
+        let mut live: Vec<(NodeName, SocketAddr)> = (self.members.iter())
+            .filter(|(_, m)| m.status.is_live())
+            .map(|(n, m)| (n.clone(), m.state.addr))
+            .take(REPS + 1)
+            .collect();
+        if !self.leaving {
+            live.push((self.me.clone(), self.own.addr));
+        }
+        live.sort();
+        live.truncate(REPS);
+        live
+    }
+
+    fn is_rep(&self) -> bool {
+        self.reps().iter().any(|(n, _)| *n == self.me)
+    }
+
+    /// Whether this node publishes the zones into its zone (the first representative).
+    pub fn is_publisher(&self) -> bool {
+        self.reps().first().is_some_and(|(n, _)| *n == self.me)
+    }
+
+    /// Every zone as this node's zone publishes it: for each zone, the latest publication
+    /// among the live members of this zone and this node.
+    pub fn zones(&self) -> Vec<ZoneView> {
+        let mut best: BTreeMap<String, (u64, ZoneView)> = BTreeMap::new();
+        let own = std::iter::once((&self.me, &self.own));
+        let live = (self.members.iter())
+            .filter(|(_, m)| m.status.is_live())
+            .map(|(n, m)| (n, &m.state));
+        for (name, state) in own.chain(live) {
+            for (key, value) in state.live() {
+                let Some(zone) = key.strip_prefix(ZONES_PREFIX) else {
+                    continue;
+                };
+                let Ok(p) = Published::parse(value) else {
+                    continue;
+                };
+                if best.get(zone).is_some_and(|(at, _)| *at >= p.at) {
+                    continue;
+                }
+                let view = ZoneView {
+                    reachable: p.reachable,
+                    since: p.since.map(Time::from_millis),
+                    summary: p.summary,
+                    by: name.clone(),
+                };
+                best.insert(zone.to_string(), (p.at, view));
+            }
+        }
+        best.into_values().map(|(_, v)| v).collect()
+    }
+
+    /// A zone's publication changed somewhere in this zone: a change of its reachability is
+    /// an event.
+    pub(super) fn zone_published(&mut self, zone: &str, out: &mut Vec<Output>) {
+        let Some(view) = self.zones().into_iter().find(|v| v.summary.zone == zone) else {
+            return;
+        };
+        let was = self.zone_reachable.insert(zone.to_string(), view.reachable);
+        match (was, view.reachable) {
+            (Some(true) | None, false) => {
+                out.push(Output::Event(ClusterEvent::ZoneUnreachable {
+                    zone: zone.to_string(),
+                    last_heard: view.since.unwrap_or(Time::ZERO),
+                }));
+            }
+            (Some(false), true) => out.push(Output::Event(ClusterEvent::ZoneReachable {
+                zone: zone.to_string(),
+            })),
+            _ => {}
+        }
+    }
+
+    /// The shell's summary of this zone (see `crate::zone::summarize`): adopted by the
+    /// publisher when it changed enough; sends nothing (the next round publishes it).
+    pub fn adopt_summary(&mut self, now: Time, mut summary: ZoneSummary) {
+        if !self.is_publisher() {
+            return;
+        }
+        summary.zone = self.settings.zone.clone();
+        summary.reps = self.reps();
+        let old = self.upper.summaries.get(&self.settings.zone);
+        let metrics_only = match old {
+            None => false,
+            Some(old) if !same_members(old, &summary) => false,
+            Some(old) if !metrics_moved(old, &summary) => return,
+            Some(_) => true,
+        };
+        if metrics_only && self.upper.metrics_at.is_some_and(|t| now.since(t) < METRICS_EVERY)
+        {
+            return;
+        }
+        if metrics_only {
+            self.upper.metrics_at = Some(now);
+        }
+        let secs = (Beat::at(now).0 / 10) as u32;
+        summary.version = secs.max(old.map_or(0, |o| o.version + 1));
+        self.upper
+            .summaries
+            .insert(self.settings.zone.clone(), summary);
+    }
+
+    /// A round of the upper layer: one exchange with another zone, the verdicts, and the
+    /// publications. A node that stopped being the publisher withdraws its publications.
+    pub(super) fn zones_round(&mut self, now: Time, out: &mut Vec<Output>) {
+        let zone = self.settings.zone.clone();
+        self.upper.beats.insert(zone.clone(), self.own.beat);
+        if !self.is_publisher() && !self.upper.published.is_empty() {
+            for z in std::mem::take(&mut self.upper.published).into_keys() {
+                self.write_own(now, &format!("{ZONES_PREFIX}{z}"), None, out);
+                self.zone_published(&z, out);
+            }
+        }
+        if !self.is_rep() || self.leaving {
+            return;
+        }
+        let zones = self.known_zones();
+        if zones.len() > 1 || !self.contacts(&zone).is_empty() {
+            self.upper.turn += 1;
+            let z = &zones[(self.upper.turn % zones.len() as u64) as usize];
+            let contacts = self.contacts(z);
+            if let Some((name, addr)) = contacts.choose(&mut self.rng).cloned() {
+                let digest = self.zone_digest(now);
+                self.send_zones(addr, &name, digest, Vec::new(), true, out);
+            }
+        }
+        for z in zones {
+            self.judge_zone(now, &z, out);
+        }
+        if self.is_publisher() {
+            self.publish_zones(now, out);
+        }
+    }
+
+    fn known_zones(&self) -> Vec<String> {
+        let mut zones: BTreeSet<String> = self.upper.summaries.keys().cloned().collect();
+        zones.extend(self.upper.met.keys().cloned());
+        zones.insert(self.settings.zone.clone());
+        zones.into_iter().collect()
+    }
+
+    /// Whom to reach zone `z` through: its representatives (from its summary, else those met),
+    /// this node's own zone's other representatives for its own zone.
+    fn contacts(&self, z: &str) -> Vec<(NodeName, SocketAddr)> {
+        let mut found: Vec<(NodeName, SocketAddr)> = if z == self.settings.zone {
+            self.reps()
+        } else if let Some(s) = self.upper.summaries.get(z)
+            && !s.reps.is_empty()
+        {
+            s.reps.clone()
+        } else {
+            (self.upper.met.get(z).into_iter().flatten())
+                .map(|(n, a)| (n.clone(), *a))
+                .collect()
+        };
+        found.retain(|(n, _)| *n != self.me);
+        found
+    }
+
+    /// This node's zone digest: its own zone, then the zones in doubt, then the others from a
+    /// place that moves each time, as many as fit.
+    fn zone_digest(&mut self, now: Time) -> Vec<ZoneDigest> {
+        let reference = self.own.beat;
+        let entry = |z: &String, upper: &Upper| {
+            ZoneDigest(
+                z.clone(),
+                upper.summaries.get(z).map_or(0, |s| s.version),
+                BeatAge::between(reference, upper.beats.get(z).copied().unwrap_or_default()),
+            )
+        };
+        let zones = self.known_zones();
+        let mut order: Vec<&String> = Vec::with_capacity(zones.len());
+        order.extend(zones.iter().filter(|z| **z == self.settings.zone));
+        order.extend(zones.iter().filter(|z| self.upper.witnesses.contains_key(*z)));
+        let start = if zones.is_empty() {
+            0
+        } else {
+            self.rng.random_range(0..zones.len())
+        };
+        order.extend(zones[start..].iter().chain(&zones[..start]));
+        let mut seen = BTreeSet::new();
+        let mut used = 0;
+        let mut digest = Vec::new();
+        for z in order {
+            if !seen.insert(z) {
+                continue;
+            }
+            let e = entry(z, &self.upper);
+            let len = wire::encoded_len(&e);
+            if used + len > ZONE_DIGEST_BUDGET {
+                break;
+            }
+            used += len;
+            digest.push(e);
+        }
+        let _ = now;
+        digest
+    }
+
+    fn send_zones(
+        &mut self,
+        to: SocketAddr,
+        name: &NodeName,
+        digest: Vec<ZoneDigest>,
+        wanted: Vec<String>,
+        reply: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let suspects: Vec<String> = (self.upper.witnesses.iter())
+            .filter(|(_, by)| by.contains(&self.me))
+            .map(|(z, _)| z.clone())
+            .collect();
+        let mut msg = Message::Zones {
+            zone: self.settings.zone.clone(),
+            digest,
+            summaries: Vec::new(),
+            suspects,
+            reply,
+        };
+        // Summaries fill what room the datagram has left.
+        for z in wanted {
+            let Some(s) = self.upper.summaries.get(&z).cloned() else {
+                continue;
+            };
+            if let Message::Zones { summaries, .. } = &mut msg {
+                summaries.push(s);
+            }
+            let len = wire::encoded_len(&msg) + 64;
+            if len > MAX_DATAGRAM
+                && let Message::Zones { summaries, .. } = &mut msg
+            {
+                summaries.pop();
+                break;
+            }
+        }
+        self.send(to, name, msg, out);
+    }
+
+    /// A `Zones` message from `name`, a representative of `zone`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_zones(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        env: &Envelope,
+        zone: String,
+        digest: Vec<ZoneDigest>,
+        summaries: Vec<ZoneSummary>,
+        suspects: Vec<String>,
+        reply: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let name = env.from.clone();
+        if zone != self.settings.zone {
+            let met = self.upper.met.entry(zone.clone()).or_default();
+            met.insert(name.clone(), from);
+            if met.len() > REPS * 2
+                && let Some(other) = met.keys().find(|n| **n != name).cloned()
+            {
+                met.remove(&other);
+            }
+            self.zone_alive(now, &zone, env.beat);
+        }
+        for s in summaries {
+            self.learn_summary(now, s, out);
+        }
+        for z in suspects {
+            if z != zone && z != self.settings.zone {
+                self.upper
+                    .witnesses
+                    .entry(z.clone())
+                    .or_default()
+                    .insert(name.clone());
+                self.judge_zone(now, &z, out);
+            }
+        }
+        // What the sender lacks (summaries), and where this node is behind or fresher. A
+        // representative its zone's summary does not name may be on an island of its zone
+        // (hosts that joined apart): that summary names the others.
+        let mut lacks = Vec::new();
+        if zone != self.settings.zone
+            && (self.upper.summaries.get(&zone))
+                .is_some_and(|s| !s.reps.iter().any(|(n, _)| *n == name))
+        {
+            lacks.push(zone.clone());
+        }
+        let mut answer = Vec::new();
+        let mut mentioned = BTreeSet::new();
+        for ZoneDigest(z, version, age) in digest {
+            let beat = age.beat(env.beat);
+            if z != self.settings.zone {
+                self.zone_alive(now, &z, beat);
+            }
+            let mine = self.upper.summaries.get(&z).map_or(0, |s| s.version);
+            let my_beat = self.upper.beats.get(&z).copied().unwrap_or_default();
+            if mine > version {
+                lacks.push(z.clone());
+            }
+            if reply && (version > mine || my_beat.0 >= beat.0 + BEAT_NEWS_MIN) {
+                answer.push(ZoneDigest(
+                    z.clone(),
+                    mine,
+                    BeatAge::between(self.own.beat, my_beat),
+                ));
+            }
+            mentioned.insert(z);
+        }
+        if reply {
+            // Zones the sender did not mention are news to it.
+            for z in self.known_zones() {
+                if !mentioned.contains(&z) {
+                    let e = ZoneDigest(
+                        z.clone(),
+                        self.upper.summaries.get(&z).map_or(0, |s| s.version),
+                        BeatAge::between(
+                            self.own.beat,
+                            self.upper.beats.get(&z).copied().unwrap_or_default(),
+                        ),
+                    );
+                    if wire::encoded_len(&answer) + wire::encoded_len(&e) < ZONE_DIGEST_BUDGET {
+                        answer.push(e);
+                    }
+                    lacks.push(z);
+                }
+            }
+        }
+        if reply || !lacks.is_empty() {
+            self.send_zones(from, &name, answer, lacks, false, out);
+        }
+    }
+
+    pub(super) fn learn_summary(&mut self, now: Time, s: ZoneSummary, out: &mut Vec<Output>) {
+        if s.zone == self.settings.zone {
+            // Hosts of this zone that joined apart (each through another zone before the
+            // zone was known) find each other here: this node's digest goes to the strangers.
+            let strangers: Vec<(NodeName, SocketAddr)> = (s.reps.iter())
+                .filter(|(n, _)| *n != self.me && !self.members.contains_key(n))
+                .cloned()
+                .collect();
+            if !strangers.is_empty() {
+                let (digest, complete) = self.digest(now, false);
+                for (name, addr) in strangers {
+                    let msg = Message::Syn {
+                        digest: digest.clone(),
+                        complete,
+                        news: false,
+                    };
+                    self.send(addr, &name, msg, out);
+                }
+            }
+            if self.is_publisher() {
+                return; // this zone's summary is made here
+            }
+        }
+        let newer = (self.upper.summaries.get(&s.zone)).is_none_or(|o| o.version < s.version);
+        if newer {
+            self.upper.summaries.insert(s.zone.clone(), s);
+        }
+    }
+
+    /// A sign of life of zone `z` as old as `beat`: fresh enough, it clears any doubt.
+    fn zone_alive(&mut self, now: Time, z: &str, beat: Beat) {
+        let known = self.upper.beats.entry(z.to_string()).or_default();
+        if beat <= *known {
+            return;
+        }
+        *known = beat;
+        if now.since(beat.time()) < self.settings.zone_timeout {
+            self.upper.witnesses.remove(z);
+            self.upper.probing.remove(z);
+            if self.upper.unreachable.remove(z).is_some() {
+                tracing::info!(zone = z, "zone reachable again");
+            }
+        }
+    }
+
+    /// Is zone `z` (another zone) silent, suspected by enough witnesses, unreachable?
+    fn judge_zone(&mut self, now: Time, z: &str, out: &mut Vec<Output>) {
+        if z == self.settings.zone || !self.is_rep() {
+            return;
+        }
+        let beat = self.upper.beats.get(z).copied().unwrap_or_default();
+        if beat == Beat::default() || now.since(beat.time()) < self.settings.zone_timeout {
+            return;
+        }
+        let suspected = (self.upper.witnesses.get(z)).is_some_and(|w| w.contains(&self.me));
+        if !suspected {
+            match self.upper.probing.get(z).copied() {
+                None => {
+                    let deadline = now + self.settings.answer_timeout * 2;
+                    self.upper.probing.insert(z.to_string(), deadline);
+                    let digest = self.zone_digest(now);
+                    for (name, addr) in self.contacts(z) {
+                        self.send_zones(addr, &name, digest.clone(), Vec::new(), true, out);
+                    }
+                    return;
+                }
+                Some(deadline) if now < deadline => return,
+                Some(_) => {
+                    tracing::info!(zone = z, "no sign of life of the zone; suspecting it");
+                    (self.upper.witnesses.entry(z.to_string()).or_default())
+                        .insert(self.me.clone());
+                    // This zone's other representatives, and a few of zones nobody doubts.
+                    let own = self.settings.zone.clone();
+                    let mut others: Vec<(NodeName, SocketAddr)> = Vec::new();
+                    for other in self.known_zones() {
+                        if other != z && other != own && !self.upper.witnesses.contains_key(&other)
+                        {
+                            others.extend(self.contacts(&other));
+                        }
+                    }
+                    others.shuffle(&mut self.rng);
+                    others.truncate(SUSPICION_PUSH);
+                    others.extend(self.contacts(&own));
+                    let digest = self.zone_digest(now);
+                    for (name, addr) in others {
+                        self.send_zones(addr, &name, digest.clone(), Vec::new(), false, out);
+                    }
+                }
+            }
+        }
+        let witnesses = self.upper.witnesses.get(z).map_or(0, |w| w.len());
+        let needed = if self.reaches_another_rep(z) { 2 } else { 1 };
+        if witnesses >= needed && !self.upper.unreachable.contains_key(z) {
+            tracing::warn!(zone = z, witnesses, "zone unreachable");
+            self.upper.unreachable.insert(z.to_string(), beat);
+        }
+    }
+
+    /// Whether some representative other than this node, outside zone `z`, is in reach: one
+    /// of this zone's, or one of a zone nobody suspects.
+    fn reaches_another_rep(&self, z: &str) -> bool {
+        self.reps().len() > 1
+            || (self.known_zones().iter()).any(|o| {
+                o != z
+                    && *o != self.settings.zone
+                    && !self.upper.witnesses.contains_key(o)
+                    && !self.contacts(o).is_empty()
+            })
+    }
+
+    /// The publisher writes every zone it knows whose summary or reachability changed.
+    fn publish_zones(&mut self, now: Time, out: &mut Vec<Output>) {
+        let zones: Vec<String> = self.upper.summaries.keys().cloned().collect();
+        for z in zones {
+            let summary = self.upper.summaries[&z].clone();
+            let reachable = !self.upper.unreachable.contains_key(&z);
+            let mark = (summary.version, reachable);
+            if self.upper.published.get(&z) == Some(&mark) {
+                continue;
+            }
+            let since = self.upper.unreachable.get(&z).map(|b| b.time().as_millis());
+            let mut p = Published {
+                summary,
+                reachable,
+                since,
+                at: now.as_millis(),
+            };
+            let key = format!("{ZONES_PREFIX}{z}");
+            while key.len() + p.encode().len() > MAX_ENTRY_LEN {
+                if p.summary.down_names.pop().is_none() && p.summary.metrics.pop().is_none() {
+                    break;
+                }
+            }
+            self.write_own(now, &key, Some(p.encode()), out);
+            self.upper.published.insert(z.clone(), mark);
+            self.zone_published(&z, out);
+        }
+    }
+
+    /// A joiner's seed was in another zone: what its answer says of the zones (every zone's
+    /// publications, and the seed's zone's members as representatives met).
+    pub(super) fn learn_foreign(
+        &mut self,
+        now: Time,
+        d: &NodeDelta,
+        zone: &str,
+        out: &mut Vec<Output>,
+    ) {
+        let met = self.upper.met.entry(zone.to_string()).or_default();
+        if met.len() < REPS {
+            met.insert(d.node.clone(), d.addr);
+        }
+        for e in &d.entries {
+            if e.key.starts_with(ZONES_PREFIX)
+                && let Some(v) = &e.value
+                && let Ok(p) = Published::parse(v)
+            {
+                self.learn_summary(now, p.summary, out);
+            }
+        }
+    }
+
+    /// The representatives of this node's own zone named by the summaries it has, other than
+    /// itself: where a joiner whose seed is in another zone joins its own.
+    pub(super) fn own_zone_reps(&self) -> Vec<SocketAddr> {
+        (self.upper.summaries.get(&self.settings.zone).into_iter())
+            .flat_map(|s| s.reps.iter())
+            .filter(|(n, _)| *n != self.me)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+}
+
+/// The zone a delta that starts a node's life says it is in (`None`: not such a delta).
+pub(super) fn zone_of(d: &NodeDelta) -> Option<&str> {
+    if d.from != Version(0) {
+        return None;
+    }
+    let value = (d.entries.iter())
+        .find(|e| e.key == crate::keys::zone::ZONE_KEY)
+        .and_then(|e| e.value.as_deref());
+    Some(crate::keys::zone::of(value))
+}
+
+fn same_members(a: &ZoneSummary, b: &ZoneSummary) -> bool {
+    (a.reps.iter().map(|(n, _)| n)).eq(b.reps.iter().map(|(n, _)| n))
+        && (a.total, a.up, a.suspect, a.down, a.incidents) == (b.total, b.up, b.suspect, b.down, b.incidents)
+        && a.leader == b.leader
+        && (a.down_names.iter().map(|(n, _)| n)).eq(b.down_names.iter().map(|(n, _)| n))
+}
+
+/// Whether a metric's mean moved beyond the dead-band, or the metrics themselves changed.
+fn metrics_moved(a: &ZoneSummary, b: &ZoneSummary) -> bool {
+    if a.metrics.len() != b.metrics.len() {
+        return true;
+    }
+    a.metrics.iter().zip(&b.metrics).any(|(x, y)| {
+        x.0 != y.0 || x.4 != y.4 || (x.2 - y.2).abs() > (DEAD_BAND * x.2.abs()).max(0.05)
+    })
+}

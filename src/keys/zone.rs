@@ -1,0 +1,112 @@
+//! The zone keys. `zone` names the zone a node belongs to (absent: the default zone, as
+//! before zones). `zones.<Z>` is what a zone's publisher (its best-ranked representative,
+//! see `gossip::core::zones`) tells its own zone about zone `Z`: Z's summary, whether the
+//! upper layer reaches it, and since when not. Every host reads every zone from these keys.
+
+use super::ValueError;
+use crate::wire::ZoneSummary;
+use serde::{Deserialize, Serialize};
+
+/// The zone a node is in; written once at start.
+pub const ZONE_KEY: &str = "zone";
+/// `zones.<Z>`: what this zone knows of zone `Z` (see [`Published`]).
+pub const ZONES_PREFIX: &str = "zones.";
+/// The name `node.zone` defaults to, as shown; on the wire the default zone is the empty name.
+pub const DEFAULT_ZONE: &str = "default";
+/// Down members a summary names (the others are counted).
+pub const SUMMARY_DOWN: usize = 8;
+
+/// One zone as its publisher sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    pub summary: ZoneSummary,
+    /// False once two witnesses of the upper layer could not reach the zone.
+    pub reachable: bool,
+    /// When the zone was last heard (ms since the Unix epoch); set while it is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// When the publisher wrote this (ms, its clock): of two publications the later wins.
+    pub at: u64,
+}
+
+impl Published {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+    pub fn parse(value: &str) -> Result<Published, ValueError> {
+        let p: Published =
+            serde_json::from_str(value).map_err(|e| ValueError::Malformed(e.to_string()))?;
+        if let Some(ms) = p.since {
+            super::time("a zone's last heard time", ms)?;
+        }
+        Ok(p)
+    }
+}
+
+/// The zone of a node whose state has `value` under [`ZONE_KEY`] (absent: the default zone,
+/// as every node before zones).
+pub fn of(value: Option<&str>) -> &str {
+    match value {
+        Some(z) if !z.is_empty() => z,
+        _ => DEFAULT_ZONE,
+    }
+}
+
+/// Why a zone name is refused: it must be at most 32 letters, digits, `-` or `_`.
+pub fn check_name(zone: &str) -> Result<(), String> {
+    if zone.is_empty() {
+        return Err("a zone name must not be empty".into());
+    }
+    if zone.len() > 32 {
+        return Err(format!("{zone:?} is longer than 32 characters"));
+    }
+    if let Some(c) = zone
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "{zone:?} has {c:?}: a zone name is letters, digits, '-' and '_'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NodeName;
+
+    #[test]
+    fn a_publication_round_trips_and_a_bad_one_is_refused_with_why() {
+        let p = Published {
+            summary: ZoneSummary {
+                zone: "attic".into(),
+                version: 7,
+                reps: vec![(NodeName::from("a1"), "127.0.0.1:7946".parse().unwrap())],
+                total: 2,
+                up: 1,
+                suspect: 0,
+                down: 1,
+                down_names: vec![(NodeName::from("a2"), crate::wire::Beat(5))],
+                leader: Some(NodeName::from("a1")),
+                incidents: 1,
+                metrics: vec![("load1".into(), 0.5, 0.5, 0.5, 1)],
+            },
+            reachable: false,
+            since: Some(1_700_000_000_000),
+            at: 1_700_000_001_000,
+        };
+        assert_eq!(Published::parse(&p.encode()), Ok(p));
+        assert!(matches!(Published::parse("{"), Err(ValueError::Malformed(_))));
+    }
+
+    #[test]
+    fn zone_names_are_short_words() {
+        assert_eq!(of(None), DEFAULT_ZONE);
+        assert_eq!(of(Some("attic")), "attic");
+        assert!(check_name("site-2_b").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a b").unwrap_err().contains("' '"));
+        assert!(check_name(&"x".repeat(33)).is_err());
+    }
+}
