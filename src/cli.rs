@@ -97,7 +97,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions { shell } => keys::completions(shell),
         Command::Keygen { out, operator } => keys::keygen(out, operator),
         Command::Status { json } => members::status(&client(Read)?, json).await,
-        Command::Members { json } => members::members(&client(Read)?, json).await,
+        Command::Members { json, zone, all } => {
+            members::members(&client(Read)?, json, zone.as_deref(), all).await
+        }
+        Command::Zones { json } => members::zones(&client(Read)?, json).await,
         Command::Services { all, json } => services::services(&client(Read)?, all, json).await,
         Command::Restart { service, timeout } => {
             services::act(&client(Change)?, &service, "restart", timeout).await

@@ -89,6 +89,8 @@ pub struct NodeConfig {
     pub priority: i64,
     /// This host's share of the keys `nbwatch owner` places, relative to the others' (1).
     pub weight: f64,
+    /// The zone (site, rack) this host is in (`node.zone`, see `gossip::core::zones`).
+    pub zone: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -536,6 +538,7 @@ impl Config {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 priority: 0,
                 weight: 1.0,
+                zone: crate::keys::zone::DEFAULT_ZONE.to_string(),
             },
             gossip: GossipConfig::default(),
             metrics: MetricsConfig::default(),

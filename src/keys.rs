@@ -27,9 +27,9 @@ pub mod probe;
 pub mod reach;
 pub mod sample;
 pub mod settings;
-pub mod zone;
 #[cfg(test)]
 mod tests;
+pub mod zone;
 
 use crate::types::{Time, TimeOutOfRange};
 use serde::{Deserialize, Serialize};

@@ -475,7 +475,8 @@ impl Sim {
     fn summarize(&mut self, i: usize) {
         let now = self.now;
         let n = &mut self.nodes[i];
-        if n.summarized.is_some_and(|t| now.since(t) < Duration::from_secs(1))
+        if n.summarized
+            .is_some_and(|t| now.since(t) < Duration::from_secs(1))
             || !n.core.is_publisher()
         {
             return;

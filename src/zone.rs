@@ -64,7 +64,13 @@ pub fn summarize(views: &[MemberView], now: Time) -> ZoneSummary {
         incidents: down_count + failed as u32,
         metrics: (metrics.into_iter())
             .map(|(name, (min, sum, max, n))| {
-                (name.to_string(), round(min), round(sum / n as f32), round(max), n)
+                (
+                    name.to_string(),
+                    round(min),
+                    round(sum / n as f32),
+                    round(max),
+                    n,
+                )
             })
             .collect(),
     }

@@ -4063,3 +4063,142 @@ async fn a_signed_document_with_a_command_line_is_applied_only_where_its_signer_
     })
     .await;
 }
+
+/// `GET /api/v1/zones` of the node at `api`.
+async fn zones_of(api: SocketAddr) -> Result<Vec<Value>, String> {
+    let v = get_json(api, "/api/v1/zones", Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    v.as_array()
+        .cloned()
+        .ok_or_else(|| format!("not an array: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_in_two_zones_know_their_zone_in_full_the_other_by_summary_and_a_dead_zone_is_one_event()
+ {
+    let mut cluster = Cluster::new();
+    // a1 founds zone "attic"; b1 joins through it and founds "barn"; a2 and b2 join through a1.
+    for (name, zone) in [
+        ("a1", "attic"),
+        ("b1", "barn"),
+        ("a2", "attic"),
+        ("b2", "barn"),
+    ] {
+        let seeds = if name == "a1" {
+            vec![]
+        } else {
+            vec![cluster.nodes[0].gossip]
+        };
+        let i = cluster.add(name, name, seeds);
+        cluster.nodes[i].zone = Some(zone.to_string());
+        cluster.restart(i).await;
+    }
+    let api = |c: &Cluster, n: &str| c.nodes[c.index(n)].api;
+    for (name, zone, other) in [("a1", "attic", "barn"), ("b2", "barn", "attic")] {
+        let at = api(&cluster, name);
+        let zones = wait_for(
+            &format!("{name} reads both zones with two up"),
+            Duration::from_secs(30),
+            async || {
+                let zones = zones_of(at).await?;
+                let full = zones.len() == 2
+                    && zones
+                        .iter()
+                        .all(|z| z["members_up"] == 2 && z["members_total"] == 2);
+                if full {
+                    Ok(zones)
+                } else {
+                    Err(format!("{zones:?}"))
+                }
+            },
+        )
+        .await;
+        let this = zones.iter().find(|z| z["this"] == true).expect("this zone");
+        assert_eq!(this["name"], zone);
+        let other = zones
+            .iter()
+            .find(|z| z["name"] == other)
+            .expect("the other zone");
+        assert_eq!(other["reachable"], true);
+        assert_eq!(
+            other["representatives"].as_array().map(Vec::len),
+            Some(2),
+            "{other}"
+        );
+        // Its own zone in full, nobody of the other.
+        let members = members(at).await.expect("members");
+        let names: Vec<&str> = members.iter().filter_map(|m| m["name"].as_str()).collect();
+        assert_eq!(names.len(), 2, "{name} lists {names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with(&name[..1])),
+            "{name} lists {names:?}"
+        );
+    }
+    // The CLI: `zones`, the other zone's line under `members`, `members --zone`.
+    let a1 = api(&cluster, "a1").to_string();
+    let out = client(&["zones", "--api", &a1], &[]).await;
+    let table = text(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("attic *") && table.contains("barn"),
+        "{table}"
+    );
+    let out = client(&["members", "--api", &a1], &[]).await;
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("zone barn") && table.contains("2/2 up"),
+        "{table}"
+    );
+    let out = client(&["members", "--zone", "barn", "--api", &a1], &[]).await;
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("b1") && table.contains("b2") && !table.contains("a2"),
+        "{table}"
+    );
+    let out = client(&["members", "--zone", "cellar", "--api", &a1], &[]).await;
+    assert!(!out.status.success() && text(&out.stderr).contains("no zone \"cellar\""));
+
+    // The whole barn dies: attic sees one zone event, and no host of attic downs barn's hosts.
+    cluster.kill9("b1");
+    cluster.kill9("b2");
+    for name in ["a1", "a2"] {
+        let at = api(&cluster, name);
+        wait_for(
+            &format!("{name} reads barn unreachable"),
+            Duration::from_secs(30),
+            async || {
+                let zones = zones_of(at).await?;
+                let barn = zones
+                    .iter()
+                    .find(|z| z["name"] == "barn")
+                    .ok_or("no barn")?;
+                if barn["reachable"] == false && barn["since"].is_string() {
+                    Ok(())
+                } else {
+                    Err(barn.to_string())
+                }
+            },
+        )
+        .await;
+        let events = events(at).await.expect("events");
+        let kinds: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap_or(""),
+                    e["node"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert!(
+            kinds.contains(&("zone_unreachable", "zone:barn")),
+            "{name}: {kinds:?}"
+        );
+        assert!(
+            !kinds
+                .iter()
+                .any(|(k, n)| *k == "node_down" && n.starts_with('b')),
+            "{name}: {kinds:?}"
+        );
+    }
+}

@@ -534,17 +534,20 @@ fn each_host_knows_its_zone_in_full_and_every_zone_by_its_summary() {
         let all: Vec<usize> = (0..15).collect();
         let ok = sim.run_until(sim.now + secs(30), |s| {
             all_read(s, &["z0", "z1", "z2"], true, &all)
-                && all.iter().all(|&i| {
-                    (s.nodes[i].core.zones().iter()).all(|v| v.summary.total == 5)
-                })
+                && all
+                    .iter()
+                    .all(|&i| (s.nodes[i].core.zones().iter()).all(|v| v.summary.total == 5))
         });
-        assert!(ok, "seed {seed}: the zones' summaries did not reach every host");
+        assert!(
+            ok,
+            "seed {seed}: the zones' summaries did not reach every host"
+        );
         for i in 0..15 {
             let members = sim.nodes[i].core.members(sim.now);
             assert_eq!(members.len(), 5, "seed {seed}: n{i} knows {members:?}");
-            assert!(members.iter().all(|m| sim.zone(
-                (0..15).find(|&j| sim.nodes[j].name == m.name).unwrap()
-            ) == sim.zone(i)));
+            assert!(members.iter().all(|m| {
+                sim.zone((0..15).find(|&j| sim.nodes[j].name == m.name).unwrap()) == sim.zone(i)
+            }));
             for view in sim.nodes[i].core.zones() {
                 assert_eq!(
                     (view.summary.total, view.summary.up),
@@ -567,7 +570,10 @@ fn each_host_knows_its_zone_in_full_and_every_zone_by_its_summary() {
                 })
             })
         });
-        assert!(ok, "seed {seed}: the down host did not reach every zone's summary");
+        assert!(
+            ok,
+            "seed {seed}: the down host did not reach every zone's summary"
+        );
         for i in zone_nodes(&sim, "z0") {
             assert!(
                 sim.down_events(victim).iter().all(|(by, ..)| *by != i),
@@ -591,12 +597,21 @@ fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
         let at = sim.now;
         sim.partition(&cut, &rest);
         let ok = sim.run_until(at + secs(10), |s| all_read(s, &["z2"], false, &rest));
-        assert!(ok, "seed {seed}: the cut zone was not unreachable everywhere in 10 s");
-        eprintln!("seed {seed}: the cut zone was unreachable everywhere after {:?}", elapsed(&sim, at));
+        assert!(
+            ok,
+            "seed {seed}: the cut zone was not unreachable everywhere in 10 s"
+        );
+        eprintln!(
+            "seed {seed}: the cut zone was unreachable everywhere after {:?}",
+            elapsed(&sim, at)
+        );
         let ok = sim.run_until(at + secs(10), |s| {
             all_read(s, &["z0", "z1", "z3"], false, &cut)
         });
-        assert!(ok, "seed {seed}: the cut zone did not see the others unreachable");
+        assert!(
+            ok,
+            "seed {seed}: the cut zone did not see the others unreachable"
+        );
         // No host declared a host of another zone down: one zone event, not a storm.
         for i in 0..16 {
             for (by, ..) in sim.down_events(i) {
@@ -604,11 +619,17 @@ fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
             }
         }
         for &i in &rest {
-            assert!(all_read(&sim, &["z0", "z1", "z3"], true, &[i]), "seed {seed}: n{i}");
+            assert!(
+                all_read(&sim, &["z0", "z1", "z3"], true, &[i]),
+                "seed {seed}: n{i}"
+            );
         }
         sim.heal();
         let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &zones, true, &all));
-        assert!(ok, "seed {seed}: the zones did not come back after the heal");
+        assert!(
+            ok,
+            "seed {seed}: the zones did not come back after the heal"
+        );
     }
 }
 
@@ -627,6 +648,10 @@ fn a_host_joining_through_a_seed_in_another_zone_joins_its_own() {
         let ok = sim.run_until(sim.now + secs(30), |s| {
             s.nodes[a].core.members(s.now).len() == 5 && s.nodes[b].core.members(s.now).len() == 5
         });
-        assert!(ok, "seed {seed}: the joiners did not join zone z1:\n{}", sim.describe());
+        assert!(
+            ok,
+            "seed {seed}: the joiners did not join zone z1:\n{}",
+            sim.describe()
+        );
     }
 }

@@ -61,6 +61,8 @@ pub enum GossipMsg {
         reply: RpcReplyPort<Frame>,
     },
     Members(RpcReplyPort<Vec<MemberView>>),
+    /// This node's zone and every zone as its zone publishes them.
+    Zones(RpcReplyPort<(String, Vec<crate::gossip::core::zones::ZoneView>)>),
     Stats(RpcReplyPort<StatsSnapshot>),
     /// Writes (`Some`) or deletes (`None`) a key of this node's state.
     Set {
@@ -293,6 +295,10 @@ impl Actor for GossipActor {
             }
             GossipMsg::Members(reply) => {
                 let _ = reply.send(state.core.members(now));
+                Vec::new()
+            }
+            GossipMsg::Zones(reply) => {
+                let _ = reply.send((state.core.zone().to_string(), state.core.zones()));
                 Vec::new()
             }
             GossipMsg::Stats(reply) => {

@@ -184,6 +184,50 @@ pub fn event(recorded: &RecordedEvent, me: &NodeName) -> Option<Value> {
     recorded.describe(me).map(|d| d.to_json())
 }
 
+/// `GET /api/v1/zones` (and `nbwatch zones --json`): an array of
+/// `{"name", "this", "reachable", "since", "members_up", "members_total", "suspect", "down",
+/// "down_members": [{"node", "last_heard"}], "leader", "representatives": [{"node", "addr"}],
+/// "incidents", "aggregates": {METRIC: {"min", "mean", "max", "count"}}, "version",
+/// "published_by"}`, one per zone.
+pub fn zones(this: &str, views: &[crate::gossip::core::zones::ZoneView]) -> Value {
+    let zones: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            let s = &v.summary;
+            let aggregates: serde_json::Map<String, Value> = (s.metrics.iter())
+                .map(|(name, min, mean, max, count)| {
+                    let n = |x: f32| serde_json::Number::from_f64(x as f64).map(Value::Number);
+                    let value =
+                        json!({"min": n(*min), "mean": n(*mean), "max": n(*max), "count": count});
+                    (name.clone(), value)
+                })
+                .collect();
+            json!({
+                "name": s.zone,
+                "this": s.zone == this,
+                "reachable": v.reachable,
+                "since": v.since.map(|t| t.to_rfc3339()),
+                "members_up": s.up,
+                "members_total": s.total,
+                "suspect": s.suspect,
+                "down": s.down,
+                "down_members": s.down_names.iter().map(|(n, b)| json!({
+                    "node": n.as_str(), "last_heard": b.time().to_rfc3339(),
+                })).collect::<Vec<_>>(),
+                "leader": s.leader.as_ref().map(NodeName::as_str),
+                "representatives": s.reps.iter().map(|(n, a)| json!({
+                    "node": n.as_str(), "addr": a.to_string(),
+                })).collect::<Vec<_>>(),
+                "incidents": s.incidents,
+                "aggregates": aggregates,
+                "version": s.version,
+                "published_by": v.by.as_str(),
+            })
+        })
+        .collect();
+    Value::Array(zones)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,7 @@ impl Ctx {
 pub(super) fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/api/v1/members", get(members))
+        .route("/api/v1/zones", get(zones))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/events", get(super::history::events))
         .route("/api/v1/history/{node}", get(super::history::history))
@@ -107,6 +108,7 @@ pub(super) fn router(ctx: Ctx) -> Router {
 pub(super) fn read_only(ctx: Ctx) -> Router {
     Router::new()
         .route("/api/v1/members", get(members))
+        .route("/api/v1/zones", get(zones))
         .route("/api/v1/services", get(services))
         .route("/api/v1/events", get(super::history::events))
         .route("/api/v1/history/{node}", get(super::history::history))
@@ -179,6 +181,12 @@ async fn members(State(ctx): State<Ctx>) -> Answer {
         ctx.leader().as_ref(),
         ctx.clock.now(),
     )))
+}
+
+/// `GET /api/v1/zones`: every zone as this node's zone publishes it, this one marked.
+async fn zones(State(ctx): State<Ctx>) -> Answer {
+    let (zone, views) = ask(&ctx, GossipMsg::Zones).await?;
+    Ok(axum::Json(json::zones(&zone, &views)))
 }
 
 async fn stats(State(ctx): State<Ctx>) -> Answer {

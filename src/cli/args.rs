@@ -15,6 +15,7 @@ Examples:
   nbwatch run --config /etc/nbwatch/nbwatch.toml   run the daemon
   nbwatch status                                   this node, the leader, what is down or failing
   nbwatch members                                  the cluster as this node sees it
+  nbwatch zones                                    every zone: members up, leader, incidents
   nbwatch services                                 this node's supervised services
   nbwatch restart mythbackend                      restart a service and wait until it is up
   nbwatch events --since 2h --node nas             what happened to the NAS lately
@@ -68,9 +69,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The cluster as this node sees it.
+    /// The cluster as this node sees it: this zone's members, then one line per other zone.
     Members {
-        /// Print the JSON array as the API returns it.
+        /// Print the JSON array of this zone's members as the API returns it.
+        #[arg(long)]
+        json: bool,
+        /// The members of zone Z known here: in full for this zone, from its summary for
+        /// another (representatives, down members, how many more are up).
+        #[arg(long, value_name = "Z", conflicts_with = "all")]
+        zone: Option<String>,
+        /// This zone in full, then every other zone's members known from its summary.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Every zone: members up of total, leader, representatives, open incidents, whether it
+    /// is reachable, and its load.
+    Zones {
+        /// Print the JSON array as the API returns it (GET /api/v1/zones).
         #[arg(long)]
         json: bool,
     },

@@ -153,6 +153,130 @@ pub fn render_members(members: &[Value], now: Time) -> String {
     )
 }
 
+/// `zones`: one row per zone of `GET /api/v1/zones`.
+pub fn render_zones(zones: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = zones
+        .iter()
+        .map(|z| {
+            let reps: Vec<&str> = (z["representatives"].as_array().into_iter().flatten())
+                .filter_map(|r| r["node"].as_str())
+                .collect();
+            vec![
+                format!(
+                    "{}{}",
+                    z["name"].as_str().unwrap_or("-"),
+                    if z["this"] == true { " *" } else { "" }
+                ),
+                zone_state(z),
+                format!("{}/{}", z["members_up"], z["members_total"]),
+                z["leader"].as_str().unwrap_or("-").to_string(),
+                reps.join(","),
+                z["incidents"].to_string(),
+                aggregate(z, "load1"),
+            ]
+        })
+        .collect();
+    render_table(
+        &[
+            "ZONE",
+            "STATE",
+            "UP",
+            "LEADER",
+            "REPRESENTATIVES",
+            "INCIDENTS",
+            "LOAD1 MEAN/MAX",
+        ],
+        &rows,
+    )
+}
+
+/// Under `members`: one line per other zone.
+pub fn render_zone_lines(zones: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = zones
+        .iter()
+        .map(|z| {
+            vec![
+                format!("zone {}", z["name"].as_str().unwrap_or("-")),
+                zone_state(z),
+                format!("{}/{} up", z["members_up"], z["members_total"]),
+                format!("{} down", z["down"]),
+                format!("leader {}", z["leader"].as_str().unwrap_or("-")),
+                aggregate(z, "load1"),
+            ]
+        })
+        .collect();
+    render_table(
+        &["ZONE", "STATE", "UP", "DOWN", "LEADER", "LOAD1 MEAN/MAX"],
+        &rows,
+    )
+}
+
+/// `members --zone Z` for another zone, and `members --all`: what each zone's summary names.
+pub fn render_zone_members(zones: &[Value]) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for z in zones {
+        let name = z["name"].as_str().unwrap_or("-").to_string();
+        for m in zone_members_json(z).as_array().into_iter().flatten() {
+            let text = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+            rows.push(vec![
+                name.clone(),
+                text("name"),
+                text("addr"),
+                text("state"),
+                text("last_heard"),
+            ]);
+        }
+    }
+    render_table(&["ZONE", "NAME", "ADDR", "STATE", "LAST HEARD"], &rows)
+}
+
+/// The members another zone's summary names: its representatives (alive, or as the zone is
+/// reachable), its down members with when they were last heard, and a line for the others up.
+pub fn zone_members_json(z: &Value) -> Value {
+    let reachable = z["reachable"] != false;
+    let mut out: Vec<Value> = Vec::new();
+    let reps = z["representatives"].as_array().cloned().unwrap_or_default();
+    for r in &reps {
+        out.push(serde_json::json!({
+            "name": r["node"], "addr": r["addr"],
+            "state": if reachable { "alive" } else { "unreachable" },
+            "last_heard": z["since"],
+        }));
+    }
+    for d in z["down_members"].as_array().into_iter().flatten() {
+        out.push(serde_json::json!({
+            "name": d["node"], "addr": null, "state": "down", "last_heard": d["last_heard"],
+        }));
+    }
+    let up = z["members_up"].as_u64().unwrap_or(0);
+    let more = up.saturating_sub(reps.len() as u64);
+    if more > 0 {
+        out.push(serde_json::json!({
+            "name": format!("(+{more} more up)"), "addr": null,
+            "state": if reachable { "alive" } else { "unreachable" }, "last_heard": null,
+        }));
+    }
+    Value::Array(out)
+}
+
+fn zone_state(z: &Value) -> String {
+    if z["reachable"] == false {
+        "unreachable".into()
+    } else {
+        "reachable".into()
+    }
+}
+
+fn aggregate(z: &Value, metric: &str) -> String {
+    let a = &z["aggregates"][metric];
+    match (a["mean"].as_f64(), a["max"].as_f64()) {
+        (Some(mean), Some(max)) => {
+            format!("{}/{}", format_trimmed(mean, 2), format_trimmed(max, 2))
+        }
+        _ => "-".into(),
+    }
+}
+
 /// The services array of `GET /api/v1/services` as a table; `SINCE` is how long the service
 /// has been in its state.
 pub fn render_services(services: &[Value], now: Time) -> String {

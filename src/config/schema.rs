@@ -3,7 +3,7 @@
 
 /// Every section and its keys, in the order of the contract.
 pub(super) const SECTIONS: &[(&str, &[&str])] = &[
-    ("node", &["name", "data_dir", "priority", "weight"]),
+    ("node", &["name", "data_dir", "priority", "weight", "zone"]),
     (
         "gossip",
         &[

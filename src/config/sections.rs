@@ -252,6 +252,16 @@ fn node(w: &mut Walker, s: &Sections<'_>) -> NodeConfig {
         data_dir: read(w, s, "node", "data_dir", d.data_dir, Walker::path),
         priority: read(w, s, "node", "priority", d.priority, Walker::int),
         weight: read(w, s, "node", "weight", d.weight, Walker::weight),
+        zone: read(w, s, "node", "zone", d.zone, |w, v, key| {
+            let zone = w.string(v, key)?;
+            match crate::keys::zone::check_name(&zone) {
+                Ok(()) => Some(zone),
+                Err(message) => {
+                    w.problem(v, key, ProblemKind::BadValue, message);
+                    None
+                }
+            }
+        }),
     }
 }
 

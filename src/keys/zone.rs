@@ -97,7 +97,10 @@ mod tests {
             at: 1_700_000_001_000,
         };
         assert_eq!(Published::parse(&p.encode()), Ok(p));
-        assert!(matches!(Published::parse("{"), Err(ValueError::Malformed(_))));
+        assert!(matches!(
+            Published::parse("{"),
+            Err(ValueError::Malformed(_))
+        ));
     }
 
     #[test]

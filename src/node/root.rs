@@ -211,7 +211,8 @@ impl Actor for NodeActor {
         args: NodeArgs,
     ) -> Result<NodeState, ActorProcessingErr> {
         let gossip = &args.config.gossip;
-        let settings = Settings::profile(gossip.profile, gossip.interval);
+        let mut settings = Settings::profile(gossip.profile, gossip.interval);
+        settings.zone = args.config.node.zone.clone();
         let mut state = NodeState {
             args,
             settings,

@@ -107,6 +107,8 @@ pub struct Node {
     pub own_key: bool,
     /// Variables set in its environment (e.g. systemd's `NOTIFY_SOCKET`).
     pub env: Vec<(String, String)>,
+    /// Its `node.zone`, if not the default zone.
+    pub zone: Option<String>,
 }
 
 /// How a start ended.
@@ -131,8 +133,10 @@ impl Node {
             None if self.own_key => String::new(),
             None => "insecure = true\n".to_string(),
         };
+        let zone =
+            (self.zone.as_deref()).map_or(String::new(), |z| format!("zone = {}\n", quote(z)));
         let text = format!(
-            "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\n{seeds}{key_file}\
+            "[node]\nname = {}\ndata_dir = {}\n{zone}[gossip]\nlisten = {}\n{seeds}{key_file}\
              [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{}",
             quote(&self.name),
             quote(&self.data_dir.to_string_lossy()),
@@ -295,6 +299,7 @@ impl Cluster {
             key_file,
             own_key: false,
             env: Vec::new(),
+            zone: None,
         });
         self.nodes.len() - 1
     }

@@ -1,7 +1,7 @@
 //! The anti-entropy exchange: rounds, digests, news, and applying what peers send.
 
-use super::*;
 use super::zones;
+use super::*;
 
 impl Core {
     pub(super) fn gossip_round(&mut self, now: Time, out: &mut Vec<Output>) {

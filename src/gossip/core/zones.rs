@@ -170,7 +170,11 @@ impl Core {
             Some(old) if !metrics_moved(old, &summary) => return,
             Some(_) => true,
         };
-        if metrics_only && self.upper.metrics_at.is_some_and(|t| now.since(t) < METRICS_EVERY)
+        if metrics_only
+            && self
+                .upper
+                .metrics_at
+                .is_some_and(|t| now.since(t) < METRICS_EVERY)
         {
             return;
         }
@@ -255,7 +259,11 @@ impl Core {
         let zones = self.known_zones();
         let mut order: Vec<&String> = Vec::with_capacity(zones.len());
         order.extend(zones.iter().filter(|z| **z == self.settings.zone));
-        order.extend(zones.iter().filter(|z| self.upper.witnesses.contains_key(*z)));
+        order.extend(
+            zones
+                .iter()
+                .filter(|z| self.upper.witnesses.contains_key(*z)),
+        );
         let start = if zones.is_empty() {
             0
         } else {
@@ -599,7 +607,8 @@ pub(super) fn zone_of(d: &NodeDelta) -> Option<&str> {
 
 fn same_members(a: &ZoneSummary, b: &ZoneSummary) -> bool {
     (a.reps.iter().map(|(n, _)| n)).eq(b.reps.iter().map(|(n, _)| n))
-        && (a.total, a.up, a.suspect, a.down, a.incidents) == (b.total, b.up, b.suspect, b.down, b.incidents)
+        && (a.total, a.up, a.suspect, a.down, a.incidents)
+            == (b.total, b.up, b.suspect, b.down, b.incidents)
         && a.leader == b.leader
         && (a.down_names.iter().map(|(n, _)| n)).eq(b.down_names.iter().map(|(n, _)| n))
 }
