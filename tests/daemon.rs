@@ -4078,6 +4078,12 @@ async fn zones_of(api: SocketAddr) -> Result<Vec<Value>, String> {
 async fn hosts_in_two_zones_know_their_zone_in_full_the_other_by_summary_and_a_dead_zone_is_one_event()
  {
     let mut cluster = Cluster::new();
+    let file = cluster.dir.path().join("alerts.jsonl");
+    let (_, operator) = cluster.operator("op");
+    cluster.extra = format!(
+        "{operator}[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        file.display()
+    );
     // a1 founds zone "attic"; b1 joins through it and founds "barn"; a2 and b2 join through a1.
     for (name, zone) in [
         ("a1", "attic"),
@@ -4201,4 +4207,32 @@ async fn hosts_in_two_zones_know_their_zone_in_full_the_other_by_summary_and_a_d
             "{name}: {kinds:?}"
         );
     }
+    // One alert for the dead zone, sent by attic (the reachable zone first by name), none
+    // for its hosts.
+    let attic = [api(&cluster, "a1"), api(&cluster, "a2")];
+    sent_everywhere(&attic, "zone_down:barn:").await;
+    let alerts = sunk_ids(&file, "zone_down:barn:");
+    assert_eq!(alerts.len(), 1, "{:#?}", sunk(&file));
+    assert_eq!(alerts[0]["node"], "zone:barn");
+    assert_eq!(alerts[0]["status"], "firing");
+    assert!(
+        alerts[0]["sent_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with('a'))
+    );
+    assert!(
+        sunk_ids(&file, "node_down:b").is_empty(),
+        "{:#?}",
+        sunk(&file)
+    );
+    // The barn comes back: its end is sent once, as the same alert resolved.
+    for name in ["b1", "b2"] {
+        let i = cluster.index(name);
+        cluster.restart(i).await;
+    }
+    sent_everywhere(&attic, "zone_up:barn:").await;
+    let ups = sunk_ids(&file, "zone_up:barn:");
+    assert_eq!(ups.len(), 1, "{:#?}", sunk(&file));
+    assert_eq!(ups[0]["status"], "resolved");
+    assert_eq!(ups[0]["resolves"], alerts[0]["id"], "{:#?}", ups[0]);
 }

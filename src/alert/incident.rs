@@ -54,6 +54,9 @@ pub enum Kind {
     ProbeCritical,
     ProbeWarning,
     ProbeOk,
+    /// A whole zone unreachable (see `gossip::core::zones`), and reachable again.
+    ZoneDown,
+    ZoneUp,
 }
 
 impl Kind {
@@ -70,10 +73,13 @@ impl Kind {
             Kind::ProbeCritical => "probe_critical",
             Kind::ProbeWarning => "probe_warning",
             Kind::ProbeOk => "probe_ok",
+            Kind::ZoneDown => "zone_down",
+            Kind::ZoneUp => "zone_up",
         }
     }
 
-    /// Kinds that are a change of a subject's state (counted for flapping).
+    /// Kinds that are a change of a subject's state (counted for flapping; a zone's
+    /// reachability is not: its subject would read as a host's).
     pub fn is_change(self) -> bool {
         matches!(
             self,
@@ -100,6 +106,8 @@ impl Kind {
             "probe_critical" => Kind::ProbeCritical,
             "probe_warning" => Kind::ProbeWarning,
             "probe_ok" => Kind::ProbeOk,
+            "zone_down" => Kind::ZoneDown,
+            "zone_up" => Kind::ZoneUp,
             _ => return None,
         })
     }
@@ -107,8 +115,11 @@ impl Kind {
     /// `firing` for a problem, `resolved` for its end.
     pub fn status(self) -> &'static str {
         match self {
-            Kind::NodeUp | Kind::ServiceUp | Kind::Settled | Kind::ProbeOk => "resolved",
-            Kind::NodeDown
+            Kind::NodeUp | Kind::ServiceUp | Kind::Settled | Kind::ProbeOk | Kind::ZoneUp => {
+                "resolved"
+            }
+            Kind::ZoneDown
+            | Kind::NodeDown
             | Kind::ServiceFailed
             | Kind::Test
             | Kind::Flapping
@@ -244,12 +255,16 @@ impl Incident {
                 let id = self.id.replacen("settled:", "flapping:", 1);
                 log.is_sent(&id).then_some(id)?
             }
+            Kind::ZoneUp => {
+                let id = self.id.replacen("zone_up:", "zone_down:", 1);
+                log.is_sent(&id).then_some(id)?
+            }
             _ => return None,
         };
         // Its `since` as its sent entry says; else the one in its id (all but `node_down`
         // carry it); else when it was sent.
         let in_id = || {
-            (!id.starts_with("node_down:"))
+            (!id.starts_with("node_down:") && !id.starts_with("zone_down:"))
                 .then(|| id.rsplit(':').next()?.parse::<u64>().ok())
                 .flatten()
                 .and_then(|t| Time::checked(t).ok())
@@ -453,8 +468,83 @@ fn held(log: &Log) -> Vec<Incident> {
     out
 }
 
-fn base_incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Vec<Incident> {
+/// A whole zone unreachable, and its return, as this zone reads the zones. Every zone reads
+/// the same dead zone, so only one alerts it: the reachable zone first by name (this one,
+/// when no reachable zone comes before it); under a partition, one per side. The id names
+/// the dead zone's last summary version, the same on every host of every zone.
+fn zone_incidents(view: &[MemberView], log: &Log) -> Vec<Incident> {
+    use crate::keys::zone::{Latest, ZONE_KEY};
+    let mut latest = Latest::default();
+    for m in view
+        .iter()
+        .filter(|m| m.is_self || crate::election::is_live(m))
+    {
+        for (key, value) in crate::keys::with_prefix(&m.kv, crate::keys::zone::ZONES_PREFIX) {
+            latest.offer(
+                &m.name,
+                &format!("{}{key}", crate::keys::zone::ZONES_PREFIX),
+                value,
+            );
+        }
+    }
+    let zones = latest.into_map();
+    let me = view.iter().find(|m| m.is_self);
+    let mine = crate::keys::zone::of(me.and_then(|m| m.kv.get(ZONE_KEY)).map(String::as_str));
+    let first = (zones.iter())
+        .filter(|(_, (_, p))| p.reachable)
+        .map(|(z, _)| z.as_str())
+        .chain(std::iter::once(mine))
+        .min();
+    if first != Some(mine) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
+    for (zone, (by, p)) in &zones {
+        let version = p.summary.version;
+        let subject = NodeName::from(format!("zone:{zone}").as_str());
+        if !p.reachable {
+            let since = p
+                .since
+                .and_then(|t| Time::checked(t).ok())
+                .unwrap_or(Time::ZERO);
+            out.push(Incident {
+                id: format!("zone_down:{zone}:{version}"),
+                kind: Kind::ZoneDown,
+                node: subject,
+                service: None,
+                since,
+                observers: vec![by.clone()],
+                summary: format!(
+                    "zone {zone} is unreachable: its {} hosts last heard at {} (confirmed by two representatives)",
+                    p.summary.total,
+                    clock(since)
+                ),
+            });
+        } else {
+            // Reachable: every sent zone_down of it not yet resolved is resolved now.
+            let prefix = format!("zone_down:{zone}:");
+            let open: Vec<String> = (log.sent_ids())
+                .filter_map(|id| id.strip_prefix(&prefix).map(str::to_string))
+                .filter(|v| !log.is_sent(&format!("zone_up:{zone}:{v}")))
+                .collect();
+            for v in open {
+                out.push(Incident {
+                    id: format!("zone_up:{zone}:{v}"),
+                    kind: Kind::ZoneUp,
+                    node: subject.clone(),
+                    service: None,
+                    since: Time::from_millis(p.at),
+                    observers: Vec::new(),
+                    summary: format!("zone {zone} is reachable again"),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn base_incidents(view: &[MemberView], log: &Log, now: Time, rules: &Rules) -> Vec<Incident> {
+    let mut out = zone_incidents(view, log);
     // What a down host takes with it on other hosts, through `requires` (built once).
     let graph = (view.iter().any(|m| m.status == Status::Down))
         .then(|| crate::graph::Graph::from_views(view));

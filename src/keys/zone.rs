@@ -43,6 +43,36 @@ impl Published {
     }
 }
 
+/// The latest publication of each zone among those offered (of the live members of a zone):
+/// what every host of the zone reads, whoever published it.
+#[derive(Debug, Default)]
+pub struct Latest {
+    zones: std::collections::BTreeMap<String, (crate::types::NodeName, Published)>,
+}
+
+impl Latest {
+    /// A key of `by`'s state; anything but a readable `zones.<Z>` is ignored.
+    pub fn offer(&mut self, by: &crate::types::NodeName, key: &str, value: &str) {
+        let Some(zone) = key.strip_prefix(ZONES_PREFIX) else {
+            return;
+        };
+        let Ok(p) = Published::parse(value) else {
+            return;
+        };
+        if (self.zones.get(zone)).is_some_and(|(_, old)| old.at >= p.at) {
+            return;
+        }
+        self.zones.insert(zone.to_string(), (by.clone(), p));
+    }
+
+    /// By zone name: who published it, and what.
+    pub fn into_map(
+        self,
+    ) -> std::collections::BTreeMap<String, (crate::types::NodeName, Published)> {
+        self.zones
+    }
+}
+
 /// The zone of a node whose state has `value` under [`ZONE_KEY`] (absent: the default zone,
 /// as every node before zones).
 pub fn of(value: Option<&str>) -> &str {

@@ -24,7 +24,7 @@
 //! nothing changes a summary costs nothing, however many zones there are.
 
 use super::*;
-use crate::keys::zone::{Published, ZONES_PREFIX};
+use crate::keys::zone::{Latest, Published, ZONES_PREFIX};
 use crate::wire::{ZoneDigest, ZoneSummary};
 
 /// Representatives per zone.
@@ -106,32 +106,24 @@ impl Core {
     /// Every zone as this node's zone publishes it: for each zone, the latest publication
     /// among the live members of this zone and this node.
     pub fn zones(&self) -> Vec<ZoneView> {
-        let mut best: BTreeMap<String, (u64, ZoneView)> = BTreeMap::new();
+        let mut latest = Latest::default();
         let own = std::iter::once((&self.me, &self.own));
         let live = (self.members.iter())
             .filter(|(_, m)| m.status.is_live())
             .map(|(n, m)| (n, &m.state));
         for (name, state) in own.chain(live) {
             for (key, value) in state.live() {
-                let Some(zone) = key.strip_prefix(ZONES_PREFIX) else {
-                    continue;
-                };
-                let Ok(p) = Published::parse(value) else {
-                    continue;
-                };
-                if best.get(zone).is_some_and(|(at, _)| *at >= p.at) {
-                    continue;
-                }
-                let view = ZoneView {
-                    reachable: p.reachable,
-                    since: p.since.map(Time::from_millis),
-                    summary: p.summary,
-                    by: name.clone(),
-                };
-                best.insert(zone.to_string(), (p.at, view));
+                latest.offer(name, key, value);
             }
         }
-        best.into_values().map(|(_, v)| v).collect()
+        (latest.into_map().into_values())
+            .map(|(by, p)| ZoneView {
+                reachable: p.reachable,
+                since: p.since.map(Time::from_millis),
+                summary: p.summary,
+                by,
+            })
+            .collect()
     }
 
     /// A zone's publication changed somewhere in this zone: a change of its reachability is
