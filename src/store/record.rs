@@ -12,6 +12,10 @@
 //! per perfdata item, metric `<name>.<label>`, at the time it arrived (it carries no origin
 //! time; its key is then per host).
 //!
+//! Another zone's summary (`zones.<Z>`, see `gossip::core::zones`) becomes samples of node
+//! `zone:<Z>` at the summary's version (see [`zone_rows`]): a host keeps its own zone in full
+//! and the other zones as their summaries.
+//!
 //! **Events.** Membership events are derived by each host on its own, at slightly different
 //! moments, so their key is what they are about, not when: `<kind>:<node>:<incarnation>`
 //! (`node_down:mythbox:3`, the alert id of DESIGN §5). Every host's record then holds one
@@ -25,6 +29,7 @@ use crate::keys::ALERT_PREFIX;
 use crate::keys::alert::{AlertEntry, Stage};
 use crate::keys::probe::add_metrics;
 use crate::keys::sample::parse_sample;
+use crate::keys::zone::{Published, ZONES_PREFIX};
 use crate::keys::{METRICS_KEY, PROBE_PREFIX};
 use crate::types::{NodeName, Time};
 use crate::wire::{EventRow, Sample};
@@ -52,6 +57,9 @@ pub fn rows(recorded: &RecordedEvent, me: &NodeName, out: &mut Vec<Row>) {
                 })
             }));
         }
+        if let (Some(zone), Some(value)) = (key.strip_prefix(ZONES_PREFIX), value) {
+            out.extend(zone_rows(zone, value));
+        }
         if let (Some(id), Some(value)) = (key.strip_prefix(ALERT_PREFIX), value) {
             out.extend(alert_row(recorded.at, node, id, value).map(Row::Event));
         }
@@ -74,6 +82,40 @@ pub fn rows(recorded: &RecordedEvent, me: &NodeName, out: &mut Vec<Row>) {
     if let Some(event) = event_row(recorded, me) {
         out.push(Row::Event(event));
     }
+}
+
+/// Another zone's summary, as its zone's publisher wrote it (`zones.<Z>`), as samples of node
+/// `zone:<Z>`: `up`, `total`, `down`, `incidents`, and `<metric>.min`, `.mean`, `.max` of each
+/// aggregate, at the summary's version (a time), so each summary is one set of rows on every
+/// host however often it is published.
+pub fn zone_rows(zone: &str, value: &str) -> Vec<Row> {
+    let Ok(p) = Published::parse(value) else {
+        return Vec::new();
+    };
+    let s = &p.summary;
+    let at = crate::wire::Beat(u64::from(s.version) * 10).time();
+    let node = format!("zone:{zone}");
+    let mut values: Vec<(String, f64)> = vec![
+        ("up".into(), f64::from(s.up)),
+        ("total".into(), f64::from(s.total)),
+        ("down".into(), f64::from(s.down)),
+        ("incidents".into(), f64::from(s.incidents)),
+    ];
+    for (metric, min, mean, max, _) in &s.metrics {
+        values.push((format!("{metric}.min"), f64::from(*min)));
+        values.push((format!("{metric}.mean"), f64::from(*mean)));
+        values.push((format!("{metric}.max"), f64::from(*max)));
+    }
+    (values.into_iter())
+        .map(|(metric, value)| {
+            Row::Sample(Sample {
+                node: node.clone(),
+                metric,
+                at,
+                value,
+            })
+        })
+        .collect()
 }
 
 /// A `sent` entry of any node's alert log, as an `alert_sent` event of the sender: every host
