@@ -4166,12 +4166,15 @@ async fn hosts_in_two_zones_know_their_zone_in_full_the_other_by_summary_and_a_d
 
     // The other zone's summaries are kept in the history, as node `zone:barn`.
     let a1_api = api(&cluster, "a1");
-    wait_for("a1's history holds barn's summary", DEADLINE, async || {
-        match get_json(a1_api, "/api/v1/history/zone:barn?metric=up&since=1h", HTTP).await {
+    wait_for(
+        "a1's history holds barn's summary",
+        DEADLINE,
+        async || match get_json(a1_api, "/api/v1/history/zone:barn?metric=up&since=1h", HTTP).await
+        {
             Ok(Value::Array(rows)) if rows.iter().any(|r| r["value"] == 2.0) => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
 
     // The whole barn dies: attic sees one zone event, and no host of attic downs barn's hosts.

@@ -39,6 +39,8 @@ struct Node {
 struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
+    /// `node.zone` of the nodes started from now on (unset: the default zone).
+    zone: Option<String>,
 }
 
 /// A port free for UDP and TCP (gossip) and one for TCP (API), released right before the
@@ -61,6 +63,7 @@ impl Cluster {
         Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
             nodes: Vec::new(),
+            zone: None,
         }
     }
 
@@ -79,8 +82,10 @@ impl Cluster {
                 format!("seeds = [{}]\n", quote(&s.to_string()))
             });
             let config = self.path(&format!("{name}.toml"));
+            let zone =
+                (self.zone.as_deref()).map_or(String::new(), |z| format!("zone = {}\n", quote(z)));
             let text = format!(
-                "[node]\nname = {}\ndata_dir = {}\n[gossip]\nlisten = {}\ninsecure = true\n{seeds}\
+                "[node]\nname = {}\ndata_dir = {}\n{zone}[gossip]\nlisten = {}\ninsecure = true\n{seeds}\
                  [metrics]\ninterval = \"1s\"\n[api]\nlisten = {}\n{extra}",
                 quote(name),
                 quote(&self.path(name).to_string_lossy()),
@@ -353,6 +358,8 @@ struct Page {
     alerts: Vec<(String, String)>,
     /// The rows of the reachability grid, by host.
     reach: Vec<String>,
+    /// Each zone row: its state (reachable or unreachable).
+    zones: HashMap<String, String>,
     /// Each vertex of the dependency graph: (failed by itself, taken down by another).
     vertices: HashMap<String, (bool, bool)>,
     /// The `requires` arrows drawn, as `from>to`.
@@ -394,6 +401,10 @@ impl Page {
             alerts: elements(dom, "data-alert")
                 .iter()
                 .map(|e| (attr(e, "data-alert"), attr(e, "data-state")))
+                .collect(),
+            zones: elements(dom, "data-zone")
+                .iter()
+                .map(|e| (attr(e, "data-zone"), attr(e, "data-state")))
                 .collect(),
             reach: elements(dom, "data-reach")
                 .iter()
@@ -1017,4 +1028,56 @@ fn completions_are_printed_for_each_shell_and_a_closed_pipe_is_not_a_crash() {
         help.contains("Examples:") && help.contains("Exit codes:"),
         "{help}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_zones_and_a_dead_zone_unreachable() {
+    let mut cluster = Cluster::new();
+    cluster.zone = Some("attic".into());
+    cluster.start("a1", None, "").await;
+    let seed = Some(cluster.nodes[0].gossip);
+    cluster.zone = Some("barn".into());
+    cluster.start("b1", seed, "").await;
+    let profile = cluster.path("chromium");
+    let url = format!("http://{}/", cluster.nodes[0].api);
+    let zones = |page: &Page| {
+        let mut z: Vec<(String, String)> = page.zones.clone().into_iter().collect();
+        z.sort();
+        z
+    };
+    let want = |barn: &str| {
+        vec![
+            ("attic".to_string(), "reachable".to_string()),
+            ("barn".to_string(), barn.to_string()),
+        ]
+    };
+    wait_for(
+        "a1's page lists both zones reachable",
+        DEADLINE,
+        async || {
+            let page = load(&profile, &url).await?;
+            if zones(&page) == want("reachable") {
+                Ok(())
+            } else {
+                Err(format!("{:?}", page.zones))
+            }
+        },
+    )
+    .await;
+    let b1 = cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "b1")
+        .expect("b1");
+    b1.child.kill().expect("kill b1");
+    b1.child.wait().expect("reap b1");
+    wait_for("a1's page shows barn unreachable", DEADLINE, async || {
+        let page = load(&profile, &url).await?;
+        if zones(&page) == want("unreachable") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", page.zones))
+        }
+    })
+    .await;
 }

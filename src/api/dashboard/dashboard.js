@@ -111,6 +111,25 @@ function renderMembers(overview, nowMs) {
   }));
 }
 
+// Zones: shown once there is more than one; this zone first, marked.
+function renderZones(zones) {
+  document.getElementById("zones-section").hidden = zones.length < 2;
+  const sorted = [...zones].sort((a, b) => (b.this - a.this) || a.name.localeCompare(b.name));
+  replaceRows("zones", sorted.map((z) => {
+    const state = z.reachable ? "reachable" : "unreachable";
+    const load = z.aggregates && z.aggregates.load1;
+    return el("tr", { "data-zone": z.name, "data-state": state, "data-up": z.members_up, class: z.reachable ? null : "gone" },
+      el("td", {}, z.this ? `${z.name} (this zone)` : z.name),
+      el("td", { title: z.since || "" }, pill(z.reachable ? "alive" : "down"), z.reachable ? "" : " since " + clock(z.since)),
+      el("td", { class: "num" }, `${z.members_up}/${z.members_total}`),
+      el("td", { class: "num" }, z.down),
+      el("td", {}, z.leader || "-"),
+      el("td", { class: "wrap" }, z.representatives.map((r) => r.node).join(", ")),
+      el("td", { class: "num" }, z.incidents),
+      el("td", { class: "num" }, load ? `${fmt(load.mean, 2)} / ${fmt(load.max, 2)}` : "-"));
+  }));
+}
+
 // A host's probes: a pill per probe, its name and health, its perfdata in the tooltip.
 function probePills(m) {
   const probes = Object.entries(m.probes || {});
@@ -315,6 +334,7 @@ async function poll() {
       `leader ${overview.leader || "none"} · ${count(failing, "failing service", "failing services")} · ` +
       count(open, "open incident", "open incidents");
     renderMembers(overview, nowMs);
+    renderZones(await getJson("/api/v1/zones").catch(() => []));
     renderServices(overview, nowMs);
     renderAlerts(overview);
     renderReach(overview);
