@@ -4,8 +4,9 @@
 //! `cargo run --release --example simbench -- [--seed N] [--sizes 128,1000] [--seconds S]
 //! [--digest-budget BYTES] [--fanout N] [--interval-ms N] [--phi X] [--news-delay-ms N] [--kills N] [--loss P] [--profile lean]`
 //! (`--profile` first: it sets every setting the other flags change) (`SIMBENCH_DETECTION=1`: kill → down instead;
-//! `SIMBENCH_BREAKDOWN=1`: bytes by kind of message on stderr). Sealed figures add the sealed
-//! frame's fixed overhead to every datagram.
+//! `SIMBENCH_BREAKDOWN=1`: bytes by kind of message on stderr; `--zones Z`: each size in Z
+//! zones, with the zone figures instead). Sealed figures add the sealed frame's fixed overhead
+//! to every datagram.
 
 use nbwatch::gossip::core::Settings;
 use nbwatch::sim::Sim;
@@ -21,6 +22,8 @@ struct Args {
     loss: f64,
     /// The gossip settings, defaults unless a flag changes one (to try a profile).
     settings: Settings,
+    /// Zones per size (0: no zones).
+    zones: usize,
 }
 
 fn args() -> Args {
@@ -31,6 +34,7 @@ fn args() -> Args {
         kills: 20,
         loss: 0.0,
         settings: Settings::default(),
+        zones: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +49,7 @@ fn args() -> Args {
             }
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--kills" => a.kills = value.parse().expect("--kills N"),
+            "--zones" => a.zones = value.parse().expect("--zones Z"),
             "--loss" => a.loss = value.parse().expect("--loss 0.1"),
             "--digest-budget" => {
                 a.settings.digest_budget = value.parse().expect("--digest-budget BYTES")
@@ -258,8 +263,151 @@ fn detection(
     (times[times.len() / 2], p99, false_downs)
 }
 
+/// Node indices of zone `z`.
+fn zone_members(sim: &Sim, z: &str) -> Vec<usize> {
+    (0..sim.nodes.len()).filter(|&i| sim.zone(i) == z).collect()
+}
+
+/// The zone figures at `n` nodes in `zones` zones: bytes per node (liveness, then 5 s
+/// metrics; the upper layer's share), kill → down inside a zone, a summary change to 99 % of
+/// all hosts, and a zone cut to every host.
+fn zoned(a: &Args, n: usize, zones: usize) {
+    let t = std::time::Instant::now();
+    let mut sim = Sim::zoned(a.seed, zones, n / zones, a.settings.clone());
+    let all: Vec<usize> = (0..sim.nodes.len()).collect();
+    let names: Vec<String> = (0..zones).map(|z| format!("z{z}")).collect();
+    let everyone_reads = |s: &Sim| {
+        all.iter().all(|&i| {
+            let v = s.nodes[i].core.zones();
+            v.len() == zones && v.iter().all(|z| z.reachable)
+        })
+    };
+    assert!(
+        sim.run_until(sim.now + Duration::from_secs(300), everyone_reads),
+        "seed {}: the zones did not reach every host",
+        a.seed
+    );
+    sim.run_for(Duration::from_secs(10));
+    let zone_bytes = |s: &Sim| {
+        s.nodes
+            .iter()
+            .map(|x| x.core.stats().bytes_zones)
+            .sum::<u64>()
+    };
+    let z0 = zone_bytes(&sim);
+    let idle = bytes_per_node_per_second(&mut sim, a.seconds, false);
+    let upper = (zone_bytes(&sim) - z0) as f64 / sim.nodes.len() as f64 / a.seconds as f64;
+    let busy = bytes_per_node_per_second(&mut sim, a.seconds, true);
+    // Kill → every host of its zone says down; then the zone's summary counting it down at
+    // 99 % of all hosts, from the moment its zone agreed.
+    let mut detect = Vec::new();
+    let mut spread = Vec::new();
+    for k in 0..a.kills.max(1) {
+        let zone = &names[k % zones];
+        let members = zone_members(&sim, zone);
+        let victim = members[1 + sim.random_index(members.len() - 1)];
+        let at = sim.now;
+        sim.crash(victim);
+        let ok = sim.run_until(at + Duration::from_secs(30), |s| {
+            s.all_see(victim, nbwatch::gossip::core::Status::Down, Some(&members))
+        });
+        assert!(ok, "seed {}: no detection in 30 s", a.seed);
+        detect.push(sim.now.since(at));
+        let agreed = sim.now;
+        let victim_name = sim.nodes[victim].name.clone();
+        let need = (sim.nodes.len() as f64 * 0.99).ceil() as usize;
+        let ok = sim.run_until(agreed + Duration::from_secs(30), |s| {
+            (0..s.nodes.len())
+                .filter(|&i| s.is_up(i))
+                .filter(|&i| {
+                    s.nodes[i].core.zones().iter().any(|v| {
+                        v.summary.zone == *zone
+                            && v.summary.down_names.iter().any(|(n, _)| *n == victim_name)
+                    })
+                })
+                .count()
+                >= need.min(s.nodes.len() - 1)
+        });
+        assert!(ok, "seed {}: the summary did not spread in 30 s", a.seed);
+        spread.push(sim.now.since(agreed));
+        sim.restart(victim, members[0]);
+        assert!(
+            sim.run_until(sim.now + Duration::from_secs(120), |s| s.converged()),
+            "seed {}: no rejoin",
+            a.seed
+        );
+    }
+    // The last zone cut off from the others: every other host reads it unreachable, and
+    // every host of it reads the others unreachable.
+    let cut_zone = names[zones - 1].clone();
+    let cut = zone_members(&sim, &cut_zone);
+    let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
+    sim.run_for(Duration::from_secs(5));
+    let at = sim.now;
+    sim.partition(&cut, &rest);
+    let unreachable = |s: &Sim, by: &[usize], zs: &[String]| {
+        by.iter()
+            .all(|&i| zs.iter().all(|z| s.zone_reachable(i, z) == Some(false)))
+    };
+    let others: Vec<String> = names[..zones - 1].to_vec();
+    let ok = sim.run_until(at + Duration::from_secs(60), |s| {
+        unreachable(s, &rest, std::slice::from_ref(&cut_zone))
+    });
+    let seen_out = sim.now.since(at);
+    assert!(ok, "seed {}: the cut was not seen in 60 s", a.seed);
+    let ok = sim.run_until(at + Duration::from_secs(60), |s| {
+        unreachable(s, &cut, &others)
+    });
+    let seen_in = sim.now.since(at);
+    assert!(
+        ok,
+        "seed {}: the cut zone did not see the others in 60 s",
+        a.seed
+    );
+    let false_downs: usize = (0..sim.nodes.len())
+        .map(|i| {
+            (sim.down_events(i).iter())
+                .filter(|(by, ..)| sim.zone(*by) != sim.zone(i))
+                .count()
+        })
+        .sum();
+    detect.sort();
+    spread.sort();
+    println!(
+        "| {n} | {zones} | {:.0} ({:.0}) | {:.0} ({:.0}) | {upper:.0} | {:.2} / {:.2} s | {:.2} / {:.2} s | {:.2} s | {:.2} s | {false_downs} |",
+        idle.0,
+        sealed(idle),
+        busy.0,
+        sealed(busy),
+        detect[detect.len() / 2].as_secs_f64(),
+        detect[detect.len() - 1].as_secs_f64(),
+        spread[spread.len() / 2].as_secs_f64(),
+        spread[spread.len() - 1].as_secs_f64(),
+        seen_out.as_secs_f64(),
+        seen_in.as_secs_f64(),
+    );
+    eprintln!(
+        "(N={n} in {zones} zones took {:?} of wall time)",
+        t.elapsed()
+    );
+}
+
 fn main() {
     let a = args();
+    if a.zones > 0 {
+        println!(
+            "simulator, seed {}, latency 0.2-5 ms, no loss, interval {:?}, {} kills per size",
+            a.seed, a.settings.interval, a.kills
+        );
+        println!(
+            "| N | zones | bytes/s per node, liveness (sealed) | bytes/s per node, 5 s metrics (sealed) | of which upper layer | kill → down in its zone p50 / max | summary to 99 % of hosts p50 / max | zone cut seen by every other host | cut zone sees the others | downs across zones |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for &n in &a.sizes {
+            zoned(&a, n, a.zones);
+        }
+        return;
+    }
     if std::env::var("SIMBENCH_DETECTION").is_ok() {
         println!(
             "| N | detection p50 | detection p99 (virtual time, {} kills, loss {}) | false downs |",

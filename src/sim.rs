@@ -146,7 +146,8 @@ impl Sim {
         let n = zones * per_zone;
         sim.zones = (0..n).map(|i| format!("z{}", i % zones)).collect();
         sim.add_node();
-        let spacing = Duration::from_millis(if n <= 256 { 20 } else { 50 });
+        // A joiner's answer holds one zone, not the cluster: joins may come faster.
+        let spacing = Duration::from_millis(if n <= 256 { 20 } else { 10 });
         for _ in 1..n {
             sim.add_node();
             sim.run_for(spacing);
@@ -632,12 +633,16 @@ impl Sim {
     pub fn restart(&mut self, i: usize, seed: usize) {
         let inc = Incarnation(self.nodes[i].incarnation.0 + 1);
         let core_seed = self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ inc.0;
+        let settings = Settings {
+            zone: self.zone(i).to_string(),
+            ..self.settings.clone()
+        };
         let core = Core::new(
             self.nodes[i].name.clone(),
             self.nodes[i].addr,
             inc,
             vec![Self::addr_of(seed)],
-            self.settings.clone(),
+            settings,
             core_seed,
         );
         let n = &mut self.nodes[i];

@@ -115,7 +115,7 @@ impl Settings {
             join_backoff_max: Duration::from_secs(30),
             watch,
             zone: crate::keys::zone::DEFAULT_ZONE.to_string(),
-            zone_timeout: interval * 3,
+            zone_timeout: interval * 2,
         }
     }
 }

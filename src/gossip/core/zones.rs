@@ -362,7 +362,8 @@ impl Core {
         // representative its zone's summary does not name may be on an island of its zone
         // (hosts that joined apart): that summary names the others.
         let mut lacks = Vec::new();
-        if zone != self.settings.zone
+        if reply
+            && zone != self.settings.zone
             && (self.upper.summaries.get(&zone))
                 .is_some_and(|s| !s.reps.iter().any(|(n, _)| *n == name))
         {
