@@ -120,6 +120,8 @@ pub struct Launcher {
     /// While set, nbwatch pollers send nothing (`overload` keeps its own requests out of the
     /// load window).
     pub paused: Arc<AtomicBool>,
+    /// nbwatch: node `n<i>` is in zone `z<i % zones>` (0: no zones).
+    pub zones: usize,
 }
 
 /// A free loopback port for both UDP and TCP, below the kernel's ephemeral range and never

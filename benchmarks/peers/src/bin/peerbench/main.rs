@@ -6,12 +6,14 @@
 //! peerbench bandwidth --system ... --n 16 --metrics-interval 0|5 --seconds 60
 //! peerbench rss       --system ... --n 64 [--seconds 30]
 //! peerbench overload  --system ... --n 128 --seconds 120 --hogs 2 [--poll-rate 300]
+//! peerbench zones     --system nbwatch --n 64 --zones 4 --kills 4 --seconds 60 --soak 600
 //! ```
 
 mod cluster;
 mod nbwatch;
 mod overload;
 mod procfs;
+mod zones;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -53,6 +55,9 @@ pub struct Opts {
     /// overload: deadline for the first convergence and for the one after the load.
     converge_timeout: u64,
     recover_timeout: u64,
+    /// zones: zones of the cluster, and how long to watch for false downs at the end.
+    zones: usize,
+    soak: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,7 +72,7 @@ fn parse() -> anyhow::Result<Opts> {
     let command = args.next().unwrap_or_default();
     if !matches!(
         command.as_str(),
-        "detection" | "bandwidth" | "rss" | "overload"
+        "detection" | "bandwidth" | "rss" | "overload" | "zones"
     ) {
         anyhow::bail!(
             "usage: peerbench detection|bandwidth|rss|overload --system nbwatch|chitchat|foca \
@@ -102,6 +107,8 @@ fn parse() -> anyhow::Result<Opts> {
         poll_threads: 8,
         converge_timeout: 0,
         recover_timeout: 120,
+        zones: 0,
+        soak: 0,
     };
     let mut system = None;
     while let Some(flag) = args.next() {
@@ -127,6 +134,8 @@ fn parse() -> anyhow::Result<Opts> {
             "--poll-threads" => o.poll_threads = value.parse()?,
             "--converge-timeout" => o.converge_timeout = value.parse()?,
             "--recover-timeout" => o.recover_timeout = value.parse()?,
+            "--zones" => o.zones = value.parse()?,
+            "--soak" => o.soak = value.parse()?,
             "--key" => {
                 o.key = match value.as_str() {
                     "off" => KeyMode::Off,
@@ -142,6 +151,10 @@ fn parse() -> anyhow::Result<Opts> {
     anyhow::ensure!(
         o.key == KeyMode::Off || (o.system == System::Nbwatch && o.command != "detection"),
         "--key is for nbwatch bandwidth and rss runs"
+    );
+    anyhow::ensure!(
+        o.command != "zones" || (o.system == System::Nbwatch && o.zones >= 2 && o.n >= 2 * o.zones),
+        "zones is an nbwatch run with --zones 2 or more and two nodes a zone at least"
     );
     anyhow::ensure!(
         o.profile == "default" || o.system == System::Nbwatch,
@@ -237,9 +250,13 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
             _ => Duration::from_secs(1),
         },
         paused: Default::default(),
+        zones: o.zones,
     };
     if o.command == "overload" {
         return overload::run(launcher, o);
+    }
+    if o.command == "zones" {
+        return zones::run(launcher, o);
     }
     let converge = Duration::from_secs(60 + o.n as u64);
     let cluster = Cluster::start(launcher, o.n, converge)?;

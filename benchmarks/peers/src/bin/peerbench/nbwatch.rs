@@ -42,9 +42,13 @@ pub fn write_config(
         });
     let data_dir = run_dir.join(name);
     std::fs::create_dir_all(&data_dir)?;
+    let zone = match zone_of(name, launcher.zones) {
+        Some(z) => format!("zone = \"{z}\"\n"),
+        None => String::new(),
+    };
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let toml = format!(
-        "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n\
+        "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n{zone}\n\
          [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\n{profile}{key_file}\n\
          [metrics]\ninterval = \"{metrics_interval_s}s\"\n\n\
          [api]\nlisten = \"{api}\"\n\n\
@@ -59,6 +63,12 @@ pub fn write_config(
     let path = run_dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml)?;
     Ok(path)
+}
+
+/// The zone of node `n<i>` among `zones` zones (`None`: no zones).
+pub fn zone_of(name: &str, zones: usize) -> Option<String> {
+    let i: usize = name.strip_prefix('n')?.parse().ok()?;
+    (zones > 0).then(|| format!("z{}", i % zones))
 }
 
 /// Where every node's exec sink appends the alerts it sends (one JSON per line).
@@ -85,7 +95,7 @@ pub fn alert_at(run_dir: &Path, prefix: &str, after_ms: u64) -> Option<(u64, usi
 }
 
 /// "2026-11-22T15:30:09.120Z" as ms since the epoch (UTC, the only form nbwatch writes).
-fn humantime_ms(s: &str) -> Option<u64> {
+pub fn humantime_ms(s: &str) -> Option<u64> {
     let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
