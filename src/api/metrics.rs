@@ -302,6 +302,7 @@ pub fn render(s: &Snapshot) -> String {
 
     // Hosts, and this process.
     hosts::render_hosts(&mut out, &s.views, s.now);
+    render_zones(&mut out, &s.views);
     if let Some(process) = &s.process {
         hosts::render_process(&mut out, process);
     }
@@ -355,6 +356,65 @@ fn render_services(out: &mut Exposition, services: &[ServiceStatus]) {
 
 /// Incidents by kind and stage, and the sinks' deliveries by kind, sink and result (`ok` or
 /// `failed`: the error text itself would make a new series per message).
+/// Every zone as this node's zone publishes it (see `gossip::core::zones`): reachability,
+/// members by state and open incidents, labelled by zone. Nothing before the first
+/// publication.
+fn render_zones(out: &mut Exposition, views: &[MemberView]) {
+    let mut latest = crate::keys::zone::Latest::default();
+    for m in views
+        .iter()
+        .filter(|m| m.is_self || crate::election::is_live(m))
+    {
+        for (key, value) in m.kv.iter() {
+            latest.offer(&m.name, key, value);
+        }
+    }
+    let zones = latest.into_map();
+    if zones.is_empty() {
+        return;
+    }
+    out.family(
+        "nbwatch_zone_reachable",
+        "gauge",
+        "1 while a zone is reachable from this node's zone, 0 once two representatives could not reach it.",
+    );
+    for (zone, (_, p)) in &zones {
+        out.sample("nbwatch_zone_reachable", &[("zone", zone)], f(p.reachable));
+    }
+    out.family(
+        "nbwatch_zone_members",
+        "gauge",
+        "Members of each zone by state, from its summary.",
+    );
+    for (zone, (_, p)) in &zones {
+        let s = &p.summary;
+        for (state, n) in [
+            ("up", s.up),
+            ("suspect", s.suspect),
+            ("down", s.down),
+            ("total", s.total),
+        ] {
+            out.sample(
+                "nbwatch_zone_members",
+                &[("zone", zone), ("state", state)],
+                f64::from(n),
+            );
+        }
+    }
+    out.family(
+        "nbwatch_zone_incidents",
+        "gauge",
+        "Open incidents of each zone (members down, services failed), from its summary.",
+    );
+    for (zone, (_, p)) in &zones {
+        out.sample(
+            "nbwatch_zone_incidents",
+            &[("zone", zone)],
+            f64::from(p.summary.incidents),
+        );
+    }
+}
+
 fn render_alerts(out: &mut Exposition, alerts: &Value) {
     let mut incidents: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut deliveries: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
@@ -608,5 +668,69 @@ mod tests {
         assert_eq!(number(f64::NAN), "NaN");
         assert_eq!(number(f64::NEG_INFINITY), "-Inf");
         assert_eq!(escape_label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+    use crate::keys::zone::Published;
+    use crate::types::{Incarnation, NodeName};
+    use crate::wire::ZoneSummary;
+
+    #[test]
+    fn each_zone_published_in_this_zone_is_a_series_by_zone() {
+        let p = |zone: &str, reachable: bool| Published {
+            summary: ZoneSummary {
+                zone: zone.into(),
+                version: 9,
+                reps: Vec::new(),
+                total: 16,
+                up: if reachable { 15 } else { 0 },
+                suspect: 0,
+                down: 1,
+                down_names: Vec::new(),
+                leader: None,
+                incidents: 1,
+                metrics: Vec::new(),
+            },
+            reachable,
+            since: None,
+            at: 5,
+        };
+        let kv: std::collections::BTreeMap<String, String> = [
+            ("zones.attic".to_string(), p("attic", true).encode()),
+            ("zones.barn".to_string(), p("barn", false).encode()),
+        ]
+        .into();
+        let me = MemberView {
+            name: NodeName::from("a1"),
+            addr: "127.0.0.1:7710".parse().expect("addr"),
+            status: Status::Alive,
+            incarnation: Incarnation(1),
+            last_heard: Time(1_000),
+            is_self: true,
+            kv: std::sync::Arc::new(kv),
+            clock_offset: Some(0),
+            reports: 0,
+        };
+        let mut out = Exposition::default();
+        render_zones(&mut out, &[me]);
+        for line in [
+            "nbwatch_zone_reachable{zone=\"attic\"} 1",
+            "nbwatch_zone_reachable{zone=\"barn\"} 0",
+            "nbwatch_zone_members{zone=\"attic\",state=\"up\"} 15",
+            "nbwatch_zone_members{zone=\"barn\",state=\"total\"} 16",
+            "nbwatch_zone_incidents{zone=\"barn\"} 1",
+        ] {
+            assert!(
+                out.text.lines().any(|l| l == line),
+                "no {line} in\n{}",
+                out.text
+            );
+        }
+        let mut none = Exposition::default();
+        render_zones(&mut none, &[]);
+        assert!(none.text.is_empty());
     }
 }
