@@ -540,7 +540,16 @@ fn each_host_knows_its_zone_in_full_and_every_zone_by_its_summary() {
         });
         assert!(
             ok,
-            "seed {seed}: the zones' summaries did not reach every host"
+            "seed {seed}: the zones' summaries did not reach every host: {:?}",
+            (0..15)
+                .map(|i| {
+                    let zones = sim.nodes[i].core.zones();
+                    let seen: Vec<_> = (zones.iter())
+                        .map(|v| (v.summary.zone.clone(), v.summary.total, v.reachable))
+                        .collect();
+                    (i, seen)
+                })
+                .collect::<Vec<_>>()
         );
         for i in 0..15 {
             let members = sim.nodes[i].core.members(sim.now);

@@ -104,7 +104,11 @@ pub async fn zones(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         let zones = value
             .as_array()
             .context("the daemon's zones answer is not a JSON array")?;
-        print!("{}", table::render_zones(zones));
+        if zones.is_empty() {
+            println!("one zone: this cluster knows no other zone (node.zone, README \"Zones\")");
+        } else {
+            print!("{}", table::render_zones(zones));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -194,17 +194,21 @@ impl Core {
         if !self.is_rep() || self.leaving {
             return;
         }
-        let zones = self.known_zones();
-        if zones.len() > 1 || !self.contacts(&zone).is_empty() {
-            self.upper.turn += 1;
-            let z = &zones[(self.upper.turn % zones.len() as u64) as usize];
-            let contacts = self.contacts(z);
-            if let Some((name, addr)) = contacts.choose(&mut self.rng).cloned() {
-                let digest = self.zone_digest(now);
-                self.send_zones(addr, &name, digest, Vec::new(), true, out);
-            }
+        // A cluster of one zone has no upper layer: nothing is sent or published.
+        let others: Vec<String> = (self.known_zones().into_iter())
+            .filter(|z| *z != zone)
+            .collect();
+        if others.is_empty() {
+            return;
         }
-        for z in zones {
+        self.upper.turn += 1;
+        let z = &others[(self.upper.turn % others.len() as u64) as usize];
+        let contacts = self.contacts(z);
+        if let Some((name, addr)) = contacts.choose(&mut self.rng).cloned() {
+            let digest = self.zone_digest(now);
+            self.send_zones(addr, &name, digest, Vec::new(), true, out);
+        }
+        for z in others {
             self.judge_zone(now, &z, out);
         }
         if self.is_publisher() {
@@ -434,7 +438,14 @@ impl Core {
                 }
             }
             if self.is_publisher() {
-                return; // this zone's summary is made here
+                // This zone's summary is made here. A newer version from elsewhere is an
+                // island's (or a former publisher's): this one must outrank it.
+                if let Some(own) = self.upper.summaries.get_mut(&self.settings.zone)
+                    && s.version >= own.version
+                {
+                    own.version = s.version + 1;
+                }
+                return;
             }
         }
         let newer = (self.upper.summaries.get(&s.zone)).is_none_or(|o| o.version < s.version);
