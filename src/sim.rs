@@ -478,7 +478,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         if n.summarized
             .is_some_and(|t| now.since(t) < Duration::from_secs(1))
-            || !n.core.is_publisher()
+            || !n.core.wants_summary()
         {
             return;
         }

@@ -664,3 +664,37 @@ fn a_host_joining_through_a_seed_in_another_zone_joins_its_own() {
         );
     }
 }
+
+/// The large size, by hand (README, "Tests"): a thousand hosts in ten zones.
+#[test]
+#[ignore]
+fn a_thousand_hosts_in_ten_zones_see_a_zone_cut_and_no_host_of_another_zone_down() {
+    for seed in seeds() {
+        let mut sim = Sim::zoned(seed, 10, 100, Settings::default());
+        let all: Vec<usize> = (0..1000).collect();
+        let zones: Vec<String> = (0..10).map(|z| format!("z{z}")).collect();
+        let names: Vec<&str> = zones.iter().map(String::as_str).collect();
+        let ok = sim.run_until(sim.now + secs(120), |s| all_read(s, &names, true, &all));
+        assert!(ok, "seed {seed}: the zones did not reach every host");
+        sim.run_for(secs(10));
+        let cut = zone_nodes(&sim, "z9");
+        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
+        let at = sim.now;
+        sim.partition(&cut, &rest);
+        let ok = sim.run_until(at + secs(10), |s| all_read(s, &["z9"], false, &rest));
+        assert!(
+            ok,
+            "seed {seed}: the cut zone was not unreachable everywhere in 10 s"
+        );
+        let ok = sim.run_until(at + secs(10), |s| all_read(s, &names[..9], false, &cut));
+        assert!(
+            ok,
+            "seed {seed}: the cut zone did not see the others unreachable"
+        );
+        for i in 0..1000 {
+            for (by, ..) in sim.down_events(i) {
+                assert_eq!(sim.zone(by), sim.zone(i), "seed {seed}: n{by} downed n{i}");
+            }
+        }
+    }
+}

@@ -444,9 +444,12 @@ impl GossipState {
             let view = self.core.members(now);
             self.known
                 .set(view.iter().filter(|m| !m.is_self).map(|m| m.addr).collect());
-            // This zone's summary, for the upper layer (taken only by the zone's publisher).
-            let summary = crate::zone::summarize(&view, now);
-            self.core.adopt_summary(now, summary);
+            // This zone's summary, for the upper layer (made only by the zone's publisher,
+            // and only where there are other zones).
+            if self.core.wants_summary() {
+                let summary = crate::zone::summarize(&view, now);
+                self.core.adopt_summary(now, summary);
+            }
             self.election.cast(ElectionMsg::View(view));
         }
     }

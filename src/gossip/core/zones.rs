@@ -98,6 +98,15 @@ impl Core {
         self.reps().iter().any(|(n, _)| *n == self.me)
     }
 
+    /// Whether the shell should make this zone's summary (see [`Core::adopt_summary`]): this
+    /// node publishes, and there are other zones to tell.
+    pub fn wants_summary(&self) -> bool {
+        self.is_publisher()
+            && (self.upper.summaries.keys())
+                .chain(self.upper.met.keys())
+                .any(|z| *z != self.settings.zone)
+    }
+
     /// Whether this node publishes the zones into its zone (the first representative).
     pub fn is_publisher(&self) -> bool {
         self.reps().first().is_some_and(|(n, _)| *n == self.me)
