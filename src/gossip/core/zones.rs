@@ -8,6 +8,10 @@
 //! and the two send each other the summaries the other lacks. A zone's freshest beat travels
 //! through these digests as a node's heartbeat does through the zone's.
 //!
+//! Every time here is this node's: a direct message is a sign of life now, and a digest's
+//! ages are read against this node's clock as it arrives, so a representative whose clock is
+//! off by seconds does not make its zone look silent (one-way latency is not subtracted).
+//!
 //! **Two witnesses across layers.** A representative with no sign of life of zone Z for
 //! `zone_timeout` asks each of Z's representatives directly; with no answer within twice
 //! `answer_timeout` it suspects Z and tells the others at once. Z is **unreachable** once two
@@ -356,7 +360,9 @@ impl Core {
             {
                 met.remove(&other);
             }
-            self.zone_alive(now, &zone, env.beat);
+            // Read on this node's clock: a representative whose clock is off must not look
+            // silent (its own beat says when by its clock, not by ours).
+            self.zone_alive(now, &zone, Beat::at(now));
         }
         for s in summaries {
             self.learn_summary(now, s, out);
@@ -385,7 +391,9 @@ impl Core {
         let mut answer = Vec::new();
         let mut mentioned = BTreeSet::new();
         for ZoneDigest(z, version, age) in digest {
-            let beat = age.beat(env.beat);
+            // An age is how long before the message the sender last heard of the zone: read
+            // against our clock, as the message arrives.
+            let beat = age.beat(Beat::at(now));
             if z != self.settings.zone {
                 self.zone_alive(now, &z, beat);
             }
