@@ -145,21 +145,9 @@ impl Sim {
         let mut sim = Sim::new(seed, settings);
         let n = zones * per_zone;
         sim.zones = (0..n).map(|i| format!("z{}", i % zones)).collect();
-        sim.add_node();
         // A joiner's answer holds one zone, not the cluster: joins may come faster.
         let spacing = Duration::from_millis(if n <= 256 { 20 } else { 10 });
-        for _ in 1..n {
-            sim.add_node();
-            sim.run_for(spacing);
-        }
-        let deadline = sim.now + Duration::from_secs(300);
-        let ok = sim.run_until(deadline, |s| s.converged());
-        assert!(
-            ok,
-            "seed {seed}: {zones} zones of {per_zone} did not converge in 300 s:\n{}",
-            sim.describe()
-        );
-        sim
+        sim.join(n, spacing, &format!("{zones} zones of {per_zone}"))
     }
 
     /// The zone of node `i`.
@@ -176,22 +164,28 @@ impl Sim {
 
     /// A cluster of `n` nodes named `n0`, `n1`, …, each joining through `n0`, all converged.
     pub fn cluster(seed: u64, n: usize, settings: Settings) -> Sim {
-        let mut sim = Sim::new(seed, settings);
-        sim.add_node();
         // Large clusters join at a pace a real roll-out would have, not all in one second.
         let spacing = Duration::from_millis(if n <= 256 { 20 } else { 50 });
+        Sim::new(seed, settings).join(n, spacing, &format!("a cluster of {n}"))
+    }
+
+    /// Adds `n` nodes, `spacing` apart, each joining through the first, and runs until they
+    /// have converged (panics, naming the seed and `what`, after 300 s).
+    fn join(mut self, n: usize, spacing: Duration, what: &str) -> Sim {
+        self.add_node();
         for _ in 1..n {
-            sim.add_node();
-            sim.run_for(spacing);
+            self.add_node();
+            self.run_for(spacing);
         }
-        let deadline = sim.now + Duration::from_secs(300);
-        let ok = sim.run_until(deadline, |s| s.converged());
+        let deadline = self.now + Duration::from_secs(300);
+        let ok = self.run_until(deadline, |s| s.converged());
         assert!(
             ok,
-            "seed {seed}: a cluster of {n} did not converge in 300 s:\n{}",
-            sim.describe()
+            "seed {}: {what} did not converge in 300 s:\n{}",
+            self.seed,
+            self.describe()
         );
-        sim
+        self
     }
 
     pub fn name(i: usize) -> NodeName {

@@ -119,13 +119,25 @@ impl Core {
     /// Every zone as this node's zone publishes it: for each zone, the latest publication
     /// among the live members of this zone and this node.
     pub fn zones(&self) -> Vec<ZoneView> {
+        self.latest(|_| true)
+    }
+
+    /// [`Core::zones`] of one zone, reading only its key (a publication changed).
+    fn zone_view(&self, zone: &str) -> Option<ZoneView> {
+        let key = format!("{ZONES_PREFIX}{zone}");
+        self.latest(|k| k == key).pop()
+    }
+
+    /// The latest publication of each zone whose key passes `wanted`, among the live members
+    /// of this zone and this node.
+    fn latest(&self, wanted: impl Fn(&str) -> bool) -> Vec<ZoneView> {
         let mut latest = Latest::default();
         let own = std::iter::once((&self.me, &self.own));
         let live = (self.members.iter())
             .filter(|(_, m)| m.status.is_live())
             .map(|(n, m)| (n, &m.state));
         for (name, state) in own.chain(live) {
-            for (key, value) in state.live() {
+            for (key, value) in state.live().filter(|(k, _)| wanted(k)) {
                 latest.offer(name, key, value);
             }
         }
@@ -142,7 +154,7 @@ impl Core {
     /// A zone's publication changed somewhere in this zone: a change of its reachability is
     /// an event.
     pub(super) fn zone_published(&mut self, zone: &str, out: &mut Vec<Output>) {
-        let Some(view) = self.zones().into_iter().find(|v| v.summary.zone == zone) else {
+        let Some(view) = self.zone_view(zone) else {
             return;
         };
         let was = self.zone_reachable.insert(zone.to_string(), view.reachable);

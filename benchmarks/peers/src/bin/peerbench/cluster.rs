@@ -262,7 +262,16 @@ fn read_lines(stdout: std::process::ChildStdout, view: Arc<Mutex<View>>) {
 }
 
 /// Poll `cond` every 20 ms until it holds or `deadline` passes.
-pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_until(deadline: Duration, cond: impl FnMut() -> bool) -> bool {
+    wait_until_every(deadline, Duration::from_millis(20), cond)
+}
+
+/// Poll `cond` every `every` until it holds or `deadline` passes.
+pub fn wait_until_every(
+    deadline: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
     let start = Instant::now();
     loop {
         if cond() {
@@ -271,7 +280,7 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if start.elapsed() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     }
 }
 

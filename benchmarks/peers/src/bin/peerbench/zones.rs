@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::Opts;
-use crate::cluster::{Cluster, Launcher, Member, wait_until};
+use crate::cluster::{Cluster, Launcher, Member, wait_until, wait_until_every};
 use crate::nbwatch::{
     down_event_at, fetch_events, fetch_stats, http_get_within, humantime_ms, zone_of,
 };
@@ -84,21 +84,6 @@ fn ms(rfc3339: &str) -> Option<u64> {
     humantime_ms(rfc3339)
 }
 
-/// Asks `cond` every `every` until it holds or `deadline` passes (the figures come from
-/// event times, so the pace only says when to look; each look asks many daemons).
-fn poll_until(deadline: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() >= deadline {
-            return false;
-        }
-        std::thread::sleep(every);
-    }
-}
-
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -140,7 +125,7 @@ pub fn run(launcher: Launcher, o: &Opts) -> anyhow::Result<()> {
         })
     };
     anyhow::ensure!(
-        poll_until(deadline, Duration::from_secs(1), || all_read(&cluster)),
+        wait_until_every(deadline, Duration::from_secs(1), || all_read(&cluster)),
         "not every daemon read every zone within {deadline:?}"
     );
     println!(
@@ -197,7 +182,7 @@ pub fn run(launcher: Launcher, o: &Opts) -> anyhow::Result<()> {
             .filter_map(|m| m.api)
             .collect();
         let mut downs = Vec::new();
-        let seen = poll_until(Duration::from_secs(30), Duration::from_millis(500), || {
+        let seen = wait_until_every(Duration::from_secs(30), Duration::from_millis(500), || {
             downs = (mates.iter())
                 .filter_map(|api| down_event_at(*api, &victim, t_kill))
                 .collect();
@@ -209,7 +194,7 @@ pub fn run(launcher: Launcher, o: &Opts) -> anyhow::Result<()> {
         // The other zones' hosts reading it down in its zone's summary.
         let mut first_read: BTreeMap<SocketAddr, u64> = BTreeMap::new();
         let need = ((others.len() as f64) * 0.99).ceil() as usize;
-        let spread = poll_until(Duration::from_secs(30), Duration::from_millis(250), || {
+        let spread = wait_until_every(Duration::from_secs(30), Duration::from_millis(250), || {
             for api in &others {
                 if first_read.contains_key(api) {
                     continue;
@@ -273,7 +258,7 @@ pub fn run(launcher: Launcher, o: &Opts) -> anyhow::Result<()> {
         .collect();
     let mut seen_out = Vec::new();
     let mut seen_in = Vec::new();
-    let cut_seen = poll_until(Duration::from_secs(60), Duration::from_secs(1), || {
+    let cut_seen = wait_until_every(Duration::from_secs(60), Duration::from_secs(1), || {
         seen_out = (outside.iter())
             .filter_map(|api| unreachable_at(*api, &cut_zone, t_cut))
             .collect();
@@ -297,7 +282,7 @@ pub fn run(launcher: Launcher, o: &Opts) -> anyhow::Result<()> {
         in_max as f64 / 1000.0
     );
     // The killed hosts stay dead: every zone reachable again is the heal.
-    let healed = poll_until(Duration::from_secs(60), Duration::from_secs(1), || {
+    let healed = wait_until_every(Duration::from_secs(60), Duration::from_secs(1), || {
         cluster.members.iter().all(|m| {
             m.api
                 .and_then(zones_of)
