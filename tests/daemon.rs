@@ -770,15 +770,22 @@ async fn sent_everywhere(apis: &[SocketAddr], prefix: &str) -> Value {
     entry
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
-    let mut cluster = Cluster::new();
+/// Gives every node added from now on an operator key and an exec sink that appends each
+/// alert to a file of the test's folder; returns that file.
+fn exec_sink_with_operator(cluster: &mut Cluster) -> PathBuf {
     let file = cluster.dir.path().join("alerts.jsonl");
     let (_, operator) = cluster.operator("op");
     cluster.extra = format!(
         "{operator}[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
         file.display()
     );
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_send_exactly_one_alert_per_incident_through_the_leader() {
+    let mut cluster = Cluster::new();
+    let file = exec_sink_with_operator(&mut cluster);
     cluster.start_many(5).await;
 
     // A follower dies: one alert, from the leader n1, with the contract's shape.
@@ -4078,12 +4085,7 @@ async fn zones_of(api: SocketAddr) -> Result<Vec<Value>, String> {
 async fn hosts_in_two_zones_know_their_zone_in_full_the_other_by_summary_and_a_dead_zone_is_one_event()
  {
     let mut cluster = Cluster::new();
-    let file = cluster.dir.path().join("alerts.jsonl");
-    let (_, operator) = cluster.operator("op");
-    cluster.extra = format!(
-        "{operator}[[alerts.sinks]]\ntype = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
-        file.display()
-    );
+    let file = exec_sink_with_operator(&mut cluster);
     // a1 founds zone "attic"; b1 joins through it and founds "barn"; a2 and b2 join through a1.
     for (name, zone) in [
         ("a1", "attic"),
