@@ -155,11 +155,10 @@ impl Sim {
         (self.zones.get(i).map(String::as_str)).unwrap_or(crate::keys::zone::DEFAULT_ZONE)
     }
 
-    /// Whether node `by` reads zone `zone` as reachable (`None`: it knows no such zone).
+    /// Whether node `by` reads zone `zone` as reachable, as its last zone event said
+    /// (`None`: it has read nothing of such a zone).
     pub fn zone_reachable(&self, by: usize, zone: &str) -> Option<bool> {
-        (self.nodes[by].core.zones().into_iter())
-            .find(|v| v.summary.zone == zone)
-            .map(|v| v.reachable)
+        self.nodes[by].core.zone_reachability().get(zone).copied()
     }
 
     /// A cluster of `n` nodes named `n0`, `n1`, …, each joining through `n0`, all converged.
@@ -688,18 +687,23 @@ impl Sim {
 
     /// Every up node sees every up node alive.
     pub fn converged(&self) -> bool {
-        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
         // Each node sees its own zone (every node, without zones).
-        let peers = |a: usize| up.iter().filter(move |&&b| self.zone(b) == self.zone(a));
+        let mut zones: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for i in (0..self.nodes.len()).filter(|&i| self.is_up(i)) {
+            zones.entry(self.zone(i)).or_default().push(i);
+        }
         // Cheap test first: each up node must see exactly as many alive as there are up nodes.
-        if up
-            .iter()
-            .any(|&a| self.nodes[a].core.alive_count() != peers(a).count() - 1)
-        {
+        let counts = |peers: &Vec<usize>| {
+            (peers.iter()).all(|&a| self.nodes[a].core.alive_count() == peers.len() - 1)
+        };
+        if !zones.values().all(counts) {
             return false;
         }
-        up.iter()
-            .all(|&a| peers(a).all(|&b| self.status(a, b) == Some(Status::Alive)))
+        zones.values().all(|peers| {
+            (peers.iter()).all(|&a| {
+                (peers.iter()).all(|&b| a == b || self.status(a, b) == Some(Status::Alive))
+            })
+        })
     }
 
     /// Every up node other than `of` (in `among`, if given) sees `of` as `status`.

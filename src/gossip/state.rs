@@ -73,6 +73,17 @@ impl NodeState {
             .filter_map(|(k, e)| e.value.as_deref().map(|v| (k.as_str(), v)))
     }
 
+    /// Live entries whose key starts with `prefix`, in key order (a range of the map, not a
+    /// scan of every key).
+    pub fn live_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        (self.kv.range::<str, _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        )))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+        .filter_map(|(k, e)| e.value.as_deref().map(|v| (k.as_str(), v)))
+    }
+
     /// The owner's write: bumps the version. Returns false when nothing changed.
     pub fn write(&mut self, key: &str, value: Option<String>) -> bool {
         if let Some(e) = self.kv.get(key)

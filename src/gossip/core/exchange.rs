@@ -522,6 +522,7 @@ impl Core {
             by.remove(&name);
         }
         self.suspicions.retain(|_, by| !by.is_empty());
+        self.forget_publications(&name);
         let (incarnation, addr) = (state.incarnation, state.addr);
         self.live_cache.set(None);
         if previous.is_none() {

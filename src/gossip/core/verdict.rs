@@ -61,7 +61,9 @@ impl Core {
             let zone = zone.to_string();
             // Every host keeps the summaries its zone publishes: a host that becomes a
             // representative starts with them, and a stale one answers with the newest.
-            if let Some(p) = value.and_then(|v| crate::keys::zone::Published::parse(v).ok()) {
+            let p = value.and_then(|v| crate::keys::zone::Published::parse(v).ok());
+            self.note_publication(node, &zone, p.as_ref());
+            if let Some(p) = p {
                 self.learn_summary(now, p.summary, out);
             }
             self.zone_published(&zone, out);

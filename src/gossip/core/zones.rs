@@ -63,6 +63,17 @@ pub(super) struct Upper {
     published: BTreeMap<String, (u32, bool)>,
     /// When this zone's summary last changed by its metrics alone.
     metrics_at: Option<Time>,
+    /// zone -> who in this zone publishes it, and what (read once, as it arrived): a changed
+    /// publication is judged from here, not by reading every member's state again.
+    publishers: BTreeMap<String, BTreeMap<NodeName, Mark>>,
+}
+
+/// What a zone's reachability events need of one publication.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    at: u64,
+    reachable: bool,
+    since: Option<u64>,
 }
 
 /// A zone as a host reads it from its zone's publications.
@@ -119,27 +130,40 @@ impl Core {
     /// Every zone as this node's zone publishes it: for each zone, the latest publication
     /// among the live members of this zone and this node.
     pub fn zones(&self) -> Vec<ZoneView> {
-        self.latest(|_| true)
+        self.latest(|state, latest, by| {
+            for (key, value) in state.live_under(ZONES_PREFIX) {
+                latest.offer(by, key, value);
+            }
+        })
     }
 
-    /// [`Core::zones`] of one zone, reading only its key (a publication changed).
-    fn zone_view(&self, zone: &str) -> Option<ZoneView> {
+    /// Each zone as this node's events last told it: reachable or not (the zones whose
+    /// publication it has read, this node's own included).
+    pub fn zone_reachability(&self) -> &BTreeMap<String, bool> {
+        &self.zone_reachable
+    }
+
+    /// [`Core::zones`] of one zone, reading only its key.
+    pub fn zone_view(&self, zone: &str) -> Option<ZoneView> {
         let key = format!("{ZONES_PREFIX}{zone}");
-        self.latest(|k| k == key).pop()
+        self.latest(|state, latest, by| {
+            if let Some(value) = state.value(&key) {
+                latest.offer(by, &key, value);
+            }
+        })
+        .pop()
     }
 
-    /// The latest publication of each zone whose key passes `wanted`, among the live members
-    /// of this zone and this node.
-    fn latest(&self, wanted: impl Fn(&str) -> bool) -> Vec<ZoneView> {
+    /// The latest publication of each zone that `read` offers from a state, among the live
+    /// members of this zone and this node.
+    fn latest(&self, read: impl Fn(&NodeState, &mut Latest, &NodeName)) -> Vec<ZoneView> {
         let mut latest = Latest::default();
         let own = std::iter::once((&self.me, &self.own));
         let live = (self.members.iter())
             .filter(|(_, m)| m.status.is_live())
             .map(|(n, m)| (n, &m.state));
         for (name, state) in own.chain(live) {
-            for (key, value) in state.live().filter(|(k, _)| wanted(k)) {
-                latest.offer(name, key, value);
-            }
+            read(state, &mut latest, name);
         }
         (latest.into_map().into_values())
             .map(|(by, p)| ZoneView {
@@ -151,18 +175,59 @@ impl Core {
             .collect()
     }
 
+    /// `by` now publishes `p` of `zone` (`None`: it withdrew its publication).
+    pub(super) fn note_publication(&mut self, by: &NodeName, zone: &str, p: Option<&Published>) {
+        let publishers = self.upper.publishers.entry(zone.to_string()).or_default();
+        match p {
+            Some(p) => {
+                let mark = Mark {
+                    at: p.at,
+                    reachable: p.reachable,
+                    since: p.since,
+                };
+                publishers.insert(by.clone(), mark);
+            }
+            None => {
+                publishers.remove(by);
+            }
+        }
+    }
+
+    /// A new life of `node` starts with an empty state: its old publications are gone.
+    pub(super) fn forget_publications(&mut self, node: &NodeName) {
+        for publishers in self.upper.publishers.values_mut() {
+            publishers.remove(node);
+        }
+    }
+
     /// A zone's publication changed somewhere in this zone: a change of its reachability is
-    /// an event.
+    /// an event. The latest publication among this node and the live members counts, as in
+    /// [`Core::zones`].
     pub(super) fn zone_published(&mut self, zone: &str, out: &mut Vec<Output>) {
-        let Some(view) = self.zone_view(zone) else {
+        let Some(publishers) = self.upper.publishers.get(zone) else {
             return;
         };
+        let own = publishers.get(&self.me);
+        let live = (publishers.iter())
+            .filter(|(by, _)| self.members.get(*by).is_some_and(|m| m.status.is_live()))
+            .map(|(_, mark)| mark);
+        let Some(view) = own
+            .into_iter()
+            .chain(live)
+            .fold(None, |latest: Option<&Mark>, m| match latest {
+                Some(l) if l.at >= m.at => Some(l),
+                _ => Some(m),
+            })
+        else {
+            return;
+        };
+        let view = *view;
         let was = self.zone_reachable.insert(zone.to_string(), view.reachable);
         match (was, view.reachable) {
             (Some(true) | None, false) => {
                 out.push(Output::Event(ClusterEvent::ZoneUnreachable {
                     zone: zone.to_string(),
-                    last_heard: view.since.unwrap_or(Time::ZERO),
+                    last_heard: view.since.map_or(Time::ZERO, Time::from_millis),
                 }));
             }
             (Some(false), true) => out.push(Output::Event(ClusterEvent::ZoneReachable {
@@ -213,6 +278,7 @@ impl Core {
         if !self.is_publisher() && !self.upper.published.is_empty() {
             for z in std::mem::take(&mut self.upper.published).into_keys() {
                 self.write_own(now, &format!("{ZONES_PREFIX}{z}"), None, out);
+                self.note_publication(&self.me.clone(), &z, None);
                 self.zone_published(&z, out);
             }
         }
@@ -588,6 +654,7 @@ impl Core {
                 }
             }
             self.write_own(now, &key, Some(p.encode()), out);
+            self.note_publication(&self.me.clone(), &z, Some(&p));
             self.upper.published.insert(z.clone(), mark);
             self.zone_published(&z, out);
         }
