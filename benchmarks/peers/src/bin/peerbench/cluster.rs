@@ -23,6 +23,8 @@ pub enum System {
     Nbwatch,
     Chitchat,
     Foca,
+    /// HashiCorp's memberlist (Go), `peer-memberlist` (see `memberlist/`).
+    Memberlist,
 }
 
 impl System {
@@ -31,6 +33,7 @@ impl System {
             "nbwatch" => Self::Nbwatch,
             "chitchat" => Self::Chitchat,
             "foca" => Self::Foca,
+            "memberlist" => Self::Memberlist,
             other => anyhow::bail!("unknown system {other}"),
         })
     }
@@ -40,6 +43,7 @@ impl System {
             Self::Nbwatch => "nbwatch",
             Self::Chitchat => "chitchat",
             Self::Foca => "foca",
+            Self::Memberlist => "memberlist",
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Launcher {
     pub paused: Arc<AtomicBool>,
     /// nbwatch: node `n<i>` is in zone `z<i % zones>` (0: no zones).
     pub zones: usize,
+    /// `--loss`: each member in a network namespace of its own (see `netns.rs`).
+    pub netns: Option<std::sync::Arc<crate::netns::Netns>>,
 }
 
 /// A free loopback port for both UDP and TCP, below the kernel's ephemeral range and never
@@ -152,6 +158,19 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Launcher {
+    /// A command that runs `program` where a member at `addr` lives: in its namespace, if it
+    /// has one (`ip netns exec` execs the program: the child's pid is the program's).
+    fn command(&self, program: &std::path::Path, addr: SocketAddr) -> Command {
+        match crate::netns::Netns::ns_of(addr.ip()) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
     pub fn spawn(
         &self,
         name: &str,
@@ -173,7 +192,8 @@ impl Launcher {
                     .create(true)
                     .append(true)
                     .open(self.run_dir.join(format!("{name}.stdout")))?;
-                let child = Command::new(&self.nbwatch_bin)
+                let child = self
+                    .command(&self.nbwatch_bin, gossip)
                     .arg("run")
                     .arg("--config")
                     .arg(&config)
@@ -198,12 +218,13 @@ impl Launcher {
                     stop,
                 })
             }
-            System::Chitchat | System::Foca => {
+            System::Chitchat | System::Foca | System::Memberlist => {
                 let bin = self.bin_dir.join(match self.system {
                     System::Chitchat => "peer-chitchat",
+                    System::Memberlist => "peer-memberlist",
                     _ => "peer-foca",
                 });
-                let mut cmd = Command::new(bin);
+                let mut cmd = self.command(&bin, gossip);
                 cmd.arg("--name")
                     .arg(name)
                     .arg("--listen")
@@ -247,7 +268,9 @@ fn read_lines(stdout: std::process::ChildStdout, view: Arc<Mutex<View>>) {
         };
         let t = v["t_ms"].as_u64().unwrap_or_else(now_ms);
         let Ok(mut view) = view.lock() else { return };
-        if let Some(stats) = v.get("stats") {
+        if v.get("ready").is_some() {
+            view.ready = true;
+        } else if let Some(stats) = v.get("stats") {
             view.bytes_sent = stats["bytes_sent"].as_u64().unwrap_or(0);
             view.datagrams_sent = stats["datagrams_sent"].as_u64().unwrap_or(0);
             view.stats_t_ms = t;
@@ -365,10 +388,20 @@ impl Cluster {
     }
 
     pub fn spawn_fresh(&self, name: &str, seeds: &[SocketAddr]) -> anyhow::Result<Member> {
-        let gossip: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let api = match self.launcher.system {
-            System::Nbwatch => Some(([127, 0, 0, 1], free_port()?).into()),
-            _ => None,
+        let nbwatch = self.launcher.system == System::Nbwatch;
+        let (gossip, api): (SocketAddr, Option<SocketAddr>) = match &self.launcher.netns {
+            // A namespace of its own: the same ports for every member.
+            Some(netns) => {
+                let (_, ip) = netns.make()?;
+                ((ip, 7946).into(), nbwatch.then(|| (ip, 7711).into()))
+            }
+            None => (
+                ([127, 0, 0, 1], free_port()?).into(),
+                match nbwatch {
+                    true => Some(([127, 0, 0, 1], free_port()?).into()),
+                    false => None,
+                },
+            ),
         };
         self.launcher.spawn(name, gossip, api, seeds)
     }

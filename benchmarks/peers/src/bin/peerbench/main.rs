@@ -2,7 +2,7 @@
 //! failure detection, gossip bandwidth, and RSS/CPU.
 //!
 //! ```text
-//! peerbench detection --system nbwatch|chitchat|foca --n 16 --kills 20 [--seed S] [--nbwatch-bin PATH]
+//! peerbench detection --system nbwatch|chitchat|foca|memberlist --n 16 --kills 20 [--seed S] [--nbwatch-bin PATH] [--loss 10]
 //! peerbench bandwidth --system ... --n 16 --metrics-interval 0|5 --seconds 60
 //! peerbench rss       --system ... --n 64 [--seconds 30]
 //! peerbench overload  --system ... --n 128 --seconds 120 --hogs 2 [--poll-rate 300]
@@ -11,6 +11,7 @@
 
 mod cluster;
 mod nbwatch;
+mod netns;
 mod overload;
 mod procfs;
 mod zones;
@@ -58,6 +59,9 @@ pub struct Opts {
     /// zones: zones of the cluster, and how long to watch for false downs at the end.
     zones: usize,
     soak: u64,
+    /// detection: each member in a network namespace of its own, every one dropping this
+    /// share (%) of what it sends (`None`: all on loopback).
+    loss: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,7 +83,7 @@ fn parse() -> anyhow::Result<Opts> {
              --n N [--kills K] [--seed S] [--timeout SECS] [--metrics-interval 0|5] \
              [--seconds S] [--warmup S] [--settle S] [--nbwatch-bin PATH] [--bin-dir DIR] \
              [--key off|on|both] [--profile default|lean] [--poll-ms MS] [--hogs H] [--poll-rate R] [--poll-threads T] \
-             [--converge-timeout S] [--recover-timeout S]"
+             [--converge-timeout S] [--recover-timeout S] [--loss PERCENT]"
         );
     }
     let exe_dir = std::env::current_exe()?
@@ -109,6 +113,7 @@ fn parse() -> anyhow::Result<Opts> {
         recover_timeout: 120,
         zones: 0,
         soak: 0,
+        loss: None,
     };
     let mut system = None;
     while let Some(flag) = args.next() {
@@ -136,6 +141,7 @@ fn parse() -> anyhow::Result<Opts> {
             "--recover-timeout" => o.recover_timeout = value.parse()?,
             "--zones" => o.zones = value.parse()?,
             "--soak" => o.soak = value.parse()?,
+            "--loss" => o.loss = Some(value.parse()?),
             "--key" => {
                 o.key = match value.as_str() {
                     "off" => KeyMode::Off,
@@ -149,8 +155,12 @@ fn parse() -> anyhow::Result<Opts> {
     }
     o.system = system.ok_or_else(|| anyhow::anyhow!("--system is required"))?;
     anyhow::ensure!(
-        o.key == KeyMode::Off || (o.system == System::Nbwatch && o.command != "detection"),
-        "--key is for nbwatch bandwidth and rss runs"
+        o.key == KeyMode::Off || o.system == System::Nbwatch,
+        "--key is for nbwatch runs"
+    );
+    anyhow::ensure!(
+        o.loss.is_none() || o.command == "detection",
+        "--loss is for detection runs"
     );
     anyhow::ensure!(
         o.command != "zones" || (o.system == System::Nbwatch && o.zones >= 2 && o.n >= 2 * o.zones),
@@ -251,6 +261,10 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
         },
         paused: Default::default(),
         zones: o.zones,
+        netns: match o.loss {
+            Some(percent) => Some(std::sync::Arc::new(netns::Netns::new(percent)?)),
+            None => None,
+        },
     };
     if o.command == "overload" {
         return overload::run(launcher, o);
@@ -296,6 +310,11 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     let mut firsts_ms: Vec<u64> = Vec::new();
     let mut timed_out = 0usize;
     let mut not_rejoined = 0usize;
+    // Each kill: the victim's name, when it was killed and when the cluster was whole again
+    // (a down said of it in between is a true one).
+    let mut dead: Vec<(String, u64, u64)> = Vec::new();
+    // The peers' own "down" lines, from members since killed.
+    let mut lines: Vec<(u64, String)> = Vec::new();
     for k in 0..o.kills {
         // Let the cluster run a while after (re)convergence: adaptive
         // detectors (chitchat's phi) judge a node by its heartbeat history.
@@ -304,6 +323,9 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
         let victim_name = cluster.members[vi].name.clone();
         let t_kill = cluster.members[vi].kill9();
         let victim = cluster.members.remove(vi);
+        if let Ok(v) = victim.view.lock() {
+            lines.extend(v.down_lines.iter().cloned());
+        }
         let survivors = &cluster.members;
         let detected = wait_until(timeout, || {
             survivors.iter().all(|s| {
@@ -415,7 +437,9 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
                 cluster.describe_gaps()
             );
         }
+        dead.push((victim_name, t_kill, now_ms()));
     }
+    let false_downs = false_downs(&cluster, &dead, lines);
     if timed_out > 0 || not_rejoined > 0 {
         KEEP_RUN_DIR.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -437,14 +461,18 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
         );
     }
     println!(
-        "| system | N | kills | settle | p50 | p99 | max | first survivor p50 | timeouts (>{} s) | seed |",
+        "| system | N | loss | kills | settle | p50 | p99 | max | first survivor p50 | timeouts (>{} s) | false downs | seed |",
         o.timeout
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {} s | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} s | {} | {} | {} | {} | {} | {} | {} |",
         o.system.label(),
         o.n,
+        match o.loss {
+            Some(p) => format!("{p} % (netns)"),
+            None => "none (loopback)".to_string(),
+        },
         o.kills,
         o.settle,
         q(&times_ms, 0.50),
@@ -452,6 +480,7 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
         q(&times_ms, 1.0),
         q(&firsts_ms, 0.50),
         timed_out,
+        false_downs.map_or("?".to_string(), |n| n.to_string()),
         o.seed
     );
     if not_rejoined > 0 {
@@ -479,6 +508,38 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How many times a member said another was down while it ran: nbwatch's `node_down` events
+/// in every survivor's history, the peers' own "down" lines (`lines` from members killed, then
+/// the survivors'). A down said of a victim between its kill and the cluster's being whole
+/// again is a true one. `None`: a history could not be read.
+fn false_downs(cluster: &Cluster, dead: &[(String, u64, u64)], mut lines: Vec<(u64, String)>) -> Option<usize> {
+    if cluster.launcher.system == System::Nbwatch {
+        lines.clear();
+        for m in &cluster.members {
+            let events = nbwatch::fetch_events(m.api?).ok()?;
+            lines.extend(
+                (events.iter())
+                    .filter(|e| e["kind"] == "node_down")
+                    .filter_map(|e| {
+                        Some((nbwatch::humantime_ms(e["at"].as_str()?)?, e["node"].as_str()?.to_string()))
+                    }),
+            );
+        }
+    } else {
+        for m in &cluster.members {
+            lines.extend(m.view.lock().ok()?.down_lines.iter().cloned());
+        }
+    }
+    let killed = |t: u64, node: &str| {
+        (dead.iter()).any(|(name, from, to)| name == node && *from <= t && t <= *to)
+    };
+    let false_ones: Vec<&(u64, String)> = lines.iter().filter(|(t, n)| !killed(*t, n)).collect();
+    for (t, n) in &false_ones {
+        println!("  false down: {n} at {t} ms");
+    }
+    Some(false_ones.len())
 }
 
 /// Nearest-rank percentile of a sorted slice.

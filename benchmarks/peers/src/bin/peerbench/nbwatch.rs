@@ -121,6 +121,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
 
 /// [`http_get`] with `timeout` for the connect and for each read and write.
 pub fn http_get_within(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
+    crate::netns::reach(addr.ip(), || get(addr, path, timeout))
+}
+
+fn get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -182,6 +186,12 @@ pub fn spawn_poller(
     every: Duration,
 ) {
     std::thread::spawn(move || {
+        // In the node's namespace, if it has one, for good: no thread per request.
+        if let Some(ns) = crate::netns::Netns::ns_of(api.ip())
+            && let Err(e) = crate::netns::enter(&ns)
+        {
+            eprintln!("# poller of {me}: {e}");
+        }
         let mut last_stats: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if paused.load(Ordering::Relaxed) {

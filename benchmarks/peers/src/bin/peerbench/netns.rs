@@ -1,0 +1,183 @@
+//! `--loss P`: every member alone in a network namespace of its own, all of them joined by a
+//! bridge in one more namespace, and nftables in each member's namespace dropping P % of what
+//! it sends — that loss on every link, for every system alike. Nothing is added to the
+//! machine's own namespace; every namespace is removed when the run ends.
+//!
+//! Member `k` (in the order made) is `10.99.<k / 250>.<k % 250 + 1>/16`. The driver reaches an
+//! nbwatch node's API from a thread that entered the node's namespace (`setns(2)` acts on the
+//! calling thread only).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Prefix of every namespace a run makes (then the driver's pid).
+const PREFIX: &str = "pbns";
+
+pub struct Netns {
+    base: String,
+    hub: String,
+    loss_percent: u32,
+    made: Mutex<Vec<(String, IpAddr)>>,
+}
+
+/// Namespace by member IP, for every `Netns` of this process.
+static BY_IP: Mutex<Option<HashMap<IpAddr, String>>> = Mutex::new(None);
+
+thread_local! {
+    /// The namespace this thread entered, if any.
+    static CURRENT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Removes the namespaces of earlier runs whose driver is gone.
+fn sweep_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            kill_all_in(name);
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+fn kill_all_in(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
+
+impl Netns {
+    pub fn new(loss_percent: u32) -> anyhow::Result<Netns> {
+        anyhow::ensure!(loss_percent < 100, "--loss is a percentage under 100");
+        sweep_stale();
+        let base = format!("{PREFIX}{}", std::process::id());
+        let hub = format!("{base}hub");
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        Ok(Netns {
+            base,
+            hub,
+            loss_percent,
+            made: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new namespace on the bridge, with the loss rule: its name and address.
+    pub fn make(&self) -> anyhow::Result<(String, IpAddr)> {
+        let mut made = self.made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let k = made.len();
+        let ns = format!("{}m{k}", self.base);
+        let addr = IpAddr::V4(Ipv4Addr::new(10, 99, (k / 250) as u8, (k % 250 + 1) as u8));
+        ip(&["netns", "add", &ns])?;
+        let (a, b) = (format!("pa{k}"), format!("pb{k}"));
+        ip(&[
+            "-n", &ns, "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &self.hub,
+        ])?;
+        ip(&["-n", &ns, "link", "set", &a, "name", "eth0"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{addr}/16"), "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", &self.hub, "link", "set", &b, "master", "br0"])?;
+        ip(&["-n", &self.hub, "link", "set", &b, "up"])?;
+        if self.loss_percent > 0 {
+            let rules = format!(
+                "table inet pbloss {{ chain out {{ type filter hook output priority 0; \
+                 oifname \"eth0\" numgen random mod 100 < {} drop; }} }}",
+                self.loss_percent
+            );
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "nft", &rules])
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "nft in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        made.push((ns.clone(), addr));
+        (BY_IP.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            .get_or_insert_with(HashMap::new)
+            .insert(addr, ns.clone());
+        Ok((ns, addr))
+    }
+
+    /// The namespace of member address `addr`.
+    pub fn ns_of(addr: IpAddr) -> Option<String> {
+        BY_IP.lock().ok()?.as_ref()?.get(&addr).cloned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        for (ns, addr) in made {
+            kill_all_in(&ns);
+            let _ = ip(&["netns", "del", &ns]);
+            if let Ok(mut by) = BY_IP.lock()
+                && let Some(by) = by.as_mut()
+            {
+                by.remove(&addr);
+            }
+        }
+        let _ = ip(&["netns", "del", &self.hub]);
+    }
+}
+
+/// Moves the calling thread into namespace `ns` (for good).
+pub fn enter(ns: &str) -> anyhow::Result<()> {
+    let file = std::fs::File::open(format!("/run/netns/{ns}"))?;
+    // SAFETY: setns on a namespace file descriptor this thread holds open; it changes only
+    // this thread's network namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    anyhow::ensure!(
+        rc == 0,
+        "setns {ns}: {}",
+        std::io::Error::last_os_error()
+    );
+    CURRENT.with(|c| *c.borrow_mut() = Some(ns.to_string()));
+    Ok(())
+}
+
+/// Runs `f` where address `addr` can be reached: here, or on a thread inside its member's
+/// namespace.
+pub fn reach<T: Send>(addr: IpAddr, f: impl FnOnce() -> T + Send) -> T {
+    let Some(ns) = Netns::ns_of(addr) else {
+        return f();
+    };
+    if CURRENT.with(|c| c.borrow().as_deref() == Some(ns.as_str())) {
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Err(e) = enter(&ns) {
+                eprintln!("# {e}");
+            }
+            f()
+        })
+        .join()
+        .expect("a thread inside a namespace panicked")
+    })
+}
