@@ -161,7 +161,7 @@ impl Launcher {
     /// A command that runs `program` where a member at `addr` lives: in its namespace, if it
     /// has one (`ip netns exec` execs the program: the child's pid is the program's).
     fn command(&self, program: &std::path::Path, addr: SocketAddr) -> Command {
-        match crate::netns::Netns::ns_of(addr.ip()) {
+        match crate::netns::Netns::ns_of(addr) {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &ns]).arg(program);
@@ -392,8 +392,8 @@ impl Cluster {
         let (gossip, api): (SocketAddr, Option<SocketAddr>) = match &self.launcher.netns {
             // A namespace of its own: the same ports for every member.
             Some(netns) => {
-                let (_, ip) = netns.make()?;
-                ((ip, 7946).into(), nbwatch.then(|| (ip, 7711).into()))
+                let slot = netns.make()?;
+                (slot.gossip, nbwatch.then_some(slot.api))
             }
             None => (
                 ([127, 0, 0, 1], free_port()?).into(),

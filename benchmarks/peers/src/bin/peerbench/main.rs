@@ -440,6 +440,13 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
         dead.push((victim_name, t_kill, now_ms()));
     }
     let false_downs = false_downs(&cluster, &dead, lines);
+    if let Some(netns) = &cluster.launcher.netns {
+        let (sent, dropped) = netns.dropped();
+        println!(
+            "loss: {dropped} of {sent} packets the members sent were dropped ({:.1} %)",
+            dropped as f64 * 100.0 / sent.max(1) as f64
+        );
+    }
     if timed_out > 0 || not_rejoined > 0 {
         KEEP_RUN_DIR.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -514,7 +521,11 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
 /// in every survivor's history, the peers' own "down" lines (`lines` from members killed, then
 /// the survivors'). A down said of a victim between its kill and the cluster's being whole
 /// again is a true one. `None`: a history could not be read.
-fn false_downs(cluster: &Cluster, dead: &[(String, u64, u64)], mut lines: Vec<(u64, String)>) -> Option<usize> {
+fn false_downs(
+    cluster: &Cluster,
+    dead: &[(String, u64, u64)],
+    mut lines: Vec<(u64, String)>,
+) -> Option<usize> {
     if cluster.launcher.system == System::Nbwatch {
         lines.clear();
         for m in &cluster.members {
@@ -523,7 +534,10 @@ fn false_downs(cluster: &Cluster, dead: &[(String, u64, u64)], mut lines: Vec<(u
                 (events.iter())
                     .filter(|e| e["kind"] == "node_down")
                     .filter_map(|e| {
-                        Some((nbwatch::humantime_ms(e["at"].as_str()?)?, e["node"].as_str()?.to_string()))
+                        Some((
+                            nbwatch::humantime_ms(e["at"].as_str()?)?,
+                            e["node"].as_str()?.to_string(),
+                        ))
                     }),
             );
         }

@@ -121,7 +121,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
 
 /// [`http_get`] with `timeout` for the connect and for each read and write.
 pub fn http_get_within(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
-    crate::netns::reach(addr.ip(), || get(addr, path, timeout))
+    crate::netns::reach(addr, || get(addr, path, timeout))
 }
 
 fn get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
@@ -187,7 +187,7 @@ pub fn spawn_poller(
 ) {
     std::thread::spawn(move || {
         // In the node's namespace, if it has one, for good: no thread per request.
-        if let Some(ns) = crate::netns::Netns::ns_of(api.ip())
+        if let Some(ns) = crate::netns::Netns::ns_of(api)
             && let Err(e) = crate::netns::enter(&ns)
         {
             eprintln!("# poller of {me}: {e}");

@@ -3,12 +3,13 @@
 //! it sends — that loss on every link, for every system alike. Nothing is added to the
 //! machine's own namespace; every namespace is removed when the run ends.
 //!
-//! Member `k` (in the order made) is `10.99.<k / 250>.<k % 250 + 1>/16`. The driver reaches an
-//! nbwatch node's API from a thread that entered the node's namespace (`setns(2)` acts on the
-//! calling thread only).
+//! Member `k` (in the order made) is `10.99.<k / 250>.<k % 250 + 1>/16`, gossiping on port
+//! 7946. An nbwatch node's API stays on loopback, as its secure defaults want, on port
+//! `20000 + k` (unique, so that an address names one namespace); the driver reaches it from a
+//! thread that entered the node's namespace (`setns(2)` acts on the calling thread only).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::Mutex;
@@ -20,11 +21,17 @@ pub struct Netns {
     base: String,
     hub: String,
     loss_percent: u32,
-    made: Mutex<Vec<(String, IpAddr)>>,
+    made: Mutex<Vec<(String, [SocketAddr; 2])>>,
 }
 
-/// Namespace by member IP, for every `Netns` of this process.
-static BY_IP: Mutex<Option<HashMap<IpAddr, String>>> = Mutex::new(None);
+/// A member's namespace and addresses.
+pub struct Slot {
+    pub gossip: SocketAddr,
+    pub api: SocketAddr,
+}
+
+/// Namespace by member address (gossip and API), for every `Netns` of this process.
+static BY_ADDR: Mutex<Option<HashMap<SocketAddr, String>>> = Mutex::new(None);
 
 thread_local! {
     /// The namespace this thread entered, if any.
@@ -85,19 +92,33 @@ impl Netns {
         })
     }
 
-    /// A new namespace on the bridge, with the loss rule: its name and address.
-    pub fn make(&self) -> anyhow::Result<(String, IpAddr)> {
+    /// A new namespace on the bridge, with the loss rule: the member's addresses.
+    pub fn make(&self) -> anyhow::Result<Slot> {
         let mut made = self.made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let k = made.len();
         let ns = format!("{}m{k}", self.base);
         let addr = IpAddr::V4(Ipv4Addr::new(10, 99, (k / 250) as u8, (k % 250 + 1) as u8));
+        let slot = Slot {
+            gossip: (addr, 7946).into(),
+            api: (Ipv4Addr::LOCALHOST, 20_000 + k as u16).into(),
+        };
         ip(&["netns", "add", &ns])?;
+        // Removed at the end even if the rest fails.
+        made.push((ns.clone(), [slot.gossip, slot.api]));
         let (a, b) = (format!("pa{k}"), format!("pb{k}"));
         ip(&[
             "-n", &ns, "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &self.hub,
         ])?;
         ip(&["-n", &ns, "link", "set", &a, "name", "eth0"])?;
-        ip(&["-n", &ns, "addr", "add", &format!("{addr}/16"), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/16"),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         ip(&["-n", &self.hub, "link", "set", &b, "master", "br0"])?;
@@ -105,7 +126,8 @@ impl Netns {
         if self.loss_percent > 0 {
             let rules = format!(
                 "table inet pbloss {{ chain out {{ type filter hook output priority 0; \
-                 oifname \"eth0\" numgen random mod 100 < {} drop; }} }}",
+                 oifname \"eth0\" counter; \
+                 oifname \"eth0\" numgen random mod 100 < {} counter drop; }}; }}",
                 self.loss_percent
             );
             let out = Command::new("ip")
@@ -117,29 +139,62 @@ impl Netns {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        made.push((ns.clone(), addr));
-        (BY_IP.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
-            .get_or_insert_with(HashMap::new)
-            .insert(addr, ns.clone());
-        Ok((ns, addr))
+        let mut by = BY_ADDR.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let by = by.get_or_insert_with(HashMap::new);
+        by.insert(slot.gossip, ns.clone());
+        by.insert(slot.api, ns);
+        Ok(slot)
     }
 
-    /// The namespace of member address `addr`.
-    pub fn ns_of(addr: IpAddr) -> Option<String> {
-        BY_IP.lock().ok()?.as_ref()?.get(&addr).cloned()
+    /// What the loss rules did so far, over every namespace: packets sent, packets dropped
+    /// (read from the rules' counters).
+    pub fn dropped(&self) -> (u64, u64) {
+        let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        let (mut sent, mut dropped) = (0, 0);
+        for (ns, _) in made {
+            let Ok(out) = Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, "nft", "list", "table", "inet", "pbloss",
+                ])
+                .output()
+            else {
+                continue;
+            };
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let Some(rest) = line.split("counter packets ").nth(1) else {
+                    continue;
+                };
+                let n: u64 = (rest.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                if line.contains("drop") {
+                    dropped += n;
+                } else {
+                    sent += n;
+                }
+            }
+        }
+        (sent, dropped)
+    }
+
+    /// The namespace of a member's gossip or API address.
+    pub fn ns_of(addr: SocketAddr) -> Option<String> {
+        BY_ADDR.lock().ok()?.as_ref()?.get(&addr).cloned()
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
-        for (ns, addr) in made {
+        for (ns, addrs) in made {
             kill_all_in(&ns);
             let _ = ip(&["netns", "del", &ns]);
-            if let Ok(mut by) = BY_IP.lock()
+            if let Ok(mut by) = BY_ADDR.lock()
                 && let Some(by) = by.as_mut()
             {
-                by.remove(&addr);
+                for a in addrs {
+                    by.remove(&a);
+                }
             }
         }
         let _ = ip(&["netns", "del", &self.hub]);
@@ -152,18 +207,14 @@ pub fn enter(ns: &str) -> anyhow::Result<()> {
     // SAFETY: setns on a namespace file descriptor this thread holds open; it changes only
     // this thread's network namespace.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    anyhow::ensure!(
-        rc == 0,
-        "setns {ns}: {}",
-        std::io::Error::last_os_error()
-    );
+    anyhow::ensure!(rc == 0, "setns {ns}: {}", std::io::Error::last_os_error());
     CURRENT.with(|c| *c.borrow_mut() = Some(ns.to_string()));
     Ok(())
 }
 
 /// Runs `f` where address `addr` can be reached: here, or on a thread inside its member's
 /// namespace.
-pub fn reach<T: Send>(addr: IpAddr, f: impl FnOnce() -> T + Send) -> T {
+pub fn reach<T: Send>(addr: SocketAddr, f: impl FnOnce() -> T + Send) -> T {
     let Some(ns) = Netns::ns_of(addr) else {
         return f();
     };
