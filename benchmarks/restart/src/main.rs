@@ -826,6 +826,8 @@ fn main() {
     );
     let mut raw = String::new();
     let mut table = Vec::new();
+    // The same rows as a markdown table (BENCHMARKS.md's generated part reads it).
+    let mut markdown = Vec::new();
     for cfg in configs {
         eprintln!("{}: {}", cfg.name(), cfg.note());
         match measure(cfg, &bins, &o) {
@@ -834,6 +836,20 @@ fn main() {
                 s.sort();
                 for (i, d) in out.lat.iter().enumerate() {
                     let _ = writeln!(raw, "{},{},{}", cfg.name(), i, d.as_micros());
+                }
+                if !s.is_empty() {
+                    markdown.push(format!(
+                        "| {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} |",
+                        cfg.name(),
+                        s.len(),
+                        out.failures,
+                        ms(s[0]),
+                        ms(pct(&s, 0.5)),
+                        ms(pct(&s, 0.9)),
+                        ms(pct(&s, 0.99)),
+                        ms(*s.last().unwrap()),
+                        kb(out.rss_after)
+                    ));
                 }
                 table.push(if s.is_empty() {
                     format!("{:<20} {:>5} {:>5}  (no sample)", cfg.name(), 0, out.failures)
@@ -876,6 +892,12 @@ fn main() {
         println!("  {:<20} {}", cfg.name(), cfg.note());
     }
     println!("  RSS = VmRSS of the supervisor process (python for supervisord) after the kills");
+    println!();
+    println!("| configuration | kills | failures | min | p50 | p90 | p99 | max | RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in &markdown {
+        println!("{row}");
+    }
     if let Some(path) = &o.raw {
         if let Err(e) = fs::write(path, format!("config,kill,latency_us\n{raw}")) {
             eprintln!("{}: {e}", path.display());
