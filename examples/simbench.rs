@@ -6,7 +6,9 @@
 //! (`--profile` first: it sets every setting the other flags change) (`SIMBENCH_DETECTION=1`: kill → down instead;
 //! `SIMBENCH_BREAKDOWN=1`: bytes by kind of message on stderr; `--zones Z`: each size in Z
 //! zones, with the zone figures instead). Sealed figures add the sealed frame's fixed overhead
-//! to every datagram.
+//! to every datagram. With metrics, every simulated host reads the samples of a real host
+//! recorded in `--samples FILE` (default `benchmarks/host-samples.csv`, made by
+//! `examples/hosttrace.rs`) and announces them by the daemon's dead-band rule.
 
 use nbwatch::gossip::core::Settings;
 use nbwatch::sim::Sim;
@@ -24,6 +26,8 @@ struct Args {
     settings: Settings,
     /// Zones per size (0: no zones).
     zones: usize,
+    /// The host samples every simulated host reads (see [`Trace`]).
+    samples: String,
 }
 
 fn args() -> Args {
@@ -35,6 +39,7 @@ fn args() -> Args {
         loss: 0.0,
         settings: Settings::default(),
         zones: 0,
+        samples: concat!(env!("CARGO_MANIFEST_DIR"), "/benchmarks/host-samples.csv").to_string(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +55,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--kills" => a.kills = value.parse().expect("--kills N"),
             "--zones" => a.zones = value.parse().expect("--zones Z"),
+            "--samples" => a.samples = value,
             "--loss" => a.loss = value.parse().expect("--loss 0.1"),
             "--digest-budget" => {
                 a.settings.digest_budget = value.parse().expect("--digest-budget BYTES")
@@ -79,33 +85,87 @@ fn args() -> Args {
     a
 }
 
-/// Writes a metrics sample on every node, changing about as much as a real host's does.
-fn announce_metrics(sim: &mut Sim, round: u64) {
+/// A recorded trace of a real host's samples (`examples/hosttrace.rs`), one every 5 s: the
+/// figures every simulated host reads, as every real daemon of a benchmark on one machine
+/// reads that machine.
+struct Trace(Vec<[f64; 7]>);
+
+impl Trace {
+    fn load(path: &str) -> Trace {
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("--samples {path}: {e}"));
+        let rows: Vec<[f64; 7]> = (text.lines().skip(1))
+            .enumerate()
+            .map(|(n, line)| {
+                let v: Vec<f64> = (line.split(','))
+                    .map(|x| {
+                        x.trim()
+                            .parse()
+                            .unwrap_or_else(|_| panic!("{path}:{}: {line}", n + 2))
+                    })
+                    .collect();
+                v.try_into()
+                    .unwrap_or_else(|_| panic!("{path}:{}: seven figures", n + 2))
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{path}: no samples");
+        Trace(rows)
+    }
+}
+
+/// Every node's metrics: what it reads each round, and which samples it announces.
+struct Metrics {
+    trace: Trace,
+    announcers: Vec<nbwatch::probe::metrics::Announcer>,
+}
+
+impl Metrics {
+    fn new(trace: Trace, n: usize) -> Metrics {
+        let every = Duration::from_secs(5);
+        Metrics {
+            trace,
+            announcers: (0..n)
+                .map(|_| nbwatch::probe::metrics::Announcer::new(every))
+                .collect(),
+        }
+    }
+}
+
+/// Every node takes a sample of round `round` of the trace and, as the daemon does, announces
+/// it only if it left the dead-band of its last announced one or that one is 30 s old.
+fn announce_metrics(sim: &mut Sim, metrics: &mut Metrics, round: u64) {
     let now = sim.now;
+    let row = metrics.trace.0[round as usize % metrics.trace.0.len()];
+    let since = Duration::from_millis(now.as_millis());
     for i in 0..sim.nodes.len() {
-        let r = (i as u64 * 7919 + round * 104_729) % 1000;
-        // Encoded as the daemon encodes a sample (trimmed figures, origin token).
-        let kv = nbwatch::probe::metrics::HostMetrics {
-            load1: r as f64 / 400.0,
-            load5: (r / 3) as f64 / 400.0,
-            load15: (r / 9) as f64 / 400.0,
-            cpu_pct: r as f64 / 10.0,
-            mem_used_pct: 40.0 + (r % 20) as f64 / 10.0,
-            swap_used_pct: 0.0,
-            disk_used_pct: 63.2,
+        let m = nbwatch::probe::metrics::HostMetrics {
+            load1: row[0],
+            load5: row[1],
+            load15: row[2],
+            cpu_pct: row[3],
+            mem_used_pct: row[4],
+            swap_used_pct: row[5],
+            disk_used_pct: row[6],
             uptime_s: 0,
             boot_time: 1_790_000_000,
             at: now,
+        };
+        if !metrics.announcers[i].offer(&m, since) {
+            continue;
         }
-        .to_kv();
-        for (k, v) in kv {
+        // Encoded as the daemon encodes a sample (trimmed figures, origin token).
+        for (k, v) in m.to_kv() {
             let _ = sim.nodes[i].core.set(now, &k, Some(v));
         }
     }
 }
 
 /// Bytes and datagrams sent per node per second.
-fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> (f64, f64) {
+fn bytes_per_node_per_second(
+    sim: &mut Sim,
+    seconds: u64,
+    mut metrics: Option<&mut Metrics>,
+) -> (f64, f64) {
     let n = sim.nodes.len();
     let before = sim.bytes_sent();
     let datagrams_before: u64 = sim.nodes.iter().map(|n| n.datagrams_sent).sum();
@@ -116,8 +176,8 @@ fn bytes_per_node_per_second(sim: &mut Sim, seconds: u64, metrics: bool) -> (f64
     let start = sim.now;
     let mut round = 0;
     while sim.now.since(start) < Duration::from_secs(seconds) {
-        if metrics {
-            announce_metrics(sim, round);
+        if let Some(m) = metrics.as_deref_mut() {
+            announce_metrics(sim, m, round);
             round += 1;
         }
         sim.run_for(Duration::from_secs(5));
@@ -295,9 +355,10 @@ fn zoned(a: &Args, n: usize, zones: usize) {
             .sum::<u64>()
     };
     let z0 = zone_bytes(&sim);
-    let idle = bytes_per_node_per_second(&mut sim, a.seconds, false);
+    let idle = bytes_per_node_per_second(&mut sim, a.seconds, None);
     let upper = (zone_bytes(&sim) - z0) as f64 / sim.nodes.len() as f64 / a.seconds as f64;
-    let busy = bytes_per_node_per_second(&mut sim, a.seconds, true);
+    let mut metrics = Metrics::new(Trace::load(&a.samples), sim.nodes.len());
+    let busy = bytes_per_node_per_second(&mut sim, a.seconds, Some(&mut metrics));
     // Kill → every host of its zone says down; then the zone's summary counting it down at
     // 99 % of all hosts, from the moment its zone agreed.
     let mut detect = Vec::new();
@@ -441,8 +502,9 @@ fn main() {
         let t = std::time::Instant::now();
         let mut sim = Sim::cluster(a.seed, n, a.settings.clone());
         sim.run_for(Duration::from_secs(10));
-        let idle = bytes_per_node_per_second(&mut sim, a.seconds, false);
-        let busy = bytes_per_node_per_second(&mut sim, a.seconds, true);
+        let idle = bytes_per_node_per_second(&mut sim, a.seconds, None);
+        let mut metrics = Metrics::new(Trace::load(&a.samples), sim.nodes.len());
+        let busy = bytes_per_node_per_second(&mut sim, a.seconds, Some(&mut metrics));
         let (p50, max) = propagation(&mut sim, 10);
         println!(
             "| {n} | {:.0} ({:.0}) | {:.1} | {:.0} ({:.0}) | {:.1} | {:.2} s | {:.2} s |",

@@ -16,7 +16,7 @@
 
 use crate::actors::gossip::GossipMsg;
 use crate::keys::{CPUS_KEY, MAC_KEY, PRIORITY_KEY, SCRAPE_KEY, WEIGHT_KEY};
-use crate::probe::metrics::{HostMetrics, Sampler, keep_alive};
+use crate::probe::metrics::{Announcer, Sampler};
 use crate::probe::plugins::{self, HostProbeSpec};
 use crate::statefile;
 use crate::supervision::health::{self, Outcome};
@@ -59,10 +59,10 @@ pub struct ProbeArgs {
 
 pub struct ProbeState {
     sampler: Option<Sampler>,
-    /// The last sample announced, and when.
-    announced: Option<(HostMetrics, std::time::Instant)>,
-    /// How long a sample within the dead-band is kept back.
-    keep_alive: Duration,
+    /// Which samples are worth sending to every host.
+    announcer: Announcer,
+    /// The origin of the announcer's clock.
+    started: std::time::Instant,
     gossip: Handle<GossipMsg>,
     clock: Clock,
     /// Each host probe's last health and since when it holds, kept in the data dir.
@@ -110,8 +110,8 @@ impl Actor for HostProbeActor {
         };
         let state = ProbeState {
             sampler,
-            announced: None,
-            keep_alive: keep_alive(args.interval),
+            announcer: Announcer::new(args.interval),
+            started: std::time::Instant::now(),
             gossip: args.gossip,
             clock: args.clock,
             healths: load_healths(&args.data_dir),
@@ -147,16 +147,12 @@ impl Actor for HostProbeActor {
                 let mut metrics = sampler.sample();
                 metrics.at = state.clock.now();
                 // Within the dead-band and recent: not worth sending to every host.
-                if let Some((last, at)) = &state.announced
-                    && at.elapsed() < state.keep_alive
-                    && !metrics.moved_from(last)
-                {
+                if !state.announcer.offer(&metrics, state.started.elapsed()) {
                     return Ok(());
                 }
                 for (key, value) in metrics.to_kv() {
                     state.write(&key, value).await;
                 }
-                state.announced = Some((metrics, std::time::Instant::now()));
             }
             ProbeMsg::Probed { key, outcome } => {
                 if outcome.health != health::Health::Ok {

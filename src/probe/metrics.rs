@@ -166,6 +166,37 @@ pub fn keep_alive(interval: std::time::Duration) -> std::time::Duration {
     (interval * 6).min(KEEP_ALIVE).max(interval)
 }
 
+/// Which samples a host announces: one that left the dead-band of the last one announced
+/// ([`HostMetrics::moved_from`]), or any once the last is [`keep_alive`] old. The daemon's
+/// probe actor and the simulator decide with this one rule.
+#[derive(Debug)]
+pub struct Announcer {
+    keep_alive: std::time::Duration,
+    last: Option<(HostMetrics, std::time::Duration)>,
+}
+
+impl Announcer {
+    pub fn new(interval: std::time::Duration) -> Announcer {
+        Announcer {
+            keep_alive: keep_alive(interval),
+            last: None,
+        }
+    }
+
+    /// Whether `m`, taken at `now` (any monotonic clock, the same at every call), is to be
+    /// announced; if so it becomes the last one announced.
+    pub fn offer(&mut self, m: &HostMetrics, now: std::time::Duration) -> bool {
+        if let Some((last, at)) = &self.last
+            && now.saturating_sub(*at) < self.keep_alive
+            && !m.moved_from(last)
+        {
+            return false;
+        }
+        self.last = Some((m.clone(), now));
+        true
+    }
+}
+
 impl HostMetrics {
     /// Whether this sample moved far enough from `last` (the last one announced) to be
     /// announced: a load average by more than 0.05 and 10 %, CPU by more than 5 points,
@@ -210,6 +241,46 @@ mod tests {
         format_trimmed, metrics_from_kv, origin_token, parse_sample, resolve_origin,
     };
     use serde_json::Value;
+
+    #[test]
+    fn the_announcer_keeps_back_a_quiet_sample_until_the_keep_alive_and_sends_a_moved_one() {
+        use std::time::Duration;
+        let s = |load1: f64| HostMetrics {
+            load1,
+            mem_used_pct: 40.0,
+            ..HostMetrics::default()
+        };
+        let mut a = Announcer::new(Duration::from_secs(5));
+        assert!(
+            a.offer(&s(0.5), Duration::from_secs(0)),
+            "the first is sent"
+        );
+        assert!(
+            !a.offer(&s(0.52), Duration::from_secs(5)),
+            "within the band"
+        );
+        assert!(
+            !a.offer(&s(0.52), Duration::from_secs(29)),
+            "still within the keep-alive"
+        );
+        assert!(
+            a.offer(&s(0.52), Duration::from_secs(30)),
+            "the keep-alive is due"
+        );
+        assert!(
+            a.offer(&s(0.9), Duration::from_secs(35)),
+            "moved beyond the band"
+        );
+        assert!(a.offer(&s(0.55), Duration::from_secs(36)), "and back");
+        // The band is measured from the last one sent, not from the last one offered.
+        let mut a = Announcer::new(Duration::from_secs(5));
+        assert!(a.offer(&s(1.0), Duration::ZERO));
+        assert!(!a.offer(&s(1.08), Duration::from_secs(5)));
+        assert!(
+            a.offer(&s(1.16), Duration::from_secs(10)),
+            "0.16 from the last sent"
+        );
+    }
 
     #[test]
     fn a_sample_is_announced_again_only_once_a_figure_left_its_dead_band() {
