@@ -5,6 +5,10 @@
 //!
 //! `cargo run --release --example hosttrace -- --seconds 600 > benchmarks/host-samples.csv`
 //! (run beside a real-daemon bandwidth run, whose daemons all read this machine).
+//!
+//! `benchmarks/host-samples.csv` holds the 14 samples (70 s) taken during the metrics-128 run of
+//! 2026-12-06 01:54:27–01:56:01 UTC (build 0f3377b; the whole 150 s recording, whose later rows
+//! are after that run ended, is `benchmarks/results/2026-12-06-0f3377b/host-samples-150s.csv`).
 
 use nbwatch::probe::metrics::Sampler;
 use std::time::{Duration, Instant};
