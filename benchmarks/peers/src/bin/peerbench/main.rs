@@ -274,6 +274,10 @@ fn run_once(o: &Opts, run_dir: &std::path::Path, keyed: bool) -> anyhow::Result<
     }
     let converge = Duration::from_secs(60 + o.n as u64);
     let cluster = Cluster::start(launcher, o.n, converge)?;
+    if let Some(netns) = &cluster.launcher.netns {
+        netns.start_loss()?;
+        println!("# {} % loss on every link from now on", o.loss.unwrap_or(0));
+    }
     match o.command.as_str() {
         "detection" => detection(cluster, o),
         _ => steady(cluster, o, keyed),
@@ -443,7 +447,7 @@ fn detection(mut cluster: Cluster, o: &Opts) -> anyhow::Result<()> {
     if let Some(netns) = &cluster.launcher.netns {
         let (sent, dropped) = netns.dropped();
         println!(
-            "loss: {dropped} of {sent} packets the members sent were dropped ({:.1} %)",
+            "loss: {dropped} of {sent} packets that reached the members were dropped ({:.1} %)",
             dropped as f64 * 100.0 / sent.max(1) as f64
         );
     }

@@ -1,6 +1,6 @@
 //! `--loss P`: every member alone in a network namespace of its own, all of them joined by a
 //! bridge in one more namespace, and nftables in each member's namespace dropping P % of what
-//! it sends — that loss on every link, for every system alike. Nothing is added to the
+//! arrives — that loss on every link, for every system alike. Nothing is added to the
 //! machine's own namespace; every namespace is removed when the run ends.
 //!
 //! Member `k` (in the order made) is `10.99.<k / 250>.<k % 250 + 1>/16`, gossiping on port
@@ -22,6 +22,8 @@ pub struct Netns {
     hub: String,
     loss_percent: u32,
     made: Mutex<Vec<(String, [SocketAddr; 2])>>,
+    /// Set once the loss is on: a namespace made later gets its rule at once.
+    lossy: std::sync::atomic::AtomicBool,
 }
 
 /// A member's namespace and addresses.
@@ -89,6 +91,7 @@ impl Netns {
             hub,
             loss_percent,
             made: Mutex::new(Vec::new()),
+            lossy: Default::default(),
         })
     }
 
@@ -123,21 +126,8 @@ impl Netns {
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         ip(&["-n", &self.hub, "link", "set", &b, "master", "br0"])?;
         ip(&["-n", &self.hub, "link", "set", &b, "up"])?;
-        if self.loss_percent > 0 {
-            let rules = format!(
-                "table inet pbloss {{ chain out {{ type filter hook output priority 0; \
-                 oifname \"eth0\" counter; \
-                 oifname \"eth0\" numgen random mod 100 < {} counter drop; }}; }}",
-                self.loss_percent
-            );
-            let out = Command::new("ip")
-                .args(["netns", "exec", &ns, "nft", &rules])
-                .output()?;
-            anyhow::ensure!(
-                out.status.success(),
-                "nft in {ns}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        if self.lossy.load(std::sync::atomic::Ordering::Relaxed) {
+            self.lose_in(&ns)?;
         }
         let mut by = BY_ADDR.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let by = by.get_or_insert_with(HashMap::new);
@@ -146,7 +136,43 @@ impl Netns {
         Ok(slot)
     }
 
-    /// What the loss rules did so far, over every namespace: packets sent, packets dropped
+    /// Turns the loss on in every namespace made so far and in those made from now on (the
+    /// cluster forms without it: what is measured is detection under loss, not 64 daemons
+    /// starting at once on two cores under loss).
+    pub fn start_loss(&self) -> anyhow::Result<()> {
+        self.lossy.store(true, std::sync::atomic::Ordering::Relaxed);
+        let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        for (ns, _) in made {
+            self.lose_in(&ns)?;
+        }
+        Ok(())
+    }
+
+    /// The loss rule in namespace `ns`.
+    fn lose_in(&self, ns: &str) -> anyhow::Result<()> {
+        if self.loss_percent > 0 {
+            // Dropped as it arrives, not as it leaves: a drop in the output hook fails the
+            // sender's call (EPERM: a TCP connect gives up at once instead of retrying), while
+            // a packet lost on the wire is silent.
+            let rules = format!(
+                "table inet pbloss {{ chain in {{ type filter hook input priority 0; \
+                 iifname \"eth0\" counter; \
+                 iifname \"eth0\" numgen random mod 100 < {} counter drop; }}; }}",
+                self.loss_percent
+            );
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "nft", &rules])
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "nft in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// What the loss rules did so far, over every namespace: packets arrived, packets dropped
     /// (read from the rules' counters).
     pub fn dropped(&self) -> (u64, u64) {
         let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
