@@ -24,7 +24,18 @@ pub struct Netns {
     made: Mutex<Vec<(String, [SocketAddr; 2])>>,
     /// Set once the loss is on: a namespace made later gets its rule at once.
     lossy: std::sync::atomic::AtomicBool,
+    /// The machine's `net.core.netdev_max_backlog` before the run, put back at the end.
+    backlog: Option<String>,
 }
+
+/// Every packet between two members crosses two veth pairs, and each crossing queues it on a
+/// CPU's input backlog (`net.core.netdev_max_backlog`, 1000 by default). A real host has its
+/// own backlog per CPU for its own traffic; here a hundred hosts share two CPUs', and a burst
+/// of fragmented datagrams overflows them (UDP `SndbufErrors`, drops in
+/// `/proc/net/softnet_stat`): loss the run did not ask for. The backlog is raised to this for
+/// the run and put back after it.
+const BACKLOG: u64 = 100_000;
+const BACKLOG_FILE: &str = "/proc/sys/net/core/netdev_max_backlog";
 
 /// A member's namespace and addresses.
 pub struct Slot {
@@ -83,6 +94,14 @@ impl Netns {
         sweep_stale();
         let base = format!("{PREFIX}{}", std::process::id());
         let hub = format!("{base}hub");
+        let backlog = std::fs::read_to_string(BACKLOG_FILE).ok();
+        if backlog
+            .as_deref()
+            .and_then(|b| b.trim().parse::<u64>().ok())
+            < Some(BACKLOG)
+        {
+            std::fs::write(BACKLOG_FILE, BACKLOG.to_string())?;
+        }
         ip(&["netns", "add", &hub])?;
         ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &hub, "link", "set", "br0", "up"])?;
@@ -92,6 +111,7 @@ impl Netns {
             loss_percent,
             made: Mutex::new(Vec::new()),
             lossy: Default::default(),
+            backlog,
         })
     }
 
@@ -224,6 +244,9 @@ impl Drop for Netns {
             }
         }
         let _ = ip(&["netns", "del", &self.hub]);
+        if let Some(b) = &self.backlog {
+            let _ = std::fs::write(BACKLOG_FILE, b.trim());
+        }
     }
 }
 
