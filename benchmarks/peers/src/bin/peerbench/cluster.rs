@@ -349,6 +349,9 @@ impl Cluster {
     /// Start `n` members (the seed first, and serving, then the rest) without waiting for
     /// them to find each other.
     pub fn launch(launcher: Launcher, n: usize) -> anyhow::Result<Self> {
+        if let Some(netns) = &launcher.netns {
+            netns.prepare(n)?;
+        }
         let mut cluster = Cluster {
             launcher,
             members: Vec::new(),

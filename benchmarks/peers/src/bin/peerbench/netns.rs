@@ -26,13 +26,15 @@ pub struct Netns {
     lossy: std::sync::atomic::AtomicBool,
     /// The machine's `net.core.netdev_max_backlog` before the run, put back at the end.
     backlog: Option<String>,
+    /// Namespaces made ahead ([`Netns::prepare`]), handed out first by [`Netns::make`].
+    ready: Mutex<std::collections::VecDeque<Slot>>,
 }
 
 /// Every packet between two members crosses two veth pairs, and each crossing queues it on a
 /// CPU's input backlog (`net.core.netdev_max_backlog`, 1000 by default). A real host has its
 /// own backlog per CPU for its own traffic; here a hundred hosts share two CPUs', and a burst
-/// of fragmented datagrams overflows them (UDP `SndbufErrors`, drops in
-/// `/proc/net/softnet_stat`): loss the run did not ask for. The backlog is raised to this for
+/// of datagrams overflows them (drops in `/proc/net/softnet_stat`): loss the run did not ask
+/// for. The backlog is raised to this for
 /// the run and put back after it.
 const BACKLOG: u64 = 100_000;
 const BACKLOG_FILE: &str = "/proc/sys/net/core/netdev_max_backlog";
@@ -112,11 +114,33 @@ impl Netns {
             made: Mutex::new(Vec::new()),
             lossy: Default::default(),
             backlog,
+            ready: Default::default(),
         })
     }
 
-    /// A new namespace on the bridge, with the loss rule: the member's addresses.
+    /// Makes `n` namespaces now, before any member starts: making one takes eight `ip`
+    /// processes, and making them while the first members already gossip would load the CPUs
+    /// those members need (at 48 members it made their answers late enough to be suspected).
+    pub fn prepare(&self, n: usize) -> anyhow::Result<()> {
+        for _ in 0..n {
+            let slot = self.make_new()?;
+            (self.ready.lock().map_err(|_| anyhow::anyhow!("poisoned"))?).push_back(slot);
+        }
+        Ok(())
+    }
+
+    /// A namespace for a member: one made ahead, else a new one.
     pub fn make(&self) -> anyhow::Result<Slot> {
+        if let Some(slot) =
+            (self.ready.lock().map_err(|_| anyhow::anyhow!("poisoned"))?).pop_front()
+        {
+            return Ok(slot);
+        }
+        self.make_new()
+    }
+
+    /// A new namespace on the bridge, with the loss rule once it is on: the member's addresses.
+    fn make_new(&self) -> anyhow::Result<Slot> {
         let mut made = self.made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let k = made.len();
         let ns = format!("{}m{k}", self.base);
