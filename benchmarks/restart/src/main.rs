@@ -837,36 +837,21 @@ fn main() {
                 for (i, d) in out.lat.iter().enumerate() {
                     let _ = writeln!(raw, "{},{},{}", cfg.name(), i, d.as_micros());
                 }
-                if !s.is_empty() {
+                if s.is_empty() {
+                    table.push(format!("{:<20} {:>5} {:>5}  (no sample)", cfg.name(), 0, out.failures));
+                } else {
+                    // min, p50, p90, p99, max: one set of figures for both tables.
+                    let f = [s[0], pct(&s, 0.5), pct(&s, 0.9), pct(&s, 0.99), *s.last().unwrap()].map(ms);
+                    let (name, n, fails, rss) = (cfg.name(), s.len(), out.failures, kb(out.rss_after));
                     markdown.push(format!(
-                        "| {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} |",
-                        cfg.name(),
-                        s.len(),
-                        out.failures,
-                        ms(s[0]),
-                        ms(pct(&s, 0.5)),
-                        ms(pct(&s, 0.9)),
-                        ms(pct(&s, 0.99)),
-                        ms(*s.last().unwrap()),
-                        kb(out.rss_after)
+                        "| {name} | {n} | {fails} | {} ms | {} ms | {} ms | {} ms | {} ms | {rss} |",
+                        f[0], f[1], f[2], f[3], f[4]
+                    ));
+                    table.push(format!(
+                        "{name:<20} {n:>5} {fails:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {rss:>11}",
+                        f[0], f[1], f[2], f[3], f[4]
                     ));
                 }
-                table.push(if s.is_empty() {
-                    format!("{:<20} {:>5} {:>5}  (no sample)", cfg.name(), 0, out.failures)
-                } else {
-                    format!(
-                        "{:<20} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
-                        cfg.name(),
-                        s.len(),
-                        out.failures,
-                        ms(s[0]),
-                        ms(pct(&s, 0.5)),
-                        ms(pct(&s, 0.9)),
-                        ms(pct(&s, 0.99)),
-                        ms(*s.last().unwrap()),
-                        kb(out.rss_after)
-                    )
-                });
                 eprintln!("  RSS before {} after {}; load average now {}", kb(out.rss_before), kb(out.rss_after), sh("cut -d' ' -f1-3 /proc/loadavg"));
                 println!("{}", table.last().unwrap());
             }
