@@ -59,7 +59,7 @@ impl Latest {
         let Ok(p) = Published::parse(value) else {
             return;
         };
-        if (self.zones.get(zone)).is_some_and(|(_, old)| old.at >= p.at) {
+        if (self.zones.get(zone)).is_some_and(|(_, old)| !supersedes(p.at, old.at)) {
             return;
         }
         self.zones.insert(zone.to_string(), (by.clone(), p));
@@ -71,6 +71,12 @@ impl Latest {
     ) -> std::collections::BTreeMap<String, (crate::types::NodeName, Published)> {
         self.zones
     }
+}
+
+/// Whether a publication written at `at` wins over one written at `old` (ms, their
+/// publishers' clocks): the later one; of two written at once, the one read first stays.
+pub fn supersedes(at: u64, old: u64) -> bool {
+    at > old
 }
 
 /// The zone of a node whose state has `value` under [`ZONE_KEY`] (absent: the default zone,

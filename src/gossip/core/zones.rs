@@ -28,7 +28,7 @@
 //! nothing changes a summary costs nothing, however many zones there are.
 
 use super::*;
-use crate::keys::zone::{Latest, Published, ZONES_PREFIX};
+use crate::keys::zone::{Latest, Published, ZONES_PREFIX, supersedes};
 use crate::wire::{ZoneDigest, ZoneSummary};
 
 /// Representatives per zone.
@@ -211,17 +211,14 @@ impl Core {
         let live = (publishers.iter())
             .filter(|(by, _)| self.members.get(*by).is_some_and(|m| m.status.is_live()))
             .map(|(_, mark)| mark);
-        let Some(view) = own
-            .into_iter()
-            .chain(live)
-            .fold(None, |latest: Option<&Mark>, m| match latest {
-                Some(l) if l.at >= m.at => Some(l),
-                _ => Some(m),
+        let Some(&view) =
+            (own.into_iter().chain(live)).reduce(|latest, m| match supersedes(m.at, latest.at) {
+                true => m,
+                false => latest,
             })
         else {
             return;
         };
-        let view = *view;
         let was = self.zone_reachable.insert(zone.to_string(), view.reachable);
         match (was, view.reachable) {
             (Some(true) | None, false) => {
