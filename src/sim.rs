@@ -45,6 +45,8 @@ pub struct SimNode {
     /// When this node first saw each traced (node, key, value).
     pub traced: HashMap<(NodeName, String, String), Time>,
     pub fatal: Option<String>,
+    /// The peers whose suspicion by this node proved wrong (`Output::Misjudged`), in order.
+    pub misjudged: Vec<NodeName>,
     pub bytes_sent: u64,
     pub datagrams_sent: u64,
     /// Of `bytes_sent`: the watchers' probes (the core counts the rest by kind).
@@ -239,6 +241,7 @@ impl Sim {
             events: Vec::new(),
             traced: HashMap::new(),
             fatal: None,
+            misjudged: Vec::new(),
             bytes_sent: 0,
             datagrams_sent: 0,
             probe_bytes: 0,
@@ -553,6 +556,8 @@ impl Sim {
                 }
                 Output::Event(e) => self.record(i, e),
                 Output::IncarnationChanged(inc) => self.nodes[i].incarnation = inc,
+                // Counted; patience is not modelled (the simulated hosts are never starved).
+                Output::Misjudged(peer) => self.nodes[i].misjudged.push(peer),
                 Output::Fatal(reason) => {
                     self.nodes[i].fatal = Some(reason);
                     self.nodes[i].health = Health::Crashed;

@@ -11,6 +11,7 @@
 use crate::types::{Clock, Time};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -53,21 +54,43 @@ pub fn ticker<M: Message>(
     }))
 }
 
-/// Casts `msg()` to `actor` each time `rx` sees a new value (values that come faster than
-/// the task runs are seen once, as the latest), until the actor or the sender is gone or the
-/// returned handle is dropped.
+/// Casts `msg()` to `actor` when `rx` sees a new value, until the actor or the sender is gone
+/// or the returned [`OnChange`] is dropped. At most one such message waits in the actor's
+/// mailbox: values that come while one waits are read by it (the actor reads the latest value
+/// when it handles the message), so an actor slower than the changes never has a backlog of
+/// them. The actor calls [`OnChange::seen`] when it handles the message, before it reads.
 pub fn on_change<T: Send + Sync + 'static, M: Message>(
     mut rx: tokio::sync::watch::Receiver<T>,
     actor: ActorRef<M>,
     msg: impl Fn() -> M + Send + 'static,
-) -> AbortOnDrop<()> {
-    AbortOnDrop(tokio::spawn(async move {
+) -> OnChange {
+    let waiting = Arc::new(AtomicBool::new(false));
+    let flag = waiting.clone();
+    let task = AbortOnDrop(tokio::spawn(async move {
         while rx.changed().await.is_ok() {
-            if actor.cast(msg()).is_err() {
+            if !flag.swap(true, Ordering::AcqRel) && actor.cast(msg()).is_err() {
                 return;
             }
         }
-    }))
+    }));
+    OnChange {
+        waiting,
+        _task: task,
+    }
+}
+
+/// The task of [`on_change`], and whether its message waits in the actor's mailbox.
+pub struct OnChange {
+    waiting: Arc<AtomicBool>,
+    _task: AbortOnDrop<()>,
+}
+
+impl OnChange {
+    /// The actor is handling the message (or a tick that reads the same value): a change from
+    /// now on casts a new one.
+    pub fn seen(&self) {
+        self.waiting.store(false, Ordering::Release);
+    }
 }
 
 /// When a ticker started at `now` ticks the second time: on a multiple of `period`, at least
@@ -305,21 +328,32 @@ mod tests {
         handle.await.unwrap();
     }
 
+    async fn nothing_within(rx: &mut mpsc::UnboundedReceiver<Time>, ms: u64) -> bool {
+        tokio::time::timeout(Duration::from_millis(ms), rx.recv())
+            .await
+            .is_err()
+    }
+
     #[tokio::test]
-    async fn a_change_is_cast_each_time_the_value_changes_and_not_before() {
+    async fn a_change_is_cast_once_until_the_actor_has_seen_it() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (actor, handle) = Actor::spawn(None, Recorder, tx).await.unwrap();
         let (values, watched) = tokio::sync::watch::channel(0u64);
-        let _task = on_change(watched, actor.clone(), || Time(7));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(100), rx.recv())
-                .await
-                .is_err(),
-            "cast before any change"
-        );
+        let on_view = on_change(watched, actor.clone(), || Time(7));
+        assert!(nothing_within(&mut rx, 100).await, "cast before any change");
         values.send(1).unwrap();
         assert_eq!(next(&mut rx).await, Some(Time(7)));
-        values.send(2).unwrap();
+        // The actor has not handled it yet: a burst of changes casts nothing more (the
+        // message that waits reads the latest value).
+        for v in 2..100 {
+            values.send(v).unwrap();
+            tokio::task::yield_now().await;
+        }
+        assert!(nothing_within(&mut rx, 100).await, "a second message while one waits");
+        // Handled: the next change is cast again, once.
+        on_view.seen();
+        assert!(nothing_within(&mut rx, 50).await, "cast without a change");
+        values.send(100).unwrap();
         assert_eq!(next(&mut rx).await, Some(Time(7)));
         actor.stop(None);
         handle.await.unwrap();

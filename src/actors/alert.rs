@@ -27,7 +27,7 @@ use crate::control::settings::Applied;
 use crate::events::{AlertSentEvent, EventLog, NodeEvent, SinkResult};
 use crate::sinks::deliver_all;
 use crate::statefile;
-use crate::task::{AbortOnDrop, Alarm, Handle, on_change, ticker};
+use crate::task::{AbortOnDrop, Alarm, Handle, OnChange, on_change, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
@@ -86,7 +86,7 @@ pub struct AlertState {
     /// When the open alerts were last posted again to the `alertmanager` sinks.
     reposted: std::time::Instant,
     _ticker: AbortOnDrop<()>,
-    _on_view: AbortOnDrop<()>,
+    on_view: OnChange,
 }
 
 /// Why each of `sinks` that cannot deliver now cannot, by its number (1-based); the others
@@ -238,7 +238,7 @@ impl Actor for AlertActor {
             alarm,
             reposted: std::time::Instant::now(),
             _ticker: ticker,
-            _on_view: on_view,
+            on_view,
         })
     }
 
@@ -251,6 +251,7 @@ impl Actor for AlertActor {
         let now = state.args.clock.now();
         match msg {
             AlertMsg::Tick => {
+                state.on_view.seen();
                 let changed = state.args.cluster.has_changed().unwrap_or(false);
                 if changed {
                     let cluster = state.args.cluster.borrow_and_update().clone();

@@ -9,7 +9,7 @@ use crate::gossip::Status;
 use crate::secure::Gate;
 use crate::store::backfill::{PAGE_PAUSE, PEERS, WAIT_FOR_PEERS};
 use crate::store::record::Row;
-use crate::task::Handle;
+use crate::task::{AbortOnDrop, Handle};
 use crate::types::{Clock, NodeName, Time};
 use crate::wire::{Frame, PageRequest};
 use ractor::ActorRef;
@@ -17,7 +17,8 @@ use ractor::rpc::CallResult;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -125,14 +126,78 @@ async fn from_some(
     }
 }
 
+/// The back-fills from peers that came back (after an outage, a suspicion of them by this
+/// node, or a suspicion of this node by them), run one at a time by one task.
+///
+/// In a loaded cluster suspicions and refutations come in bursts, and a back-fill per event
+/// would feed the load that caused them (each is a TCP exchange, pages read on the peer and
+/// written here): requests for one peer merge into one (the earliest start wins), each waits
+/// [`RETURN_SETTLE`] for the others that follow it, and the fetches run one after another.
+/// A node then costs its peers at most one back-fill at a time, however many events it saw.
+pub struct Returns {
+    queue: Arc<Mutex<Queue>>,
+    task: Option<AbortOnDrop<()>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Each waiting peer, and from when its history is wanted.
+    wanted: BTreeMap<NodeName, Time>,
+    /// Whether the task is at work (it stops, under the lock, when nothing is left).
+    working: bool,
+}
+
+/// How long a back-fill from a returning peer waits before it starts, so the requests a burst
+/// of events makes for the same peer become one.
+pub const RETURN_SETTLE: Duration = Duration::from_secs(2);
+
+impl Returns {
+    pub fn new() -> Returns {
+        Returns {
+            queue: Arc::new(Mutex::new(Queue::default())),
+            task: None,
+        }
+    }
+
+    /// Asks for what `peer` recorded since `since`; merged with a request for it that waits.
+    pub fn want(&mut self, peers_of: &Peers, store: &ActorRef<StoreMsg>, peer: &NodeName, since: Time) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue
+            .wanted
+            .entry(peer.clone())
+            .and_modify(|t| *t = (*t).min(since))
+            .or_insert(since);
+        if queue.working {
+            return;
+        }
+        queue.working = true;
+        drop(queue);
+        let (queue, peers_of, store) = (self.queue.clone(), peers_of.clone(), store.clone());
+        self.task = Some(AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETURN_SETTLE).await;
+                let next = {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = q.wanted.pop_first();
+                    q.working = next.is_some();
+                    next
+                };
+                let Some((peer, since)) = next else { return };
+                from_returning(&peers_of, &store, &peer, since).await;
+            }
+        })));
+    }
+}
+
+impl Default for Returns {
+    fn default() -> Self {
+        Returns::new()
+    }
+}
+
 /// Back-fills from `peer`, which has just come back, everything it recorded since `since`.
-pub async fn from_returning(
-    peers_of: Peers,
-    store: ActorRef<StoreMsg>,
-    peer: NodeName,
-    since: Time,
-) {
-    let views = members(&peers_of).await;
+async fn from_returning(peers_of: &Peers, store: &ActorRef<StoreMsg>, peer: &NodeName, since: Time) {
+    let views = members(peers_of).await;
     let since = widened(&views, since);
     let Some(addr) = live(&views)
         .into_iter()
@@ -141,7 +206,7 @@ pub async fn from_returning(
     else {
         return;
     };
-    match fetch(&peers_of.gate, &peer, addr, since, &store).await {
+    match fetch(&peers_of.gate, peer, addr, since, store).await {
         Ok(f) => tracing::info!(
             peer = %peer, samples = f.samples, events = f.events, pages = f.pages,
             since = %since, "history back-filled from a returning peer"

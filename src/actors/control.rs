@@ -25,7 +25,7 @@ use crate::keys::{Command, Run};
 use crate::secure::directive::{Authority, Ledger};
 use crate::secure::operator::Directive;
 use crate::supervision::manager::{ControlInfo, ManagerMsg};
-use crate::task::{AbortOnDrop, Handle, on_change, ticker};
+use crate::task::{AbortOnDrop, Handle, OnChange, on_change, ticker};
 use crate::types::{Clock, NodeName};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -77,7 +77,7 @@ pub struct ControlState {
     /// The cluster settings this node applies.
     settings: SettingsShell,
     _ticker: AbortOnDrop<()>,
-    _on_view: AbortOnDrop<()>,
+    on_view: OnChange,
 }
 
 pub struct ControlActor;
@@ -117,7 +117,7 @@ impl Actor for ControlActor {
             met: HashMap::new(),
             placer: Placer::default(),
             _ticker: ticker,
-            _on_view: on_view,
+            on_view,
         })
     }
 
@@ -132,6 +132,7 @@ impl Actor for ControlActor {
                 state.busy.remove(&key);
             }
             ControlMsg::Tick => {
+                state.on_view.seen();
                 let view = state.args.view.borrow().clone();
                 state.settings.step(&view);
                 state.step(&myself, &view).await

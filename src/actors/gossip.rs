@@ -43,6 +43,10 @@ const VIEW_EVERY: Duration = Duration::from_millis(200);
 const SAMPLES_EVERY: Duration = Duration::from_secs(1);
 /// How long membership changes are collected before the election actor is told the view.
 const VIEW_SOON: Duration = Duration::from_millis(20);
+/// How often, at most, the view is told when membership changed: quiet, a change is told
+/// within [`VIEW_SOON`]; in a burst of suspicions and refutations (a loaded cluster) the
+/// view is not rebuilt, and read by the election, alert and control actors, for every one.
+const MEMBERSHIP_EVERY: Duration = Duration::from_millis(100);
 /// The shortest wait between two ticks when the core says something is still due after a
 /// tick (it should not be; this keeps a mistake from becoming a busy loop).
 const MIN_GAP: Duration = Duration::from_millis(10);
@@ -454,8 +458,9 @@ impl GossipState {
         }
     }
 
-    /// The view changed: membership changes are told to the election actor soon, changes of
-    /// state alone at most every [`VIEW_EVERY`], of samples alone every [`SAMPLES_EVERY`].
+    /// The view changed: membership changes are told to the election actor soon (at most
+    /// every [`MEMBERSHIP_EVERY`]), changes of state alone at most every [`VIEW_EVERY`], of
+    /// samples alone every [`SAMPLES_EVERY`].
     fn view_changed(&mut self, now: Time, event: &ClusterEvent) {
         let soon = now + VIEW_SOON;
         let due = match event {
@@ -463,7 +468,7 @@ impl GossipState {
                 soon.max(self.last_view + SAMPLES_EVERY)
             }
             ClusterEvent::StateChanged { .. } => soon.max(self.last_view + VIEW_EVERY),
-            _ => soon,
+            _ => soon.max(self.last_view + MEMBERSHIP_EVERY),
         };
         self.view_due = Some(self.view_due.map_or(due, |d| d.min(due)));
     }
@@ -510,6 +515,10 @@ impl GossipState {
                     // they could not reach us in time also says we may be the late one.
                     self.store.cast(StoreMsg::Refuted);
                     self.update_health(now, |h| h.refuted(now));
+                }
+                Output::Misjudged(peer) => {
+                    tracing::debug!(%peer, "a peer this node suspected was alive after all");
+                    self.update_health(now, |h| h.misjudged(now));
                 }
                 Output::Fatal(reason) => {
                     tracing::error!(%reason, "this node cannot go on");

@@ -90,8 +90,8 @@ pub struct StoreState {
     /// Peers this node suspected, since when: news from one (touch again) fetches what it
     /// recorded meanwhile, as for a returning down peer.
     suspected: HashMap<NodeName, Time>,
-    /// Back-fills from returning peers.
-    returns: Vec<AbortOnDrop<()>>,
+    /// Back-fills from returning peers, one at a time.
+    returns: backfill::Returns,
     /// The back-fill after this node refuted, waiting or running, and where it starts: a
     /// refutation while it waits replaces it, keeping the earlier start.
     refuted: Option<(Time, AbortOnDrop<()>)>,
@@ -131,7 +131,7 @@ impl Actor for StoreActor {
             _backfill: backfill,
             down: HashMap::new(),
             suspected: HashMap::new(),
-            returns: Vec::new(),
+            returns: backfill::Returns::new(),
             refuted: None,
         })
     }
@@ -361,7 +361,9 @@ impl StoreState {
                     self.fetch_from(myself, node, last_heard);
                 }
             }
-            ClusterEvent::NodeSuspect { node, .. } => {
+            // Only this node's own suspicion says its news from `node` may have stopped:
+            // another's, while its news reaches us, costs us nothing to fill in.
+            ClusterEvent::NodeSuspect { node, by, .. } if by.contains(&self.args.me) => {
                 let now = self.args.clock.now();
                 self.suspected.entry(node.clone()).or_insert(now);
             }
@@ -430,10 +432,6 @@ impl StoreState {
                 .saturating_sub(RETURN_MARGIN.as_millis() as u64),
         )
         .max(oldest);
-        let (peers, store, peer) = (self.args.peers.clone(), myself.clone(), peer.clone());
-        self.returns.retain(|t| !t.0.is_finished());
-        self.returns.push(AbortOnDrop(tokio::spawn(async move {
-            backfill::from_returning(peers, store, peer, since).await;
-        })));
+        self.returns.want(&self.args.peers, myself, peer, since);
     }
 }

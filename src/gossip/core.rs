@@ -216,6 +216,9 @@ pub enum Output {
     Event(ClusterEvent),
     /// Our incarnation changed (persist it so a restart goes higher).
     IncarnationChanged(Incarnation),
+    /// A suspicion this node raised proved wrong: the peer answered after all, or refuted it
+    /// (see `watch::LocalHealth::misjudged`).
+    Misjudged(NodeName),
     /// This node cannot go on (its name is taken by a live node).
     Fatal(String),
 }

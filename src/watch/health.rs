@@ -2,8 +2,10 @@
 //! (starved of CPU, its messages waiting) must not take its peers' silence for theirs.
 //!
 //! The score goes up by one each time this node finds itself late — a tick of the gossip
-//! actor that came [`LATE`] or more after it was due, or a suspicion of itself that it had to
-//! refute (others could not reach it in time) — up to [`MAX_SCORE`], and comes down by one
+//! actor that came [`LATE`] or more after it was due, a suspicion of itself that it had to
+//! refute (others could not reach it in time), or a suspicion of its own that the peer
+//! answered after all (Lifeguard raises it for a probe that failed while the peer was alive)
+//! — up to [`MAX_SCORE`], and comes down by one
 //! for every [`RECOVER`] without being late. Its [`patience`](LocalHealth::patience),
 //! `1 + score`, multiplies how long this node's watchers wait for an answer before they
 //! suspect a peer, and a late node answers its API from the last published view instead of
@@ -44,6 +46,15 @@ impl LocalHealth {
 
     /// This node had to refute a suspicion of itself.
     pub fn refuted(&mut self, now: Time) {
+        self.raise(now);
+    }
+
+    /// A peer this node suspected answered after all: the answers, or this node's reading of
+    /// them, came late. In a cluster whose hosts are all starved at once (every suspicion then
+    /// costs more work: probes to verify it, its refutation, the news of both), each node that
+    /// misjudges waits longer before its next suspicion, so the suspicions die down instead of
+    /// feeding the load that causes them.
+    pub fn misjudged(&mut self, now: Time) {
         self.raise(now);
     }
 
@@ -117,6 +128,8 @@ mod tests {
         assert_eq!((h.score(), h.patience()), (0, 1));
         h.refuted(t(at));
         assert_eq!(h.patience(), 2, "a refutation is lateness too");
+        h.misjudged(t(at + 1));
+        assert_eq!(h.patience(), 3, "so is a suspicion of a live peer");
     }
 
     #[test]

@@ -540,7 +540,8 @@ impl Core {
                 reports,
             },
         );
-        self.withdraw_stale_suspicion(now, &name, out);
+        let was_live = previous.is_some_and(Status::is_live);
+        self.withdraw_stale_suspicion(now, &name, was_live, out);
         match previous {
             None | Some(Status::Left) => {
                 out.push(Output::Event(ClusterEvent::NodeJoined {

@@ -421,3 +421,59 @@ fn the_lean_profile_gossips_with_one_member_every_two_seconds() {
     assert_eq!(lean.watch.phi_threshold, default.watch.phi_threshold);
     assert_eq!(lean.watch.first_interval, Duration::from_secs(2));
 }
+
+#[test]
+fn a_suspicion_the_peer_refutes_is_a_misjudgement_and_one_that_ended_in_a_down_is_not() {
+    let mut sim = Sim::cluster(14, 6, Settings::default());
+    sim.run_for(Duration::from_secs(5));
+    // Node 1 is cut off for a moment: it suspects the others (one witness each, so none is
+    // down) and they refute it once it hears them again.
+    sim.partition(&[1], &[0, 2, 3, 4, 5]);
+    sim.partition(&[0, 2, 3, 4, 5], &[1]);
+    sim.run_for(Duration::from_secs(2));
+    sim.heal();
+    sim.run_for(Duration::from_secs(20));
+    assert!(!sim.nodes[1].misjudged.is_empty(), "n1 misjudged nobody");
+    for i in [0, 2, 3, 4, 5] {
+        // The others saw n1 down (two witnesses and more): its refutation is a new life after
+        // a down, not a misjudgement of theirs.
+        let saw_down = sim.down_events(1).iter().any(|(by, ..)| *by == i);
+        let misjudged = sim.nodes[i].misjudged.iter().any(|p| p.as_str() == "n1");
+        assert!(saw_down && !misjudged, "n{i}: down {saw_down}, misjudged {misjudged}");
+    }
+}
+
+#[test]
+fn a_cleared_suspicion_is_a_misjudgement_and_a_new_life_after_a_down_is_not() {
+    let mut sim = Sim::cluster(15, 4, Settings::default());
+    sim.run_for(Duration::from_secs(5));
+    sim.crash(2);
+    let ok = sim.run_until(sim.now + Duration::from_secs(10), |s| {
+        s.all_see(2, Status::Down, None)
+    });
+    assert!(ok, "n2 was not seen down");
+    sim.restart(2, 0);
+    sim.run_for(Duration::from_secs(10));
+    for i in [0, 1, 3] {
+        assert!(sim.nodes[i].misjudged.is_empty(), "n{i}: {:?}", sim.nodes[i].misjudged);
+    }
+    // A watcher's own Clear of a suspicion it raised.
+    let peer = sim.nodes[1].name.clone();
+    let now = sim.now;
+    let out = sim.nodes[0].core.handle(
+        now,
+        Input::Verdict {
+            peer: peer.clone(),
+            verdict: watch::Verdict::Suspect,
+        },
+    );
+    assert!(!out.contains(&Output::Misjudged(peer.clone())));
+    let out = sim.nodes[0].core.handle(
+        now,
+        Input::Verdict {
+            peer: peer.clone(),
+            verdict: watch::Verdict::Clear,
+        },
+    );
+    assert!(out.contains(&Output::Misjudged(peer)), "{out:?}");
+}

@@ -4,11 +4,13 @@
 use super::*;
 
 impl Core {
-    /// Our own `sus.<node>` that names an older life of `node` is withdrawn.
+    /// Our own `sus.<node>` that names an older life of `node` is withdrawn; if we held `node`
+    /// live (`was_live`), it refuted us and our suspicion was a misjudgement.
     pub(super) fn withdraw_stale_suspicion(
         &mut self,
         now: Time,
         node: &NodeName,
+        was_live: bool,
         out: &mut Vec<Output>,
     ) {
         let key = format!("{SUSPECT_PREFIX}{node}");
@@ -19,6 +21,11 @@ impl Core {
             && s.incarnation < current
         {
             self.write_own(now, &key, None, out);
+            // It refuted our suspicion while we still held it live (not a new life after a
+            // down): our judgement was wrong.
+            if was_live {
+                out.push(Output::Misjudged(node.clone()));
+            }
         }
     }
 
@@ -234,6 +241,7 @@ impl Core {
                 if self.own.value(&key).is_some() {
                     self.write_own(now, &key, None, out);
                     self.on_changed(now, &self.me.clone(), &key, None, out);
+                    out.push(Output::Misjudged(peer));
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! `20000 + k` (unique, so that an address names one namespace); the driver reaches it from a
 //! thread that entered the node's namespace (`setns(2)` acts on the calling thread only).
 
+use anyhow::Context;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -24,20 +25,33 @@ pub struct Netns {
     made: Mutex<Vec<(String, [SocketAddr; 2])>>,
     /// Set once the loss is on: a namespace made later gets its rule at once.
     lossy: std::sync::atomic::AtomicBool,
-    /// The machine's `net.core.netdev_max_backlog` before the run, put back at the end.
-    backlog: Option<String>,
+    /// The [`RAISED`] limits this run raised, with their values before it, put back at the end.
+    raised: Vec<(&'static str, String)>,
     /// Namespaces made ahead ([`Netns::prepare`]), handed out first by [`Netns::make`].
     ready: Mutex<std::collections::VecDeque<Slot>>,
 }
 
-/// Every packet between two members crosses two veth pairs, and each crossing queues it on a
-/// CPU's input backlog (`net.core.netdev_max_backlog`, 1000 by default). A real host has its
-/// own backlog per CPU for its own traffic; here a hundred hosts share two CPUs', and a burst
-/// of datagrams overflows them (drops in `/proc/net/softnet_stat`): loss the run did not ask
-/// for. The backlog is raised to this for
-/// the run and put back after it.
-const BACKLOG: u64 = 100_000;
-const BACKLOG_FILE: &str = "/proc/sys/net/core/netdev_max_backlog";
+/// Kernel limits shared by every namespace that a real host would not share, raised for the
+/// run (never lowered) and put back after it:
+///
+/// - Every packet between two members crosses two veth pairs, and each crossing queues it on
+///   a CPU's input backlog (`net.core.netdev_max_backlog`, 1000 by default). A real host has
+///   its own backlog per CPU for its own traffic; here a hundred hosts share two CPUs', and a
+///   burst of datagrams overflows them (drops in `/proc/net/softnet_stat`): loss the run did
+///   not ask for.
+/// - The ARP table's limits (`net.ipv4.neigh.default.gc_thresh1..3`, 128/512/1024 by default)
+///   count the entries of all namespaces together. N members that all talk to each other need
+///   N(N-1) entries — 4,032 at N = 64 — and past the hard limit the kernel evicts entries as
+///   fast as it makes them ("neighbor table overflow"): sends to a peer whose address is being
+///   resolved again wait in its queue, charged to the sender's socket, until the socket's
+///   buffer is full and every send fails (UDP `SndbufErrors`). A real host keeps an entry for
+///   each of its own N-1 peers. Sized here for 128 members.
+const RAISED: [(&str, u64); 4] = [
+    ("/proc/sys/net/core/netdev_max_backlog", 100_000),
+    ("/proc/sys/net/ipv4/neigh/default/gc_thresh1", 16_384),
+    ("/proc/sys/net/ipv4/neigh/default/gc_thresh2", 32_768),
+    ("/proc/sys/net/ipv4/neigh/default/gc_thresh3", 32_768),
+];
 
 /// A member's namespace and addresses.
 pub struct Slot {
@@ -96,26 +110,30 @@ impl Netns {
         sweep_stale();
         let base = format!("{PREFIX}{}", std::process::id());
         let hub = format!("{base}hub");
-        let backlog = std::fs::read_to_string(BACKLOG_FILE).ok();
-        if backlog
-            .as_deref()
-            .and_then(|b| b.trim().parse::<u64>().ok())
-            < Some(BACKLOG)
-        {
-            std::fs::write(BACKLOG_FILE, BACKLOG.to_string())?;
+        let mut raised = Vec::new();
+        for (file, value) in RAISED {
+            let before = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {file}"))?;
+            if before.trim().parse::<u64>().is_ok_and(|b| b < value) {
+                std::fs::write(file, value.to_string())
+                    .with_context(|| format!("writing {file}"))?;
+                raised.push((file, before.trim().to_string()));
+            }
         }
-        ip(&["netns", "add", &hub])?;
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
-        Ok(Netns {
+        // Made before the hub, so an error from here on puts the limits back (`Drop`).
+        let netns = Netns {
             base,
             hub,
             loss_percent,
             made: Mutex::new(Vec::new()),
             lossy: Default::default(),
-            backlog,
+            raised,
             ready: Default::default(),
-        })
+        };
+        ip(&["netns", "add", &netns.hub])?;
+        ip(&["-n", &netns.hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &netns.hub, "link", "set", "br0", "up"])?;
+        Ok(netns)
     }
 
     /// Makes `n` namespaces now, before any member starts: making one takes eight `ip`
@@ -268,8 +286,8 @@ impl Drop for Netns {
             }
         }
         let _ = ip(&["netns", "del", &self.hub]);
-        if let Some(b) = &self.backlog {
-            let _ = std::fs::write(BACKLOG_FILE, b.trim());
+        for (file, before) in &self.raised {
+            let _ = std::fs::write(file, before);
         }
     }
 }
