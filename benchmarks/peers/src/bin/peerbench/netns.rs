@@ -112,8 +112,8 @@ impl Netns {
         let hub = format!("{base}hub");
         let mut raised = Vec::new();
         for (file, value) in RAISED {
-            let before = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {file}"))?;
+            let before =
+                std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
             if before.trim().parse::<u64>().is_ok_and(|b| b < value) {
                 std::fs::write(file, value.to_string())
                     .with_context(|| format!("writing {file}"))?;
