@@ -70,6 +70,16 @@ async fn all_alive(node: &NodeHandle, names: &[&str]) -> bool {
         })
 }
 
+/// The names `node` reports as leader.
+async fn leaders(node: &NodeHandle) -> Vec<String> {
+    members(node)
+        .await
+        .into_iter()
+        .filter(|m| m["is_leader"] == true)
+        .filter_map(|m| m["name"].as_str().map(str::to_string))
+        .collect()
+}
+
 async fn three_nodes(dir: &tempfile::TempDir) -> Vec<NodeHandle> {
     let a = start(config("a", dir, vec![])).await;
     let seed = vec![a.gossip_addr()];
@@ -89,6 +99,11 @@ async fn three_nodes(dir: &tempfile::TempDir) -> Vec<NodeHandle> {
 async fn three_nodes_join_through_the_first_and_all_see_three_alive_members() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes = three_nodes(&dir).await;
+    // The election settles after the membership: wait for b to name one leader.
+    wait_until("b names exactly one leader", DEADLINE, || async {
+        leaders(&nodes[1]).await.len() == 1
+    })
+    .await;
     let members = members(&nodes[1]).await;
     let leaders: Vec<&Value> = members.iter().filter(|m| m["is_leader"] == true).collect();
     assert_eq!(leaders.len(), 1, "{members:#?}");
