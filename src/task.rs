@@ -349,7 +349,10 @@ mod tests {
             values.send(v).unwrap();
             tokio::task::yield_now().await;
         }
-        assert!(nothing_within(&mut rx, 100).await, "a second message while one waits");
+        assert!(
+            nothing_within(&mut rx, 100).await,
+            "a second message while one waits"
+        );
         // Handled: the next change is cast again, once.
         on_view.seen();
         assert!(nothing_within(&mut rx, 50).await, "cast without a change");

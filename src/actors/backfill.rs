@@ -16,8 +16,8 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use std::net::SocketAddr;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,7 +160,13 @@ impl Returns {
     }
 
     /// Asks for what `peer` recorded since `since`; merged with a request for it that waits.
-    pub fn want(&mut self, peers_of: &Peers, store: &ActorRef<StoreMsg>, peer: &NodeName, since: Time) {
+    pub fn want(
+        &mut self,
+        peers_of: &Peers,
+        store: &ActorRef<StoreMsg>,
+        peer: &NodeName,
+        since: Time,
+    ) {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue
             .wanted
@@ -196,7 +202,12 @@ impl Default for Returns {
 }
 
 /// Back-fills from `peer`, which has just come back, everything it recorded since `since`.
-async fn from_returning(peers_of: &Peers, store: &ActorRef<StoreMsg>, peer: &NodeName, since: Time) {
+async fn from_returning(
+    peers_of: &Peers,
+    store: &ActorRef<StoreMsg>,
+    peer: &NodeName,
+    since: Time,
+) {
     let views = members(peers_of).await;
     let since = widened(&views, since);
     let Some(addr) = live(&views)

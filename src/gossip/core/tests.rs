@@ -439,7 +439,10 @@ fn a_suspicion_the_peer_refutes_is_a_misjudgement_and_one_that_ended_in_a_down_i
         // a down, not a misjudgement of theirs.
         let saw_down = sim.down_events(1).iter().any(|(by, ..)| *by == i);
         let misjudged = sim.nodes[i].misjudged.iter().any(|p| p.as_str() == "n1");
-        assert!(saw_down && !misjudged, "n{i}: down {saw_down}, misjudged {misjudged}");
+        assert!(
+            saw_down && !misjudged,
+            "n{i}: down {saw_down}, misjudged {misjudged}"
+        );
     }
 }
 
@@ -455,7 +458,11 @@ fn a_cleared_suspicion_is_a_misjudgement_and_a_new_life_after_a_down_is_not() {
     sim.restart(2, 0);
     sim.run_for(Duration::from_secs(10));
     for i in [0, 1, 3] {
-        assert!(sim.nodes[i].misjudged.is_empty(), "n{i}: {:?}", sim.nodes[i].misjudged);
+        assert!(
+            sim.nodes[i].misjudged.is_empty(),
+            "n{i}: {:?}",
+            sim.nodes[i].misjudged
+        );
     }
     // A watcher's own Clear of a suspicion it raised.
     let peer = sim.nodes[1].name.clone();
