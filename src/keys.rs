@@ -136,6 +136,8 @@ pub fn check(key: &str, value: &str) -> Result<(), ValueError> {
         alert::SilenceValue::parse(value).map(drop)
     } else if key.starts_with(ALERT_PREFIX) {
         alert::AlertEntry::parse(value).map(drop)
+    } else if key == zone::CUT_OFF_KEY {
+        zone::CutOff::parse(value).map(drop)
     } else if key.starts_with(zone::ZONES_PREFIX) {
         zone::Published::parse(value).map(drop)
     } else if key.starts_with(APP_PREFIX) {

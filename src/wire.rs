@@ -226,6 +226,12 @@ pub enum Message {
         summaries: Vec<ZoneSummary>,
         suspects: Vec<String>,
         reply: bool,
+        /// The digest lists every zone the sender knows, so the zones it leaves out are news
+        /// to it (an older writer never says so: its receiver then sends summaries only where
+        /// the versions differ). Written only when true, so a message without it is, byte for
+        /// byte, what wire version 5 wrote.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        complete: bool,
     },
 }
 

@@ -806,12 +806,17 @@ impl Core {
             summaries,
             suspects,
             reply,
+            complete,
         } = env.msg
         {
             if self.members.contains_key(&env.from) {
                 self.heard_directly(now, &env_header(&env.from, env.incarnation, env.beat), out);
             }
             let header = env_header(&env.from, env.incarnation, env.beat);
+            let digest = zones::Listed {
+                entries: digest,
+                complete,
+            };
             self.on_zones(
                 now, from, &header, zone, digest, summaries, suspects, reply, out,
             );

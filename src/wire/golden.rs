@@ -124,6 +124,7 @@ pub(super) fn datagrams_in(version: u8) -> Vec<(&'static str, Envelope)> {
                     }],
                     suspects: vec!["garden".into()],
                     reply: true,
+                    complete: false,
                 },
             },
         ));

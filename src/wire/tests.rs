@@ -192,3 +192,35 @@ proptest! {
         prop_assert_eq!(BeatAge::between(r, b).beat(r), b);
     }
 }
+
+/// A zone digest that lists every zone its sender knows says so; one that does not is written
+/// as wire version 5 wrote it (no such field), and a reader of version 5 skips the field.
+#[test]
+fn a_complete_zone_digest_says_so_and_an_incomplete_one_is_written_as_before() {
+    let zones = |complete| Envelope {
+        from: NodeName::from("attic-1"),
+        incarnation: Incarnation(2),
+        beat: Beat(53_000_000),
+        msg: Message::Zones {
+            zone: "attic".into(),
+            digest: vec![ZoneDigest("cellar".into(), 9, BeatAge(4))],
+            summaries: vec![],
+            suspects: vec![],
+            reply: true,
+            complete,
+        },
+    };
+    for complete in [false, true] {
+        let bytes = encode(&zones(complete)).unwrap();
+        assert_eq!(decode(&bytes), Ok(zones(complete)));
+    }
+    let (short, long) = (
+        encode(&zones(false)).unwrap(),
+        encode(&zones(true)).unwrap(),
+    );
+    assert_eq!(
+        long.len(),
+        short.len() + 1,
+        "one more element, a MessagePack `true`"
+    );
+}

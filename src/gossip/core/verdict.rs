@@ -64,6 +64,9 @@ impl Core {
                 }
             }
             self.judge(now, &suspect, out);
+        } else if key == crate::keys::zone::CUT_OFF_KEY {
+            let c = value.and_then(|v| crate::keys::zone::CutOff::parse(v).ok());
+            self.note_cut_off(node, c, out);
         } else if let Some(zone) = key.strip_prefix(ZONES_PREFIX) {
             let zone = zone.to_string();
             // Every host keeps the summaries its zone publishes: a host that becomes a

@@ -5,8 +5,11 @@
 //! first live members of a zone by name are its **representatives**. Every slot a
 //! representative exchanges a zone digest — per zone, the version of its summary and the age
 //! of the freshest sign of life of the zone — with a representative of another zone, in turn,
-//! and the two send each other the summaries the other lacks. A zone's freshest beat travels
-//! through these digests as a node's heartbeat does through the zone's.
+//! and the two send each other the summaries the other lacks (a digest says whether it lists
+//! every zone its sender knows: only then are the zones it leaves out news to it). A zone's
+//! freshest beat travels through these digests as a node's heartbeat does through the zone's.
+//! A summary whose members, leader or incidents changed does not wait for the exchanges: its
+//! publisher sends it at once to every other zone's publisher, which publishes it on arrival.
 //!
 //! Every time here is this node's: a direct message is a sign of life now, and a digest's
 //! ages are read against this node's clock as it arrives, so a representative whose clock is
@@ -28,7 +31,7 @@
 //! nothing changes a summary costs nothing, however many zones there are.
 
 use super::*;
-use crate::keys::zone::{Latest, Published, ZONES_PREFIX, supersedes};
+use crate::keys::zone::{CUT_OFF_KEY, CutOff, Latest, Published, ZONES_PREFIX, supersedes};
 use crate::wire::{ZoneDigest, ZoneSummary};
 
 /// Representatives per zone.
@@ -41,6 +44,14 @@ const DEAD_BAND: f32 = 0.1;
 const ZONE_DIGEST_BUDGET: usize = 700;
 /// Representatives a new suspicion is pushed to at once.
 const SUSPICION_PUSH: usize = 3;
+
+/// A zone digest as sent: its entries, and whether they are every zone the sender knows
+/// (at a hundred zones they are not: a digest holds what fits in [`ZONE_DIGEST_BUDGET`]).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Listed {
+    pub entries: Vec<ZoneDigest>,
+    pub complete: bool,
+}
 
 /// What this node knows of the upper layer (used while it is a representative; a node that
 /// is not keeps what it learned, so it starts warm when it becomes one).
@@ -63,6 +74,16 @@ pub(super) struct Upper {
     published: BTreeMap<String, (u32, bool)>,
     /// When this zone's summary last changed by its metrics alone.
     metrics_at: Option<Time>,
+    /// This zone's summary changed by more than its metrics: pushed at the next round.
+    push: bool,
+    /// Summaries this node sent to other zones' representatives.
+    summaries_sent: u64,
+    /// When a message from another zone last arrived.
+    heard_other: Option<Time>,
+    /// The cut-off mark this node wrote (see [`CutOff`]), while it stands.
+    cut_off: Option<CutOff>,
+    /// publisher -> its cut-off mark, as read (this node's own included).
+    cut_offs: BTreeMap<NodeName, CutOff>,
     /// zone -> who in this zone publishes it, and what (read once, as it arrived): a changed
     /// publication is judged from here, not by reading every member's state again.
     publishers: BTreeMap<String, BTreeMap<NodeName, Mark>>,
@@ -127,6 +148,12 @@ impl Core {
         self.reps().first().is_some_and(|(n, _)| *n == self.me)
     }
 
+    /// How many summaries this node sent to representatives of other zones (exchanges and
+    /// pushes): while no zone changes, none.
+    pub fn zone_summaries_sent(&self) -> u64 {
+        self.upper.summaries_sent
+    }
+
     /// Every zone as this node's zone publishes it: for each zone, the latest publication
     /// among the live members of this zone and this node.
     pub fn zones(&self) -> Vec<ZoneView> {
@@ -143,12 +170,14 @@ impl Core {
         &self.zone_reachable
     }
 
-    /// [`Core::zones`] of one zone, reading only its key.
+    /// [`Core::zones`] of one zone, reading only its key (and the cut-off marks).
     pub fn zone_view(&self, zone: &str) -> Option<ZoneView> {
         let key = format!("{ZONES_PREFIX}{zone}");
         self.latest(|state, latest, by| {
-            if let Some(value) = state.value(&key) {
-                latest.offer(by, &key, value);
+            for key in [key.as_str(), CUT_OFF_KEY] {
+                if let Some(value) = state.value(key) {
+                    latest.offer(by, key, value);
+                }
             }
         })
         .pop()
@@ -198,6 +227,24 @@ impl Core {
         for publishers in self.upper.publishers.values_mut() {
             publishers.remove(node);
         }
+        self.upper.cut_offs.remove(node);
+    }
+
+    /// `by` now has the cut-off mark `c` (`None`: none): every zone's reachability is judged
+    /// again.
+    pub(super) fn note_cut_off(&mut self, by: &NodeName, c: Option<CutOff>, out: &mut Vec<Output>) {
+        let before = self.upper.cut_offs.get(by).cloned();
+        match c {
+            Some(c) => self.upper.cut_offs.insert(by.clone(), c),
+            None => self.upper.cut_offs.remove(by),
+        };
+        if self.upper.cut_offs.get(by) == before.as_ref() {
+            return;
+        }
+        let zones: Vec<String> = self.upper.publishers.keys().cloned().collect();
+        for z in zones {
+            self.zone_published(&z, out);
+        }
     }
 
     /// A zone's publication changed somewhere in this zone: a change of its reachability is
@@ -211,7 +258,7 @@ impl Core {
         let live = (publishers.iter())
             .filter(|(by, _)| self.members.get(*by).is_some_and(|m| m.status.is_live()))
             .map(|(_, mark)| mark);
-        let Some(&view) =
+        let Some(&(mut view)) =
             (own.into_iter().chain(live)).reduce(|latest, m| match supersedes(m.at, latest.at) {
                 true => m,
                 false => latest,
@@ -219,6 +266,25 @@ impl Core {
         else {
             return;
         };
+        // The latest cut-off mark of this node and the live members, if it covers the zone.
+        let cut_off = (self.upper.cut_offs.iter())
+            .filter(|(by, _)| {
+                **by == self.me || self.members.get(*by).is_some_and(|m| m.status.is_live())
+            })
+            .map(|(_, c)| c)
+            .reduce(|latest, c| match supersedes(c.at, latest.at) {
+                true => c,
+                false => latest,
+            });
+        if let Some(c) = cut_off
+            && c.covers(zone, view.at)
+        {
+            view = Mark {
+                at: c.at,
+                reachable: false,
+                since: Some(c.since),
+            };
+        }
         let was = self.zone_reachable.insert(zone.to_string(), view.reachable);
         match (was, view.reachable) {
             (Some(true) | None, false) => {
@@ -260,6 +326,8 @@ impl Core {
         if metrics_only {
             self.upper.metrics_at = Some(now);
         }
+        // A change of members, leader or incidents is pushed to the other zones at once.
+        self.upper.push |= !metrics_only;
         let secs = (Beat::at(now).0 / 10) as u32;
         summary.version = secs.max(old.map_or(0, |o| o.version + 1));
         self.upper
@@ -279,6 +347,10 @@ impl Core {
                 self.zone_published(&z, out);
             }
         }
+        if !self.is_publisher() && self.upper.cut_off.take().is_some() {
+            self.write_own(now, CUT_OFF_KEY, None, out);
+            self.note_cut_off(&self.me.clone(), None, out);
+        }
         if !self.is_rep() || self.leaving {
             return;
         }
@@ -295,6 +367,9 @@ impl Core {
         if let Some((name, addr)) = contacts.choose(&mut self.rng).cloned() {
             let digest = self.zone_digest(now);
             self.send_zones(addr, &name, digest, Vec::new(), true, out);
+        }
+        if std::mem::take(&mut self.upper.push) {
+            self.push_own_summary(&others, out);
         }
         for z in others {
             self.judge_zone(now, &z, out);
@@ -331,7 +406,7 @@ impl Core {
 
     /// This node's zone digest: its own zone, then the zones in doubt, then the others from a
     /// place that moves each time, as many as fit.
-    fn zone_digest(&mut self, now: Time) -> Vec<ZoneDigest> {
+    fn zone_digest(&mut self, now: Time) -> Listed {
         let reference = self.own.beat;
         let entry = |z: &String, upper: &Upper| {
             ZoneDigest(
@@ -357,6 +432,7 @@ impl Core {
         let mut seen = BTreeSet::new();
         let mut used = 0;
         let mut digest = Vec::new();
+        let mut complete = true;
         for z in order {
             if !seen.insert(z) {
                 continue;
@@ -364,20 +440,51 @@ impl Core {
             let e = entry(z, &self.upper);
             let len = wire::encoded_len(&e);
             if used + len > ZONE_DIGEST_BUDGET {
+                complete = false;
                 break;
             }
             used += len;
             digest.push(e);
         }
         let _ = now;
-        digest
+        Listed {
+            entries: digest,
+            complete,
+        }
+    }
+
+    /// This zone's summary changed by its members, leader or incidents: the publisher sends
+    /// it at once to the publisher of every other zone (as their summaries name them), which
+    /// publishes it into its zone as it arrives. Waiting for the zones' exchanges to carry it
+    /// would take a few of them per zone in turn: at a hundred zones, seconds.
+    fn push_own_summary(&mut self, others: &[String], out: &mut Vec<Output>) {
+        let zone = self.settings.zone.clone();
+        let Some(own) = self.upper.summaries.get(&zone).cloned() else {
+            return;
+        };
+        let beat = BeatAge::between(self.own.beat, self.own.beat);
+        for z in others {
+            let Some((name, addr)) = self.contacts(z).first().cloned() else {
+                continue;
+            };
+            let msg = Message::Zones {
+                zone: zone.clone(),
+                digest: vec![ZoneDigest(zone.clone(), own.version, beat)],
+                summaries: vec![own.clone()],
+                suspects: Vec::new(),
+                reply: false,
+                complete: false,
+            };
+            self.upper.summaries_sent += 1;
+            self.send(addr, &name, msg, out);
+        }
     }
 
     fn send_zones(
         &mut self,
         to: SocketAddr,
         name: &NodeName,
-        digest: Vec<ZoneDigest>,
+        digest: Listed,
         wanted: Vec<String>,
         reply: bool,
         out: &mut Vec<Output>,
@@ -388,10 +495,11 @@ impl Core {
             .collect();
         let mut msg = Message::Zones {
             zone: self.settings.zone.clone(),
-            digest,
+            digest: digest.entries,
             summaries: Vec::new(),
             suspects,
             reply,
+            complete: digest.complete,
         };
         // Summaries fill what room the datagram has left.
         for z in wanted {
@@ -409,6 +517,9 @@ impl Core {
                 break;
             }
         }
+        if let Message::Zones { summaries, .. } = &msg {
+            self.upper.summaries_sent += summaries.len() as u64;
+        }
         self.send(to, name, msg, out);
     }
 
@@ -420,14 +531,16 @@ impl Core {
         from: SocketAddr,
         env: &Envelope,
         zone: String,
-        digest: Vec<ZoneDigest>,
+        digest: Listed,
         summaries: Vec<ZoneSummary>,
         suspects: Vec<String>,
         reply: bool,
         out: &mut Vec<Output>,
     ) {
         let name = env.from.clone();
+        let complete = digest.complete;
         if zone != self.settings.zone {
+            self.upper.heard_other = Some(now);
             let met = self.upper.met.entry(zone.clone()).or_default();
             met.insert(name.clone(), from);
             if met.len() > REPS * 2
@@ -439,8 +552,13 @@ impl Core {
             // silent (its own beat says when by its clock, not by ours).
             self.zone_alive(now, &zone, Beat::at(now));
         }
+        let mut learned = false;
         for s in summaries {
-            self.learn_summary(now, s, out);
+            learned |= self.learn_summary(now, s, out);
+        }
+        // A newer summary goes into this zone at once, not at the next round.
+        if learned && self.is_publisher() {
+            self.publish_zones(now, out);
         }
         for z in suspects {
             if z != zone && z != self.settings.zone {
@@ -465,7 +583,7 @@ impl Core {
         }
         let mut answer = Vec::new();
         let mut mentioned = BTreeSet::new();
-        for ZoneDigest(z, version, age) in digest {
+        for ZoneDigest(z, version, age) in digest.entries {
             // An age is how long before the message the sender last heard of the zone: read
             // against our clock, as the message arrives.
             let beat = age.beat(Beat::at(now));
@@ -487,7 +605,8 @@ impl Core {
             mentioned.insert(z);
         }
         if reply {
-            // Zones the sender did not mention are news to it.
+            // Zones the sender did not mention: their versions and signs of life, as room
+            // allows; and if its digest was complete, they are news to it: their summaries.
             for z in self.known_zones() {
                 if !mentioned.contains(&z) {
                     let e = ZoneDigest(
@@ -501,16 +620,29 @@ impl Core {
                     if wire::encoded_len(&answer) + wire::encoded_len(&e) < ZONE_DIGEST_BUDGET {
                         answer.push(e);
                     }
-                    lacks.push(z);
+                    if complete {
+                        lacks.push(z);
+                    }
                 }
             }
         }
         if reply || !lacks.is_empty() {
+            let answer = Listed {
+                entries: answer,
+                complete: false,
+            };
             self.send_zones(from, &name, answer, lacks, false, out);
         }
     }
 
-    pub(super) fn learn_summary(&mut self, now: Time, s: ZoneSummary, out: &mut Vec<Output>) {
+    /// A summary from elsewhere; true if it was newer than this node's of its zone (another
+    /// zone's: this node's own zone's summary is made here).
+    pub(super) fn learn_summary(
+        &mut self,
+        now: Time,
+        s: ZoneSummary,
+        out: &mut Vec<Output>,
+    ) -> bool {
         if s.zone == self.settings.zone {
             // Hosts of this zone that joined apart (each through another zone before the
             // zone was known) find each other here: this node's digest goes to the strangers.
@@ -537,13 +669,14 @@ impl Core {
                 {
                     own.version = s.version + 1;
                 }
-                return;
+                return false;
             }
         }
         let newer = (self.upper.summaries.get(&s.zone)).is_none_or(|o| o.version < s.version);
         if newer {
             self.upper.summaries.insert(s.zone.clone(), s);
         }
+        newer
     }
 
     /// A sign of life of zone `z` as old as `beat`: fresh enough, it clears any doubt.
@@ -627,14 +760,26 @@ impl Core {
             })
     }
 
-    /// The publisher writes every zone it knows whose summary or reachability changed.
+    /// The publisher writes every zone it knows whose summary or reachability changed, and
+    /// the cut-off mark while this zone reaches no other.
     fn publish_zones(&mut self, now: Time, out: &mut Vec<Output>) {
+        self.publish_cut_off(now, out);
         let zones: Vec<String> = self.upper.summaries.keys().cloned().collect();
         for z in zones {
             let summary = self.upper.summaries[&z].clone();
             let reachable = !self.upper.unreachable.contains_key(&z);
             let mark = (summary.version, reachable);
             if self.upper.published.get(&z) == Some(&mark) {
+                continue;
+            }
+            // Said already, for every zone at once, by this node's cut-off mark.
+            let published_at = (self.upper.publishers.get(&z))
+                .and_then(|p| p.get(&self.me))
+                .map_or(0, |m| m.at);
+            if !reachable
+                && (self.upper.cut_off.as_ref()).is_some_and(|c| c.covers(&z, published_at))
+            {
+                self.upper.published.insert(z.clone(), mark);
                 continue;
             }
             let since = self.upper.unreachable.get(&z).map(|b| b.time().as_millis());
@@ -654,6 +799,66 @@ impl Core {
             self.note_publication(&self.me.clone(), &z, Some(&p));
             self.upper.published.insert(z.clone(), mark);
             self.zone_published(&z, out);
+        }
+    }
+
+    /// A zone cut off from all the others would rewrite every zone's publication as
+    /// unreachable, one key each: at a hundred zones tens of kilobytes for its hosts to
+    /// gossip before they all know. Instead, once the upper layer has found one zone
+    /// unreachable (two witnesses) and no message from any other zone came for
+    /// `zone_timeout`, the publisher takes every other zone as unreachable and says so in one
+    /// key, [`CUT_OFF_KEY`]. Each zone heard from again is published reachable (a later
+    /// publication than the mark wins for its zone); the mark is withdrawn once no zone is
+    /// unreachable.
+    fn publish_cut_off(&mut self, now: Time, out: &mut Vec<Output>) {
+        let own = self.settings.zone.clone();
+        let others: Vec<String> = (self.upper.summaries.keys())
+            .filter(|z| **z != own)
+            .cloned()
+            .collect();
+        match &self.upper.cut_off {
+            None => {
+                let silent = (self.upper.heard_other)
+                    .is_some_and(|t| now.since(t) >= self.settings.zone_timeout);
+                let found = others
+                    .iter()
+                    .any(|z| self.upper.unreachable.contains_key(z));
+                if !(silent && found) {
+                    return;
+                }
+                for z in &others {
+                    let beat = self.upper.beats.get(z).copied().unwrap_or_default();
+                    self.upper.unreachable.entry(z.clone()).or_insert(beat);
+                }
+                let since = (others.iter())
+                    .filter_map(|z| self.upper.unreachable.get(z))
+                    .map(|b| b.time().as_millis())
+                    .max()
+                    .unwrap_or(0);
+                tracing::warn!(
+                    zones = others.len(),
+                    "this zone reaches no other zone: all of them unreachable"
+                );
+                let c = CutOff {
+                    zone: own,
+                    since,
+                    at: now.as_millis(),
+                };
+                self.write_own(now, CUT_OFF_KEY, Some(c.encode()), out);
+                self.upper.cut_off = Some(c.clone());
+                self.note_cut_off(&self.me.clone(), Some(c), out);
+            }
+            Some(_) => {
+                if others
+                    .iter()
+                    .any(|z| self.upper.unreachable.contains_key(z))
+                {
+                    return;
+                }
+                self.write_own(now, CUT_OFF_KEY, None, out);
+                self.upper.cut_off = None;
+                self.note_cut_off(&self.me.clone(), None, out);
+            }
         }
     }
 
