@@ -11,6 +11,7 @@
 //! `examples/hosttrace.rs`) and announces them by the daemon's dead-band rule.
 
 use nbwatch::gossip::core::Settings;
+use nbwatch::gossip::core::zones::METRICS_EVERY;
 use nbwatch::sim::Sim;
 use nbwatch::types::Time;
 use std::time::Duration;
@@ -117,6 +118,12 @@ impl Trace {
 struct Metrics {
     trace: Trace,
     announcers: Vec<nbwatch::probe::metrics::Announcer>,
+    /// Where in the trace each node starts: all at its start (every daemon of a benchmark on
+    /// one machine reads that machine), or spread over it (the hosts of a site are not busy
+    /// in step; see [`Metrics::spread`]).
+    offsets: Vec<usize>,
+    /// Rounds of 5 s read so far.
+    round: usize,
 }
 
 impl Metrics {
@@ -127,17 +134,31 @@ impl Metrics {
             announcers: (0..n)
                 .map(|_| nbwatch::probe::metrics::Announcer::new(every))
                 .collect(),
+            offsets: vec![0; n],
+            round: 0,
         }
+    }
+
+    /// Node `i` starts `i` rows into the trace: the hosts of a zone are at different points
+    /// of the recorded day, as the hosts of a site are, so a zone's aggregates move as a
+    /// fleet's do and not as one host's.
+    fn spread(trace: Trace, n: usize) -> Metrics {
+        let len = trace.0.len();
+        let mut m = Metrics::new(trace, n);
+        m.offsets = (0..n).map(|i| i % len).collect();
+        m
     }
 }
 
 /// Every node takes a sample of round `round` of the trace and, as the daemon does, announces
 /// it only if it left the dead-band of its last announced one or that one is 30 s old.
-fn announce_metrics(sim: &mut Sim, metrics: &mut Metrics, round: u64) {
+fn announce_metrics(sim: &mut Sim, metrics: &mut Metrics) {
     let now = sim.now;
-    let row = metrics.trace.0[round as usize % metrics.trace.0.len()];
+    let round = metrics.round;
+    metrics.round += 1;
     let since = Duration::from_millis(now.as_millis());
     for i in 0..sim.nodes.len() {
+        let row = metrics.trace.0[(round + metrics.offsets[i]) % metrics.trace.0.len()];
         let m = nbwatch::probe::metrics::HostMetrics {
             load1: row[0],
             load5: row[1],
@@ -174,11 +195,9 @@ fn bytes_per_node_per_second(
         sim.tally = Some(Default::default());
     }
     let start = sim.now;
-    let mut round = 0;
     while sim.now.since(start) < Duration::from_secs(seconds) {
         if let Some(m) = metrics.as_deref_mut() {
-            announce_metrics(sim, m, round);
-            round += 1;
+            announce_metrics(sim, m);
         }
         sim.run_for(Duration::from_secs(5));
     }
@@ -357,7 +376,11 @@ fn zoned(a: &Args, n: usize, zones: usize) {
     let z0 = zone_bytes(&sim);
     let idle = bytes_per_node_per_second(&mut sim, a.seconds, None);
     let upper = (zone_bytes(&sim) - z0) as f64 / sim.nodes.len() as f64 / a.seconds as f64;
-    let mut metrics = Metrics::new(Trace::load(&a.samples), sim.nodes.len());
+    // With metrics: each zone's first aggregates (one publication per zone, read by every
+    // host) are the start, not the steady cost; they are sent before the count starts.
+    let mut metrics = Metrics::spread(Trace::load(&a.samples), sim.nodes.len());
+    let warm = METRICS_EVERY.as_secs() + 10;
+    let _ = bytes_per_node_per_second(&mut sim, warm, Some(&mut metrics));
     let busy = bytes_per_node_per_second(&mut sim, a.seconds, Some(&mut metrics));
     // Kill → every host of its zone says down; then the zone's summary counting it down at
     // 99 % of all hosts, from the moment its zone agreed.

@@ -134,6 +134,7 @@ async fn from_some(
 /// written here): requests for one peer merge into one (the earliest start wins), each waits
 /// [`RETURN_SETTLE`] for the others that follow it, and the fetches run one after another.
 /// A node then costs its peers at most one back-fill at a time, however many events it saw.
+#[derive(Default)]
 pub struct Returns {
     queue: Arc<Mutex<Queue>>,
     task: Option<AbortOnDrop<()>>,
@@ -152,13 +153,6 @@ struct Queue {
 pub const RETURN_SETTLE: Duration = Duration::from_secs(2);
 
 impl Returns {
-    pub fn new() -> Returns {
-        Returns {
-            queue: Arc::new(Mutex::new(Queue::default())),
-            task: None,
-        }
-    }
-
     /// Asks for what `peer` recorded since `since`; merged with a request for it that waits.
     pub fn want(
         &mut self,
@@ -180,6 +174,8 @@ impl Returns {
         drop(queue);
         let (queue, peers_of, store) = (self.queue.clone(), peers_of.clone(), store.clone());
         self.task = Some(AbortOnDrop(tokio::spawn(async move {
+            // A fetch that panicked must not leave the queue marked at work forever.
+            let _reset = ResetOnPanic(queue.clone());
             loop {
                 tokio::time::sleep(RETURN_SETTLE).await;
                 let next = {
@@ -195,9 +191,15 @@ impl Returns {
     }
 }
 
-impl Default for Returns {
-    fn default() -> Self {
-        Returns::new()
+/// Clears [`Queue::working`] if the task unwinds, so the next request starts a new one.
+struct ResetOnPanic(Arc<Mutex<Queue>>);
+
+impl Drop for ResetOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            q.working = false;
+        }
     }
 }
 

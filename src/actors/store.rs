@@ -131,7 +131,7 @@ impl Actor for StoreActor {
             _backfill: backfill,
             down: HashMap::new(),
             suspected: HashMap::new(),
-            returns: backfill::Returns::new(),
+            returns: backfill::Returns::default(),
             refuted: None,
         })
     }

@@ -139,6 +139,15 @@ pub fn supersedes(at: u64, old: u64) -> bool {
     at > old
 }
 
+/// The latest of `items` by their writing time `at` ([`supersedes`]; of two written at once,
+/// the first).
+pub fn latest<'a, T>(items: impl Iterator<Item = &'a T>, at: impl Fn(&T) -> u64) -> Option<&'a T> {
+    items.reduce(|latest, x| match supersedes(at(x), at(latest)) {
+        true => x,
+        false => latest,
+    })
+}
+
 /// The zone of a node whose state has `value` under [`ZONE_KEY`] (absent: the default zone,
 /// as every node before zones).
 pub fn of(value: Option<&str>) -> &str {

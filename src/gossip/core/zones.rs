@@ -31,7 +31,7 @@
 //! nothing changes a summary costs nothing, however many zones there are.
 
 use super::*;
-use crate::keys::zone::{CUT_OFF_KEY, CutOff, Latest, Published, ZONES_PREFIX, supersedes};
+use crate::keys::zone::{CUT_OFF_KEY, CutOff, Latest, Published, ZONES_PREFIX, latest};
 use crate::wire::{ZoneDigest, ZoneSummary};
 
 /// Representatives per zone.
@@ -258,24 +258,18 @@ impl Core {
         let live = (publishers.iter())
             .filter(|(by, _)| self.members.get(*by).is_some_and(|m| m.status.is_live()))
             .map(|(_, mark)| mark);
-        let Some(&(mut view)) =
-            (own.into_iter().chain(live)).reduce(|latest, m| match supersedes(m.at, latest.at) {
-                true => m,
-                false => latest,
-            })
-        else {
+        let Some(&(mut view)) = latest(own.into_iter().chain(live), |m| m.at) else {
             return;
         };
         // The latest cut-off mark of this node and the live members, if it covers the zone.
-        let cut_off = (self.upper.cut_offs.iter())
-            .filter(|(by, _)| {
-                **by == self.me || self.members.get(*by).is_some_and(|m| m.status.is_live())
-            })
-            .map(|(_, c)| c)
-            .reduce(|latest, c| match supersedes(c.at, latest.at) {
-                true => c,
-                false => latest,
-            });
+        let cut_off = latest(
+            (self.upper.cut_offs.iter())
+                .filter(|(by, _)| {
+                    **by == self.me || self.members.get(*by).is_some_and(|m| m.status.is_live())
+                })
+                .map(|(_, c)| c),
+            |c| c.at,
+        );
         if let Some(c) = cut_off
             && c.covers(zone, view.at)
         {
