@@ -655,6 +655,91 @@ fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
     }
 }
 
+#[test]
+fn a_publisher_that_pauses_while_a_zone_is_long_dead_marks_no_zone_cut_off() {
+    for seed in seeds() {
+        let mut sim = Sim::zoned(seed, 3, 4, Settings::default());
+        let all: Vec<usize> = (0..12).collect();
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            all_read(s, &["z0", "z1", "z2"], true, &all)
+        });
+        assert!(ok, "seed {seed}: the zones did not reach every host");
+        // Zone z2 dies whole and stays dead.
+        for i in zone_nodes(&sim, "z2") {
+            sim.crash(i);
+        }
+        let z0 = zone_nodes(&sim, "z0");
+        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &["z2"], false, &z0));
+        assert!(ok, "seed {seed}: the dead zone was not found unreachable");
+        sim.run_for(secs(20));
+        // z0's publisher stalls for longer than `zone_timeout` and hears nothing meanwhile.
+        let publisher = publisher_of(&sim, &z0);
+        sim.hang(publisher);
+        sim.run_for(secs(4));
+        sim.resume(publisher);
+        // A pause is not a cut: z1 stays reachable for z0, and no mark is written.
+        let wrong = sim.run_until(sim.now + secs(10), |s| {
+            !all_read(s, &["z1"], true, &z0) || z0.iter().any(|&i| has_cut_off_mark(s, i))
+        });
+        assert!(
+            !wrong,
+            "seed {seed}: a pause of the publisher cut z0 off:\n{}",
+            sim.describe()
+        );
+    }
+}
+
+#[test]
+fn a_publisher_that_dies_during_a_cut_leaves_its_zone_reading_every_zone_unreachable() {
+    for seed in seeds() {
+        let mut sim = Sim::zoned(seed, 3, 4, Settings::default());
+        let all: Vec<usize> = (0..12).collect();
+        let zones = ["z0", "z1", "z2"];
+        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &zones, true, &all));
+        assert!(ok, "seed {seed}: the zones did not reach every host");
+        sim.run_for(secs(5));
+        let cut = zone_nodes(&sim, "z2");
+        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
+        sim.partition(&cut, &rest);
+        let ok = sim.run_until(sim.now + secs(15), |s| {
+            all_read(s, &["z0", "z1"], false, &cut)
+        });
+        assert!(
+            ok,
+            "seed {seed}: the cut zone did not see the others unreachable"
+        );
+        // Its publisher dies; another member publishes, and still says both are unreachable.
+        let publisher = publisher_of(&sim, &cut);
+        sim.crash(publisher);
+        let survivors: Vec<usize> = cut.iter().copied().filter(|&i| i != publisher).collect();
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            s.all_see(publisher, Status::Down, Some(&survivors))
+        });
+        assert!(ok, "seed {seed}: the publisher was not found down");
+        let reads_unreachable = |s: &Sim| {
+            survivors.iter().all(|&i| {
+                ["z0", "z1"].iter().all(|z| {
+                    (s.nodes[i].core.zone_view(z))
+                        .is_some_and(|v| !v.reachable && v.by != s.nodes[publisher].name)
+                })
+            })
+        };
+        let ok = sim.run_until(sim.now + secs(30), reads_unreachable);
+        assert!(
+            ok,
+            "seed {seed}: after its publisher died the cut zone lost the other zones:\n{}",
+            sim.describe()
+        );
+    }
+}
+
+/// The publisher of the zone whose hosts are `zone`: its first by name.
+fn publisher_of(sim: &Sim, zone: &[usize]) -> usize {
+    *(zone.iter())
+        .min_by_key(|&&i| sim.nodes[i].name.clone())
+        .expect("a zone has hosts")
+}
+
 /// Whether host `i` reads a cut-off mark (`zones.*`) in its own or a live member's state.
 fn has_cut_off_mark(sim: &Sim, i: usize) -> bool {
     (sim.nodes[i].core.members(sim.now).iter())

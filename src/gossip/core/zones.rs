@@ -80,6 +80,9 @@ pub(super) struct Upper {
     summaries_sent: u64,
     /// When a message from another zone last arrived.
     heard_other: Option<Time>,
+    /// When this node last found a zone unreachable: a cut-off mark needs a verdict made
+    /// during the silence, not one of a zone that died long before it.
+    found_at: Option<Time>,
     /// The cut-off mark this node wrote (see [`CutOff`]), while it stands.
     cut_off: Option<CutOff>,
     /// publisher -> its cut-off mark, as read (this node's own included).
@@ -739,6 +742,7 @@ impl Core {
         if witnesses >= needed && !self.upper.unreachable.contains_key(z) {
             tracing::warn!(zone = z, witnesses, "zone unreachable");
             self.upper.unreachable.insert(z.to_string(), beat);
+            self.upper.found_at = Some(now);
         }
     }
 
@@ -766,22 +770,28 @@ impl Core {
             if self.upper.published.get(&z) == Some(&mark) {
                 continue;
             }
-            // Said already, for every zone at once, by this node's cut-off mark.
+            // Said already, for every zone at once, by this node's cut-off mark — if this
+            // node has a publication of the zone for the mark to cover (a publisher new
+            // during the cut writes its own first).
             let published_at = (self.upper.publishers.get(&z))
                 .and_then(|p| p.get(&self.me))
-                .map_or(0, |m| m.at);
+                .map(|m| m.at);
             if !reachable
-                && (self.upper.cut_off.as_ref()).is_some_and(|c| c.covers(&z, published_at))
+                && let Some(at) = published_at
+                && (self.upper.cut_off.as_ref()).is_some_and(|c| c.covers(&z, at))
             {
                 self.upper.published.insert(z.clone(), mark);
                 continue;
             }
             let since = self.upper.unreachable.get(&z).map(|b| b.time().as_millis());
+            // Later than every mark read, so a zone published reachable again is not covered
+            // by a mark of the same millisecond, or one stamped before this clock stepped back.
+            let marks = self.upper.cut_offs.values().map(|c| c.at + 1);
             let mut p = Published {
                 summary,
                 reachable,
                 since,
-                at: now.as_millis(),
+                at: marks.fold(now.as_millis(), u64::max),
             };
             let key = format!("{ZONES_PREFIX}{z}");
             while key.len() + p.encode().len() > MAX_ENTRY_LEN {
@@ -798,9 +808,9 @@ impl Core {
 
     /// A zone cut off from all the others would rewrite every zone's publication as
     /// unreachable, one key each: at a hundred zones tens of kilobytes for its hosts to
-    /// gossip before they all know. Instead, once the upper layer has found one zone
-    /// unreachable (two witnesses) and no message from any other zone came for
-    /// `zone_timeout`, the publisher takes every other zone as unreachable and says so in one
+    /// gossip before they all know. Instead, once no message from any other zone came for
+    /// `zone_timeout` and the upper layer has found a zone unreachable (two witnesses) since
+    /// the last one did, the publisher takes every other zone as unreachable and says so in one
     /// key, [`CUT_OFF_KEY`]. Each zone heard from again is published reachable (a later
     /// publication than the mark wins for its zone); the mark is withdrawn once no zone is
     /// unreachable.
@@ -812,11 +822,16 @@ impl Core {
             .collect();
         match &self.upper.cut_off {
             None => {
-                let silent = (self.upper.heard_other)
-                    .is_some_and(|t| now.since(t) >= self.settings.zone_timeout);
-                let found = others
-                    .iter()
-                    .any(|z| self.upper.unreachable.contains_key(z));
+                let Some(heard) = self.upper.heard_other else {
+                    return;
+                };
+                let silent = now.since(heard) >= self.settings.zone_timeout;
+                // A zone found unreachable since the silence began (a zone dead for days
+                // says nothing of a pause in the messages from the live ones).
+                let found = self.upper.found_at.is_some_and(|t| t >= heard)
+                    && others
+                        .iter()
+                        .any(|z| self.upper.unreachable.contains_key(z));
                 if !(silent && found) {
                     return;
                 }
