@@ -527,6 +527,18 @@ fn all_read(sim: &Sim, zones: &[&str], reachable: bool, among: &[usize]) -> bool
     })
 }
 
+/// A cluster of `zones` zones of `per_zone` hosts (`z0`, `z1`, …) once every host reads every
+/// zone reachable, with the indices of all its hosts.
+fn zoned_and_read(seed: u64, zones: usize, per_zone: usize) -> (Sim, Vec<usize>) {
+    let mut sim = Sim::zoned(seed, zones, per_zone, Settings::default());
+    let all: Vec<usize> = (0..zones * per_zone).collect();
+    let names: Vec<String> = (0..zones).map(|z| format!("z{z}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &names, true, &all));
+    assert!(ok, "seed {seed}: the zones did not reach every host");
+    (sim, all)
+}
+
 #[test]
 fn each_host_knows_its_zone_in_full_and_every_zone_by_its_summary() {
     for seed in seeds() {
@@ -595,11 +607,8 @@ fn each_host_knows_its_zone_in_full_and_every_zone_by_its_summary() {
 #[test]
 fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
     for seed in seeds() {
-        let mut sim = Sim::zoned(seed, 4, 4, Settings::default());
-        let all: Vec<usize> = (0..16).collect();
+        let (mut sim, all) = zoned_and_read(seed, 4, 4);
         let zones = ["z0", "z1", "z2", "z3"];
-        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &zones, true, &all));
-        assert!(ok, "seed {seed}: the zones did not reach every host");
         sim.run_for(secs(5));
         let cut = zone_nodes(&sim, "z2");
         let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
@@ -658,12 +667,7 @@ fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
 #[test]
 fn a_publisher_that_pauses_while_a_zone_is_long_dead_marks_no_zone_cut_off() {
     for seed in seeds() {
-        let mut sim = Sim::zoned(seed, 3, 4, Settings::default());
-        let all: Vec<usize> = (0..12).collect();
-        let ok = sim.run_until(sim.now + secs(30), |s| {
-            all_read(s, &["z0", "z1", "z2"], true, &all)
-        });
-        assert!(ok, "seed {seed}: the zones did not reach every host");
+        let (mut sim, _) = zoned_and_read(seed, 3, 4);
         // Zone z2 dies whole and stays dead.
         for i in zone_nodes(&sim, "z2") {
             sim.crash(i);
@@ -692,11 +696,7 @@ fn a_publisher_that_pauses_while_a_zone_is_long_dead_marks_no_zone_cut_off() {
 #[test]
 fn a_publisher_that_dies_during_a_cut_leaves_its_zone_reading_every_zone_unreachable() {
     for seed in seeds() {
-        let mut sim = Sim::zoned(seed, 3, 4, Settings::default());
-        let all: Vec<usize> = (0..12).collect();
-        let zones = ["z0", "z1", "z2"];
-        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &zones, true, &all));
-        assert!(ok, "seed {seed}: the zones did not reach every host");
+        let (mut sim, all) = zoned_and_read(seed, 3, 4);
         sim.run_for(secs(5));
         let cut = zone_nodes(&sim, "z2");
         let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
