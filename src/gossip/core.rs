@@ -641,8 +641,8 @@ impl Core {
     }
 
     /// When [`Input::Tick`] next has something to do: a join attempt, a round, a news
-    /// exchange, an exchange that went unanswered, or a verdict whose suspicion timeout runs
-    /// out. A time not after `now` means at once. Every input may move it earlier, so a
+    /// exchange, an exchange that went unanswered, a verdict whose suspicion timeout runs
+    /// out, or a zone asked directly that is due to have answered. A time not after `now` means at once. Every input may move it earlier, so a
     /// driver asks again after each one instead of ticking at a fixed rate.
     pub fn next_deadline(&self) -> Time {
         let join = self
@@ -653,6 +653,7 @@ impl Core {
             self.news_round,
             self.awaiting.values().min().copied(),
             self.verdict_next,
+            self.zone_probe_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -704,6 +705,7 @@ impl Core {
             }
         }
         self.relays.retain(|_, r| r.expires > now);
+        self.zone_probes_due(now, out);
         // Suspicions are judged as they arrive; the rest is time: every suspect is judged
         // again when a timeout runs out, and on every round in case the cluster shrank under
         // one (fewer witnesses are then enough).

@@ -2,24 +2,29 @@
 //!
 //! Within a zone the protocol of [`super`] runs in full; a node keeps no state of another
 //! zone's members (their deltas are not taken), only that zone's **summary**. The [`REPS`]
-//! first live members of a zone by name are its **representatives**. Every slot a
-//! representative exchanges a zone digest — per zone, the version of its summary and the age
-//! of the freshest sign of life of the zone — with a representative of another zone, in turn,
-//! and the two send each other the summaries the other lacks (a digest says whether it lists
-//! every zone its sender knows: only then are the zones it leaves out news to it). A zone's
-//! freshest beat travels through these digests as a node's heartbeat does through the zone's.
-//! A summary whose members, leader or incidents changed does not wait for the exchanges: its
-//! publisher sends it at once to every other zone's publisher, which publishes it on arrival.
+//! first live members of a zone by name are its **representatives**. A zone **watches** its
+//! [`WATCH`] neighbours on each side in the ring of zones by name ([`Core::watched`]). Every
+//! slot a representative exchanges a zone digest — per zone, the version of its summary and
+//! the age of the freshest sign of life of the zone — with a representative of a watched
+//! zone, in turn, and the two send each other the summaries the other lacks (a digest says
+//! whether it lists every zone its sender knows: only then are the zones it leaves out news to
+//! it). A renewed summary does not wait for the exchanges: its publisher sends it at once to
+//! every other zone's publisher, which publishes it on arrival. So what a representative
+//! sends does not grow with the number of zones, but for the pushes of summaries that changed
+//! (when everyone's exchanged with everyone's, at a hundred zones the digests needed to keep
+//! every zone's beat fresh everywhere cost a representative 7.5 KB/s).
 //!
 //! Every time here is this node's: a direct message is a sign of life now, and a digest's
 //! ages are read against this node's clock as it arrives, so a representative whose clock is
 //! off by seconds does not make its zone look silent (one-way latency is not subtracted).
 //!
-//! **Two witnesses across layers.** A representative with no sign of life of zone Z for
-//! `zone_timeout` asks each of Z's representatives directly; with no answer within twice
-//! `answer_timeout` it suspects Z and tells the others at once. Z is **unreachable** once two
-//! distinct representatives suspect it (one, where this node reaches no other representative)
-//! and no sign of life came since. A zone cut off alone sees every other zone unreachable: one
+//! **Two witnesses across layers.** A representative with no sign of life of a watched zone Z
+//! for `zone_timeout` asks each of Z's representatives directly, [`PROBES`] times
+//! `answer_timeout` apart; with no answer it suspects Z and tells every representative of
+//! every zone at once, and tells them again when Z is heard from (a sign of life newer than a
+//! suspicion answers it). Z is **unreachable** once two distinct representatives suspect it
+//! (one, where this node reaches no other representative) and this node itself has no sign of
+//! life of Z for `zone_timeout`. A zone cut off alone sees every other zone unreachable: one
 //! zone event each, never a `node_down` per host, since no host watches another zone's hosts.
 //!
 //! **Into the zone.** The first representative (the publisher) writes `zones.<Z>` for every
@@ -41,9 +46,11 @@ pub const METRICS_EVERY: Duration = Duration::from_secs(30);
 /// A metric's mean must move by more than this share (or 0.05 absolute) to count as changed.
 const DEAD_BAND: f32 = 0.1;
 /// Bytes of zone digest in one message; summaries fill the datagram up to its limit.
-const ZONE_DIGEST_BUDGET: usize = 700;
-/// Representatives a new suspicion is pushed to at once.
-const SUSPICION_PUSH: usize = 3;
+const ZONE_DIGEST_BUDGET: usize = 300;
+/// Times a silent zone's representatives are asked before this node suspects it.
+const PROBES: u32 = 2;
+/// Zones watched on each side in the ring of zones (see [`Core::watched`]).
+const WATCH: usize = 2;
 
 /// A zone digest as sent: its entries, and whether they are every zone the sender knows
 /// (at a hundred zones they are not: a digest holds what fits in [`ZONE_DIGEST_BUDGET`]).
@@ -63,10 +70,14 @@ pub(super) struct Upper {
     /// Representatives of each zone met directly, with their address (until a summary names
     /// them, a joiner knows no other).
     met: BTreeMap<String, BTreeMap<NodeName, SocketAddr>>,
-    /// zone -> the representatives that suspect it.
-    witnesses: BTreeMap<String, BTreeSet<NodeName>>,
-    /// Zones asked directly, and until when their answer is awaited.
-    probing: BTreeMap<String, Time>,
+    /// zone -> the representatives that suspect it, and when this node last heard so: a sign
+    /// of life of the zone newer than that answers the suspicion.
+    witnesses: BTreeMap<String, BTreeMap<NodeName, Time>>,
+    /// Zones this node suspected and then heard from: the others are told at the next round.
+    cleared: BTreeSet<String>,
+    /// Zones asked directly: until when their answer is awaited, and how many times they
+    /// were asked.
+    probing: BTreeMap<String, (Time, u32)>,
     /// Zones found unreachable, with their last beat.
     unreachable: BTreeMap<String, Beat>,
     turn: u64,
@@ -323,8 +334,9 @@ impl Core {
         if metrics_only {
             self.upper.metrics_at = Some(now);
         }
-        // A change of members, leader or incidents is pushed to the other zones at once.
-        self.upper.push |= !metrics_only;
+        // Every change is pushed to the other zones' representatives at once (metrics at most
+        // every `METRICS_EVERY`): the exchanges go to a few watched zones only.
+        self.upper.push = true;
         let secs = (Beat::at(now).0 / 10) as u32;
         summary.version = secs.max(old.map_or(0, |o| o.version + 1));
         self.upper
@@ -358,15 +370,20 @@ impl Core {
         if others.is_empty() {
             return;
         }
+        // The watched zones in turn (see [`Core::watched`]).
+        let watched: Vec<String> = self.watched().into_iter().collect();
         self.upper.turn += 1;
-        let z = &others[(self.upper.turn % others.len() as u64) as usize];
+        let z = &watched[(self.upper.turn % watched.len() as u64) as usize];
         let contacts = self.contacts(z);
         if let Some((name, addr)) = contacts.choose(&mut self.rng).cloned() {
-            let digest = self.zone_digest(now);
+            let digest = self.zone_digest();
             self.send_zones(addr, &name, digest, Vec::new(), true, out);
         }
         if std::mem::take(&mut self.upper.push) {
             self.push_own_summary(&others, out);
+        }
+        for z in std::mem::take(&mut self.upper.cleared) {
+            self.tell_everyone(&z, out);
         }
         for z in others {
             self.judge_zone(now, &z, out);
@@ -401,18 +418,24 @@ impl Core {
         found
     }
 
-    /// This node's zone digest: its own zone, then the zones in doubt, then the others from a
-    /// place that moves each time, as many as fit.
-    fn zone_digest(&mut self, now: Time) -> Listed {
-        let reference = self.own.beat;
-        let entry = |z: &String, upper: &Upper| {
-            ZoneDigest(
-                z.clone(),
-                upper.summaries.get(z).map_or(0, |s| s.version),
-                BeatAge::between(reference, upper.beats.get(z).copied().unwrap_or_default()),
-            )
-        };
+    /// Zone `z` as a digest lists it: the version of its summary here and the age of its
+    /// freshest sign of life.
+    fn zone_entry(&self, z: &str) -> ZoneDigest {
+        ZoneDigest(
+            z.to_string(),
+            self.upper.summaries.get(z).map_or(0, |s| s.version),
+            BeatAge::between(
+                self.own.beat,
+                self.upper.beats.get(z).copied().unwrap_or_default(),
+            ),
+        )
+    }
+
+    /// This node's zone digest: its own zone, then the zones in doubt, the watched zones, then
+    /// the others from a place that moves each time, as many as fit.
+    fn zone_digest(&mut self) -> Listed {
         let zones = self.known_zones();
+        let watched = self.watched();
         let mut order: Vec<&String> = Vec::with_capacity(zones.len());
         order.extend(zones.iter().filter(|z| **z == self.settings.zone));
         order.extend(
@@ -420,6 +443,7 @@ impl Core {
                 .iter()
                 .filter(|z| self.upper.witnesses.contains_key(*z)),
         );
+        order.extend(watched.iter());
         let start = if zones.is_empty() {
             0
         } else {
@@ -434,7 +458,7 @@ impl Core {
             if !seen.insert(z) {
                 continue;
             }
-            let e = entry(z, &self.upper);
+            let e = self.zone_entry(z);
             let len = wire::encoded_len(&e);
             if used + len > ZONE_DIGEST_BUDGET {
                 complete = false;
@@ -443,7 +467,6 @@ impl Core {
             used += len;
             digest.push(e);
         }
-        let _ = now;
         Listed {
             entries: digest,
             complete,
@@ -487,7 +510,7 @@ impl Core {
         out: &mut Vec<Output>,
     ) {
         let suspects: Vec<String> = (self.upper.witnesses.iter())
-            .filter(|(_, by)| by.contains(&self.me))
+            .filter(|(_, by)| by.contains_key(&self.me))
             .map(|(z, _)| z.clone())
             .collect();
         let mut msg = Message::Zones {
@@ -563,7 +586,7 @@ impl Core {
                     .witnesses
                     .entry(z.clone())
                     .or_default()
-                    .insert(name.clone());
+                    .insert(name.clone(), now);
                 self.judge_zone(now, &z, out);
             }
         }
@@ -601,25 +624,17 @@ impl Core {
             }
             mentioned.insert(z);
         }
-        if reply {
-            // Zones the sender did not mention: their versions and signs of life, as room
-            // allows; and if its digest was complete, they are news to it: their summaries.
+        if reply && complete {
+            // The sender's digest listed every zone it knows: the others are news to it (their
+            // versions and signs of life as room allows, and their summaries). A partial
+            // digest's other zones come in its sender's next digests.
             for z in self.known_zones() {
                 if !mentioned.contains(&z) {
-                    let e = ZoneDigest(
-                        z.clone(),
-                        self.upper.summaries.get(&z).map_or(0, |s| s.version),
-                        BeatAge::between(
-                            self.own.beat,
-                            self.upper.beats.get(&z).copied().unwrap_or_default(),
-                        ),
-                    );
+                    let e = self.zone_entry(&z);
                     if wire::encoded_len(&answer) + wire::encoded_len(&e) < ZONE_DIGEST_BUDGET {
                         answer.push(e);
                     }
-                    if complete {
-                        lacks.push(z);
-                    }
+                    lacks.push(z);
                 }
             }
         }
@@ -676,15 +691,25 @@ impl Core {
         newer
     }
 
-    /// A sign of life of zone `z` as old as `beat`: fresh enough, it clears any doubt.
+    /// A sign of life of zone `z` as old as `beat`: it answers every suspicion of the zone
+    /// heard before it, and fresh enough, it clears any doubt.
     fn zone_alive(&mut self, now: Time, z: &str, beat: Beat) {
         let known = self.upper.beats.entry(z.to_string()).or_default();
         if beat <= *known {
             return;
         }
         *known = beat;
+        if let Some(by) = self.upper.witnesses.get_mut(z) {
+            let mine = by.contains_key(&self.me);
+            by.retain(|_, heard| *heard >= beat.time());
+            if mine && !by.contains_key(&self.me) {
+                self.upper.cleared.insert(z.to_string());
+            }
+            if by.is_empty() {
+                self.upper.witnesses.remove(z);
+            }
+        }
         if now.since(beat.time()) < self.settings.zone_timeout {
-            self.upper.witnesses.remove(z);
             self.upper.probing.remove(z);
             if self.upper.unreachable.remove(z).is_some() {
                 tracing::info!(zone = z, "zone reachable again");
@@ -692,7 +717,10 @@ impl Core {
         }
     }
 
-    /// Is zone `z` (another zone) silent, suspected by enough witnesses, unreachable?
+    /// Is zone `z` (another zone) silent, suspected by enough witnesses, unreachable? Only
+    /// the zones this zone watches ([`Core::watched`]) are asked and suspected from here; of
+    /// the others, the witnesses' word (they tell every representative) and this node's own
+    /// silence of the zone decide.
     fn judge_zone(&mut self, now: Time, z: &str, out: &mut Vec<Output>) {
         if z == self.settings.zone || !self.is_rep() {
             return;
@@ -701,39 +729,32 @@ impl Core {
         if beat == Beat::default() || now.since(beat.time()) < self.settings.zone_timeout {
             return;
         }
-        let suspected = (self.upper.witnesses.get(z)).is_some_and(|w| w.contains(&self.me));
-        if !suspected {
-            match self.upper.probing.get(z).copied() {
-                None => {
-                    let deadline = now + self.settings.answer_timeout * 2;
-                    self.upper.probing.insert(z.to_string(), deadline);
-                    let digest = self.zone_digest(now);
+        let suspected = (self.upper.witnesses.get(z)).is_some_and(|w| w.contains_key(&self.me));
+        if !suspected && self.watched().contains(z) {
+            match self.upper.probing.get(z).copied().unwrap_or((now, 0)) {
+                (deadline, _) if now < deadline => return,
+                (_, asked) if asked < PROBES => {
+                    let deadline = now + self.settings.answer_timeout;
+                    self.upper
+                        .probing
+                        .insert(z.to_string(), (deadline, asked + 1));
+                    // Only the zone asked about, and this node's own: a sign of life is
+                    // all the answer needs to be.
+                    let digest = Listed {
+                        entries: vec![self.zone_entry(&self.settings.zone), self.zone_entry(z)],
+                        complete: false,
+                    };
                     for (name, addr) in self.contacts(z) {
                         self.send_zones(addr, &name, digest.clone(), Vec::new(), true, out);
                     }
                     return;
                 }
-                Some(deadline) if now < deadline => return,
-                Some(_) => {
+                _ => {
                     tracing::info!(zone = z, "no sign of life of the zone; suspecting it");
+                    self.upper.probing.remove(z);
                     (self.upper.witnesses.entry(z.to_string()).or_default())
-                        .insert(self.me.clone());
-                    // This zone's other representatives, and a few of zones nobody doubts.
-                    let own = self.settings.zone.clone();
-                    let mut others: Vec<(NodeName, SocketAddr)> = Vec::new();
-                    for other in self.known_zones() {
-                        if other != z && other != own && !self.upper.witnesses.contains_key(&other)
-                        {
-                            others.extend(self.contacts(&other));
-                        }
-                    }
-                    others.shuffle(&mut self.rng);
-                    others.truncate(SUSPICION_PUSH);
-                    others.extend(self.contacts(&own));
-                    let digest = self.zone_digest(now);
-                    for (name, addr) in others {
-                        self.send_zones(addr, &name, digest.clone(), Vec::new(), false, out);
-                    }
+                        .insert(self.me.clone(), now);
+                    self.tell_everyone(z, out);
                 }
             }
         }
@@ -744,6 +765,79 @@ impl Core {
             self.upper.unreachable.insert(z.to_string(), beat);
             self.upper.found_at = Some(now);
         }
+    }
+
+    /// When the next zone asked directly is due to have answered.
+    pub(super) fn zone_probe_deadline(&self) -> Option<Time> {
+        self.upper
+            .probing
+            .values()
+            .map(|(deadline, _)| *deadline)
+            .min()
+    }
+
+    /// The zones asked directly whose answer is overdue: asked again, or suspected. A zone
+    /// that gave a sign of life meanwhile, or a node no longer a representative, asks no more.
+    pub(super) fn zone_probes_due(&mut self, now: Time, out: &mut Vec<Output>) {
+        let due: Vec<String> = (self.upper.probing.iter())
+            .filter(|(_, (deadline, _))| *deadline <= now)
+            .map(|(z, _)| z.clone())
+            .collect();
+        for z in due {
+            let beat = self.upper.beats.get(&z).copied().unwrap_or_default();
+            if !self.is_rep() || now.since(beat.time()) < self.settings.zone_timeout {
+                self.upper.probing.remove(&z);
+            } else {
+                self.judge_zone(now, &z, out);
+            }
+            // Asked again (a later deadline), suspected, or no longer asked (a zone no longer
+            // watched): never due twice.
+            if self
+                .upper
+                .probing
+                .get(&z)
+                .is_some_and(|(deadline, _)| *deadline <= now)
+            {
+                self.upper.probing.remove(&z);
+            }
+        }
+    }
+
+    /// Tell every representative of every zone (this one's included) what this node now
+    /// thinks of zone `z`: its suspicion (every message carries them) or a sign of life. A
+    /// zone is watched by a few zones only; the others take their word. Once per suspicion
+    /// and once when it is answered: a few hundred small datagrams per incident.
+    fn tell_everyone(&mut self, z: &str, out: &mut Vec<Output>) {
+        let digest = Listed {
+            entries: vec![self.zone_entry(&self.settings.zone), self.zone_entry(z)],
+            complete: false,
+        };
+        let zones: Vec<String> = (self.known_zones().into_iter())
+            .filter(|o| o != z)
+            .collect();
+        for o in zones {
+            for (name, addr) in self.contacts(&o) {
+                self.send_zones(addr, &name, digest.clone(), Vec::new(), false, out);
+            }
+        }
+    }
+
+    /// The zones this zone watches: its [`WATCH`] neighbours on each side in the ring of
+    /// zones by name (every other zone, while there are no more than that). The relation
+    /// is symmetric, so each pair of neighbours hears from each other both ways; a
+    /// representative's exchanges go to these zones in turn, and so its cost does not grow
+    /// with the number of zones.
+    pub(super) fn watched(&self) -> BTreeSet<String> {
+        let zones = self.known_zones();
+        let own = &self.settings.zone;
+        let Some(at) = zones.iter().position(|z| z == own) else {
+            return BTreeSet::new();
+        };
+        let n = zones.len();
+        (1..=WATCH.min(n / 2))
+            .flat_map(|d| [zones[(at + d) % n].clone(), zones[(at + n - d) % n].clone()])
+            .filter(|z| z != own)
+            .collect()
     }
 
     /// Whether some representative other than this node, outside zone `z`, is in reach: one
