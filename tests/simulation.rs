@@ -771,6 +771,45 @@ fn with_more_zones_than_each_watches_a_cut_zone_is_unreachable_everywhere_until_
     }
 }
 
+/// Twelve zones split six and six: the zones in the middle of the other side have no watcher
+/// on this side (their neighbours are all over there), and are still found unreachable.
+#[test]
+fn with_more_zones_than_each_watches_a_partition_of_zones_is_seen_from_both_sides() {
+    for seed in seeds() {
+        let (mut sim, all) = zoned_and_read(seed, 12, 3);
+        // The ring of zones by name: z0 z1 z10 z11 z2 z3 | z4 z5 z6 z7 z8 z9.
+        let a_zones = ["z0", "z1", "z10", "z11", "z2", "z3"];
+        let b_zones = ["z4", "z5", "z6", "z7", "z8", "z9"];
+        let side = |zones: &[&str]| -> Vec<usize> {
+            (all.iter().copied())
+                .filter(|&i| zones.contains(&sim.zone(i)))
+                .collect()
+        };
+        let (a, b) = (side(&a_zones), side(&b_zones));
+        sim.run_for(secs(5));
+        sim.partition(&a, &b);
+        let ok = sim.run_until(sim.now + secs(30), |s| {
+            all_read(s, &b_zones, false, &a) && all_read(s, &a_zones, false, &b)
+        });
+        assert!(
+            ok,
+            "seed {seed}: the sides did not find each other's zones unreachable:\n{}",
+            sim.describe()
+        );
+        assert!(
+            all_read(&sim, &a_zones, true, &a) && all_read(&sim, &b_zones, true, &b),
+            "seed {seed}: a zone of its own side went unreachable"
+        );
+        sim.heal();
+        let names: Vec<&str> = a_zones.iter().chain(&b_zones).copied().collect();
+        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &names, true, &all));
+        assert!(
+            ok,
+            "seed {seed}: the zones did not come back after the heal"
+        );
+    }
+}
+
 /// A suspicion that a watching representative tells every zone is answered by the zone's
 /// next sign of life: at 20 % loss suspicions come and go (a zone asked twice without an
 /// answer is suspected), and no zone is ever unreachable.

@@ -24,7 +24,9 @@
 //! every zone at once, and tells them again when Z is heard from (a sign of life newer than a
 //! suspicion answers it). Z is **unreachable** once two distinct representatives suspect it
 //! (one, where this node reaches no other representative) and this node itself has no sign of
-//! life of Z for `zone_timeout`. A zone cut off alone sees every other zone unreachable: one
+//! life of Z for `zone_timeout`. The publisher also sends its zone's beat to every zone it
+//! does not watch, now and then, and asks a zone silent for much longer itself: a partition
+//! may leave all of a zone's watchers on the far side. A zone cut off alone sees every other zone unreachable: one
 //! zone event each, never a `node_down` per host, since no host watches another zone's hosts.
 //!
 //! **Into the zone.** The first representative (the publisher) writes `zones.<Z>` for every
@@ -49,6 +51,12 @@ const DEAD_BAND: f32 = 0.1;
 const ZONE_DIGEST_BUDGET: usize = 300;
 /// Times a silent zone's representatives are asked before this node suspects it.
 const PROBES: u32 = 2;
+/// A zone not watched is asked directly once silent for this many `zone_timeout`s (see
+/// [`Core::judge_zone`]).
+const UNWATCHED_SILENCE: u32 = 5;
+/// A publisher sends its beat to every zone it does not watch once every this many
+/// `zone_timeout`s (see [`Core::send_far_beats`]).
+const FAR_BEAT: u32 = 2;
 /// Zones watched on each side in the ring of zones (see [`Core::watched`]).
 const WATCH: usize = 2;
 
@@ -81,6 +89,8 @@ pub(super) struct Upper {
     /// Zones found unreachable, with their last beat.
     unreachable: BTreeMap<String, Beat>,
     turn: u64,
+    /// Where the next round's far beats start (see [`Core::send_far_beats`]).
+    far_turn: usize,
     /// What this node last wrote under `zones.<Z>`: the summary's version and reachability.
     published: BTreeMap<String, (u32, bool)>,
     /// When this zone's summary last changed by its metrics alone.
@@ -384,6 +394,9 @@ impl Core {
         }
         for z in std::mem::take(&mut self.upper.cleared) {
             self.tell_everyone(&z, out);
+        }
+        if self.is_publisher() {
+            self.send_far_beats(&others, out);
         }
         for z in others {
             self.judge_zone(now, &z, out);
@@ -717,10 +730,13 @@ impl Core {
         }
     }
 
-    /// Is zone `z` (another zone) silent, suspected by enough witnesses, unreachable? Only
-    /// the zones this zone watches ([`Core::watched`]) are asked and suspected from here; of
-    /// the others, the witnesses' word (they tell every representative) and this node's own
-    /// silence of the zone decide.
+    /// Is zone `z` (another zone) silent, suspected by enough witnesses, unreachable? The
+    /// zones this zone watches ([`Core::watched`]) are asked and suspected from here after
+    /// `zone_timeout`; of the others, the witnesses' word (they tell every representative) and
+    /// this node's own silence of the zone decide — and the publisher, which hears every
+    /// publisher's beat ([`Core::send_far_beats`]), asks a zone silent for
+    /// [`UNWATCHED_SILENCE`] times as long too, since a partition may leave all its watchers
+    /// on the far side.
     fn judge_zone(&mut self, now: Time, z: &str, out: &mut Vec<Output>) {
         if z == self.settings.zone || !self.is_rep() {
             return;
@@ -730,7 +746,12 @@ impl Core {
             return;
         }
         let suspected = (self.upper.witnesses.get(z)).is_some_and(|w| w.contains_key(&self.me));
-        if !suspected && self.watched().contains(z) {
+        // A zone not watched from here is asked too once silent for much longer: its watchers
+        // may all be on the far side of a partition.
+        let asks = self.watched().contains(z)
+            || (self.is_publisher()
+                && now.since(beat.time()) >= self.settings.zone_timeout * UNWATCHED_SILENCE);
+        if !suspected && asks {
             match self.upper.probing.get(z).copied().unwrap_or((now, 0)) {
                 (deadline, _) if now < deadline => return,
                 (_, asked) if asked < PROBES => {
@@ -801,6 +822,35 @@ impl Core {
                 self.upper.probing.remove(&z);
             }
         }
+    }
+
+    /// The publisher sends its zone's beat to the publisher of every zone it does not watch,
+    /// each once every [`FAR_BEAT`] `zone_timeout`s, a share of them each round: so every
+    /// publisher has a sign of life of every zone a few seconds old, and finds a zone whose
+    /// watchers are all beyond a partition. One small datagram per zone and period: at a
+    /// hundred zones, about 25 a second from one host of each zone.
+    fn send_far_beats(&mut self, others: &[String], out: &mut Vec<Output>) {
+        let watched = self.watched();
+        let far: Vec<&String> = others.iter().filter(|z| !watched.contains(*z)).collect();
+        if far.is_empty() {
+            return;
+        }
+        let period = self.settings.zone_timeout * FAR_BEAT;
+        let rounds = (period.as_millis() / self.slot_length().as_millis().max(1)).max(1) as usize;
+        let share = far.len().div_ceil(rounds);
+        let own = self.zone_entry(&self.settings.zone);
+        for i in 0..share {
+            let z = far[(self.upper.far_turn + i) % far.len()].clone();
+            let Some((name, addr)) = self.contacts(&z).first().cloned() else {
+                continue;
+            };
+            let digest = Listed {
+                entries: vec![own.clone()],
+                complete: false,
+            };
+            self.send_zones(addr, &name, digest, Vec::new(), false, out);
+        }
+        self.upper.far_turn = (self.upper.far_turn + share) % far.len();
     }
 
     /// Tell every representative of every zone (this one's included) what this node now
