@@ -762,13 +762,18 @@ fn with_more_zones_than_each_watches_a_cut_zone_is_unreachable_everywhere_until_
             all_read(&sim, &others, true, &rest),
             "seed {seed}: a zone other than the cut one went unreachable"
         );
-        sim.heal();
-        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &names, true, &all));
-        assert!(
-            ok,
-            "seed {seed}: the zones did not come back after the heal"
-        );
+        heal_and_read(&mut sim, &names, &all, seed);
     }
+}
+
+/// Heals every cut and waits until every host of `all` reads every zone of `names` reachable.
+fn heal_and_read(sim: &mut Sim, names: &[&str], all: &[usize], seed: u64) {
+    sim.heal();
+    let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, names, true, all));
+    assert!(
+        ok,
+        "seed {seed}: the zones did not come back after the heal"
+    );
 }
 
 /// Twelve zones split six and six: the zones in the middle of the other side have no watcher
@@ -800,13 +805,8 @@ fn with_more_zones_than_each_watches_a_partition_of_zones_is_seen_from_both_side
             all_read(&sim, &a_zones, true, &a) && all_read(&sim, &b_zones, true, &b),
             "seed {seed}: a zone of its own side went unreachable"
         );
-        sim.heal();
         let names: Vec<&str> = a_zones.iter().chain(&b_zones).copied().collect();
-        let ok = sim.run_until(sim.now + secs(30), |s| all_read(s, &names, true, &all));
-        assert!(
-            ok,
-            "seed {seed}: the zones did not come back after the heal"
-        );
+        heal_and_read(&mut sim, &names, &all, seed);
     }
 }
 
