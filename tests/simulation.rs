@@ -527,6 +527,14 @@ fn all_read(sim: &Sim, zones: &[&str], reachable: bool, among: &[usize]) -> bool
     })
 }
 
+/// Cuts zone `z` off from the other hosts of `all`: its hosts, and the others.
+fn cut_off(sim: &mut Sim, all: &[usize], z: &str) -> (Vec<usize>, Vec<usize>) {
+    let cut = zone_nodes(sim, z);
+    let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
+    sim.partition(&cut, &rest);
+    (cut, rest)
+}
+
 /// A cluster of `zones` zones of `per_zone` hosts (`z0`, `z1`, …) once every host reads every
 /// zone reachable, with the indices of all its hosts.
 fn zoned_and_read(seed: u64, zones: usize, per_zone: usize) -> (Sim, Vec<usize>) {
@@ -610,10 +618,8 @@ fn a_zone_cut_off_is_unreachable_for_the_others_and_sees_them_unreachable() {
         let (mut sim, all) = zoned_and_read(seed, 4, 4);
         let zones = ["z0", "z1", "z2", "z3"];
         sim.run_for(secs(5));
-        let cut = zone_nodes(&sim, "z2");
-        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
         let at = sim.now;
-        sim.partition(&cut, &rest);
+        let (cut, rest) = cut_off(&mut sim, &all, "z2");
         let ok = sim.run_until(at + secs(10), |s| all_read(s, &["z2"], false, &rest));
         assert!(
             ok,
@@ -698,9 +704,7 @@ fn a_publisher_that_dies_during_a_cut_leaves_its_zone_reading_every_zone_unreach
     for seed in seeds() {
         let (mut sim, all) = zoned_and_read(seed, 3, 4);
         sim.run_for(secs(5));
-        let cut = zone_nodes(&sim, "z2");
-        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
-        sim.partition(&cut, &rest);
+        let (cut, _) = cut_off(&mut sim, &all, "z2");
         let ok = sim.run_until(sim.now + secs(15), |s| {
             all_read(s, &["z0", "z1"], false, &cut)
         });
@@ -743,10 +747,8 @@ fn with_more_zones_than_each_watches_a_cut_zone_is_unreachable_everywhere_until_
         let names: Vec<&str> = zones.iter().map(String::as_str).collect();
         let others: Vec<&str> = names.iter().copied().filter(|z| *z != "z5").collect();
         sim.run_for(secs(5));
-        let cut = zone_nodes(&sim, "z5");
-        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
         let at = sim.now;
-        sim.partition(&cut, &rest);
+        let (cut, rest) = cut_off(&mut sim, &all, "z5");
         let ok = sim.run_until(at + secs(10), |s| all_read(s, &["z5"], false, &rest));
         assert!(
             ok,
@@ -878,10 +880,8 @@ fn a_thousand_hosts_in_ten_zones_see_a_zone_cut_and_no_host_of_another_zone_down
         let ok = sim.run_until(sim.now + secs(120), |s| all_read(s, &names, true, &all));
         assert!(ok, "seed {seed}: the zones did not reach every host");
         sim.run_for(secs(10));
-        let cut = zone_nodes(&sim, "z9");
-        let rest: Vec<usize> = all.iter().copied().filter(|i| !cut.contains(i)).collect();
         let at = sim.now;
-        sim.partition(&cut, &rest);
+        let (cut, rest) = cut_off(&mut sim, &all, "z9");
         let ok = sim.run_until(at + secs(10), |s| all_read(s, &["z9"], false, &rest));
         assert!(
             ok,
