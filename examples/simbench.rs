@@ -29,6 +29,8 @@ struct Args {
     zones: usize,
     /// The host samples every simulated host reads (see [`Trace`]).
     samples: String,
+    /// Digits in every node's name (`Sim::name_width`; 0: `n7`, `n1234`).
+    name_width: usize,
 }
 
 fn args() -> Args {
@@ -41,6 +43,7 @@ fn args() -> Args {
         settings: Settings::default(),
         zones: 0,
         samples: concat!(env!("CARGO_MANIFEST_DIR"), "/benchmarks/host-samples.csv").to_string(),
+        name_width: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +60,7 @@ fn args() -> Args {
             "--kills" => a.kills = value.parse().expect("--kills N"),
             "--zones" => a.zones = value.parse().expect("--zones Z"),
             "--samples" => a.samples = value,
+            "--name-width" => a.name_width = value.parse().expect("--name-width N"),
             "--loss" => a.loss = value.parse().expect("--loss 0.1"),
             "--digest-budget" => {
                 a.settings.digest_budget = value.parse().expect("--digest-budget BYTES")
@@ -207,9 +211,15 @@ fn bytes_per_node_per_second(
     if let Some(tally) = sim.tally.take() {
         let secs = sim.now.since(start).as_secs_f64() * n as f64;
         let per: Vec<String> = (tally.iter())
-            .map(|(kind, count)| format!("{kind} {:.2}", *count as f64 / secs))
+            .map(|(kind, (count, sent))| {
+                let (count, sent) = (*count as f64 / secs, *sent as f64 / secs);
+                format!(
+                    "{kind} {count:.2} ({sent:.0} B, sealed {:.0} B)",
+                    sealed((sent, count))
+                )
+            })
             .collect();
-        eprintln!("datagrams/s per node by kind: {}", per.join(", "));
+        eprintln!("datagrams/s per node by kind (bytes/s): {}", per.join(", "));
     }
     if breakdown {
         let mut k = [0u64; 6];
@@ -260,7 +270,7 @@ fn propagation(sim: &mut Sim, samples: usize) -> (Duration, Duration) {
         let value = format!("v{s}");
         let at: Time = sim.now;
         let _ = sim.nodes[origin].core.set(at, &key, Some(value.clone()));
-        let name = Sim::name(origin);
+        let name = sim.nodes[origin].name.clone();
         let need = (n as f64 * 0.99).ceil() as usize;
         let ok = sim.run_until(at + Duration::from_secs(30), |s| {
             s.nodes
@@ -352,7 +362,7 @@ fn zone_members(sim: &Sim, z: &str) -> Vec<usize> {
 /// all hosts, and a zone cut to every host.
 fn zoned(a: &Args, n: usize, zones: usize) {
     let t = std::time::Instant::now();
-    let mut sim = Sim::zoned(a.seed, zones, n / zones, a.settings.clone());
+    let mut sim = Sim::zoned_named(a.seed, zones, n / zones, a.settings.clone(), a.name_width);
     let all: Vec<usize> = (0..sim.nodes.len()).collect();
     let names: Vec<String> = (0..zones).map(|z| format!("z{z}")).collect();
     let everyone_reads = |s: &Sim| {

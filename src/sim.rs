@@ -103,9 +103,9 @@ pub struct Sim {
     /// Events not kept (state changes are many).
     pub keep_state_events: bool,
     hung_wakes: Vec<(usize, NodeName, watch::TimerToken)>,
-    /// When set, datagrams sent are counted by kind of message (`wire::Message::kind`: `ping`, `syn`...), for the
+    /// When set, datagrams sent and their bytes are counted by kind of message (`wire::Message::kind`: `ping`, `syn`...), for the
     /// benchmarks' breakdown (decoding every datagram once more costs time).
-    pub tally: Option<BTreeMap<&'static str, u64>>,
+    pub tally: Option<BTreeMap<&'static str, (u64, u64)>>,
     /// When set, every round's digest sent (a `Syn` that is not news): when, from and to
     /// which node (indices).
     pub rounds: Option<Vec<(Time, usize, usize)>>,
@@ -114,6 +114,9 @@ pub struct Sim {
     /// The zone of each node by index (`node.zone`); a node past its end is in the default
     /// zone.
     pub zones: Vec<String>,
+    /// Digits of a node's number in its name, zero-padded (0: as many as it has, `n7`): with
+    /// a fixed width the names are as long at every size, as hostnames are.
+    pub name_width: usize,
 }
 
 impl Sim {
@@ -138,13 +141,26 @@ impl Sim {
             rounds: None,
             watcher_lives: 0,
             zones: Vec::new(),
+            name_width: 0,
         }
     }
 
     /// `zones` zones of `per_zone` nodes each (node `i` in zone `z<i % zones>`), every node
     /// joining through node 0, all converged within their zones.
     pub fn zoned(seed: u64, zones: usize, per_zone: usize, settings: Settings) -> Sim {
+        Sim::zoned_named(seed, zones, per_zone, settings, 0)
+    }
+
+    /// [`Sim::zoned`], the nodes named with `name_width` digits (see [`Sim::name_width`]).
+    pub fn zoned_named(
+        seed: u64,
+        zones: usize,
+        per_zone: usize,
+        settings: Settings,
+        name_width: usize,
+    ) -> Sim {
         let mut sim = Sim::new(seed, settings);
+        sim.name_width = name_width;
         let n = zones * per_zone;
         sim.zones = (0..n).map(|i| format!("z{}", i % zones)).collect();
         // A joiner's answer holds one zone, not the cluster: joins may come faster.
@@ -193,6 +209,11 @@ impl Sim {
         NodeName(format!("n{i}"))
     }
 
+    /// The name node `i` gets here (see [`Sim::name_width`]).
+    fn name_of(&self, i: usize) -> NodeName {
+        NodeName(format!("n{i:0w$}", w = self.name_width))
+    }
+
     fn addr_of(i: usize) -> SocketAddr {
         let ip = Ipv4Addr::new(10, 77, (i / 250) as u8, (i % 250 + 1) as u8);
         SocketAddr::V4(SocketAddrV4::new(ip, 7710))
@@ -201,7 +222,7 @@ impl Sim {
     /// Adds a node that joins through node 0 (or founds the cluster if it is the first).
     pub fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
-        self.add_named(i, Self::name(i))
+        self.add_named(i, self.name_of(i))
     }
 
     /// Adds a node at a new address with the name of node `of`, joining through node 0.
@@ -451,7 +472,9 @@ impl Sim {
         let kind = (self.tally.is_some() || self.rounds.is_some())
             .then(|| wire::decode(&bytes).map_or("undecodable", |env| env.msg.kind()));
         if let (Some(tally), Some(kind)) = (&mut self.tally, kind) {
-            *tally.entry(kind).or_default() += 1;
+            let (count, sent) = tally.entry(kind).or_default();
+            *count += 1;
+            *sent += bytes.len() as u64;
         }
         let Some(&j) = self.by_addr.get(&to) else {
             return;

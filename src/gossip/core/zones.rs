@@ -49,14 +49,21 @@ pub const METRICS_EVERY: Duration = Duration::from_secs(30);
 const DEAD_BAND: f32 = 0.1;
 /// Bytes of zone digest in one message; summaries fill the datagram up to its limit.
 const ZONE_DIGEST_BUDGET: usize = 300;
+/// Zones a digest lists beyond its own, those in doubt and the watched ones: a few others
+/// in turn, so a summary missed is found again within seconds, and a digest is as long at a
+/// hundred zones as at ten.
+const ZONE_DIGEST_OTHERS: usize = 6;
 /// Times a silent zone's representatives are asked before this node suspects it.
 const PROBES: u32 = 2;
-/// A zone not watched is asked directly once silent for this many `zone_timeout`s (see
-/// [`Core::judge_zone`]).
+/// A zone not watched is asked directly by the publisher once silent for this many halves
+/// of the far beats' period (see [`Core::judge_zone`]).
 const UNWATCHED_SILENCE: u32 = 5;
 /// A publisher sends its beat to every zone it does not watch once every this many
-/// `zone_timeout`s (see [`Core::send_far_beats`]).
+/// `zone_timeout`s (see [`Core::send_far_beats`])...
 const FAR_BEAT: u32 = 2;
+/// ... and no more than this many of them a second: beyond some forty zones the period
+/// grows instead, so what a zone sends stays the same however many zones there are.
+const FAR_BEATS_PER_SECOND: u32 = 5;
 /// Zones watched on each side in the ring of zones (see [`Core::watched`]).
 const WATCH: usize = 2;
 
@@ -89,8 +96,9 @@ pub(super) struct Upper {
     /// Zones found unreachable, with their last beat.
     unreachable: BTreeMap<String, Beat>,
     turn: u64,
-    /// Where the next round's far beats start (see [`Core::send_far_beats`]).
+    /// Where the next far beat goes, and when (see [`Core::send_far_beats`]).
     far_turn: usize,
+    far_next: Option<Time>,
     /// What this node last wrote under `zones.<Z>`: the summary's version and reachability.
     published: BTreeMap<String, (u32, bool)>,
     /// When this zone's summary last changed by its metrics alone.
@@ -396,7 +404,7 @@ impl Core {
             self.tell_everyone(&z, out);
         }
         if self.is_publisher() {
-            self.send_far_beats(&others, out);
+            self.send_far_beats(now, &others, out);
         }
         for z in others {
             self.judge_zone(now, &z, out);
@@ -445,7 +453,7 @@ impl Core {
     }
 
     /// This node's zone digest: its own zone, then the zones in doubt, the watched zones, then
-    /// the others from a place that moves each time, as many as fit.
+    /// [`ZONE_DIGEST_OTHERS`] others from a place that moves each time, as many as fit.
     fn zone_digest(&mut self) -> Listed {
         let zones = self.known_zones();
         let watched = self.watched();
@@ -457,6 +465,7 @@ impl Core {
                 .filter(|z| self.upper.witnesses.contains_key(*z)),
         );
         order.extend(watched.iter());
+        let first = order.len();
         let start = if zones.is_empty() {
             0
         } else {
@@ -467,16 +476,18 @@ impl Core {
         let mut used = 0;
         let mut digest = Vec::new();
         let mut complete = true;
-        for z in order {
+        let mut others = 0;
+        for (i, z) in order.into_iter().enumerate() {
             if !seen.insert(z) {
                 continue;
             }
             let e = self.zone_entry(z);
             let len = wire::encoded_len(&e);
-            if used + len > ZONE_DIGEST_BUDGET {
+            if used + len > ZONE_DIGEST_BUDGET || others == ZONE_DIGEST_OTHERS {
                 complete = false;
                 break;
             }
+            others += usize::from(i >= first);
             used += len;
             digest.push(e);
         }
@@ -735,8 +746,8 @@ impl Core {
     /// `zone_timeout`; of the others, the witnesses' word (they tell every representative) and
     /// this node's own silence of the zone decide — and the publisher, which hears every
     /// publisher's beat ([`Core::send_far_beats`]), asks a zone silent for
-    /// [`UNWATCHED_SILENCE`] times as long too, since a partition may leave all its watchers
-    /// on the far side.
+    /// [`UNWATCHED_SILENCE`] half-periods of those beats too, since a partition may leave all
+    /// its watchers on the far side.
     fn judge_zone(&mut self, now: Time, z: &str, out: &mut Vec<Output>) {
         if z == self.settings.zone || !self.is_rep() {
             return;
@@ -750,7 +761,7 @@ impl Core {
         // may all be on the far side of a partition.
         let asks = self.watched().contains(z)
             || (self.is_publisher()
-                && now.since(beat.time()) >= self.settings.zone_timeout * UNWATCHED_SILENCE);
+                && now.since(beat.time()) >= self.far_period() * UNWATCHED_SILENCE / 2);
         if !suspected && asks {
             match self.upper.probing.get(z).copied().unwrap_or((now, 0)) {
                 (deadline, _) if now < deadline => return,
@@ -825,22 +836,28 @@ impl Core {
     }
 
     /// The publisher sends its zone's beat to the publisher of every zone it does not watch,
-    /// each once every [`FAR_BEAT`] `zone_timeout`s, a share of them each round: so every
-    /// publisher has a sign of life of every zone a few seconds old, and finds a zone whose
-    /// watchers are all beyond a partition. One small datagram per zone and period: at a
-    /// hundred zones, about 25 a second from one host of each zone.
-    fn send_far_beats(&mut self, others: &[String], out: &mut Vec<Output>) {
+    /// each once every [`Core::far_period`], one zone after the other evenly over the period:
+    /// so every publisher has a sign of life of every zone a few seconds old (at a hundred
+    /// zones, twenty), and finds a zone whose watchers are all beyond a partition. One small
+    /// datagram per zone and period, at most [`FAR_BEATS_PER_SECOND`] from one host of each
+    /// zone.
+    fn send_far_beats(&mut self, now: Time, others: &[String], out: &mut Vec<Output>) {
         let watched = self.watched();
         let far: Vec<&String> = others.iter().filter(|z| !watched.contains(*z)).collect();
         if far.is_empty() {
             return;
         }
-        let period = self.settings.zone_timeout * FAR_BEAT;
-        let rounds = (period.as_millis() / self.slot_length().as_millis().max(1)).max(1) as usize;
-        let share = far.len().div_ceil(rounds);
+        // One every period / far zones, from where the last round stopped (not all at once
+        // after a pause).
+        let gap = self.far_period() / far.len() as u32;
+        let mut next = (self.upper.far_next)
+            .filter(|t| now.since(*t) < self.far_period())
+            .unwrap_or(now);
         let own = self.zone_entry(&self.settings.zone);
-        for i in 0..share {
-            let z = far[(self.upper.far_turn + i) % far.len()].clone();
+        while next <= now {
+            next = next + gap;
+            let z = far[self.upper.far_turn % far.len()].clone();
+            self.upper.far_turn = (self.upper.far_turn + 1) % far.len();
             let Some((name, addr)) = self.contacts(&z).first().cloned() else {
                 continue;
             };
@@ -850,7 +867,17 @@ impl Core {
             };
             self.send_zones(addr, &name, digest, Vec::new(), false, out);
         }
-        self.upper.far_turn = (self.upper.far_turn + share) % far.len();
+        self.upper.far_next = Some(next);
+    }
+
+    /// How often the publisher sends its beat to each zone it does not watch: every
+    /// [`FAR_BEAT`] `zone_timeout`s, or as long as [`FAR_BEATS_PER_SECOND`] takes to reach
+    /// them all.
+    fn far_period(&self) -> Duration {
+        let zones = self.known_zones().len() as u32;
+        let far = zones.saturating_sub(1 + 2 * WATCH as u32);
+        let paced = Duration::from_millis(u64::from(far) * 1000 / u64::from(FAR_BEATS_PER_SECOND));
+        paced.max(self.settings.zone_timeout * FAR_BEAT)
     }
 
     /// Tell every representative of every zone (this one's included) what this node now
