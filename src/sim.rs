@@ -205,13 +205,9 @@ impl Sim {
         self
     }
 
+    /// The name of node `i` in a simulation whose names have no fixed width (the default).
     pub fn name(i: usize) -> NodeName {
-        NodeName(format!("n{i}"))
-    }
-
-    /// The name node `i` gets here (see [`Sim::name_width`]).
-    fn name_of(&self, i: usize) -> NodeName {
-        NodeName(format!("n{i:0w$}", w = self.name_width))
+        name_of(i, 0)
     }
 
     fn addr_of(i: usize) -> SocketAddr {
@@ -222,7 +218,7 @@ impl Sim {
     /// Adds a node that joins through node 0 (or founds the cluster if it is the first).
     pub fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
-        self.add_named(i, self.name_of(i))
+        self.add_named(i, name_of(i, self.name_width))
     }
 
     /// Adds a node at a new address with the name of node `of`, joining through node 0.
@@ -798,4 +794,9 @@ impl Sim {
     pub fn random_index(&mut self, n: usize) -> usize {
         self.rng.random_range(0..n)
     }
+}
+
+/// The name of node `i`, its number zero-padded to `width` digits (0: as many as it has).
+fn name_of(i: usize, width: usize) -> NodeName {
+    NodeName(format!("n{i:0width$}"))
 }

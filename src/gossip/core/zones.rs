@@ -849,9 +849,10 @@ impl Core {
         }
         // One every period / far zones, from where the last round stopped (not all at once
         // after a pause).
-        let gap = self.far_period() / far.len() as u32;
+        let period = self.far_period();
+        let gap = period / far.len() as u32;
         let mut next = (self.upper.far_next)
-            .filter(|t| now.since(*t) < self.far_period())
+            .filter(|t| now.since(*t) < period)
             .unwrap_or(now);
         let own = self.zone_entry(&self.settings.zone);
         while next <= now {
